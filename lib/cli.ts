@@ -1,0 +1,280 @@
+#!/usr/bin/env node
+/**
+ * The `tsgi` command.
+ *
+ *   tsgi serve APP[:export] [--fastcgi ADDR]... [--http ADDR]... [--factory] [--interface tsgi]
+ *
+ * Exit status: 0 after a clean stop, 1 when the app cannot be loaded or a listener cannot be
+ * opened, 2 for a usage error.
+ */
+import { existsSync, realpathSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { codec } from './codec/index.js';
+import { describe } from './gateway/respond.js';
+import type { App } from './gateway/types.js';
+import { createFastcgiServer } from './protocol/fastcgi.js';
+import { createHttpServer } from './protocol/http.js';
+import {
+  isListeningSocket,
+  listen,
+  ListenError,
+  parseAddress,
+  type ListenAddress,
+} from './server/listen.js';
+import { VERSION } from './version.js';
+
+const USAGE = `Usage: tsgi serve APP[:EXPORT] [options]
+
+Serve a TSGI application over FastCGI and/or HTTP.
+
+APP is a JavaScript module (path relative to the current directory). The app is the named
+EXPORT, else the default export, else the export named "application", else "app".
+
+Options:
+  --fastcgi ADDR           serve FastCGI on ADDR (repeatable)
+  --http ADDR              serve HTTP on ADDR (repeatable)
+  --factory                the export is a factory: call it once at start-up (it may be
+                           async) and serve the app it returns
+  --interface tsgi         what the export is (only "tsgi" for now)
+  --graceful-timeout SECS  on SIGINT/SIGTERM, wait this long for running requests (default 30)
+  -h, --help               show this help
+  -V, --version            show the version
+
+ADDR is HOST:PORT, [IPV6]:PORT, :PORT (all interfaces), unix:/path/to.sock or fd:N.
+With no --fastcgi or --http: FastCGI on fd 0 when fd 0 is a listening socket (tsgi was
+spawned by a web server), else HTTP on 127.0.0.1:8000.
+
+SIGINT or SIGTERM: stop accepting, finish running requests, exit. A second signal exits at once.
+`;
+
+class UsageError extends Error {}
+class StartError extends Error {}
+
+const IDENT = /^[A-Za-z_$][\w$]*$/;
+
+/** Splits APP[:export]; a Windows drive letter is not an export. */
+export function splitAppSpec(spec: string): { file: string; name: string | null } {
+  const colon = spec.lastIndexOf(':');
+  if (colon > 0) {
+    const name = spec.slice(colon + 1);
+    const file = spec.slice(0, colon);
+    if (IDENT.test(name) && !(file.length === 1 && /^[A-Za-z]$/.test(file))) {
+      return { file, name };
+    }
+  }
+  return { file: spec, name: null };
+}
+
+/** Imports APP and returns its app function (after calling the factory when asked). */
+export async function loadApp(spec: string, factory: boolean): Promise<App> {
+  const { file, name } = splitAppSpec(spec);
+  const abs = resolve(file);
+  if (!existsSync(abs)) throw new StartError(`cannot find the app module "${file}" (${abs})`);
+  let mod: Record<string, unknown>;
+  try {
+    mod = (await import(pathToFileURL(abs).href)) as Record<string, unknown>;
+  } catch (err) {
+    throw new StartError(`cannot load the app module "${file}": ${(err as Error).message ?? err}`);
+  }
+  let chosen: string;
+  if (name !== null) {
+    if (!(name in mod)) {
+      throw new StartError(
+        `"${file}" has no export named "${name}" (it exports: ${exportsOf(mod)})`,
+      );
+    }
+    chosen = name;
+  } else {
+    const found = ['default', 'application', 'app'].find((n) => n in mod && mod[n] !== undefined);
+    if (found === undefined) {
+      throw new StartError(
+        `"${file}" has no default export and no export named "application" or "app" ` +
+          `(it exports: ${exportsOf(mod)}); name one as ${file}:NAME`,
+      );
+    }
+    chosen = found;
+  }
+  const value = mod[chosen];
+  if (typeof value !== 'function') {
+    throw new StartError(
+      `the export "${chosen}" of "${file}" is ${describe(value)}, not a function`,
+    );
+  }
+  if (!factory) return value as App;
+  let app: unknown;
+  try {
+    app = await (value as () => unknown)();
+  } catch (err) {
+    throw new StartError(
+      `the factory "${chosen}" of "${file}" failed: ${(err as Error).message ?? err}`,
+    );
+  }
+  if (typeof app !== 'function') {
+    throw new StartError(
+      `the factory "${chosen}" of "${file}" returned ${describe(app)}, not an app function`,
+    );
+  }
+  return app as App;
+}
+
+function exportsOf(mod: Record<string, unknown>): string {
+  const names = Object.keys(mod);
+  return names.length === 0 ? 'nothing' : names.join(', ');
+}
+
+interface Listener {
+  kind: 'fastcgi' | 'http';
+  addr: ListenAddress;
+}
+
+interface Running {
+  kind: string;
+  shown: string;
+  drain(): Promise<void>;
+}
+
+function log(line: string): void {
+  process.stderr.write(`tsgi: ${line}\n`);
+}
+
+async function serve(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        fastcgi: { type: 'string', multiple: true },
+        http: { type: 'string', multiple: true },
+        factory: { type: 'boolean' },
+        interface: { type: 'string' },
+        'graceful-timeout': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (positionals.length !== 1) {
+    throw new UsageError(
+      positionals.length === 0
+        ? 'serve needs an APP module'
+        : `unexpected argument "${positionals[1]}"`,
+    );
+  }
+  const iface = values.interface ?? 'tsgi';
+  if (iface !== 'tsgi') {
+    throw new UsageError(`--interface ${iface} is not available; this version serves "tsgi" apps`);
+  }
+  let graceMs = 30_000;
+  if (values['graceful-timeout'] !== undefined) {
+    const s = Number(values['graceful-timeout']);
+    if (!Number.isFinite(s) || s < 0)
+      throw new UsageError('--graceful-timeout needs a number of seconds');
+    graceMs = s * 1000;
+  }
+  const listeners: Listener[] = [];
+  try {
+    for (const a of values.fastcgi ?? [])
+      listeners.push({ kind: 'fastcgi', addr: parseAddress(a) });
+    for (const a of values.http ?? []) listeners.push({ kind: 'http', addr: parseAddress(a) });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (listeners.length === 0) {
+    if (isListeningSocket(0)) listeners.push({ kind: 'fastcgi', addr: { type: 'fd', fd: 0 } });
+    else listeners.push({ kind: 'http', addr: { type: 'tcp', host: '127.0.0.1', port: 8000 } });
+  }
+
+  const app = await loadApp(positionals[0]!, values.factory === true);
+  const running: Running[] = [];
+  const stopAll = (): Promise<unknown> => Promise.all(running.map((r) => r.drain()));
+  try {
+    for (const l of listeners) {
+      const server = l.kind === 'fastcgi' ? createFastcgiServer(app) : createHttpServer(app);
+      const shown = await listen(server, l.addr);
+      running.push({ kind: l.kind, shown, drain: () => server.drain() });
+      log(
+        `serving ${positionals[0]} over ${l.kind === 'fastcgi' ? 'FastCGI' : 'HTTP'} on ${shown} (${codec.name} codec)`,
+      );
+    }
+  } catch (err) {
+    await stopAll();
+    if (err instanceof ListenError) throw new StartError(err.message);
+    throw err;
+  }
+
+  return new Promise<number>((done) => {
+    let stopping = false;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        log(`${signal} again: exiting now`);
+        process.exit(1);
+      }
+      stopping = true;
+      log(`${signal}: finishing running requests`);
+      const timer = setTimeout(() => {
+        log(`requests still running after ${graceMs / 1000}s: exiting`);
+        process.exit(1);
+      }, graceMs);
+      timer.unref();
+      stopAll().then(() => {
+        clearTimeout(timer);
+        log('stopped');
+        done(0);
+      });
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}
+
+/** Runs the command line; resolves with the exit status. */
+export async function main(argv: string[]): Promise<number> {
+  try {
+    const [command, ...rest] = argv;
+    if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
+      process.stdout.write(USAGE);
+      return command === undefined ? 2 : 0;
+    }
+    if (command === '-V' || command === '--version') {
+      process.stdout.write(`tsgi ${VERSION}\n`);
+      return 0;
+    }
+    if (command !== 'serve') throw new UsageError(`unknown command "${command}"`);
+    return await serve(rest);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`tsgi: ${err.message}\nRun "tsgi --help" for usage.\n`);
+      return 2;
+    }
+    if (err instanceof StartError) {
+      log(err.message);
+      return 1;
+    }
+    log(`error: ${(err as Error).stack ?? err}`);
+    return 1;
+  }
+}
+
+const invoked = process.argv[1];
+if (invoked !== undefined && import.meta.url === pathToFileURL(resolveBin(invoked)).href) {
+  main(process.argv.slice(2)).then((code) => process.exit(code));
+}
+
+/** The real path of the invoked script (npm's bin link is a symlink). */
+function resolveBin(p: string): string {
+  try {
+    return realpathSync(resolve(p));
+  } catch {
+    return resolve(p);
+  }
+}

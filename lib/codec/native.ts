@@ -1,0 +1,702 @@
+/**
+ * The native codec: loads the C++ addon (native/binding.cc over native/core) and wraps it in
+ * the {@link Codec} interface, event for event and byte for byte the same as the TypeScript
+ * codec (docs/codec.md).
+ *
+ * The boundary is shaped by what N-API costs (a call is cheap, every JS value made in C++ is
+ * not): the addon frames, validates and scans, and writes small fixed-size descriptors into a
+ * reused Int32Array (`io`); this module builds the event objects, takes stream data as views
+ * of the input chunk, and cuts names and values out of one latin-1 string per params block.
+ * Well-known CGI names come as small ids and are taken from {@link NAMES}, so most names cost
+ * no string at all. Encoders pass their strings as one joined string plus per-string lengths
+ * in `io`; the hot ones (head, response, stream) write into a buffer sized and allocated here.
+ * Errors come back as numbers and are formatted by lib/codec/errors.ts, like the TS codec's.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ERROR_CODES, codecError, errorEvent } from './errors.js';
+import {
+  DEFAULT_LIMITS,
+  type Codec,
+  type ErrorCode,
+  type FcgiEvent,
+  type HeadStyle,
+  type Limits,
+  type Parser,
+  type ScgiEvent,
+  type UwsgiEvent,
+} from './types.js';
+
+/** The addon's exports (native/binding.cc). */
+interface Binding {
+  init(io: Int32Array, pairs: Int32Array): string[];
+  pairArea(): Int32Array;
+  createParser(
+    kind: number,
+    maxParamsBytes: number,
+    maxPairs: number,
+    maxRecordBody: number,
+  ): object;
+  fcgiPush(parser: object, chunk: Uint8Array): string | undefined;
+  scgiPush(parser: object, chunk: Uint8Array): string | undefined;
+  uwsgiPush(parser: object, chunk: Uint8Array): string | undefined;
+  encodeHead(out: Uint8Array, s: string, count: number, http: boolean): number;
+  fcgiResponse(
+    out: Uint8Array,
+    s: string,
+    count: number,
+    body: Uint8Array,
+    requestId: number,
+    end: boolean,
+  ): number;
+  fcgiStream(
+    out: Uint8Array,
+    type: number,
+    requestId: number,
+    data: Uint8Array,
+    end: boolean,
+  ): number;
+  fcgiRecord(out: Uint8Array, type: number, requestId: number, a: number, b: number): number;
+  encodeRequest(kind: number, s: string, count: number, x: number, y: number): Uint8Array | number;
+}
+
+/**
+ * Well-known CGI names by id (id 0: none). Must equal the table in native/core/names.cc; the
+ * loader checks it against the addon's copy.
+ */
+const NAMES: readonly string[] = [
+  '',
+  'REQUEST_METHOD',
+  'REQUEST_URI',
+  'REQUEST_SCHEME',
+  'QUERY_STRING',
+  'CONTENT_TYPE',
+  'CONTENT_LENGTH',
+  'SCRIPT_NAME',
+  'SCRIPT_FILENAME',
+  'PATH_INFO',
+  'PATH_TRANSLATED',
+  'DOCUMENT_URI',
+  'DOCUMENT_ROOT',
+  'SERVER_PROTOCOL',
+  'SERVER_SOFTWARE',
+  'SERVER_NAME',
+  'SERVER_PORT',
+  'SERVER_ADDR',
+  'SERVER_ADMIN',
+  'SERVER_SIGNATURE',
+  'GATEWAY_INTERFACE',
+  'REMOTE_ADDR',
+  'REMOTE_PORT',
+  'REMOTE_HOST',
+  'REMOTE_USER',
+  'AUTH_TYPE',
+  'HTTPS',
+  'REDIRECT_STATUS',
+  'CONTEXT_PREFIX',
+  'CONTEXT_DOCUMENT_ROOT',
+  'PATH',
+  'SCGI',
+  'UWSGI_SCHEME',
+  'FCGI_MAX_CONNS',
+  'FCGI_MAX_REQS',
+  'FCGI_MPXS_CONNS',
+  'HTTP_HOST',
+  'HTTP_USER_AGENT',
+  'HTTP_ACCEPT',
+  'HTTP_ACCEPT_ENCODING',
+  'HTTP_ACCEPT_LANGUAGE',
+  'HTTP_ACCEPT_CHARSET',
+  'HTTP_CONNECTION',
+  'HTTP_KEEP_ALIVE',
+  'HTTP_COOKIE',
+  'HTTP_REFERER',
+  'HTTP_ORIGIN',
+  'HTTP_CACHE_CONTROL',
+  'HTTP_PRAGMA',
+  'HTTP_AUTHORIZATION',
+  'HTTP_CONTENT_TYPE',
+  'HTTP_CONTENT_LENGTH',
+  'HTTP_TRANSFER_ENCODING',
+  'HTTP_TE',
+  'HTTP_EXPECT',
+  'HTTP_RANGE',
+  'HTTP_IF_RANGE',
+  'HTTP_IF_MATCH',
+  'HTTP_IF_NONE_MATCH',
+  'HTTP_IF_MODIFIED_SINCE',
+  'HTTP_IF_UNMODIFIED_SINCE',
+  'HTTP_UPGRADE',
+  'HTTP_UPGRADE_INSECURE_REQUESTS',
+  'HTTP_DNT',
+  'HTTP_X_FORWARDED_FOR',
+  'HTTP_X_FORWARDED_PROTO',
+  'HTTP_X_FORWARDED_HOST',
+  'HTTP_X_FORWARDED_PORT',
+  'HTTP_X_REAL_IP',
+  'HTTP_X_REQUESTED_WITH',
+  'HTTP_FORWARDED',
+  'HTTP_VIA',
+  'HTTP_SEC_FETCH_DEST',
+  'HTTP_SEC_FETCH_MODE',
+  'HTTP_SEC_FETCH_SITE',
+  'HTTP_SEC_FETCH_USER',
+  'HTTP_SEC_CH_UA',
+  'HTTP_SEC_CH_UA_MOBILE',
+  'HTTP_SEC_CH_UA_PLATFORM',
+  'HTTP_PROXY',
+];
+
+/* io layout (native/binding.cc): words 0-11 control, events or string lengths from 12. */
+const IO_POS = 0;
+const IO_EVENTS = 1;
+const IO_MORE = 2;
+const IO_PAIRS_GROWN = 3;
+const IO_ERR_CODE = 4;
+const IO_ERR_VARIANT = 5;
+const F64_ERR_A = 3; // float64 index (words 6-7)
+const F64_ERR_B = 4; // float64 index (words 8-9)
+const IO_DATA = 12;
+const IO_EVENT_SLOTS = 1024;
+const PAIR_WORDS = 5;
+
+/* Event kinds (native/core/common.h). */
+const EV_BEGIN = 1;
+const EV_ABORT = 2;
+const EV_END = 3;
+const EV_PARAMS = 4;
+const EV_GET_VALUES = 9;
+const EV_GET_VALUES_RESULT = 10;
+const EV_UNKNOWN_TYPE = 11;
+const EV_UNKNOWN = 12;
+const EV_BLOCK_PARAMS = 20;
+const EV_BODY = 21;
+const EV_BODY_END = 22;
+const EV_ERROR = 31;
+
+type StreamName = 'stdin' | 'stdout' | 'stderr' | 'data';
+type StreamEndName = 'stdinEnd' | 'stdoutEnd' | 'stderrEnd' | 'dataEnd';
+const STREAM_NAMES: readonly StreamName[] = ['stdin', 'stdout', 'stderr', 'data'];
+const STREAM_END_NAMES: readonly StreamEndName[] = [
+  'stdinEnd',
+  'stdoutEnd',
+  'stderrEnd',
+  'dataEnd',
+];
+
+const MAX_STREAM_RECORD = 65528;
+const TWO_32 = 4294967296;
+
+/* Only for the rare path that finds a non-string among encoder strings (see typeError()). */
+const STATUS_RE = /^[1-9][0-9][0-9](?: [\t\x20-\x7e\x80-\xff]*)?$/;
+const NAME_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const VALUE_RE = /^[\t\x20-\x7e\x80-\xff]*$/;
+const NOT_LATIN1_RE = /[\u0100-\uffff]/;
+
+/* What a string list is for: per-string checks differ (see typeError()). */
+const LIST_FCGI = 0;
+const LIST_SCGI = 1;
+const LIST_UWSGI = 2;
+
+function isU16(x: number): boolean {
+  return (x & 0xffff) === x;
+}
+
+function isU8(x: number): boolean {
+  return (x & 0xff) === x;
+}
+
+function badArgument(variant = 0): Error {
+  return codecError('ENCODE_BAD_ARGUMENT', 0, 0, '', variant);
+}
+
+/** Bytes needed to frame `total` stream bytes in records of at most 65528 content bytes. */
+function framedSize(total: number): number {
+  const full = Math.floor(total / MAX_STREAM_RECORD);
+  const rem = total - full * MAX_STREAM_RECORD;
+  return full * (MAX_STREAM_RECORD + 8) + (rem === 0 ? 0 : 8 + ((rem + 7) & ~7));
+}
+
+/** Turns any chunk into a Uint8Array, or null when it holds no bytes we can read. */
+function asBytes(chunk: unknown): Uint8Array | null {
+  if (chunk instanceof Uint8Array) return chunk;
+  if (ArrayBuffer.isView(chunk))
+    return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  if (chunk instanceof ArrayBuffer) return new Uint8Array(chunk);
+  return null;
+}
+
+function resolveLimits(limits?: Partial<Limits>): Limits {
+  return {
+    maxParamsBytes: limits?.maxParamsBytes ?? DEFAULT_LIMITS.maxParamsBytes,
+    maxPairs: limits?.maxPairs ?? DEFAULT_LIMITS.maxPairs,
+    maxRecordBody: limits?.maxRecordBody ?? DEFAULT_LIMITS.maxRecordBody,
+  };
+}
+
+/** Wraps a loaded addon in the Codec interface (one instance per JS environment). */
+function createNativeCodec(B: Binding): Codec {
+  let io: Int32Array = new Int32Array(IO_DATA + 4 * IO_EVENT_SLOTS);
+  let f64 = new Float64Array(io.buffer);
+  let pairArea: Int32Array = new Int32Array(PAIR_WORDS * 256);
+  const names = B.init(io, pairArea);
+  if (
+    !Array.isArray(names) ||
+    names.length !== NAMES.length ||
+    names.some((n, i) => n !== NAMES[i])
+  ) {
+    throw new Error('the addon was built with a different table of well-known names');
+  }
+
+  /** Room for `count` string lengths in io (events use the same words). */
+  function ensureIo(count: number): void {
+    if (IO_DATA + count <= io.length) return;
+    io = new Int32Array(IO_DATA + Math.max(count, 2 * (io.length - IO_DATA)));
+    f64 = new Float64Array(io.buffer);
+    B.init(io, pairArea);
+  }
+
+  /** The error the addon reported in io, as a CodecError (`strings` names a bad header). */
+  function encodeError(strings?: readonly string[]): Error {
+    const code = ERROR_CODES[io[IO_ERR_CODE]] as ErrorCode;
+    const a = f64[F64_ERR_A];
+    const name =
+      (code === 'HEAD_BAD_NAME' || code === 'HEAD_BAD_VALUE') && strings ? strings[a] : '';
+    return codecError(code, a, f64[F64_ERR_B], name, io[IO_ERR_VARIANT]);
+  }
+
+  function parserError(w: number): FcgiEvent & ScgiEvent & UwsgiEvent {
+    const code = ERROR_CODES[io[w + 1]] as ErrorCode;
+    return errorEvent(code, f64[F64_ERR_A], f64[F64_ERR_B], io[IO_ERR_VARIANT]);
+  }
+
+  /** The flat pairs of a block: interned names from NAMES, the rest cut out of `s`. */
+  function pairsOf(s: string, n: number): string[] {
+    const P = pairArea;
+    const out: string[] = [];
+    for (let i = 0, k = 0; i < n; i++, k += PAIR_WORDS) {
+      const id = P[k];
+      const no = P[k + 1];
+      const vo = P[k + 3];
+      out.push(
+        id !== 0 ? NAMES[id] : s.substring(no, no + P[k + 2]),
+        s.substring(vo, vo + P[k + 4]),
+      );
+    }
+    return out;
+  }
+
+  function namesOf(s: string, n: number): string[] {
+    const P = pairArea;
+    const out: string[] = [];
+    for (let i = 0, k = 0; i < n; i++, k += PAIR_WORDS) {
+      const id = P[k];
+      const no = P[k + 1];
+      out.push(id !== 0 ? NAMES[id] : s.substring(no, no + P[k + 2]));
+    }
+    return out;
+  }
+
+  class FcgiParser implements Parser<FcgiEvent> {
+    private dead = false;
+    constructor(private readonly handle: object) {}
+
+    push(input: Uint8Array): FcgiEvent[] {
+      const out: FcgiEvent[] = [];
+      if (this.dead) return out;
+      const chunk = asBytes(input);
+      if (chunk === null) return out;
+      let start = 0;
+      for (;;) {
+        io[IO_POS] = start;
+        const block = B.fcgiPush(this.handle, chunk);
+        const n = io[IO_EVENTS];
+        if (n !== 0 && io[IO_PAIRS_GROWN] !== 0) pairArea = B.pairArea();
+        for (let i = 0, w = IO_DATA; i < n; i++, w += 4) {
+          const w0 = io[w];
+          const kind = w0 & 0xff;
+          const requestId = w0 >>> 8;
+          switch (kind) {
+            case EV_BEGIN:
+              out.push({ type: 'begin', requestId, role: io[w + 1], flags: io[w + 2] });
+              break;
+            case EV_ABORT:
+              out.push({ type: 'abort', requestId });
+              break;
+            case EV_END:
+              out.push({
+                type: 'end',
+                requestId,
+                appStatus: io[w + 1] >>> 0,
+                protocolStatus: io[w + 2],
+              });
+              break;
+            case EV_PARAMS:
+              out.push({ type: 'params', requestId, pairs: pairsOf(block as string, io[w + 1]) });
+              break;
+            case 5:
+            case 6:
+            case 7:
+            case 8: {
+              const o = io[w + 1];
+              out.push({
+                type: STREAM_NAMES[kind - 5],
+                requestId,
+                data: chunk.subarray(o, o + io[w + 2]),
+              });
+              break;
+            }
+            case 13:
+            case 14:
+            case 15:
+            case 16:
+              out.push({ type: STREAM_END_NAMES[kind - 13], requestId });
+              break;
+            case EV_GET_VALUES:
+              out.push({ type: 'getValues', names: namesOf(block as string, io[w + 1]) });
+              break;
+            case EV_GET_VALUES_RESULT:
+              out.push({ type: 'getValuesResult', pairs: pairsOf(block as string, io[w + 1]) });
+              break;
+            case EV_UNKNOWN_TYPE:
+              out.push({ type: 'unknownType', recordType: io[w + 1] });
+              break;
+            case EV_UNKNOWN:
+              out.push({ type: 'unknown', requestId, recordType: io[w + 1] });
+              break;
+            case EV_ERROR:
+            default:
+              out.push(parserError(w));
+              this.dead = true;
+              return out;
+          }
+        }
+        if (io[IO_MORE] === 0) return out;
+        start = io[IO_POS];
+      }
+    }
+  }
+
+  /** SCGI and uwsgi: params, body, bodyEnd, error. */
+  class RequestParser<E extends ScgiEvent | UwsgiEvent> implements Parser<E> {
+    private dead = false;
+    constructor(
+      private readonly handle: object,
+      private readonly uwsgi: boolean,
+    ) {}
+
+    push(input: Uint8Array): E[] {
+      const out: (ScgiEvent | UwsgiEvent)[] = [];
+      if (this.dead) return out as E[];
+      const chunk = asBytes(input);
+      if (chunk === null) return out as E[];
+      let start = 0;
+      for (;;) {
+        io[IO_POS] = start;
+        const block = this.uwsgi ? B.uwsgiPush(this.handle, chunk) : B.scgiPush(this.handle, chunk);
+        const n = io[IO_EVENTS];
+        if (n !== 0 && io[IO_PAIRS_GROWN] !== 0) pairArea = B.pairArea();
+        for (let i = 0, w = IO_DATA; i < n; i++, w += 4) {
+          const w0 = io[w];
+          const kind = w0 & 0xff;
+          if (kind === EV_BODY) {
+            const o = io[w + 1];
+            out.push({ type: 'body', data: chunk.subarray(o, o + io[w + 2]) });
+          } else if (kind === EV_BODY_END) {
+            out.push({ type: 'bodyEnd' });
+          } else if (kind === EV_BLOCK_PARAMS) {
+            const pairs = pairsOf(block as string, io[w + 1]);
+            const contentLength = (io[w + 2] >>> 0) + (io[w + 3] >>> 0) * TWO_32;
+            if (this.uwsgi) {
+              const m = w0 >>> 8;
+              out.push({
+                type: 'params',
+                pairs,
+                modifier1: m & 0xff,
+                modifier2: m >>> 8,
+                contentLength,
+              });
+            } else {
+              out.push({ type: 'params', pairs, contentLength });
+            }
+          } else {
+            out.push(parserError(w));
+            this.dead = true;
+            return out as E[];
+          }
+        }
+        if (io[IO_MORE] === 0) return out as E[];
+        start = io[IO_POS];
+      }
+    }
+  }
+
+  function createParser(kind: number, limits?: Partial<Limits>): object {
+    const l = resolveLimits(limits);
+    return B.createParser(
+      kind,
+      Number(l.maxParamsBytes),
+      Number(l.maxPairs),
+      Number(l.maxRecordBody),
+    );
+  }
+
+  /**
+   * The first error the TS codec reports for a string list whose element `bad` is not a string:
+   * per-string errors of the strings before it, in order, else ENCODE_BAD_ARGUMENT.
+   */
+  function typeError(list: readonly unknown[], bad: number, mode: number): Error {
+    for (let i = 0; i < bad; i++) {
+      const x = list[i] as string;
+      if (NOT_LATIN1_RE.test(x)) return codecError('ENCODE_NOT_LATIN1');
+      if (mode === LIST_SCGI && x.indexOf('\0') !== -1) return badArgument(3);
+      if (mode === LIST_UWSGI && x.length > 65535)
+        return codecError('ENCODE_TOO_LARGE', 0, 0, '', 1);
+    }
+    return badArgument();
+  }
+
+  /** As typeError() for a head: status, then each header name before its value. */
+  function headTypeError(status: string, headers: readonly unknown[], bad: number): Error {
+    if (!STATUS_RE.test(status)) return codecError('HEAD_BAD_STATUS');
+    for (let i = 0; i < bad; i++) {
+      const x = headers[i] as string;
+      if ((i & 1) === 0) {
+        if (!NAME_RE.test(x)) return codecError('HEAD_BAD_NAME', 0, 0, x);
+      } else if (!VALUE_RE.test(x)) {
+        return codecError('HEAD_BAD_VALUE', 0, 0, headers[i - 1] as string);
+      }
+    }
+    return badArgument();
+  }
+
+  /* Total characters of the last packed list (set by packHead/packList). */
+  let packedChars = 0;
+
+  /** Writes the lengths of status + headers to io and returns them joined. */
+  function packHead(status: string, headers: readonly string[]): string {
+    const n = headers.length;
+    ensureIo(n + 1);
+    const L = io;
+    let total = status.length;
+    L[IO_DATA] = total;
+    for (let i = 0; i < n; i++) {
+      const h = headers[i];
+      if (typeof h !== 'string') throw headTypeError(status, headers, i);
+      const len = h.length;
+      L[IO_DATA + 1 + i] = len;
+      total += len;
+    }
+    packedChars = total;
+    return n === 0 ? status : status + headers.join('');
+  }
+
+  /** Writes the lengths of `list` to io and returns it joined. */
+  function packList(list: readonly string[], mode: number): string {
+    const n = list.length;
+    ensureIo(n);
+    const L = io;
+    let total = 0;
+    for (let i = 0; i < n; i++) {
+      const x = list[i];
+      if (typeof x !== 'string') throw typeError(list, i, mode);
+      L[IO_DATA + i] = x.length;
+      total += x.length;
+    }
+    packedChars = total;
+    return list.join('');
+  }
+
+  function checkPairsArray(pairs: readonly string[]): void {
+    if (!Array.isArray(pairs)) throw badArgument();
+    if ((pairs.length & 1) !== 0) throw badArgument(2);
+  }
+
+  function request(
+    kind: number,
+    s: string,
+    count: number,
+    x: number,
+    y: number,
+    list: readonly string[],
+  ) {
+    const r = B.encodeRequest(kind, s, count, x, y);
+    if (typeof r === 'number') throw encodeError(list);
+    return r;
+  }
+
+  const codec: Codec = {
+    name: 'native',
+
+    createFcgiParser(limits?: Partial<Limits>): Parser<FcgiEvent> {
+      return new FcgiParser(createParser(0, limits));
+    },
+
+    createScgiParser(limits?: Partial<Limits>): Parser<ScgiEvent> {
+      return new RequestParser<ScgiEvent>(createParser(1, limits), false);
+    },
+
+    createUwsgiParser(limits?: Partial<Limits>): Parser<UwsgiEvent> {
+      return new RequestParser<UwsgiEvent>(createParser(2, limits), true);
+    },
+
+    encodeHead(status: string, headers: readonly string[], style: HeadStyle): Uint8Array {
+      let http: boolean;
+      if (style === 'cgi') http = false;
+      else if (style === 'http') http = true;
+      else throw badArgument();
+      if (typeof status !== 'string' || !Array.isArray(headers)) throw badArgument();
+      const n = headers.length;
+      if ((n & 1) !== 0) throw badArgument(1);
+      const s = packHead(status, headers);
+      const out = Buffer.allocUnsafe((http ? 13 : 12) + packedChars + n * 2);
+      if (B.encodeHead(out, s, n + 1, http) !== 0) throw encodeError(headers);
+      return out;
+    },
+
+    fcgiStream(type: number, requestId: number, data: Uint8Array, end: boolean): Uint8Array {
+      if (!isU8(type) || type === 0 || !isU16(requestId) || !(data instanceof Uint8Array)) {
+        throw badArgument();
+      }
+      const out = Buffer.allocUnsafe(framedSize(data.length) + (end ? 8 : 0));
+      if (B.fcgiStream(out, type, requestId, data, !!end) !== 0) throw encodeError();
+      return out;
+    },
+
+    fcgiResponse(
+      requestId: number,
+      status: string,
+      headers: readonly string[],
+      body: Uint8Array,
+      end: boolean,
+    ): Uint8Array {
+      if (!isU16(requestId) || !(body instanceof Uint8Array)) throw badArgument();
+      if (typeof status !== 'string' || !Array.isArray(headers)) throw badArgument();
+      const n = headers.length;
+      if ((n & 1) !== 0) throw badArgument(1);
+      const s = packHead(status, headers);
+      const content = 12 + packedChars + n * 2 + body.length;
+      const out = Buffer.allocUnsafe(framedSize(content) + (end ? 24 : 0));
+      if (B.fcgiResponse(out, s, n + 1, body, requestId, !!end) !== 0) throw encodeError(headers);
+      return out;
+    },
+
+    fcgiEndRequest(requestId: number, appStatus: number, protocolStatus: number): Uint8Array {
+      if (!isU16(requestId) || appStatus >>> 0 !== appStatus || !isU8(protocolStatus)) {
+        throw badArgument();
+      }
+      const out = Buffer.allocUnsafe(16);
+      if (B.fcgiRecord(out, 3, requestId, appStatus, protocolStatus) !== 0) throw encodeError();
+      return out;
+    },
+
+    fcgiBeginRequest(requestId: number, role: number, flags: number): Uint8Array {
+      if (!isU16(requestId) || !isU16(role) || !isU8(flags)) throw badArgument();
+      const out = Buffer.allocUnsafe(16);
+      if (B.fcgiRecord(out, 1, requestId, role, flags) !== 0) throw encodeError();
+      return out;
+    },
+
+    fcgiAbortRequest(requestId: number): Uint8Array {
+      if (!isU16(requestId)) throw badArgument();
+      const out = Buffer.allocUnsafe(8);
+      if (B.fcgiRecord(out, 2, requestId, 0, 0) !== 0) throw encodeError();
+      return out;
+    },
+
+    fcgiUnknownType(recordType: number): Uint8Array {
+      if (!isU8(recordType)) throw badArgument();
+      const out = Buffer.allocUnsafe(16);
+      if (B.fcgiRecord(out, 11, 0, recordType, 0) !== 0) throw encodeError();
+      return out;
+    },
+
+    fcgiParams(requestId: number, pairs: readonly string[]): Uint8Array {
+      if (!isU16(requestId)) throw badArgument();
+      checkPairsArray(pairs);
+      const s = packList(pairs, LIST_FCGI);
+      return request(0, s, pairs.length, requestId, 0, pairs);
+    },
+
+    fcgiGetValues(names: readonly string[]): Uint8Array {
+      if (!Array.isArray(names)) throw badArgument();
+      const s = packList(names, LIST_FCGI);
+      return request(1, s, names.length, 0, 0, names);
+    },
+
+    fcgiGetValuesResult(pairs: readonly string[]): Uint8Array {
+      checkPairsArray(pairs);
+      const s = packList(pairs, LIST_FCGI);
+      return request(2, s, pairs.length, 0, 0, pairs);
+    },
+
+    scgiRequest(pairs: readonly string[], contentLength: number): Uint8Array {
+      if (!Number.isSafeInteger(contentLength) || contentLength < 0) throw badArgument();
+      checkPairsArray(pairs);
+      const s = packList(pairs, LIST_SCGI);
+      return request(3, s, pairs.length, contentLength, 0, pairs);
+    },
+
+    uwsgiRequest(pairs: readonly string[], modifier1: number, modifier2: number): Uint8Array {
+      if (!isU8(modifier1) || !isU8(modifier2)) throw badArgument();
+      checkPairsArray(pairs);
+      const s = packList(pairs, LIST_UWSGI);
+      return request(4, s, pairs.length, modifier1, modifier2, pairs);
+    },
+  };
+  return Object.freeze(codec);
+}
+
+/** The package root: the nearest directory above this module holding tsgi's package.json. */
+function packageRoot(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  let dir = here;
+  for (let i = 0; i < 6; i++) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg)) {
+      try {
+        if ((JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'tsgi')
+          return dir;
+      } catch {
+        /* not ours: keep looking */
+      }
+    }
+    const up = dirname(dir);
+    if (up === dir) break;
+    dir = up;
+  }
+  /* lib/codec/native.ts and dist/codec/native.js both sit two levels below the root. */
+  return join(here, '..', '..');
+}
+
+let loaded: { codec: Codec | null; reason: string } | undefined;
+
+/**
+ * Loads the native codec: `TSGI_NATIVE_PATH` (a .node file) when set, else node-gyp-build from
+ * the package root (prebuilds/<platform>-<arch>/, then build/Release). Never throws: when
+ * nothing loads, `codec` is null and `reason` says why.
+ */
+export function loadNativeCodec(): { codec: Codec | null; reason: string } {
+  if (loaded !== undefined) return loaded;
+  const require = createRequire(import.meta.url);
+  let where = '';
+  try {
+    let binding: unknown;
+    const explicit = process.env.TSGI_NATIVE_PATH;
+    if (explicit !== undefined && explicit !== '') {
+      where = resolve(explicit);
+      binding = require(where);
+    } else {
+      where = packageRoot();
+      const load = require('node-gyp-build') as (dir: string) => unknown;
+      binding = load(where);
+    }
+    loaded = { codec: createNativeCodec(binding as Binding), reason: `loaded from ${where}` };
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    loaded = { codec: null, reason: `${where}: ${message}` };
+  }
+  return loaded;
+}

@@ -1,0 +1,40 @@
+/**
+ * The pure TypeScript codec: byte-identical to the native codec (docs/codec.md), used where no
+ * native binary loads or when `TSGI_CODEC=ts`.
+ */
+import type { Codec } from '../types.js';
+import {
+  createFcgiParser,
+  fcgiAbortRequest,
+  fcgiBeginRequest,
+  fcgiEndRequest,
+  fcgiGetValues,
+  fcgiGetValuesResult,
+  fcgiParams,
+  fcgiResponse,
+  fcgiStream,
+  fcgiUnknownType,
+} from './fastcgi.js';
+import { encodeHead } from './head.js';
+import { createScgiParser, scgiRequest } from './scgi.js';
+import { createUwsgiParser, uwsgiRequest } from './uwsgi.js';
+
+/** The TypeScript implementation of {@link Codec}. */
+export const tsCodec: Codec = Object.freeze({
+  name: 'ts' as const,
+  createFcgiParser,
+  createScgiParser,
+  createUwsgiParser,
+  encodeHead,
+  fcgiStream,
+  fcgiResponse,
+  fcgiEndRequest,
+  fcgiBeginRequest,
+  fcgiAbortRequest,
+  fcgiParams,
+  fcgiGetValues,
+  fcgiGetValuesResult,
+  fcgiUnknownType,
+  scgiRequest,
+  uwsgiRequest,
+});

@@ -1,0 +1,126 @@
+/**
+ * The environ every protocol builds: CGI variables from the front server made consistent
+ * (SCRIPT_NAME/PATH_INFO, url scheme, required keys) plus the `tsgi.*` keys.
+ *
+ * Rules (README, "Environ"):
+ * - Variables come from `cgiVariables` (HTTP_CONTENT_LENGTH, HTTP_CONTENT_TYPE and HTTP_PROXY
+ *   dropped; repeated HTTP_* joined with ", ", "; " for HTTP_COOKIE; other repeats: last wins).
+ * - PATH_INFO missing: the request path (DOCUMENT_URI as sent, else REQUEST_URI before "?"
+ *   percent-decoded byte by byte to latin-1) minus a SCRIPT_NAME prefix; when SCRIPT_NAME is
+ *   not a prefix of it, SCRIPT_NAME becomes "" and PATH_INFO the whole path.
+ * - SCRIPT_NAME never ends with "/" (the slash moves to PATH_INFO), PATH_INFO is "" or starts
+ *   with "/"; both are always present.
+ * - tsgi.url_scheme is "https" when HTTPS is "on"/"1" (any case) or REQUEST_SCHEME is https.
+ * - QUERY_STRING defaults to ""; REQUEST_METHOD to "GET"; SERVER_NAME/SERVER_PORT to the
+ *   local address when the front server sent none; SERVER_PROTOCOL to "HTTP/1.0".
+ */
+import type { Readable, Writable } from 'node:stream';
+import type { CgiVariables } from '../codec/environ.js';
+import type { Environ } from './types.js';
+
+/** The non-CGI parts of one request's environ. */
+export interface EnvironExtras {
+  protocol: string;
+  input: Readable;
+  errors: Writable;
+  signal: AbortSignal;
+  multiprocess?: boolean;
+  /** The connection's local address, asked for only when SERVER_NAME / SERVER_PORT are missing. */
+  local?: () => { address?: string | undefined; port?: number | undefined };
+}
+
+const HEX = /%([0-9A-Fa-f]{2})/g;
+
+/** Percent-decodes `s` byte by byte: `%XX` becomes the character U+00XX; bad escapes stay. */
+export function percentDecodeLatin1(s: string): string {
+  if (s.indexOf('%') === -1) return s;
+  return s.replace(HEX, (_m, h: string) => String.fromCharCode(parseInt(h, 16)));
+}
+
+/** The path of a request target (origin-form or absolute-form), without the query. */
+export function requestPath(uri: string): string {
+  let end = uri.indexOf('?');
+  if (end === -1) end = uri.length;
+  const hash = uri.indexOf('#');
+  if (hash !== -1 && hash < end) end = hash;
+  let start = 0;
+  if (uri.charCodeAt(0) !== 47 /* / */) {
+    const scheme = uri.indexOf('://');
+    if (scheme !== -1 && scheme < end) {
+      const slash = uri.indexOf('/', scheme + 3);
+      if (slash === -1 || slash > end) return '/';
+      start = slash;
+    }
+  }
+  return uri.slice(start, end);
+}
+
+function fixPaths(vars: CgiVariables): void {
+  let script = vars.SCRIPT_NAME ?? '';
+  let path = vars.PATH_INFO;
+  if (path === undefined) {
+    let full = vars.DOCUMENT_URI;
+    if (full === undefined) full = percentDecodeLatin1(requestPath(vars.REQUEST_URI ?? ''));
+    if (
+      script !== '' &&
+      full.startsWith(script) &&
+      (full.length === script.length ||
+        script.endsWith('/') ||
+        full.charCodeAt(script.length) === 47)
+    ) {
+      path = full.slice(script.length);
+    } else {
+      script = '';
+      path = full;
+    }
+  }
+  if (script.endsWith('/')) {
+    script = script.slice(0, -1);
+    if (!path.startsWith('/')) path = '/' + path;
+  }
+  if (script !== '' && !script.startsWith('/')) script = '/' + script;
+  if (path !== '' && !path.startsWith('/')) path = '/' + path;
+  vars.SCRIPT_NAME = script;
+  vars.PATH_INFO = path;
+}
+
+function hostOf(host: string): string {
+  if (host.startsWith('[')) {
+    const end = host.indexOf(']');
+    return end === -1 ? host : host.slice(0, end + 1);
+  }
+  const colon = host.indexOf(':');
+  return colon === -1 ? host : host.slice(0, colon);
+}
+
+/** Completes CGI variables into a TSGI environ (mutates and returns `vars`). */
+export function makeEnviron(vars: CgiVariables, extras: EnvironExtras): Environ {
+  fixPaths(vars);
+  if (vars.QUERY_STRING === undefined) vars.QUERY_STRING = '';
+  if (!vars.REQUEST_METHOD) vars.REQUEST_METHOD = 'GET';
+  if (!vars.SERVER_PROTOCOL) vars.SERVER_PROTOCOL = 'HTTP/1.0';
+  if (!vars.SERVER_NAME) {
+    const host = vars.HTTP_HOST;
+    vars.SERVER_NAME = host ? hostOf(host) : (extras.local?.().address ?? 'localhost');
+  }
+  if (!vars.SERVER_PORT) vars.SERVER_PORT = String(extras.local?.().port ?? 80);
+  const https = vars.HTTPS;
+  let scheme = 'http';
+  if (https !== undefined && (https === '1' || https.toLowerCase() === 'on')) scheme = 'https';
+  else if (vars.REQUEST_SCHEME !== undefined && vars.REQUEST_SCHEME.toLowerCase() === 'https') {
+    scheme = 'https';
+  }
+  const env = vars as unknown as Environ;
+  env['tsgi.version'] = VERSION;
+  env['tsgi.url_scheme'] = scheme;
+  env['tsgi.input'] = extras.input;
+  env['tsgi.errors'] = extras.errors;
+  env['tsgi.multithread'] = true;
+  env['tsgi.multiprocess'] = extras.multiprocess ?? false;
+  env['tsgi.run_once'] = false;
+  env['tsgi.protocol'] = extras.protocol;
+  env['tsgi.signal'] = extras.signal;
+  return env;
+}
+
+const VERSION = Object.freeze([1, 0] as const);

@@ -1,0 +1,569 @@
+/**
+ * The FastCGI application side (responder, authorizer and filter roles) over any stream
+ * socket: TCP, unix, or the listening socket a web server passed on fd 0.
+ *
+ * One FastcgiConnection per socket parses records with the codec and keeps a map of live
+ * requests by id. A request starts its app when its PARAMS stream ends; STDIN (and DATA for a
+ * filter) flow into tsgi.input (tsgi.data) with backpressure: while one request's consumer is
+ * full the socket is paused. Output is framed by the codec, whole records per socket write,
+ * so multiplexed responses never interleave mid-record; the gateway waits for 'drain' before
+ * producing more body.
+ *
+ * Rules kept:
+ * - END_REQUEST frees the id; records for ids that are not live are ignored.
+ * - KEEP_CONN off: the socket is ended after END_REQUEST, once the request's input streams
+ *   ended (unread STDIN is read and dropped first, so the peer sees no reset).
+ * - ABORT_REQUEST: tsgi.signal aborts, tsgi.input closes early, END_REQUEST(0, COMPLETE) is
+ *   sent at once and later output of that request is dropped.
+ * - GET_VALUES is answered at any time with the names we know (MAX_CONNS, MAX_REQS,
+ *   MPXS_CONNS = 1); a management record of an unknown type gets UNKNOWN_TYPE; a role other
+ *   than 1-3 gets END_REQUEST(UNKNOWN_ROLE); more live requests than maxRequests gets
+ *   END_REQUEST(OVERLOADED), and so does a new request while the server drains.
+ * - A malformed stream (a codec error event) ends that connection with a logged reason.
+ * - An app error after the head left ends the connection without END_REQUEST: the web server
+ *   then knows the response is incomplete (nginx cuts the client's response too).
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import { codec, FCGI, type FcgiEvent, type Limits } from '../codec/index.js';
+import { cgiVariables } from '../codec/environ.js';
+import { makeEnviron } from '../gateway/environ.js';
+import { errorStream } from '../gateway/errors.js';
+import { BodyInput, contentLength } from '../gateway/input.js';
+import { respond, type Sink } from '../gateway/respond.js';
+import type { App, Environ } from '../gateway/types.js';
+
+export interface FastcgiOptions {
+  /** Codec limits for params and records. */
+  limits?: Partial<Limits>;
+  /** Live requests at once over all connections (FCGI_MAX_REQS); more get OVERLOADED. */
+  maxRequests?: number;
+  /** Reported as FCGI_MAX_CONNS. */
+  maxConnections?: number;
+  /** Sets tsgi.multiprocess. */
+  multiprocess?: boolean;
+  /** Where the server's own messages go (default: stderr, one line each). */
+  log?: (line: string) => void;
+}
+
+const EMPTY = new Uint8Array(0);
+const ROLE_NAMES = ['', 'RESPONDER', 'AUTHORIZER', 'FILTER'];
+
+function defaultLog(line: string): void {
+  process.stderr.write(`tsgi: ${line}\n`);
+}
+
+/** Serves FastCGI connections for one app; give it sockets with {@link FastcgiServer.handle}. */
+export class FastcgiServer {
+  readonly app: App;
+  readonly limits: Partial<Limits> | undefined;
+  readonly maxRequests: number;
+  readonly multiprocess: boolean;
+  readonly log: (line: string) => void;
+  readonly connections = new Set<FastcgiConnection>();
+  private readonly values: Record<string, string>;
+  /** Requests whose app has not finished (response sent and close() done). */
+  running = 0;
+  /** Requests that have not sent END_REQUEST. */
+  live = 0;
+  draining = false;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(app: App, options: FastcgiOptions = {}) {
+    this.app = app;
+    this.limits = options.limits;
+    this.maxRequests = options.maxRequests ?? 10000;
+    this.multiprocess = options.multiprocess ?? false;
+    this.log = options.log ?? defaultLog;
+    this.values = {
+      FCGI_MAX_CONNS: String(options.maxConnections ?? 10000),
+      FCGI_MAX_REQS: String(this.maxRequests),
+      FCGI_MPXS_CONNS: '1',
+    };
+  }
+
+  /** Serves one connected socket until it closes. */
+  handle(socket: Socket): FastcgiConnection {
+    const conn = new FastcgiConnection(this, socket);
+    this.connections.add(conn);
+    return conn;
+  }
+
+  /** The GET_VALUES_RESULT pairs for the asked names (unknown names are left out). */
+  getValues(names: readonly string[]): string[] {
+    const out: string[] = [];
+    for (const name of names) {
+      const v = this.values[name];
+      if (v !== undefined) out.push(name, v);
+    }
+    return out;
+  }
+
+  /** @internal */
+  settled(): void {
+    this.running--;
+    this.checkIdle();
+  }
+
+  /** @internal */
+  checkIdle(): void {
+    if (!this.draining) return;
+    for (const conn of this.connections) conn.closeIfIdle();
+    if (this.running === 0 && this.live === 0 && this.connections.size === 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  /**
+   * Stops taking requests: idle connections close now, busy ones after their last request
+   * (new requests on them get OVERLOADED). Resolves when every request finished and every
+   * connection closed.
+   */
+  drain(): Promise<void> {
+    this.draining = true;
+    const done = new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    this.checkIdle();
+    return done;
+  }
+
+  /** Ends every connection at once (requests are aborted). */
+  destroy(): void {
+    for (const conn of this.connections) conn.destroy();
+  }
+}
+
+/** One socket. */
+export class FastcgiConnection {
+  private readonly parser;
+  private readonly requests = new Map<number, FastcgiRequest>();
+  /** Requests whose input consumer is full (the socket is paused while any is). */
+  private blocked = 0;
+  /** KEEP_CONN off: end the socket once the input streams of this finished request end. */
+  private drainId = -1;
+  private drainStreams = 0;
+  private drainWait: Promise<void> | null = null;
+  private ended = false;
+  closed = false;
+
+  constructor(
+    readonly server: FastcgiServer,
+    readonly socket: Socket,
+  ) {
+    this.parser = codec.createFcgiParser(server.limits);
+    socket.on('data', this.onData);
+    socket.on('end', this.onEnd);
+    socket.on('error', this.onError);
+    socket.on('close', this.onClose);
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    const events = this.parser.push(chunk);
+    const socket = this.socket;
+    socket.cork();
+    try {
+      for (let i = 0; i < events.length; i++) {
+        if (this.closed) break;
+        this.dispatch(events[i]!);
+      }
+    } finally {
+      socket.uncork();
+    }
+  };
+
+  private dispatch(ev: FcgiEvent): void {
+    switch (ev.type) {
+      case 'begin':
+        this.begin(ev.requestId, ev.role, ev.flags);
+        break;
+      case 'params': {
+        const req = this.requests.get(ev.requestId);
+        if (req !== undefined) req.start(ev.pairs);
+        break;
+      }
+      case 'stdin':
+      case 'data': {
+        const req = this.requests.get(ev.requestId);
+        if (req !== undefined) req.feed(ev.type, ev.data);
+        break;
+      }
+      case 'stdinEnd':
+      case 'dataEnd': {
+        const req = this.requests.get(ev.requestId);
+        if (req !== undefined) req.streamEnd(ev.type);
+        else if (ev.requestId === this.drainId && --this.drainStreams <= 0) this.endSocket();
+        break;
+      }
+      case 'abort': {
+        const req = this.requests.get(ev.requestId);
+        if (req !== undefined) req.abortByPeer();
+        break;
+      }
+      case 'getValues':
+        this.write(codec.fcgiGetValuesResult(this.server.getValues(ev.names)));
+        break;
+      case 'unknown':
+        if (ev.requestId === 0) this.write(codec.fcgiUnknownType(ev.recordType));
+        break;
+      case 'error':
+        this.server.log(`closing FastCGI connection${this.peer()}: ${ev.message} (${ev.code})`);
+        this.destroy();
+        break;
+      default:
+        /* Records an application sends (STDOUT, END_REQUEST, ...) mean nothing here. */
+        break;
+    }
+  }
+
+  private begin(id: number, role: number, flags: number): void {
+    const keepConn = (flags & FCGI.KEEP_CONN) !== 0;
+    if (this.requests.has(id)) {
+      this.server.log(`ignoring BEGIN_REQUEST for live request id ${id}${this.peer()}`);
+      return;
+    }
+    let status = -1;
+    if (role < FCGI.RESPONDER || role > FCGI.FILTER) status = FCGI.UNKNOWN_ROLE;
+    else if (this.server.draining || this.server.live >= this.server.maxRequests) {
+      status = FCGI.OVERLOADED;
+    }
+    if (status !== -1) {
+      this.write(codec.fcgiEndRequest(id, 0, status));
+      if (!keepConn) this.endSocket();
+      return;
+    }
+    this.server.live++;
+    this.requests.set(id, new FastcgiRequest(this, id, role, keepConn));
+  }
+
+  /** Writes whole records; false when the socket's buffer is full. */
+  write(bytes: Uint8Array): boolean {
+    if (this.closed) return true;
+    return this.socket.write(bytes);
+  }
+
+  /** A promise that resolves when the socket drained (or closed), or null when not needed. */
+  ready(): Promise<void> | null {
+    if (this.closed || !this.socket.writableNeedDrain) return null;
+    if (this.drainWait === null) {
+      this.drainWait = new Promise<void>((resolve) => {
+        const done = (): void => {
+          this.socket.off('drain', done);
+          this.socket.off('close', done);
+          this.drainWait = null;
+          resolve();
+        };
+        this.socket.on('drain', done);
+        this.socket.on('close', done);
+      });
+    }
+    return this.drainWait;
+  }
+
+  /** @internal A request's consumer is full. */
+  block(): void {
+    if (this.blocked++ === 0) this.socket.pause();
+  }
+
+  /** @internal A request's consumer wants more (or is gone). */
+  unblock(): void {
+    if (--this.blocked === 0 && !this.closed) this.socket.resume();
+  }
+
+  /** @internal END_REQUEST was sent for `req`. */
+  finished(req: FastcgiRequest): void {
+    this.requests.delete(req.id);
+    this.server.live--;
+    if (!req.keepConn) {
+      const open = req.openStreams;
+      if (open === 0) this.endSocket();
+      else {
+        this.drainId = req.id;
+        this.drainStreams = open;
+      }
+    } else if (this.ended && this.requests.size === 0) {
+      this.endSocket();
+    }
+    this.server.checkIdle();
+  }
+
+  /** @internal Cut: end the socket without END_REQUEST for the requests still on it. */
+  cut(): void {
+    this.endSocket();
+  }
+
+  /** @internal Called while the server drains. */
+  closeIfIdle(): void {
+    if (this.requests.size === 0 && this.drainId === -1) this.endSocket();
+  }
+
+  private endSocket(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.abortAll();
+    this.socket.end();
+    this.socket.resume();
+  }
+
+  /** Ends the socket at once. */
+  destroy(): void {
+    this.closed = true;
+    this.abortAll();
+    this.socket.destroy();
+  }
+
+  private abortAll(): void {
+    if (this.requests.size === 0) return;
+    const reqs = [...this.requests.values()];
+    this.requests.clear();
+    for (const req of reqs) {
+      this.server.live--;
+      req.gone();
+    }
+  }
+
+  private readonly onEnd = (): void => {
+    /* The peer sends no more; answers to live requests may still go out. */
+    this.ended = true;
+    for (const req of this.requests.values()) req.inputGone();
+    if (this.requests.size === 0) this.endSocket();
+  };
+
+  private readonly onError = (err: Error): void => {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ECONNRESET' && code !== 'EPIPE') {
+      this.server.log(`FastCGI connection${this.peer()}: ${err.message}`);
+    }
+  };
+
+  private readonly onClose = (): void => {
+    this.closed = true;
+    this.abortAll();
+    this.server.connections.delete(this);
+    this.server.checkIdle();
+  };
+
+  private peer(): string {
+    const a = this.socket.remoteAddress;
+    return a ? ` from ${a}:${this.socket.remotePort}` : '';
+  }
+}
+
+/** One request on a connection; the gateway's Sink for its response. */
+class FastcgiRequest implements Sink {
+  private input: BodyInput | null = null;
+  private data: BodyInput | null = null;
+  private readonly controller = new AbortController();
+  /** STDIN / DATA streams not yet ended by the peer. */
+  openStreams: number;
+  /** STDERR records were sent (an empty one must end them). */
+  private stderrUsed = false;
+  /** END_REQUEST sent, or the connection is gone: output is dropped. */
+  private done = false;
+  private started = false;
+  private inputBlocked = false;
+  private dataBlocked = false;
+
+  constructor(
+    private readonly conn: FastcgiConnection,
+    readonly id: number,
+    readonly role: number,
+    readonly keepConn: boolean,
+  ) {
+    this.openStreams = role === FCGI.FILTER ? 2 : role === FCGI.AUTHORIZER ? 0 : 1;
+  }
+
+  start(pairs: string[]): void {
+    if (this.started) return;
+    this.started = true;
+    const vars = cgiVariables(pairs);
+    vars.FCGI_ROLE = ROLE_NAMES[this.role]!;
+    const input = new BodyInput(
+      this.role === FCGI.AUTHORIZER ? 0 : contentLength(vars.CONTENT_LENGTH),
+    );
+    input.onWant = () => {
+      if (this.inputBlocked) {
+        this.inputBlocked = false;
+        this.conn.unblock();
+      }
+    };
+    this.input = input;
+    const socket = this.conn.socket;
+    const env: Environ = makeEnviron(vars, {
+      protocol: 'fastcgi',
+      input,
+      errors: errorStream((bytes) => this.stderr(bytes)),
+      signal: this.controller.signal,
+      multiprocess: this.conn.server.multiprocess,
+      local: () => ({ address: socket.localAddress, port: socket.localPort }),
+    });
+    if (this.role === FCGI.FILTER) {
+      const data = new BodyInput(contentLength(vars.FCGI_DATA_LENGTH));
+      data.onWant = () => {
+        if (this.dataBlocked) {
+          this.dataBlocked = false;
+          this.conn.unblock();
+        }
+      };
+      this.data = data;
+      env['tsgi.data'] = data;
+    }
+    const server = this.conn.server;
+    server.running++;
+    let pending: void | Promise<void>;
+    try {
+      pending = respond(server.app, env, this);
+    } catch (err) {
+      /* respond() never throws; keep the count right if it ever does */
+      server.log(`internal error: ${String(err)}`);
+      pending = undefined;
+    }
+    if (pending === undefined) server.settled();
+    else pending.then(() => server.settled());
+  }
+
+  feed(type: 'stdin' | 'data', bytes: Uint8Array): void {
+    if (type === 'stdin') {
+      const input = this.input;
+      if (input === null || this.role === FCGI.AUTHORIZER) return;
+      if (!input.feed(bytes) && !this.inputBlocked) {
+        this.inputBlocked = true;
+        this.conn.block();
+      }
+    } else {
+      const data = this.data;
+      if (data === null) return;
+      if (!data.feed(bytes) && !this.dataBlocked) {
+        this.dataBlocked = true;
+        this.conn.block();
+      }
+    }
+  }
+
+  streamEnd(type: 'stdinEnd' | 'dataEnd'): void {
+    if (type === 'stdinEnd') {
+      if (this.role === FCGI.AUTHORIZER) return;
+      this.openStreams--;
+      this.input?.finish();
+    } else if (this.role === FCGI.FILTER) {
+      this.openStreams--;
+      this.data?.finish();
+    }
+  }
+
+  /** ABORT_REQUEST from the web server. */
+  abortByPeer(): void {
+    if (this.done) return;
+    this.release();
+    this.controller.abort();
+    this.sendEnd();
+  }
+
+  /** The peer will send nothing more: unfinished input streams end early. */
+  inputGone(): void {
+    this.openStreams = 0;
+    this.input?.abort();
+    this.data?.abort();
+  }
+
+  /** The connection is gone. */
+  gone(): void {
+    if (this.done) return;
+    this.done = true;
+    this.release();
+    this.controller.abort();
+  }
+
+  /** Drops the input streams and unpauses the socket for them. */
+  private release(): void {
+    this.input?.abort();
+    this.data?.abort();
+    if (this.inputBlocked) {
+      this.inputBlocked = false;
+      this.conn.unblock();
+    }
+    if (this.dataBlocked) {
+      this.dataBlocked = false;
+      this.conn.unblock();
+    }
+  }
+
+  private stderr(bytes: Uint8Array): void {
+    if (this.done || bytes.length === 0) {
+      if (bytes.length !== 0) process.stderr.write(bytes);
+      return;
+    }
+    this.stderrUsed = true;
+    this.conn.write(codec.fcgiStream(FCGI.STDERR, this.id, bytes, false));
+  }
+
+  /** The empty STDERR (when used), the empty STDOUT and END_REQUEST, then the id is free. */
+  private sendEnd(): void {
+    this.done = true;
+    const id = this.id;
+    if (this.stderrUsed) this.conn.write(codec.fcgiStream(FCGI.STDERR, id, EMPTY, true));
+    this.conn.write(codec.fcgiStream(FCGI.STDOUT, id, EMPTY, true));
+    this.conn.write(codec.fcgiEndRequest(id, 0, FCGI.REQUEST_COMPLETE));
+    this.finish();
+  }
+
+  private finish(): void {
+    this.release();
+    this.conn.finished(this);
+  }
+
+  head(status: string, headers: string[], body: Uint8Array | null, last: boolean): void {
+    if (this.done) return;
+    const whole = last && !this.stderrUsed;
+    const bytes = codec.fcgiResponse(this.id, status, headers, body ?? EMPTY, whole);
+    this.conn.write(bytes);
+    if (whole) {
+      this.done = true;
+      this.finish();
+    } else if (last) {
+      this.sendEnd();
+    }
+  }
+
+  write(chunk: Uint8Array): void {
+    if (this.done) return;
+    this.conn.write(codec.fcgiStream(FCGI.STDOUT, this.id, chunk, false));
+  }
+
+  end(): void {
+    if (this.done) return;
+    this.sendEnd();
+  }
+
+  ready(): Promise<void> | null {
+    if (this.done) return null;
+    return this.conn.ready();
+  }
+
+  cut(): void {
+    if (this.done) return;
+    this.done = true;
+    this.release();
+    this.conn.cut();
+  }
+}
+
+/** A net.Server speaking FastCGI to `app`, with drain() for a graceful stop. */
+export interface FastcgiListener extends Server {
+  readonly fastcgi: FastcgiServer;
+  /** Stops accepting, lets running requests finish, then closes every connection. */
+  drain(): Promise<void>;
+}
+
+/** A net.Server for FastCGI; bind it with lib/server/listen.ts or server.listen(). */
+export function createFastcgiServer(app: App, options: FastcgiOptions = {}): FastcgiListener {
+  const fastcgi = new FastcgiServer(app, options);
+  const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) =>
+    fastcgi.handle(socket),
+  ) as FastcgiListener;
+  Object.defineProperty(server, 'fastcgi', { value: fastcgi });
+  server.drain = () => {
+    if (server.listening) server.close();
+    return fastcgi.drain();
+  };
+  return server;
+}

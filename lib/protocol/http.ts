@@ -1,0 +1,188 @@
+/**
+ * HTTP on node:http: each request becomes the same environ and the same gateway semantics as
+ * FastCGI (lib/gateway). node:http frames the response (status line, Date, keep-alive,
+ * chunked encoding when no Content-Length); the gateway decides the headers.
+ *
+ * Environ: PATH_INFO is the request path percent-decoded byte by byte (latin-1), SCRIPT_NAME
+ * is "", QUERY_STRING the raw query, REQUEST_URI the raw target; request headers become HTTP_*
+ * through the same cgiVariables() as FastCGI params (repeats joined, Content-Length/-Type and
+ * Proxy dropped); header names containing "_" are dropped, as nginx does, so that X_Foo cannot
+ * pose as X-Foo. tsgi.input is the request itself (node ends it at Content-Length or at the
+ * last chunk of a chunked body); tsgi.signal aborts when the connection closes before the
+ * response finished.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Writable } from 'node:stream';
+import { cgiVariables } from '../codec/environ.js';
+import { makeEnviron, percentDecodeLatin1, requestPath } from '../gateway/environ.js';
+import { stderrStream } from '../gateway/errors.js';
+import { respond, type Sink } from '../gateway/respond.js';
+import type { App, Environ } from '../gateway/types.js';
+import { VERSION } from '../version.js';
+
+export interface HttpOptions {
+  /** tsgi.errors for every request (default: the process's stderr). */
+  errors?: Writable;
+  multiprocess?: boolean;
+}
+
+const STATUS = /^([1-9][0-9][0-9])(?: ([\t\x20-\x7e\x80-\xff]*))?$/;
+const SOFTWARE = `tsgi/${VERSION}`;
+
+/** The environ of one node:http request. */
+export function httpEnviron(
+  req: IncomingMessage,
+  errors: Writable,
+  signal: AbortSignal,
+  multiprocess = false,
+): Environ {
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  let query = q === -1 ? '' : url.slice(q + 1);
+  const hash = query.indexOf('#');
+  if (hash !== -1) query = query.slice(0, hash);
+  const socket = req.socket;
+  const pairs: string[] = [
+    'REQUEST_METHOD',
+    req.method ?? 'GET',
+    'SCRIPT_NAME',
+    '',
+    'PATH_INFO',
+    percentDecodeLatin1(requestPath(url)),
+    'QUERY_STRING',
+    query,
+    'REQUEST_URI',
+    url,
+    'SERVER_PROTOCOL',
+    `HTTP/${req.httpVersion}`,
+    'GATEWAY_INTERFACE',
+    'CGI/1.1',
+    'SERVER_SOFTWARE',
+    SOFTWARE,
+  ];
+  if (socket.remoteAddress !== undefined) {
+    pairs.push('REMOTE_ADDR', socket.remoteAddress, 'REMOTE_PORT', String(socket.remotePort));
+  }
+  if (socket.localPort !== undefined) {
+    pairs.push('SERVER_ADDR', socket.localAddress ?? '', 'SERVER_PORT', String(socket.localPort));
+  }
+  const raw = req.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.includes('_')) continue;
+    const upper = name.toUpperCase();
+    if (upper === 'CONTENT-TYPE') pairs.push('CONTENT_TYPE', raw[i + 1]!);
+    else if (upper === 'CONTENT-LENGTH') pairs.push('CONTENT_LENGTH', raw[i + 1]!);
+    else pairs.push('HTTP_' + upper.replace(/-/g, '_'), raw[i + 1]!);
+  }
+  const vars = cgiVariables(pairs);
+  return makeEnviron(vars, {
+    protocol: 'http',
+    input: req,
+    errors,
+    signal,
+    multiprocess,
+    local: () => ({ address: socket.localAddress, port: socket.localPort }),
+  });
+}
+
+/** The gateway's Sink over a node:http response. */
+class HttpSink implements Sink {
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly draining: () => boolean,
+  ) {}
+
+  head(status: string, headers: string[], body: Uint8Array | null, last: boolean): void {
+    const m = STATUS.exec(status);
+    if (m === null) throw new Error(`invalid status line ${JSON.stringify(status)}`);
+    const res = this.res;
+    if (this.draining()) res.shouldKeepAlive = false;
+    if (m[2] !== undefined) res.writeHead(Number(m[1]), m[2], headers);
+    else res.writeHead(Number(m[1]), headers);
+    if (last) {
+      if (body !== null) res.end(body);
+      else res.end();
+    } else if (body !== null) {
+      res.write(body);
+    }
+  }
+
+  write(chunk: Uint8Array): void {
+    this.res.write(chunk);
+  }
+
+  end(): void {
+    this.res.end();
+  }
+
+  ready(): Promise<void> | null {
+    const res = this.res;
+    if (!res.writableNeedDrain || res.destroyed) return null;
+    return new Promise((resolve) => {
+      const done = (): void => {
+        res.off('drain', done);
+        res.off('close', done);
+        resolve();
+      };
+      res.on('drain', done);
+      res.on('close', done);
+    });
+  }
+
+  cut(): void {
+    this.res.destroy();
+  }
+}
+
+/** A node:http server running `app`, with drain() for a graceful stop. */
+export interface HttpServer extends Server {
+  /** Stops accepting, lets running requests finish, closes kept-alive connections. */
+  drain(): Promise<void>;
+}
+
+export function createHttpServer(app: App, options: HttpOptions = {}): HttpServer {
+  const errors = options.errors ?? stderrStream();
+  const multiprocess = options.multiprocess ?? false;
+  let running = 0;
+  let draining = false;
+  let waiters: (() => void)[] = [];
+  const isDraining = (): boolean => draining;
+
+  const settle = (): void => {
+    running--;
+    if (draining && running === 0) {
+      server.closeIdleConnections();
+      const w = waiters;
+      waiters = [];
+      for (const f of w) f();
+    }
+  };
+
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    const controller = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) controller.abort();
+    });
+    const env = httpEnviron(req, errors, controller.signal, multiprocess);
+    running++;
+    const pending = respond(app, env, new HttpSink(res, isDraining));
+    if (pending === undefined) settle();
+    else pending.then(settle);
+  };
+
+  const server = createServer(handler) as HttpServer;
+  server.drain = () => {
+    draining = true;
+    const done = new Promise<void>((resolve) => {
+      if (running === 0) resolve();
+      else waiters.push(resolve);
+    });
+    server.close();
+    server.closeIdleConnections();
+    return done.then(() => {
+      server.closeIdleConnections();
+    });
+  };
+  return server;
+}

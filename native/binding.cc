@@ -1,0 +1,555 @@
+// The N-API binding of the native codec: the only file that includes Node headers.
+//
+// Design (see docs/codec.md and lib/codec/native.ts): C++ frames, validates and scans; it
+// never builds JS objects. Parsers write fixed-size event descriptors into a reused Int32Array
+// shared with TypeScript (the "io" array, registered once per environment by init()), and
+// hand over at most one params block per call as one latin-1 string, with the pair
+// descriptors (offsets, lengths, well-known name ids) in a second shared Int32Array.
+// TypeScript builds the events, takes stream data as views of the chunk and formats error
+// messages with lib/codec/errors.ts. Encoders get their strings as one concatenated string
+// plus per-string lengths in the io array, and write into one output buffer per call.
+//
+// io layout (32-bit words); lib/codec/native.ts mirrors it:
+//   0 start offset in / next offset out   1 events written   2 more work on this chunk
+//   3 pair area replaced                  4 error code       5 error message variant
+//   6-7 error number a (float64)          8-9 error number b (float64)
+//   12.. events, four words each (native/core/common.h); for encoders: string lengths
+//
+// The addon is context-aware: all state lives in per-environment instance data or in the
+// parser objects.
+
+#include <node_api.h>
+
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "core/errors.h"
+#include "core/fastcgi.h"
+#include "core/head.h"
+#include "core/names.h"
+#include "core/scgi.h"
+#include "core/uwsgi.h"
+
+namespace {
+
+using tsgi::Error;
+using tsgi::Event;
+using tsgi::Limits;
+using tsgi::Pair;
+using tsgi::PushResult;
+using tsgi::StrList;
+
+constexpr size_t kIoPos = 0;
+constexpr size_t kIoEvents = 1;
+constexpr size_t kIoMore = 2;
+constexpr size_t kIoPairsGrown = 3;
+constexpr size_t kIoErrCode = 4;
+constexpr size_t kIoErrVariant = 5;
+constexpr size_t kIoErrA = 6;  // float64 at word 6
+constexpr size_t kIoErrB = 8;  // float64 at word 8
+constexpr size_t kIoData = 12;
+constexpr size_t kMinIoWords = kIoData + 4 * 16;
+
+struct Instance {
+  napi_ref io_ref = nullptr;
+  int32_t* io = nullptr;
+  size_t io_words = 0;
+  napi_ref pairs_ref = nullptr;
+  uint32_t* pairs = nullptr;
+  size_t pairs_words = 0;
+  std::vector<char16_t> text;    // UTF-16 of encoder strings
+  std::vector<uint8_t> out;      // encoder output
+  std::vector<uint8_t> scratch;  // encoder intermediate
+};
+
+#define CHECK_NAPI(call)                 \
+  do {                                   \
+    if ((call) != napi_ok) return nullptr; \
+  } while (0)
+
+napi_value Throw(napi_env env, const char* message) {
+  napi_throw_type_error(env, nullptr, message);
+  return nullptr;
+}
+
+Instance* GetInstance(napi_env env) {
+  void* data = nullptr;
+  if (napi_get_instance_data(env, &data) != napi_ok) return nullptr;
+  return static_cast<Instance*>(data);
+}
+
+void WriteDouble(int32_t* io, size_t word, double v) { std::memcpy(io + word, &v, sizeof(v)); }
+
+void WriteError(Instance* inst, const Error& e) {
+  inst->io[kIoErrCode] = static_cast<int32_t>(e.code);
+  inst->io[kIoErrVariant] = e.variant;
+  WriteDouble(inst->io, kIoErrA, e.a);
+  WriteDouble(inst->io, kIoErrB, e.b);
+}
+
+napi_value Int(napi_env env, int32_t v) {
+  napi_value result = nullptr;
+  napi_create_int32(env, v, &result);
+  return result;
+}
+
+napi_value Undefined(napi_env env) {
+  napi_value result = nullptr;
+  napi_get_undefined(env, &result);
+  return result;
+}
+
+bool GetDouble(napi_env env, napi_value v, double* out) {
+  return napi_get_value_double(env, v, out) == napi_ok;
+}
+
+bool GetBytes(napi_env env, napi_value v, uint8_t** data, size_t* len) {
+  napi_typedarray_type type;
+  void* raw = nullptr;
+  napi_value ab = nullptr;
+  size_t offset = 0;
+  if (napi_get_typedarray_info(env, v, &type, len, &raw, &ab, &offset) != napi_ok) return false;
+  if (type != napi_uint8_array && type != napi_uint8_clamped_array && type != napi_int8_array) {
+    return false;
+  }
+  *data = *len > 0 ? static_cast<uint8_t*>(raw) : nullptr;
+  return true;
+}
+
+// An Int32Array's data pointer and length in words, kept alive by a strong reference.
+bool Adopt(napi_env env, napi_value array, napi_ref* ref, int32_t** data, size_t* words) {
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* raw = nullptr;
+  napi_value ab = nullptr;
+  size_t offset = 0;
+  if (napi_get_typedarray_info(env, array, &type, &length, &raw, &ab, &offset) != napi_ok ||
+      type != napi_int32_array) {
+    return false;
+  }
+  napi_ref next = nullptr;
+  if (napi_create_reference(env, array, 1, &next) != napi_ok) return false;
+  if (*ref != nullptr) napi_delete_reference(env, *ref);
+  *ref = next;
+  *data = static_cast<int32_t*>(raw);
+  *words = length;
+  return true;
+}
+
+void FinalizeInstance(napi_env env, void* data, void*) {
+  Instance* inst = static_cast<Instance*>(data);
+  if (inst->io_ref != nullptr) napi_delete_reference(env, inst->io_ref);
+  if (inst->pairs_ref != nullptr) napi_delete_reference(env, inst->pairs_ref);
+  delete inst;
+}
+
+// init(io: Int32Array, pairs: Int32Array): string[]  (the table of well-known names)
+napi_value Init(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  Instance* inst = GetInstance(env);
+  if (inst == nullptr || argc < 2) return Throw(env, "tsgi: bad init");
+  int32_t* io = nullptr;
+  size_t io_words = 0;
+  if (!Adopt(env, argv[0], &inst->io_ref, &io, &io_words) || io_words < kMinIoWords) {
+    return Throw(env, "tsgi: io must be an Int32Array");
+  }
+  inst->io = io;
+  inst->io_words = io_words;
+  int32_t* pairs = nullptr;
+  size_t pairs_words = 0;
+  if (!Adopt(env, argv[1], &inst->pairs_ref, &pairs, &pairs_words)) {
+    return Throw(env, "tsgi: pairs must be an Int32Array");
+  }
+  inst->pairs = reinterpret_cast<uint32_t*>(pairs);
+  inst->pairs_words = pairs_words;
+  napi_value names = nullptr;
+  CHECK_NAPI(napi_create_array_with_length(env, tsgi::NameCount(), &names));
+  for (size_t i = 0; i < tsgi::NameCount(); ++i) {
+    napi_value s = nullptr;
+    CHECK_NAPI(napi_create_string_latin1(env, tsgi::NameAt(i), NAPI_AUTO_LENGTH, &s));
+    CHECK_NAPI(napi_set_element(env, names, static_cast<uint32_t>(i), s));
+  }
+  return names;
+}
+
+// pairArea(): Int32Array  (the current pair descriptor array, after the native side grew it)
+napi_value PairArea(napi_env env, napi_callback_info) {
+  Instance* inst = GetInstance(env);
+  napi_value result = nullptr;
+  if (inst == nullptr || inst->pairs_ref == nullptr) return Undefined(env);
+  CHECK_NAPI(napi_get_reference_value(env, inst->pairs_ref, &result));
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------
+// Parsers
+
+enum class ParserKind : uint32_t { kFcgi = 0x46434749, kScgi = 0x53434749, kUwsgi = 0x55575347 };
+
+struct ParserBox {
+  explicit ParserBox(ParserKind k) : kind(k) {}
+  virtual ~ParserBox() = default;
+  ParserKind kind;
+};
+
+template <typename P, ParserKind K>
+struct Box : ParserBox {
+  static constexpr ParserKind kKind = K;
+  explicit Box(const Limits& limits) : ParserBox(K), parser(limits) {}
+  P parser;
+};
+
+using FcgiBox = Box<tsgi::FcgiParser, ParserKind::kFcgi>;
+using ScgiBox = Box<tsgi::ScgiParser, ParserKind::kScgi>;
+using UwsgiBox = Box<tsgi::UwsgiParser, ParserKind::kUwsgi>;
+
+void FinalizeParser(napi_env, void* data, void*) { delete static_cast<ParserBox*>(data); }
+
+// createParser(kind: 0 fcgi | 1 scgi | 2 uwsgi, maxParamsBytes, maxPairs, maxRecordBody)
+napi_value CreateParser(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  double kind = 0;
+  Limits limits;
+  if (argc < 4 || !GetDouble(env, argv[0], &kind) ||
+      !GetDouble(env, argv[1], &limits.max_params_bytes) ||
+      !GetDouble(env, argv[2], &limits.max_pairs) ||
+      !GetDouble(env, argv[3], &limits.max_record_body)) {
+    return Throw(env, "tsgi: bad parser arguments");
+  }
+  ParserBox* box = nullptr;
+  if (kind == 0) {
+    box = new (std::nothrow) FcgiBox(limits);
+  } else if (kind == 1) {
+    box = new (std::nothrow) ScgiBox(limits);
+  } else if (kind == 2) {
+    box = new (std::nothrow) UwsgiBox(limits);
+  }
+  if (box == nullptr) return Throw(env, "tsgi: cannot create parser");
+  napi_value result = nullptr;
+  if (napi_create_external(env, box, FinalizeParser, nullptr, &result) != napi_ok) {
+    delete box;
+    return nullptr;
+  }
+  return result;
+}
+
+// Copies the pair descriptors of the block just emitted to the shared pair area, growing it
+// (a new Int32Array, signalled in io) when it is too small.
+bool PublishPairs(napi_env env, Instance* inst, const std::vector<Pair>& pairs) {
+  size_t words = pairs.size() * tsgi::kPairWords;
+  if (words > inst->pairs_words) {
+    size_t want = inst->pairs_words * 2;
+    if (want < words) want = words;
+    void* raw = nullptr;
+    napi_value ab = nullptr;
+    napi_value array = nullptr;
+    if (napi_create_arraybuffer(env, want * 4, &raw, &ab) != napi_ok ||
+        napi_create_typedarray(env, napi_int32_array, want, ab, 0, &array) != napi_ok) {
+      return false;
+    }
+    int32_t* data = nullptr;
+    size_t got = 0;
+    if (!Adopt(env, array, &inst->pairs_ref, &data, &got)) return false;
+    inst->pairs = reinterpret_cast<uint32_t*>(data);
+    inst->pairs_words = got;
+    inst->io[kIoPairsGrown] = 1;
+  }
+  if (words > 0) std::memcpy(inst->pairs, pairs.data(), words * 4);
+  return true;
+}
+
+inline bool IsBlockEvent(uint32_t w0) {
+  uint32_t kind = w0 & 0xFF;
+  return kind == tsgi::kEvParams || kind == tsgi::kEvGetValues ||
+         kind == tsgi::kEvGetValuesResult || kind == tsgi::kEvBlockParams;
+}
+
+// push(parser, chunk): string | undefined. Reads the start offset from io[0]; writes the
+// next offset, the events and the "more" flag; returns the block of the params-like event
+// of this call, if any, as one latin-1 string.
+template <typename B>
+napi_value Push(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  Instance* inst = GetInstance(env);
+  void* ext = nullptr;
+  uint8_t* chunk = nullptr;
+  size_t len = 0;
+  if (inst == nullptr || inst->io == nullptr || argc < 2 ||
+      napi_get_value_external(env, argv[0], &ext) != napi_ok || ext == nullptr ||
+      !GetBytes(env, argv[1], &chunk, &len)) {
+    return Throw(env, "tsgi: bad push arguments");
+  }
+  ParserBox* base = static_cast<ParserBox*>(ext);
+  if (base->kind != B::kKind) return Throw(env, "tsgi: wrong parser");
+  auto& parser = static_cast<B*>(base)->parser;
+  int32_t* io = inst->io;
+  size_t start = static_cast<size_t>(static_cast<uint32_t>(io[kIoPos]));
+  if (start > len) start = len;
+  Event* events = reinterpret_cast<Event*>(io + kIoData);
+  size_t cap = (inst->io_words - kIoData) / 4;
+  PushResult r = parser.Push(chunk, len, start, events, cap);
+  io[kIoPos] = static_cast<int32_t>(r.pos);
+  io[kIoEvents] = static_cast<int32_t>(r.events);
+  io[kIoMore] = r.more ? 1 : 0;
+  io[kIoPairsGrown] = 0;
+  if (r.events == 0) return Undefined(env);
+  uint32_t last = events[r.events - 1].w[0] & 0xFF;
+  if (last == tsgi::kEvError) WriteError(inst, parser.error());
+  for (size_t i = 0; i < r.events; ++i) {
+    if (!IsBlockEvent(events[i].w[0])) continue;
+    if (!PublishPairs(env, inst, parser.pairs())) return Throw(env, "tsgi: out of memory");
+    const std::vector<uint8_t>& block = parser.block();
+    napi_value s = nullptr;
+    CHECK_NAPI(napi_create_string_latin1(
+        env, block.empty() ? "" : reinterpret_cast<const char*>(block.data()), block.size(), &s));
+    return s;
+  }
+  return Undefined(env);
+}
+
+// ---------------------------------------------------------------------------------------
+// Encoders. Strings arrive as one string plus `count` lengths at io[12..].
+
+bool GetStrings(napi_env env, Instance* inst, napi_value str, double count,
+                StrList<char16_t>* list) {
+  if (!(count >= 0) || count > static_cast<double>(inst->io_words - kIoData)) return false;
+  size_t n = static_cast<size_t>(count);
+  const uint32_t* lens = reinterpret_cast<const uint32_t*>(inst->io + kIoData);
+  size_t total = 0;
+  for (size_t i = 0; i < n; ++i) total += lens[i];
+  inst->text.resize(total + 2);
+  size_t copied = 0;
+  if (napi_get_value_string_utf16(env, str, inst->text.data(), total + 2, &copied) != napi_ok ||
+      copied != total) {
+    return false;
+  }
+  list->chars = inst->text.data();
+  list->lens = lens;
+  list->count = n;
+  return true;
+}
+
+napi_value Fail(napi_env env, Instance* inst, const Error& e) {
+  WriteError(inst, e);
+  return Int(env, static_cast<int32_t>(e.code));
+}
+
+napi_value BadArgument(napi_env env, Instance* inst) {
+  return Fail(env, inst, tsgi::MakeError(tsgi::Err::kEncodeBadArgument));
+}
+
+napi_value CopyOut(napi_env env, const std::vector<uint8_t>& bytes) {
+  napi_value result = nullptr;
+  void* data = nullptr;
+  CHECK_NAPI(napi_create_buffer_copy(env, bytes.size(), bytes.empty() ? static_cast<const void*>("") : bytes.data(), &data,
+                                     &result));
+  return result;
+}
+
+// encodeHead(out, str, count, http): 0 | error code. `out` is sized by the caller.
+napi_value EncodeHead(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  Instance* inst = GetInstance(env);
+  if (inst == nullptr || inst->io == nullptr) return Throw(env, "tsgi: not initialised");
+  uint8_t* out = nullptr;
+  size_t out_len = 0;
+  double count = 0;
+  bool http = false;
+  StrList<char16_t> list{};
+  if (argc < 4 || !GetBytes(env, argv[0], &out, &out_len) || !GetDouble(env, argv[2], &count) ||
+      napi_get_value_bool(env, argv[3], &http) != napi_ok ||
+      !GetStrings(env, inst, argv[1], count, &list) || list.count % 2 != 1) {
+    return BadArgument(env, inst);
+  }
+  tsgi::HeadStyle style = http ? tsgi::HeadStyle::kHttp : tsgi::HeadStyle::kCgi;
+  if (tsgi::HeadSize(list, style) != out_len) return BadArgument(env, inst);
+  Error e = tsgi::WriteHead(out, list, style);
+  if (!e.ok()) return Fail(env, inst, e);
+  return Int(env, 0);
+}
+
+// fcgiResponse(out, str, count, body, requestId, end): 0 | error code.
+napi_value FcgiResponse(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  Instance* inst = GetInstance(env);
+  if (inst == nullptr || inst->io == nullptr) return Throw(env, "tsgi: not initialised");
+  uint8_t* out = nullptr;
+  size_t out_len = 0;
+  uint8_t* body = nullptr;
+  size_t body_len = 0;
+  double count = 0;
+  uint32_t id = 0;
+  bool end = false;
+  StrList<char16_t> list{};
+  if (argc < 6 || !GetBytes(env, argv[0], &out, &out_len) || !GetDouble(env, argv[2], &count) ||
+      !GetBytes(env, argv[3], &body, &body_len) ||
+      napi_get_value_uint32(env, argv[4], &id) != napi_ok || id > 0xFFFF ||
+      napi_get_value_bool(env, argv[5], &end) != napi_ok ||
+      !GetStrings(env, inst, argv[1], count, &list) || list.count % 2 != 1) {
+    return BadArgument(env, inst);
+  }
+  size_t head = tsgi::HeadSize(list, tsgi::HeadStyle::kCgi);
+  if (tsgi::FcgiResponseSize(head, body_len, end) != out_len) return BadArgument(env, inst);
+  Error e = tsgi::WriteFcgiResponse(out, static_cast<uint16_t>(id), list, body, body_len, end,
+                                    &inst->scratch);
+  if (!e.ok()) return Fail(env, inst, e);
+  return Int(env, 0);
+}
+
+// fcgiStream(out, type, requestId, data, end): 0 | error code. `out` is sized by the caller.
+napi_value FcgiStream(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  Instance* inst = GetInstance(env);
+  if (inst == nullptr || inst->io == nullptr) return Throw(env, "tsgi: not initialised");
+  uint8_t* out = nullptr;
+  size_t out_len = 0;
+  uint8_t* data = nullptr;
+  size_t data_len = 0;
+  uint32_t type = 0;
+  uint32_t id = 0;
+  bool end = false;
+  if (argc < 5 || !GetBytes(env, argv[0], &out, &out_len) ||
+      napi_get_value_uint32(env, argv[1], &type) != napi_ok || type < 1 || type > 255 ||
+      napi_get_value_uint32(env, argv[2], &id) != napi_ok || id > 0xFFFF ||
+      !GetBytes(env, argv[3], &data, &data_len) ||
+      napi_get_value_bool(env, argv[4], &end) != napi_ok ||
+      tsgi::FcgiStreamSize(data_len) + (end ? tsgi::kFcgiHeaderSize : 0) != out_len) {
+    return BadArgument(env, inst);
+  }
+  tsgi::Span span{data, data_len};
+  tsgi::FcgiWriteStream(out, static_cast<uint8_t>(type), static_cast<uint16_t>(id), &span, 1, end);
+  return Int(env, 0);
+}
+
+// fcgiRecord(out, type, requestId, a, b): fixed records BEGIN_REQUEST (a role, b flags),
+// ABORT_REQUEST, END_REQUEST (a appStatus, b protocolStatus), UNKNOWN_TYPE (a type).
+// Arguments are range-checked by the caller.
+napi_value FcgiRecord(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  Instance* inst = GetInstance(env);
+  if (inst == nullptr || inst->io == nullptr) return Throw(env, "tsgi: not initialised");
+  uint8_t* out = nullptr;
+  size_t out_len = 0;
+  uint32_t type = 0;
+  uint32_t id = 0;
+  double a = 0;
+  uint32_t b = 0;
+  if (argc < 5 || !GetBytes(env, argv[0], &out, &out_len) ||
+      napi_get_value_uint32(env, argv[1], &type) != napi_ok ||
+      napi_get_value_uint32(env, argv[2], &id) != napi_ok || id > 0xFFFF ||
+      !GetDouble(env, argv[3], &a) || !(a >= 0 && a <= 4294967295.0) ||
+      napi_get_value_uint32(env, argv[4], &b) != napi_ok || b > 0xFF) {
+    return BadArgument(env, inst);
+  }
+  uint16_t rid = static_cast<uint16_t>(id);
+  uint32_t av = static_cast<uint32_t>(a);
+  switch (type) {
+    case 1:
+      if (out_len != 16 || av > 0xFFFF) return BadArgument(env, inst);
+      tsgi::FcgiWriteBeginRequest(out, rid, static_cast<uint16_t>(av), static_cast<uint8_t>(b));
+      break;
+    case 2:
+      if (out_len != 8) return BadArgument(env, inst);
+      tsgi::FcgiWriteAbortRequest(out, rid);
+      break;
+    case 3:
+      if (out_len != 16) return BadArgument(env, inst);
+      tsgi::FcgiWriteEndRequest(out, rid, av, static_cast<uint8_t>(b));
+      break;
+    case 11:
+      if (out_len != 16 || av > 0xFF) return BadArgument(env, inst);
+      tsgi::FcgiWriteUnknownType(out, static_cast<uint8_t>(av));
+      break;
+    default:
+      return BadArgument(env, inst);
+  }
+  return Int(env, 0);
+}
+
+// encodeRequest(kind, str, count, x, y): Buffer | error code, where kind is
+//   0 fcgiParams (x requestId)   1 fcgiGetValues   2 fcgiGetValuesResult
+//   3 scgiRequest (x contentLength)   4 uwsgiRequest (x modifier1, y modifier2)
+// Odd pair counts and argument ranges are checked by the caller.
+napi_value EncodeRequest(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  Instance* inst = GetInstance(env);
+  if (inst == nullptr || inst->io == nullptr) return Throw(env, "tsgi: not initialised");
+  double kind = 0;
+  double count = 0;
+  double x = 0;
+  double y = 0;
+  StrList<char16_t> list{};
+  if (argc < 5 || !GetDouble(env, argv[0], &kind) || !GetDouble(env, argv[2], &count) ||
+      !GetDouble(env, argv[3], &x) || !GetDouble(env, argv[4], &y) ||
+      !GetStrings(env, inst, argv[1], count, &list)) {
+    return BadArgument(env, inst);
+  }
+  bool pairs_kind = kind == 0 || kind == 2 || kind == 3 || kind == 4;
+  if (pairs_kind && list.count % 2 != 0) {
+    return Fail(env, inst,
+                tsgi::MakeError(tsgi::Err::kEncodeBadArgument, 0, 0, tsgi::kVariantOddPairs));
+  }
+  Error e;
+  if (kind == 0) {
+    if (!(x >= 0 && x <= 65535)) return BadArgument(env, inst);
+    e = tsgi::EncodeFcgiParams(static_cast<uint16_t>(x), list, &inst->scratch, &inst->out);
+  } else if (kind == 1 || kind == 2) {
+    e = tsgi::EncodeFcgiValues(list, kind == 1, &inst->out);
+  } else if (kind == 3) {
+    if (!(x >= 0 && x <= 9007199254740991.0)) return BadArgument(env, inst);
+    e = tsgi::EncodeScgiRequest(list, static_cast<uint64_t>(x), &inst->out);
+  } else if (kind == 4) {
+    if (!(x >= 0 && x <= 255 && y >= 0 && y <= 255)) return BadArgument(env, inst);
+    e = tsgi::EncodeUwsgiRequest(list, static_cast<uint8_t>(x), static_cast<uint8_t>(y),
+                                 &inst->out);
+  } else {
+    return BadArgument(env, inst);
+  }
+  if (!e.ok()) return Fail(env, inst, e);
+  return CopyOut(env, inst->out);
+}
+
+}  // namespace
+
+NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
+  Instance* inst = new (std::nothrow) Instance();
+  if (inst == nullptr || napi_set_instance_data(env, inst, FinalizeInstance, nullptr) != napi_ok) {
+    delete inst;
+    return nullptr;
+  }
+  const napi_property_descriptor props[] = {
+      {"init", nullptr, Init, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"pairArea", nullptr, PairArea, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"createParser", nullptr, CreateParser, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"fcgiPush", nullptr, Push<FcgiBox>, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"scgiPush", nullptr, Push<ScgiBox>, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"uwsgiPush", nullptr, Push<UwsgiBox>, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"encodeHead", nullptr, EncodeHead, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"fcgiResponse", nullptr, FcgiResponse, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"fcgiStream", nullptr, FcgiStream, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"fcgiRecord", nullptr, FcgiRecord, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"encodeRequest", nullptr, EncodeRequest, nullptr, nullptr, nullptr, napi_default,
+       nullptr},
+  };
+  if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok) {
+    return nullptr;
+  }
+  return exports;
+}

@@ -1,0 +1,112 @@
+// Types shared by the parsers and encoders of the native codec core (pure C++17).
+#ifndef TSGI_CORE_COMMON_H_
+#define TSGI_CORE_COMMON_H_
+
+#include <cstddef>
+#include <cstdint>
+
+namespace tsgi {
+
+// Limits given by the caller (see Limits in lib/codec/types.ts). Doubles, so that any JS
+// number (Infinity included) compares exactly as it does in the TypeScript codec.
+struct Limits {
+  double max_params_bytes = 131072;
+  double max_pairs = 1000;
+  double max_record_body = 65535;
+};
+
+// Event kinds written by the parsers. FastCGI kinds 1-11 are the record types; the empty
+// stream records get kEndBase + type.
+enum EventKind : uint32_t {
+  kEvBegin = 1,
+  kEvAbort = 2,
+  kEvEnd = 3,
+  kEvParams = 4,
+  kEvStdin = 5,
+  kEvStdout = 6,
+  kEvStderr = 7,
+  kEvData = 8,
+  kEvGetValues = 9,
+  kEvGetValuesResult = 10,
+  kEvUnknownType = 11,
+  kEvUnknown = 12,
+  kEvEndBase = 8,  // 13 stdinEnd, 14 stdoutEnd, 15 stderrEnd, 16 dataEnd
+  kEvBlockParams = 20,  // SCGI/uwsgi params
+  kEvBody = 21,
+  kEvBodyEnd = 22,
+  kEvError = 31,
+};
+
+// One event: four 32-bit words, the layout the binding hands to TypeScript unchanged.
+//   w[0] = kind | requestId << 8
+//   stream data / body: w[1] = offset in the chunk, w[2] = length
+//   begin: w[1] = role, w[2] = flags        end: w[1] = appStatus, w[2] = protocolStatus
+//   params/getValues/getValuesResult: w[1] = number of pairs (descriptors in Parser pairs())
+//   SCGI/uwsgi params: w[1] = pairs, w[2]/w[3] = contentLength low/high 32 bits
+//     (uwsgi: modifier1 | modifier2 << 8 in the requestId bits of w[0])
+//   unknownType/unknown: w[1] = record type          error: see Parser error()
+struct Event {
+  uint32_t w[4];
+};
+
+// A decoded name-value pair: offsets into the params block, and the id of a well-known
+// name (0 when the name is not in the table of names.h).
+struct Pair {
+  uint32_t name_id;
+  uint32_t name_off;
+  uint32_t name_len;
+  uint32_t val_off;
+  uint32_t val_len;
+};
+constexpr size_t kPairWords = 5;
+
+// Where a push() stopped: the bytes consumed from the chunk, the events written and whether
+// the parser stopped early (event space full, or a second params block pending) with work
+// left for another call on the same chunk from `pos`.
+struct PushResult {
+  size_t pos;
+  size_t events;
+  bool more;
+};
+
+// A list of strings given as one run of characters and the length of each string, in order.
+// Ch is uint8_t (latin-1 bytes) or char16_t (UTF-16 code units straight from JavaScript; a
+// unit above 0xFF is not latin-1).
+template <typename Ch>
+struct StrList {
+  const Ch* chars;
+  const uint32_t* lens;
+  size_t count;
+};
+
+// Walks a StrList string by string.
+template <typename Ch>
+class StrCursor {
+ public:
+  explicit StrCursor(const StrList<Ch>& list) : list_(list) {}
+  // The next string; returns its characters and sets *n to its length.
+  const Ch* Next(size_t* n) {
+    const Ch* p = list_.chars + off_;
+    *n = list_.lens[index_];
+    off_ += *n;
+    ++index_;
+    return p;
+  }
+
+ private:
+  const StrList<Ch>& list_;
+  size_t index_ = 0;
+  size_t off_ = 0;
+};
+
+template <typename Ch>
+inline bool AllLatin1(const Ch* p, size_t n) {
+  if (sizeof(Ch) == 1) return true;
+  uint32_t acc = 0;
+  for (size_t i = 0; i < n; ++i) acc |= static_cast<uint32_t>(p[i]);
+  return acc <= 0xFF;
+}
+
+}  // namespace tsgi
+
+#endif  // TSGI_CORE_COMMON_H_

@@ -1,0 +1,7 @@
+// libFuzzer harness: UwsgiParser over arbitrary bytes, whole and chunked (parser_harness.h).
+#include "core/uwsgi.h"
+#include "parser_harness.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  return tsgi_fuzz::RunParserFuzz<tsgi::UwsgiParser>(data, size, tsgi_fuzz::kBodyTraits);
+}
