@@ -197,44 +197,53 @@ async function serve(args: string[]): Promise<number> {
   const app = await loadApp(positionals[0]!, values.factory === true);
   const running: Running[] = [];
   const stopAll = (): Promise<unknown> => Promise.all(running.map((r) => r.drain()));
-  try {
+
+  /* Signals are handled from before the first listener opens, so none is ever missed. */
+  let stopping = false;
+  let stopped: (code: number) => void = () => {};
+  const finished = new Promise<number>((resolve) => (stopped = resolve));
+  let startup: Promise<unknown> = Promise.resolve();
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      log(`${signal} again: exiting now`);
+      process.exit(1);
+    }
+    stopping = true;
+    log(`${signal}: finishing running requests`);
+    const timer = setTimeout(() => {
+      log(`requests still running after ${graceMs / 1000}s: exiting`);
+      process.exit(1);
+    }, graceMs);
+    timer.unref();
+    startup.then(stopAll).then(() => {
+      clearTimeout(timer);
+      log('stopped');
+      stopped(0);
+    });
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const open = async (): Promise<void> => {
     for (const l of listeners) {
+      if (stopping) return;
       const server = l.kind === 'fastcgi' ? createFastcgiServer(app) : createHttpServer(app);
       const shown = await listen(server, l.addr);
       running.push({ kind: l.kind, shown, drain: () => server.drain() });
-      log(
-        `serving ${positionals[0]} over ${l.kind === 'fastcgi' ? 'FastCGI' : 'HTTP'} on ${shown} (${codec.name} codec)`,
-      );
+      const kind = l.kind === 'fastcgi' ? 'FastCGI' : 'HTTP';
+      log(`serving ${positionals[0]} over ${kind} on ${shown} (${codec.name} codec)`);
     }
+  };
+  const opening = open();
+  startup = opening.catch(() => undefined);
+  try {
+    await opening;
   } catch (err) {
     await stopAll();
     if (err instanceof ListenError) throw new StartError(err.message);
     throw err;
   }
-
-  return new Promise<number>((done) => {
-    let stopping = false;
-    const onSignal = (signal: NodeJS.Signals): void => {
-      if (stopping) {
-        log(`${signal} again: exiting now`);
-        process.exit(1);
-      }
-      stopping = true;
-      log(`${signal}: finishing running requests`);
-      const timer = setTimeout(() => {
-        log(`requests still running after ${graceMs / 1000}s: exiting`);
-        process.exit(1);
-      }, graceMs);
-      timer.unref();
-      stopAll().then(() => {
-        clearTimeout(timer);
-        log('stopped');
-        done(0);
-      });
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  });
+  return finished;
 }
 
 /** Runs the command line; resolves with the exit status. */

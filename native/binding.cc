@@ -63,8 +63,8 @@ struct Instance {
   std::vector<uint8_t> scratch;  // encoder intermediate
 };
 
-#define CHECK_NAPI(call)                 \
-  do {                                   \
+#define CHECK_NAPI(call)                   \
+  do {                                     \
     if ((call) != napi_ok) return nullptr; \
   } while (0)
 
@@ -348,8 +348,9 @@ napi_value BadArgument(napi_env env, Instance* inst) {
 napi_value CopyOut(napi_env env, const std::vector<uint8_t>& bytes) {
   napi_value result = nullptr;
   void* data = nullptr;
-  CHECK_NAPI(napi_create_buffer_copy(env, bytes.size(), bytes.empty() ? static_cast<const void*>("") : bytes.data(), &data,
-                                     &result));
+  CHECK_NAPI(napi_create_buffer_copy(env, bytes.size(),
+                                     bytes.empty() ? static_cast<const void*>("") : bytes.data(),
+                                     &data, &result));
   return result;
 }
 
@@ -545,8 +546,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"fcgiResponse", nullptr, FcgiResponse, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"fcgiStream", nullptr, FcgiStream, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"fcgiRecord", nullptr, FcgiRecord, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"encodeRequest", nullptr, EncodeRequest, nullptr, nullptr, nullptr, napi_default,
-       nullptr},
+      {"encodeRequest", nullptr, EncodeRequest, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok) {
     return nullptr;

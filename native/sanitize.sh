@@ -100,7 +100,7 @@ EOF
 LD_PRELOAD= "$cxx" "${cflags[@]}" -Wno-error -w "$out/selfcheck.cc" -o "$out/selfcheck.node" \
   || die "building the self-check addon failed"
 for fn in oob overflow; do
-  if (node -e "require(process.argv[1]).$fn()" "$out/selfcheck.node") >/dev/null 2>&1; then
+  if (node -e "require(process.argv[1]).$fn()" "$out/selfcheck.node"; exit $?) >/dev/null 2>&1; then
     die "self-check: '$fn' was not stopped by the sanitizers; the setup does not work"
   fi
   reports 2>/dev/null && die "self-check: '$fn' crashed without a sanitizer report"

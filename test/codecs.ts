@@ -32,7 +32,10 @@ async function loadNative(): Promise<NativeStatus> {
   try {
     const result = mod.loadNativeCodec();
     if (result.codec) return { codec: result.codec, reason: '' };
-    return { codec: null, reason: result.reason || 'loadNativeCodec() gave no codec and no reason' };
+    return {
+      codec: null,
+      reason: result.reason || 'loadNativeCodec() gave no codec and no reason',
+    };
   } catch (err) {
     return { codec: null, reason: `loadNativeCodec() threw: ${(err as Error).message}` };
   }
@@ -88,4 +91,51 @@ export function describeEachCodec(title: string, body: (codec: Codec) => void): 
       });
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Event helpers shared by conformance.test.ts and differential.test.ts
+// ---------------------------------------------------------------------------------------------
+
+/** An event as a plain record. */
+export type Ev = Record<string, unknown>;
+
+/** Lowercase hex of bytes. */
+export function toHex(bytes: ArrayLike<number>): string {
+  let s = '';
+  for (let i = 0; i < bytes.length; i++) s += bytes[i]!.toString(16).padStart(2, '0');
+  return s;
+}
+
+/** Stream event types: their `data` is bytes. */
+export const STREAM_TYPES: ReadonlySet<string> = new Set([
+  'stdin',
+  'stdout',
+  'stderr',
+  'data',
+  'body',
+]);
+
+/** A raw event with its data turned into hex (take it at once: the chunk may be reused). */
+export function snapshot(e: Ev): Ev {
+  return 'data' in e && e.data instanceof Uint8Array ? { ...e, data: toHex(e.data) } : { ...e };
+}
+
+/** Merge consecutive stream events of the same type and request id (data already hex). */
+export function normalise(events: Ev[]): Ev[] {
+  const out: Ev[] = [];
+  for (const e of events) {
+    const last = out[out.length - 1];
+    if (
+      last &&
+      STREAM_TYPES.has(e.type as string) &&
+      last.type === e.type &&
+      last.requestId === e.requestId
+    ) {
+      last.data = (last.data as string) + (e.data as string);
+    } else {
+      out.push({ ...e });
+    }
+  }
+  return out;
 }

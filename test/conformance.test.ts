@@ -18,7 +18,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { expect, it } from 'vitest';
 import { CodecError, type Codec, type Limits } from '../lib/codec/types.js';
-import { describeEachCodec } from './codecs.js';
+import { describeEachCodec, normalise, snapshot, STREAM_TYPES, toHex, type Ev } from './codecs.js';
 
 // ---------------------------------------------------------------------------------------------
 // The vector notation
@@ -132,12 +132,6 @@ function expand(seg: Segment): number[] {
   throw new Error(`unknown segment ${JSON.stringify(seg)}`);
 }
 
-function toHex(bytes: ArrayLike<number>): string {
-  let s = '';
-  for (let i = 0; i < bytes.length; i++) s += bytes[i]!.toString(16).padStart(2, '0');
-  return s;
-}
-
 function latin1String(bytes: number[]): string {
   let s = '';
   for (const b of bytes) s += String.fromCharCode(b);
@@ -147,17 +141,18 @@ function latin1String(bytes: number[]): string {
 /** An expected string inside pairs/names: a plain string, or {str: segments}. */
 function expectedString(x: unknown): string {
   if (typeof x === 'string') return x;
-  if (x && typeof x === 'object' && 'str' in x) return latin1String(expand((x as { str: Segment }).str));
+  if (x && typeof x === 'object' && 'str' in x)
+    return latin1String(expand((x as { str: Segment }).str));
   throw new Error(`bad expected string ${JSON.stringify(x)}`);
 }
-
-type Ev = Record<string, unknown>;
 
 /** Expected events (normalised form) as written in a vector, resolved to plain values. */
 function expectedEvents(events: Ev[]): Ev[] {
   return events.map((e) => {
     const out: Ev = { ...e };
-    if ('data' in e) out.data = typeof e.data === 'string' ? toHex(hexBytes(e.data)) : toHex(expand(e.data as Segment));
+    if ('data' in e)
+      out.data =
+        typeof e.data === 'string' ? toHex(hexBytes(e.data)) : toHex(expand(e.data as Segment));
     for (const key of ['pairs', 'names']) {
       if (key in e) out[key] = (e[key] as unknown[]).map(expectedString);
     }
@@ -170,8 +165,6 @@ function expectedEvents(events: Ev[]): Ev[] {
 // ---------------------------------------------------------------------------------------------
 
 type Protocol = 'fastcgi' | 'scgi' | 'uwsgi';
-
-const STREAM_TYPES = new Set(['stdin', 'stdout', 'stderr', 'data', 'body']);
 
 /** The exact keys of every event type (lib/codec/types.ts). */
 const EVENT_KEYS: Record<Protocol, Record<string, string[]>> = {
@@ -226,37 +219,14 @@ function shapeProblem(protocol: Protocol, e: unknown): string {
       if (!(v instanceof Uint8Array)) return 'data is not a Uint8Array';
       if (v.length === 0) return `empty ${String(ev.type)} event`;
     } else if (k === 'pairs' || k === 'names') {
-      if (!Array.isArray(v) || v.some((s) => typeof s !== 'string')) return `${k} is not a string[]`;
+      if (!Array.isArray(v) || v.some((s) => typeof s !== 'string'))
+        return `${k} is not a string[]`;
       if (k === 'pairs' && v.length % 2 !== 0) return 'pairs has odd length';
     } else if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) {
       return `${k} is not a non-negative integer: ${String(v)}`;
     }
   }
   return '';
-}
-
-/** A raw event with its data turned into hex (taken at once: the chunk is reused later). */
-function snapshot(e: Ev): Ev {
-  return 'data' in e && e.data instanceof Uint8Array ? { ...e, data: toHex(e.data) } : { ...e };
-}
-
-/** Merge consecutive stream events of the same type and request id. */
-function normalise(events: Ev[]): Ev[] {
-  const out: Ev[] = [];
-  for (const e of events) {
-    const last = out[out.length - 1];
-    if (
-      last &&
-      STREAM_TYPES.has(e.type as string) &&
-      last.type === e.type &&
-      last.requestId === e.requestId
-    ) {
-      last.data = (last.data as string) + (e.data as string);
-    } else {
-      out.push({ ...e });
-    }
-  }
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -308,7 +278,8 @@ function chunkings(name: string, total: number, specs: unknown[] | undefined): C
   for (const spec of specs ?? ['whole']) {
     if (spec === 'whole') add('whole', [total]);
     else if (spec === 'bytewise') add('bytewise', new Array<number>(total).fill(1));
-    else if (Array.isArray(spec)) add(`split ${JSON.stringify(spec)}`, splitAt(total, spec as number[]));
+    else if (Array.isArray(spec))
+      add(`split ${JSON.stringify(spec)}`, splitAt(total, spec as number[]));
     else throw new Error(`bad chunking ${JSON.stringify(spec)}`);
   }
   add('whole', [total]);
@@ -384,7 +355,8 @@ function run(
       const problem = shapeProblem(protocol, e);
       if (problem) throw new Error(`${problem}: ${JSON.stringify(snapshot(e as Ev))}`);
       if ((e as Ev).type === 'error') {
-        if (i !== events.length - 1) throw new Error('an error event is not the last of its push()');
+        if (i !== events.length - 1)
+          throw new Error('an error event is not the last of its push()');
         dead = true;
       }
     });
@@ -393,7 +365,8 @@ function run(
   }
   if (dead) {
     const after = parser.push(Uint8Array.of(1, 1, 0, 1, 0, 0, 0, 0, 0x30, 0x3a, 0x2c));
-    if (after.length !== 0) throw new Error(`push() after an error returned ${after.length} events`);
+    if (after.length !== 0)
+      throw new Error(`push() after an error returned ${after.length} events`);
   }
   return pushes;
 }
@@ -433,7 +406,10 @@ const VECTOR_DIR = new URL('./vectors/', import.meta.url);
 const files = readdirSync(VECTOR_DIR)
   .filter((f) => f.endsWith('.json'))
   .sort()
-  .map((f) => ({ file: f, data: JSON.parse(readFileSync(new URL(f, VECTOR_DIR), 'utf8')) as VectorFile }));
+  .map((f) => ({
+    file: f,
+    data: JSON.parse(readFileSync(new URL(f, VECTOR_DIR), 'utf8')) as VectorFile,
+  }));
 
 /** An encoder argument: {bytes: segments} → Uint8Array, {str: segments} → latin-1 string,
  * {num: "NaN" | "Infinity" | "-Infinity" | "-0"} → that number; arrays map element-wise. */
@@ -476,16 +452,20 @@ describeEachCodec('conformance', (codec) => {
             // one byte per push: every stream byte is emitted by the push that brought it
             for (const p of pushes) {
               const stream = p.filter((e) => STREAM_TYPES.has(e.type as string));
-              expect(stream.length, `${v.name}: bytewise push with ${stream.length} stream events`).toBeLessThanOrEqual(1);
+              expect(
+                stream.length,
+                `${v.name}: bytewise push with ${stream.length} stream events`,
+              ).toBeLessThanOrEqual(1);
             }
           }
         }
         for (const em of v.emission ?? []) {
           const lengths = em.split === 'whole' ? [input.length] : splitAt(input.length, em.split);
           const pushes = run(codec, protocol, v.limits, input, lengths);
-          expect(pushes, `${v.name}: events per push for split ${JSON.stringify(em.split)}`).toEqual(
-            em.pushes.map(expectedEvents),
-          );
+          expect(
+            pushes,
+            `${v.name}: events per push for split ${JSON.stringify(em.split)}`,
+          ).toEqual(em.pushes.map(expectedEvents));
         }
       });
     }
@@ -502,9 +482,15 @@ describeEachCodec('conformance', (codec) => {
           } catch (err) {
             thrown = err;
           }
-          expect(thrown, `${v.name}: expected a throw, got ${result ? toHex(result) : 'nothing'}`).toBeInstanceOf(CodecError);
+          expect(
+            thrown,
+            `${v.name}: expected a throw, got ${result ? toHex(result) : 'nothing'}`,
+          ).toBeInstanceOf(CodecError);
           const e = thrown as CodecError;
-          expect({ name: e.name, code: e.code, message: e.message }).toEqual({ name: 'CodecError', ...v.error });
+          expect({ name: e.name, code: e.code, message: e.message }).toEqual({
+            name: 'CodecError',
+            ...v.error,
+          });
         } else {
           const out = fn.apply(codec, args);
           expect(out).toBeInstanceOf(Uint8Array);
@@ -515,7 +501,11 @@ describeEachCodec('conformance', (codec) => {
             let i = 0;
             while (i < got.length && got[i] === want[i]) i++;
             i -= i % 2;
-            const show = (h: string) => ({ atByte: i / 2, bytes: h.slice(i, i + 64), length: h.length / 2 });
+            const show = (h: string) => ({
+              atByte: i / 2,
+              bytes: h.slice(i, i + 64),
+              length: h.length / 2,
+            });
             expect(show(got), `${v.name}: first difference`).toEqual(show(want));
           }
           expect(got).toBe(want);

@@ -78,11 +78,11 @@ describe('FastCGI responder', () => {
     await c.closed();
     expect(c.bytes()).toEqual(helloBytes(1, '/a'));
     /* the same bytes written out by hand */
-    expect(c.bytes().subarray(0, 8)).toEqual(Buffer.from([1, 6, 0, 1, 0, 61, 3, 0]));
-    expect(c.bytes().toString('latin1', 8, 69)).toBe(
-      'Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\nhello /a',
+    expect(c.bytes().subarray(0, 8)).toEqual(Buffer.from([1, 6, 0, 1, 0, 71, 1, 0]));
+    expect(c.bytes().toString('latin1', 8, 80)).toBe(
+      'Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\nhello /a\0',
     );
-    expect(c.bytes().subarray(72)).toEqual(
+    expect(c.bytes().subarray(80)).toEqual(
       Buffer.from([1, 6, 0, 1, 0, 0, 0, 0, 1, 3, 0, 1, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
     );
     expect(c.error).toBeNull();
@@ -418,8 +418,9 @@ describe('FastCGI responder', () => {
     let signal: AbortSignal | null = null;
     let closed = 0;
     const { client } = await start((env, start) => {
-      signal = env['tsgi.signal'];
       start('200 OK', TEXT);
+      if (env.PATH_INFO === '/next') return ['next'];
+      signal = env['tsgi.signal'];
       const body = (async function* () {
         for (;;) {
           yield 'tick;';
@@ -509,6 +510,7 @@ describe('FastCGI responder', () => {
     c.stream(1, '', true);
     await c.reply(1);
     c.raw.length = 0;
+    c.events.length = 0;
     c.request(1, params('/next'), '', { keepConn: true });
     await c.reply(1);
     expect(c.bytes()).toEqual(helloBytes(1, '/next'));
@@ -534,6 +536,31 @@ describe('FastCGI responder', () => {
     c.stream(1, '', true);
     await tick(300);
     expect(input!.readableLength).toBeLessThan(1024 * 1024);
+    expect(c.socket.writableLength).toBeGreaterThan(4 * 1024 * 1024);
+    go();
+    expect(parseCgi((await c.reply(1)).stdout).body).toBe(`${size} ${sha256(body)}`);
+  });
+
+  it('backpressure in: an app that has not touched tsgi.input yet does not make the server buffer the upload', async () => {
+    let go: () => void = () => {};
+    const mayRead = new Promise<void>((r) => (go = r));
+    let input: Environ['tsgi.input'] | null = null;
+    const { client } = await start(async (env, start) => {
+      await mayRead;
+      input = env['tsgi.input'];
+      const body = await readAll(env);
+      start('200 OK', TEXT);
+      return [`${body.length} ${sha256(body)}`];
+    });
+    const c = await client();
+    const size = 16 * 1024 * 1024;
+    const body = Buffer.alloc(size);
+    for (let i = 0; i < size; i += 4096) body[i] = i & 0xff;
+    c.begin(1, params('/', ['CONTENT_LENGTH', String(size)], 'POST'), { keepConn: true });
+    for (let o = 0; o < size; o += 65_528) c.stream(1, body.subarray(o, o + 65_528), false);
+    c.stream(1, '', true);
+    await tick(300);
+    expect(input).toBeNull();
     expect(c.socket.writableLength).toBeGreaterThan(4 * 1024 * 1024);
     go();
     expect(parseCgi((await c.reply(1)).stdout).body).toBe(`${size} ${sha256(body)}`);

@@ -23,6 +23,10 @@ function harness(pairs: string[] = [], opts: { ready?: () => Promise<void> | nul
     end: () => calls.push(['end']),
     ready: opts.ready ?? (() => null),
     cut: () => calls.push(['cut']),
+    get aborted() {
+      return controller.signal.aborted;
+    },
+    signal: controller.signal,
   };
   const env = makeEnviron(
     cgiVariables([

@@ -25,7 +25,9 @@ function select(): Codec {
   const result = loadNativeCodec();
   if (result.codec) return result.codec;
   if (process.env.NODE_DEBUG?.split(',').includes('tsgi')) {
-    process.stderr.write(`tsgi: native codec unavailable (${result.reason}); using ts\n`);
+    process.stderr.write(
+      `tsgi: native codec unavailable (${result.reason.replace(/\s*\n\s*/g, ' ')}); using ts\n`,
+    );
   }
   return tsCodec;
 }

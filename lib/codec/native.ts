@@ -12,7 +12,7 @@
  * in `io`; the hot ones (head, response, stream) write into a buffer sized and allocated here.
  * Errors come back as numbers and are formatted by lib/codec/errors.ts, like the TS codec's.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -671,6 +671,25 @@ function packageRoot(): string {
   return join(here, '..', '..');
 }
 
+/**
+ * Whether this process runs on musl libc. node-gyp-build (which picks the `glibc` or `musl`
+ * prebuild) only looks for /etc/alpine-release; this also knows other musl systems (Void,
+ * Chimera, distroless musl images). Without a musl dynamic loader in /lib the answer is no at
+ * once; with one (a musl system, or a glibc one with musl-tools) process.report decides: its
+ * header names a glibc version only under glibc. (getReport costs ~15 ms, hence the fast path.)
+ */
+function isMusl(): boolean {
+  if (process.platform !== 'linux') return false;
+  if (existsSync('/etc/alpine-release')) return true;
+  try {
+    if (!readdirSync('/lib').some((f) => f.startsWith('ld-musl-'))) return false;
+    const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } };
+    return report?.header !== undefined && !report.header.glibcVersionRuntime;
+  } catch {
+    return false;
+  }
+}
+
 let loaded: { codec: Codec | null; reason: string } | undefined;
 
 /**
@@ -690,7 +709,15 @@ export function loadNativeCodec(): { codec: Codec | null; reason: string } {
       binding = require(where);
     } else {
       where = packageRoot();
-      const load = require('node-gyp-build') as (dir: string) => unknown;
+      /* node-gyp-build reads LIBC once, when first loaded: tell it about musl it cannot see. */
+      const setLibc = process.env.LIBC === undefined && isMusl();
+      if (setLibc) process.env.LIBC = 'musl';
+      let load: (dir: string) => unknown;
+      try {
+        load = require('node-gyp-build') as (dir: string) => unknown;
+      } finally {
+        if (setLibc) delete process.env.LIBC;
+      }
       binding = load(where);
     }
     loaded = { codec: createNativeCodec(binding as Binding), reason: `loaded from ${where}` };

@@ -18,12 +18,15 @@ import type { Readable, Writable } from 'node:stream';
 import type { CgiVariables } from '../codec/environ.js';
 import type { Environ } from './types.js';
 
+/** A value, or a function that makes it on first access (see {@link makeEnviron}). */
+export type Lazy<T> = T | (() => T);
+
 /** The non-CGI parts of one request's environ. */
 export interface EnvironExtras {
   protocol: string;
-  input: Readable;
-  errors: Writable;
-  signal: AbortSignal;
+  input: Lazy<Readable>;
+  errors: Lazy<Writable>;
+  signal: Lazy<AbortSignal>;
   multiprocess?: boolean;
   /** The connection's local address, asked for only when SERVER_NAME / SERVER_PORT are missing. */
   local?: () => { address?: string | undefined; port?: number | undefined };
@@ -93,7 +96,40 @@ function hostOf(host: string): string {
   return colon === -1 ? host : host.slice(0, colon);
 }
 
-/** Completes CGI variables into a TSGI environ (mutates and returns `vars`). */
+function setLazy<T>(env: Environ, key: string, value: Lazy<T>): void {
+  if (typeof value !== 'function') {
+    (env as Record<string, unknown>)[key] = value;
+    return;
+  }
+  const make = value as () => T;
+  const settle = (target: Environ, v: unknown): void => {
+    Object.defineProperty(target, key, {
+      value: v,
+      writable: true,
+      enumerable: true,
+      configurable: true,
+    });
+  };
+  Object.defineProperty(env, key, {
+    enumerable: true,
+    configurable: true,
+    get(this: Environ): T {
+      const v = make();
+      settle(this, v);
+      return v;
+    },
+    set(this: Environ, v: unknown): void {
+      settle(this, v);
+    },
+  });
+}
+
+/**
+ * Completes CGI variables into a TSGI environ (mutates and returns `vars`). tsgi.input,
+ * tsgi.errors and tsgi.signal given as functions are made on first access (most requests never
+ * touch them): they are enumerable keys whose value appears when read, and assigning one
+ * replaces it.
+ */
 export function makeEnviron(vars: CgiVariables, extras: EnvironExtras): Environ {
   fixPaths(vars);
   if (vars.QUERY_STRING === undefined) vars.QUERY_STRING = '';
@@ -113,13 +149,13 @@ export function makeEnviron(vars: CgiVariables, extras: EnvironExtras): Environ 
   const env = vars as unknown as Environ;
   env['tsgi.version'] = VERSION;
   env['tsgi.url_scheme'] = scheme;
-  env['tsgi.input'] = extras.input;
-  env['tsgi.errors'] = extras.errors;
+  setLazy(env, 'tsgi.input', extras.input);
+  setLazy(env, 'tsgi.errors', extras.errors);
   env['tsgi.multithread'] = true;
   env['tsgi.multiprocess'] = extras.multiprocess ?? false;
   env['tsgi.run_once'] = false;
   env['tsgi.protocol'] = extras.protocol;
-  env['tsgi.signal'] = extras.signal;
+  setLazy(env, 'tsgi.signal', extras.signal);
   return env;
 }
 

@@ -29,6 +29,10 @@ export interface Sink {
   ready(): Promise<void> | null;
   /** An error after the head left: the peer must see the response as incomplete. */
   cut(): void;
+  /** True once the request was aborted (peer gone, ABORT_REQUEST): stop producing. */
+  readonly aborted: boolean;
+  /** The request's abort signal (the environ's tsgi.signal). */
+  readonly signal: AbortSignal;
 }
 
 const HOP_BY_HOP = new Set([
@@ -44,7 +48,7 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 
-const NOT_LATIN1 = /[^\x00-\xff]/;
+const NOT_LATIN1 = /[\u0100-\uffff]/;
 const CONCAT_LIMIT = 64 * 1024;
 const ERROR_BODY = Buffer.from('Internal Server Error\n', 'latin1');
 const ERROR_HEADERS = [
@@ -155,7 +159,7 @@ class Run {
   };
 
   get aborted(): boolean {
-    return this.env['tsgi.signal'].aborted;
+    return this.sink.aborted;
   }
 
   log(text: string): void {
@@ -291,7 +295,7 @@ class Run {
     const asyncOf = (body as AsyncIterable<Chunk>)[Symbol.asyncIterator];
     if (typeof asyncOf === 'function') {
       const it = asyncOf.call(body);
-      const stop = abortPromise(this.env['tsgi.signal']);
+      const stop = abortPromise(this.sink.signal);
       let done = false;
       try {
         for (;;) {

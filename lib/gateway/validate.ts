@@ -24,7 +24,7 @@ export class ValidationError extends Error {
 }
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const NOT_LATIN1 = /[^\x00-\xff]/;
+const NOT_LATIN1 = /[\u0100-\uffff]/;
 const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 const STATUS = /^[1-9][0-9][0-9] [\t\x20-\x7e\x80-\xff]*$/;
 const HOP_BY_HOP = new Set([

@@ -46,6 +46,8 @@ export interface FastcgiOptions {
 }
 
 const EMPTY = new Uint8Array(0);
+/** Body bytes kept for an app that has not asked for tsgi.input yet before the socket pauses. */
+const PENDING_LIMIT = 64 * 1024;
 const ROLE_NAMES = ['', 'RESPONDER', 'AUTHORIZER', 'FILTER'];
 
 function defaultLog(line: string): void {
@@ -159,15 +161,9 @@ export class FastcgiConnection {
 
   private readonly onData = (chunk: Buffer): void => {
     const events = this.parser.push(chunk);
-    const socket = this.socket;
-    socket.cork();
-    try {
-      for (let i = 0; i < events.length; i++) {
-        if (this.closed) break;
-        this.dispatch(events[i]!);
-      }
-    } finally {
-      socket.uncork();
+    for (let i = 0; i < events.length; i++) {
+      if (this.closed) break;
+      this.dispatch(events[i]!);
     }
   };
 
@@ -349,10 +345,92 @@ export class FastcgiConnection {
 }
 
 /** One request on a connection; the gateway's Sink for its response. */
+/**
+ * One request body stream (STDIN, or DATA for a filter), made on first access: most apps never
+ * read the body of a GET. Bytes that arrive before are kept (the socket pauses past 64 KiB).
+ */
+class BodySource {
+  private stream: BodyInput | null = null;
+  private pending: Uint8Array[] = [];
+  private pendingBytes = 0;
+  private ended = false;
+  private dropped = false;
+  private blocked = false;
+
+  constructor(
+    private readonly length: number,
+    private readonly conn: FastcgiConnection,
+  ) {}
+
+  /** The stream (tsgi.input or tsgi.data). */
+  readonly get = (): BodyInput => {
+    if (this.stream !== null) return this.stream;
+    const s = new BodyInput(this.length);
+    this.stream = s;
+    s.onWant = () => this.unblock();
+    let ok = true;
+    for (const c of this.pending) ok = s.feed(c);
+    this.pending = [];
+    if (this.dropped) s.abort();
+    else if (this.ended) s.finish();
+    if (ok || s.complete) this.unblock();
+    return s;
+  };
+
+  feed(bytes: Uint8Array): void {
+    if (this.dropped || this.ended) return;
+    const s = this.stream;
+    if (s !== null) {
+      if (!s.feed(bytes)) this.block();
+      return;
+    }
+    this.pending.push(bytes);
+    this.pendingBytes += bytes.length;
+    if (this.pendingBytes >= PENDING_LIMIT) this.block();
+  }
+
+  /** The peer's end of the stream. */
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.stream?.finish();
+  }
+
+  /** The peer sends nothing more: an unfinished stream ends early. */
+  peerGone(): void {
+    if (!this.ended) this.drop();
+  }
+
+  /** The request is over: the stream closes (if unfinished) and nothing more is kept. */
+  drop(): void {
+    this.dropped = true;
+    this.pending = [];
+    this.stream?.abort();
+    this.unblock();
+  }
+
+  private block(): void {
+    if (!this.blocked) {
+      this.blocked = true;
+      this.conn.block();
+    }
+  }
+
+  private unblock(): void {
+    if (this.blocked) {
+      this.blocked = false;
+      this.conn.unblock();
+    }
+  }
+}
+
+/** One request on a connection; the gateway's Sink for its response. */
 class FastcgiRequest implements Sink {
-  private input: BodyInput | null = null;
-  private data: BodyInput | null = null;
-  private readonly controller = new AbortController();
+  private input: BodySource | null = null;
+  private data: BodySource | null = null;
+  /** Made when the app (or the gateway) first asks for tsgi.signal. */
+  private controller: AbortController | null = null;
+  private abortedFlag = false;
   /** STDIN / DATA streams not yet ended by the peer. */
   openStreams: number;
   /** STDERR records were sent (an empty one must end them). */
@@ -360,8 +438,6 @@ class FastcgiRequest implements Sink {
   /** END_REQUEST sent, or the connection is gone: output is dropped. */
   private done = false;
   private started = false;
-  private inputBlocked = false;
-  private dataBlocked = false;
 
   constructor(
     private readonly conn: FastcgiConnection,
@@ -372,42 +448,50 @@ class FastcgiRequest implements Sink {
     this.openStreams = role === FCGI.FILTER ? 2 : role === FCGI.AUTHORIZER ? 0 : 1;
   }
 
+  get aborted(): boolean {
+    return this.abortedFlag;
+  }
+
+  get signal(): AbortSignal {
+    let c = this.controller;
+    if (c === null) {
+      c = this.controller = new AbortController();
+      if (this.abortedFlag) c.abort();
+    }
+    return c.signal;
+  }
+
+  private abortSignal(): void {
+    this.abortedFlag = true;
+    this.controller?.abort();
+  }
+
   start(pairs: string[]): void {
     if (this.started) return;
     this.started = true;
     const vars = cgiVariables(pairs);
     vars.FCGI_ROLE = ROLE_NAMES[this.role]!;
-    const input = new BodyInput(
+    const conn = this.conn;
+    const input = new BodySource(
       this.role === FCGI.AUTHORIZER ? 0 : contentLength(vars.CONTENT_LENGTH),
+      conn,
     );
-    input.onWant = () => {
-      if (this.inputBlocked) {
-        this.inputBlocked = false;
-        this.conn.unblock();
-      }
-    };
     this.input = input;
-    const socket = this.conn.socket;
+    const socket = conn.socket;
     const env: Environ = makeEnviron(vars, {
       protocol: 'fastcgi',
-      input,
-      errors: errorStream((bytes) => this.stderr(bytes)),
-      signal: this.controller.signal,
-      multiprocess: this.conn.server.multiprocess,
+      input: input.get,
+      errors: () => errorStream((bytes) => this.stderr(bytes)),
+      signal: () => this.signal,
+      multiprocess: conn.server.multiprocess,
       local: () => ({ address: socket.localAddress, port: socket.localPort }),
     });
     if (this.role === FCGI.FILTER) {
-      const data = new BodyInput(contentLength(vars.FCGI_DATA_LENGTH));
-      data.onWant = () => {
-        if (this.dataBlocked) {
-          this.dataBlocked = false;
-          this.conn.unblock();
-        }
-      };
+      const data = new BodySource(contentLength(vars.FCGI_DATA_LENGTH), conn);
       this.data = data;
-      env['tsgi.data'] = data;
+      env['tsgi.data'] = data.get();
     }
-    const server = this.conn.server;
+    const server = conn.server;
     server.running++;
     let pending: void | Promise<void>;
     try {
@@ -423,19 +507,9 @@ class FastcgiRequest implements Sink {
 
   feed(type: 'stdin' | 'data', bytes: Uint8Array): void {
     if (type === 'stdin') {
-      const input = this.input;
-      if (input === null || this.role === FCGI.AUTHORIZER) return;
-      if (!input.feed(bytes) && !this.inputBlocked) {
-        this.inputBlocked = true;
-        this.conn.block();
-      }
+      if (this.role !== FCGI.AUTHORIZER) this.input?.feed(bytes);
     } else {
-      const data = this.data;
-      if (data === null) return;
-      if (!data.feed(bytes) && !this.dataBlocked) {
-        this.dataBlocked = true;
-        this.conn.block();
-      }
+      this.data?.feed(bytes);
     }
   }
 
@@ -443,10 +517,10 @@ class FastcgiRequest implements Sink {
     if (type === 'stdinEnd') {
       if (this.role === FCGI.AUTHORIZER) return;
       this.openStreams--;
-      this.input?.finish();
+      this.input?.end();
     } else if (this.role === FCGI.FILTER) {
       this.openStreams--;
-      this.data?.finish();
+      this.data?.end();
     }
   }
 
@@ -454,15 +528,15 @@ class FastcgiRequest implements Sink {
   abortByPeer(): void {
     if (this.done) return;
     this.release();
-    this.controller.abort();
+    this.abortSignal();
     this.sendEnd();
   }
 
   /** The peer will send nothing more: unfinished input streams end early. */
   inputGone(): void {
     this.openStreams = 0;
-    this.input?.abort();
-    this.data?.abort();
+    this.input?.peerGone();
+    this.data?.peerGone();
   }
 
   /** The connection is gone. */
@@ -470,21 +544,13 @@ class FastcgiRequest implements Sink {
     if (this.done) return;
     this.done = true;
     this.release();
-    this.controller.abort();
+    this.abortSignal();
   }
 
   /** Drops the input streams and unpauses the socket for them. */
   private release(): void {
-    this.input?.abort();
-    this.data?.abort();
-    if (this.inputBlocked) {
-      this.inputBlocked = false;
-      this.conn.unblock();
-    }
-    if (this.dataBlocked) {
-      this.dataBlocked = false;
-      this.conn.unblock();
-    }
+    this.input?.drop();
+    this.data?.drop();
   }
 
   private stderr(bytes: Uint8Array): void {

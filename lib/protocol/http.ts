@@ -91,7 +91,12 @@ class HttpSink implements Sink {
   constructor(
     private readonly res: ServerResponse,
     private readonly draining: () => boolean,
+    readonly signal: AbortSignal,
   ) {}
+
+  get aborted(): boolean {
+    return this.signal.aborted;
+  }
 
   head(status: string, headers: string[], body: Uint8Array | null, last: boolean): void {
     const m = STATUS.exec(status);
@@ -166,7 +171,7 @@ export function createHttpServer(app: App, options: HttpOptions = {}): HttpServe
     });
     const env = httpEnviron(req, errors, controller.signal, multiprocess);
     running++;
-    const pending = respond(app, env, new HttpSink(res, isDraining));
+    const pending = respond(app, env, new HttpSink(res, isDraining, controller.signal));
     if (pending === undefined) settle();
     else pending.then(settle);
   };

@@ -91,7 +91,7 @@ function reason(err: unknown): string {
 
 /** True when `path` is a unix socket nobody accepts on (a leftover of a dead server). */
 function staleSocket(path: string): Promise<boolean> {
-  let isSocket = false;
+  let isSocket: boolean;
   try {
     isSocket = lstatSync(path).isSocket();
   } catch {

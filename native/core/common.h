@@ -30,7 +30,7 @@ enum EventKind : uint32_t {
   kEvGetValuesResult = 10,
   kEvUnknownType = 11,
   kEvUnknown = 12,
-  kEvEndBase = 8,  // 13 stdinEnd, 14 stdoutEnd, 15 stderrEnd, 16 dataEnd
+  kEvEndBase = 8,       // 13 stdinEnd, 14 stdoutEnd, 15 stderrEnd, 16 dataEnd
   kEvBlockParams = 20,  // SCGI/uwsgi params
   kEvBody = 21,
   kEvBodyEnd = 22,

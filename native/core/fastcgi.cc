@@ -131,8 +131,8 @@ PushResult FcgiParser::Push(const uint8_t* chunk, size_t len, size_t start, Even
           Fail(ev, MakeError(code, clen));
           return {pos, nev + 1, false};
         }
-        if ((type_ == kParams && static_cast<double>(held_ + content_len_) >
-                                     limits_.max_params_bytes) ||
+        if ((type_ == kParams &&
+             static_cast<double>(held_ + content_len_) > limits_.max_params_bytes) ||
             (IsValues(type_) && clen > limits_.max_params_bytes)) {
           Fail(ev, MakeError(Err::kFcgiParamsTooLarge, 0, limits_.max_params_bytes));
           return {pos, nev + 1, false};
@@ -266,8 +266,8 @@ size_t FcgiStreamSize(size_t content) {
          (rem > 0 ? kFcgiHeaderSize + rem + FcgiPad(rem) : 0);
 }
 
-uint8_t* FcgiWriteStream(uint8_t* out, uint8_t type, uint16_t id, const Span* spans,
-                         size_t nspans, bool end) {
+uint8_t* FcgiWriteStream(uint8_t* out, uint8_t type, uint16_t id, const Span* spans, size_t nspans,
+                         bool end) {
   size_t total = 0;
   for (size_t i = 0; i < nspans; ++i) total += spans[i].n;
   size_t si = 0;
@@ -310,8 +310,7 @@ void FcgiWriteBeginRequest(uint8_t* out, uint16_t id, uint16_t role, uint8_t fla
   out[10] = flags;
 }
 
-void FcgiWriteEndRequest(uint8_t* out, uint16_t id, uint32_t app_status,
-                         uint8_t protocol_status) {
+void FcgiWriteEndRequest(uint8_t* out, uint16_t id, uint32_t app_status, uint8_t protocol_status) {
   FcgiWriteHeader(out, kEndRequest, id, 8, 0);
   std::memset(out + 8, 0, 8);
   out[8] = static_cast<uint8_t>(app_status >> 24);
@@ -396,8 +395,8 @@ Error WriteFcgiResponse(uint8_t* out, uint16_t id, const StrList<Ch>& head, cons
 
 template Error EncodeFcgiParams<uint8_t>(uint16_t, const StrList<uint8_t>&, std::vector<uint8_t>*,
                                          std::vector<uint8_t>*);
-template Error EncodeFcgiParams<char16_t>(uint16_t, const StrList<char16_t>&,
-                                          std::vector<uint8_t>*, std::vector<uint8_t>*);
+template Error EncodeFcgiParams<char16_t>(uint16_t, const StrList<char16_t>&, std::vector<uint8_t>*,
+                                          std::vector<uint8_t>*);
 template Error EncodeFcgiValues<uint8_t>(const StrList<uint8_t>&, bool, std::vector<uint8_t>*);
 template Error EncodeFcgiValues<char16_t>(const StrList<char16_t>&, bool, std::vector<uint8_t>*);
 template Error WriteFcgiResponse<uint8_t>(uint8_t*, uint16_t, const StrList<uint8_t>&,

@@ -87,14 +87,14 @@ struct Span {
 };
 // Frames the concatenation of spans as records of `type` (split at kFcgiMaxChunk, padded to
 // 8), then with `end` the empty record; returns the end of the output.
-uint8_t* FcgiWriteStream(uint8_t* out, uint8_t type, uint16_t id, const Span* spans,
-                         size_t nspans, bool end);
+uint8_t* FcgiWriteStream(uint8_t* out, uint8_t type, uint16_t id, const Span* spans, size_t nspans,
+                         bool end);
 
 void FcgiWriteBeginRequest(uint8_t* out, uint16_t id, uint16_t role, uint8_t flags);  // 16 bytes
 void FcgiWriteEndRequest(uint8_t* out, uint16_t id, uint32_t app_status,
-                         uint8_t protocol_status);                                   // 16 bytes
-void FcgiWriteAbortRequest(uint8_t* out, uint16_t id);                               // 8 bytes
-void FcgiWriteUnknownType(uint8_t* out, uint8_t type);                               // 16 bytes
+                         uint8_t protocol_status);      // 16 bytes
+void FcgiWriteAbortRequest(uint8_t* out, uint16_t id);  // 8 bytes
+void FcgiWriteUnknownType(uint8_t* out, uint8_t type);  // 16 bytes
 
 // PARAMS records carrying `pairs` (even count, checked by the caller), then the empty PARAMS
 // record, into *out. `scratch` is reused memory for the encoded pairs.

@@ -253,8 +253,7 @@ Error EncodeScgiRequest(const StrList<Ch>& pairs, uint64_t content_length,
   return Error();
 }
 
-template Error EncodeScgiRequest<uint8_t>(const StrList<uint8_t>&, uint64_t,
-                                          std::vector<uint8_t>*);
+template Error EncodeScgiRequest<uint8_t>(const StrList<uint8_t>&, uint64_t, std::vector<uint8_t>*);
 template Error EncodeScgiRequest<char16_t>(const StrList<char16_t>&, uint64_t,
                                            std::vector<uint8_t>*);
 

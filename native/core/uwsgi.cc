@@ -46,7 +46,8 @@ Error UwsgiParser::Validate(uint64_t* content_length) {
   }
   for (Pair& pair : pairs_) {
     pair.name_id = InternName(p + pair.name_off, pair.name_len);
-    if (cl == nullptr && pair.name_len == 14 && std::memcmp(p + pair.name_off, "CONTENT_LENGTH", 14) == 0) {
+    if (cl == nullptr && pair.name_len == 14 &&
+        std::memcmp(p + pair.name_off, "CONTENT_LENGTH", 14) == 0) {
       cl = &pair;
     }
   }
@@ -125,11 +126,11 @@ PushResult UwsgiParser::Push(const uint8_t* chunk, size_t len, size_t start, Eve
           state_ = State::kDead;
           return {pos, nev + 1, false};
         }
-        uint32_t modifiers = static_cast<uint32_t>(header_[0]) | (static_cast<uint32_t>(header_[3]) << 8);
-        events[nev++] = Event{{kEvBlockParams | (modifiers << 8),
-                               static_cast<uint32_t>(pairs_.size()),
-                               static_cast<uint32_t>(content_length),
-                               static_cast<uint32_t>(content_length >> 32)}};
+        uint32_t modifiers =
+            static_cast<uint32_t>(header_[0]) | (static_cast<uint32_t>(header_[3]) << 8);
+        events[nev++] = Event{
+            {kEvBlockParams | (modifiers << 8), static_cast<uint32_t>(pairs_.size()),
+             static_cast<uint32_t>(content_length), static_cast<uint32_t>(content_length >> 32)}};
         block_done = true;
         body_left_ = content_length;
         state_ = content_length > 0 ? State::kBody : State::kBodyEnd;

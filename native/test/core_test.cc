@@ -17,13 +17,13 @@ namespace {
 int g_failures = 0;
 int g_checks = 0;
 
-#define CHECK(cond)                                                   \
-  do {                                                                \
-    ++g_checks;                                                       \
-    if (!(cond)) {                                                    \
-      ++g_failures;                                                   \
+#define CHECK(cond)                                                          \
+  do {                                                                       \
+    ++g_checks;                                                              \
+    if (!(cond)) {                                                           \
+      ++g_failures;                                                          \
       std::fprintf(stderr, "%s:%d: CHECK(%s)\n", __FILE__, __LINE__, #cond); \
-    }                                                                 \
+    }                                                                        \
   } while (0)
 
 using Bytes = std::vector<uint8_t>;
@@ -37,11 +37,19 @@ Bytes B(const std::string& s) { return Bytes(s.begin(), s.end()); }
 #define LIT(s) std::string(s, sizeof(s) - 1)
 
 // An SCGI netstring around `block`.
-std::string Net(const std::string& block) { return std::to_string(block.size()) + ":" + block + ","; }
+std::string Net(const std::string& block) {
+  return std::to_string(block.size()) + ":" + block + ",";
+}
 
-Bytes Record(uint8_t type, uint16_t id, const Bytes& content, uint8_t pad = 0, uint8_t version = 1) {
-  Bytes r = {version, type, static_cast<uint8_t>(id >> 8), static_cast<uint8_t>(id),
-             static_cast<uint8_t>(content.size() >> 8), static_cast<uint8_t>(content.size()), pad,
+Bytes Record(uint8_t type, uint16_t id, const Bytes& content, uint8_t pad = 0,
+             uint8_t version = 1) {
+  Bytes r = {version,
+             type,
+             static_cast<uint8_t>(id >> 8),
+             static_cast<uint8_t>(id),
+             static_cast<uint8_t>(content.size() >> 8),
+             static_cast<uint8_t>(content.size()),
+             pad,
              0};
   r.insert(r.end(), content.begin(), content.end());
   r.insert(r.end(), pad, 0xEE);
@@ -177,8 +185,7 @@ void TestPairs() {
   // Truncations anywhere are malformed; never read past the end.
   for (size_t cut = 1; cut < block.size(); ++cut) {
     Error e = tsgi::DecodeFcgiPairs(block.data(), cut, 1000, &pairs);
-    bool boundary = cut == Pair("REQUEST_METHOD", "GET").size() ||
-                    cut == block.size() - 2;
+    bool boundary = cut == Pair("REQUEST_METHOD", "GET").size() || cut == block.size() - 2;
     CHECK(boundary ? e.ok() : e.code == Err::kFcgiBadParams);
   }
   Bytes huge = {0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF};
@@ -193,13 +200,12 @@ void TestFcgiRequest() {
                       Pair("HTTP_X_CUSTOM", std::string(200, 'h'))});
   Bytes half1(params.begin(), params.begin() + 10);
   Bytes half2(params.begin() + 10, params.end());
-  Bytes input = Cat({Record(1, 1, {0, 1, 1, 0, 0, 0, 0, 0}, 3), Record(4, 1, half1, 6),
-                     Record(4, 1, half2, 255), Record(4, 1, {}), Record(5, 1, B("hel"), 5),
-                     Record(5, 1, B("lo")), Record(5, 1, {}, 2), Record(2, 1, B("xx")),
-                     Record(3, 1, {0xFF, 0xFF, 0xFF, 0xFE, 2, 0, 0, 0}),
-                     Record(9, 0, Cat({Pair("FCGI_MAX_CONNS", "")})), Record(10, 0, {}),
-                     Record(11, 0, {200, 0, 0, 0, 0, 0, 0, 0}), Record(12, 7, B("abc"), 1),
-                     Record(0, 0, {})});
+  Bytes input = Cat(
+      {Record(1, 1, {0, 1, 1, 0, 0, 0, 0, 0}, 3), Record(4, 1, half1, 6), Record(4, 1, half2, 255),
+       Record(4, 1, {}), Record(5, 1, B("hel"), 5), Record(5, 1, B("lo")), Record(5, 1, {}, 2),
+       Record(2, 1, B("xx")), Record(3, 1, {0xFF, 0xFF, 0xFF, 0xFE, 2, 0, 0, 0}),
+       Record(9, 0, Cat({Pair("FCGI_MAX_CONNS", "")})), Record(10, 0, {}),
+       Record(11, 0, {200, 0, 0, 0, 0, 0, 0, 0}), Record(12, 7, B("abc"), 1), Record(0, 0, {})});
   ForEachChunking<tsgi::FcgiParser>(input, tsgi::Limits(), [](const std::vector<Ev>& evs, Err err) {
     CHECK(err == Err::kNone);
     CHECK(evs.size() == 11);
@@ -255,7 +261,8 @@ void TestFcgiErrors() {
   CHECK(FirstError(Record(5, 1, Bytes(11)), l, &d) == Err::kFcgiRecordTooLarge && d.a == 11 &&
         d.b == 10);
   l = tsgi::Limits();
-  CHECK(FirstError(Record(5, 0, Bytes(1)), l, &d) == Err::kFcgiBadRequestId && d.a == 5 && d.b == 0);
+  CHECK(FirstError(Record(5, 0, Bytes(1)), l, &d) == Err::kFcgiBadRequestId && d.a == 5 &&
+        d.b == 0);
   CHECK(FirstError(Record(9, 1, {}), l, &d) == Err::kFcgiBadRequestId && d.a == 9 && d.b == 1);
   CHECK(FirstError(Record(1, 1, Bytes(7)), l, &d) == Err::kFcgiBadBegin && d.a == 7);
   CHECK(FirstError(Record(3, 1, Bytes(9)), l) == Err::kFcgiBadEnd);
@@ -272,14 +279,21 @@ void TestFcgiErrors() {
   l = tsgi::Limits();
   l.max_pairs = 1;
   CHECK(FirstError(Cat({Record(4, 1, Cat({p, p})), Record(4, 1, {})}), l, &d) ==
-        Err::kFcgiTooManyParams && d.b == 1);
+            Err::kFcgiTooManyParams &&
+        d.b == 1);
   CHECK(FirstError(Cat({Record(4, 1, {5, 1, 'a'}), Record(4, 1, {})}), tsgi::Limits()) ==
         Err::kFcgiBadParams);
   CHECK(FirstError(Record(10, 0, {1, 1, 'a'}), tsgi::Limits()) == Err::kFcgiBadParams);
 }
 
 void TestScgi() {
-  Bytes block = B(LIT("CONTENT_LENGTH\0" "5\0" "REQUEST_METHOD\0" "POST\0" "SCGI\0" "1\0"));
+  Bytes block =
+      B(LIT("CONTENT_LENGTH\0"
+            "5\0"
+            "REQUEST_METHOD\0"
+            "POST\0"
+            "SCGI\0"
+            "1\0"));
   Bytes input = Cat({B(std::to_string(block.size()) + ":"), block, B(",hello trailing")});
   ForEachChunking<tsgi::ScgiParser>(input, tsgi::Limits(), [](const std::vector<Ev>& evs, Err err) {
     CHECK(err == Err::kNone);
@@ -300,14 +314,27 @@ void TestScgi() {
       {"0:,", Err::kScgiNoContentLength},
       {"999999:", Err::kScgiHeadersTooLarge},
       {Net(LIT("a\0")), Err::kScgiBadHeaders},
-      {Net(LIT("CONTENT_LENGTH\0" "1\0SCGI\0" "1")), Err::kScgiBadHeaders},
+      {Net(LIT("CONTENT_LENGTH\0"
+               "1\0SCGI\0"
+               "1")),
+       Err::kScgiBadHeaders},
       {Net(LIT("A\0b\0")), Err::kScgiNoContentLength},
       {Net(LIT("CONTENT_LENGTH\0x1\0")), Err::kScgiBadContentLength},
       {Net(LIT("CONTENT_LENGTH\0\0")), Err::kScgiBadContentLength},
-      {Net(LIT("CONTENT_LENGTH\0" "1234567890123456\0")), Err::kScgiBadContentLength},
-      {Net(LIT("CONTENT_LENGTH\0" "1\0")), Err::kScgiNoScgi},
-      {Net(LIT("CONTENT_LENGTH\0" "1\0SCGI\0" "2\0")), Err::kScgiNoScgi},
-      {Net(LIT("CONTENT_LENGTH\0" "0\0X\0\0SCGI\0" "1\0")), Err::kNone},
+      {Net(LIT("CONTENT_LENGTH\0"
+               "1234567890123456\0")),
+       Err::kScgiBadContentLength},
+      {Net(LIT("CONTENT_LENGTH\0"
+               "1\0")),
+       Err::kScgiNoScgi},
+      {Net(LIT("CONTENT_LENGTH\0"
+               "1\0SCGI\0"
+               "2\0")),
+       Err::kScgiNoScgi},
+      {Net(LIT("CONTENT_LENGTH\0"
+               "0\0X\0\0SCGI\0"
+               "1\0")),
+       Err::kNone},
   };
   for (const Case& c : cases) {
     tsgi::ScgiParser parser{tsgi::Limits()};
@@ -344,17 +371,19 @@ void TestUwsgi() {
   Bytes one = request(Cat({var("REQUEST_METHOD", "POST"), var("CONTENT_LENGTH", "3")}), 0, 7);
   Bytes two = request(Cat({var("CONTENT_LENGTH", "")}), 0, 0);
   Bytes input = Cat({one, B("abc"), two, one, B("xyz")});
-  ForEachChunking<tsgi::UwsgiParser>(input, tsgi::Limits(), [](const std::vector<Ev>& evs, Err err) {
-    CHECK(err == Err::kNone);
-    CHECK(evs.size() == 8);
-    if (evs.size() != 8) return;
-    CHECK(evs[0].kind == tsgi::kEvBlockParams && evs[0].id == (7u << 8) && evs[0].nums[1] == 3);
-    CHECK(evs[0].strs[1] == "POST");
-    CHECK(evs[1].strs[0] == "abc" && evs[2].kind == tsgi::kEvBodyEnd);
-    CHECK(evs[3].kind == tsgi::kEvBlockParams && evs[3].nums[1] == 0 && evs[3].strs.size() == 2);
-    CHECK(evs[4].kind == tsgi::kEvBodyEnd);
-    CHECK(evs[5].strs[1] == "POST" && evs[6].strs[0] == "xyz");
-  });
+  ForEachChunking<tsgi::UwsgiParser>(
+      input, tsgi::Limits(), [](const std::vector<Ev>& evs, Err err) {
+        CHECK(err == Err::kNone);
+        CHECK(evs.size() == 8);
+        if (evs.size() != 8) return;
+        CHECK(evs[0].kind == tsgi::kEvBlockParams && evs[0].id == (7u << 8) && evs[0].nums[1] == 3);
+        CHECK(evs[0].strs[1] == "POST");
+        CHECK(evs[1].strs[0] == "abc" && evs[2].kind == tsgi::kEvBodyEnd);
+        CHECK(evs[3].kind == tsgi::kEvBlockParams && evs[3].nums[1] == 0 &&
+              evs[3].strs.size() == 2);
+        CHECK(evs[4].kind == tsgi::kEvBodyEnd);
+        CHECK(evs[5].strs[1] == "POST" && evs[6].strs[0] == "xyz");
+      });
   struct Case {
     Bytes in;
     Err err;
@@ -376,7 +405,6 @@ void TestUwsgi() {
     CHECK(err == c.err);
   }
 }
-
 
 // A StrList over std::strings (as latin-1 bytes or as UTF-16 units).
 template <typename Ch>
@@ -476,9 +504,9 @@ void TestFcgiEncoders() {
   Bytes body = B("hi");
   size_t head_len = tsgi::HeadSize(head.get(), tsgi::HeadStyle::kCgi);
   Bytes resp(tsgi::FcgiResponseSize(head_len, body.size(), true));
-  CHECK(tsgi::WriteFcgiResponse(resp.data(), 1, head.get(), body.data(), body.size(), true,
-                                &scratch)
-            .ok());
+  CHECK(
+      tsgi::WriteFcgiResponse(resp.data(), 1, head.get(), body.data(), body.size(), true, &scratch)
+          .ok());
   tsgi::FcgiParser app_side{tsgi::Limits()};
   evs = Run(&app_side, resp, 1, 1);
   CHECK(evs.size() == 3);
@@ -499,11 +527,13 @@ void TestFcgiEncoders() {
 }
 
 void TestRequestEncoders() {
-  List<char16_t> pairs({u"REQUEST_METHOD", u"GET", u"SCGI", u"0", u"CONTENT_LENGTH", u"9", u"A",
-                        u""});
+  List<char16_t> pairs(
+      {u"REQUEST_METHOD", u"GET", u"SCGI", u"0", u"CONTENT_LENGTH", u"9", u"A", u""});
   std::vector<uint8_t> out;
   CHECK(tsgi::EncodeScgiRequest(pairs.get(), 12, &out).ok());
-  CHECK(Str(out) == Net(LIT("CONTENT_LENGTH\0" "12\0SCGI\0" "1\0REQUEST_METHOD\0GET\0A\0\0")));
+  CHECK(Str(out) == Net(LIT("CONTENT_LENGTH\0"
+                            "12\0SCGI\0"
+                            "1\0REQUEST_METHOD\0GET\0A\0\0")));
   List<char16_t> nul({u"A", std::u16string(u"b\0c", 3)});
   CHECK(tsgi::EncodeScgiRequest(nul.get(), 0, &out).variant == tsgi::kVariantScgiNul);
   List<char16_t> wide({u"\u0100", std::u16string(u"\0", 1)});

@@ -180,6 +180,50 @@ delete userEnv.TSGI_NATIVE_PATH;
 delete userEnv.NODE_DEBUG;
 
 try {
+  // ---- 0. the release workflow -------------------------------------------------------------
+  await check('.github/workflows/prebuild.yml: valid YAML with every target', async () => {
+    const { parseDocument } = await import('yaml');
+    const text = readFileSync(join(repo, '.github', 'workflows', 'prebuild.yml'), 'utf8');
+    const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+    if (doc.errors.length) throw new Error(doc.errors.map((e) => e.message).join('\n'));
+    const wf = doc.toJS();
+    const problems = [];
+    const include = wf.jobs?.prebuild?.strategy?.matrix?.include ?? [];
+    const targets = include.map((t) => t.target);
+    for (const t of [
+      'linux-x64-glibc',
+      'linux-arm64-glibc',
+      'linux-x64-musl',
+      'linux-arm64-musl',
+      'darwin-x64',
+      'darwin-arm64',
+      'win32-x64',
+    ]) {
+      if (!targets.includes(t)) problems.push(`no matrix target ${t}`);
+    }
+    for (const t of include) if (!t.os) problems.push(`target ${t.target} has no runner`);
+    if (!include.some((t) => /alpine/.test(t.container ?? ''))) {
+      problems.push('no target builds in an Alpine container');
+    }
+    const expected = String(wf.env?.EXPECTED_PREBUILDS ?? '')
+      .split(/\s+/)
+      .filter(Boolean);
+    if (expected.length !== 7) problems.push(`EXPECTED_PREBUILDS lists ${expected.length} files`);
+    const steps = JSON.stringify(wf.jobs?.package?.steps ?? []);
+    if (!/npm publish --provenance/.test(steps)) problems.push('no `npm publish --provenance`');
+    if (wf.jobs?.package?.permissions?.['id-token'] !== 'write') {
+      problems.push('the package job lacks id-token: write (provenance)');
+    }
+    if (!/download-artifact/.test(steps)) problems.push('the package job collects no artifacts');
+    if (!/EXPECTED_PREBUILDS/.test(steps)) problems.push('no check of the expected files');
+    const scripts = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')).scripts ?? {};
+    for (const m of text.matchAll(/npm run ([\w:-]+)/g)) {
+      if (!scripts[m[1]]) problems.push(`the workflow runs a missing script: ${m[1]}`);
+    }
+    if (problems.length) throw new Error(problems.join('\n'));
+    return `${targets.length} targets`;
+  });
+
   // ---- 1. stage and pack -----------------------------------------------------------------
   await check('stage: the packed files, dist/ built fresh (ESM + CommonJS)', () => {
     const dry = run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts']);
