@@ -16,7 +16,8 @@
  * The JSON notation is expanded here by trivial code that shares nothing with the codecs.
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import { expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { ERROR_CODES } from '../lib/codec/errors.js';
 import { CodecError, type Codec, type Limits } from '../lib/codec/types.js';
 import { describeEachCodec, normalise, snapshot, STREAM_TYPES, toHex, type Ev } from './codecs.js';
 
@@ -416,11 +417,24 @@ const files = readdirSync(VECTOR_DIR)
 function encodeArg(x: unknown): unknown {
   if (Array.isArray(x)) return x.map(encodeArg);
   if (x && typeof x === 'object') {
-    if ('bytes' in x) return Uint8Array.from(expand((x as { bytes: Segment }).bytes));
+    if ('bytes' in x) {
+      // a view at an offset into a larger buffer, with bytes around it the encoder must not read
+      const content = expand((x as { bytes: Segment }).bytes);
+      const backing = new Uint8Array(content.length + 6).fill(0xee);
+      backing.set(content, 3);
+      return backing.subarray(3, 3 + content.length);
+    }
     if ('str' in x) return latin1String(expand((x as { str: Segment }).str));
     if ('num' in x) return Number((x as { num: string }).num);
     throw new Error(`bad encoder argument ${JSON.stringify(x)}`);
   }
+  return x;
+}
+
+/** A second, different-looking copy of an argument (other buffers, same content). */
+function encodeArgAgain(x: unknown): unknown {
+  if (Array.isArray(x)) return x.map(encodeArgAgain);
+  if (x instanceof Uint8Array) return Uint8Array.from(x).fill(0x33);
   return x;
 }
 
@@ -436,6 +450,41 @@ function checkUniqueNames(): void {
   }
 }
 checkUniqueNames();
+
+describe('vectors', () => {
+  it('cover every error code and every message variant', () => {
+    const seen = new Set<string>();
+    const note = (e: { code?: unknown; message?: unknown }): void => {
+      if (typeof e.code === 'string') {
+        seen.add(e.code);
+        seen.add(
+          `${e.code}: ${String(e.message)
+            .replace(/[0-9]+/g, 'N')
+            .replace(/"[^]*"$/, '"NAME"')}`,
+        );
+      }
+    };
+    for (const { data } of files) {
+      for (const v of data.parse ?? []) {
+        v.events.forEach(note);
+      }
+      for (const v of data.encode ?? []) if (v.error) note(v.error);
+    }
+    const want = ERROR_CODES.filter((c) => c !== '');
+    expect(want.filter((c) => !seen.has(c))).toEqual([]);
+    const variants = [
+      'SCGI_BAD_NETSTRING: malformed netstring length',
+      "SCGI_BAD_NETSTRING: netstring not terminated by ','",
+      'ENCODE_BAD_ARGUMENT: invalid argument',
+      'ENCODE_BAD_ARGUMENT: headers must be name/value pairs',
+      'ENCODE_BAD_ARGUMENT: pairs must be name/value pairs',
+      'ENCODE_BAD_ARGUMENT: NUL in SCGI header',
+      'ENCODE_TOO_LARGE: record content exceeds N bytes',
+      'ENCODE_TOO_LARGE: uwsgi vars block exceeds N bytes',
+    ];
+    expect(variants.filter((m) => !seen.has(m))).toEqual([]);
+  });
+});
 
 describeEachCodec('conformance', (codec) => {
   for (const { file, data } of files) {
@@ -496,6 +545,9 @@ describeEachCodec('conformance', (codec) => {
           expect(out).toBeInstanceOf(Uint8Array);
           const want = toHex(expand(v.expect!));
           const got = toHex(out);
+          // the result is the caller's: a second call must not change it
+          fn.apply(codec, args.map(encodeArgAgain));
+          expect(toHex(out), `${v.name}: result changed by a later call`).toBe(got);
           if (got !== want) {
             // the first differing byte and what follows it, before the whole thing
             let i = 0;

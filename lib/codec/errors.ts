@@ -93,7 +93,9 @@ export function errorMessage(code: ErrorCode, a = 0, b = 0, name = '', variant =
     case 'ENCODE_NOT_LATIN1':
       return 'not a latin-1 string';
     case 'ENCODE_TOO_LARGE':
-      return variant === 1 ? 'uwsgi vars block exceeds 65535 bytes' : 'record content exceeds 65535 bytes';
+      return variant === 1
+        ? 'uwsgi vars block exceeds 65535 bytes'
+        : 'record content exceeds 65535 bytes';
     case 'ENCODE_BAD_ARGUMENT':
       return variant === 1
         ? 'headers must be name/value pairs'

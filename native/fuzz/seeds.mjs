@@ -31,7 +31,8 @@ const fcgiLen = (n) => {
 };
 const fcgiPairs = (pairs) =>
   b(...pairs.flatMap(([n, v]) => [fcgiLen(n.length), fcgiLen(v.length), n, v]));
-const begin = (id, role = 1, flags = 0) => record(1, id, Buffer.from([role >> 8, role & 255, flags, 0, 0, 0, 0, 0]));
+const begin = (id, role = 1, flags = 0) =>
+  record(1, id, Buffer.from([role >> 8, role & 255, flags, 0, 0, 0, 0, 0]));
 const end = (id, app = 0, proto = 0) => {
   const c = Buffer.alloc(8);
   c.writeUInt32BE(app);
@@ -91,7 +92,15 @@ const fcgiSeeds = [
   ),
   // management records and unknown types
   b(
-    record(9, 0, fcgiPairs([['FCGI_MAX_CONNS', ''], ['FCGI_MAX_REQS', ''], ['FCGI_MPXS_CONNS', '']])),
+    record(
+      9,
+      0,
+      fcgiPairs([
+        ['FCGI_MAX_CONNS', ''],
+        ['FCGI_MAX_REQS', ''],
+        ['FCGI_MPXS_CONNS', ''],
+      ]),
+    ),
     record(10, 0, fcgiPairs([['FCGI_MPXS_CONNS', '1']])),
     record(11, 0, Buffer.from([200, 0, 0, 0, 0, 0, 0, 0])),
     record(9, 0),
@@ -129,7 +138,13 @@ const scgiSeeds = [
     ['', ''],
     ['SCGI', '1'],
   ]),
-  scgi([['CONTENT_LENGTH', '000000000000003'], ['SCGI', '1']], 'abcdef'),
+  scgi(
+    [
+      ['CONTENT_LENGTH', '000000000000003'],
+      ['SCGI', '1'],
+    ],
+    'abcdef',
+  ),
 ];
 
 // ---- uwsgi ----
@@ -157,8 +172,25 @@ const uwsgiSeeds = [
     'body',
   ),
   // two requests on one connection, the second with an empty CONTENT_LENGTH
-  b(uwsgi([['PATH_INFO', '/a']], '', 0, 0), uwsgi([['CONTENT_LENGTH', ''], ['A', 'b']], '', 0, 5)),
-  uwsgi([['CONTENT_LENGTH', '1'], ['CONTENT_LENGTH', 'x']], 'Z'),
+  b(
+    uwsgi([['PATH_INFO', '/a']], '', 0, 0),
+    uwsgi(
+      [
+        ['CONTENT_LENGTH', ''],
+        ['A', 'b'],
+      ],
+      '',
+      0,
+      5,
+    ),
+  ),
+  uwsgi(
+    [
+      ['CONTENT_LENGTH', '1'],
+      ['CONTENT_LENGTH', 'x'],
+    ],
+    'Z',
+  ),
 ];
 
 // Control prefixes: [chunking, limits, event capacity].
@@ -195,7 +227,15 @@ const wstrs = (...list) =>
       return b(Buffer.from([s.length]), u);
     }),
   );
-const headList = ['200 OK', 'Content-Type', 'text/html; charset=utf-8', 'X-A', '', 'Set-Cookie', 'a=b'];
+const headList = [
+  '200 OK',
+  'Content-Type',
+  'text/html; charset=utf-8',
+  'X-A',
+  '',
+  'Set-Cookie',
+  'a=b',
+];
 const pairList = ['REQUEST_METHOD', 'GET', 'CONTENT_LENGTH', '12', 'HTTP_X', 'é'.repeat(130)];
 write(
   'encode',
