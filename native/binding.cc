@@ -13,6 +13,7 @@
 //   0 start offset in / next offset out   1 events written   2 more work on this chunk
 //   3 pair area replaced                  4 error code       5 error message variant
 //   6-7 error number a (float64)          8-9 error number b (float64)
+//   10 parser standing after a push (core Standing: 0 busy, 1 idle, 2 finished, 3 dead)
 //   12.. events, four words each (native/core/common.h); for encoders: string lengths
 //
 // The addon is context-aware: all state lives in per-environment instance data or in the
@@ -21,6 +22,7 @@
 #include <node_api.h>
 
 #include <cstring>
+#include <memory>
 #include <new>
 #include <vector>
 
@@ -48,8 +50,29 @@ constexpr size_t kIoErrCode = 4;
 constexpr size_t kIoErrVariant = 5;
 constexpr size_t kIoErrA = 6;  // float64 at word 6
 constexpr size_t kIoErrB = 8;  // float64 at word 8
+constexpr size_t kIoStanding = 10;
 constexpr size_t kIoData = 12;
 constexpr size_t kMinIoWords = kIoData + 4 * 16;
+
+struct ParserBox {
+  explicit ParserBox(uint32_t k) : kind(k) {}
+  virtual ~ParserBox() = default;
+  virtual void Reset(const Limits& limits) = 0;
+  uint32_t kind;
+  bool in_use = false;
+};
+
+template <typename P, uint32_t K>
+struct Box : ParserBox {
+  static constexpr uint32_t kKind = K;
+  explicit Box(const Limits& limits) : ParserBox(K), parser(limits) {}
+  void Reset(const Limits& limits) override { parser.Reset(limits); }
+  P parser;
+};
+
+using FcgiBox = Box<tsgi::FcgiParser, 0>;
+using ScgiBox = Box<tsgi::ScgiParser, 1>;
+using UwsgiBox = Box<tsgi::UwsgiParser, 2>;
 
 struct Instance {
   napi_ref io_ref = nullptr;
@@ -58,9 +81,11 @@ struct Instance {
   napi_ref pairs_ref = nullptr;
   uint32_t* pairs = nullptr;
   size_t pairs_words = 0;
-  std::vector<char16_t> text;    // UTF-16 of encoder strings
-  std::vector<uint8_t> out;      // encoder output
-  std::vector<uint8_t> scratch;  // encoder intermediate
+  std::vector<char16_t> text;                     // UTF-16 of encoder strings
+  std::vector<uint8_t> out;                       // encoder output
+  std::vector<uint8_t> scratch;                   // encoder intermediate
+  std::vector<std::unique_ptr<ParserBox>> slots;  // parsers, by slot
+  std::vector<uint32_t> free_slots[3];            // free slots by parser kind
 };
 
 #define CHECK_NAPI(call)                   \
@@ -187,55 +212,69 @@ napi_value PairArea(napi_env env, napi_callback_info) {
 // ---------------------------------------------------------------------------------------
 // Parsers
 
-enum class ParserKind : uint32_t { kFcgi = 0x46434749, kScgi = 0x53434749, kUwsgi = 0x55575347 };
+// Parsers live in per-environment slots rather than in JS objects with finalizers (a
+// finalizer, like a FinalizationRegistry entry, costs microseconds per object). A JS parser
+// takes a slot at its first push and gives it back as soon as the native parser is no longer
+// busy (between records or requests, after an error or when finished), so on the common path
+// a request that arrives whole costs no native allocation and no finalizer; only a parser
+// left busy between pushes is tracked by a FinalizationRegistry in lib/codec/native.ts,
+// which calls release().
 
-struct ParserBox {
-  explicit ParserBox(ParserKind k) : kind(k) {}
-  virtual ~ParserBox() = default;
-  ParserKind kind;
-};
-
-template <typename P, ParserKind K>
-struct Box : ParserBox {
-  static constexpr ParserKind kKind = K;
-  explicit Box(const Limits& limits) : ParserBox(K), parser(limits) {}
-  P parser;
-};
-
-using FcgiBox = Box<tsgi::FcgiParser, ParserKind::kFcgi>;
-using ScgiBox = Box<tsgi::ScgiParser, ParserKind::kScgi>;
-using UwsgiBox = Box<tsgi::UwsgiParser, ParserKind::kUwsgi>;
-
-void FinalizeParser(napi_env, void* data, void*) { delete static_cast<ParserBox*>(data); }
-
-// createParser(kind: 0 fcgi | 1 scgi | 2 uwsgi, maxParamsBytes, maxPairs, maxRecordBody)
-napi_value CreateParser(napi_env env, napi_callback_info info) {
+// acquire(kind: 0 fcgi | 1 scgi | 2 uwsgi, maxParamsBytes, maxPairs, maxRecordBody): slot
+napi_value Acquire(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
   CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
-  double kind = 0;
+  Instance* inst = GetInstance(env);
+  uint32_t kind = 0;
   Limits limits;
-  if (argc < 4 || !GetDouble(env, argv[0], &kind) ||
-      !GetDouble(env, argv[1], &limits.max_params_bytes) ||
+  if (inst == nullptr || argc < 4 || napi_get_value_uint32(env, argv[0], &kind) != napi_ok ||
+      kind > 2 || !GetDouble(env, argv[1], &limits.max_params_bytes) ||
       !GetDouble(env, argv[2], &limits.max_pairs) ||
       !GetDouble(env, argv[3], &limits.max_record_body)) {
     return Throw(env, "tsgi: bad parser arguments");
   }
-  ParserBox* box = nullptr;
-  if (kind == 0) {
-    box = new (std::nothrow) FcgiBox(limits);
-  } else if (kind == 1) {
-    box = new (std::nothrow) ScgiBox(limits);
-  } else if (kind == 2) {
-    box = new (std::nothrow) UwsgiBox(limits);
+  std::vector<uint32_t>& free_list = inst->free_slots[kind];
+  uint32_t slot;
+  if (!free_list.empty()) {
+    slot = free_list.back();
+    free_list.pop_back();
+    inst->slots[slot]->Reset(limits);
+  } else {
+    ParserBox* box = nullptr;
+    if (kind == 0) {
+      box = new (std::nothrow) FcgiBox(limits);
+    } else if (kind == 1) {
+      box = new (std::nothrow) ScgiBox(limits);
+    } else {
+      box = new (std::nothrow) UwsgiBox(limits);
+    }
+    if (box == nullptr) return Throw(env, "tsgi: cannot create parser");
+    slot = static_cast<uint32_t>(inst->slots.size());
+    inst->slots.emplace_back(box);
   }
-  if (box == nullptr) return Throw(env, "tsgi: cannot create parser");
-  napi_value result = nullptr;
-  if (napi_create_external(env, box, FinalizeParser, nullptr, &result) != napi_ok) {
-    delete box;
-    return nullptr;
+  inst->slots[slot]->in_use = true;
+  return Int(env, static_cast<int32_t>(slot));
+}
+
+void ReleaseSlot(Instance* inst, uint32_t slot) {
+  ParserBox* box = inst->slots[slot].get();
+  box->in_use = false;
+  inst->free_slots[box->kind].push_back(slot);
+}
+
+// release(slot): gives back the slot of a parser that was garbage-collected while busy.
+napi_value Release(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  Instance* inst = GetInstance(env);
+  uint32_t slot = 0;
+  if (inst != nullptr && argc == 1 && napi_get_value_uint32(env, argv[0], &slot) == napi_ok &&
+      slot < inst->slots.size() && inst->slots[slot]->in_use) {
+    ReleaseSlot(inst, slot);
   }
-  return result;
+  return Undefined(env);
 }
 
 // Copies the pair descriptors of the block just emitted to the shared pair area, growing it
@@ -278,17 +317,16 @@ napi_value Push(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
   Instance* inst = GetInstance(env);
-  void* ext = nullptr;
+  uint32_t slot = 0;
   uint8_t* chunk = nullptr;
   size_t len = 0;
   if (inst == nullptr || inst->io == nullptr || argc < 2 ||
-      napi_get_value_external(env, argv[0], &ext) != napi_ok || ext == nullptr ||
+      napi_get_value_uint32(env, argv[0], &slot) != napi_ok || slot >= inst->slots.size() ||
+      !inst->slots[slot]->in_use || inst->slots[slot]->kind != B::kKind ||
       !GetBytes(env, argv[1], &chunk, &len)) {
     return Throw(env, "tsgi: bad push arguments");
   }
-  ParserBox* base = static_cast<ParserBox*>(ext);
-  if (base->kind != B::kKind) return Throw(env, "tsgi: wrong parser");
-  auto& parser = static_cast<B*>(base)->parser;
+  auto& parser = static_cast<B*>(inst->slots[slot].get())->parser;
   int32_t* io = inst->io;
   size_t start = static_cast<size_t>(static_cast<uint32_t>(io[kIoPos]));
   if (start > len) start = len;
@@ -299,19 +337,23 @@ napi_value Push(napi_env env, napi_callback_info info) {
   io[kIoEvents] = static_cast<int32_t>(r.events);
   io[kIoMore] = r.more ? 1 : 0;
   io[kIoPairsGrown] = 0;
-  if (r.events == 0) return Undefined(env);
-  uint32_t last = events[r.events - 1].w[0] & 0xFF;
-  if (last == tsgi::kEvError) WriteError(inst, parser.error());
-  for (size_t i = 0; i < r.events; ++i) {
+  tsgi::Standing standing = r.more ? tsgi::Standing::kBusy : parser.standing();
+  io[kIoStanding] = static_cast<int32_t>(standing);
+  if (r.events > 0 && (events[r.events - 1].w[0] & 0xFF) == tsgi::kEvError) {
+    WriteError(inst, parser.error());
+  }
+  napi_value result = nullptr;
+  for (size_t i = 0; i < r.events && result == nullptr; ++i) {
     if (!IsBlockEvent(events[i].w[0])) continue;
     if (!PublishPairs(env, inst, parser.pairs())) return Throw(env, "tsgi: out of memory");
     const std::vector<uint8_t>& block = parser.block();
-    napi_value s = nullptr;
     CHECK_NAPI(napi_create_string_latin1(
-        env, block.empty() ? "" : reinterpret_cast<const char*>(block.data()), block.size(), &s));
-    return s;
+        env, block.empty() ? "" : reinterpret_cast<const char*>(block.data()), block.size(),
+        &result));
   }
-  return Undefined(env);
+  // The block string is made; the parser can go back to the pool.
+  if (standing != tsgi::Standing::kBusy) ReleaseSlot(inst, slot);
+  return result != nullptr ? result : Undefined(env);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -538,7 +580,8 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   const napi_property_descriptor props[] = {
       {"init", nullptr, Init, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"pairArea", nullptr, PairArea, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"createParser", nullptr, CreateParser, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"acquire", nullptr, Acquire, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"release", nullptr, Release, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"fcgiPush", nullptr, Push<FcgiBox>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"scgiPush", nullptr, Push<ScgiBox>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"uwsgiPush", nullptr, Push<UwsgiBox>, nullptr, nullptr, nullptr, napi_default, nullptr},

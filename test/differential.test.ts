@@ -324,7 +324,7 @@ function feed(
   });
 }
 
-const RUNS = { fastcgi: 300, scgi: 200, uwsgi: 200 };
+const RUNS = { fastcgi: 200, scgi: 150, uwsgi: 150 };
 
 // ---------------------------------------------------------------------------------------------
 // Chunking invariance (always runs)
@@ -515,7 +515,7 @@ describeDifferential('ts and native encoders agree', (nat) => {
   const same = (call: (c: Codec) => Uint8Array): void => {
     expect(outcome(() => call(nat))).toEqual(outcome(() => call(tsCodec)));
   };
-  const runs = 300;
+  const runs = 200;
   it('encodeHead', () => {
     fc.assert(
       fc.property(

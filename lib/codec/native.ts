@@ -33,15 +33,11 @@ import {
 interface Binding {
   init(io: Int32Array, pairs: Int32Array): string[];
   pairArea(): Int32Array;
-  createParser(
-    kind: number,
-    maxParamsBytes: number,
-    maxPairs: number,
-    maxRecordBody: number,
-  ): object;
-  fcgiPush(parser: object, chunk: Uint8Array): string | undefined;
-  scgiPush(parser: object, chunk: Uint8Array): string | undefined;
-  uwsgiPush(parser: object, chunk: Uint8Array): string | undefined;
+  acquire(kind: number, maxParamsBytes: number, maxPairs: number, maxRecordBody: number): number;
+  release(slot: number): void;
+  fcgiPush(slot: number, chunk: Uint8Array): string | undefined;
+  scgiPush(slot: number, chunk: Uint8Array): string | undefined;
+  uwsgiPush(slot: number, chunk: Uint8Array): string | undefined;
   encodeHead(out: Uint8Array, s: string, count: number, http: boolean): number;
   fcgiResponse(
     out: Uint8Array,
@@ -158,6 +154,7 @@ const IO_ERR_CODE = 4;
 const IO_ERR_VARIANT = 5;
 const F64_ERR_A = 3; // float64 index (words 6-7)
 const F64_ERR_B = 4; // float64 index (words 8-9)
+const IO_STANDING = 10;
 const IO_DATA = 12;
 const IO_EVENT_SLOTS = 1024;
 const PAIR_WORDS = 5;
@@ -299,19 +296,82 @@ function createNativeCodec(B: Binding): Codec {
     return out;
   }
 
-  class FcgiParser implements Parser<FcgiEvent> {
-    private dead = false;
-    constructor(private readonly handle: object) {}
+  /* A busy parser that becomes garbage gives its native slot back. */
+  const registry = new FinalizationRegistry<number>((slot) => B.release(slot));
+
+  /**
+   * A parser's hold on a native slot. Native parsers live in pooled slots (native/binding.cc):
+   * a slot is taken at a push and given back by the addon as soon as the parser is not busy
+   * (between records or requests, finished or dead), so a request that arrives whole costs no
+   * native allocation and no finalizer. Only while busy between pushes is the parser tracked
+   * by the FinalizationRegistry.
+   */
+  class SlotParser {
+    /** Dead or finished: push() returns []. */
+    protected dead = false;
+    private slot = -1;
+    private registered = false;
+    private readonly maxParamsBytes: number;
+    private readonly maxPairs: number;
+    private readonly maxRecordBody: number;
+
+    constructor(
+      private readonly kind: number,
+      limits?: Partial<Limits>,
+    ) {
+      const l = resolveLimits(limits);
+      this.maxParamsBytes = Number(l.maxParamsBytes);
+      this.maxPairs = Number(l.maxPairs);
+      this.maxRecordBody = Number(l.maxRecordBody);
+    }
+
+    /** Whether a push of `chunk` can do nothing at all (no bytes, no state). */
+    protected idle(chunk: Uint8Array): boolean {
+      return chunk.length === 0 && this.slot < 0;
+    }
+
+    /** The slot to push into, taking one from the pool when the parser holds none. */
+    protected take(): number {
+      if (this.slot < 0) {
+        this.slot = B.acquire(this.kind, this.maxParamsBytes, this.maxPairs, this.maxRecordBody);
+      }
+      return this.slot;
+    }
+
+    /** After the last native call of a push(): follow what the addon did with the slot. */
+    protected settle(): void {
+      const standing = io[IO_STANDING];
+      if (standing === 0) {
+        if (!this.registered) {
+          registry.register(this, this.slot, this);
+          this.registered = true;
+        }
+        return;
+      }
+      this.slot = -1;
+      if (standing >= 2) this.dead = true;
+      if (this.registered) {
+        registry.unregister(this);
+        this.registered = false;
+      }
+    }
+  }
+
+  class FcgiParser extends SlotParser implements Parser<FcgiEvent> {
+    constructor(limits?: Partial<Limits>) {
+      super(0, limits);
+    }
 
     push(input: Uint8Array): FcgiEvent[] {
       const out: FcgiEvent[] = [];
       if (this.dead) return out;
       const chunk = asBytes(input);
-      if (chunk === null) return out;
+      if (chunk === null || this.idle(chunk)) return out;
+      const slot = this.take();
       let start = 0;
       for (;;) {
         io[IO_POS] = start;
-        const block = B.fcgiPush(this.handle, chunk);
+        const block = B.fcgiPush(slot, chunk);
         const n = io[IO_EVENTS];
         if (n !== 0 && io[IO_PAIRS_GROWN] !== 0) pairArea = B.pairArea();
         for (let i = 0, w = IO_DATA; i < n; i++, w += 4) {
@@ -369,33 +429,38 @@ function createNativeCodec(B: Binding): Codec {
             case EV_ERROR:
             default:
               out.push(parserError(w));
-              this.dead = true;
+              this.settle();
               return out;
           }
         }
-        if (io[IO_MORE] === 0) return out;
+        if (io[IO_MORE] === 0) {
+          this.settle();
+          return out;
+        }
         start = io[IO_POS];
       }
     }
   }
 
   /** SCGI and uwsgi: params, body, bodyEnd, error. */
-  class RequestParser<E extends ScgiEvent | UwsgiEvent> implements Parser<E> {
-    private dead = false;
+  class RequestParser<E extends ScgiEvent | UwsgiEvent> extends SlotParser implements Parser<E> {
     constructor(
-      private readonly handle: object,
       private readonly uwsgi: boolean,
-    ) {}
+      limits?: Partial<Limits>,
+    ) {
+      super(uwsgi ? 2 : 1, limits);
+    }
 
     push(input: Uint8Array): E[] {
       const out: (ScgiEvent | UwsgiEvent)[] = [];
       if (this.dead) return out as E[];
       const chunk = asBytes(input);
-      if (chunk === null) return out as E[];
+      if (chunk === null || this.idle(chunk)) return out as E[];
+      const slot = this.take();
       let start = 0;
       for (;;) {
         io[IO_POS] = start;
-        const block = this.uwsgi ? B.uwsgiPush(this.handle, chunk) : B.scgiPush(this.handle, chunk);
+        const block = this.uwsgi ? B.uwsgiPush(slot, chunk) : B.scgiPush(slot, chunk);
         const n = io[IO_EVENTS];
         if (n !== 0 && io[IO_PAIRS_GROWN] !== 0) pairArea = B.pairArea();
         for (let i = 0, w = IO_DATA; i < n; i++, w += 4) {
@@ -423,24 +488,17 @@ function createNativeCodec(B: Binding): Codec {
             }
           } else {
             out.push(parserError(w));
-            this.dead = true;
+            this.settle();
             return out as E[];
           }
         }
-        if (io[IO_MORE] === 0) return out as E[];
+        if (io[IO_MORE] === 0) {
+          this.settle();
+          return out as E[];
+        }
         start = io[IO_POS];
       }
     }
-  }
-
-  function createParser(kind: number, limits?: Partial<Limits>): object {
-    const l = resolveLimits(limits);
-    return B.createParser(
-      kind,
-      Number(l.maxParamsBytes),
-      Number(l.maxPairs),
-      Number(l.maxRecordBody),
-    );
   }
 
   /**
@@ -531,15 +589,15 @@ function createNativeCodec(B: Binding): Codec {
     name: 'native',
 
     createFcgiParser(limits?: Partial<Limits>): Parser<FcgiEvent> {
-      return new FcgiParser(createParser(0, limits));
+      return new FcgiParser(limits);
     },
 
     createScgiParser(limits?: Partial<Limits>): Parser<ScgiEvent> {
-      return new RequestParser<ScgiEvent>(createParser(1, limits), false);
+      return new RequestParser<ScgiEvent>(false, limits);
     },
 
     createUwsgiParser(limits?: Partial<Limits>): Parser<UwsgiEvent> {
-      return new RequestParser<UwsgiEvent>(createParser(2, limits), true);
+      return new RequestParser<UwsgiEvent>(true, limits);
     },
 
     encodeHead(status: string, headers: readonly string[], style: HeadStyle): Uint8Array {

@@ -69,6 +69,21 @@ struct PushResult {
   bool more;
 };
 
+// Where a parser stands between pushes.
+enum class Standing : int32_t {
+  kBusy = 0,      // holds state that the next push() needs
+  kIdle = 1,      // the same as a new parser (its limits aside)
+  kFinished = 2,  // ignores all further input (SCGI after its request)
+  kDead = 3,      // after an error event
+};
+
+// Releases the memory of a reused buffer when it grew past `keep` bytes.
+template <typename V>
+inline void Trim(V* v, size_t keep = 65536) {
+  v->clear();
+  if (v->capacity() * sizeof(typename V::value_type) > keep) V().swap(*v);
+}
+
 // A list of strings given as one run of characters and the length of each string, in order.
 // Ch is uint8_t (latin-1 bytes) or char16_t (UTF-16 code units straight from JavaScript; a
 // unit above 0xFF is not latin-1).

@@ -75,6 +75,39 @@ void FcgiParser::CloseStream(size_t slot, bool take) {
   free_slots_.push_back(slot);
 }
 
+Standing FcgiParser::standing() const {
+  if (state_ == State::kDead) return Standing::kDead;
+  // At a header boundary every earlier record is complete, so held_ == 0 means that no
+  // PARAMS stream is open.
+  if (state_ == State::kHeader && header_fill_ == 0 && held_ == 0) return Standing::kIdle;
+  return Standing::kBusy;
+}
+
+void FcgiParser::Reset(const Limits& limits) {
+  for (size_t slot = 1; slot <= streams_.size(); ++slot) {
+    if (streams_[slot - 1].active) CloseStream(slot, false);
+  }
+  if (streams_.size() > 8) {
+    // Many multiplexed requests were seen: drop the slots rather than keep them all.
+    streams_.clear();
+    free_slots_.clear();
+    pages_.clear();
+  }
+  for (Stream& s : streams_) Trim(&s.buf);
+  limits_ = limits;
+  state_ = State::kHeader;
+  header_fill_ = 0;
+  content_left_ = 0;
+  padding_left_ = 0;
+  fixed_fill_ = 0;
+  stream_slot_ = kNoSlot;
+  held_ = 0;
+  Trim(&values_);
+  Trim(&block_);
+  Trim(&pairs_);
+  error_ = Error();
+}
+
 void FcgiParser::Fail(Event* ev, const Error& e) {
   error_ = e;
   Emit(ev, kEvError, 0, static_cast<uint32_t>(e.code));

@@ -53,6 +53,30 @@ void AppendDecimal(std::vector<uint8_t>* out, uint64_t v) {
 
 }  // namespace
 
+Standing ScgiParser::standing() const {
+  switch (state_) {
+    case State::kDead:
+      return Standing::kDead;
+    case State::kDone:
+      return Standing::kFinished;
+    case State::kLength:
+      return digits_ == 0 ? Standing::kIdle : Standing::kBusy;
+    default:
+      return Standing::kBusy;
+  }
+}
+
+void ScgiParser::Reset(const Limits& limits) {
+  limits_ = limits;
+  state_ = State::kLength;
+  length_ = 0;
+  digits_ = 0;
+  body_left_ = 0;
+  Trim(&block_);
+  Trim(&pairs_);
+  error_ = Error();
+}
+
 Error ScgiParser::Validate(uint64_t* content_length) {
   const uint8_t* p = block_.data();
   size_t n = block_.size();

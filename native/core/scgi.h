@@ -23,6 +23,12 @@ class ScgiParser {
   const Error& error() const { return error_; }
   bool dead() const { return state_ == State::kDead; }
 
+  // Where the parser stands (see Standing); a parser that is not busy can be Reset() and
+  // reused without any observable difference.
+  Standing standing() const;
+  // Back to a new parser with `limits`; memory is kept unless it grew large.
+  void Reset(const Limits& limits);
+
  private:
   enum class State : uint8_t { kLength, kBlock, kComma, kValidate, kBody, kBodyEnd, kDone, kDead };
 

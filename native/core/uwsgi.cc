@@ -15,6 +15,24 @@ inline void Fail(Event* ev, Error* slot, const Error& e) {
 
 }  // namespace
 
+Standing UwsgiParser::standing() const {
+  if (state_ == State::kDead) return Standing::kDead;
+  if (state_ == State::kHeader && header_fill_ == 0) return Standing::kIdle;
+  return Standing::kBusy;
+}
+
+void UwsgiParser::Reset(const Limits& limits) {
+  limits_ = limits;
+  state_ = State::kHeader;
+  header_fill_ = 0;
+  size_ = 0;
+  body_left_ = 0;
+  Trim(&vars_);
+  Trim(&block_);
+  Trim(&pairs_);
+  error_ = Error();
+}
+
 Error UwsgiParser::Validate(uint64_t* content_length) {
   const uint8_t* p = block_.data();
   size_t n = block_.size();

@@ -22,8 +22,8 @@
 
 namespace tsgi_fuzz {
 
-#define FUZZ_CHECK(cond)        \
-  do {                          \
+#define FUZZ_CHECK(cond)           \
+  do {                             \
     if (!(cond)) __builtin_trap(); \
   } while (0)
 
@@ -94,8 +94,8 @@ struct NormEvent {
   uint32_t w1 = 0;
   uint32_t w2 = 0;
   uint32_t w3 = 0;
-  std::vector<uint8_t> data;                // stream/body bytes
-  std::vector<std::vector<uint8_t>> strs;   // name, value, name, value, ...
+  std::vector<uint8_t> data;               // stream/body bytes
+  std::vector<std::vector<uint8_t>> strs;  // name, value, name, value, ...
   tsgi::Error err;
 
   bool operator==(const NormEvent& o) const {
@@ -116,8 +116,7 @@ struct Traits {
 // FastCGI: stream records carry bytes; params, getValues, getValuesResult carry a block.
 inline bool FcgiIsData(uint32_t kind) { return kind >= tsgi::kEvStdin && kind <= tsgi::kEvData; }
 inline bool FcgiIsBlock(uint32_t kind) {
-  return kind == tsgi::kEvParams || kind == tsgi::kEvGetValues ||
-         kind == tsgi::kEvGetValuesResult;
+  return kind == tsgi::kEvParams || kind == tsgi::kEvGetValues || kind == tsgi::kEvGetValuesResult;
 }
 inline bool FcgiValidKind(uint32_t kind) {
   return (kind >= tsgi::kEvBegin && kind <= tsgi::kEvEndBase + tsgi::kEvData) ||
