@@ -1,15 +1,22 @@
-/** The package version, read from package.json (one level above lib/ and dist/). */
+/**
+ * The package version, read from tsgi's package.json: one level above lib/ and dist/, two above
+ * dist/cjs/ (the CommonJS build).
+ */
 import { readFileSync } from 'node:fs';
 
 function readVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
-      version?: string;
-    };
-    return pkg.version ?? '0.0.0';
-  } catch {
-    return '0.0.0';
+  for (const rel of ['../package.json', '../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as {
+        name?: string;
+        version?: string;
+      };
+      if (pkg.name === 'tsgi' && pkg.version) return pkg.version;
+    } catch {
+      /* try the next one */
+    }
   }
+  return '0.0.0';
 }
 
 export const VERSION: string = readVersion();

@@ -24,9 +24,12 @@ jobs="${FUZZ_JOBS:-$((cores < 4 ? cores : 4))}"
 die() { echo "fuzz: $*" >&2; exit 1; }
 command -v "$cxx" >/dev/null || die "$cxx not found (Debian: apt-get install clang llvm)"
 
-flags=(-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1 -std=c++17
-  -Wall -Wextra -I"$root/native")
 mkdir -p "$out/bin" "$out/obj" "$out/logs"
+# Coverage feedback comes from native/core only: the harnesses' own loops and the standard
+# library are left uninstrumented (2-3x more executions per second).
+printf '%s\n' 'src:*/native/fuzz/*' 'src:/usr/*' >"$out/coverage-ignore.txt"
+flags=(-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1 -std=c++17
+  -fsanitize-coverage-ignorelist="$out/coverage-ignore.txt" -Wall -Wextra -I"$root/native")
 
 # The core is compiled once (without the fuzzer main, with coverage), then linked per harness.
 echo "fuzz: building with $("$cxx" --version | head -n 1)"
