@@ -24,6 +24,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <string>
 #include <vector>
 
 #include "core/errors.h"
@@ -74,6 +75,11 @@ using FcgiBox = Box<tsgi::FcgiParser, 0>;
 using ScgiBox = Box<tsgi::ScgiParser, 1>;
 using UwsgiBox = Box<tsgi::UwsgiParser, 2>;
 
+struct CachedValue {
+  std::string bytes;
+  bool in_js = false;  // TypeScript holds these bytes as a string
+};
+
 struct Instance {
   napi_ref io_ref = nullptr;
   int32_t* io = nullptr;
@@ -86,6 +92,10 @@ struct Instance {
   std::vector<uint8_t> scratch;                   // encoder intermediate
   std::vector<std::unique_ptr<ParserBox>> slots;  // parsers, by slot
   std::vector<uint32_t> free_slots[3];            // free slots by parser kind
+  CachedValue value_cache[256];                   // last value by well-known name id
+  napi_ref out_ref = nullptr;                     // the hot encoders' output slab
+  uint8_t* out_base = nullptr;
+  size_t out_size = 0;
 };
 
 #define CHECK_NAPI(call)                   \
@@ -166,6 +176,7 @@ void FinalizeInstance(napi_env env, void* data, void*) {
   Instance* inst = static_cast<Instance*>(data);
   if (inst->io_ref != nullptr) napi_delete_reference(env, inst->io_ref);
   if (inst->pairs_ref != nullptr) napi_delete_reference(env, inst->pairs_ref);
+  if (inst->out_ref != nullptr) napi_delete_reference(env, inst->out_ref);
   delete inst;
 }
 
@@ -279,7 +290,37 @@ napi_value Release(napi_env env, napi_callback_info info) {
 
 // Copies the pair descriptors of the block just emitted to the shared pair area, growing it
 // (a new Int32Array, signalled in io) when it is too small.
-bool PublishPairs(napi_env env, Instance* inst, const std::vector<Pair>& pairs) {
+// The value cache: the last value seen for each well-known name, mirrored by valueCache in
+// lib/codec/native.ts. Most values repeat from request to request (SERVER_SOFTWARE,
+// DOCUMENT_ROOT, HTTP_ACCEPT, ...), and TypeScript can reuse the string it made before instead
+// of cutting a new one. The name id word of a pair gets a flag: kValueCached (the value
+// equals the cached one: take the cached string) or kValueStore (it repeats the last value
+// for the first time: cut it and keep a copy). A value that changes on every request
+// (REMOTE_PORT, cookies) is never stored. The two sides stay in step because TypeScript
+// materialises every published block at once, pair by pair in this order.
+constexpr uint32_t kValueCached = 1u << 8;
+constexpr uint32_t kValueStore = 2u << 8;
+constexpr size_t kMaxCachedValue = 256;
+
+void MarkCachedValues(Instance* inst, const std::vector<uint8_t>& block, size_t words) {
+  for (size_t k = 0; k < words; k += tsgi::kPairWords) {
+    uint32_t* w = inst->pairs + k;
+    uint32_t id = w[0];
+    if (id == 0 || w[4] > kMaxCachedValue) continue;
+    CachedValue& cached = inst->value_cache[id];
+    const char* value = reinterpret_cast<const char*>(block.data()) + w[3];
+    if (cached.bytes.size() == w[4] && std::memcmp(cached.bytes.data(), value, w[4]) == 0) {
+      w[0] = id | (cached.in_js ? kValueCached : kValueStore);
+      cached.in_js = true;
+    } else {
+      cached.bytes.assign(value, w[4]);
+      cached.in_js = false;
+    }
+  }
+}
+
+bool PublishPairs(napi_env env, Instance* inst, const std::vector<Pair>& pairs,
+                  const std::vector<uint8_t>& block, bool cache_values) {
   size_t words = pairs.size() * tsgi::kPairWords;
   if (words > inst->pairs_words) {
     size_t want = inst->pairs_words * 2;
@@ -299,6 +340,7 @@ bool PublishPairs(napi_env env, Instance* inst, const std::vector<Pair>& pairs) 
     inst->io[kIoPairsGrown] = 1;
   }
   if (words > 0) std::memcpy(inst->pairs, pairs.data(), words * 4);
+  if (cache_values) MarkCachedValues(inst, block, words);
   return true;
 }
 
@@ -345,8 +387,12 @@ napi_value Push(napi_env env, napi_callback_info info) {
   napi_value result = nullptr;
   for (size_t i = 0; i < r.events && result == nullptr; ++i) {
     if (!IsBlockEvent(events[i].w[0])) continue;
-    if (!PublishPairs(env, inst, parser.pairs())) return Throw(env, "tsgi: out of memory");
     const std::vector<uint8_t>& block = parser.block();
+    // getValues events use the names only: their values must not touch the value cache.
+    bool cache_values = (events[i].w[0] & 0xFF) != tsgi::kEvGetValues;
+    if (!PublishPairs(env, inst, parser.pairs(), block, cache_values)) {
+      return Throw(env, "tsgi: out of memory");
+    }
     CHECK_NAPI(napi_create_string_latin1(
         env, block.empty() ? "" : reinterpret_cast<const char*>(block.data()), block.size(),
         &result));
@@ -357,7 +403,7 @@ napi_value Push(napi_env env, napi_callback_info info) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Encoders. Strings arrive as one string plus `count` lengths at io[12..].
+// Encoders. Strings arrive as one string (flat or not) plus `count` lengths at io[12..].
 
 bool GetStrings(napi_env env, Instance* inst, napi_value str, double count,
                 StrList<char16_t>* list) {
@@ -396,50 +442,85 @@ napi_value CopyOut(napi_env env, const std::vector<uint8_t>& bytes) {
   return result;
 }
 
-// encodeHead(out, str, count, http): 0 | error code. `out` is sized by the caller.
-napi_value EncodeHead(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+// The hot encoders take their numbers from io and write into the output slab registered by
+// setOut(): io[0] = offset in the slab, io[1] = output length (computed by the caller, checked
+// here), io[2] = string count, io[3] and io[11] = per-function numbers. They return 0 or an
+// error code (details in io[4..9]). No JS value is made here: the caller views the slab.
+
+// setOut(slab: ArrayBuffer): the buffer that encoders write into.
+napi_value SetOut(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
   CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
   Instance* inst = GetInstance(env);
-  if (inst == nullptr || inst->io == nullptr) return Throw(env, "tsgi: not initialised");
+  void* data = nullptr;
+  size_t len = 0;
+  napi_ref next = nullptr;
+  if (inst == nullptr || argc < 1 ||
+      napi_get_arraybuffer_info(env, argv[0], &data, &len) != napi_ok ||
+      napi_create_reference(env, argv[0], 1, &next) != napi_ok) {
+    return Throw(env, "tsgi: setOut needs an ArrayBuffer");
+  }
+  if (inst->out_ref != nullptr) napi_delete_reference(env, inst->out_ref);
+  inst->out_ref = next;
+  inst->out_base = static_cast<uint8_t*>(data);
+  inst->out_size = len;
+  return Undefined(env);
+}
+
+// The output span io[0..1] in the slab, or false.
+bool OutSpan(Instance* inst, uint8_t** out, size_t* len) {
+  uint32_t off = static_cast<uint32_t>(inst->io[0]);
+  uint32_t n = static_cast<uint32_t>(inst->io[1]);
+  if (inst->out_base == nullptr || off > inst->out_size || n > inst->out_size - off) return false;
+  *out = inst->out_base + off;
+  *len = n;
+  return true;
+}
+
+Instance* EncoderInstance(napi_env env) {
+  Instance* inst = GetInstance(env);
+  return inst != nullptr && inst->io != nullptr ? inst : nullptr;
+}
+
+// encodeHead(str): io[2] count (status + headers), io[11] 1 for http style.
+napi_value EncodeHead(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  Instance* inst = EncoderInstance(env);
+  if (inst == nullptr) return Throw(env, "tsgi: not initialised");
   uint8_t* out = nullptr;
   size_t out_len = 0;
-  double count = 0;
-  bool http = false;
   StrList<char16_t> list{};
-  if (argc < 4 || !GetBytes(env, argv[0], &out, &out_len) || !GetDouble(env, argv[2], &count) ||
-      napi_get_value_bool(env, argv[3], &http) != napi_ok ||
-      !GetStrings(env, inst, argv[1], count, &list) || list.count % 2 != 1) {
+  if (argc < 1 || !OutSpan(inst, &out, &out_len) ||
+      !GetStrings(env, inst, argv[0], inst->io[2], &list) || list.count % 2 != 1) {
     return BadArgument(env, inst);
   }
-  tsgi::HeadStyle style = http ? tsgi::HeadStyle::kHttp : tsgi::HeadStyle::kCgi;
+  tsgi::HeadStyle style = inst->io[11] != 0 ? tsgi::HeadStyle::kHttp : tsgi::HeadStyle::kCgi;
   if (tsgi::HeadSize(list, style) != out_len) return BadArgument(env, inst);
   Error e = tsgi::WriteHead(out, list, style);
   if (!e.ok()) return Fail(env, inst, e);
   return Int(env, 0);
 }
 
-// fcgiResponse(out, str, count, body, requestId, end): 0 | error code.
+// fcgiResponse(str, body): io[2] count, io[3] requestId, io[11] end.
 napi_value FcgiResponse(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
+  size_t argc = 2;
+  napi_value argv[2];
   CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
-  Instance* inst = GetInstance(env);
-  if (inst == nullptr || inst->io == nullptr) return Throw(env, "tsgi: not initialised");
+  Instance* inst = EncoderInstance(env);
+  if (inst == nullptr) return Throw(env, "tsgi: not initialised");
   uint8_t* out = nullptr;
   size_t out_len = 0;
   uint8_t* body = nullptr;
   size_t body_len = 0;
-  double count = 0;
-  uint32_t id = 0;
-  bool end = false;
+  uint32_t id = static_cast<uint32_t>(inst->io[3]);
+  bool end = inst->io[11] != 0;
   StrList<char16_t> list{};
-  if (argc < 6 || !GetBytes(env, argv[0], &out, &out_len) || !GetDouble(env, argv[2], &count) ||
-      !GetBytes(env, argv[3], &body, &body_len) ||
-      napi_get_value_uint32(env, argv[4], &id) != napi_ok || id > 0xFFFF ||
-      napi_get_value_bool(env, argv[5], &end) != napi_ok ||
-      !GetStrings(env, inst, argv[1], count, &list) || list.count % 2 != 1) {
+  if (argc < 2 || id > 0xFFFF || !OutSpan(inst, &out, &out_len) ||
+      !GetBytes(env, argv[1], &body, &body_len) ||
+      !GetStrings(env, inst, argv[0], inst->io[2], &list) || list.count % 2 != 1) {
     return BadArgument(env, inst);
   }
   size_t head = tsgi::HeadSize(list, tsgi::HeadStyle::kCgi);
@@ -450,25 +531,23 @@ napi_value FcgiResponse(napi_env env, napi_callback_info info) {
   return Int(env, 0);
 }
 
-// fcgiStream(out, type, requestId, data, end): 0 | error code. `out` is sized by the caller.
+// fcgiStream(data): io[3] type | requestId << 8, io[11] end.
 napi_value FcgiStream(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
+  size_t argc = 1;
+  napi_value argv[1];
   CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
-  Instance* inst = GetInstance(env);
-  if (inst == nullptr || inst->io == nullptr) return Throw(env, "tsgi: not initialised");
+  Instance* inst = EncoderInstance(env);
+  if (inst == nullptr) return Throw(env, "tsgi: not initialised");
   uint8_t* out = nullptr;
   size_t out_len = 0;
   uint8_t* data = nullptr;
   size_t data_len = 0;
-  uint32_t type = 0;
-  uint32_t id = 0;
-  bool end = false;
-  if (argc < 5 || !GetBytes(env, argv[0], &out, &out_len) ||
-      napi_get_value_uint32(env, argv[1], &type) != napi_ok || type < 1 || type > 255 ||
-      napi_get_value_uint32(env, argv[2], &id) != napi_ok || id > 0xFFFF ||
-      !GetBytes(env, argv[3], &data, &data_len) ||
-      napi_get_value_bool(env, argv[4], &end) != napi_ok ||
+  uint32_t x = static_cast<uint32_t>(inst->io[3]);
+  uint32_t type = x & 0xFF;
+  uint32_t id = x >> 8;
+  bool end = inst->io[11] != 0;
+  if (argc < 1 || type == 0 || id > 0xFFFF || !OutSpan(inst, &out, &out_len) ||
+      !GetBytes(env, argv[0], &data, &data_len) ||
       tsgi::FcgiStreamSize(data_len) + (end ? tsgi::kFcgiHeaderSize : 0) != out_len) {
     return BadArgument(env, inst);
   }
@@ -477,34 +556,25 @@ napi_value FcgiStream(napi_env env, napi_callback_info info) {
   return Int(env, 0);
 }
 
-// fcgiRecord(out, type, requestId, a, b): fixed records BEGIN_REQUEST (a role, b flags),
-// ABORT_REQUEST, END_REQUEST (a appStatus, b protocolStatus), UNKNOWN_TYPE (a type).
+// fcgiRecord(): io[3] type | requestId << 8, io[2] a (u32: role, appStatus or record type),
+// io[11] b (flags or protocolStatus): BEGIN_REQUEST, ABORT_REQUEST, END_REQUEST, UNKNOWN_TYPE.
 // Arguments are range-checked by the caller.
-napi_value FcgiRecord(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
-  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
-  Instance* inst = GetInstance(env);
-  if (inst == nullptr || inst->io == nullptr) return Throw(env, "tsgi: not initialised");
+napi_value FcgiRecord(napi_env env, napi_callback_info) {
+  Instance* inst = EncoderInstance(env);
+  if (inst == nullptr) return Throw(env, "tsgi: not initialised");
   uint8_t* out = nullptr;
   size_t out_len = 0;
-  uint32_t type = 0;
-  uint32_t id = 0;
-  double a = 0;
-  uint32_t b = 0;
-  if (argc < 5 || !GetBytes(env, argv[0], &out, &out_len) ||
-      napi_get_value_uint32(env, argv[1], &type) != napi_ok ||
-      napi_get_value_uint32(env, argv[2], &id) != napi_ok || id > 0xFFFF ||
-      !GetDouble(env, argv[3], &a) || !(a >= 0 && a <= 4294967295.0) ||
-      napi_get_value_uint32(env, argv[4], &b) != napi_ok || b > 0xFF) {
-    return BadArgument(env, inst);
-  }
+  uint32_t x = static_cast<uint32_t>(inst->io[3]);
+  uint32_t type = x & 0xFF;
+  uint32_t id = x >> 8;
+  uint32_t a = static_cast<uint32_t>(inst->io[2]);
+  uint32_t b = static_cast<uint32_t>(inst->io[11]);
+  if (id > 0xFFFF || b > 0xFF || !OutSpan(inst, &out, &out_len)) return BadArgument(env, inst);
   uint16_t rid = static_cast<uint16_t>(id);
-  uint32_t av = static_cast<uint32_t>(a);
   switch (type) {
     case 1:
-      if (out_len != 16 || av > 0xFFFF) return BadArgument(env, inst);
-      tsgi::FcgiWriteBeginRequest(out, rid, static_cast<uint16_t>(av), static_cast<uint8_t>(b));
+      if (out_len != 16 || a > 0xFFFF) return BadArgument(env, inst);
+      tsgi::FcgiWriteBeginRequest(out, rid, static_cast<uint16_t>(a), static_cast<uint8_t>(b));
       break;
     case 2:
       if (out_len != 8) return BadArgument(env, inst);
@@ -512,11 +582,11 @@ napi_value FcgiRecord(napi_env env, napi_callback_info info) {
       break;
     case 3:
       if (out_len != 16) return BadArgument(env, inst);
-      tsgi::FcgiWriteEndRequest(out, rid, av, static_cast<uint8_t>(b));
+      tsgi::FcgiWriteEndRequest(out, rid, a, static_cast<uint8_t>(b));
       break;
     case 11:
-      if (out_len != 16 || av > 0xFF) return BadArgument(env, inst);
-      tsgi::FcgiWriteUnknownType(out, static_cast<uint8_t>(av));
+      if (out_len != 16 || a > 0xFF) return BadArgument(env, inst);
+      tsgi::FcgiWriteUnknownType(out, static_cast<uint8_t>(a));
       break;
     default:
       return BadArgument(env, inst);
@@ -585,6 +655,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"fcgiPush", nullptr, Push<FcgiBox>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"scgiPush", nullptr, Push<ScgiBox>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"uwsgiPush", nullptr, Push<UwsgiBox>, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"setOut", nullptr, SetOut, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"encodeHead", nullptr, EncodeHead, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"fcgiResponse", nullptr, FcgiResponse, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"fcgiStream", nullptr, FcgiStream, nullptr, nullptr, nullptr, napi_default, nullptr},

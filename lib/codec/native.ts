@@ -8,8 +8,10 @@
  * reused Int32Array (`io`); this module builds the event objects, takes stream data as views
  * of the input chunk, and cuts names and values out of one latin-1 string per params block.
  * Well-known CGI names come as small ids and are taken from {@link NAMES}, so most names cost
- * no string at all. Encoders pass their strings as one joined string plus per-string lengths
- * in `io`; the hot ones (head, response, stream) write into a buffer sized and allocated here.
+ * no string at all. Parsers live in pooled native slots (no finalizer per parser). Encoders
+ * pass their strings as one concatenated string plus per-string lengths in `io`; the hot ones
+ * (head, response, stream, fixed records) write into a shared output slab sized here and
+ * return Buffer views of it.
  * Errors come back as numbers and are formatted by lib/codec/errors.ts, like the TS codec's.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -38,23 +40,11 @@ interface Binding {
   fcgiPush(slot: number, chunk: Uint8Array): string | undefined;
   scgiPush(slot: number, chunk: Uint8Array): string | undefined;
   uwsgiPush(slot: number, chunk: Uint8Array): string | undefined;
-  encodeHead(out: Uint8Array, s: string, count: number, http: boolean): number;
-  fcgiResponse(
-    out: Uint8Array,
-    s: string,
-    count: number,
-    body: Uint8Array,
-    requestId: number,
-    end: boolean,
-  ): number;
-  fcgiStream(
-    out: Uint8Array,
-    type: number,
-    requestId: number,
-    data: Uint8Array,
-    end: boolean,
-  ): number;
-  fcgiRecord(out: Uint8Array, type: number, requestId: number, a: number, b: number): number;
+  setOut(slab: ArrayBuffer): void;
+  encodeHead(s: string): number;
+  fcgiResponse(s: string, body: Uint8Array): number;
+  fcgiStream(data: Uint8Array): number;
+  fcgiRecord(): number;
   encodeRequest(kind: number, s: string, count: number, x: number, y: number): Uint8Array | number;
 }
 
@@ -155,9 +145,20 @@ const IO_ERR_VARIANT = 5;
 const F64_ERR_A = 3; // float64 index (words 6-7)
 const F64_ERR_B = 4; // float64 index (words 8-9)
 const IO_STANDING = 10;
+/* Encoder inputs (native/binding.cc): output span, string count, numbers. */
+const IO_OUT_OFF = 0;
+const IO_OUT_LEN = 1;
+const IO_COUNT = 2;
+const IO_X = 3;
+const IO_Y = 11;
+const SLAB_SIZE = 65536;
+const SLAB_SHARE = 8192;
 const IO_DATA = 12;
 const IO_EVENT_SLOTS = 1024;
 const PAIR_WORDS = 5;
+/* Flags on a pair's name id word (native/binding.cc). */
+const VALUE_CACHED = 1 << 8;
+const VALUE_STORE = 2 << 8;
 
 /* Event kinds (native/core/common.h). */
 const EV_BEGIN = 1;
@@ -269,18 +270,36 @@ function createNativeCodec(B: Binding): Codec {
     return errorEvent(code, f64[F64_ERR_A], f64[F64_ERR_B], io[IO_ERR_VARIANT]);
   }
 
+  /*
+   * The last value string of each well-known name (native/binding.cc, MarkCachedValues): the
+   * addon flags a value equal to the cached one, so that a value repeated from request to
+   * request is made once.
+   */
+  const valueCache: string[] = NAMES.map(() => '');
+
   /** The flat pairs of a block: interned names from NAMES, the rest cut out of `s`. */
   function pairsOf(s: string, n: number): string[] {
     const P = pairArea;
+    const cache = valueCache;
     const out: string[] = [];
     for (let i = 0, k = 0; i < n; i++, k += PAIR_WORDS) {
-      const id = P[k];
-      const no = P[k + 1];
-      const vo = P[k + 3];
-      out.push(
-        id !== 0 ? NAMES[id] : s.substring(no, no + P[k + 2]),
-        s.substring(vo, vo + P[k + 4]),
-      );
+      const w = P[k];
+      /* One value per push(): V8 inlines a single-argument push, not a two-argument one. */
+      if (w === 0) {
+        const no = P[k + 1];
+        out.push(s.substring(no, no + P[k + 2]));
+      } else {
+        out.push(NAMES[w & 0xff]);
+      }
+      if (w >= VALUE_CACHED && w < VALUE_STORE) {
+        out.push(cache[w & 0xff]);
+      } else {
+        const vo = P[k + 3];
+        const v = s.substring(vo, vo + P[k + 4]);
+        /* Stored as a copy, so that it does not keep the whole block string alive. */
+        if (w >= VALUE_STORE) cache[w & 0xff] = (v + ' ').slice(0, -1);
+        out.push(v);
+      }
     }
     return out;
   }
@@ -289,7 +308,7 @@ function createNativeCodec(B: Binding): Codec {
     const P = pairArea;
     const out: string[] = [];
     for (let i = 0, k = 0; i < n; i++, k += PAIR_WORDS) {
-      const id = P[k];
+      const id = P[k] & 0xff;
       const no = P[k + 1];
       out.push(id !== 0 ? NAMES[id] : s.substring(no, no + P[k + 2]));
     }
@@ -530,6 +549,43 @@ function createNativeCodec(B: Binding): Codec {
     return badArgument();
   }
 
+  /*
+   * Output slab of the hot encoders: outputs are carved from a shared 64 KiB ArrayBuffer (as
+   * Node's Buffer pool does with 8 KiB) and returned as Buffer views of it, so an encoder call
+   * allocates one small view instead of a buffer; an output over 8 KiB gets a slab of its own.
+   */
+  let slab = new ArrayBuffer(SLAB_SIZE);
+  let slabOff = 0;
+  B.setOut(slab);
+
+  /** Reserves `size` bytes of the slab for the next encoder call (io[0..1]). */
+  function reserve(size: number): void {
+    if (size > SLAB_SHARE || slabOff + size > slab.byteLength) {
+      slab = new ArrayBuffer(size > SLAB_SHARE ? size : SLAB_SIZE);
+      slabOff = 0;
+      B.setOut(slab);
+    }
+    io[IO_OUT_OFF] = slabOff;
+    io[IO_OUT_LEN] = size;
+  }
+
+  /** The output of a successful call, as a Buffer view of the reserved bytes. */
+  function commit(size: number): Buffer {
+    const out = Buffer.from(slab, slabOff, size);
+    slabOff += (size + 7) & ~7;
+    return out;
+  }
+
+  /** A fixed-size record (BEGIN, ABORT, END, UNKNOWN_TYPE); arguments already checked. */
+  function record(type: number, requestId: number, a: number, b: number, size: number): Buffer {
+    reserve(size);
+    io[IO_X] = type | (requestId << 8);
+    io[IO_COUNT] = a | 0;
+    io[IO_Y] = b;
+    if (B.fcgiRecord() !== 0) throw encodeError();
+    return commit(size);
+  }
+
   /* Total characters of the last packed list (set by packHead/packList). */
   let packedChars = 0;
 
@@ -548,7 +604,11 @@ function createNativeCodec(B: Binding): Codec {
       total += len;
     }
     packedChars = total;
-    return n === 0 ? status : status + headers.join('');
+    if (n > 64) return status + headers.join('');
+    /* A rope of a few pieces is cheaper than join(); the addon reads it without flattening. */
+    let s = status;
+    for (let i = 0; i < n; i++) s += headers[i];
+    return s;
   }
 
   /** Writes the lengths of `list` to io and returns it joined. */
@@ -564,7 +624,10 @@ function createNativeCodec(B: Binding): Codec {
       total += x.length;
     }
     packedChars = total;
-    return list.join('');
+    if (n > 64) return list.join('');
+    let s = '';
+    for (let i = 0; i < n; i++) s += list[i];
+    return s;
   }
 
   function checkPairsArray(pairs: readonly string[]): void {
@@ -609,18 +672,24 @@ function createNativeCodec(B: Binding): Codec {
       const n = headers.length;
       if ((n & 1) !== 0) throw badArgument(1);
       const s = packHead(status, headers);
-      const out = Buffer.allocUnsafe((http ? 13 : 12) + packedChars + n * 2);
-      if (B.encodeHead(out, s, n + 1, http) !== 0) throw encodeError(headers);
-      return out;
+      const size = (http ? 13 : 12) + packedChars + n * 2;
+      reserve(size);
+      io[IO_COUNT] = n + 1;
+      io[IO_Y] = http ? 1 : 0;
+      if (B.encodeHead(s) !== 0) throw encodeError(headers);
+      return commit(size);
     },
 
     fcgiStream(type: number, requestId: number, data: Uint8Array, end: boolean): Uint8Array {
       if (!isU8(type) || type === 0 || !isU16(requestId) || !(data instanceof Uint8Array)) {
         throw badArgument();
       }
-      const out = Buffer.allocUnsafe(framedSize(data.length) + (end ? 8 : 0));
-      if (B.fcgiStream(out, type, requestId, data, !!end) !== 0) throw encodeError();
-      return out;
+      const size = framedSize(data.length) + (end ? 8 : 0);
+      reserve(size);
+      io[IO_X] = type | (requestId << 8);
+      io[IO_Y] = end ? 1 : 0;
+      if (B.fcgiStream(data) !== 0) throw encodeError();
+      return commit(size);
     },
 
     fcgiResponse(
@@ -635,40 +704,35 @@ function createNativeCodec(B: Binding): Codec {
       const n = headers.length;
       if ((n & 1) !== 0) throw badArgument(1);
       const s = packHead(status, headers);
-      const content = 12 + packedChars + n * 2 + body.length;
-      const out = Buffer.allocUnsafe(framedSize(content) + (end ? 24 : 0));
-      if (B.fcgiResponse(out, s, n + 1, body, requestId, !!end) !== 0) throw encodeError(headers);
-      return out;
+      const size = framedSize(12 + packedChars + n * 2 + body.length) + (end ? 24 : 0);
+      reserve(size);
+      io[IO_COUNT] = n + 1;
+      io[IO_X] = requestId;
+      io[IO_Y] = end ? 1 : 0;
+      if (B.fcgiResponse(s, body) !== 0) throw encodeError(headers);
+      return commit(size);
     },
 
     fcgiEndRequest(requestId: number, appStatus: number, protocolStatus: number): Uint8Array {
       if (!isU16(requestId) || appStatus >>> 0 !== appStatus || !isU8(protocolStatus)) {
         throw badArgument();
       }
-      const out = Buffer.allocUnsafe(16);
-      if (B.fcgiRecord(out, 3, requestId, appStatus, protocolStatus) !== 0) throw encodeError();
-      return out;
+      return record(3, requestId, appStatus, protocolStatus, 16);
     },
 
     fcgiBeginRequest(requestId: number, role: number, flags: number): Uint8Array {
       if (!isU16(requestId) || !isU16(role) || !isU8(flags)) throw badArgument();
-      const out = Buffer.allocUnsafe(16);
-      if (B.fcgiRecord(out, 1, requestId, role, flags) !== 0) throw encodeError();
-      return out;
+      return record(1, requestId, role, flags, 16);
     },
 
     fcgiAbortRequest(requestId: number): Uint8Array {
       if (!isU16(requestId)) throw badArgument();
-      const out = Buffer.allocUnsafe(8);
-      if (B.fcgiRecord(out, 2, requestId, 0, 0) !== 0) throw encodeError();
-      return out;
+      return record(2, requestId, 0, 0, 8);
     },
 
     fcgiUnknownType(recordType: number): Uint8Array {
       if (!isU8(recordType)) throw badArgument();
-      const out = Buffer.allocUnsafe(16);
-      if (B.fcgiRecord(out, 11, 0, recordType, 0) !== 0) throw encodeError();
-      return out;
+      return record(11, 0, recordType, 0, 16);
     },
 
     fcgiParams(requestId: number, pairs: readonly string[]): Uint8Array {
@@ -750,6 +814,23 @@ function isMusl(): boolean {
 
 let loaded: { codec: Codec | null; reason: string } | undefined;
 
+/*
+ * One codec per loaded binding in the whole process: the ESM and the CommonJS copies of tsgi
+ * load the same .node file (one exports object), whose output slab and parser slots a second
+ * createNativeCodec() would take over from the first.
+ */
+const SHARED = Symbol.for('tsgi.nativeCodecs');
+function sharedCodec(binding: Binding): Codec {
+  const g = globalThis as { [SHARED]?: WeakMap<object, Codec> };
+  const map = (g[SHARED] ??= new WeakMap<object, Codec>());
+  let codec = map.get(binding);
+  if (codec === undefined) {
+    codec = createNativeCodec(binding);
+    map.set(binding, codec);
+  }
+  return codec;
+}
+
 /**
  * Loads the native codec: `TSGI_NATIVE_PATH` (a .node file) when set, else node-gyp-build from
  * the package root (prebuilds/<platform>-<arch>/, then build/Release). Never throws: when
@@ -778,7 +859,7 @@ export function loadNativeCodec(): { codec: Codec | null; reason: string } {
       }
       binding = load(where);
     }
-    loaded = { codec: createNativeCodec(binding as Binding), reason: `loaded from ${where}` };
+    loaded = { codec: sharedCodec(binding as Binding), reason: `loaded from ${where}` };
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
     loaded = { codec: null, reason: `${where}: ${message}` };

@@ -550,6 +550,55 @@ void TestRequestEncoders() {
   CHECK(e.code == Err::kEncodeTooLarge && e.variant == tsgi::kVariantUwsgiTooLarge);
 }
 
+void TestStandingAndReset() {
+  Bytes params = Pair("REQUEST_METHOD", "GET");
+  Bytes req = Cat({Record(1, 1, {0, 1, 0, 0, 0, 0, 0, 0}), Record(4, 1, params), Record(4, 1, {}),
+                   Record(5, 1, {})});
+  tsgi::FcgiParser p{tsgi::Limits()};
+  CHECK(p.standing() == tsgi::Standing::kIdle);
+  Event ev[16];
+  p.Push(req.data(), 20, 0, ev, 16);  // inside the PARAMS record
+  CHECK(p.standing() == tsgi::Standing::kBusy);
+  p.Push(req.data(), req.size(), 20, ev, 16);
+  CHECK(p.standing() == tsgi::Standing::kIdle);
+  // Half a PARAMS stream open at a record boundary: busy.
+  Bytes open = Record(4, 1, params);
+  p.Push(open.data(), open.size(), 0, ev, 16);
+  CHECK(p.standing() == tsgi::Standing::kBusy);
+  // Reset gives a new parser: the open stream is gone.
+  tsgi::Limits tight;
+  tight.max_pairs = 0;
+  p.Reset(tight);
+  CHECK(p.standing() == tsgi::Standing::kIdle);
+  Bytes empty = Record(4, 1, {});
+  tsgi::PushResult r = p.Push(empty.data(), empty.size(), 0, ev, 16);
+  CHECK(r.events == 1 && (ev[0].w[0] & 0xFF) == tsgi::kEvParams && ev[0].w[1] == 0);
+  Bytes bad = Record(1, 1, {}, 0, 9);
+  p.Push(bad.data(), bad.size(), 0, ev, 16);
+  CHECK(p.standing() == tsgi::Standing::kDead);
+  p.Reset(tsgi::Limits());
+  CHECK(p.standing() == tsgi::Standing::kIdle && p.error().ok());
+
+  tsgi::ScgiParser s{tsgi::Limits()};
+  Bytes sreq =
+      B(Net(LIT("CONTENT_LENGTH\0"
+                "0\0SCGI\0"
+                "1\0")));
+  s.Push(sreq.data(), 2, 0, ev, 16);
+  CHECK(s.standing() == tsgi::Standing::kBusy);
+  s.Push(sreq.data(), sreq.size(), 2, ev, 16);
+  CHECK(s.standing() == tsgi::Standing::kFinished);
+  s.Reset(tsgi::Limits());
+  CHECK(s.standing() == tsgi::Standing::kIdle);
+
+  tsgi::UwsgiParser u{tsgi::Limits()};
+  Bytes ureq = {0, 0, 0, 0};
+  u.Push(ureq.data(), 3, 0, ev, 16);
+  CHECK(u.standing() == tsgi::Standing::kBusy);
+  u.Push(ureq.data(), 4, 3, ev, 16);
+  CHECK(u.standing() == tsgi::Standing::kIdle);
+}
+
 }  // namespace
 
 int main() {
@@ -563,6 +612,7 @@ int main() {
   TestHead();
   TestFcgiEncoders();
   TestRequestEncoders();
+  TestStandingAndReset();
   std::printf("%d checks, %d failures\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;
 }

@@ -611,11 +611,7 @@ try {
   await check('(d) ESM and CommonJS copies in one process both keep working', () => {
     const r = spawnSync('node', ['dual.mjs'], { cwd: consumer, env: userEnv, encoding: 'utf8' });
     if (r.status === 0) return json(r.stdout).esm;
-    /* Known: the two builds each initialise the one addon instance of the process; the second
-     * breaks the first. Reported to the native loader's owner; a warning until fixed. */
-    const detail = (r.stdout || r.stderr).trim();
-    log(indent(`KNOWN PROBLEM (warning, not counted as a failure):\n${detail}`));
-    return 'WARNING: dual-package problem, see above';
+    throw new Error(`ESM and CommonJS copies broke each other: ${(r.stdout || r.stderr).trim()}`);
   });
 } catch (err) {
   failed++;
