@@ -7,15 +7,12 @@
  * Exit status: 0 after a clean stop, 1 when the app cannot be loaded or a listener cannot be
  * opened, 2 for a usage error.
  */
-import { existsSync, realpathSync } from 'node:fs';
+import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { codec } from './codec/index.js';
-import { describe } from './gateway/respond.js';
-import type { App } from './gateway/types.js';
-import { createFastcgiServer } from './protocol/fastcgi.js';
-import { createHttpServer } from './protocol/http.js';
+import { AppLoadError, loadApp, parseInterface } from './server/app.js';
 import {
   isListeningSocket,
   listen,
@@ -23,18 +20,22 @@ import {
   parseAddress,
   type ListenAddress,
 } from './server/listen.js';
+import { PROTOCOLS, protocolByFlag, type Protocol } from './server/protocols.js';
 import { VERSION } from './version.js';
+
+const pad = (s: string) => (s.length >= 25 ? `${s} ` : s.padEnd(25));
+const PROTOCOL_HELP = PROTOCOLS.map((p) => `  ${pad(`--${p.flag} ADDR`)}${p.help}`).join('\n');
+const PROTOCOL_NAMES = PROTOCOLS.map((p) => p.title).join(', ');
 
 const USAGE = `Usage: tsgi serve APP[:EXPORT] [options]
 
-Serve a TSGI application over FastCGI and/or HTTP.
+Serve an application over ${PROTOCOL_NAMES}.
 
 APP is a JavaScript module (path relative to the current directory). The app is the named
 EXPORT, else the default export, else the export named "application", else "app".
 
 Options:
-  --fastcgi ADDR           serve FastCGI on ADDR (repeatable)
-  --http ADDR              serve HTTP on ADDR (repeatable)
+${PROTOCOL_HELP}
   --factory                the export is a factory: call it once at start-up (it may be
                            async) and serve the app it returns
   --interface tsgi         what the export is (only "tsgi" for now)
@@ -43,7 +44,7 @@ Options:
   -V, --version            show the version
 
 ADDR is HOST:PORT, [IPV6]:PORT, :PORT (all interfaces), unix:/path/to.sock or fd:N.
-With no --fastcgi or --http: FastCGI on fd 0 when fd 0 is a listening socket (tsgi was
+With no listener given: FastCGI on fd 0 when fd 0 is a listening socket (tsgi was
 spawned by a web server), else HTTP on 127.0.0.1:8000.
 
 SIGINT or SIGTERM: stop accepting, finish running requests, exit. A second signal exits at once.
@@ -52,80 +53,8 @@ SIGINT or SIGTERM: stop accepting, finish running requests, exit. A second signa
 class UsageError extends Error {}
 class StartError extends Error {}
 
-const IDENT = /^[A-Za-z_$][\w$]*$/;
-
-/** Splits APP[:export]; a Windows drive letter is not an export. */
-export function splitAppSpec(spec: string): { file: string; name: string | null } {
-  const colon = spec.lastIndexOf(':');
-  if (colon > 0) {
-    const name = spec.slice(colon + 1);
-    const file = spec.slice(0, colon);
-    if (IDENT.test(name) && !(file.length === 1 && /^[A-Za-z]$/.test(file))) {
-      return { file, name };
-    }
-  }
-  return { file: spec, name: null };
-}
-
-/** Imports APP and returns its app function (after calling the factory when asked). */
-export async function loadApp(spec: string, factory: boolean): Promise<App> {
-  const { file, name } = splitAppSpec(spec);
-  const abs = resolve(file);
-  if (!existsSync(abs)) throw new StartError(`cannot find the app module "${file}" (${abs})`);
-  let mod: Record<string, unknown>;
-  try {
-    mod = (await import(pathToFileURL(abs).href)) as Record<string, unknown>;
-  } catch (err) {
-    throw new StartError(`cannot load the app module "${file}": ${(err as Error).message ?? err}`);
-  }
-  let chosen: string;
-  if (name !== null) {
-    if (!(name in mod)) {
-      throw new StartError(
-        `"${file}" has no export named "${name}" (it exports: ${exportsOf(mod)})`,
-      );
-    }
-    chosen = name;
-  } else {
-    const found = ['default', 'application', 'app'].find((n) => n in mod && mod[n] !== undefined);
-    if (found === undefined) {
-      throw new StartError(
-        `"${file}" has no default export and no export named "application" or "app" ` +
-          `(it exports: ${exportsOf(mod)}); name one as ${file}:NAME`,
-      );
-    }
-    chosen = found;
-  }
-  const value = mod[chosen];
-  if (typeof value !== 'function') {
-    throw new StartError(
-      `the export "${chosen}" of "${file}" is ${describe(value)}, not a function`,
-    );
-  }
-  if (!factory) return value as App;
-  let app: unknown;
-  try {
-    app = await (value as () => unknown)();
-  } catch (err) {
-    throw new StartError(
-      `the factory "${chosen}" of "${file}" failed: ${(err as Error).message ?? err}`,
-    );
-  }
-  if (typeof app !== 'function') {
-    throw new StartError(
-      `the factory "${chosen}" of "${file}" returned ${describe(app)}, not an app function`,
-    );
-  }
-  return app as App;
-}
-
-function exportsOf(mod: Record<string, unknown>): string {
-  const names = Object.keys(mod);
-  return names.length === 0 ? 'nothing' : names.join(', ');
-}
-
 interface Listener {
-  kind: 'fastcgi' | 'http';
+  protocol: Protocol;
   addr: ListenAddress;
 }
 
@@ -147,8 +76,9 @@ async function serve(args: string[]): Promise<number> {
       allowPositionals: true,
       strict: true,
       options: {
-        fastcgi: { type: 'string', multiple: true },
-        http: { type: 'string', multiple: true },
+        ...Object.fromEntries(
+          PROTOCOLS.map((p) => [p.flag, { type: 'string' as const, multiple: true as const }]),
+        ),
         factory: { type: 'boolean' },
         interface: { type: 'string' },
         'graceful-timeout': { type: 'string' },
@@ -170,9 +100,11 @@ async function serve(args: string[]): Promise<number> {
         : `unexpected argument "${positionals[1]}"`,
     );
   }
-  const iface = values.interface ?? 'tsgi';
-  if (iface !== 'tsgi') {
-    throw new UsageError(`--interface ${iface} is not available; this version serves "tsgi" apps`);
+  let iface;
+  try {
+    iface = parseInterface((values.interface as string | undefined) ?? 'tsgi');
+  } catch (err) {
+    throw new UsageError((err as Error).message);
   }
   let graceMs = 30_000;
   if (values['graceful-timeout'] !== undefined) {
@@ -183,18 +115,33 @@ async function serve(args: string[]): Promise<number> {
   }
   const listeners: Listener[] = [];
   try {
-    for (const a of values.fastcgi ?? [])
-      listeners.push({ kind: 'fastcgi', addr: parseAddress(a) });
-    for (const a of values.http ?? []) listeners.push({ kind: 'http', addr: parseAddress(a) });
+    for (const protocol of PROTOCOLS) {
+      const given = (values as Record<string, unknown>)[protocol.flag] as string[] | undefined;
+      for (const a of given ?? []) {
+        listeners.push({ protocol, addr: parseAddress(a) });
+      }
+    }
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
   if (listeners.length === 0) {
-    if (isListeningSocket(0)) listeners.push({ kind: 'fastcgi', addr: { type: 'fd', fd: 0 } });
-    else listeners.push({ kind: 'http', addr: { type: 'tcp', host: '127.0.0.1', port: 8000 } });
+    if (isListeningSocket(0)) {
+      listeners.push({ protocol: protocolByFlag('fastcgi')!, addr: { type: 'fd', fd: 0 } });
+    } else {
+      listeners.push({
+        protocol: protocolByFlag('http')!,
+        addr: { type: 'tcp', host: '127.0.0.1', port: 8000 },
+      });
+    }
   }
 
-  const app = await loadApp(positionals[0]!, values.factory === true);
+  let app;
+  try {
+    app = await loadApp(positionals[0]!, { factory: values.factory === true, interface: iface });
+  } catch (err) {
+    if (err instanceof AppLoadError) throw new StartError(err.message);
+    throw err;
+  }
   const running: Running[] = [];
   const stopAll = (): Promise<unknown> => Promise.all(running.map((r) => r.drain()));
 
@@ -227,11 +174,10 @@ async function serve(args: string[]): Promise<number> {
   const open = async (): Promise<void> => {
     for (const l of listeners) {
       if (stopping) return;
-      const server = l.kind === 'fastcgi' ? createFastcgiServer(app) : createHttpServer(app);
+      const server = l.protocol.create(app, {});
       const shown = await listen(server, l.addr);
-      running.push({ kind: l.kind, shown, drain: () => server.drain() });
-      const kind = l.kind === 'fastcgi' ? 'FastCGI' : 'HTTP';
-      log(`serving ${positionals[0]} over ${kind} on ${shown} (${codec.name} codec)`);
+      running.push({ kind: l.protocol.flag, shown, drain: () => server.drain() });
+      log(`serving ${positionals[0]} over ${l.protocol.title} on ${shown} (${codec.name} codec)`);
     }
   };
   const opening = open();

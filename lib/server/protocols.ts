@@ -1,0 +1,51 @@
+/**
+ * The protocols `tsgi serve` can listen with. Each entry gives its command-line flag, the name
+ * shown in logs and help, and how to make a server for an app; the command builds its options,
+ * its help text and its listeners from this table.
+ */
+import type { Server } from 'node:net';
+import type { App } from '../gateway/types.js';
+import { createFastcgiServer } from '../protocol/fastcgi.js';
+import { createHttpServer } from '../protocol/http.js';
+
+/** A listening server of any protocol, with a graceful stop. */
+export interface ProtocolServer extends Server {
+  /** Stops accepting, lets running requests finish, then closes every connection. */
+  drain(): Promise<void>;
+}
+
+/** Options every protocol server takes from the command. */
+export interface ServeOptions {
+  /** Sets tsgi.multiprocess (true under a master with workers). */
+  multiprocess?: boolean;
+}
+
+export interface Protocol {
+  /** The flag without dashes (`--fastcgi ADDR`), also the name in logs' machine form. */
+  readonly flag: string;
+  /** The name for people: "FastCGI". */
+  readonly title: string;
+  /** One line for `tsgi --help`. */
+  readonly help: string;
+  create(app: App, options: ServeOptions): ProtocolServer;
+}
+
+export const PROTOCOLS: readonly Protocol[] = [
+  {
+    flag: 'fastcgi',
+    title: 'FastCGI',
+    help: 'serve FastCGI on ADDR (repeatable)',
+    create: (app, o) => createFastcgiServer(app, { multiprocess: o.multiprocess ?? false }),
+  },
+  {
+    flag: 'http',
+    title: 'HTTP',
+    help: 'serve HTTP on ADDR (repeatable)',
+    create: (app, o) => createHttpServer(app, { multiprocess: o.multiprocess ?? false }),
+  },
+];
+
+/** The protocol with this flag, or undefined. */
+export function protocolByFlag(flag: string): Protocol | undefined {
+  return PROTOCOLS.find((p) => p.flag === flag);
+}
