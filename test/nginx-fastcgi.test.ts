@@ -6,7 +6,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -17,8 +17,9 @@ import { validate } from '../lib/gateway/validate.js';
 import { createFastcgiServer, type FastcgiListener } from '../lib/protocol/fastcgi.js';
 import { listen } from '../lib/server/listen.js';
 import { ROOT } from './support/build.js';
+import { nginxUser, startNginx } from './support/frontends.js';
 import { findPeer, freePort, isCI, missingPeerMessage } from './support/peers.js';
-import { startChild, type Child } from './support/spawn.js';
+import { type Child } from './support/spawn.js';
 
 const nginx = findPeer('nginx', 'nginx-light');
 const cgiFcgi = findPeer('cgi-fcgi', 'libfcgi-bin');
@@ -169,43 +170,6 @@ http {
 `;
 }
 
-/** Starts nginx -p dir -c conf and waits until it accepts on `port`. */
-async function startNginx(dir: string, conf: string, port: number): Promise<Child> {
-  mkdirSync(join(dir, 'tmp'), { recursive: true });
-  writeFileSync(join(dir, 'nginx.conf'), conf);
-  const child = startChild(nginx!, [
-    '-p',
-    dir,
-    '-c',
-    join(dir, 'nginx.conf'),
-    '-e',
-    join(dir, 'startup.log'),
-  ]);
-  for (;;) {
-    const up = await new Promise<boolean>((resolve) => {
-      const s = connect(port, '127.0.0.1');
-      s.on('connect', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (up) return child;
-    const exited = await Promise.race([child.exited.then(() => true), tick(50).then(() => false)]);
-    if (exited) {
-      let log = '';
-      try {
-        log =
-          readFileSync(join(dir, 'startup.log'), 'utf8') +
-          readFileSync(join(dir, 'error.log'), 'utf8');
-      } catch {
-        /* no log */
-      }
-      throw new Error(`nginx did not start: ${child.stderr()}${log}`);
-    }
-  }
-}
-
 /** A raw HTTP/1.1 exchange with Connection: close; the whole answer as latin-1. */
 function rawHttp(port: number, request: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -222,7 +186,7 @@ function bodyOf(response: string): string {
   return response.slice(response.indexOf('\r\n\r\n') + 4);
 }
 
-const user = typeof process.getuid === 'function' && process.getuid() === 0 ? 'user root;' : '';
+const user = nginxUser;
 
 describe.skipIf(nginx === null)('nginx in front of the FastCGI responder', () => {
   let dir = '';
