@@ -1,33 +1,57 @@
 /**
  * `npm run bench:e2e`: end to end through a real nginx, driven by wrk, all on 127.0.0.1.
  *
- * Rows (one nginx server block each, the same hello world body everywhere):
+ * Rows (one nginx server block each, the same hello world body everywhere) — see ROWS below:
  *   tsgi-fastcgi   tsgi over FastCGI, fastcgi_keep_conn on, upstream keepalive
+ *   tsgi-scgi      the same tsgi process over SCGI, scgi_pass (a connection per request)
+ *   tsgi-uwsgi     the same tsgi process over uwsgi, uwsgi_pass (a connection per request)
  *   tsgi-http      the same tsgi process over HTTP, nginx proxy_pass (HTTP/1.1 keepalive)
  *   node-http      plain node:http, nginx proxy_pass (HTTP/1.1 keepalive)
  *   node-fastcgi   the npm package node-fastcgi, fastcgi_keep_conn on
  *   canned         a responder that only reads record headers and writes a fixed answer
  *                  (the ceiling for any Node FastCGI backend)
- * One tsgi process serves both tsgi rows. Every row runs --rounds times (default 3), the rows
+ *   uwsgi-python   uWSGI (Debian uwsgi-core + python3 plugin) running a WSGI hello world in
+ *                  one process, uwsgi_pass
+ *   php-fpm        php-fpm (Debian php8.2-fpm, pm static with one child) running hello.php,
+ *                  fastcgi_pass, a connection per request (nginx's default: with keep_conn the
+ *                  one child waits on an idle kept connection while new ones queue, and wrk
+ *                  times out)
+ * nginx keeps upstream connections only for FastCGI and HTTP: its scgi and uwsgi modules read
+ * the response to the end of the connection, so `keepalive` in an upstream has no effect there.
+ * One tsgi process serves all tsgi rows. Every row runs --rounds times (default 3), the rows
  * interleaved and rotated each round, and the medians are reported: this machine is shared and
- * noisy. Prints requests/s, p99 latency, errors and the ratios against the targets of issue 3.
+ * noisy. Prints requests/s, p99 latency, errors, the load average, and the ratios against the
+ * targets of issues 3 and 4 (a ratio is printed when both of its rows ran).
  *
- *   npm run bench:e2e -- [--duration S] [--rounds N] [--connections C] [--threads T] [--json FILE]
+ *   npm run bench:e2e -- [--rows a,b,c] [--duration S] [--rounds N] [--connections C]
+ *                        [--threads T] [--json FILE]
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { connect, createServer, type AddressInfo } from 'node:net';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { WORKER_RATIOS, workerBackends, workerRows } from './e2e/workers.js';
+import { EXPRESS_RATIOS, expressBackends, expressRows } from './e2e/express.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const HERE = join(ROOT, 'bench', 'e2e');
 const BODY = 'Hello, world!\n';
+const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
 const { values: opts } = parseArgs({
   options: {
+    rows: { type: 'string' },
     duration: { type: 'string', default: '5' },
     rounds: { type: 'string', default: '3' },
     connections: { type: 'string', default: '50' },
@@ -42,23 +66,50 @@ const connections = Number(opts.connections);
 const threads = Number(opts.threads);
 const warmup = Number(opts.warmup);
 
-function findBinary(name: string): string {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/local/sbin'];
-  for (const d of dirs) {
-    if (!d) continue;
-    try {
-      accessSync(join(d, name), constants.X_OK);
-      return join(d, name);
-    } catch {
-      /* next */
+const SBIN = ['/usr/sbin', '/usr/local/sbin'];
+
+/** The first of `names` on PATH or in the sbin directories, or null. */
+function findBinary(...names: string[]): string | null {
+  const dirs = [...(process.env.PATH ?? '').split(delimiter), ...SBIN];
+  for (const name of names) {
+    for (const d of dirs) {
+      if (!d) continue;
+      try {
+        accessSync(join(d, name), constants.X_OK);
+        return join(d, name);
+      } catch {
+        /* next */
+      }
     }
   }
+  return null;
+}
+
+function required(name: string): string {
+  const bin = findBinary(name);
+  if (bin !== null) return bin;
   console.error(`bench:e2e needs ${name} (Debian: apt-get install nginx-light wrk)`);
   process.exit(1);
 }
 
-const nginxBin = findBinary('nginx');
-const wrkBin = findBinary('wrk');
+/** php-fpm's binary: `php-fpm`, or Debian's versioned `php-fpm8.2` (the newest found). */
+function findPhpFpm(): string | null {
+  const plain = findBinary('php-fpm');
+  if (plain !== null) return plain;
+  const versioned = new Set<string>();
+  for (const d of [...(process.env.PATH ?? '').split(delimiter), ...SBIN]) {
+    try {
+      for (const f of readdirSync(d)) if (/^php-fpm[0-9.]+$/.test(f)) versioned.add(f);
+    } catch {
+      /* no such directory */
+    }
+  }
+  const newest = [...versioned].sort((a, b) => b.localeCompare(a, 'en', { numeric: true }))[0];
+  return newest === undefined ? null : findBinary(newest);
+}
+
+const nginxBin = required('nginx');
+const wrkBin = required('wrk');
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -89,6 +140,7 @@ async function waitForPort(port: number, proc: ChildProcess, what: string): Prom
 }
 
 const children: ChildProcess[] = [];
+const stderrOf = new Map<ChildProcess, () => string>();
 function start(what: string, cmd: string, args: string[]): ChildProcess {
   const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
@@ -97,6 +149,7 @@ function start(what: string, cmd: string, args: string[]): ChildProcess {
     if (!stopping) console.error(`${what} exited (${code ?? signal}): ${err}`);
   });
   children.push(child);
+  stderrOf.set(child, () => err);
   return child;
 }
 
@@ -119,13 +172,113 @@ async function stopAll(): Promise<void> {
   );
 }
 
-interface Row {
-  name: string;
-  port: number;
+/** A process behind nginx, started once for all the rows that use it. */
+interface Backend {
+  /** Why it cannot run here (a missing binary), or null. */
+  missing(): string | null;
+  /** Starts it on the given upstream ports (named after the rows' `port`). */
+  start(ports: Record<string, number>, dir: string): ChildProcess;
 }
 
-function nginxConf(dir: string, rows: Record<string, number>, up: Record<string, number>): string {
-  const fastcgi = (upstream: string) => `
+const node = (script: string, ...args: string[]) => [join(HERE, script), ...args];
+
+const BACKENDS: Record<string, Backend> = {
+  tsgi: {
+    missing: () => null,
+    start: (p) => {
+      const args = [join(ROOT, 'dist', 'cli.js'), 'serve', join(HERE, 'hello.mjs')];
+      for (const proto of ['fastcgi', 'scgi', 'uwsgi', 'http']) {
+        if (p[`tsgi-${proto}`] !== undefined)
+          args.push(`--${proto}`, `127.0.0.1:${p[`tsgi-${proto}`]}`);
+      }
+      return start('tsgi', process.execPath, args);
+    },
+  },
+  'node-http': {
+    missing: () => null,
+    start: (p) =>
+      start('node:http', process.execPath, node('node-http.mjs', `127.0.0.1:${p['node-http']}`)),
+  },
+  'node-fastcgi': {
+    missing: () => null,
+    start: (p) =>
+      start('node-fastcgi', process.execPath, [
+        '--no-deprecation',
+        ...node('node-fastcgi.mjs', `127.0.0.1:${p['node-fastcgi']}`),
+      ]),
+  },
+  canned: {
+    missing: () => null,
+    start: (p) => start('canned', process.execPath, node('canned.mjs', `127.0.0.1:${p.canned}`)),
+  },
+  uwsgi: {
+    missing: () =>
+      findBinary('uwsgi', 'uwsgi-core') === null
+        ? 'uwsgi (Debian: apt-get install uwsgi-core uwsgi-plugin-python3)'
+        : null,
+    /* one process (no master, no threads), the python3 plugin, no request log */
+    start: (p) =>
+      start('uWSGI', findBinary('uwsgi', 'uwsgi-core')!, [
+        '--plugin',
+        'python3',
+        '--uwsgi-socket',
+        `127.0.0.1:${p['uwsgi-python']}`,
+        '--wsgi-file',
+        join(HERE, 'hello.py'),
+        '--processes',
+        '1',
+        '--need-app',
+        '--disable-logging',
+        '--die-on-term',
+      ]),
+  },
+  'php-fpm': {
+    missing: () => (findPhpFpm() === null ? 'php-fpm (Debian: apt-get install php-fpm)' : null),
+    /* its own configuration: pm static with one child, no daemon, logs in the temp dir */
+    start: (p, dir) => {
+      const conf = join(dir, 'php-fpm.conf');
+      writeFileSync(
+        conf,
+        [
+          '[global]',
+          `pid = ${join(dir, 'php-fpm.pid')}`,
+          `error_log = ${join(dir, 'php-fpm.log')}`,
+          'daemonize = no',
+          '[bench]',
+          `listen = 127.0.0.1:${p['php-fpm']}`,
+          ...(asRoot ? ['user = root', 'group = root'] : []),
+          'pm = static',
+          'pm.max_children = 1',
+          'php_admin_value[default_charset] = ""',
+          'php_admin_flag[expose_php] = off',
+          '',
+        ].join('\n'),
+      );
+      return start('php-fpm', findPhpFpm()!, [
+        '--nodaemonize',
+        '--fpm-config',
+        conf,
+        ...(asRoot ? ['--allow-to-run-as-root'] : []),
+      ]);
+    },
+  },
+  ...workerBackends(start),
+  ...expressBackends(start),
+};
+
+/** One row: a backend, the upstream port it answers this row on, and nginx's location. */
+interface RowSpec {
+  name: string;
+  backend: keyof typeof BACKENDS;
+  /** nginx's location body for an upstream named `upstream`. */
+  location: (upstream: string) => string;
+  /** Keep idle upstream connections (FastCGI with keep_conn, HTTP/1.1). */
+  keepalive: boolean;
+}
+
+const fastcgi =
+  (extra: string, keepConn = true) =>
+  (upstream: string) => `
             fastcgi_param REQUEST_METHOD  $request_method;
             fastcgi_param REQUEST_URI     $request_uri;
             fastcgi_param DOCUMENT_URI    $document_uri;
@@ -139,25 +292,95 @@ function nginxConf(dir: string, rows: Record<string, number>, up: Record<string,
             fastcgi_param REMOTE_PORT     $remote_port;
             fastcgi_param SERVER_ADDR     $server_addr;
             fastcgi_param SERVER_PORT     $server_port;
-            fastcgi_param SERVER_NAME     $server_name;
-            fastcgi_pass ${upstream};
-            fastcgi_keep_conn on;`;
-  const proxy = (upstream: string) => `
+            fastcgi_param SERVER_NAME     $server_name;${extra}
+            fastcgi_pass ${upstream};${keepConn ? '\n            fastcgi_keep_conn on;' : ''}`;
+/* the variables of Debian's scgi_params and uwsgi_params that matter here */
+const scgi = (upstream: string) => `
+            scgi_param REQUEST_METHOD  $request_method;
+            scgi_param REQUEST_URI     $request_uri;
+            scgi_param QUERY_STRING    $query_string;
+            scgi_param CONTENT_TYPE    $content_type;
+            scgi_param DOCUMENT_URI    $document_uri;
+            scgi_param SCGI            1;
+            scgi_param SERVER_PROTOCOL $server_protocol;
+            scgi_param REQUEST_SCHEME  $scheme;
+            scgi_param REMOTE_ADDR     $remote_addr;
+            scgi_param REMOTE_PORT     $remote_port;
+            scgi_param SERVER_PORT     $server_port;
+            scgi_param SERVER_NAME     $server_name;
+            scgi_pass ${upstream};`;
+const uwsgi = (upstream: string) => `
+            uwsgi_param QUERY_STRING    $query_string;
+            uwsgi_param REQUEST_METHOD  $request_method;
+            uwsgi_param CONTENT_TYPE    $content_type;
+            uwsgi_param CONTENT_LENGTH  $content_length;
+            uwsgi_param REQUEST_URI     $request_uri;
+            uwsgi_param PATH_INFO       $document_uri;
+            uwsgi_param SERVER_PROTOCOL $server_protocol;
+            uwsgi_param REQUEST_SCHEME  $scheme;
+            uwsgi_param REMOTE_ADDR     $remote_addr;
+            uwsgi_param REMOTE_PORT     $remote_port;
+            uwsgi_param SERVER_PORT     $server_port;
+            uwsgi_param SERVER_NAME     $server_name;
+            uwsgi_pass ${upstream};`;
+const proxy = (upstream: string) => `
             proxy_pass http://${upstream};
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host $host;`;
-  const server = (port: number, body: string) => `
+
+/** Every row, in the order of the table; `--rows` picks a subset. */
+const ROWS: RowSpec[] = [
+  { name: 'tsgi-fastcgi', backend: 'tsgi', location: fastcgi(''), keepalive: true },
+  { name: 'tsgi-scgi', backend: 'tsgi', location: scgi, keepalive: false },
+  { name: 'tsgi-uwsgi', backend: 'tsgi', location: uwsgi, keepalive: false },
+  { name: 'tsgi-http', backend: 'tsgi', location: proxy, keepalive: true },
+  { name: 'node-http', backend: 'node-http', location: proxy, keepalive: true },
+  { name: 'node-fastcgi', backend: 'node-fastcgi', location: fastcgi(''), keepalive: true },
+  { name: 'canned', backend: 'canned', location: fastcgi(''), keepalive: true },
+  { name: 'uwsgi-python', backend: 'uwsgi', location: uwsgi, keepalive: false },
+  {
+    name: 'php-fpm',
+    backend: 'php-fpm',
+    /* one child blocks on a kept connection while nginx queues new ones: no keep_conn */
+    location: fastcgi(
+      `
+            fastcgi_param SCRIPT_FILENAME ${join(HERE, 'hello.php')};`,
+      false,
+    ),
+    keepalive: false,
+  },
+  ...workerRows(fastcgi('')),
+  ...expressRows(fastcgi(''), proxy),
+];
+
+interface Row extends RowSpec {
+  /** nginx's port for this row (wrk's target). */
+  port: number;
+  /** The backend's port for this row. */
+  upstreamPort: number;
+}
+
+function nginxConf(dir: string, rows: Row[]): string {
+  const upstreams = rows
+    .map(
+      (r) =>
+        `    upstream ${r.name.replaceAll('-', '_')} { server 127.0.0.1:${r.upstreamPort};` +
+        `${r.keepalive ? ' keepalive 64;' : ''} }\n`,
+    )
+    .join('');
+  const servers = rows
+    .map(
+      (r) => `
     server {
-        listen 127.0.0.1:${port} backlog=4096;
-        location / {${body}
+        listen 127.0.0.1:${r.port} backlog=4096;
+        location / {${r.location(r.name.replaceAll('-', '_'))}
         }
-    }`;
-  const upstream = (name: string, port: number) =>
-    `    upstream ${name} { server 127.0.0.1:${port}; keepalive 64; }\n`;
-  const root = typeof process.getuid === 'function' && process.getuid() === 0 ? 'user root;' : '';
+    }`,
+    )
+    .join('');
   return `daemon off;
-${root}
+${asRoot ? 'user root;' : ''}
 worker_processes 1;
 pid ${join(dir, 'nginx.pid')};
 error_log ${join(dir, 'error.log')} warn;
@@ -170,14 +393,7 @@ http {
     uwsgi_temp_path ${join(dir, 'tmp')};
     scgi_temp_path ${join(dir, 'tmp')};
     keepalive_requests 1000000;
-${Object.entries(up)
-  .map(([n, p]) => upstream(n.replace('-', '_'), p))
-  .join('')}
-${server(rows['tsgi-fastcgi']!, fastcgi('tsgi_fastcgi'))}
-${server(rows['tsgi-http']!, proxy('tsgi_http'))}
-${server(rows['node-http']!, proxy('node_http'))}
-${server(rows['node-fastcgi']!, fastcgi('node_fastcgi'))}
-${server(rows.canned!, fastcgi('canned'))}
+${upstreams}${servers}
 }
 `;
 }
@@ -230,49 +446,50 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 
+/** The rows asked with --rows (all by default), minus those whose backend cannot run here. */
+function pickRows(): RowSpec[] {
+  const asked = opts.rows?.split(',').map((s) => s.trim()) ?? ROWS.map((r) => r.name);
+  const unknown = asked.filter((n) => !ROWS.some((r) => r.name === n));
+  if (unknown.length > 0) {
+    console.error(
+      `bench:e2e: unknown row(s) ${unknown.join(', ')}; rows: ${ROWS.map((r) => r.name).join(', ')}`,
+    );
+    process.exit(2);
+  }
+  return ROWS.filter((r) => asked.includes(r.name)).filter((r) => {
+    const missing = BACKENDS[r.backend]!.missing();
+    if (missing !== null) console.error(`bench:e2e: row ${r.name} skipped: needs ${missing}`);
+    return missing === null;
+  });
+}
+
+const load = () =>
+  loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
+
 async function main(): Promise<void> {
+  const specs = pickRows();
+  if (specs.length === 0) throw new Error('no row to run');
   const dir = mkdtempSync(join(tmpdir(), 'tsgi-bench-e2e-'));
   mkdirSync(join(dir, 'tmp'));
-  const names = ['tsgi-fastcgi', 'tsgi-http', 'node-http', 'node-fastcgi', 'canned'];
-  const rowsPorts: Record<string, number> = {};
-  for (const n of names) rowsPorts[n] = await freePort();
-  const up = {
-    'tsgi-fastcgi': await freePort(),
-    'tsgi-http': await freePort(),
-    'node-http': await freePort(),
-    'node-fastcgi': await freePort(),
-    canned: await freePort(),
-  };
   try {
-    const tsgi = start('tsgi', process.execPath, [
-      join(ROOT, 'dist', 'cli.js'),
-      'serve',
-      join(HERE, 'hello.mjs'),
-      '--fastcgi',
-      `127.0.0.1:${up['tsgi-fastcgi']}`,
-      '--http',
-      `127.0.0.1:${up['tsgi-http']}`,
-    ]);
-    const nodeHttp = start('node:http', process.execPath, [
-      join(HERE, 'node-http.mjs'),
-      `127.0.0.1:${up['node-http']}`,
-    ]);
-    const nodeFcgi = start('node-fastcgi', process.execPath, [
-      '--no-deprecation',
-      join(HERE, 'node-fastcgi.mjs'),
-      `127.0.0.1:${up['node-fastcgi']}`,
-    ]);
-    const canned = start('canned', process.execPath, [
-      join(HERE, 'canned.mjs'),
-      `127.0.0.1:${up.canned}`,
-    ]);
-    await waitForPort(up['tsgi-fastcgi'], tsgi, 'tsgi');
-    await waitForPort(up['tsgi-http'], tsgi, 'tsgi');
-    await waitForPort(up['node-http'], nodeHttp, 'node:http');
-    await waitForPort(up['node-fastcgi'], nodeFcgi, 'node-fastcgi');
-    await waitForPort(up.canned, canned, 'canned');
+    /* ports are taken just before each process binds them: the machine is shared */
+    const rows: Row[] = specs.map((s) => ({ ...s, port: 0, upstreamPort: 0 }));
+    const started: ChildProcess[] = [];
+    for (const name of new Set(rows.map((r) => r.backend))) {
+      const mine = rows.filter((r) => r.backend === name);
+      for (const r of mine) r.upstreamPort = await freePort();
+      const child = BACKENDS[name]!.start(
+        Object.fromEntries(mine.map((r) => [r.name, r.upstreamPort])),
+        dir,
+      );
+      started.push(child);
+      for (const r of mine) await waitForPort(r.upstreamPort, child, name);
+    }
+    for (const r of rows) r.port = await freePort();
     const confPath = join(dir, 'nginx.conf');
-    writeFileSync(confPath, nginxConf(dir, rowsPorts, up));
+    writeFileSync(confPath, nginxConf(dir, rows));
     const nginx = start('nginx', nginxBin, [
       '-p',
       dir,
@@ -281,38 +498,44 @@ async function main(): Promise<void> {
       '-e',
       join(dir, 'startup.log'),
     ]);
-    for (const n of names) await waitForPort(rowsPorts[n]!, nginx, 'nginx');
+    for (const r of rows) await waitForPort(r.port, nginx, 'nginx');
 
-    const rows: Row[] = names.map((name) => ({ name, port: rowsPorts[name]! }));
     for (const row of rows) {
       const res = await fetch(`http://127.0.0.1:${row.port}/`);
       const text = await res.text();
       if (res.status !== 200 || text !== BODY || res.headers.get('content-type') !== 'text/plain') {
-        throw new Error(`${row.name} answered ${res.status} ${JSON.stringify(text)}`);
+        throw new Error(
+          `${row.name} answered ${res.status} ${res.headers.get('content-type')} ${JSON.stringify(text)}`,
+        );
       }
       wrk(row.port, warmup);
     }
-    const samples: Record<string, Sample[]> = Object.fromEntries(names.map((n) => [n, []]));
+    const tsgiStart = started.map((c) => stderrOf.get(c)!()).find((e) => e.includes('(')) ?? '';
+    const codec = /\(([a-z]+) codec\)/.exec(tsgiStart)?.[1] ?? 'n/a';
+    const loadBefore = load();
     console.log(
       `bench:e2e: ${rounds} rounds × ${rows.length} rows, wrk -t${threads} -c${connections} -d${duration}s, ` +
-        `nginx 1 worker, node ${process.version}, ${cpus().length} CPUs`,
+        `nginx 1 worker, node ${process.version}, ${cpus().length} CPUs, tsgi ${codec} codec, ` +
+        `load average ${loadBefore}`,
     );
-    for (let r = 0; r < rounds; r++) {
-      const order = rows.map((_, i) => rows[(i + r) % rows.length]!);
+    const samples: Record<string, Sample[]> = Object.fromEntries(rows.map((r) => [r.name, []]));
+    for (let round = 0; round < rounds; round++) {
+      const order = rows.map((_, i) => rows[(i + round) % rows.length]!);
       for (const row of order) {
         const s = wrk(row.port, duration);
         samples[row.name]!.push(s);
         console.log(
-          `  round ${r + 1} ${row.name.padEnd(13)} ${s.rps.toFixed(0).padStart(7)} req/s  ` +
+          `  round ${round + 1} ${row.name.padEnd(13)} ${s.rps.toFixed(0).padStart(7)} req/s  ` +
             `p99 ${s.p99ms.toFixed(2)} ms  errors ${s.errors}`,
         );
       }
     }
+    const loadAfter = load();
     const result = Object.fromEntries(
-      names.map((n) => {
-        const xs = samples[n]!;
+      rows.map((r) => {
+        const xs = samples[r.name]!;
         return [
-          n,
+          r.name,
           {
             rps: median(xs.map((x) => x.rps)),
             p99ms: median(xs.map((x) => x.p99ms)),
@@ -322,34 +545,49 @@ async function main(): Promise<void> {
         ];
       }),
     );
-    const t = result['tsgi-fastcgi']!;
     console.log('\n| row | requests/s (median) | p99 latency (median) | errors |');
     console.log('|---|---:|---:|---:|');
-    for (const n of names) {
-      const x = result[n]!;
-      console.log(`| ${n} | ${x.rps.toFixed(0)} | ${x.p99ms.toFixed(2)} ms | ${x.errors} |`);
+    for (const r of rows) {
+      const x = result[r.name]!;
+      console.log(`| ${r.name} | ${x.rps.toFixed(0)} | ${x.p99ms.toFixed(2)} ms | ${x.errors} |`);
     }
-    const ratio = (a: number, b: number) => (a / b).toFixed(2);
-    const checks: [string, boolean][] = [
-      [
-        `tsgi-fastcgi / node-http = ${ratio(t.rps, result['node-http']!.rps)} (target ≥ 1.10)`,
-        t.rps >= 1.1 * result['node-http']!.rps,
-      ],
-      [
-        `tsgi-fastcgi / canned = ${ratio(t.rps, result.canned!.rps)} (target ≥ 0.85)`,
-        t.rps >= 0.85 * result.canned!.rps,
-      ],
-      [
-        `tsgi-fastcgi / node-fastcgi = ${ratio(t.rps, result['node-fastcgi']!.rps)} (target ≥ 5)`,
-        t.rps >= 5 * result['node-fastcgi']!.rps,
-      ],
-      [`tsgi-fastcgi / tsgi-http = ${ratio(t.rps, result['tsgi-http']!.rps)}`, true],
-      [`tsgi-fastcgi errors = ${t.errors} (target 0)`, t.errors === 0],
-      [
-        `tsgi-fastcgi p99 ${t.p99ms.toFixed(2)} ms vs node-http ${result['node-http']!.p99ms.toFixed(2)} ms (target ≤)`,
-        t.p99ms <= result['node-http']!.p99ms,
-      ],
+    console.log(`\nload average before ${loadBefore}, after ${loadAfter}`);
+    const rps = (n: string) => result[n]?.rps;
+    /** [a, b, minimum of a/b (null: informative)] */
+    const RATIOS: [string, string, number | null][] = [
+      ['tsgi-fastcgi', 'node-http', 1.1],
+      ['tsgi-fastcgi', 'canned', 0.85],
+      ['tsgi-fastcgi', 'node-fastcgi', 5],
+      ['tsgi-fastcgi', 'tsgi-http', null],
+      ['tsgi-uwsgi', 'uwsgi-python', 1.5],
+      ['tsgi-scgi', 'uwsgi-python', 1.5],
+      ['tsgi-uwsgi', 'php-fpm', 1],
+      ['tsgi-scgi', 'php-fpm', 1],
+      ['tsgi-scgi', 'tsgi-fastcgi', 0.8],
+      ...WORKER_RATIOS,
+      ...EXPRESS_RATIOS,
     ];
+    const checks: [string, boolean][] = [];
+    for (const [a, b, min] of RATIOS) {
+      const ra = rps(a);
+      const rb = rps(b);
+      if (ra === undefined || rb === undefined) continue;
+      const target = min === null ? '' : ` (target ≥ ${min.toFixed(2)})`;
+      checks.push([
+        `${a} / ${b} = ${(ra / rb).toFixed(2)}${target}`,
+        min === null || ra >= min * rb,
+      ]);
+    }
+    const t = result['tsgi-fastcgi'];
+    const h = result['node-http'];
+    if (t !== undefined)
+      checks.push([`tsgi-fastcgi errors = ${t.errors} (target 0)`, t.errors === 0]);
+    if (t !== undefined && h !== undefined) {
+      checks.push([
+        `tsgi-fastcgi p99 ${t.p99ms.toFixed(2)} ms vs node-http ${h.p99ms.toFixed(2)} ms (target ≤)`,
+        t.p99ms <= h.p99ms,
+      ]);
+    }
     console.log('');
     for (const [text, ok] of checks) console.log(`${ok ? 'ok  ' : 'MISS'} ${text}`);
     if (opts.json) {
@@ -359,6 +597,9 @@ async function main(): Promise<void> {
           {
             date: new Date().toISOString(),
             node: process.version,
+            cpus: cpus().length,
+            codec,
+            load: { before: loadBefore, after: loadAfter },
             duration,
             rounds,
             connections,

@@ -2,29 +2,46 @@
 /**
  * The `tsgi` command.
  *
- *   tsgi serve APP[:export] [--fastcgi ADDR]... [--http ADDR]... [--factory] [--interface tsgi]
+ *   tsgi serve APP[:export] [--fastcgi ADDR]... [--http ADDR]... [--workers N] [options]
+ *
+ * Without --workers one process serves alone (the fastest path: nothing sits between the
+ * protocol servers and the app unless an option asks for it). With --workers a master binds
+ * the listeners and runs the workers (lib/server/master.ts, docs/process-manager.md).
  *
  * Exit status: 0 after a clean stop, 1 when the app cannot be loaded or a listener cannot be
- * opened, 2 for a usage error.
+ * opened, 2 for a usage error (including a bad config file).
  */
 import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
 import { codec } from './codec/index.js';
-import { AppLoadError, loadApp, parseInterface } from './server/app.js';
+import { cgiMain } from './protocol/cgi.js';
+import type { App } from './gateway/types.js';
+import { AppLoadError, loadApp } from './server/app.js';
 import {
+  ConfigError,
+  optionsHelp,
+  parseCommandLine,
+  readConfigFile,
+  resolveConfig,
+  type ServeConfig,
+} from './server/config.js';
+import {
+  formatAddress,
   isListeningSocket,
   listen,
   ListenError,
-  parseAddress,
+  systemdSockets,
   type ListenAddress,
 } from './server/listen.js';
+import { createLogger, type Logger } from './server/log.js';
+import { MasterStartError, runMaster } from './server/master.js';
+import { dropPrivileges, PrivilegeError, resolveIds, type Ids } from './server/privileges.js';
 import { PROTOCOLS, protocolByFlag, type Protocol } from './server/protocols.js';
+import { createStatsServer, type StatsSnapshot } from './server/stats.js';
+import { Serving } from './server/worker.js';
 import { VERSION } from './version.js';
 
-const pad = (s: string) => (s.length >= 25 ? `${s} ` : s.padEnd(25));
-const PROTOCOL_HELP = PROTOCOLS.map((p) => `  ${pad(`--${p.flag} ADDR`)}${p.help}`).join('\n');
 const PROTOCOL_NAMES = PROTOCOLS.map((p) => p.title).join(', ');
 
 const USAGE = `Usage: tsgi serve APP[:EXPORT] [options]
@@ -35,19 +52,26 @@ APP is a JavaScript module (path relative to the current directory). The app is 
 EXPORT, else the default export, else the export named "application", else "app".
 
 Options:
-${PROTOCOL_HELP}
-  --factory                the export is a factory: call it once at start-up (it may be
-                           async) and serve the app it returns
-  --interface tsgi         what the export is (only "tsgi" for now)
-  --graceful-timeout SECS  on SIGINT/SIGTERM, wait this long for running requests (default 30)
-  -h, --help               show this help
-  -V, --version            show the version
+${optionsHelp()}
 
 ADDR is HOST:PORT, [IPV6]:PORT, :PORT (all interfaces), unix:/path/to.sock or fd:N.
-With no listener given: FastCGI on fd 0 when fd 0 is a listening socket (tsgi was
-spawned by a web server), else HTTP on 127.0.0.1:8000.
+With no listener given: the sockets systemd passed (LISTEN_FDS), each serving the protocol
+its FileDescriptorName= names (fastcgi, http, scgi, uwsgi; FastCGI when unnamed); else
+FastCGI on fd 0 when fd 0 is a listening socket (tsgi was spawned by a web server); else
+HTTP on 127.0.0.1:8000.
+
+Options may also come from tsgi.config.json or tsgi.config.mjs in the current directory (or
+--config FILE), with the same names in camelCase ("maxRequests": 1000); the command line
+wins, and listeners on the command line replace all of the file's.
 
 SIGINT or SIGTERM: stop accepting, finish running requests, exit. A second signal exits at once.
+SIGHUP (with --workers): start new workers, then retire each old one once its replacement is
+ready (zero-downtime reload).
+
+Usage: tsgi cgi [APP[:EXPORT]] [--factory] [--interface NAME]
+
+Run the app once as a CGI program (cgi-bin behind Apache or lighttpd): the request comes from
+the environment and stdin, the response goes to stdout. APP defaults to $TSGI_APP.
 `;
 
 class UsageError extends Error {}
@@ -58,127 +82,204 @@ interface Listener {
   addr: ListenAddress;
 }
 
-interface Running {
-  kind: string;
-  shown: string;
-  drain(): Promise<void>;
-}
+/** The log of the running command (plain stderr lines until the options are known). */
+let log: Logger = createLogger('text');
 
-function log(line: string): void {
-  process.stderr.write(`tsgi: ${line}\n`);
+/** The listeners: as configured, else systemd's sockets, else fd 0, else HTTP on :8000. */
+function chooseListeners(config: ServeConfig): Listener[] {
+  const systemd = systemdSockets();
+  if (config.listeners.length > 0) {
+    return config.listeners.map((l) => ({ protocol: protocolByFlag(l.protocol)!, addr: l.addr }));
+  }
+  const fastcgi = protocolByFlag('fastcgi')!;
+  if (systemd.length > 0) {
+    return systemd.map((s) => ({
+      protocol: protocolByFlag(s.name) ?? fastcgi,
+      addr: { type: 'fd', fd: s.fd },
+    }));
+  }
+  if (isListeningSocket(0)) return [{ protocol: fastcgi, addr: { type: 'fd', fd: 0 } }];
+  return [
+    { protocol: protocolByFlag('http')!, addr: { type: 'tcp', host: '127.0.0.1', port: 8000 } },
+  ];
 }
 
 async function serve(args: string[]): Promise<number> {
-  let parsed;
+  let config: ServeConfig;
   try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        ...Object.fromEntries(
-          PROTOCOLS.map((p) => [p.flag, { type: 'string' as const, multiple: true as const }]),
-        ),
-        factory: { type: 'boolean' },
-        interface: { type: 'string' },
-        'graceful-timeout': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  const { values, positionals } = parsed;
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  if (positionals.length !== 1) {
-    throw new UsageError(
-      positionals.length === 0
-        ? 'serve needs an APP module'
-        : `unexpected argument "${positionals[1]}"`,
-    );
-  }
-  let iface;
-  try {
-    iface = parseInterface((values.interface as string | undefined) ?? 'tsgi');
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  let graceMs = 30_000;
-  if (values['graceful-timeout'] !== undefined) {
-    const s = Number(values['graceful-timeout']);
-    if (!Number.isFinite(s) || s < 0)
-      throw new UsageError('--graceful-timeout needs a number of seconds');
-    graceMs = s * 1000;
-  }
-  const listeners: Listener[] = [];
-  try {
-    for (const protocol of PROTOCOLS) {
-      const given = (values as Record<string, unknown>)[protocol.flag] as string[] | undefined;
-      for (const a of given ?? []) {
-        listeners.push({ protocol, addr: parseAddress(a) });
-      }
+    const cli = parseCommandLine(args);
+    if (cli.help) {
+      process.stdout.write(USAGE);
+      return 0;
     }
+    const file = await readConfigFile(cli.values.config as string | undefined);
+    config = resolveConfig(cli, file);
   } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  if (listeners.length === 0) {
-    if (isListeningSocket(0)) {
-      listeners.push({ protocol: protocolByFlag('fastcgi')!, addr: { type: 'fd', fd: 0 } });
-    } else {
-      listeners.push({
-        protocol: protocolByFlag('http')!,
-        addr: { type: 'tcp', host: '127.0.0.1', port: 8000 },
-      });
-    }
-  }
-
-  let app;
-  try {
-    app = await loadApp(positionals[0]!, { factory: values.factory === true, interface: iface });
-  } catch (err) {
-    if (err instanceof AppLoadError) throw new StartError(err.message);
+    if (err instanceof ConfigError) throw new UsageError(err.message);
     throw err;
   }
-  const running: Running[] = [];
-  const stopAll = (): Promise<unknown> => Promise.all(running.map((r) => r.drain()));
+  log = createLogger(config.logFormat);
+  const listeners = chooseListeners(config);
+  let ids: Ids | null;
+  try {
+    ids = resolveIds(config.user, config.group);
+  } catch (err) {
+    if (err instanceof PrivilegeError) throw new StartError(err.message);
+    throw err;
+  }
+  if (config.workers !== null) {
+    try {
+      return await runMaster({ config, listeners, log, ids });
+    } catch (err) {
+      if (err instanceof MasterStartError) throw new StartError(err.message);
+      throw err;
+    }
+  }
+  return serveAlone(config, listeners, ids);
+}
+
+/** One process, no master: the protocol servers run here. */
+async function serveAlone(
+  config: ServeConfig,
+  listeners: Listener[],
+  ids: Ids | null,
+): Promise<number> {
+  const startedAt = Date.now();
+  const graceMs = config.graceMs;
+  let serving: Serving;
+  try {
+    serving = new Serving({
+      log,
+      track: config.stats !== null || config.timeoutMs > 0 || config.accessLog,
+      countConnections: config.stats !== null,
+      timeoutMs: config.timeoutMs,
+      accessLog: config.accessLog,
+      allow: config.allow,
+      multiprocess: false,
+    });
+  } catch (err) {
+    throw new StartError((err as Error).message);
+  }
+  const load = async (): Promise<App> => {
+    try {
+      return await loadApp(config.app, { factory: config.factory, interface: config.interface });
+    } catch (err) {
+      if (err instanceof AppLoadError) throw new StartError(err.message);
+      throw err;
+    }
+  };
+  /* With --user the sockets are bound first and the app is loaded after dropping privileges;
+     the servers then call it through a forwarding function. */
+  let app: App | null = ids === null ? await load() : null;
+  const target: App = app ?? ((env, start) => app!(env, start));
+  if (config.timeoutMs > 0) {
+    log.info(
+      'without --workers, --timeout ends requests that wait; a request stuck in a busy loop ' +
+        'needs a master to kill its process',
+    );
+  }
+  let stopping = false;
+  const stats =
+    config.stats === null
+      ? null
+      : createStatsServer((): StatsSnapshot => ({
+          mode: 'single',
+          pid: process.pid,
+          startedAt,
+          generation: 1,
+          reloads: 0,
+          workers: [
+            {
+              id: 1,
+              pid: process.pid,
+              generation: 1,
+              state: stopping ? 'stopping' : 'ready',
+              startedAt,
+              requests: serving.tracker?.counters.requests ?? 0,
+              inFlight: serving.tracker?.counters.inFlight ?? 0,
+              totalMs: serving.tracker?.counters.totalMs ?? 0,
+              maxMs: serving.tracker?.counters.maxMs ?? 0,
+              rssBytes: process.memoryUsage.rss(),
+              restarts: 0,
+            },
+          ],
+          listeners: serving.listenerStats(),
+        }));
+  const stopAll = async (): Promise<void> => {
+    await serving.drain();
+    if (stats !== null && stats.listening) {
+      stats.close();
+      stats.closeAllConnections();
+    }
+  };
 
   /* Signals are handled from before the first listener opens, so none is ever missed. */
-  let stopping = false;
   let stopped: (code: number) => void = () => {};
   const finished = new Promise<number>((resolve) => (stopped = resolve));
   let startup: Promise<unknown> = Promise.resolve();
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stopping) {
-      log(`${signal} again: exiting now`);
+      log.warn(`${signal} again: exiting now`, { event: 'stop-now' });
+      log.flush();
       process.exit(1);
     }
     stopping = true;
-    log(`${signal}: finishing running requests`);
+    log.info(`${signal}: finishing running requests`, { event: 'stop', signal });
     const timer = setTimeout(() => {
-      log(`requests still running after ${graceMs / 1000}s: exiting`);
+      log.warn(`requests still running after ${graceMs / 1000}s: exiting`, {
+        event: 'stop-timeout',
+      });
+      log.flush();
       process.exit(1);
     }, graceMs);
     timer.unref();
     startup.then(stopAll).then(() => {
       clearTimeout(timer);
-      log('stopped');
+      log.info('stopped', { event: 'stopped' });
       stopped(0);
     });
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
+  const unix = { mode: config.socketMode, uid: ids?.uid ?? -1, gid: ids?.gid ?? -1 };
   const open = async (): Promise<void> => {
+    const opened: [Protocol, string][] = [];
     for (const l of listeners) {
       if (stopping) return;
-      const server = l.protocol.create(app, {});
-      const shown = await listen(server, l.addr);
-      running.push({ kind: l.protocol.flag, shown, drain: () => server.drain() });
-      log(`serving ${positionals[0]} over ${l.protocol.title} on ${shown} (${codec.name} codec)`);
+      const entry = serving.add(l.protocol, target, formatAddress(l.addr));
+      const shown = await listen(entry.server, l.addr, unix);
+      entry.shown = shown;
+      entry.stats.address = shown;
+      opened.push([l.protocol, shown]);
+      if (ids === null) announce(l.protocol, shown);
     }
+    let statsShown = '';
+    if (stats !== null && config.stats !== null && !stopping) {
+      statsShown = await listen(stats, config.stats, unix);
+    }
+    if (ids !== null) {
+      try {
+        dropPrivileges(ids);
+      } catch (err) {
+        throw new StartError((err as Error).message);
+      }
+      app = await load();
+      for (const [protocol, shown] of opened) announce(protocol, shown);
+    }
+    if (statsShown !== '') {
+      log.info(`statistics on ${statsShown}: JSON at /, Prometheus text at /metrics`, {
+        event: 'stats',
+        address: statsShown,
+      });
+    }
+  };
+  const announce = (protocol: Protocol, shown: string): void => {
+    log.info(`serving ${config.app} over ${protocol.title} on ${shown} (${codec.name} codec)`, {
+      event: 'listening',
+      protocol: protocol.flag,
+      address: shown,
+    });
   };
   const opening = open();
   startup = opening.catch(() => undefined);
@@ -204,6 +305,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(`tsgi ${VERSION}\n`);
       return 0;
     }
+    if (command === 'cgi') return await cgiMain(rest);
     if (command !== 'serve') throw new UsageError(`unknown command "${command}"`);
     return await serve(rest);
   } catch (err) {
@@ -212,10 +314,12 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     if (err instanceof StartError) {
-      log(err.message);
+      log.error(err.message, { event: 'start-failed' });
+      log.flush();
       return 1;
     }
-    log(`error: ${(err as Error).stack ?? err}`);
+    log.error(`error: ${(err as Error).stack ?? err}`, { event: 'error' });
+    log.flush();
     return 1;
   }
 }

@@ -43,6 +43,15 @@ export {
   type FastcgiOptions,
 } from './protocol/fastcgi.js';
 export { createHttpServer, type HttpServer, type HttpOptions } from './protocol/http.js';
+export { createScgiServer, type ScgiListener, type ScgiOptions } from './protocol/scgi.js';
+export { createUwsgiServer, type UwsgiListener, type UwsgiOptions } from './protocol/uwsgi.js';
+export { cgiMain, runCgi, type CgiIo } from './protocol/cgi.js';
+export {
+  StreamGateway,
+  type StreamListener,
+  type StreamOptions,
+  type StreamProtocol,
+} from './protocol/stream.js';
 export {
   parseAddress,
   formatAddress,
@@ -50,3 +59,7 @@ export {
   ListenError,
   type ListenAddress,
 } from './server/listen.js';
+
+/* Adapters: node:http request listeners and fetch handlers as TSGI apps (docs/interfaces.md). */
+export { fromNodeHandler, type NodeHandler, type NodeAdapterOptions } from './adapters/node.js';
+export { fromFetch, type FetchHandler, type FetchAdapterOptions } from './adapters/fetch.js';

@@ -14,6 +14,7 @@
 //   3 pair area replaced                  4 error code       5 error message variant
 //   6-7 error number a (float64)          8-9 error number b (float64)
 //   10 parser standing after a push (core Standing: 0 busy, 1 idle, 2 finished, 3 dead)
+//   11 the slot a push with slot -1 took (its limits come in words 4-9 as three float64)
 //   12.. events, four words each (native/core/common.h); for encoders: string lengths
 //
 // The addon is context-aware: all state lives in per-environment instance data or in the
@@ -52,6 +53,7 @@ constexpr size_t kIoErrVariant = 5;
 constexpr size_t kIoErrA = 6;  // float64 at word 6
 constexpr size_t kIoErrB = 8;  // float64 at word 8
 constexpr size_t kIoStanding = 10;
+constexpr size_t kIoSlot = 11;
 constexpr size_t kIoData = 12;
 constexpr size_t kMinIoWords = kIoData + 4 * 16;
 
@@ -231,20 +233,9 @@ napi_value PairArea(napi_env env, napi_callback_info) {
 // left busy between pushes is tracked by a FinalizationRegistry in lib/codec/native.ts,
 // which calls release().
 
-// acquire(kind: 0 fcgi | 1 scgi | 2 uwsgi, maxParamsBytes, maxPairs, maxRecordBody): slot
-napi_value Acquire(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
-  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
-  Instance* inst = GetInstance(env);
-  uint32_t kind = 0;
-  Limits limits;
-  if (inst == nullptr || argc < 4 || napi_get_value_uint32(env, argv[0], &kind) != napi_ok ||
-      kind > 2 || !GetDouble(env, argv[1], &limits.max_params_bytes) ||
-      !GetDouble(env, argv[2], &limits.max_pairs) ||
-      !GetDouble(env, argv[3], &limits.max_record_body)) {
-    return Throw(env, "tsgi: bad parser arguments");
-  }
+// A free slot of `kind` (0 fcgi | 1 scgi | 2 uwsgi) holding a parser reset to `limits`, or
+// false when no memory is left.
+bool TakeSlot(Instance* inst, uint32_t kind, const Limits& limits, uint32_t* out) {
   std::vector<uint32_t>& free_list = inst->free_slots[kind];
   uint32_t slot;
   if (!free_list.empty()) {
@@ -260,12 +251,13 @@ napi_value Acquire(napi_env env, napi_callback_info info) {
     } else {
       box = new (std::nothrow) UwsgiBox(limits);
     }
-    if (box == nullptr) return Throw(env, "tsgi: cannot create parser");
+    if (box == nullptr) return false;
     slot = static_cast<uint32_t>(inst->slots.size());
     inst->slots.emplace_back(box);
   }
   inst->slots[slot]->in_use = true;
-  return Int(env, static_cast<int32_t>(slot));
+  *out = slot;
+  return true;
 }
 
 void ReleaseSlot(Instance* inst, uint32_t slot) {
@@ -309,7 +301,7 @@ void MarkCachedValues(Instance* inst, const std::vector<uint8_t>& block, size_t 
     if (id == 0 || w[4] > kMaxCachedValue) continue;
     CachedValue& cached = inst->value_cache[id];
     const char* value = reinterpret_cast<const char*>(block.data()) + w[3];
-    if (cached.bytes.size() == w[4] && std::memcmp(cached.bytes.data(), value, w[4]) == 0) {
+    if (cached.bytes.size() == w[4] && tsgi::SameBytes(cached.bytes.data(), value, w[4])) {
       w[0] = id | (cached.in_js ? kValueCached : kValueStore);
       cached.in_js = true;
     } else {
@@ -350,22 +342,36 @@ inline bool IsBlockEvent(uint32_t w0) {
          kind == tsgi::kEvGetValuesResult || kind == tsgi::kEvBlockParams;
 }
 
-// push(parser, chunk): string | undefined. Reads the start offset from io[0]; writes the
+// push(slot, chunk): string | undefined. Reads the start offset from io[0]; writes the
 // next offset, the events and the "more" flag; returns the block of the params-like event
-// of this call, if any, as one latin-1 string.
+// of this call, if any, as one latin-1 string. With slot -1 it first takes a slot from the
+// pool (TakeSlot), with the limits read from io words 4-9 (three float64: maxParamsBytes,
+// maxPairs, maxRecordBody), and writes the slot to io[11]: a parser that holds no slot
+// pushes with one call.
 template <typename B>
 napi_value Push(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
   CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
   Instance* inst = GetInstance(env);
-  uint32_t slot = 0;
+  int32_t given = 0;
   uint8_t* chunk = nullptr;
   size_t len = 0;
   if (inst == nullptr || inst->io == nullptr || argc < 2 ||
-      napi_get_value_uint32(env, argv[0], &slot) != napi_ok || slot >= inst->slots.size() ||
-      !inst->slots[slot]->in_use || inst->slots[slot]->kind != B::kKind ||
+      napi_get_value_int32(env, argv[0], &given) != napi_ok ||
       !GetBytes(env, argv[1], &chunk, &len)) {
+    return Throw(env, "tsgi: bad push arguments");
+  }
+  uint32_t slot = static_cast<uint32_t>(given);
+  if (given < 0) {
+    Limits limits;
+    std::memcpy(&limits.max_params_bytes, inst->io + kIoErrCode, sizeof(double));
+    std::memcpy(&limits.max_pairs, inst->io + kIoErrA, sizeof(double));
+    std::memcpy(&limits.max_record_body, inst->io + kIoErrB, sizeof(double));
+    if (!TakeSlot(inst, B::kKind, limits, &slot)) return Throw(env, "tsgi: cannot create parser");
+    inst->io[kIoSlot] = static_cast<int32_t>(slot);
+  } else if (slot >= inst->slots.size() || !inst->slots[slot]->in_use ||
+             inst->slots[slot]->kind != B::kKind) {
     return Throw(env, "tsgi: bad push arguments");
   }
   auto& parser = static_cast<B*>(inst->slots[slot].get())->parser;
@@ -650,7 +656,6 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   const napi_property_descriptor props[] = {
       {"init", nullptr, Init, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"pairArea", nullptr, PairArea, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"acquire", nullptr, Acquire, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"release", nullptr, Release, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"fcgiPush", nullptr, Push<FcgiBox>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"scgiPush", nullptr, Push<ScgiBox>, nullptr, nullptr, nullptr, napi_default, nullptr},

@@ -18,12 +18,15 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { addVariable, environObject, type CgiVariables } from './environ.js';
 import { ERROR_CODES, codecError, errorEvent } from './errors.js';
 import {
   DEFAULT_LIMITS,
   type Codec,
   type ErrorCode,
   type FcgiEvent,
+  type FcgiParser,
+  type FcgiVarsEvent,
   type HeadStyle,
   type Limits,
   type Parser,
@@ -35,7 +38,6 @@ import {
 interface Binding {
   init(io: Int32Array, pairs: Int32Array): string[];
   pairArea(): Int32Array;
-  acquire(kind: number, maxParamsBytes: number, maxPairs: number, maxRecordBody: number): number;
   release(slot: number): void;
   fcgiPush(slot: number, chunk: Uint8Array): string | undefined;
   scgiPush(slot: number, chunk: Uint8Array): string | undefined;
@@ -52,7 +54,7 @@ interface Binding {
  * Well-known CGI names by id (id 0: none). Must equal the table in native/core/names.cc; the
  * loader checks it against the addon's copy.
  */
-const NAMES: readonly string[] = [
+export const NAMES: readonly string[] = [
   '',
   'REQUEST_METHOD',
   'REQUEST_URI',
@@ -145,6 +147,8 @@ const IO_ERR_VARIANT = 5;
 const F64_ERR_A = 3; // float64 index (words 6-7)
 const F64_ERR_B = 4; // float64 index (words 8-9)
 const IO_STANDING = 10;
+const IO_SLOT = 11;
+const F64_LIMITS = 2; // float64 index (words 4-5): limits for a push with slot -1
 /* Encoder inputs (native/binding.cc): output span, string count, numbers. */
 const IO_OUT_OFF = 0;
 const IO_OUT_LEN = 1;
@@ -234,6 +238,99 @@ function resolveLimits(limits?: Partial<Limits>): Limits {
   };
 }
 
+/**
+ * Adds the param of well-known name `id` ({@link NAMES}) to CGI variables by the rules of
+ * addVariable() (lib/codec/environ.ts): HTTP_CONTENT_TYPE, HTTP_CONTENT_LENGTH and HTTP_PROXY
+ * are dropped, a repeated HTTP_* variable is joined (", ", HTTP_COOKIE "; "), any other repeat
+ * replaces. Generated from NAMES; test/environ-build.test.ts checks every id against
+ * addVariable().
+ */
+function setKnown(o: CgiVariables, id: number, v: string): void {
+  // prettier-ignore
+  switch (id) {
+    case 1: o.REQUEST_METHOD = v; return;
+    case 2: o.REQUEST_URI = v; return;
+    case 3: o.REQUEST_SCHEME = v; return;
+    case 4: o.QUERY_STRING = v; return;
+    case 5: o.CONTENT_TYPE = v; return;
+    case 6: o.CONTENT_LENGTH = v; return;
+    case 7: o.SCRIPT_NAME = v; return;
+    case 8: o.SCRIPT_FILENAME = v; return;
+    case 9: o.PATH_INFO = v; return;
+    case 10: o.PATH_TRANSLATED = v; return;
+    case 11: o.DOCUMENT_URI = v; return;
+    case 12: o.DOCUMENT_ROOT = v; return;
+    case 13: o.SERVER_PROTOCOL = v; return;
+    case 14: o.SERVER_SOFTWARE = v; return;
+    case 15: o.SERVER_NAME = v; return;
+    case 16: o.SERVER_PORT = v; return;
+    case 17: o.SERVER_ADDR = v; return;
+    case 18: o.SERVER_ADMIN = v; return;
+    case 19: o.SERVER_SIGNATURE = v; return;
+    case 20: o.GATEWAY_INTERFACE = v; return;
+    case 21: o.REMOTE_ADDR = v; return;
+    case 22: o.REMOTE_PORT = v; return;
+    case 23: o.REMOTE_HOST = v; return;
+    case 24: o.REMOTE_USER = v; return;
+    case 25: o.AUTH_TYPE = v; return;
+    case 26: o.HTTPS = v; return;
+    case 27: o.REDIRECT_STATUS = v; return;
+    case 28: o.CONTEXT_PREFIX = v; return;
+    case 29: o.CONTEXT_DOCUMENT_ROOT = v; return;
+    case 30: o.PATH = v; return;
+    case 31: o.SCGI = v; return;
+    case 32: o.UWSGI_SCHEME = v; return;
+    case 33: o.FCGI_MAX_CONNS = v; return;
+    case 34: o.FCGI_MAX_REQS = v; return;
+    case 35: o.FCGI_MPXS_CONNS = v; return;
+    case 36: { const p = o.HTTP_HOST; o.HTTP_HOST = p === undefined ? v : p + ', ' + v; return; }
+    case 37: { const p = o.HTTP_USER_AGENT; o.HTTP_USER_AGENT = p === undefined ? v : p + ', ' + v; return; }
+    case 38: { const p = o.HTTP_ACCEPT; o.HTTP_ACCEPT = p === undefined ? v : p + ', ' + v; return; }
+    case 39: { const p = o.HTTP_ACCEPT_ENCODING; o.HTTP_ACCEPT_ENCODING = p === undefined ? v : p + ', ' + v; return; }
+    case 40: { const p = o.HTTP_ACCEPT_LANGUAGE; o.HTTP_ACCEPT_LANGUAGE = p === undefined ? v : p + ', ' + v; return; }
+    case 41: { const p = o.HTTP_ACCEPT_CHARSET; o.HTTP_ACCEPT_CHARSET = p === undefined ? v : p + ', ' + v; return; }
+    case 42: { const p = o.HTTP_CONNECTION; o.HTTP_CONNECTION = p === undefined ? v : p + ', ' + v; return; }
+    case 43: { const p = o.HTTP_KEEP_ALIVE; o.HTTP_KEEP_ALIVE = p === undefined ? v : p + ', ' + v; return; }
+    case 44: { const p = o.HTTP_COOKIE; o.HTTP_COOKIE = p === undefined ? v : p + '; ' + v; return; }
+    case 45: { const p = o.HTTP_REFERER; o.HTTP_REFERER = p === undefined ? v : p + ', ' + v; return; }
+    case 46: { const p = o.HTTP_ORIGIN; o.HTTP_ORIGIN = p === undefined ? v : p + ', ' + v; return; }
+    case 47: { const p = o.HTTP_CACHE_CONTROL; o.HTTP_CACHE_CONTROL = p === undefined ? v : p + ', ' + v; return; }
+    case 48: { const p = o.HTTP_PRAGMA; o.HTTP_PRAGMA = p === undefined ? v : p + ', ' + v; return; }
+    case 49: { const p = o.HTTP_AUTHORIZATION; o.HTTP_AUTHORIZATION = p === undefined ? v : p + ', ' + v; return; }
+    case 50: /* HTTP_CONTENT_TYPE: dropped */ return;
+    case 51: /* HTTP_CONTENT_LENGTH: dropped */ return;
+    case 52: { const p = o.HTTP_TRANSFER_ENCODING; o.HTTP_TRANSFER_ENCODING = p === undefined ? v : p + ', ' + v; return; }
+    case 53: { const p = o.HTTP_TE; o.HTTP_TE = p === undefined ? v : p + ', ' + v; return; }
+    case 54: { const p = o.HTTP_EXPECT; o.HTTP_EXPECT = p === undefined ? v : p + ', ' + v; return; }
+    case 55: { const p = o.HTTP_RANGE; o.HTTP_RANGE = p === undefined ? v : p + ', ' + v; return; }
+    case 56: { const p = o.HTTP_IF_RANGE; o.HTTP_IF_RANGE = p === undefined ? v : p + ', ' + v; return; }
+    case 57: { const p = o.HTTP_IF_MATCH; o.HTTP_IF_MATCH = p === undefined ? v : p + ', ' + v; return; }
+    case 58: { const p = o.HTTP_IF_NONE_MATCH; o.HTTP_IF_NONE_MATCH = p === undefined ? v : p + ', ' + v; return; }
+    case 59: { const p = o.HTTP_IF_MODIFIED_SINCE; o.HTTP_IF_MODIFIED_SINCE = p === undefined ? v : p + ', ' + v; return; }
+    case 60: { const p = o.HTTP_IF_UNMODIFIED_SINCE; o.HTTP_IF_UNMODIFIED_SINCE = p === undefined ? v : p + ', ' + v; return; }
+    case 61: { const p = o.HTTP_UPGRADE; o.HTTP_UPGRADE = p === undefined ? v : p + ', ' + v; return; }
+    case 62: { const p = o.HTTP_UPGRADE_INSECURE_REQUESTS; o.HTTP_UPGRADE_INSECURE_REQUESTS = p === undefined ? v : p + ', ' + v; return; }
+    case 63: { const p = o.HTTP_DNT; o.HTTP_DNT = p === undefined ? v : p + ', ' + v; return; }
+    case 64: { const p = o.HTTP_X_FORWARDED_FOR; o.HTTP_X_FORWARDED_FOR = p === undefined ? v : p + ', ' + v; return; }
+    case 65: { const p = o.HTTP_X_FORWARDED_PROTO; o.HTTP_X_FORWARDED_PROTO = p === undefined ? v : p + ', ' + v; return; }
+    case 66: { const p = o.HTTP_X_FORWARDED_HOST; o.HTTP_X_FORWARDED_HOST = p === undefined ? v : p + ', ' + v; return; }
+    case 67: { const p = o.HTTP_X_FORWARDED_PORT; o.HTTP_X_FORWARDED_PORT = p === undefined ? v : p + ', ' + v; return; }
+    case 68: { const p = o.HTTP_X_REAL_IP; o.HTTP_X_REAL_IP = p === undefined ? v : p + ', ' + v; return; }
+    case 69: { const p = o.HTTP_X_REQUESTED_WITH; o.HTTP_X_REQUESTED_WITH = p === undefined ? v : p + ', ' + v; return; }
+    case 70: { const p = o.HTTP_FORWARDED; o.HTTP_FORWARDED = p === undefined ? v : p + ', ' + v; return; }
+    case 71: { const p = o.HTTP_VIA; o.HTTP_VIA = p === undefined ? v : p + ', ' + v; return; }
+    case 72: { const p = o.HTTP_SEC_FETCH_DEST; o.HTTP_SEC_FETCH_DEST = p === undefined ? v : p + ', ' + v; return; }
+    case 73: { const p = o.HTTP_SEC_FETCH_MODE; o.HTTP_SEC_FETCH_MODE = p === undefined ? v : p + ', ' + v; return; }
+    case 74: { const p = o.HTTP_SEC_FETCH_SITE; o.HTTP_SEC_FETCH_SITE = p === undefined ? v : p + ', ' + v; return; }
+    case 75: { const p = o.HTTP_SEC_FETCH_USER; o.HTTP_SEC_FETCH_USER = p === undefined ? v : p + ', ' + v; return; }
+    case 76: { const p = o.HTTP_SEC_CH_UA; o.HTTP_SEC_CH_UA = p === undefined ? v : p + ', ' + v; return; }
+    case 77: { const p = o.HTTP_SEC_CH_UA_MOBILE; o.HTTP_SEC_CH_UA_MOBILE = p === undefined ? v : p + ', ' + v; return; }
+    case 78: { const p = o.HTTP_SEC_CH_UA_PLATFORM; o.HTTP_SEC_CH_UA_PLATFORM = p === undefined ? v : p + ', ' + v; return; }
+    case 79: /* HTTP_PROXY: dropped */ return;
+    default: addVariable(o, NAMES[id], v);
+  }
+}
+
 /** Wraps a loaded addon in the Codec interface (one instance per JS environment). */
 function createNativeCodec(B: Binding): Codec {
   let io: Int32Array = new Int32Array(IO_DATA + 4 * IO_EVENT_SLOTS);
@@ -304,6 +401,36 @@ function createNativeCodec(B: Binding): Codec {
     return out;
   }
 
+  /**
+   * The CGI variables of a block, as cgiVariables(pairsOf(s, n)) gives them (the same value
+   * cache steps, the same keys in the same order), without the pairs array: a well-known name
+   * is stored by setKnown(), whose stores name their property, so that V8 handles each with an
+   * inline cache of its own instead of one generic store for every name.
+   */
+  function varsOf(s: string, n: number): CgiVariables {
+    const P = pairArea;
+    const cache = valueCache;
+    const vars = environObject();
+    for (let i = 0, k = 0; i < n; i++, k += PAIR_WORDS) {
+      const w = P[k];
+      let v: string;
+      if (w >= VALUE_CACHED && w < VALUE_STORE) {
+        v = cache[w & 0xff];
+      } else {
+        const vo = P[k + 3];
+        v = s.substring(vo, vo + P[k + 4]);
+        if (w >= VALUE_STORE) cache[w & 0xff] = (v + ' ').slice(0, -1);
+      }
+      if (w === 0) {
+        const no = P[k + 1];
+        addVariable(vars, s.substring(no, no + P[k + 2]), v);
+      } else {
+        setKnown(vars, w & 0xff, v);
+      }
+    }
+    return vars;
+  }
+
   function namesOf(s: string, n: number): string[] {
     const P = pairArea;
     const out: string[] = [];
@@ -349,11 +476,23 @@ function createNativeCodec(B: Binding): Codec {
       return chunk.length === 0 && this.slot < 0;
     }
 
-    /** The slot to push into, taking one from the pool when the parser holds none. */
+    /**
+     * The slot argument of the next native push: the parser's slot, or -1 with the limits in
+     * io, for the addon to take a slot from the pool in the same call (see adopt()).
+     */
     protected take(): number {
-      if (this.slot < 0) {
-        this.slot = B.acquire(this.kind, this.maxParamsBytes, this.maxPairs, this.maxRecordBody);
+      const slot = this.slot;
+      if (slot < 0) {
+        f64[F64_LIMITS] = this.maxParamsBytes;
+        f64[F64_ERR_A] = this.maxPairs;
+        f64[F64_ERR_B] = this.maxRecordBody;
       }
+      return slot;
+    }
+
+    /** After a native push with slot -1: the slot the addon took. */
+    protected adopt(): number {
+      this.slot = io[IO_SLOT];
       return this.slot;
     }
 
@@ -376,21 +515,31 @@ function createNativeCodec(B: Binding): Codec {
     }
   }
 
-  class FcgiParser extends SlotParser implements Parser<FcgiEvent> {
+  class NativeFcgiParser extends SlotParser implements FcgiParser {
     constructor(limits?: Partial<Limits>) {
       super(0, limits);
     }
 
     push(input: Uint8Array): FcgiEvent[] {
-      const out: FcgiEvent[] = [];
+      return this.run(input, false) as FcgiEvent[];
+    }
+
+    pushVars(input: Uint8Array): FcgiVarsEvent[] {
+      return this.run(input, true) as FcgiVarsEvent[];
+    }
+
+    /** push(); with `vars`, params blocks become CGI variables (see varsOf). */
+    private run(input: Uint8Array, vars: boolean): (FcgiEvent | FcgiVarsEvent)[] {
+      const out: (FcgiEvent | FcgiVarsEvent)[] = [];
       if (this.dead) return out;
       const chunk = asBytes(input);
       if (chunk === null || this.idle(chunk)) return out;
-      const slot = this.take();
+      let slot = this.take();
       let start = 0;
       for (;;) {
         io[IO_POS] = start;
         const block = B.fcgiPush(slot, chunk);
+        if (slot < 0) slot = this.adopt();
         const n = io[IO_EVENTS];
         if (n !== 0 && io[IO_PAIRS_GROWN] !== 0) pairArea = B.pairArea();
         for (let i = 0, w = IO_DATA; i < n; i++, w += 4) {
@@ -413,7 +562,11 @@ function createNativeCodec(B: Binding): Codec {
               });
               break;
             case EV_PARAMS:
-              out.push({ type: 'params', requestId, pairs: pairsOf(block as string, io[w + 1]) });
+              if (vars) {
+                out.push({ type: 'vars', requestId, vars: varsOf(block as string, io[w + 1]) });
+              } else {
+                out.push({ type: 'params', requestId, pairs: pairsOf(block as string, io[w + 1]) });
+              }
               break;
             case 5:
             case 6:
@@ -475,11 +628,12 @@ function createNativeCodec(B: Binding): Codec {
       if (this.dead) return out as E[];
       const chunk = asBytes(input);
       if (chunk === null || this.idle(chunk)) return out as E[];
-      const slot = this.take();
+      let slot = this.take();
       let start = 0;
       for (;;) {
         io[IO_POS] = start;
         const block = this.uwsgi ? B.uwsgiPush(slot, chunk) : B.scgiPush(slot, chunk);
+        if (slot < 0) slot = this.adopt();
         const n = io[IO_EVENTS];
         if (n !== 0 && io[IO_PAIRS_GROWN] !== 0) pairArea = B.pairArea();
         for (let i = 0, w = IO_DATA; i < n; i++, w += 4) {
@@ -651,8 +805,8 @@ function createNativeCodec(B: Binding): Codec {
   const codec: Codec = {
     name: 'native',
 
-    createFcgiParser(limits?: Partial<Limits>): Parser<FcgiEvent> {
-      return new FcgiParser(limits);
+    createFcgiParser(limits?: Partial<Limits>): FcgiParser {
+      return new NativeFcgiParser(limits);
     },
 
     createScgiParser(limits?: Partial<Limits>): Parser<ScgiEvent> {

@@ -6,6 +6,8 @@
  * rule (emission points, check order, exact error messages); this file holds the types.
  */
 
+import type { CgiVariables } from './environ.js';
+
 /** Which implementation is active. */
 export type CodecName = 'native' | 'ts';
 
@@ -126,6 +128,24 @@ export type FcgiEvent =
   | { type: 'unknown'; requestId: number; recordType: number }
   | ErrorEvent;
 
+/**
+ * The events of {@link FcgiParser.pushVars}: those of push(), except that a params event comes
+ * as `vars`, the CGI variables its pairs make (`cgiVariables(pairs)`, lib/codec/environ.ts).
+ */
+export type FcgiVarsEvent =
+  | Exclude<FcgiEvent, { type: 'params' }>
+  | { type: 'vars'; requestId: number; vars: CgiVariables };
+
+/** The FastCGI parser. */
+export interface FcgiParser extends Parser<FcgiEvent> {
+  /**
+   * push() for an application server: params events come as `vars` events (see
+   * {@link FcgiVarsEvent}). The native codec builds the variables straight from the params
+   * block, without the pairs array; both codecs give equal variables, keys in the same order.
+   */
+  pushVars(chunk: Uint8Array): FcgiVarsEvent[];
+}
+
 /** Events of the SCGI parser (one request per connection; bytes after the body are ignored). */
 export type ScgiEvent =
   | { type: 'params'; pairs: string[]; contentLength: number }
@@ -167,7 +187,7 @@ export interface Codec {
   readonly name: CodecName;
 
   /** A FastCGI record parser (either side of the connection). */
-  createFcgiParser(limits?: Partial<Limits>): Parser<FcgiEvent>;
+  createFcgiParser(limits?: Partial<Limits>): FcgiParser;
   /** An SCGI request parser. */
   createScgiParser(limits?: Partial<Limits>): Parser<ScgiEvent>;
   /** A uwsgi request parser. */

@@ -15,7 +15,7 @@
  *   local address when the front server sent none; SERVER_PROTOCOL to "HTTP/1.0".
  */
 import type { Readable, Writable } from 'node:stream';
-import type { CgiVariables } from '../codec/environ.js';
+import { environSource, setEnvironSource, type CgiVariables } from '../codec/environ.js';
 import type { Environ } from './types.js';
 
 /** A value, or a function that makes it on first access (see {@link makeEnviron}). */
@@ -96,32 +96,109 @@ function hostOf(host: string): string {
   return colon === -1 ? host : host.slice(0, colon);
 }
 
+function settle(target: object, key: string, value: unknown): void {
+  Object.defineProperty(target, key, {
+    value,
+    writable: true,
+    enumerable: true,
+    configurable: true,
+  });
+}
+
+/**
+ * Sets a lazy key on an object that is not an environ object (a caller's own vars): an
+ * accessor with closures of its own, replaced by the value when read or assigned.
+ */
 function setLazy<T>(env: Environ, key: string, value: Lazy<T>): void {
   if (typeof value !== 'function') {
     (env as Record<string, unknown>)[key] = value;
     return;
   }
   const make = value as () => T;
-  const settle = (target: Environ, v: unknown): void => {
-    Object.defineProperty(target, key, {
-      value: v,
-      writable: true,
-      enumerable: true,
-      configurable: true,
-    });
-  };
   Object.defineProperty(env, key, {
     enumerable: true,
     configurable: true,
     get(this: Environ): T {
       const v = make();
-      settle(this, v);
+      settle(this, key, v);
       return v;
     },
     set(this: Environ, v: unknown): void {
-      settle(this, v);
+      settle(this, key, v);
     },
   });
+}
+
+/**
+ * @internal What makes the lazy `tsgi.*` values of one request. A protocol's request object
+ * implements it; its methods run (with it as `this`) when the app first reads the key, and
+ * may run again for an object that inherits from the environ.
+ */
+export interface EnvironSource {
+  makeInput(): Readable;
+  makeErrors(): Writable;
+  makeSignal(): AbortSignal;
+}
+
+/**
+ * One accessor pair per lazy key, shared by every environ: V8 keeps objects whose accessors
+ * are the same functions in one shape, and no closure is made per request. The source comes
+ * from the environ object's private slot (lib/codec/environ.ts).
+ */
+function lazyKey(key: string, make: (source: EnvironSource) => unknown): PropertyDescriptor {
+  return {
+    enumerable: true,
+    configurable: true,
+    get(this: object): unknown {
+      const source = environSource(this) as EnvironSource | undefined;
+      if (source === undefined) return undefined;
+      const v = make(source);
+      settle(this, key, v);
+      return v;
+    },
+    set(this: object, v: unknown): void {
+      settle(this, key, v);
+    },
+  };
+}
+
+const LAZY_INPUT = lazyKey('tsgi.input', (s) => s.makeInput());
+const LAZY_ERRORS = lazyKey('tsgi.errors', (s) => s.makeErrors());
+const LAZY_SIGNAL = lazyKey('tsgi.signal', (s) => s.makeSignal());
+
+/** The extras of {@link makeEnviron} as a source. */
+class ExtrasSource implements EnvironSource {
+  constructor(private readonly extras: EnvironExtras) {}
+  makeInput(): Readable {
+    return (this.extras.input as () => Readable)();
+  }
+  makeErrors(): Writable {
+    return (this.extras.errors as () => Writable)();
+  }
+  makeSignal(): AbortSignal {
+    return (this.extras.signal as () => AbortSignal)();
+  }
+}
+
+/** SCRIPT_NAME/PATH_INFO, defaults and tsgi.url_scheme: everything up to the tsgi.* keys. */
+function completeCgi(
+  vars: CgiVariables,
+  local: (() => { address?: string | undefined; port?: number | undefined }) | undefined,
+): string {
+  fixPaths(vars);
+  if (vars.QUERY_STRING === undefined) vars.QUERY_STRING = '';
+  if (!vars.REQUEST_METHOD) vars.REQUEST_METHOD = 'GET';
+  if (!vars.SERVER_PROTOCOL) vars.SERVER_PROTOCOL = 'HTTP/1.0';
+  if (!vars.SERVER_NAME) {
+    const host = vars.HTTP_HOST;
+    vars.SERVER_NAME = host ? hostOf(host) : (local?.().address ?? 'localhost');
+  }
+  if (!vars.SERVER_PORT) vars.SERVER_PORT = String(local?.().port ?? 80);
+  const https = vars.HTTPS;
+  if (https !== undefined && (https === '1' || https.toLowerCase() === 'on')) return 'https';
+  const scheme = vars.REQUEST_SCHEME;
+  if (scheme !== undefined && scheme.toLowerCase() === 'https') return 'https';
+  return 'http';
 }
 
 /**
@@ -131,31 +208,71 @@ function setLazy<T>(env: Environ, key: string, value: Lazy<T>): void {
  * replaces it.
  */
 export function makeEnviron(vars: CgiVariables, extras: EnvironExtras): Environ {
-  fixPaths(vars);
-  if (vars.QUERY_STRING === undefined) vars.QUERY_STRING = '';
-  if (!vars.REQUEST_METHOD) vars.REQUEST_METHOD = 'GET';
-  if (!vars.SERVER_PROTOCOL) vars.SERVER_PROTOCOL = 'HTTP/1.0';
-  if (!vars.SERVER_NAME) {
-    const host = vars.HTTP_HOST;
-    vars.SERVER_NAME = host ? hostOf(host) : (extras.local?.().address ?? 'localhost');
-  }
-  if (!vars.SERVER_PORT) vars.SERVER_PORT = String(extras.local?.().port ?? 80);
-  const https = vars.HTTPS;
-  let scheme = 'http';
-  if (https !== undefined && (https === '1' || https.toLowerCase() === 'on')) scheme = 'https';
-  else if (vars.REQUEST_SCHEME !== undefined && vars.REQUEST_SCHEME.toLowerCase() === 'https') {
-    scheme = 'https';
-  }
+  const scheme = completeCgi(vars, extras.local);
   const env = vars as unknown as Environ;
+  const { input, errors, signal } = extras;
+  if (
+    (typeof input === 'function' || typeof errors === 'function' || typeof signal === 'function') &&
+    setEnvironSource(env, new ExtrasSource(extras))
+  ) {
+    env['tsgi.version'] = VERSION;
+    env['tsgi.url_scheme'] = scheme;
+    if (typeof input === 'function') Object.defineProperty(env, 'tsgi.input', LAZY_INPUT);
+    else env['tsgi.input'] = input;
+    if (typeof errors === 'function') Object.defineProperty(env, 'tsgi.errors', LAZY_ERRORS);
+    else env['tsgi.errors'] = errors;
+    env['tsgi.multithread'] = true;
+    env['tsgi.multiprocess'] = extras.multiprocess ?? false;
+    env['tsgi.run_once'] = false;
+    env['tsgi.protocol'] = extras.protocol;
+    if (typeof signal === 'function') Object.defineProperty(env, 'tsgi.signal', LAZY_SIGNAL);
+    else env['tsgi.signal'] = signal;
+    return env;
+  }
   env['tsgi.version'] = VERSION;
   env['tsgi.url_scheme'] = scheme;
-  setLazy(env, 'tsgi.input', extras.input);
-  setLazy(env, 'tsgi.errors', extras.errors);
+  setLazy(env, 'tsgi.input', input);
+  setLazy(env, 'tsgi.errors', errors);
   env['tsgi.multithread'] = true;
   env['tsgi.multiprocess'] = extras.multiprocess ?? false;
   env['tsgi.run_once'] = false;
   env['tsgi.protocol'] = extras.protocol;
-  setLazy(env, 'tsgi.signal', extras.signal);
+  setLazy(env, 'tsgi.signal', signal);
+  return env;
+}
+
+/**
+ * @internal {@link makeEnviron} for a protocol whose request object is an
+ * {@link EnvironSource}: tsgi.input, tsgi.errors and tsgi.signal are all lazy, made by
+ * `source`. `vars` must come from cgiVariables() (an environ object).
+ */
+export function sourcedEnviron(
+  vars: CgiVariables,
+  protocol: string,
+  multiprocess: boolean,
+  source: EnvironSource,
+  local?: () => { address?: string | undefined; port?: number | undefined },
+): Environ {
+  const scheme = completeCgi(vars, local);
+  const env = vars as unknown as Environ;
+  if (!setEnvironSource(env, source)) {
+    return makeEnviron(vars, {
+      protocol,
+      multiprocess,
+      input: () => source.makeInput(),
+      errors: () => source.makeErrors(),
+      signal: () => source.makeSignal(),
+    });
+  }
+  env['tsgi.version'] = VERSION;
+  env['tsgi.url_scheme'] = scheme;
+  Object.defineProperty(env, 'tsgi.input', LAZY_INPUT);
+  Object.defineProperty(env, 'tsgi.errors', LAZY_ERRORS);
+  env['tsgi.multithread'] = true;
+  env['tsgi.multiprocess'] = multiprocess;
+  env['tsgi.run_once'] = false;
+  env['tsgi.protocol'] = protocol;
+  Object.defineProperty(env, 'tsgi.signal', LAZY_SIGNAL);
   return env;
 }
 

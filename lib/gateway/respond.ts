@@ -48,6 +48,91 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 
+/* What finalHeaders() must know of a response header name. */
+const H_OTHER = 0;
+const H_HOP = 1;
+const H_TYPE = 2;
+const H_LENGTH = 3;
+
+/** Whether `s` equals the lower-case ASCII `lower` ignoring ASCII case; -1: `s` is not ASCII. */
+function asciiEqualsLower(s: string, lower: string): number {
+  for (let i = 0; i < lower.length; i++) {
+    let c = s.charCodeAt(i);
+    if (c >= 0x80) return -1;
+    if (c >= 65 && c <= 90) c += 32;
+    if (c !== lower.charCodeAt(i)) return 0;
+  }
+  return 1;
+}
+
+/** As toLowerCase() + a table would classify `name` (that path for non-ASCII names). */
+function headerKindSlow(name: string): number {
+  const lower = name.toLowerCase();
+  if (HOP_BY_HOP.has(lower)) return H_HOP;
+  if (lower === 'content-type') return H_TYPE;
+  if (lower === 'content-length') return H_LENGTH;
+  return H_OTHER;
+}
+
+/**
+ * The kind of a response header name (hop-by-hop, Content-Type, Content-Length or other),
+ * case-insensitive, without making a lower-case copy: the candidates are picked by length.
+ */
+function headerKind(name: string): number {
+  let a = '';
+  let b = '';
+  let kind = H_HOP;
+  switch (name.length) {
+    case 2:
+      a = 'te';
+      break;
+    case 7:
+      a = 'trailer';
+      b = 'upgrade';
+      break;
+    case 8:
+      a = 'trailers';
+      break;
+    case 10:
+      a = 'connection';
+      b = 'keep-alive';
+      break;
+    case 12:
+      a = 'content-type';
+      kind = H_TYPE;
+      break;
+    case 14:
+      a = 'content-length';
+      kind = H_LENGTH;
+      break;
+    case 16:
+      a = 'proxy-connection';
+      break;
+    case 17:
+      a = 'transfer-encoding';
+      break;
+    case 18:
+      a = 'proxy-authenticate';
+      break;
+    case 19:
+      a = 'proxy-authorization';
+      break;
+    default:
+      for (let i = 0; i < name.length; i++) {
+        if (name.charCodeAt(i) >= 0x80) return headerKindSlow(name);
+      }
+      return H_OTHER;
+  }
+  let m = asciiEqualsLower(name, a);
+  if (m === 0 && b !== '') m = asciiEqualsLower(name, b);
+  if (m < 0) return headerKindSlow(name);
+  if (m === 1) return kind;
+  for (let i = 0; i < name.length; i++) {
+    if (name.charCodeAt(i) >= 0x80) return headerKindSlow(name);
+  }
+  return H_OTHER;
+}
+
 const NOT_LATIN1 = /[\u0100-\uffff]/;
 const CONCAT_LIMIT = 64 * 1024;
 const ERROR_BODY = Buffer.from('Internal Server Error\n', 'latin1');
@@ -58,12 +143,27 @@ const ERROR_HEADERS = [
   String(ERROR_BODY.length),
 ];
 
+/** Strings up to this length are encoded by a loop (cheaper than a call into C++). */
+const SHORT_STRING = 64;
+
+function notLatin1(): TypeError {
+  return new TypeError('body chunk is not a latin-1 string (a character is above U+00FF)');
+}
+
 /** Bytes of one body chunk (strings as latin-1); throws a TypeError for anything else. */
 export function chunkBytes(chunk: Chunk): Uint8Array {
   if (typeof chunk === 'string') {
-    if (NOT_LATIN1.test(chunk)) {
-      throw new TypeError('body chunk is not a latin-1 string (a character is above U+00FF)');
+    const n = chunk.length;
+    if (n <= SHORT_STRING) {
+      const b = Buffer.allocUnsafe(n);
+      for (let i = 0; i < n; i++) {
+        const c = chunk.charCodeAt(i);
+        if (c > 0xff) throw notLatin1();
+        b[i] = c;
+      }
+      return b;
     }
+    if (NOT_LATIN1.test(chunk)) throw notLatin1();
     return Buffer.from(chunk, 'latin1');
   }
   if (chunk instanceof Uint8Array) return chunk;
@@ -174,18 +274,21 @@ class Run {
   private finalHeaders(knownLength: number, hasBody: boolean): string[] {
     const status = this.status;
     if (status === null) throw new Error('the app sent a body before calling startResponse()');
+    const headers = this.headers!;
     const out: string[] = [];
     let hasType = false;
     let hasLength = false;
-    for (const [name, value] of this.headers!) {
-      const lower = name.toLowerCase();
-      if (HOP_BY_HOP.has(lower)) {
+    for (let i = 0; i < headers.length; i++) {
+      const h = headers[i]!;
+      const name = h[0];
+      const kind = headerKind(name);
+      if (kind === H_HOP) {
         this.log(`tsgi: dropped hop-by-hop header "${name}" from the response`);
         continue;
       }
-      if (lower === 'content-type') hasType = true;
-      else if (lower === 'content-length') hasLength = true;
-      out.push(name, value);
+      if (kind === H_TYPE) hasType = true;
+      else if (kind === H_LENGTH) hasLength = true;
+      out.push(name, h[1]);
     }
     if (hasBody && !hasType) {
       throw new Error(
@@ -253,6 +356,24 @@ class Run {
 
   /** Sends an array body: its length is known, so Content-Length can be added. */
   private sendArray(chunks: readonly Chunk[]): void {
+    if (chunks.length === 1) {
+      /* The usual [body]: no list of buffers. */
+      const b = chunkBytes(chunks[0]!);
+      if (b.length === 0) {
+        this.finish();
+        return;
+      }
+      this.over = true;
+      if (this.sent) {
+        this.sink.write(b);
+        this.sink.end();
+        return;
+      }
+      const headers = this.finalHeaders(this.wrote ? -1 : b.length, true);
+      this.sink.head(this.status!, headers, b, true);
+      this.sent = true;
+      return;
+    }
     const bufs: Uint8Array[] = [];
     let total = 0;
     for (let i = 0; i < chunks.length; i++) {

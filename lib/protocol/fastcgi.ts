@@ -23,14 +23,17 @@
  * - An app error after the head left ends the connection without END_REQUEST: the web server
  *   then knows the response is incomplete (nginx cuts the client's response too).
  */
-import { createServer, type Server, type Socket } from 'node:net';
-import { codec, FCGI, type FcgiEvent, type Limits } from '../codec/index.js';
-import { cgiVariables } from '../codec/environ.js';
-import { makeEnviron } from '../gateway/environ.js';
+import type { Server, Socket } from 'node:net';
+import type { Writable } from 'node:stream';
+import { codec, FCGI, type FcgiVarsEvent, type Limits } from '../codec/index.js';
+import type { CgiVariables } from '../codec/environ.js';
+import { sourcedEnviron, type EnvironSource } from '../gateway/environ.js';
 import { errorStream } from '../gateway/errors.js';
+import { BodySource } from '../gateway/body-source.js';
 import { BodyInput, contentLength } from '../gateway/input.js';
-import { respond, type Sink } from '../gateway/respond.js';
+import type { Sink } from '../gateway/respond.js';
 import type { App, Environ } from '../gateway/types.js';
+import { DrainWait, gatewayServer, isPeerGone, peerName, runApp } from './socket.js';
 
 export interface FastcgiOptions {
   /** Codec limits for params and records. */
@@ -46,8 +49,6 @@ export interface FastcgiOptions {
 }
 
 const EMPTY = new Uint8Array(0);
-/** Body bytes kept for an app that has not asked for tsgi.input yet before the socket pauses. */
-const PENDING_LIMIT = 64 * 1024;
 const ROLE_NAMES = ['', 'RESPONDER', 'AUTHORIZER', 'FILTER'];
 
 function defaultLog(line: string): void {
@@ -144,7 +145,7 @@ export class FastcgiConnection {
   /** KEEP_CONN off: end the socket once the input streams of this finished request end. */
   private drainId = -1;
   private drainStreams = 0;
-  private drainWait: Promise<void> | null = null;
+  private readonly drainWait: DrainWait;
   private ended = false;
   closed = false;
 
@@ -153,6 +154,7 @@ export class FastcgiConnection {
     readonly socket: Socket,
   ) {
     this.parser = codec.createFcgiParser(server.limits);
+    this.drainWait = new DrainWait(socket);
     socket.on('data', this.onData);
     socket.on('end', this.onEnd);
     socket.on('error', this.onError);
@@ -160,21 +162,21 @@ export class FastcgiConnection {
   }
 
   private readonly onData = (chunk: Buffer): void => {
-    const events = this.parser.push(chunk);
+    const events = this.parser.pushVars(chunk);
     for (let i = 0; i < events.length; i++) {
       if (this.closed) break;
       this.dispatch(events[i]!);
     }
   };
 
-  private dispatch(ev: FcgiEvent): void {
+  private dispatch(ev: FcgiVarsEvent): void {
     switch (ev.type) {
       case 'begin':
         this.begin(ev.requestId, ev.role, ev.flags);
         break;
-      case 'params': {
+      case 'vars': {
         const req = this.requests.get(ev.requestId);
-        if (req !== undefined) req.start(ev.pairs);
+        if (req !== undefined) req.start(ev.vars);
         break;
       }
       case 'stdin':
@@ -239,20 +241,7 @@ export class FastcgiConnection {
 
   /** A promise that resolves when the socket drained (or closed), or null when not needed. */
   ready(): Promise<void> | null {
-    if (this.closed || !this.socket.writableNeedDrain) return null;
-    if (this.drainWait === null) {
-      this.drainWait = new Promise<void>((resolve) => {
-        const done = (): void => {
-          this.socket.off('drain', done);
-          this.socket.off('close', done);
-          this.drainWait = null;
-          resolve();
-        };
-        this.socket.on('drain', done);
-        this.socket.on('close', done);
-      });
-    }
-    return this.drainWait;
+    return this.closed ? null : this.drainWait.ready();
   }
 
   /** @internal A request's consumer is full. */
@@ -325,8 +314,7 @@ export class FastcgiConnection {
   };
 
   private readonly onError = (err: Error): void => {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'ECONNRESET' && code !== 'EPIPE') {
+    if (!isPeerGone(err)) {
       this.server.log(`FastCGI connection${this.peer()}: ${err.message}`);
     }
   };
@@ -338,94 +326,19 @@ export class FastcgiConnection {
     this.server.checkIdle();
   };
 
+  /** @internal The local address, for SERVER_NAME / SERVER_PORT when the peer sent none. */
+  readonly local = (): { address: string | undefined; port: number | undefined } => ({
+    address: this.socket.localAddress,
+    port: this.socket.localPort,
+  });
+
   private peer(): string {
-    const a = this.socket.remoteAddress;
-    return a ? ` from ${a}:${this.socket.remotePort}` : '';
+    return peerName(this.socket);
   }
 }
 
 /** One request on a connection; the gateway's Sink for its response. */
-/**
- * One request body stream (STDIN, or DATA for a filter), made on first access: most apps never
- * read the body of a GET. Bytes that arrive before are kept (the socket pauses past 64 KiB).
- */
-class BodySource {
-  private stream: BodyInput | null = null;
-  private pending: Uint8Array[] = [];
-  private pendingBytes = 0;
-  private ended = false;
-  private dropped = false;
-  private blocked = false;
-
-  constructor(
-    private readonly length: number,
-    private readonly conn: FastcgiConnection,
-  ) {}
-
-  /** The stream (tsgi.input or tsgi.data). */
-  readonly get = (): BodyInput => {
-    if (this.stream !== null) return this.stream;
-    const s = new BodyInput(this.length);
-    this.stream = s;
-    s.onWant = () => this.unblock();
-    let ok = true;
-    for (const c of this.pending) ok = s.feed(c);
-    this.pending = [];
-    if (this.dropped) s.abort();
-    else if (this.ended) s.finish();
-    if (ok || s.complete) this.unblock();
-    return s;
-  };
-
-  feed(bytes: Uint8Array): void {
-    if (this.dropped || this.ended) return;
-    const s = this.stream;
-    if (s !== null) {
-      if (!s.feed(bytes)) this.block();
-      return;
-    }
-    this.pending.push(bytes);
-    this.pendingBytes += bytes.length;
-    if (this.pendingBytes >= PENDING_LIMIT) this.block();
-  }
-
-  /** The peer's end of the stream. */
-  end(): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.stream?.finish();
-  }
-
-  /** The peer sends nothing more: an unfinished stream ends early. */
-  peerGone(): void {
-    if (!this.ended) this.drop();
-  }
-
-  /** The request is over: the stream closes (if unfinished) and nothing more is kept. */
-  drop(): void {
-    this.dropped = true;
-    this.pending = [];
-    this.stream?.abort();
-    this.unblock();
-  }
-
-  private block(): void {
-    if (!this.blocked) {
-      this.blocked = true;
-      this.conn.block();
-    }
-  }
-
-  private unblock(): void {
-    if (this.blocked) {
-      this.blocked = false;
-      this.conn.unblock();
-    }
-  }
-}
-
-/** One request on a connection; the gateway's Sink for its response. */
-class FastcgiRequest implements Sink {
+class FastcgiRequest implements Sink, EnvironSource {
   private input: BodySource | null = null;
   private data: BodySource | null = null;
   /** Made when the app (or the gateway) first asks for tsgi.signal. */
@@ -466,10 +379,9 @@ class FastcgiRequest implements Sink {
     this.controller?.abort();
   }
 
-  start(pairs: string[]): void {
+  start(vars: CgiVariables): void {
     if (this.started) return;
     this.started = true;
-    const vars = cgiVariables(pairs);
     vars.FCGI_ROLE = ROLE_NAMES[this.role]!;
     const conn = this.conn;
     const input = new BodySource(
@@ -477,32 +389,35 @@ class FastcgiRequest implements Sink {
       conn,
     );
     this.input = input;
-    const socket = conn.socket;
-    const env: Environ = makeEnviron(vars, {
-      protocol: 'fastcgi',
-      input: input.get,
-      errors: () => errorStream((bytes) => this.stderr(bytes)),
-      signal: () => this.signal,
-      multiprocess: conn.server.multiprocess,
-      local: () => ({ address: socket.localAddress, port: socket.localPort }),
-    });
+    const env: Environ = sourcedEnviron(
+      vars,
+      'fastcgi',
+      conn.server.multiprocess,
+      this,
+      conn.local,
+    );
     if (this.role === FCGI.FILTER) {
       const data = new BodySource(contentLength(vars.FCGI_DATA_LENGTH), conn);
       this.data = data;
       env['tsgi.data'] = data.get();
     }
     const server = conn.server;
-    server.running++;
-    let pending: void | Promise<void>;
-    try {
-      pending = respond(server.app, env, this);
-    } catch (err) {
-      /* respond() never throws; keep the count right if it ever does */
-      server.log(`internal error: ${String(err)}`);
-      pending = undefined;
-    }
-    if (pending === undefined) server.settled();
-    else pending.then(() => server.settled());
+    runApp(server, server.app, env, this);
+  }
+
+  /** @internal tsgi.input, on first read. */
+  makeInput(): BodyInput {
+    return this.input!.get();
+  }
+
+  /** @internal tsgi.errors, on first read: STDERR records of this request. */
+  makeErrors(): Writable {
+    return errorStream((bytes) => this.stderr(bytes));
+  }
+
+  /** @internal tsgi.signal, on first read. */
+  makeSignal(): AbortSignal {
+    return this.signal;
   }
 
   feed(type: 'stdin' | 'data', bytes: Uint8Array): void {
@@ -622,14 +537,5 @@ export interface FastcgiListener extends Server {
 
 /** A net.Server for FastCGI; bind it with lib/server/listen.ts or server.listen(). */
 export function createFastcgiServer(app: App, options: FastcgiOptions = {}): FastcgiListener {
-  const fastcgi = new FastcgiServer(app, options);
-  const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) =>
-    fastcgi.handle(socket),
-  ) as FastcgiListener;
-  Object.defineProperty(server, 'fastcgi', { value: fastcgi });
-  server.drain = () => {
-    if (server.listening) server.close();
-    return fastcgi.drain();
-  };
-  return server;
+  return gatewayServer('fastcgi', new FastcgiServer(app, options));
 }

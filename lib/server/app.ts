@@ -1,11 +1,23 @@
 /**
  * Loading the application named on the command line: `APP[:export]`, the export chosen by the
  * rules of DESIGN.md (named export, else default, else `application`, else `app`), an optional
- * factory called once, and the interface that says what the export is.
+ * factory called once, and the interface that says what the export is:
+ *
+ * - `tsgi`: a TSGI app `(environ, startResponse) => body`.
+ * - `node`: a node:http request listener `(req, res)` (an Express app, Koa's `app.callback()`,
+ *   Fastify's `routing`), or a framework instance recognised by its shape: a Koa app (an
+ *   object with `callback()` and `use()`: its `callback()` is served) or a Fastify instance
+ *   (an object with `routing`, `ready()` and `inject()`: it is made ready once, then its
+ *   `routing` is served). Run through fromNodeHandler (lib/adapters/node.ts).
+ * - `fetch`: `(request) => Response`, or an object with a `fetch(request)` method (a Hono or
+ *   itty-router app, a `{ fetch }` module in the style of Workers). Run through fromFetch
+ *   (lib/adapters/fetch.ts).
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { fromFetch, type FetchHandler } from '../adapters/fetch.js';
+import { fromNodeHandler, type NodeHandler } from '../adapters/node.js';
 import { describe } from '../gateway/respond.js';
 import type { App } from '../gateway/types.js';
 
@@ -13,7 +25,7 @@ import type { App } from '../gateway/types.js';
 export type AppInterface = 'tsgi' | 'node' | 'fetch';
 
 /** The interfaces `--interface` accepts. */
-export const INTERFACES: readonly AppInterface[] = ['tsgi'];
+export const INTERFACES: readonly AppInterface[] = ['tsgi', 'node', 'fetch'];
 
 /** The app cannot be loaded; the message is for the user. */
 export class AppLoadError extends Error {
@@ -86,13 +98,18 @@ export async function loadApp(spec: string, options: LoadOptions = {}): Promise<
     chosen = found;
   }
   const value = mod[chosen];
-  if (typeof value !== 'function') {
+  if (typeof value !== 'function' && (iface === 'tsgi' || !isObject(value))) {
     throw new AppLoadError(
-      `the export "${chosen}" of "${file}" is ${describe(value)}, not a function`,
+      `the export "${chosen}" of "${file}" is ${describe(value)}, not ${WANTED[iface]}`,
     );
   }
   let served: unknown = value;
   if (options.factory === true) {
+    if (typeof value !== 'function') {
+      throw new AppLoadError(
+        `--factory: the export "${chosen}" of "${file}" is ${describe(value)}, not a function`,
+      );
+    }
     try {
       served = await (value as () => unknown)();
     } catch (err) {
@@ -100,22 +117,80 @@ export async function loadApp(spec: string, options: LoadOptions = {}): Promise<
         `the factory "${chosen}" of "${file}" failed: ${(err as Error).message ?? err}`,
       );
     }
-    if (typeof served !== 'function') {
+    if (typeof served !== 'function' && (iface === 'tsgi' || !isObject(served))) {
       throw new AppLoadError(
-        `the factory "${chosen}" of "${file}" returned ${describe(served)}, not an app function`,
+        `the factory "${chosen}" of "${file}" returned ${describe(served)}, not ${WANTED[iface]}`,
       );
     }
   }
-  return adapt(served as (...args: never[]) => unknown, iface);
+  return adapt(
+    served,
+    iface,
+    `the ${options.factory === true ? 'factory result' : `export "${chosen}"`} of "${file}"`,
+  );
 }
 
-/** Turns the export into a TSGI app according to its interface. */
-function adapt(fn: (...args: never[]) => unknown, iface: AppInterface): App {
+const WANTED: Record<AppInterface, string> = {
+  tsgi: 'an app function',
+  node: 'a (req, res) request listener, a Koa app or a Fastify instance',
+  fetch: 'a (request) => Response function or an object with a fetch() method',
+};
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object';
+}
+
+/**
+ * Turns what the module gave into a TSGI app according to its interface (see the module
+ * comment). `what` names it in errors.
+ */
+export async function adapt(value: unknown, iface: AppInterface, what = 'the app'): Promise<App> {
   switch (iface) {
     case 'tsgi':
-      return fn as unknown as App;
-    default:
-      throw new AppLoadError(`--interface ${iface} is not available`);
+      if (typeof value !== 'function') {
+        throw new AppLoadError(`${what} is ${describe(value)}, not an app function`);
+      }
+      return value as App;
+    case 'node': {
+      if (typeof value === 'function') return fromNodeHandler(value as NodeHandler);
+      const v = value as Record<string, unknown>;
+      if (isObject(v) && typeof v.callback === 'function' && typeof v.use === 'function') {
+        /* Koa: app.callback() is its request listener */
+        const listener = (v.callback as () => unknown).call(v);
+        if (typeof listener !== 'function') {
+          throw new AppLoadError(
+            `${what} looks like a Koa app, but its callback() gave no function`,
+          );
+        }
+        return fromNodeHandler(listener as NodeHandler);
+      }
+      if (
+        isObject(v) &&
+        typeof v.routing === 'function' &&
+        typeof v.ready === 'function' &&
+        typeof v.inject === 'function'
+      ) {
+        /* Fastify: plugins load in ready(); routing is the server's request listener */
+        try {
+          await (v.ready as () => Promise<unknown>).call(v);
+        } catch (err) {
+          throw new AppLoadError(
+            `${what} is a Fastify instance whose ready() failed: ${(err as Error).message ?? err}`,
+          );
+        }
+        return fromNodeHandler(v.routing as NodeHandler);
+      }
+      throw new AppLoadError(`${what} is ${describe(value)}, not ${WANTED.node}`);
+    }
+    case 'fetch': {
+      if (typeof value === 'function') return fromFetch(value as FetchHandler);
+      const v = value as Record<string, unknown>;
+      if (isObject(v) && typeof v.fetch === 'function') {
+        const fetch = v.fetch as FetchHandler;
+        return fromFetch((request, environ) => fetch.call(v, request, environ));
+      }
+      throw new AppLoadError(`${what} is ${describe(value)}, not ${WANTED.fetch}`);
+    }
   }
 }
 

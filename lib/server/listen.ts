@@ -2,9 +2,25 @@
  * Listening addresses: parsing ADDR (HOST:PORT, :PORT, unix:/path, fd:N), binding a
  * net.Server to one with clear errors, and telling whether an inherited fd is a listening
  * socket (a web server that spawns tsgi passes one on fd 0, FCGI_LISTENSOCK_FILENO).
+ *
+ * Also what a master process needs: {@link bindSocket} binds an address without accepting on
+ * it (the workers accept), unix sockets get a mode and an owner, a socket file left by a dead
+ * server is removed (never a live socket, never a file that is not a socket), and systemd
+ * socket activation (LISTEN_FDS) is read by {@link systemdSockets}.
  */
-import { connect, type Server } from 'node:net';
-import { fstatSync, lstatSync, readFileSync, readlinkSync, unlinkSync } from 'node:fs';
+import * as net from 'node:net';
+import { connect, isIP, type Server } from 'node:net';
+import { lookup } from 'node:dns/promises';
+import {
+  chownSync,
+  chmodSync,
+  fstatSync,
+  lstatSync,
+  readFileSync,
+  readlinkSync,
+  unlinkSync,
+} from 'node:fs';
+import { getSystemErrorName } from 'node:util';
 
 export type ListenAddress =
   | { type: 'tcp'; host: string; port: number }
@@ -89,40 +105,120 @@ function reason(err: unknown): string {
   return (code && REASONS[code]) || (err as Error).message;
 }
 
-/** True when `path` is a unix socket nobody accepts on (a leftover of a dead server). */
-function staleSocket(path: string): Promise<boolean> {
+/** What is at a unix socket path before tsgi binds it. */
+export type SocketPathState = 'absent' | 'stale' | 'live' | 'not-socket';
+
+/**
+ * Looks at `path`: nothing there, a socket nobody accepts on (a leftover of a dead server:
+ * connecting is refused), a live socket (someone accepts), or something that is not a socket.
+ */
+export function socketPathState(path: string): Promise<SocketPathState> {
   let isSocket: boolean;
   try {
     isSocket = lstatSync(path).isSocket();
   } catch {
-    return Promise.resolve(false);
+    return Promise.resolve('absent');
   }
-  if (!isSocket) return Promise.resolve(false);
+  if (!isSocket) return Promise.resolve('not-socket');
   return new Promise((resolve) => {
     const s = connect(path);
     s.on('connect', () => {
       s.destroy();
-      resolve(false);
+      resolve('live');
     });
-    s.on('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
+    s.on('error', (err: NodeJS.ErrnoException) =>
+      resolve(err.code === 'ECONNREFUSED' ? 'stale' : 'live'),
+    );
   });
+}
+
+/**
+ * Makes `path` free for a new unix socket: removes a stale socket file; throws a ListenError
+ * for a live socket ("address already in use") or for a file that is not a socket (which is
+ * never removed).
+ */
+export async function clearSocketPath(path: string): Promise<void> {
+  const state = await socketPathState(path);
+  if (state === 'live') {
+    throw new ListenError(`cannot listen on unix:${path}: address already in use`);
+  }
+  if (state === 'not-socket') {
+    throw new ListenError(
+      `cannot listen on unix:${path}: the path exists and is not a socket (left as it is)`,
+    );
+  }
+  if (state === 'stale') {
+    try {
+      unlinkSync(path);
+    } catch {
+      /* binding reports the problem */
+    }
+  }
+}
+
+/** How unix sockets tsgi creates are set up. */
+export interface UnixSocketOptions {
+  /** Permissions (e.g. 0o660); by default the umask decides. */
+  mode?: number | null;
+  /** Owner to give the socket file (numeric ids; -1 keeps one unchanged). */
+  uid?: number;
+  gid?: number;
+}
+
+/** Runs `bind` under a umask that leaves at most `mode`, then sets mode and owner exactly. */
+async function withSocketFile<T>(
+  path: string,
+  options: UnixSocketOptions,
+  bind: () => Promise<T>,
+): Promise<T> {
+  const mode = options.mode ?? null;
+  const old = mode === null ? null : process.umask(0o777 & ~mode);
+  let result: T;
+  try {
+    result = await bind();
+  } finally {
+    if (old !== null) process.umask(old);
+  }
+  try {
+    if (mode !== null) chmodSync(path, mode);
+    if ((options.uid ?? -1) !== -1 || (options.gid ?? -1) !== -1) {
+      chownSync(path, options.uid ?? -1, options.gid ?? -1);
+    }
+  } catch (err) {
+    throw new ListenError(`cannot set up unix:${path}: ${reason(err)}`);
+  }
+  return result;
 }
 
 /**
  * Binds `server` to `addr` and resolves with the bound address formatted (the real port when
  * 0 was asked). Rejects with a ListenError naming the address and the reason. A unix socket
- * file left by a dead server is replaced; one with a live server is "address already in use".
+ * file left by a dead server is replaced; one with a live server is "address already in use";
+ * a path that is not a socket is left alone (an error). `unix` sets up created unix sockets.
  */
-export async function listen(server: Server, addr: ListenAddress): Promise<string> {
+export async function listen(
+  server: Server,
+  addr: ListenAddress,
+  unix: UnixSocketOptions = {},
+): Promise<string> {
   const shown = formatAddress(addr);
-  if (addr.type === 'unix' && (await staleSocket(addr.path))) {
-    try {
-      unlinkSync(addr.path);
-    } catch {
-      /* listen reports the problem */
+  if (addr.type === 'unix') {
+    await clearSocketPath(addr.path);
+    await withSocketFile(addr.path, unix, () => listenNow(server, addr, shown));
+  } else {
+    await listenNow(server, addr, shown);
+  }
+  if (addr.type === 'tcp') {
+    const a = server.address();
+    if (a !== null && typeof a === 'object') {
+      return formatAddress({ type: 'tcp', host: a.address, port: a.port });
     }
   }
-  await new Promise<void>((resolve, reject) => {
+  return shown;
+}
+
+function listenNow(server: Server, addr: ListenAddress, shown: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
     const onError = (err: Error): void => {
       server.off('listening', onListening);
       reject(new ListenError(`cannot listen on ${shown}: ${reason(err)}`));
@@ -143,13 +239,140 @@ export async function listen(server: Server, addr: ListenAddress): Promise<strin
       reject(new ListenError(`cannot listen on ${shown}: ${reason(err)}`));
     }
   });
-  if (addr.type === 'tcp') {
-    const a = server.address();
-    if (a !== null && typeof a === 'object') {
-      return formatAddress({ type: 'tcp', host: a.address, port: a.port });
+}
+
+/** A socket bound by {@link bindSocket}: workers listen on `fd`; close() releases it. */
+export interface BoundSocket {
+  readonly addr: ListenAddress;
+  /** The address as shown to people (the real port when 0 was asked). */
+  readonly shown: string;
+  /** The file descriptor to hand to workers. */
+  readonly fd: number;
+  /** Closes tsgi's socket (a unix socket file tsgi created is removed); not for fd:N. */
+  close(): void;
+}
+
+interface RawHandle {
+  fd: number;
+  close(cb?: () => void): void;
+  getsockname?(out: { address?: string; port?: number }): number;
+}
+
+type CreateServerHandle = (
+  address: string | null,
+  port: number,
+  addressType: number,
+  fd?: number,
+  flags?: number,
+) => RawHandle | number;
+
+/**
+ * Binds `addr` without accepting on it: the socket is created and bound (not listened on) in
+ * this process, and its fd is handed to worker processes, which listen and accept. An fd:N
+ * address is checked to be a socket and handed on as it is.
+ *
+ * This uses `net._createServerHandle`, the function node:cluster's primary uses for the same
+ * purpose: a net.Server cannot bind without also accepting in this process's event loop.
+ */
+export async function bindSocket(
+  addr: ListenAddress,
+  unix: UnixSocketOptions = {},
+): Promise<BoundSocket> {
+  const shown = formatAddress(addr);
+  const create = (net as unknown as { _createServerHandle?: CreateServerHandle })
+    ._createServerHandle;
+  if (typeof create !== 'function') {
+    throw new ListenError(
+      `cannot listen on ${shown}: this Node.js version does not expose net._createServerHandle ` +
+        '(workers need it); run without --workers',
+    );
+  }
+  const failed = (code: number): never => {
+    let name: string;
+    try {
+      name = getSystemErrorName(code);
+    } catch {
+      name = String(code);
+    }
+    throw new ListenError(`cannot listen on ${shown}: ${REASONS[name] ?? name}`);
+  };
+  if (addr.type === 'fd') {
+    try {
+      if (!fstatSync(addr.fd).isSocket())
+        throw new ListenError(`cannot listen on ${shown}: not a socket`);
+    } catch (err) {
+      if (err instanceof ListenError) throw err;
+      throw new ListenError(`cannot listen on ${shown}: ${reason(err)}`);
+    }
+    return { addr, shown, fd: addr.fd, close: () => {} };
+  }
+  if (addr.type === 'unix') {
+    await clearSocketPath(addr.path);
+    const handle = await withSocketFile(addr.path, unix, async () => {
+      const h = create(addr.path, -1, -1);
+      return typeof h === 'number' ? failed(h) : h;
+    });
+    return { addr, shown, fd: handle.fd, close: () => handle.close() };
+  }
+  let host: string | null = addr.host === '' ? null : addr.host;
+  let family = host === null ? -1 : isIP(host);
+  if (host !== null && family === 0) {
+    try {
+      const found = await lookup(host);
+      host = found.address;
+      family = found.family;
+    } catch (err) {
+      throw new ListenError(`cannot listen on ${shown}: ${reason(err)}`);
     }
   }
-  return shown;
+  const h = create(host, addr.port, family === -1 ? 4 : family);
+  if (typeof h === 'number') failed(h);
+  const handle = h as RawHandle;
+  const out: { address?: string; port?: number } = {};
+  /* libuv reports EADDRINUSE of a TCP bind only later: getsockname returns it */
+  const err = handle.getsockname?.(out) ?? 0;
+  if (err !== 0) {
+    handle.close();
+    failed(err);
+  }
+  return {
+    addr,
+    shown: formatAddress({
+      type: 'tcp',
+      host: out.address ?? addr.host,
+      port: out.port ?? addr.port,
+    }),
+    fd: handle.fd,
+    close: () => handle.close(),
+  };
+}
+
+/** A listening socket passed by systemd socket activation. */
+export interface SystemdSocket {
+  fd: number;
+  /** Its FileDescriptorName= (LISTEN_FDNAMES), or "" when none was given. */
+  name: string;
+}
+
+/**
+ * The sockets systemd passed (sd_listen_fds): LISTEN_FDS sockets from fd 3 when LISTEN_PID is
+ * this process, named by LISTEN_FDNAMES when set. The variables are removed from the
+ * environment (as sd_listen_fds(1) does), so that no child process takes them as its own.
+ */
+export function systemdSockets(env: NodeJS.ProcessEnv = process.env): SystemdSocket[] {
+  const count = env.LISTEN_FDS;
+  const pid = env.LISTEN_PID;
+  const names = env.LISTEN_FDNAMES;
+  delete env.LISTEN_FDS;
+  delete env.LISTEN_PID;
+  delete env.LISTEN_FDNAMES;
+  if (count === undefined || !/^[0-9]{1,4}$/.test(count)) return [];
+  if (pid !== String(process.pid)) return [];
+  const n = Number(count);
+  const list = names === undefined ? [] : names.split(':');
+  const out: SystemdSocket[] = [];
+  for (let i = 0; i < n; i++) out.push({ fd: 3 + i, name: list[i] ?? '' });
+  return out;
 }
 
 /**

@@ -7,6 +7,8 @@ import type { Server } from 'node:net';
 import type { App } from '../gateway/types.js';
 import { createFastcgiServer } from '../protocol/fastcgi.js';
 import { createHttpServer } from '../protocol/http.js';
+import { createScgiServer } from '../protocol/scgi.js';
+import { createUwsgiServer } from '../protocol/uwsgi.js';
 
 /** A listening server of any protocol, with a graceful stop. */
 export interface ProtocolServer extends Server {
@@ -36,6 +38,18 @@ export const PROTOCOLS: readonly Protocol[] = [
     title: 'FastCGI',
     help: 'serve FastCGI on ADDR (repeatable)',
     create: (app, o) => createFastcgiServer(app, { multiprocess: o.multiprocess ?? false }),
+  },
+  {
+    flag: 'scgi',
+    title: 'SCGI',
+    help: 'serve SCGI on ADDR (repeatable)',
+    create: (app, o) => createScgiServer(app, { multiprocess: o.multiprocess ?? false }),
+  },
+  {
+    flag: 'uwsgi',
+    title: 'uwsgi',
+    help: 'serve uwsgi on ADDR (repeatable)',
+    create: (app, o) => createUwsgiServer(app, { multiprocess: o.multiprocess ?? false }),
   },
   {
     flag: 'http',

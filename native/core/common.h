@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace tsgi {
 
@@ -120,6 +121,28 @@ inline bool AllLatin1(const Ch* p, size_t n) {
   uint32_t acc = 0;
   for (size_t i = 0; i < n; ++i) acc |= static_cast<uint32_t>(p[i]);
   return acc <= 0xFF;
+}
+
+// Whether the n bytes at a and b are equal: for the short strings of params (names, values
+// of a few dozen bytes), where a call to memcmp costs more than the comparison.
+inline bool SameBytes(const void* a, const void* b, size_t n) {
+  const unsigned char* p = static_cast<const unsigned char*>(a);
+  const unsigned char* q = static_cast<const unsigned char*>(b);
+  while (n >= 8) {
+    uint64_t x;
+    uint64_t y;
+    std::memcpy(&x, p, 8);
+    std::memcpy(&y, q, 8);
+    if (x != y) return false;
+    p += 8;
+    q += 8;
+    n -= 8;
+  }
+  while (n > 0) {
+    if (*p++ != *q++) return false;
+    --n;
+  }
+  return true;
 }
 
 }  // namespace tsgi

@@ -3,6 +3,8 @@
 #include <array>
 #include <cstring>
 
+#include "common.h"
+
 namespace tsgi {
 namespace {
 
@@ -140,7 +142,7 @@ uint32_t InternName(const uint8_t* p, size_t n) {
   for (;;) {
     uint8_t id = kTable[slot];
     if (id == 0) return 0;
-    if (kLengths[id] == n && std::memcmp(kNames[id], p, n) == 0) return id;
+    if (kLengths[id] == n && SameBytes(kNames[id], p, n)) return id;
     slot = (slot + 1) % kSlots;
   }
 }

@@ -3,7 +3,7 @@
  * test picked, and stopped by pid by the test (Child.stop). Each starter waits until the server
  * accepts on its port, and fails with the server's own log when it exits first.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { findBinary } from './peers.js';
@@ -57,6 +57,31 @@ export const nginxUser =
   typeof process.getuid === 'function' && process.getuid() === 0 ? 'user root;' : '';
 
 /**
+ * A whole nginx.conf for {@link startNginx}: one worker in the foreground, logs and temp files
+ * under the prefix, bodies up to 100 MiB, and the given upstream and server blocks.
+ */
+export function nginxHttpConf(servers: string, upstreams = ''): string {
+  return `daemon off;
+${nginxUser}
+worker_processes 1;
+pid nginx.pid;
+error_log error.log info;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path tmp/client_body;
+    fastcgi_temp_path tmp/fastcgi;
+    proxy_temp_path tmp/proxy;
+    uwsgi_temp_path tmp/uwsgi;
+    scgi_temp_path tmp/scgi;
+    client_max_body_size 100m;
+${upstreams}
+${servers}
+}
+`;
+}
+
+/**
  * Starts nginx with `conf` written to dir/nginx.conf (prefix dir, temp paths under dir/tmp) and
  * waits until it accepts on `port`. The conf must say `daemon off;` and `pid nginx.pid;`.
  */
@@ -77,4 +102,106 @@ export async function startNginx(dir: string, conf: string, port: number): Promi
     join(dir, 'startup.log'),
     join(dir, 'error.log'),
   ]);
+}
+
+const runningAsRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+
+/** nobody's primary group id, from /etc/passwd (its group's name differs between systems). */
+function nobodyGroup(): string {
+  try {
+    const line = readFileSync('/etc/passwd', 'latin1')
+      .split('\n')
+      .find((l) => l.startsWith('nobody:'));
+    const gid = line?.split(':')[3];
+    if (gid !== undefined && /^[0-9]+$/.test(gid)) return `#${gid}`;
+  } catch {
+    /* no passwd file */
+  }
+  return 'nogroup';
+}
+
+/**
+ * Where Apache's loadable modules are (mod_proxy.so and friends): Debian's and Red Hat's
+ * locations. Null when none is found.
+ */
+export function apacheModuleDir(): string | null {
+  for (const d of [
+    '/usr/lib/apache2/modules',
+    '/usr/lib64/httpd/modules',
+    '/usr/lib/httpd/modules',
+    '/usr/libexec/apache2',
+  ]) {
+    if (existsSync(join(d, 'mod_proxy.so'))) return d;
+  }
+  return null;
+}
+
+/** The Apache binary: `apache2` on Debian, `httpd` elsewhere. */
+export function apacheBinary(): string | null {
+  return findBinary('apache2') ?? findBinary('httpd');
+}
+
+/**
+ * The modules every test Apache loads: the event MPM, access control, the proxy modules for
+ * FastCGI, SCGI and uwsgi, CGI, and alias and setenvif (ScriptAlias, proxy-fcgi-pathinfo).
+ */
+export const APACHE_MODULES = [
+  'mpm_event',
+  'authz_core',
+  'alias',
+  'setenvif',
+  'proxy',
+  'proxy_fcgi',
+  'proxy_scgi',
+  'proxy_uwsgi',
+  'cgi',
+];
+
+/**
+ * Starts Apache in the foreground (`-X`: one process, which stops with it) with `conf` as its
+ * site configuration: dir/httpd.conf gets a prelude first (ServerRoot, PidFile, ErrorLog
+ * dir/error.log, Mutex and runtime files under dir, LoadModule lines for
+ * {@link APACHE_MODULES} from the module directory, and User nobody with its group when the
+ * tests run as root, because Apache refuses to serve as root). `conf` says Listen and the rest. Waits
+ * until Apache accepts on `port`.
+ */
+export async function startApache(dir: string, conf: string, port: number): Promise<Child> {
+  const bin = apacheBinary();
+  if (bin === null) throw new Error('apache2 is not installed');
+  const modules = apacheModuleDir();
+  if (modules === null) throw new Error('the Apache module directory was not found');
+  /* Apache's children run as nobody when we are root: they must reach dir */
+  if (runningAsRoot) chmodSync(dir, 0o755);
+  const prelude = [
+    `ServerRoot "${dir}"`,
+    `DefaultRuntimeDir "${dir}"`,
+    `PidFile "${join(dir, 'apache.pid')}"`,
+    `ErrorLog "${join(dir, 'error.log')}"`,
+    'LogLevel warn',
+    `Mutex file:${dir} default`,
+    `ScoreBoardFile "${join(dir, 'scoreboard')}"`,
+    'ServerName localhost',
+    ...APACHE_MODULES.map((m) => `LoadModule ${m}_module "${join(modules, `mod_${m}.so`)}"`),
+    ...(runningAsRoot ? ['User nobody', `Group "${nobodyGroup()}"`] : []),
+    '',
+  ].join('\n');
+  writeFileSync(join(dir, 'httpd.conf'), `${prelude}\n${conf}`);
+  const child = startChild(bin, ['-X', '-f', join(dir, 'httpd.conf')], {
+    /* Apache passes its PATH on to every backend and CGI script */
+    env: { PATH: '/usr/local/bin:/usr/bin:/bin', LANG: 'C' },
+  });
+  return waitUntilAccepting(child, 'apache2', port, [join(dir, 'error.log')]);
+}
+
+/**
+ * Starts lighttpd in the foreground (`-D`) with `conf` written to dir/lighttpd.conf and waits
+ * until it accepts on `port`. FastCGI, SCGI and proxy are built into Debian's lighttpd;
+ * mod_cgi is loaded from its module directory by name (`server.modules += ("mod_cgi")`).
+ */
+export async function startLighttpd(dir: string, conf: string, port: number): Promise<Child> {
+  const bin = findBinary('lighttpd');
+  if (bin === null) throw new Error('lighttpd is not installed');
+  writeFileSync(join(dir, 'lighttpd.conf'), conf);
+  const child = startChild(bin, ['-D', '-f', join(dir, 'lighttpd.conf')]);
+  return waitUntilAccepting(child, 'lighttpd', port, [join(dir, 'error.log')]);
 }

@@ -8,8 +8,15 @@
  * is still unfinished when push() returns. Allocation is bounded by the limits, checked at the
  * record header before any byte is stored.
  */
+import { cgiVariables } from '../environ.js';
 import { codecError, errorEvent } from '../errors.js';
-import { DEFAULT_LIMITS, type FcgiEvent, type Limits, type Parser } from '../types.js';
+import {
+  DEFAULT_LIMITS,
+  type FcgiEvent,
+  type FcgiParser,
+  type FcgiVarsEvent,
+  type Limits,
+} from '../types.js';
 import { headString } from './head.js';
 import {
   checkPairsArray,
@@ -89,7 +96,7 @@ export function asBytes(chunk: unknown): Uint8Array | null {
 }
 
 /** The incremental FastCGI record parser (either side of a connection). */
-class FcgiParser implements Parser<FcgiEvent> {
+class TsFcgiParser implements FcgiParser {
   private readonly maxParamsBytes: number;
   private readonly maxPairs: number;
   private readonly maxRecordBody: number;
@@ -120,6 +127,17 @@ class FcgiParser implements Parser<FcgiEvent> {
     this.maxParamsBytes = l.maxParamsBytes;
     this.maxPairs = l.maxPairs;
     this.maxRecordBody = l.maxRecordBody;
+  }
+
+  pushVars(input: Uint8Array): FcgiVarsEvent[] {
+    const events = this.push(input) as (FcgiEvent | FcgiVarsEvent)[];
+    for (let i = 0; i < events.length; i++) {
+      const ev = events[i]!;
+      if (ev.type === 'params') {
+        events[i] = { type: 'vars', requestId: ev.requestId, vars: cgiVariables(ev.pairs) };
+      }
+    }
+    return events as FcgiVarsEvent[];
   }
 
   push(input: Uint8Array): FcgiEvent[] {
@@ -413,8 +431,8 @@ class FcgiParser implements Parser<FcgiEvent> {
 }
 
 /** A new FastCGI record parser with `limits` (defaults from DEFAULT_LIMITS). */
-export function createFcgiParser(limits?: Partial<Limits>): Parser<FcgiEvent> {
-  return new FcgiParser(limits);
+export function createFcgiParser(limits?: Partial<Limits>): FcgiParser {
+  return new TsFcgiParser(limits);
 }
 
 /* ---------------------------------------------------------------- encoders ---- */

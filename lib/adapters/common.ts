@@ -1,0 +1,189 @@
+/**
+ * What the node and fetch adapters share: the request's header list rebuilt from the CGI
+ * variables, its target and absolute URL, the refusal of upgrade / CONNECT requests, and the
+ * default Content-Type.
+ *
+ * Header names: CGI folds a header name to upper case and turns "-" into "_" (`X-Request-Id`
+ * becomes `HTTP_X_REQUEST_ID`), so the original spelling is gone. The adapters rebuild it as
+ * "-" between words, each word capitalised (`X-Request-Id`); `CONTENT_TYPE` and
+ * `CONTENT_LENGTH` become `Content-Type` and `Content-Length`. A header that arrived with an
+ * underscore in its name (only when the front server lets it through, e.g. nginx's
+ * `underscores_in_headers on`) comes back with a dash. Repeated headers arrive joined by the
+ * gateway (", ", and "; " for Cookie), and HTTP_PROXY never arrives (httpoxy).
+ */
+import type { Environ, StartResponse } from '../gateway/types.js';
+
+/** What an adapter sends when the app's response has a body but no Content-Type. */
+export const DEFAULT_CONTENT_TYPE = 'application/octet-stream';
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const NAME_CACHE_LIMIT = 1024;
+const names = new Map<string, string>([
+  ['CONTENT_TYPE', 'Content-Type'],
+  ['CONTENT_LENGTH', 'Content-Length'],
+]);
+
+/**
+ * The HTTP header name of a CGI variable (`HTTP_X_FORWARDED_FOR` → `X-Forwarded-For`,
+ * `CONTENT_TYPE` → `Content-Type`), or null when it is not a request header.
+ */
+export function headerName(cgi: string): string | null {
+  const known = names.get(cgi);
+  if (known !== undefined) return known;
+  if (!cgi.startsWith('HTTP_') || cgi.length === 5) return null;
+  const words = cgi.slice(5).toLowerCase().split('_');
+  let name = '';
+  for (let i = 0; i < words.length; i++) {
+    const w = words[i]!;
+    if (i !== 0) name += '-';
+    name += w.length === 0 ? '' : w[0]!.toUpperCase() + w.slice(1);
+  }
+  if (!TOKEN.test(name)) return null;
+  if (names.size < NAME_CACHE_LIMIT) names.set(cgi, name);
+  return name;
+}
+
+/**
+ * The request headers as flat `[name, value, name, value, …]` in environ order: every
+ * `HTTP_*` variable, plus `CONTENT_TYPE` and `CONTENT_LENGTH` when they are not empty (nginx
+ * sends them empty when the request had none).
+ */
+export function requestHeaders(env: Environ): string[] {
+  const out: string[] = [];
+  for (const key in env) {
+    const c = key.charCodeAt(0);
+    if (c !== 72 /* H */ && c !== 67 /* C */) continue;
+    if (c === 67 && key !== 'CONTENT_TYPE' && key !== 'CONTENT_LENGTH') continue;
+    const value = env[key];
+    if (typeof value !== 'string') continue;
+    if (c === 67 && value === '') continue;
+    const name = headerName(key);
+    if (name !== null) out.push(name, value);
+  }
+  return out;
+}
+
+/** True when a comma-separated header value lists `token` (case-insensitive). */
+export function listsToken(value: string | undefined, token: string): boolean {
+  if (value === undefined) return false;
+  for (const part of value.split(',')) {
+    if (part.trim().toLowerCase() === token) return true;
+  }
+  return false;
+}
+
+/**
+ * Why the request cannot be served through the TSGI interface, or null: CONNECT (a tunnel) and
+ * protocol upgrades (`Upgrade` with `Connection: upgrade`, as WebSocket sends) need the raw
+ * client socket, which no gateway protocol hands over.
+ */
+export function unsupportedRequest(env: Environ): string | null {
+  if (env.REQUEST_METHOD === 'CONNECT') {
+    return 'CONNECT requests (tunnels) cannot be served through the TSGI interface';
+  }
+  const upgrade = env.HTTP_UPGRADE;
+  if (
+    typeof upgrade === 'string' &&
+    listsToken(env.HTTP_CONNECTION as string | undefined, 'upgrade')
+  ) {
+    return (
+      `protocol upgrades (Upgrade: ${upgrade}) cannot be served through the TSGI interface: ` +
+      'the gateway protocols do not hand over the client connection'
+    );
+  }
+  return null;
+}
+
+/** Answers 501 Not Implemented with `reason` as the plain-text body. */
+export function notImplemented(startResponse: StartResponse, reason: string): string[] {
+  startResponse('501 Not Implemented', [['Content-Type', 'text/plain; charset=utf-8']]);
+  return [`501 Not Implemented: ${reason}\n`];
+}
+
+/** Answers 400 Bad Request with `reason` as the plain-text body. */
+export function badRequest(startResponse: StartResponse, reason: string): string[] {
+  startResponse('400 Bad Request', [['Content-Type', 'text/plain; charset=utf-8']]);
+  return [`400 Bad Request: ${reason}\n`];
+}
+
+const UNSAFE_TARGET = /[^\x21-\x7e]/;
+const UNSAFE_PATH = /[^\x21-\x7e]|[%?#]/;
+
+/** Percent-encodes every character of `s` that `unsafe` matches (latin-1: one byte each). */
+function encode(s: string, unsafe: RegExp): string {
+  if (!unsafe.test(s)) return s;
+  let out = '';
+  for (let i = 0; i < s.length; i++) {
+    const ch = s[i]!;
+    if (!unsafe.test(ch)) {
+      out += ch;
+      continue;
+    }
+    const c = s.charCodeAt(i);
+    out += '%' + (c < 16 ? '0' : '') + c.toString(16).toUpperCase();
+  }
+  return out;
+}
+
+/**
+ * The request target the app routes on: REQUEST_URI below the app's mount point. The mount
+ * point is SCRIPT_NAME, stripped from the front of REQUEST_URI when PATH_INFO is not empty (a
+ * mount was configured: `fastcgi_param SCRIPT_NAME /app`, Apache's proxy-fcgi-pathinfo,
+ * uWSGI-style SCRIPT_NAME) and always under CGI (SCRIPT_NAME is the script's own path). With
+ * SCRIPT_NAME "" (the examples' configuration), or with nginx's stock fastcgi_params (the whole
+ * path in SCRIPT_NAME, PATH_INFO ""), REQUEST_URI is taken as it is. When REQUEST_URI is absent
+ * or does not start with SCRIPT_NAME as written, the target is PATH_INFO percent-encoded, plus
+ * "?" QUERY_STRING. Bytes that HTTP does not allow raw in a target (space, controls,
+ * 0x80–0xFF, which nginx passes on as received) are percent-encoded.
+ */
+export function requestTarget(env: Environ): string {
+  const uri = env.REQUEST_URI as string | undefined;
+  const script = env.SCRIPT_NAME;
+  const path = env.PATH_INFO;
+  const mounted = script !== '' && (path !== '' || env['tsgi.protocol'] === 'cgi');
+  if (typeof uri === 'string' && uri !== '') {
+    if (!mounted) return encode(uri, UNSAFE_TARGET);
+    if (uri.startsWith(script)) {
+      const next = uri.charCodeAt(script.length);
+      if (Number.isNaN(next) || next === 63 /* ? */)
+        return encode('/' + uri.slice(script.length), UNSAFE_TARGET);
+      if (next === 47 /* / */) return encode(uri.slice(script.length), UNSAFE_TARGET);
+    }
+  }
+  let target = encode(mounted ? path : script + path, UNSAFE_PATH);
+  if (target === '') target = '/';
+  const query = env.QUERY_STRING;
+  if (query) target += '?' + encode(query, UNSAFE_TARGET);
+  return target;
+}
+
+function hostPart(env: Environ): string {
+  const host = env.HTTP_HOST;
+  if (typeof host === 'string' && host !== '') return host;
+  let name = env.SERVER_NAME;
+  if (name.includes(':') && !name.startsWith('[')) name = `[${name}]`;
+  const port = env.SERVER_PORT;
+  const scheme = env['tsgi.url_scheme'];
+  const standard = (scheme === 'https' && port === '443') || (scheme === 'http' && port === '80');
+  return port && !standard ? `${name}:${port}` : name;
+}
+
+/**
+ * The absolute URL of the request: `tsgi.url_scheme` + "://" + Host (else SERVER_NAME and a
+ * non-default SERVER_PORT) + the request target. Throws a TypeError when the Host header
+ * does not make a valid URL.
+ */
+export function requestUrl(env: Environ): URL {
+  const target = requestTarget(env);
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(target)) return new URL(target);
+  return new URL(`${env['tsgi.url_scheme']}://${hostPart(env)}${target}`);
+}
+
+/** Writes `text` (one line) on tsgi.errors; a broken error stream is ignored. */
+export function logError(env: Environ, text: string): void {
+  try {
+    env['tsgi.errors'].write(text.endsWith('\n') ? text : text + '\n');
+  } catch {
+    /* nothing better to do */
+  }
+}

@@ -1,0 +1,328 @@
+/**
+ * CGI/1.1 (RFC 3875): `tsgi cgi APP` runs the app once, for the request the web server put in
+ * the process environment and on stdin, and writes a CGI response to stdout. Usable as a
+ * cgi-bin program behind Apache mod_cgi and lighttpd mod_cgi, through a wrapper script:
+ *
+ *     #!/bin/sh
+ *     exec tsgi cgi /srv/app/app.mjs
+ *
+ * or with the app named by the environment (`SetEnv TSGI_APP /srv/app/app.mjs` in Apache,
+ * `setenv.add-environment` in lighttpd) and a wrapper that runs plain `tsgi cgi`.
+ *
+ * Environ:
+ * - Only request variables are taken from the environment: the CGI/1.1 meta-variables, the
+ *   common server extensions (REQUEST_URI, DOCUMENT_ROOT, SCRIPT_FILENAME, HTTPS, ...) and
+ *   every HTTP_*, SSL_* and REDIRECT_* variable; the rest of the process environment (PATH,
+ *   HOME, TSGI_APP, ...) is not part of the request and stays out (it is in process.env).
+ * - On Linux the environment is read as bytes from /proc/self/environ: values are latin-1
+ *   strings of the exact bytes the web server sent (as with every other protocol), and a
+ *   variable given twice is joined like repeated params (see cgiVariables). Elsewhere it
+ *   comes from process.env, re-encoded from UTF-8 to latin-1 bytes.
+ * - tsgi.input: CONTENT_LENGTH bytes of stdin; until stdin's end when CONTENT_LENGTH is absent
+ *   or empty (a server that streams a chunked body sends it so). stdin is read only when the app
+ *   reads tsgi.input, with backpressure.
+ * - tsgi.protocol "cgi", tsgi.run_once true, tsgi.multithread false, tsgi.multiprocess true
+ *   (as wsgiref's CGIHandler); tsgi.errors is stderr (the web server's error log); tsgi.signal
+ *   aborts when stdout breaks (the web server stopped reading) or on SIGTERM.
+ *
+ * Response: `Status: 200 OK`, the headers, an empty line, the body (RFC 3875 §6), written as
+ * it comes. An error after the head left cannot be marked in CGI: the output just stops (the
+ * error is on stderr). Exit status 0 whenever the app was loaded (an app error is a 500
+ * response), 1 when it could not be, 2 for a usage error.
+ */
+import { readFileSync } from 'node:fs';
+import type { Readable, Writable } from 'node:stream';
+import { parseArgs } from 'node:util';
+import { cgiVariables, type CgiVariables } from '../codec/environ.js';
+import { codec } from '../codec/index.js';
+import { makeEnviron } from '../gateway/environ.js';
+import { errorStream } from '../gateway/errors.js';
+import { BodyInput, contentLength } from '../gateway/input.js';
+import { respond, type Sink } from '../gateway/respond.js';
+import type { App, Environ } from '../gateway/types.js';
+import { AppLoadError, INTERFACES, loadApp, parseInterface } from '../server/app.js';
+import { DrainWait } from './socket.js';
+
+/** Where one CGI run reads and writes; every field defaults to the process's own. */
+export interface CgiIo {
+  /**
+   * The environment as a flat `[name, value, ...]` array of latin-1 strings, in order, repeats
+   * kept (default: {@link processEnvironment}).
+   */
+  environ?: readonly string[];
+  /** The request body (default: process.stdin). */
+  stdin?: Readable;
+  /** Where the response goes (default: process.stdout). */
+  stdout?: Writable;
+  /** tsgi.errors and the command's messages (default: process.stderr). */
+  stderr?: Writable;
+}
+
+/** The help of `tsgi cgi`. */
+export const CGI_USAGE = `Usage: tsgi cgi [APP[:EXPORT]] [--factory] [--interface NAME]
+
+Run the app once as a CGI program: the request comes from the environment and stdin, the
+response goes to stdout. APP defaults to the TSGI_APP environment variable; use an absolute
+path (a web server runs CGI programs in the script's directory).
+
+Options:
+  --factory         the export is a factory: call it once and serve the app it returns
+  --interface NAME  what the export is: ${INTERFACES.join(', ')} (default tsgi)
+  -h, --help        show this help
+
+Exit status: 0 once the app is loaded (its errors become 500 responses), 1 when it cannot be
+loaded, 2 for a usage error.
+`;
+
+/** CGI/1.1 meta-variables (RFC 3875 §4.1) and the extensions Apache, lighttpd and nginx set. */
+const REQUEST_VARIABLES = new Set([
+  'AUTH_TYPE',
+  'CONTENT_LENGTH',
+  'CONTENT_TYPE',
+  'GATEWAY_INTERFACE',
+  'PATH_INFO',
+  'PATH_TRANSLATED',
+  'QUERY_STRING',
+  'REMOTE_ADDR',
+  'REMOTE_HOST',
+  'REMOTE_IDENT',
+  'REMOTE_USER',
+  'REQUEST_METHOD',
+  'SCRIPT_NAME',
+  'SERVER_NAME',
+  'SERVER_PORT',
+  'SERVER_PROTOCOL',
+  'SERVER_SOFTWARE',
+  'CONTEXT_DOCUMENT_ROOT',
+  'CONTEXT_PREFIX',
+  'DOCUMENT_ROOT',
+  'DOCUMENT_URI',
+  'HTTPS',
+  'REMOTE_PORT',
+  'REQUEST_SCHEME',
+  'REQUEST_URI',
+  'SCRIPT_FILENAME',
+  'SCRIPT_URI',
+  'SCRIPT_URL',
+  'SERVER_ADDR',
+  'SERVER_ADMIN',
+  'SERVER_SIGNATURE',
+  'UNIQUE_ID',
+]);
+const REQUEST_PREFIX = /^(?:HTTP|SSL|REDIRECT)_/;
+
+/** True for the environment variables that describe the request (see the module comment). */
+export function isRequestVariable(name: string): boolean {
+  return REQUEST_VARIABLES.has(name) || REQUEST_PREFIX.test(name);
+}
+
+/**
+ * The process environment as a flat `[name, value, ...]` array of latin-1 strings: the exact
+ * bytes from /proc/self/environ on Linux (repeats kept), else process.env re-encoded.
+ */
+export function processEnvironment(): string[] {
+  const out: string[] = [];
+  let raw: string | null = null;
+  if (process.platform === 'linux') {
+    try {
+      raw = readFileSync('/proc/self/environ', 'latin1');
+    } catch {
+      raw = null;
+    }
+  }
+  if (raw !== null) {
+    for (const entry of raw.split('\0')) {
+      const eq = entry.indexOf('=');
+      if (eq > 0) out.push(entry.slice(0, eq), entry.slice(eq + 1));
+    }
+    return out;
+  }
+  for (const [name, value] of Object.entries(process.env)) {
+    if (value === undefined) continue;
+    out.push(
+      Buffer.from(name, 'utf8').toString('latin1'),
+      Buffer.from(value, 'utf8').toString('latin1'),
+    );
+  }
+  return out;
+}
+
+/** The CGI variables of the request in `environ` (flat pairs): request variables only. */
+export function cgiRequestVariables(environ: readonly string[]): CgiVariables {
+  const pairs: string[] = [];
+  for (let i = 0; i + 1 < environ.length; i += 2) {
+    if (isRequestVariable(environ[i]!)) pairs.push(environ[i]!, environ[i + 1]!);
+  }
+  return cgiVariables(pairs);
+}
+
+/** tsgi.input over stdin: made on first read, CONTENT_LENGTH bytes (or to EOF), backpressure. */
+function stdinInput(stdin: Readable, length: number): BodyInput {
+  const input = new BodyInput(length);
+  if (input.complete) return input;
+  const onData = (chunk: Buffer): void => {
+    if (!input.feed(chunk)) stdin.pause();
+    if (input.complete) detach();
+  };
+  const onEnd = (): void => {
+    detach();
+    input.finish();
+  };
+  const onError = (): void => {
+    detach();
+    input.abort();
+  };
+  const detach = (): void => {
+    stdin.off('data', onData);
+    stdin.off('end', onEnd);
+    stdin.off('error', onError);
+    stdin.pause();
+  };
+  input.onWant = () => stdin.resume();
+  stdin.on('data', onData);
+  stdin.on('end', onEnd);
+  stdin.on('error', onError);
+  return input;
+}
+
+/** The Sink over stdout. */
+class CgiSink implements Sink {
+  private done = false;
+  private readonly drainWait: DrainWait;
+  constructor(
+    private readonly stdout: Writable,
+    readonly signal: AbortSignal,
+  ) {
+    this.drainWait = new DrainWait(stdout);
+  }
+
+  get aborted(): boolean {
+    return this.signal.aborted;
+  }
+
+  head(status: string, headers: string[], body: Uint8Array | null, last: boolean): void {
+    if (this.done) return;
+    const head = codec.encodeHead(status, headers, 'cgi');
+    this.stdout.write(body === null || body.length === 0 ? head : Buffer.concat([head, body]));
+    if (last) this.done = true;
+  }
+
+  write(chunk: Uint8Array): void {
+    if (!this.done) this.stdout.write(chunk);
+  }
+
+  end(): void {
+    this.done = true;
+  }
+
+  ready(): Promise<void> | null {
+    return this.done ? null : this.drainWait.ready();
+  }
+
+  cut(): void {
+    /* CGI has no way to mark a response incomplete: the output stops here. */
+    this.done = true;
+  }
+}
+
+/**
+ * Runs `app` for the one request described by `io` (the process's environment, stdin and
+ * stdout by default) and resolves once the response is written and close() ran. `abort`
+ * aborts tsgi.signal from outside (cgiMain passes SIGTERM through it).
+ */
+export async function runCgi(app: App, io: CgiIo = {}, abort?: AbortSignal): Promise<void> {
+  const stdin = io.stdin ?? process.stdin;
+  const stdout = io.stdout ?? process.stdout;
+  const stderr = io.stderr ?? process.stderr;
+  const vars = cgiRequestVariables(io.environ ?? processEnvironment());
+  const controller = new AbortController();
+  const stop = (): void => controller.abort();
+  abort?.addEventListener('abort', stop, { once: true });
+  if (abort?.aborted) stop();
+  stdout.on('error', stop);
+  const length = contentLength(vars.CONTENT_LENGTH);
+  const env: Environ = makeEnviron(vars, {
+    protocol: 'cgi',
+    input: () => stdinInput(stdin, length),
+    errors: () => errorStream((bytes) => stderr.write(bytes)),
+    signal: controller.signal,
+    multiprocess: true,
+  });
+  env['tsgi.multithread'] = false;
+  env['tsgi.run_once'] = true;
+  try {
+    await respond(app, env, new CgiSink(stdout, controller.signal));
+    /* Resolves once what was written left the process (or stdout broke). */
+    if (!stdout.destroyed) await new Promise<void>((resolve) => stdout.write('', () => resolve()));
+  } finally {
+    /* The 'error' listener stays: a broken stdout after the response must not crash. */
+    abort?.removeEventListener('abort', stop);
+  }
+}
+
+/**
+ * `tsgi cgi [APP[:EXPORT]] [--factory] [--interface NAME]`: loads the app (APP, else the
+ * TSGI_APP environment variable), runs it once with {@link runCgi} and resolves with the exit
+ * status: 0 once the app was loaded, 1 when it could not be, 2 for a usage error.
+ */
+export async function cgiMain(args: string[], io: CgiIo = {}): Promise<number> {
+  const stderr = io.stderr ?? process.stderr;
+  const usage = (message: string): number => {
+    stderr.write(`tsgi: ${message}\nRun "tsgi cgi --help" for usage.\n`);
+    return 2;
+  };
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        factory: { type: 'boolean' },
+        interface: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    return usage((err as Error).message);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    (io.stdout ?? process.stdout).write(CGI_USAGE);
+    return 0;
+  }
+  if (positionals.length > 1) return usage(`unexpected argument "${positionals[1]}"`);
+  const environ = io.environ ?? processEnvironment();
+  let spec = positionals[0];
+  if (spec === undefined) {
+    for (let i = 0; i + 1 < environ.length; i += 2) {
+      if (environ[i] === 'TSGI_APP') spec = environ[i + 1];
+    }
+  }
+  if (spec === undefined || spec === '') {
+    return usage('cgi needs an APP module (or the TSGI_APP environment variable)');
+  }
+  let iface;
+  try {
+    iface = parseInterface(values.interface ?? 'tsgi');
+  } catch (err) {
+    return usage((err as Error).message);
+  }
+  let app: App;
+  try {
+    app = await loadApp(spec, { factory: values.factory === true, interface: iface });
+  } catch (err) {
+    if (!(err instanceof AppLoadError)) throw err;
+    stderr.write(`tsgi: ${err.message}\n`);
+    return 1;
+  }
+  const term = new AbortController();
+  const onSignal = (): void => term.abort();
+  process.on('SIGTERM', onSignal);
+  try {
+    await runCgi(app, { ...io, environ }, term.signal);
+  } finally {
+    process.off('SIGTERM', onSignal);
+  }
+  return 0;
+}

@@ -1,0 +1,129 @@
+/**
+ * Socket-side pieces the gateway protocol servers share (FastCGI in fastcgi.ts, SCGI and uwsgi
+ * in stream.ts): running an app for one request while counting it for drain(), waiting for a
+ * socket to drain, the lazily made abort signal of a request, naming the peer in log lines,
+ * and the net.Server with drain() that each create*Server() returns.
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Writable } from 'node:stream';
+import { respond, type Sink } from '../gateway/respond.js';
+import type { App, Environ } from '../gateway/types.js';
+
+/** ` from ADDR:PORT` for log lines, or "" when the peer has no address (a unix socket). */
+export function peerName(socket: Socket): string {
+  const a = socket.remoteAddress;
+  return a ? ` from ${a}:${socket.remotePort}` : '';
+}
+
+/** True for the socket errors that only mean "the peer went away". */
+export function isPeerGone(err: Error): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ECONNRESET' || code === 'EPIPE';
+}
+
+/**
+ * "Wait until this socket (or any Writable) drained": one promise shared by every waiter until
+ * it resolves on 'drain', 'close' or 'error'.
+ */
+export class DrainWait {
+  private wait: Promise<void> | null = null;
+
+  constructor(private readonly out: Writable) {}
+
+  /** null when the stream takes more now (or is gone), else a promise to wait for. */
+  ready(): Promise<void> | null {
+    const out = this.out;
+    if (!out.writableNeedDrain || out.destroyed) return null;
+    if (this.wait === null) {
+      this.wait = new Promise<void>((resolve) => {
+        const done = (): void => {
+          out.off('drain', done);
+          out.off('close', done);
+          out.off('error', done);
+          this.wait = null;
+          resolve();
+        };
+        out.on('drain', done);
+        out.on('close', done);
+        out.on('error', done);
+      });
+    }
+    return this.wait;
+  }
+}
+
+/** The abort signal of one request, made on first use (most requests never ask for it). */
+export class RequestSignal {
+  private controller: AbortController | null = null;
+  /** True once the request was aborted. */
+  aborted = false;
+
+  get signal(): AbortSignal {
+    let c = this.controller;
+    if (c === null) {
+      c = this.controller = new AbortController();
+      if (this.aborted) c.abort();
+    }
+    return c.signal;
+  }
+
+  abort(): void {
+    this.aborted = true;
+    this.controller?.abort();
+  }
+}
+
+/** What counts running apps (for drain()) and logs the server's own messages. */
+export interface AppCounter {
+  running: number;
+  /** An app finished: its response was sent (or cut) and close() ran. */
+  settled(): void;
+  log(line: string): void;
+}
+
+/** Runs `app` for one request, counted in `owner.running` until it settled. */
+export function runApp(owner: AppCounter, app: App, env: Environ, sink: Sink): void {
+  owner.running++;
+  let pending: void | Promise<void>;
+  try {
+    pending = respond(app, env, sink);
+  } catch (err) {
+    /* respond() never throws; keep the count right if it ever does */
+    owner.log(`internal error: ${String(err)}`);
+    pending = undefined;
+  }
+  if (pending === undefined) owner.settled();
+  else pending.then(() => owner.settled());
+}
+
+/** A net.Server with drain() for a graceful stop. */
+export interface DrainableServer extends Server {
+  /** Stops accepting, lets running requests finish, then closes every connection. */
+  drain(): Promise<void>;
+}
+
+/**
+ * A net.Server (half-open connections allowed, Nagle off) that gives each socket to
+ * `gateway.handle` and exposes `gateway` as the property `name`; drain() stops accepting and
+ * returns `gateway.drain()`.
+ */
+export function gatewayServer<K extends string, G extends GatewaySide>(
+  name: K,
+  gateway: G,
+): DrainableServer & { readonly [P in K]: G } {
+  const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) =>
+    gateway.handle(socket),
+  ) as DrainableServer & { readonly [P in K]: G };
+  Object.defineProperty(server, name, { value: gateway });
+  server.drain = () => {
+    if (server.listening) server.close();
+    return gateway.drain();
+  };
+  return server;
+}
+
+/** The protocol side of a {@link gatewayServer}. */
+export interface GatewaySide {
+  handle(socket: Socket): unknown;
+  drain(): Promise<void>;
+}

@@ -1,0 +1,593 @@
+/**
+ * What SCGI and uwsgi share: a stream socket that carries one request at a time, a header block
+ * the codec parses into params, the body right after it, and a response that is a header block
+ * (`Status:` for SCGI, `HTTP/1.1` for uwsgi) followed by raw body bytes, ended by closing the
+ * connection. lib/protocol/scgi.ts and lib/protocol/uwsgi.ts describe their protocol
+ * ({@link StreamProtocol}) and build on this.
+ *
+ * Rules kept:
+ * - The request starts when its header block is in; the body (CONTENT_LENGTH bytes) flows into
+ *   tsgi.input with backpressure: while the app's buffer is full, or 64 KiB wait for an app that
+ *   has not asked for tsgi.input yet, the socket is paused.
+ * - The response is written as it comes; the gateway waits for the socket's 'drain' before
+ *   pulling more body from the app. When it ends the connection is ended (FIN), and what the
+ *   peer still sends (an unread body, bytes after the body) is read and dropped, so the peer
+ *   sees no reset.
+ * - Keep-alive (uwsgi with `keepAlive`): after a response whose end the peer can tell
+ *   (Content-Length matched by the bytes sent, or no body for HEAD, 1xx, 204, 304), the next
+ *   request on the connection is served; a request the peer sent early (pipelined) waits until
+ *   the response before it is done. Any other response ends the connection: its end is the
+ *   connection's end.
+ * - A malformed header block (a codec error event) ends the connection at once with a logged
+ *   line `closing PROTOCOL connection from ADDR: MESSAGE (CODE)`; a peer that closes in the
+ *   middle of a header block is logged too; a connection that sends nothing is closed quietly.
+ * - The peer gone (the socket closed or reset): tsgi.signal aborts, tsgi.input closes early,
+ *   the response stops and close() runs. The peer half-closing (FIN) after a whole request is
+ *   not an abort: the response is still sent.
+ * - An app error after the head left: the connection is reset (RST on TCP), so that the web
+ *   server sees the response as incomplete rather than ended.
+ */
+import type { Socket } from 'node:net';
+import type { Readable, Writable } from 'node:stream';
+import { cgiVariables } from '../codec/environ.js';
+import {
+  codec,
+  type HeadStyle,
+  type Limits,
+  type Parser,
+  type ScgiEvent,
+  type UwsgiEvent,
+} from '../codec/index.js';
+import { BodySource, type FlowControl } from '../gateway/body-source.js';
+import { sourcedEnviron, type EnvironSource } from '../gateway/environ.js';
+import { stderrStream } from '../gateway/errors.js';
+import type { Sink } from '../gateway/respond.js';
+import type { App, Environ } from '../gateway/types.js';
+import {
+  DrainWait,
+  gatewayServer,
+  isPeerGone,
+  peerName,
+  RequestSignal,
+  runApp,
+  type DrainableServer,
+} from './socket.js';
+
+/** The parser events of a one-request-at-a-time protocol. */
+export type StreamEvent = ScgiEvent | UwsgiEvent;
+
+/** What differs between the protocols served by a {@link StreamGateway}. */
+export interface StreamProtocol {
+  /** tsgi.protocol: "scgi", "uwsgi". */
+  readonly name: string;
+  /** The name in log lines: "SCGI", "uwsgi". */
+  readonly title: string;
+  /** How the response head starts: `Status: 200 OK` (cgi) or `HTTP/1.1 200 OK` (http). */
+  readonly headStyle: HeadStyle;
+  /** A request parser for one connection. */
+  createParser(limits?: Partial<Limits>): Parser<StreamEvent>;
+}
+
+/** Options of the SCGI and uwsgi servers. */
+export interface StreamOptions {
+  /** Codec limits for the header block (maxParamsBytes, maxPairs). */
+  limits?: Partial<Limits>;
+  /** Sets tsgi.multiprocess. */
+  multiprocess?: boolean;
+  /** Where the server's own messages go (default: stderr, one line each). */
+  log?: (line: string) => void;
+  /** tsgi.errors of every request (default: the process's stderr). */
+  errors?: Writable;
+}
+
+/** A net.Server for one of these protocols, with drain() for a graceful stop. */
+export interface StreamListener extends DrainableServer {
+  /** The protocol side: live connections, counts, destroy(). */
+  readonly gateway: StreamGateway;
+}
+
+/** A head and a body up to this size leave in one buffer; larger ones in one writev. */
+const CONCAT_LIMIT = 16 * 1024;
+
+function defaultLog(line: string): void {
+  process.stderr.write(`tsgi: ${line}\n`);
+}
+
+/** Serves connections of one protocol for one app; give it sockets with {@link handle}. */
+export class StreamGateway {
+  readonly limits: Partial<Limits> | undefined;
+  readonly multiprocess: boolean;
+  readonly log: (line: string) => void;
+  readonly connections = new Set<StreamConnection>();
+  /** Requests whose app has not finished (response sent and close() done). */
+  running = 0;
+  draining = false;
+  private idleWaiters: (() => void)[] = [];
+  private errorStream: Writable | undefined;
+
+  constructor(
+    readonly protocol: StreamProtocol,
+    readonly app: App,
+    options: StreamOptions,
+    /** Serve requests in sequence on one connection (see the module comment). */
+    readonly keepAlive: boolean,
+  ) {
+    this.limits = options.limits;
+    this.multiprocess = options.multiprocess ?? false;
+    this.log = options.log ?? defaultLog;
+    this.errorStream = options.errors;
+  }
+
+  /** tsgi.errors for every request. */
+  get errors(): Writable {
+    if (this.errorStream === undefined) this.errorStream = stderrStream();
+    return this.errorStream;
+  }
+
+  /** Serves one connected socket until it closes. */
+  handle(socket: Socket): StreamConnection {
+    const conn = new StreamConnection(this, socket);
+    this.connections.add(conn);
+    return conn;
+  }
+
+  /** @internal An app finished. */
+  settled(): void {
+    this.running--;
+    this.checkIdle();
+  }
+
+  /** @internal */
+  checkIdle(): void {
+    if (!this.draining) return;
+    for (const conn of this.connections) conn.closeIfIdle();
+    if (this.running === 0 && this.connections.size === 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  /**
+   * Stops taking requests: connections that have not sent a byte close now, the others after
+   * their request. Resolves when every request finished and every connection closed.
+   */
+  drain(): Promise<void> {
+    this.draining = true;
+    const done = new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    this.checkIdle();
+    return done;
+  }
+
+  /** Ends every connection at once (requests are aborted). */
+  destroy(): void {
+    for (const conn of this.connections) conn.destroy();
+  }
+}
+
+/** One socket. */
+export class StreamConnection implements FlowControl {
+  /** null once no more requests are read from this connection (later bytes are dropped). */
+  private parser: Parser<StreamEvent> | null;
+  private current: StreamRequest | null = null;
+  /** Events of a pipelined next request, kept until the current one is done (keep-alive). */
+  private queue: StreamEvent[] | null = null;
+  /** Reasons to keep the socket paused (a full body consumer, a queued request). */
+  private pauses = 0;
+  /** Bytes of a header block that has not been parsed yet arrived. */
+  private partial = false;
+  /** The peer sent FIN. */
+  private peerEnded = false;
+  /** The events of one push are being handled. */
+  private dispatching = false;
+  /** A response ended before its body while dispatching: end the socket after the push. */
+  private endPending = false;
+  private readonly drainWait: DrainWait;
+  /** We ended or destroyed the socket: nothing more is written. */
+  closed = false;
+
+  constructor(
+    readonly gateway: StreamGateway,
+    readonly socket: Socket,
+  ) {
+    this.parser = gateway.protocol.createParser(gateway.limits);
+    this.drainWait = new DrainWait(socket);
+    socket.on('data', this.onData);
+    socket.on('end', this.onEnd);
+    socket.on('error', this.onError);
+    socket.on('close', this.onClose);
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    const parser = this.parser;
+    if (parser === null) return;
+    if (this.current === null) this.partial = true;
+    const events = parser.push(chunk);
+    this.dispatching = true;
+    try {
+      for (let i = 0; i < events.length; i++) {
+        if (this.parser === null) break;
+        this.event(events[i]!);
+      }
+    } finally {
+      this.dispatching = false;
+    }
+    if (this.endPending) {
+      this.endPending = false;
+      this.endSocket();
+    }
+  };
+
+  private event(ev: StreamEvent): void {
+    if (this.queue !== null) {
+      if (this.queue.length === 0) this.block();
+      this.queue.push(ev);
+      return;
+    }
+    switch (ev.type) {
+      case 'params': {
+        this.partial = false;
+        const req = new StreamRequest(this, ev.contentLength);
+        this.current = req;
+        req.start(ev.pairs);
+        break;
+      }
+      case 'body':
+        this.current?.feed(ev.data);
+        break;
+      case 'bodyEnd': {
+        const req = this.current;
+        if (req === null) break;
+        req.bodyEnd();
+        if (req.responded) this.next(req);
+        else if (!this.gateway.keepAlive) this.parser = null;
+        else this.queue = [];
+        break;
+      }
+      case 'error':
+        this.gateway.log(
+          `closing ${this.gateway.protocol.title} connection${peerName(this.socket)}: ${ev.message} (${ev.code})`,
+        );
+        this.destroy();
+        break;
+    }
+  }
+
+  /** @internal The response of `req` ended (or was cut, or the peer is gone). */
+  responded(req: StreamRequest): void {
+    if (req !== this.current) return;
+    if (req.bodyComplete) this.next(req);
+    else if (!this.gateway.keepAlive) {
+      /* The body's end may come in the events of this same push (an app that answered at
+         once): then the request is whole and next() closes the socket. */
+      if (this.dispatching) this.endPending = true;
+      else this.endSocket();
+    }
+    /* else: the rest of the body is read (and dropped) before the next request */
+  }
+
+  /** `req` is over, its body read: the next request, or the end of the connection. */
+  private next(req: StreamRequest): void {
+    this.current = null;
+    const g = this.gateway;
+    const queued = this.queue;
+    this.queue = null;
+    if (!g.keepAlive) {
+      this.closeSocket();
+      return;
+    }
+    if (!req.delimited || g.draining || this.closed) {
+      this.endSocket();
+      return;
+    }
+    this.partial = false;
+    if (queued !== null && queued.length !== 0) {
+      this.unblock();
+      for (let i = 0; i < queued.length; i++) {
+        if (this.parser === null) break;
+        this.event(queued[i]!);
+      }
+    }
+    if (this.peerEnded) {
+      /* Requests the peer sent before its FIN are served; then the connection ends. */
+      /* (this.current was set again by the replayed events) */
+      const cur = this.current as StreamRequest | null;
+      if (cur === null) this.endSocket();
+      else cur.inputGone();
+    }
+  }
+
+  /** @internal */
+  get keepAlive(): boolean {
+    return this.gateway.keepAlive;
+  }
+
+  /** Writes response bytes; false when the socket's buffer is full. */
+  write(bytes: Uint8Array): boolean {
+    if (this.closed) return true;
+    return this.socket.write(bytes);
+  }
+
+  /** Writes a head and a body in one go (one buffer, or one writev). */
+  writeHead(head: Uint8Array, body: Uint8Array | null): void {
+    if (this.closed) return;
+    const socket = this.socket;
+    if (body === null || body.length === 0) socket.write(head);
+    else if (head.length + body.length <= CONCAT_LIMIT) socket.write(Buffer.concat([head, body]));
+    else {
+      socket.cork();
+      socket.write(head);
+      socket.write(body);
+      socket.uncork();
+    }
+  }
+
+  /** A promise that resolves when the socket drained (or closed), or null when not needed. */
+  ready(): Promise<void> | null {
+    return this.closed ? null : this.drainWait.ready();
+  }
+
+  block(): void {
+    if (this.pauses++ === 0) this.socket.pause();
+  }
+
+  unblock(): void {
+    if (--this.pauses === 0 && !this.closed) this.socket.resume();
+  }
+
+  /** @internal While the server drains: close when no request is under way. */
+  closeIfIdle(): void {
+    if (this.current === null && !this.partial) this.endSocket();
+  }
+
+  /**
+   * One request per connection, read whole and answered: close the socket now, as uWSGI does.
+   * The kernel sends what is left of the response, then FIN; nothing from the peer is awaited
+   * (it sends nothing after a request), which saves a wakeup and the peer's FIN round trip per
+   * request. A response still queued in the socket takes the path of {@link endSocket}.
+   */
+  private closeSocket(): void {
+    if (this.closed) return;
+    if (this.socket.writableLength !== 0) {
+      this.endSocket();
+      return;
+    }
+    this.closed = true;
+    this.parser = null;
+    this.queue = null;
+    this.socket.destroy();
+  }
+
+  /** Ends our side (FIN) and drops whatever the peer still sends. */
+  private endSocket(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.parser = null;
+    this.queue = null;
+    this.abortCurrent();
+    this.socket.end();
+    this.pauses = 0;
+    this.socket.resume();
+  }
+
+  /** @internal An error after the head left: the peer must see the response as incomplete. */
+  cut(): void {
+    this.closed = true;
+    this.parser = null;
+    this.abortCurrent();
+    try {
+      this.socket.resetAndDestroy();
+    } catch {
+      /* not TCP (a unix socket): a plain close */
+      this.socket.destroy();
+    }
+  }
+
+  /** Ends the socket at once. */
+  destroy(): void {
+    this.closed = true;
+    this.parser = null;
+    this.abortCurrent();
+    this.socket.destroy();
+  }
+
+  private abortCurrent(): void {
+    const req = this.current;
+    if (req === null) return;
+    this.current = null;
+    req.gone();
+  }
+
+  private readonly onEnd = (): void => {
+    this.peerEnded = true;
+    const req = this.current;
+    if (req !== null) {
+      /* The response still goes out; an unfinished body ends early. */
+      req.inputGone();
+      return;
+    }
+    if (this.partial && !this.closed) {
+      this.gateway.log(
+        `closing ${this.gateway.protocol.title} connection${peerName(this.socket)}: ` +
+          'the peer closed it in the middle of a request header',
+      );
+    }
+    this.endSocket();
+  };
+
+  private readonly onError = (err: Error): void => {
+    if (!isPeerGone(err)) {
+      this.gateway.log(
+        `${this.gateway.protocol.title} connection${peerName(this.socket)}: ${err.message}`,
+      );
+    }
+  };
+
+  private readonly onClose = (): void => {
+    this.closed = true;
+    this.parser = null;
+    this.abortCurrent();
+    this.gateway.connections.delete(this);
+    this.gateway.checkIdle();
+  };
+
+  /** @internal The local address, for SERVER_NAME / SERVER_PORT when the peer sent none. */
+  readonly local = (): { address: string | undefined; port: number | undefined } => ({
+    address: this.socket.localAddress,
+    port: this.socket.localPort,
+  });
+}
+
+/** One request on a connection; the gateway's Sink for its response. */
+class StreamRequest implements Sink, EnvironSource {
+  private readonly input: BodySource;
+  private readonly abort = new RequestSignal();
+  /** The response ended, was cut, or the connection is gone: output is dropped. */
+  private done = false;
+  /** The whole body was read from the connection. */
+  bodyComplete = false;
+  /** The response ended (its end is the last byte written). */
+  responded = false;
+  /** Keep-alive only: the Content-Length the app declared (-1: none), and body bytes sent. */
+  private declared = -1;
+  private sent = 0;
+  private bodyless = false;
+  private method = '';
+
+  constructor(
+    private readonly conn: StreamConnection,
+    length: number,
+  ) {
+    this.input = new BodySource(length, conn);
+  }
+
+  get aborted(): boolean {
+    return this.abort.aborted;
+  }
+
+  get signal(): AbortSignal {
+    return this.abort.signal;
+  }
+
+  /** The peer can tell where the response ended without the connection closing. */
+  get delimited(): boolean {
+    return this.sent === this.declared || (this.sent === 0 && this.bodyless);
+  }
+
+  start(pairs: string[]): void {
+    const conn = this.conn;
+    const gateway = conn.gateway;
+    const env: Environ = sourcedEnviron(
+      cgiVariables(pairs),
+      gateway.protocol.name,
+      gateway.multiprocess,
+      this,
+      conn.local,
+    );
+    this.method = env.REQUEST_METHOD;
+    runApp(gateway, gateway.app, env, this);
+  }
+
+  /** @internal tsgi.input, on first read. */
+  makeInput(): Readable {
+    return this.input.get();
+  }
+
+  /** @internal tsgi.errors, on first read. */
+  makeErrors(): Writable {
+    return this.conn.gateway.errors;
+  }
+
+  /** @internal tsgi.signal, on first read. */
+  makeSignal(): AbortSignal {
+    return this.signal;
+  }
+
+  feed(bytes: Uint8Array): void {
+    this.input.feed(bytes);
+  }
+
+  bodyEnd(): void {
+    this.bodyComplete = true;
+    this.input.end();
+  }
+
+  /** The peer sends nothing more (FIN): an unfinished body ends early. */
+  inputGone(): void {
+    this.input.peerGone();
+  }
+
+  /** The connection is gone (or ended under the request). */
+  gone(): void {
+    this.input.drop();
+    if (this.done) return;
+    this.done = true;
+    this.abort.abort();
+  }
+
+  private finish(): void {
+    this.done = true;
+    this.responded = true;
+    this.input.drop();
+    this.conn.responded(this);
+  }
+
+  head(status: string, headers: string[], body: Uint8Array | null, last: boolean): void {
+    if (this.done) return;
+    const head = codec.encodeHead(status, headers, this.conn.gateway.protocol.headStyle);
+    if (this.conn.keepAlive) this.framing(status, headers);
+    this.conn.writeHead(head, body);
+    if (body !== null) this.sent += body.length;
+    if (last) this.finish();
+  }
+
+  /** Notes what tells the peer where this response ends (keep-alive only). */
+  private framing(status: string, headers: string[]): void {
+    for (let i = 0; i < headers.length; i += 2) {
+      if (headers[i]!.toLowerCase() === 'content-length') {
+        const v = headers[i + 1]!;
+        if (/^[0-9]{1,15}$/.test(v)) this.declared = Number(v);
+        break;
+      }
+    }
+    const c = status.charCodeAt(0);
+    this.bodyless =
+      c === 49 /* 1xx */ ||
+      status.startsWith('204') ||
+      status.startsWith('304') ||
+      this.method === 'HEAD';
+  }
+
+  write(chunk: Uint8Array): void {
+    if (this.done) return;
+    this.sent += chunk.length;
+    this.conn.write(chunk);
+  }
+
+  end(): void {
+    if (this.done) return;
+    this.finish();
+  }
+
+  ready(): Promise<void> | null {
+    if (this.done) return null;
+    return this.conn.ready();
+  }
+
+  cut(): void {
+    if (this.done) return;
+    this.done = true;
+    this.input.drop();
+    this.conn.cut();
+  }
+}
+
+/** A net.Server serving `protocol` to `app`; bind it with lib/server/listen.ts or listen(). */
+export function createStreamServer(
+  protocol: StreamProtocol,
+  app: App,
+  options: StreamOptions,
+  keepAlive: boolean,
+): StreamListener {
+  return gatewayServer('gateway', new StreamGateway(protocol, app, options, keepAlive));
+}

@@ -1,0 +1,612 @@
+/**
+ * The options of `tsgi serve`: one table gives every option its flag, its config-file key, its
+ * type and its help line, so the command line, the config file (tsgi.config.json or
+ * tsgi.config.mjs), `tsgi --help` and docs/process-manager.md cannot drift apart.
+ *
+ * Precedence: built-in defaults < config file < command line. The listener flags (--fastcgi,
+ * --http, ... from the PROTOCOLS table) form one group: any listener on the command line
+ * replaces every listener of the config file, so `tsgi serve --http :8001` never also binds
+ * the sockets the config file names.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism, cpus } from 'node:os';
+import { basename, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { parseAllowList } from './allow.js';
+import { INTERFACES, type AppInterface } from './app.js';
+import { ListenError, parseAddress, type ListenAddress } from './listen.js';
+import { PROTOCOLS } from './protocols.js';
+
+/** A wrong option value or a broken config file; the message is for the user (exit 2). */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+type Kind = 'string' | 'strings' | 'boolean';
+
+interface OptionSpec {
+  /** Flag without dashes. */
+  flag: string;
+  /** Key in the config file (camelCase of the flag). */
+  key: string;
+  kind: Kind;
+  /** Placeholder in the help ("SECS"). */
+  arg?: string;
+  short?: string;
+  help: string;
+  /** Only on the command line (not a config-file key). */
+  cliOnly?: boolean;
+}
+
+const camel = (flag: string): string =>
+  flag.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+
+/** Every option except the listener flags, in help order. */
+const OPTIONS: readonly OptionSpec[] = [
+  {
+    flag: 'factory',
+    key: 'factory',
+    kind: 'boolean',
+    help: 'the export is a factory: call it once at start-up (it may be async) and serve the app it returns',
+  },
+  {
+    flag: 'interface',
+    key: 'interface',
+    kind: 'string',
+    arg: 'NAME',
+    help: `what the export is: ${INTERFACES.join(', ')} (default tsgi)`,
+  },
+  {
+    flag: 'workers',
+    key: 'workers',
+    kind: 'string',
+    arg: 'N',
+    help: 'run a master and N worker processes sharing every listener ("auto": one per CPU); without it, one process serves alone',
+  },
+  {
+    flag: 'timeout',
+    key: 'timeout',
+    kind: 'string',
+    arg: 'SECS',
+    help: 'abort a request running longer (504; tsgi.signal aborts); with --workers the master also kills a worker that stops answering (a busy loop) and starts another (default: off)',
+  },
+  {
+    flag: 'max-requests',
+    key: 'maxRequests',
+    kind: 'string',
+    arg: 'N',
+    help: 'recycle a worker after about N requests (needs a master: implies --workers 1)',
+  },
+  {
+    flag: 'max-requests-jitter',
+    key: 'maxRequestsJitter',
+    kind: 'string',
+    arg: 'N',
+    help: "add a random 0..N to each worker's --max-requests so workers do not recycle together (default: N/10)",
+  },
+  {
+    flag: 'max-rss',
+    key: 'maxRss',
+    kind: 'string',
+    arg: 'MB',
+    help: 'recycle a worker whose resident memory exceeds MB megabytes (implies --workers 1)',
+  },
+  {
+    flag: 'graceful-timeout',
+    key: 'gracefulTimeout',
+    kind: 'string',
+    arg: 'SECS',
+    help: 'on SIGINT/SIGTERM, and for a worker being retired, wait this long for running requests (default 30)',
+  },
+  {
+    flag: 'reload',
+    key: 'reload',
+    kind: 'boolean',
+    help: "development: watch the app's directory (not node_modules) and reload the workers on a change (implies --workers 1)",
+  },
+  {
+    flag: 'socket-mode',
+    key: 'socketMode',
+    kind: 'string',
+    arg: 'MODE',
+    help: 'permissions of unix sockets tsgi creates, in octal (e.g. 660)',
+  },
+  {
+    flag: 'user',
+    key: 'user',
+    kind: 'string',
+    arg: 'USER',
+    help: 'after binding, run as this user (name or uid; needs root); unix sockets are chowned to it',
+  },
+  {
+    flag: 'group',
+    key: 'group',
+    kind: 'string',
+    arg: 'GROUP',
+    help: "after binding, run as this group (name or gid; default: the user's group)",
+  },
+  {
+    flag: 'allow',
+    key: 'allow',
+    kind: 'strings',
+    arg: 'ADDR[,ADDR]',
+    help: 'accept TCP connections only from these addresses or CIDR ranges (repeatable); FastCGI listeners also honour FCGI_WEB_SERVER_ADDRS; unix sockets are always allowed',
+  },
+  {
+    flag: 'stats',
+    key: 'stats',
+    kind: 'string',
+    arg: 'ADDR',
+    help: 'serve statistics over HTTP on ADDR: JSON at /, Prometheus text at /metrics',
+  },
+  {
+    flag: 'access-log',
+    key: 'accessLog',
+    kind: 'boolean',
+    help: 'log one line per request: method, path, status, bytes, duration (default: off; the front server logs requests already)',
+  },
+  {
+    flag: 'no-access-log',
+    key: 'noAccessLog',
+    kind: 'boolean',
+    help: 'turn the access log off (overrides the config file)',
+    cliOnly: true,
+  },
+  {
+    flag: 'log-format',
+    key: 'logFormat',
+    kind: 'string',
+    arg: 'FORMAT',
+    help: 'text (default: "tsgi: ..." lines) or json (one JSON object per line, for log shippers)',
+  },
+  {
+    flag: 'config',
+    key: 'config',
+    kind: 'string',
+    arg: 'FILE',
+    help: 'read options from FILE (.json or .mjs); default: tsgi.config.json or tsgi.config.mjs in the current directory if present',
+    cliOnly: true,
+  },
+];
+
+/** Config-file keys, with the value types they accept. */
+const LISTENER_KEYS = PROTOCOLS.map((p) => p.flag);
+const FILE_KEYS = new Set<string>([
+  'app',
+  ...LISTENER_KEYS,
+  ...OPTIONS.filter((o) => !o.cliOnly).map((o) => o.key),
+]);
+
+/** Names of the config files looked for in the current directory, in order. */
+export const CONFIG_FILES = ['tsgi.config.json', 'tsgi.config.mjs'] as const;
+
+export type LogFormat = 'text' | 'json';
+
+/** One listener: a protocol flag and an address. */
+export interface ListenerSpec {
+  /** The protocol's flag ("fastcgi", "http", ...). */
+  protocol: string;
+  addr: ListenAddress;
+}
+
+/** The resolved options of `tsgi serve`. */
+export interface ServeConfig {
+  /** APP[:EXPORT]. */
+  app: string;
+  /** Listeners given on the command line or in the config file (empty: the defaults apply). */
+  listeners: ListenerSpec[];
+  factory: boolean;
+  interface: AppInterface;
+  /** Worker processes under a master; null: one process serves alone (no master). */
+  workers: number | null;
+  /** Request timeout in ms; 0: off. */
+  timeoutMs: number;
+  /** Recycle a worker after this many requests; 0: off. */
+  maxRequests: number;
+  maxRequestsJitter: number;
+  /** Recycle a worker above this resident size in bytes; 0: off. */
+  maxRssBytes: number;
+  graceMs: number;
+  reload: boolean;
+  /** Mode of created unix sockets; null: left to the umask. */
+  socketMode: number | null;
+  user: string | null;
+  group: string | null;
+  /** --allow entries (addresses or CIDR ranges); null: not given. */
+  allow: string[] | null;
+  stats: ListenAddress | null;
+  accessLog: boolean;
+  logFormat: LogFormat;
+  /** The config file that was read, or null. */
+  configFile: string | null;
+}
+
+/** What `parseCommandLine` found. */
+export interface CommandLine {
+  help: boolean;
+  positionals: string[];
+  /** Option values by config key (strings as typed; booleans true). */
+  values: Record<string, unknown>;
+}
+
+/** `--help` text for the options (listener flags first, from the PROTOCOLS table). */
+export function optionsHelp(): string {
+  const lines: string[] = [];
+  const wrap = (left: string, text: string): void => {
+    const width = 100;
+    const indent = 27;
+    const words = text.split(' ');
+    let line = `  ${left}`.padEnd(indent);
+    if (line.length > indent) {
+      lines.push(line.trimEnd());
+      line = ' '.repeat(indent);
+    }
+    let first = true;
+    for (const w of words) {
+      if (!first && line.length + 1 + w.length > width) {
+        lines.push(line.trimEnd());
+        line = ' '.repeat(indent);
+        first = true;
+      }
+      line += (first ? '' : ' ') + w;
+      first = false;
+    }
+    lines.push(line.trimEnd());
+  };
+  for (const p of PROTOCOLS) wrap(`--${p.flag} ADDR`, p.help);
+  for (const o of OPTIONS) wrap(`--${o.flag}${o.arg ? ` ${o.arg}` : ''}`, o.help);
+  wrap('-h, --help', 'show this help');
+  wrap('-V, --version', 'show the version');
+  return lines.join('\n');
+}
+
+/** Parses `tsgi serve` arguments; throws a ConfigError for unknown options. */
+export function parseCommandLine(args: string[]): CommandLine {
+  const options: Record<
+    string,
+    { type: 'string' | 'boolean'; multiple?: boolean; short?: string }
+  > = {};
+  for (const p of PROTOCOLS) options[p.flag] = { type: 'string', multiple: true };
+  for (const o of OPTIONS) {
+    options[o.flag] =
+      o.kind === 'boolean'
+        ? { type: 'boolean' }
+        : { type: 'string', ...(o.kind === 'strings' ? { multiple: true } : {}) };
+  }
+  options.help = { type: 'boolean', short: 'h' };
+  let parsed;
+  try {
+    parsed = parseArgs({ args, allowPositionals: true, strict: true, options });
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+  const values: Record<string, unknown> = {};
+  const raw = parsed.values as Record<string, unknown>;
+  for (const p of PROTOCOLS) if (raw[p.flag] !== undefined) values[p.flag] = raw[p.flag];
+  for (const o of OPTIONS) if (raw[o.flag] !== undefined) values[o.key] = raw[o.flag];
+  return { help: raw.help === true, positionals: parsed.positionals, values };
+}
+
+/**
+ * Reads the config file: `file` when given (relative to `cwd`), else tsgi.config.json or
+ * tsgi.config.mjs in `cwd` when one exists. A .mjs file exports the options object as its
+ * default export, or a function (maybe async) that returns it. Returns the raw options and
+ * the file's path, or null when there is no file.
+ */
+export async function readConfigFile(
+  file: string | undefined,
+  cwd: string = process.cwd(),
+): Promise<{ path: string; values: Record<string, unknown> } | null> {
+  let path: string;
+  if (file !== undefined) {
+    path = resolve(cwd, file);
+    if (!existsSync(path)) throw new ConfigError(`--config ${file}: no such file (${path})`);
+  } else {
+    const found = CONFIG_FILES.map((f) => resolve(cwd, f)).filter((p) => existsSync(p));
+    if (found.length === 0) return null;
+    if (found.length > 1) {
+      throw new ConfigError(
+        `both ${CONFIG_FILES.join(' and ')} exist in ${cwd}: keep one, or name it with --config`,
+      );
+    }
+    path = found[0]!;
+  }
+  const name = basename(path);
+  let value: unknown;
+  if (/\.json$/i.test(path)) {
+    try {
+      value = JSON.parse(readFileSync(path, 'utf8'));
+    } catch (err) {
+      throw new ConfigError(`${name}: ${(err as Error).message}`);
+    }
+  } else if (/\.(mjs|js|cjs)$/i.test(path)) {
+    let mod: Record<string, unknown>;
+    try {
+      mod = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
+    } catch (err) {
+      throw new ConfigError(`${name}: cannot load it: ${(err as Error).message ?? err}`);
+    }
+    value = mod.default;
+    if (typeof value === 'function') {
+      try {
+        value = await (value as () => unknown)();
+      } catch (err) {
+        throw new ConfigError(`${name}: its default export failed: ${(err as Error).message}`);
+      }
+    }
+  } else {
+    throw new ConfigError(`${name}: a config file is .json or .mjs`);
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new ConfigError(`${name}: the options must be an object`);
+  }
+  const values = value as Record<string, unknown>;
+  for (const key of Object.keys(values)) {
+    if (FILE_KEYS.has(key)) continue;
+    const hint = FILE_KEYS.has(camel(key)) ? ` (write it as "${camel(key)}")` : '';
+    throw new ConfigError(
+      `${name}: unknown option "${key}"${hint}; known options: ${[...FILE_KEYS].join(', ')}`,
+    );
+  }
+  return { path, values };
+}
+
+function fail(where: string, key: string, message: string): never {
+  const flag = OPTIONS.find((o) => o.key === key)?.flag ?? key;
+  throw new ConfigError(
+    where === 'command line' ? `--${flag} ${message}` : `${where}: "${key}" ${message}`,
+  );
+}
+
+/** A string or number value as a string (config files may write numbers as numbers). */
+function scalar(where: string, key: string, v: unknown): string {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' && Number.isFinite(v)) return String(v);
+  return fail(where, key, `needs a string or a number, not ${JSON.stringify(v)}`);
+}
+
+function seconds(where: string, key: string, v: unknown): number {
+  const s = scalar(where, key, v);
+  const n = Number(s);
+  if (s.trim() === '' || !Number.isFinite(n) || n < 0) {
+    fail(where, key, `needs a number of seconds, not "${s}"`);
+  }
+  return Math.round(n * 1000);
+}
+
+function count(where: string, key: string, v: unknown, min = 0): number {
+  const s = scalar(where, key, v);
+  if (!/^[0-9]{1,9}$/.test(s) || Number(s) < min) {
+    fail(where, key, `needs a whole number${min > 0 ? ` of at least ${min}` : ''}, not "${s}"`);
+  }
+  return Number(s);
+}
+
+function bool(where: string, key: string, v: unknown): boolean {
+  if (typeof v !== 'boolean') fail(where, key, `needs true or false, not ${JSON.stringify(v)}`);
+  return v;
+}
+
+function strings(where: string, key: string, v: unknown): string[] {
+  const list = Array.isArray(v) ? v : [v];
+  const out: string[] = [];
+  for (const item of list) {
+    if (typeof item !== 'string') {
+      fail(where, key, `needs a string or a list of strings, not ${JSON.stringify(item)}`);
+    }
+    out.push(item);
+  }
+  return out;
+}
+
+/** Parses an octal mode such as "660" or "0660"; throws for anything else. */
+export function parseMode(text: string): number {
+  if (!/^0?[0-7]{3}$/.test(text)) throw new Error(`needs an octal mode such as 660, not "${text}"`);
+  return parseInt(text, 8);
+}
+
+/** `n`, "auto" (one per CPU). */
+function workerCount(where: string, v: unknown): number {
+  if (v === 'auto') {
+    return typeof availableParallelism === 'function' ? availableParallelism() : cpus().length;
+  }
+  return count(where, 'workers', v, 1);
+}
+
+/**
+ * Merges defaults, the config file and the command line into a ServeConfig; throws a
+ * ConfigError naming the option (and the file) for any bad value.
+ */
+export function resolveConfig(
+  cli: CommandLine,
+  file: { path: string; values: Record<string, unknown> } | null,
+): ServeConfig {
+  const fileName = file === null ? '' : basename(file.path);
+  const config: ServeConfig = {
+    app: '',
+    listeners: [],
+    factory: false,
+    interface: 'tsgi',
+    workers: null,
+    timeoutMs: 0,
+    maxRequests: 0,
+    maxRequestsJitter: -1,
+    maxRssBytes: 0,
+    graceMs: 30_000,
+    reload: false,
+    socketMode: null,
+    user: null,
+    group: null,
+    allow: null,
+    stats: null,
+    accessLog: false,
+    logFormat: 'text',
+    configFile: file?.path ?? null,
+  };
+  const apply = (where: string, values: Record<string, unknown>): void => {
+    for (const [key, v] of Object.entries(values)) {
+      if (v === undefined) continue;
+      switch (key) {
+        case 'app':
+          if (typeof v !== 'string' || v === '') fail(where, key, 'needs the app module path');
+          config.app = v;
+          break;
+        case 'factory':
+          config.factory = bool(where, key, v);
+          break;
+        case 'interface': {
+          const s = scalar(where, key, v);
+          if (!(INTERFACES as readonly string[]).includes(s)) {
+            fail(
+              where,
+              key,
+              `${s} is not available; this version serves ${INTERFACES.map((i) => `"${i}"`).join(', ')} apps`,
+            );
+          }
+          config.interface = s as AppInterface;
+          break;
+        }
+        case 'workers':
+          config.workers = workerCount(where, v);
+          break;
+        case 'timeout':
+          config.timeoutMs = seconds(where, key, v);
+          break;
+        case 'maxRequests':
+          config.maxRequests = count(where, key, v);
+          break;
+        case 'maxRequestsJitter':
+          config.maxRequestsJitter = count(where, key, v);
+          break;
+        case 'maxRss': {
+          const s = scalar(where, key, v);
+          const n = Number(s);
+          if (s.trim() === '' || !Number.isFinite(n) || n < 0) {
+            fail(where, key, `needs a number of megabytes, not "${s}"`);
+          }
+          config.maxRssBytes = Math.round(n * 1024 * 1024);
+          break;
+        }
+        case 'gracefulTimeout':
+          config.graceMs = seconds(where, key, v);
+          break;
+        case 'reload':
+          config.reload = bool(where, key, v);
+          break;
+        case 'socketMode': {
+          if (typeof v !== 'string') {
+            fail(
+              where,
+              key,
+              `needs the mode as an octal string such as "660", not ${JSON.stringify(v)}`,
+            );
+          }
+          try {
+            config.socketMode = parseMode(v);
+          } catch (err) {
+            fail(where, key, (err as Error).message);
+          }
+          break;
+        }
+        case 'user':
+        case 'group': {
+          const s = scalar(where, key, v);
+          if (s === '') fail(where, key, 'needs a name or a number');
+          config[key] = s;
+          break;
+        }
+        case 'allow': {
+          const list = strings(where, key, v)
+            .flatMap((s) => s.split(','))
+            .map((s) => s.trim())
+            .filter((s) => s !== '');
+          if (list.length === 0) fail(where, key, 'needs at least one address');
+          try {
+            parseAllowList(list);
+          } catch (err) {
+            fail(where, key, (err as Error).message);
+          }
+          config.allow = list;
+          break;
+        }
+        case 'stats': {
+          const s = scalar(where, key, v);
+          try {
+            const addr = parseAddress(s);
+            if (addr.type === 'fd')
+              throw new ListenError(`"${s}": the stats endpoint cannot use fd:N`);
+            config.stats = addr;
+          } catch (err) {
+            throw new ConfigError(
+              where === 'command line'
+                ? `--stats: ${(err as Error).message}`
+                : `${where}: "stats": ${(err as Error).message}`,
+            );
+          }
+          break;
+        }
+        case 'accessLog':
+          config.accessLog = bool(where, key, v);
+          break;
+        case 'noAccessLog':
+          if (v === true) config.accessLog = false;
+          break;
+        case 'logFormat': {
+          const s = scalar(where, key, v);
+          if (s !== 'text' && s !== 'json') fail(where, key, `needs text or json, not "${s}"`);
+          config.logFormat = s;
+          break;
+        }
+        case 'config':
+          break;
+        default:
+          /* listener keys are handled below */
+          if (!LISTENER_KEYS.includes(key)) fail(where, key, 'is not an option');
+      }
+    }
+  };
+  const listenersOf = (where: string, values: Record<string, unknown>): ListenerSpec[] => {
+    const out: ListenerSpec[] = [];
+    for (const p of PROTOCOLS) {
+      const v = values[p.flag];
+      if (v === undefined) continue;
+      for (const a of strings(where, p.flag, v)) {
+        try {
+          out.push({ protocol: p.flag, addr: parseAddress(a) });
+        } catch (err) {
+          throw new ConfigError(
+            where === 'command line'
+              ? (err as Error).message
+              : `${where}: "${p.flag}": ${(err as Error).message}`,
+          );
+        }
+      }
+    }
+    return out;
+  };
+  if (file !== null) {
+    apply(fileName, file.values);
+    config.listeners = listenersOf(fileName, file.values);
+  }
+  apply('command line', cli.values);
+  const cliListeners = listenersOf('command line', cli.values);
+  if (cliListeners.length > 0) config.listeners = cliListeners;
+  if (cli.positionals.length > 1) {
+    throw new ConfigError(`unexpected argument "${cli.positionals[1]}"`);
+  }
+  if (cli.positionals.length === 1) config.app = cli.positionals[0]!;
+  if (config.app === '') throw new ConfigError('serve needs an APP module');
+  /* Options that need a master to act on them start one with a single worker. */
+  if (
+    config.workers === null &&
+    (config.maxRequests > 0 || config.maxRssBytes > 0 || config.reload)
+  ) {
+    config.workers = 1;
+  }
+  if (config.maxRequestsJitter < 0) config.maxRequestsJitter = Math.floor(config.maxRequests / 10);
+  return config;
+}

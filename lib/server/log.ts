@@ -1,0 +1,112 @@
+/**
+ * The server's log: one line per event on stderr, as `tsgi: message` text (the default, for
+ * people and for journald) or as one JSON object per line through pino (`--log-format json`,
+ * for log shippers). Every event has a message; JSON lines also carry the event's fields
+ * (`event`, `worker`, `pid`, ...). The access log (one line per request) goes through the same
+ * logger with `event: "request"`.
+ */
+import { createRequire } from 'node:module';
+import type { LogFormat } from './config.js';
+
+/** Fields of one access-log line. */
+export interface RequestLogFields {
+  method: string;
+  /** SCRIPT_NAME + PATH_INFO. */
+  path: string;
+  query: string;
+  /** The status code the app chose (0 when it failed before choosing one). */
+  status: number;
+  /** Body bytes the app produced. */
+  bytes: number;
+  /** From the app call to the end of the response, in milliseconds. */
+  durationMs: number;
+  remote?: string | undefined;
+}
+
+export type LogFields = Record<string, unknown>;
+
+/** The log every part of the server writes to. */
+export interface Logger {
+  readonly format: LogFormat;
+  info(msg: string, fields?: LogFields): void;
+  warn(msg: string, fields?: LogFields): void;
+  error(msg: string, fields?: LogFields): void;
+  /** One access-log line. */
+  request(fields: RequestLogFields): void;
+  /** Writes what is buffered (before the process exits). */
+  flush(): void;
+}
+
+interface PinoLike {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+  flush?(): void;
+}
+
+type PinoFactory = (options: object, destination: unknown) => PinoLike;
+interface PinoModule {
+  pino: PinoFactory & {
+    destination(options: object): unknown;
+    stdTimeFunctions: { isoTime: () => string };
+  };
+}
+
+const require = createRequire(import.meta.url);
+
+function textRequest(f: RequestLogFields): string {
+  const target = f.query === '' ? f.path : `${f.path}?${f.query}`;
+  const who = f.remote ? `${f.remote} ` : '';
+  return `${who}"${f.method} ${target}" ${f.status} ${f.bytes} ${f.durationMs.toFixed(3)} ms`;
+}
+
+/**
+ * A logger writing to stderr. `base` fields go on every JSON line (for example the worker
+ * id); text lines are `tsgi: message` whatever the fields.
+ */
+export function createLogger(format: LogFormat, base: LogFields = {}): Logger {
+  if (format === 'text') {
+    const line = (msg: string): void => {
+      process.stderr.write(`tsgi: ${msg}\n`);
+    };
+    return {
+      format,
+      info: line,
+      warn: line,
+      error: line,
+      request: (f) => line(textRequest(f)),
+      flush: () => {},
+    };
+  }
+  const { pino } = require('pino') as PinoModule;
+  const logger = pino(
+    {
+      base: { pid: process.pid, ...base },
+      messageKey: 'msg',
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label: string) => ({ level: label }) },
+    },
+    pino.destination({ fd: 2, sync: true }),
+  );
+  return {
+    format,
+    info: (msg, fields = {}) => logger.info(fields, msg),
+    warn: (msg, fields = {}) => logger.warn(fields, msg),
+    error: (msg, fields = {}) => logger.error(fields, msg),
+    request: (f) =>
+      logger.info(
+        {
+          event: 'request',
+          method: f.method,
+          path: f.path,
+          query: f.query,
+          status: f.status,
+          bytes: f.bytes,
+          duration_ms: Math.round(f.durationMs * 1000) / 1000,
+          ...(f.remote ? { remote: f.remote } : {}),
+        },
+        'request',
+      ),
+    flush: () => logger.flush?.(),
+  };
+}

@@ -1,0 +1,345 @@
+/**
+ * The process that serves requests: either a lone `tsgi serve` process (no master), or a worker
+ * forked by the master (master.ts), which runs this file as its main module.
+ *
+ * {@link Serving} holds the protocol servers of one process: each listener's server gets the
+ * app (wrapped by the request tracker only when something needs it: stats, --timeout, the
+ * access log, --max-requests), an --allow guard when one applies, and counters.
+ *
+ * A worker gets its configuration from the master in the TSGI_WORKER environment variable
+ * (JSON) and its listening sockets as inherited file descriptors; it loads the app, listens,
+ * tells the master it is ready, then reports its numbers on every heartbeat. It asks the
+ * master to be recycled (--max-requests, --max-rss) and stops gracefully when told to (or on
+ * SIGTERM/SIGINT, or when the master is gone). An app that cannot be loaded is reported to the
+ * master, which prints it once; the worker then exits with status 78 (EX_CONFIG).
+ */
+import { realpathSync } from 'node:fs';
+import { Server } from 'node:net';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { App } from '../gateway/types.js';
+import { fcgiWebServerAddrs, guardServer, parseAllowList, type AllowList } from './allow.js';
+import { AppLoadError, loadApp, type AppInterface } from './app.js';
+import type { LogFormat } from './config.js';
+import { listen, ListenError, type ListenAddress } from './listen.js';
+import { createLogger, type Logger } from './log.js';
+import { protocolByFlag, type Protocol, type ProtocolServer } from './protocols.js';
+import { RequestTracker, type RequestCounters } from './requests.js';
+import type { ListenerStats } from './stats.js';
+
+/** How long a draining process keeps just-accepted connections before closing idle ones. */
+const SETTLE_MS = 250;
+
+/** Exit status of a worker whose app cannot be loaded (sysexits.h EX_CONFIG). */
+export const EXIT_APP_LOAD = 78;
+
+/** What a Serving needs to know. */
+export interface ServingOptions {
+  log: Logger;
+  /** Wrap the app with the request tracker (stats, timeout, access log, max-requests). */
+  track: boolean;
+  /** Count connections per listener (for stats). */
+  countConnections: boolean;
+  timeoutMs: number;
+  accessLog: boolean;
+  /** --allow entries, or null. */
+  allow: string[] | null;
+  multiprocess: boolean;
+  onFinish?: (c: RequestCounters) => void;
+}
+
+/** One listener of this process. */
+export interface ServedListener {
+  protocol: Protocol;
+  server: ProtocolServer;
+  shown: string;
+  stats: ListenerStats;
+}
+
+/** The protocol servers of one process. */
+export class Serving {
+  readonly tracker: RequestTracker | null;
+  readonly listeners: ServedListener[] = [];
+  private readonly allow: AllowList | null;
+  private readonly fcgiAllow: AllowList | null;
+
+  /** Throws an Error for a bad --allow or FCGI_WEB_SERVER_ADDRS entry. */
+  constructor(private readonly options: ServingOptions) {
+    this.tracker = options.track
+      ? new RequestTracker({
+          timeoutMs: options.timeoutMs,
+          accessLog: options.accessLog ? options.log : null,
+          log: options.log,
+          onFinish: options.onFinish,
+        })
+      : null;
+    this.allow = options.allow === null ? null : parseAllowList(options.allow);
+    const env = fcgiWebServerAddrs();
+    let fcgi: AllowList | null = null;
+    if (this.allow === null && env !== null) {
+      try {
+        fcgi = parseAllowList(env);
+      } catch (err) {
+        throw new Error(`FCGI_WEB_SERVER_ADDRS: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    this.fcgiAllow = fcgi;
+    this.tracker?.start();
+  }
+
+  /** Creates the server of one listener (not yet listening). */
+  add(protocol: Protocol, app: App, shown: string): ServedListener {
+    const stats: ListenerStats = {
+      protocol: protocol.flag,
+      address: shown,
+      connections: 0,
+      requests: 0,
+      refused: 0,
+    };
+    const served = this.tracker === null ? app : this.tracker.wrap(app, stats);
+    const server = protocol.create(served, { multiprocess: this.options.multiprocess });
+    if (this.options.countConnections) server.on('connection', () => stats.connections++);
+    const allow = this.allow ?? (protocol.flag === 'fastcgi' ? this.fcgiAllow : null);
+    if (allow !== null) {
+      const log = this.options.log;
+      guardServer(
+        server,
+        allow,
+        (line) => log.warn(line, { event: 'refused' }),
+        stats,
+        `${protocol.title} ${shown}`,
+      );
+    }
+    const entry = { protocol, server, shown, stats };
+    this.listeners.push(entry);
+    return entry;
+  }
+
+  /** Stops accepting, lets running requests finish. */
+  async drain(settleMs = SETTLE_MS): Promise<void> {
+    /* Stop accepting first, and give a connection accepted just before a moment to send its
+       request: the protocol servers' drain closes connections that have none running, and the
+       other workers keep accepting on the same sockets meanwhile. */
+    let accepting = false;
+    for (const l of this.listeners) {
+      if (!l.server.listening) continue;
+      accepting = true;
+      /* net.Server's close: http.Server's would also close idle connections at once */
+      Server.prototype.close.call(l.server);
+    }
+    if (accepting && settleMs > 0) await new Promise((r) => setTimeout(r, settleMs));
+    await Promise.all(this.listeners.map((l) => l.server.drain()));
+    this.tracker?.stop();
+  }
+
+  /** Numbers of this process's listeners. */
+  listenerStats(): ListenerStats[] {
+    return this.listeners.map((l) => ({ ...l.stats }));
+  }
+}
+
+/** A listener handed to a worker: its protocol, the inherited fd, the address shown. */
+export interface WorkerListener {
+  protocol: string;
+  fd: number;
+  shown: string;
+}
+
+/** The worker's configuration (TSGI_WORKER, JSON). */
+export interface WorkerConfig {
+  id: number;
+  generation: number;
+  app: string;
+  factory: boolean;
+  interface: AppInterface;
+  listeners: WorkerListener[];
+  timeoutMs: number;
+  /** This worker's own request limit (jitter applied); 0: none. */
+  maxRequests: number;
+  maxRssBytes: number;
+  graceMs: number;
+  heartbeatMs: number;
+  accessLog: boolean;
+  logFormat: LogFormat;
+  allow: string[] | null;
+  stats: boolean;
+}
+
+/** Messages from a worker to the master. */
+export type WorkerMessage =
+  | { t: 'ready' }
+  | { t: 'fatal'; message: string }
+  | {
+      t: 'hb';
+      requests: number;
+      inFlight: number;
+      totalMs: number;
+      maxMs: number;
+      rss: number;
+      listeners: { connections: number; requests: number; refused: number }[];
+    }
+  | { t: 'recycle'; reason: string };
+
+/** Messages from the master to a worker. */
+export type MasterMessage = { t: 'stop' };
+
+/** The environment variable carrying a worker's configuration. */
+export const WORKER_ENV = 'TSGI_WORKER';
+
+function send(msg: WorkerMessage): Promise<void> {
+  return new Promise((done) => {
+    if (!process.connected || process.send === undefined) {
+      done();
+      return;
+    }
+    try {
+      process.send(msg, undefined, undefined, () => done());
+    } catch {
+      done();
+    }
+  });
+}
+
+/** Runs a worker: the main function of a process forked by the master. */
+export async function runWorker(): Promise<void> {
+  const text = process.env[WORKER_ENV];
+  delete process.env[WORKER_ENV];
+  if (text === undefined || process.send === undefined) {
+    process.stderr.write('tsgi: the worker module is started by the tsgi master, not by hand\n');
+    process.exit(2);
+  }
+  const cfg = JSON.parse(text) as WorkerConfig;
+  const log = createLogger(cfg.logFormat, { worker: cfg.id });
+  let stopping = false;
+  let serving: Serving | null = null;
+  let heartbeat: NodeJS.Timeout | null = null;
+
+  const report = (): Promise<void> => {
+    const c = serving?.tracker?.counters;
+    return send({
+      t: 'hb',
+      requests: c?.requests ?? 0,
+      inFlight: c?.inFlight ?? 0,
+      totalMs: c?.totalMs ?? 0,
+      maxMs: c?.maxMs ?? 0,
+      rss: process.memoryUsage.rss(),
+      listeners: (serving?.listeners ?? []).map((l) => ({
+        connections: l.stats.connections,
+        requests: l.stats.requests,
+        refused: l.stats.refused,
+      })),
+    });
+  };
+
+  let recycleAsked = false;
+  const recycle = (reason: string): void => {
+    if (recycleAsked || stopping) return;
+    recycleAsked = true;
+    void send({ t: 'recycle', reason });
+  };
+
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    const grace = setTimeout(() => {
+      log.warn(
+        `worker ${cfg.id} (pid ${process.pid}): requests still running after ${cfg.graceMs / 1000}s: exiting`,
+      );
+      log.flush();
+      process.exit(1);
+    }, cfg.graceMs);
+    grace.unref();
+    const drained = serving === null ? Promise.resolve() : serving.drain();
+    void drained
+      .then(() => report())
+      .then(() => {
+        if (heartbeat !== null) clearInterval(heartbeat);
+        log.flush();
+        process.exit(0);
+      });
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  /* the master handles SIGHUP (reload); a terminal hang-up reaches the whole group */
+  process.on('SIGHUP', () => {});
+  process.on('message', (m: MasterMessage) => {
+    if (m !== null && typeof m === 'object' && m.t === 'stop') stop();
+  });
+  process.on('disconnect', () => {
+    /* the master is gone: nobody would replace or stop this worker */
+    stop();
+  });
+
+  let app: App;
+  try {
+    app = await loadApp(cfg.app, { factory: cfg.factory, interface: cfg.interface });
+  } catch (err) {
+    const message =
+      err instanceof AppLoadError
+        ? err.message
+        : `error while loading the app: ${(err as Error).stack ?? err}`;
+    await send({ t: 'fatal', message });
+    process.exit(EXIT_APP_LOAD);
+  }
+  if (stopping) return;
+  const maxRequests = cfg.maxRequests;
+  serving = new Serving({
+    log,
+    track: cfg.stats || cfg.timeoutMs > 0 || cfg.accessLog || maxRequests > 0,
+    countConnections: cfg.stats,
+    timeoutMs: cfg.timeoutMs,
+    accessLog: cfg.accessLog,
+    allow: cfg.allow,
+    multiprocess: true,
+    onFinish:
+      maxRequests > 0
+        ? (c) => {
+            if (c.requests >= maxRequests)
+              recycle(`served ${c.requests} requests (--max-requests)`);
+          }
+        : undefined,
+  });
+  for (const l of cfg.listeners) {
+    try {
+      const protocol = protocolByFlag(l.protocol);
+      if (protocol === undefined) throw new ListenError(`unknown protocol ${l.protocol}`);
+      const entry = serving.add(protocol, app, l.shown);
+      const addr: ListenAddress = { type: 'fd', fd: l.fd };
+      await listen(entry.server, addr);
+    } catch (err) {
+      const message = (err as Error).message.split(`fd:${l.fd}`).join(l.shown);
+      await send({ t: 'fatal', message });
+      process.exit(EXIT_APP_LOAD);
+    }
+  }
+  if (stopping) return;
+  await send({ t: 'ready' });
+  void report();
+  heartbeat = setInterval(() => {
+    if (cfg.maxRssBytes > 0) {
+      const rss = process.memoryUsage.rss();
+      if (rss > cfg.maxRssBytes) {
+        recycle(
+          `resident memory ${(rss / 1048576).toFixed(0)} MB is above --max-rss ${(cfg.maxRssBytes / 1048576).toFixed(0)} MB`,
+        );
+      }
+    }
+    void report();
+  }, cfg.heartbeatMs);
+}
+
+/** The path of this module, which the master forks. */
+export const WORKER_MODULE = new URL(import.meta.url);
+
+const invoked = process.argv[1];
+if (invoked !== undefined && import.meta.url === pathToFileURL(realPath(invoked)).href) {
+  void runWorker();
+}
+
+function realPath(p: string): string {
+  try {
+    return realpathSync(resolve(p));
+  } catch {
+    return resolve(p);
+  }
+}

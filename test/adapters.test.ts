@@ -1,0 +1,1017 @@
+/**
+ * The node and fetch adapters on their own: a TSGI environ in, the gateway's Sink calls out
+ * (lib/gateway/respond.ts runs the adapted app exactly as every protocol does). Exact status,
+ * headers and body bytes; what the handler saw of the request; backpressure both ways; the
+ * client going away; 204/304/HEAD; upgrade and CONNECT refused; validate() around both.
+ */
+import { createHash } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { describe, expect, it } from 'vitest';
+import { fromFetch } from '../lib/adapters/fetch.js';
+import { fromNodeHandler, type NodeHandler } from '../lib/adapters/node.js';
+import { cgiVariables } from '../lib/codec/environ.js';
+import { makeEnviron } from '../lib/gateway/environ.js';
+import { errorStream } from '../lib/gateway/errors.js';
+import { BodyInput } from '../lib/gateway/input.js';
+import { respond, type Sink } from '../lib/gateway/respond.js';
+import type { App, Environ } from '../lib/gateway/types.js';
+import { validate } from '../lib/gateway/validate.js';
+
+type Call = (string | string[] | boolean | null)[];
+
+const latin1 = (b: Uint8Array): string => Buffer.from(b).toString('latin1');
+const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
+const DATE = /^[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT$/;
+
+interface HarnessOptions {
+  /** The request body (CONTENT_LENGTH must be among the pairs, or HTTP_TRANSFER_ENCODING). */
+  input?: BodyInput;
+  /** The sink's ready(): null when the peer keeps up. */
+  ready?: () => Promise<void> | null;
+  /** Called when the sink receives body bytes (head with body, or write). */
+  onBytes?: (text: string) => void;
+}
+
+/** A request environ and a sink that records what the gateway sends. */
+function harness(pairs: string[] = [], opts: HarnessOptions = {}) {
+  const calls: Call[] = [];
+  const errors: string[] = [];
+  const controller = new AbortController();
+  const sink: Sink = {
+    head: (status, headers, body, last) => {
+      calls.push(['head', status, headers, body === null ? null : latin1(body), last]);
+      if (body !== null) opts.onBytes?.(latin1(body));
+    },
+    write: (chunk) => {
+      calls.push(['write', latin1(chunk)]);
+      opts.onBytes?.(latin1(chunk));
+    },
+    end: () => calls.push(['end']),
+    ready: opts.ready ?? (() => null),
+    cut: () => calls.push(['cut']),
+    get aborted() {
+      return controller.signal.aborted;
+    },
+    signal: controller.signal,
+  };
+  const env = makeEnviron(
+    cgiVariables([
+      'REQUEST_METHOD',
+      'GET',
+      'REQUEST_URI',
+      '/',
+      'SERVER_NAME',
+      'example.org',
+      'SERVER_PORT',
+      '8080',
+      'SERVER_ADDR',
+      '127.0.0.1',
+      'SERVER_PROTOCOL',
+      'HTTP/1.1',
+      'REMOTE_ADDR',
+      '192.0.2.7',
+      'REMOTE_PORT',
+      '40001',
+      'HTTP_HOST',
+      'example.org:8080',
+      ...pairs,
+    ]),
+    {
+      protocol: 'test',
+      input: opts.input ?? new BodyInput(0),
+      errors: errorStream((b) => errors.push(latin1(b))),
+      signal: controller.signal,
+    },
+  );
+  const run = async (app: App) => {
+    await respond(app, env, sink);
+    return calls;
+  };
+  return { calls, errors, env, controller, run };
+}
+
+/** Status, headers (Date values replaced by "DATE" once checked) and body of recorded calls. */
+function response(calls: Call[]) {
+  const head = calls.find((c) => c[0] === 'head');
+  if (head === undefined) throw new Error(`no head in ${JSON.stringify(calls)}`);
+  const headers = [...(head[2] as string[])];
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i]!.toLowerCase() === 'date') {
+      expect(headers[i + 1]).toMatch(DATE);
+      headers[i + 1] = 'DATE';
+    }
+  }
+  let body = '';
+  let ended = false;
+  let cut = false;
+  for (const c of calls) {
+    if (c[0] === 'head') {
+      if (c[3] !== null) body += c[3] as string;
+      if (c[4] === true) ended = true;
+    } else if (c[0] === 'write') body += c[1] as string;
+    else if (c[0] === 'end') ended = true;
+    else if (c[0] === 'cut') cut = true;
+  }
+  return { status: head[1] as string, headers, body, ended, cut };
+}
+
+/** What a node handler saw of its request. */
+interface Seen {
+  req: IncomingMessage;
+  res: ServerResponse;
+}
+
+function capture(handler: (req: IncomingMessage, res: ServerResponse) => void) {
+  const seen: Seen[] = [];
+  const app = fromNodeHandler((req, res) => {
+    seen.push({ req, res });
+    handler(req, res);
+  });
+  return { seen, app };
+}
+
+const hello: NodeHandler = (_req, res) => {
+  res.setHeader('Content-Type', 'text/plain');
+  res.end('hello');
+};
+
+describe('fromNodeHandler: the request node:http builds', () => {
+  it('carries method, url, version, headers, rawHeaders and the client addresses', async () => {
+    const { seen, app } = capture(hello);
+    const h = harness([
+      'REQUEST_METHOD',
+      'DELETE',
+      'REQUEST_URI',
+      '/a/b%20c?x=1&y=%C3%A9',
+      'QUERY_STRING',
+      'x=1&y=%C3%A9',
+      'HTTP_ACCEPT',
+      'text/html',
+      'HTTP_X_FORWARDED_FOR',
+      '10.0.0.1',
+      'HTTP_COOKIE',
+      'a=1',
+      'HTTP_COOKIE',
+      'b=2',
+      'HTTP_USER_AGENT',
+      'agent/1.0 (caf\xe9)',
+      'HTTP_DNT',
+      '1',
+    ]);
+    await h.run(app);
+    const { req } = seen[0]!;
+    expect(req.method).toBe('DELETE');
+    expect(req.url).toBe('/a/b%20c?x=1&y=%C3%A9');
+    expect(req.httpVersion).toBe('1.1');
+    expect(req.rawHeaders).toEqual([
+      'Host',
+      'example.org:8080',
+      'Accept',
+      'text/html',
+      'X-Forwarded-For',
+      '10.0.0.1',
+      'Cookie',
+      'a=1; b=2',
+      'User-Agent',
+      'agent/1.0 (caf\xe9)',
+      'Dnt',
+      '1',
+    ]);
+    expect(req.headers).toEqual({
+      host: 'example.org:8080',
+      accept: 'text/html',
+      'x-forwarded-for': '10.0.0.1',
+      cookie: 'a=1; b=2',
+      'user-agent': 'agent/1.0 (caf\xe9)',
+      dnt: '1',
+    });
+    expect(req.socket.remoteAddress).toBe('192.0.2.7');
+    expect(req.socket.remotePort).toBe(40001);
+    expect(req.socket.remoteFamily).toBe('IPv4');
+    expect(req.socket.localAddress).toBe('127.0.0.1');
+    expect(req.socket.localPort).toBe(8080);
+    expect((req.socket as { encrypted?: boolean }).encrypted).toBeUndefined();
+    expect(response(h.calls)).toEqual({
+      status: '200 OK',
+      headers: ['Content-Type', 'text/plain', 'Date', 'DATE', 'Content-Length', '5'],
+      body: 'hello',
+      ended: true,
+      cut: false,
+    });
+  });
+
+  it('marks the socket encrypted for HTTPS requests, and takes the version from SERVER_PROTOCOL', async () => {
+    const { seen, app } = capture(hello);
+    await harness(['HTTPS', 'on', 'SERVER_PROTOCOL', 'HTTP/2.0', 'REMOTE_PORT', '40002']).run(app);
+    await harness(['SERVER_PROTOCOL', 'HTTP/1.0', 'REMOTE_PORT', '40003']).run(app);
+    expect((seen[0]!.req.socket as { encrypted?: boolean }).encrypted).toBe(true);
+    expect(seen[0]!.req.httpVersion).toBe('2.0');
+    expect([seen[0]!.req.httpVersionMajor, seen[0]!.req.httpVersionMinor]).toEqual([2, 0]);
+    expect((seen[1]!.req.socket as { encrypted?: boolean }).encrypted).toBeUndefined();
+    expect(seen[1]!.req.httpVersion).toBe('1.0');
+  });
+
+  it('percent-encodes raw bytes of REQUEST_URI that node would refuse', async () => {
+    const { seen, app } = capture(hello);
+    await harness(['REQUEST_URI', '/caf\xe9 x?q=\xff']).run(app);
+    expect(seen[0]!.req.url).toBe('/caf%E9%20x?q=%FF');
+  });
+
+  it('gives req.url below the mount point (SCRIPT_NAME) when one was configured', async () => {
+    const { seen, app } = capture(hello);
+    const cases: [string[], string][] = [
+      /* mounted at /app: SCRIPT_NAME stripped */
+      [['SCRIPT_NAME', '/app', 'PATH_INFO', '/x', 'REQUEST_URI', '/app/x?q=1'], '/x?q=1'],
+      /* nginx's stock fastcgi_params: the whole path in SCRIPT_NAME, PATH_INFO empty */
+      [['SCRIPT_NAME', '/index.php', 'REQUEST_URI', '/index.php?a=b'], '/index.php?a=b'],
+      /* the mount written with escapes in REQUEST_URI: rebuilt from PATH_INFO */
+      [
+        [
+          'SCRIPT_NAME',
+          '/my app',
+          'PATH_INFO',
+          '/50% off?',
+          'REQUEST_URI',
+          '/my%20app/50%25%20off%3F?a=b',
+          'QUERY_STRING',
+          'a=b',
+        ],
+        '/50%25%20off%3F?a=b',
+      ],
+      /* no REQUEST_URI at all */
+      [
+        ['SCRIPT_NAME', '', 'PATH_INFO', '/p q', 'QUERY_STRING', 'z=1', 'REQUEST_URI', ''],
+        '/p%20q?z=1',
+      ],
+    ];
+    for (const [pairs] of cases) await harness(pairs).run(app);
+    expect(seen.map((s) => s.req.url)).toEqual(cases.map(([, url]) => url));
+    /* under CGI, SCRIPT_NAME is the script: always stripped */
+    const cgi = harness([
+      'SCRIPT_NAME',
+      '/cgi-bin/app.mjs',
+      'PATH_INFO',
+      '',
+      'REQUEST_URI',
+      '/cgi-bin/app.mjs?x',
+    ]);
+    (cgi.env as Record<string, unknown>)['tsgi.protocol'] = 'cgi';
+    await cgi.run(app);
+    expect(seen[4]!.req.url).toBe('/?x');
+  });
+
+  it('reuses the in-memory socket for the same client connection only', async () => {
+    const { seen, app } = capture(hello);
+    await harness(['REMOTE_PORT', '5000']).run(app);
+    await harness(['REMOTE_PORT', '5000']).run(app);
+    await harness(['REMOTE_PORT', '5001']).run(app);
+    expect(seen[1]!.req.socket).toBe(seen[0]!.req.socket);
+    expect(seen[2]!.req.socket).not.toBe(seen[0]!.req.socket);
+    expect(seen[2]!.req.socket.remotePort).toBe(5001);
+  });
+
+  it('streams a Content-Length body to the handler', async () => {
+    const input = new BodyInput(11);
+    const { seen, app } = capture((req, res) => {
+      let body = '';
+      req.setEncoding('latin1');
+      req.on('data', (d: string) => (body += d));
+      req.on('end', () => {
+        res.setHeader('Content-Type', 'text/plain');
+        res.end(`${req.headers['content-type']} ${req.headers['content-length']} ${body}`);
+      });
+    });
+    const h = harness(
+      [
+        'REQUEST_METHOD',
+        'POST',
+        'CONTENT_TYPE',
+        'application/x-www-form-urlencoded',
+        'CONTENT_LENGTH',
+        '11',
+      ],
+      { input },
+    );
+    const done = h.run(app);
+    input.feed(Buffer.from('hello '));
+    await tick(5);
+    input.feed(Buffer.from('world'));
+    await done;
+    expect(response(h.calls).body).toBe('application/x-www-form-urlencoded 11 hello world');
+    expect(seen[0]!.req.rawHeaders.slice(2)).toEqual([
+      'Content-Type',
+      'application/x-www-form-urlencoded',
+      'Content-Length',
+      '11',
+    ]);
+  });
+
+  it('re-chunks a body that came without a length (Transfer-Encoding: chunked)', async () => {
+    const input = new BodyInput(-1);
+    const { seen, app } = capture((req, res) => {
+      const parts: Buffer[] = [];
+      req.on('data', (d: Buffer) => parts.push(d));
+      req.on('end', () => {
+        res.setHeader('Content-Type', 'text/plain');
+        res.end(Buffer.concat(parts));
+      });
+    });
+    const h = harness(
+      ['REQUEST_METHOD', 'PUT', 'CONTENT_LENGTH', '', 'HTTP_TRANSFER_ENCODING', 'chunked'],
+      { input },
+    );
+    const done = h.run(app);
+    input.feed(Buffer.from('abc'));
+    await tick(2);
+    input.feed(Buffer.alloc(70000, 0x78));
+    input.finish();
+    await done;
+    expect(response(h.calls).body).toBe('abc' + 'x'.repeat(70000));
+    expect(seen[0]!.req.headers['transfer-encoding']).toBe('chunked');
+    expect(seen[0]!.req.headers['content-length']).toBeUndefined();
+  });
+
+  it('holds the request body back while the handler does not read (backpressure)', async () => {
+    const input = new BodyInput(4 * 1024 * 1024);
+    let startReading: () => void = () => {};
+    const { app } = capture((req, res) => {
+      startReading = () => {
+        const hash = createHash('sha256');
+        let n = 0;
+        req.on('data', (d: Buffer) => {
+          hash.update(d);
+          n += d.length;
+        });
+        req.on('end', () => {
+          res.setHeader('Content-Type', 'text/plain');
+          res.end(`${n} ${hash.digest('hex')}`);
+        });
+      };
+    });
+    const h = harness(['REQUEST_METHOD', 'POST', 'CONTENT_LENGTH', String(4 * 1024 * 1024)], {
+      input,
+    });
+    const done = h.run(app);
+    const chunk = Buffer.alloc(16 * 1024, 0x61);
+    let fed = 0;
+    while (input.feed(chunk)) {
+      fed += chunk.length;
+      await tick();
+      if (fed > 2 * 1024 * 1024) break;
+    }
+    fed += chunk.length;
+    /* node's request buffer, the in-memory socket and tsgi.input's own buffer: far from 4 MiB */
+    expect(fed).toBeLessThan(512 * 1024);
+    const wanted = new Promise<void>((r) => (input.onWant = r));
+    startReading();
+    await wanted;
+    const expected = createHash('sha256');
+    expected.update(Buffer.alloc(fed, 0x61));
+    while (fed < 4 * 1024 * 1024) {
+      if (!input.feed(chunk)) await new Promise<void>((r) => (input.onWant = r));
+      expected.update(chunk);
+      fed += chunk.length;
+    }
+    await done;
+    expect(response(h.calls).body).toBe(`${4 * 1024 * 1024} ${expected.digest('hex')}`);
+  });
+
+  it('answers 501 to protocol upgrades and CONNECT without calling the handler', async () => {
+    const { seen, app } = capture(hello);
+    const ws = harness(['HTTP_CONNECTION', 'keep-alive, Upgrade', 'HTTP_UPGRADE', 'websocket']);
+    await ws.run(app);
+    const text =
+      '501 Not Implemented: protocol upgrades (Upgrade: websocket) cannot be served through ' +
+      'the TSGI interface: the gateway protocols do not hand over the client connection\n';
+    expect(response(ws.calls)).toEqual({
+      status: '501 Not Implemented',
+      headers: ['Content-Type', 'text/plain; charset=utf-8', 'Content-Length', String(text.length)],
+      body: text,
+      ended: true,
+      cut: false,
+    });
+    const connect = harness(['REQUEST_METHOD', 'CONNECT', 'REQUEST_URI', 'example.org:443']);
+    await connect.run(app);
+    expect(response(connect.calls).status).toBe('501 Not Implemented');
+    expect(response(connect.calls).body).toBe(
+      '501 Not Implemented: CONNECT requests (tunnels) cannot be served through the TSGI interface\n',
+    );
+    /* an Upgrade header without "Connection: upgrade" is not an upgrade request */
+    await harness(['HTTP_UPGRADE', 'h2c']).run(app);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]!.req.headers.upgrade).toBe('h2c');
+  });
+});
+
+describe('fromNodeHandler: the response', () => {
+  it('passes writeHead, setHeader and repeated Set-Cookie; drops node framing headers', async () => {
+    const app = fromNodeHandler((_req, res) => {
+      res.setHeader('Set-Cookie', ['a=1; Path=/', 'b=2; HttpOnly']);
+      res.setHeader('X-Custom', 'one');
+      res.writeHead(201, 'Made It', { 'Content-Type': 'application/json', 'X-Other': 'two' });
+      res.end('{"ok":true}');
+    });
+    const h = harness();
+    await h.run(app);
+    expect(response(h.calls)).toEqual({
+      status: '201 Made It',
+      headers: [
+        'Set-Cookie',
+        'a=1; Path=/',
+        'Set-Cookie',
+        'b=2; HttpOnly',
+        'X-Custom',
+        'one',
+        'Content-Type',
+        'application/json',
+        'X-Other',
+        'two',
+        'Date',
+        'DATE',
+        'Content-Length',
+        '11',
+      ],
+      body: '{"ok":true}',
+      ended: true,
+      cut: false,
+    });
+    expect(h.errors).toEqual([]);
+  });
+
+  it('streams writes as they happen, after flushHeaders, and decodes node chunking', async () => {
+    let seenByPeer: () => void = () => {};
+    const firstArrived = new Promise<void>((r) => (seenByPeer = r));
+    const app = fromNodeHandler((_req, res) => {
+      res.setHeader('Content-Type', 'text/event-stream');
+      res.flushHeaders();
+      res.write('data: one\n\n');
+      void firstArrived.then(() => {
+        res.write('data: two\n\n');
+        res.end();
+      });
+    });
+    const h = harness([], { onBytes: () => seenByPeer() });
+    await h.run(app);
+    expect(h.calls.map((c) => c[0])).toEqual(['head', 'write', 'end']);
+    expect(response(h.calls)).toEqual({
+      status: '200 OK',
+      headers: ['Content-Type', 'text/event-stream', 'Date', 'DATE'],
+      body: 'data: one\n\ndata: two\n\n',
+      ended: true,
+      cut: false,
+    });
+    expect(h.calls[0]![3]).toBe('data: one\n\n');
+  });
+
+  it('sends a response complete at once as one array (the gateway adds Content-Length)', async () => {
+    const app = fromNodeHandler((_req, res) => {
+      res.setHeader('Content-Type', 'text/plain');
+      res.write('a');
+      res.write(Buffer.from('b'));
+      res.end('c');
+    });
+    const h = harness();
+    await h.run(app);
+    expect(h.calls).toEqual([
+      [
+        'head',
+        '200 OK',
+        [
+          'Content-Type',
+          'text/plain',
+          'Date',
+          (h.calls[0]![2] as string[])[3]!,
+          'Content-Length',
+          '3',
+        ],
+        'abc',
+        true,
+      ],
+    ]);
+  });
+
+  it('waits for the peer before letting node write more (response backpressure)', async () => {
+    let open: () => void = () => {};
+    let gate: Promise<void> | null = new Promise<void>((r) => (open = r));
+    let writes = 0;
+    let drains = 0;
+    const chunk = Buffer.alloc(64 * 1024, 0x62);
+    const total = 64;
+    const app = fromNodeHandler((_req, res) => {
+      res.setHeader('Content-Type', 'application/octet-stream');
+      const more = (): void => {
+        while (writes < total) {
+          writes++;
+          if (!res.write(chunk)) {
+            res.once('drain', () => {
+              drains++;
+              more();
+            });
+            return;
+          }
+        }
+        res.end();
+      };
+      more();
+    });
+    let received = 0;
+    const h = harness([], {
+      ready: () => gate,
+      onBytes: (t) => (received += t.length),
+    });
+    const done = h.run(app);
+    await tick(30);
+    /* the peer took one chunk and is not ready: node is told to wait */
+    expect(received).toBe(chunk.length);
+    expect(writes).toBeLessThanOrEqual(2);
+    gate = null;
+    open();
+    await done;
+    expect(received).toBe(total * chunk.length);
+    expect(drains).toBeGreaterThan(0);
+    expect(response(h.calls).ended).toBe(true);
+  });
+
+  it('sends 204 and 304 without a body, and HEAD without a body', async () => {
+    for (const code of [204, 304]) {
+      const h = harness();
+      await h.run(
+        fromNodeHandler((_req, res) => {
+          res.writeHead(code, { ETag: '"x"' });
+          res.end();
+        }),
+      );
+      expect(response(h.calls)).toEqual({
+        status: code === 204 ? '204 No Content' : '304 Not Modified',
+        headers: ['ETag', '"x"', 'Date', 'DATE'],
+        body: '',
+        ended: true,
+        cut: false,
+      });
+    }
+    const head = harness(['REQUEST_METHOD', 'HEAD']);
+    let method = '';
+    await head.run(
+      fromNodeHandler((req, res) => {
+        method = req.method!;
+        res.setHeader('Content-Type', 'text/plain');
+        res.end('hello'); /* node drops the body of a HEAD response, and adds no length */
+      }),
+    );
+    expect(method).toBe('HEAD');
+    expect(response(head.calls)).toEqual({
+      status: '200 OK',
+      headers: ['Content-Type', 'text/plain', 'Date', 'DATE'],
+      body: '',
+      ended: true,
+      cut: false,
+    });
+  });
+
+  it('drops interim 1xx responses and trailers', async () => {
+    const app = fromNodeHandler((_req, res) => {
+      res.writeEarlyHints({ link: '</style.css>; rel=preload' });
+      res.writeHead(200, { 'Content-Type': 'text/plain', Trailer: 'X-Sum' });
+      res.write('body');
+      res.addTrailers({ 'X-Sum': '42' });
+      res.end();
+    });
+    const h = harness();
+    await h.run(app);
+    const r = response(h.calls);
+    expect(r.status).toBe('200 OK');
+    expect(r.body).toBe('body');
+    /* "Trailer" is hop-by-hop: the gateway drops it and says so */
+    expect(r.headers).toEqual([
+      'Content-Type',
+      'text/plain',
+      'Date',
+      'DATE',
+      'Content-Length',
+      '4',
+    ]);
+    expect(h.errors.join('')).toContain('dropped hop-by-hop header "Trailer"');
+  });
+
+  it('gives a body without a Content-Type the default type', async () => {
+    const h = harness();
+    await h.run(fromNodeHandler((_req, res) => res.end('raw')));
+    expect(response(h.calls).headers).toEqual([
+      'Date',
+      'DATE',
+      'Content-Length',
+      '3',
+      'Content-Type',
+      'application/octet-stream',
+    ]);
+    const custom = harness();
+    await custom.run(
+      fromNodeHandler((_req, res) => res.end('raw'), { defaultContentType: 'text/plain' }),
+    );
+    expect(response(custom.calls).headers).toContain('text/plain');
+  });
+
+  it('answers 500 when the handler throws or rejects, with the error on tsgi.errors', async () => {
+    for (const handler of [
+      () => {
+        throw new Error('sync failure');
+      },
+      async () => {
+        await tick(1);
+        throw new Error('async failure');
+      },
+    ]) {
+      const h = harness();
+      await h.run(fromNodeHandler(handler as NodeHandler));
+      expect(response(h.calls)).toEqual({
+        status: '500 Internal Server Error',
+        headers: [
+          'Content-Type',
+          'text/plain; charset=us-ascii',
+          'Content-Length',
+          '22',
+          'Date',
+          'DATE',
+        ],
+        body: 'Internal Server Error\n',
+        ended: true,
+        cut: false,
+      });
+      expect(h.errors.join('')).toMatch(/tsgi: error in the node handler: Error: (a?sync) failure/);
+    }
+  });
+
+  it('cuts the response when the handler fails after the head left', async () => {
+    const h = harness();
+    await h.run(
+      fromNodeHandler((_req, res) => {
+        res.setHeader('Content-Type', 'text/plain');
+        res.write('partial');
+        setTimeout(() => res.destroy(new Error('gone wrong')), 5);
+      }),
+    );
+    const r = response(h.calls);
+    expect(r.body).toBe('partial');
+    expect(r.cut).toBe(true);
+    expect(r.ended).toBe(false);
+  });
+
+  it('cuts a response that ends short of its Content-Length', async () => {
+    const h = harness();
+    await h.run(
+      fromNodeHandler((_req, res) => {
+        res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': '10' });
+        res.write('12345');
+        setTimeout(() => res.end(), 2);
+      }),
+    );
+    const r = response(h.calls);
+    expect(r.body).toBe('12345');
+    expect(r.cut).toBe(true);
+    expect(h.errors.join('')).toContain('5 bytes short of its Content-Length');
+  });
+
+  it('emits res "close" (not finished) and req "close" when the client goes away', async () => {
+    const events: string[] = [];
+    let handlerRan: () => void = () => {};
+    const ran = new Promise<void>((r) => (handlerRan = r));
+    const app = fromNodeHandler((req, res) => {
+      res.on('close', () => events.push(`res close finished=${res.writableFinished}`));
+      req.on('close', () => events.push('req close'));
+      handlerRan(); /* and never answers */
+    });
+    const h = harness();
+    const done = h.run(app);
+    await ran;
+    await tick(5);
+    expect(events).toEqual([]);
+    h.controller.abort();
+    await done;
+    await tick(5);
+    expect(events.sort()).toEqual(['req close', 'res close finished=false']);
+    expect(h.calls).toEqual([]);
+  });
+
+  it('stops a streaming handler when the client goes away mid-body', async () => {
+    let closed = false;
+    let writes = 0;
+    const h = harness([], { onBytes: () => writes === 3 && h.controller.abort() });
+    await h.run(
+      fromNodeHandler((_req, res) => {
+        res.setHeader('Content-Type', 'text/plain');
+        res.on('close', () => (closed = true));
+        const timer = setInterval(() => {
+          if (closed) {
+            clearInterval(timer);
+            return;
+          }
+          writes++;
+          res.write(`line ${writes}\n`);
+        }, 2);
+      }),
+    );
+    await tick(20);
+    expect(closed).toBe(true);
+    expect(writes).toBeLessThan(6);
+  });
+
+  it('emits res "close" after "finish" on a normal end too, as node:http does', async () => {
+    const events: string[] = [];
+    const h = harness();
+    await h.run(
+      fromNodeHandler((_req, res) => {
+        res.on('finish', () => events.push('finish'));
+        res.on('close', () => events.push(`close finished=${res.writableFinished}`));
+        res.setHeader('Content-Type', 'text/plain');
+        res.end('x');
+      }),
+    );
+    await tick(5);
+    expect(events).toEqual(['finish', 'close finished=true']);
+  });
+
+  it('runs under validate(), composes with TSGI middleware', async () => {
+    const withHeader =
+      (inner: App): App =>
+      (env, start) =>
+        inner(env, (status, headers, exc) => start(status, [...headers, ['X-Mw', '1']], exc));
+    const h = harness(['REQUEST_URI', '/x']);
+    await h.run(validate(withHeader(fromNodeHandler(hello))));
+    expect(response(h.calls)).toEqual({
+      status: '200 OK',
+      headers: ['Content-Type', 'text/plain', 'Date', 'DATE', 'Content-Length', '5', 'X-Mw', '1'],
+      body: 'hello',
+      ended: true,
+      cut: false,
+    });
+    const streaming = harness();
+    await streaming.run(
+      validate(
+        fromNodeHandler((_req, res) => {
+          res.setHeader('Content-Type', 'text/plain');
+          res.write('a');
+          setTimeout(() => res.end('b'), 2);
+        }),
+      ),
+    );
+    expect(response(streaming.calls).body).toBe('ab');
+    expect(streaming.errors).toEqual([]);
+  });
+});
+
+/* ------------------------------------------------------------------------------------------ */
+
+describe('fromFetch', () => {
+  it('makes a real Request: url, method, headers; sends status, headers and body', async () => {
+    let seen: Request | null = null;
+    let seenEnv: Environ | null = null;
+    const app = fromFetch((request, env) => {
+      seen = request;
+      seenEnv = env;
+      return new Response('hello', { status: 201, headers: { 'X-A': 'b' } });
+    });
+    const h = harness([
+      'REQUEST_URI',
+      '/p/q?x=1',
+      'HTTP_ACCEPT',
+      'text/html',
+      'HTTP_X_REQUEST_ID',
+      'abc',
+    ]);
+    await h.run(app);
+    const req = seen as unknown as Request;
+    expect(req).toBeInstanceOf(Request);
+    expect(req.url).toBe('http://example.org:8080/p/q?x=1');
+    expect(req.method).toBe('GET');
+    expect([...req.headers]).toEqual([
+      ['accept', 'text/html'],
+      ['host', 'example.org:8080'],
+      ['x-request-id', 'abc'],
+    ]);
+    expect(seenEnv).toBe(h.env);
+    expect(response(h.calls)).toEqual({
+      status: '201 Created',
+      headers: ['content-type', 'text/plain;charset=UTF-8', 'x-a', 'b', 'Content-Length', '5'],
+      body: 'hello',
+      ended: true,
+      cut: false,
+    });
+  });
+
+  it('builds the URL from the scheme and SERVER_NAME when there is no Host', async () => {
+    let url = '';
+    const app = fromFetch((request) => {
+      url = request.url;
+      return new Response(null, { status: 204 });
+    });
+    const h = harness(['HTTPS', 'on', 'SERVER_PORT', '443', 'REQUEST_URI', '/s']);
+    delete (h.env as Record<string, unknown>).HTTP_HOST;
+    await h.run(app);
+    expect(url).toBe('https://example.org/s');
+    expect(response(h.calls)).toMatchObject({ status: '204 No Content', headers: [], body: '' });
+  });
+
+  it('keeps every Set-Cookie', async () => {
+    const h = harness();
+    await h.run(
+      fromFetch(() => {
+        const headers = new Headers({ 'Content-Type': 'text/plain' });
+        headers.append('Set-Cookie', 'a=1; Path=/');
+        headers.append('Set-Cookie', 'b=2, with comma; HttpOnly');
+        return new Response('ok', { headers });
+      }),
+    );
+    expect(response(h.calls).headers).toEqual([
+      'content-type',
+      'text/plain',
+      'set-cookie',
+      'a=1; Path=/',
+      'set-cookie',
+      'b=2, with comma; HttpOnly',
+      'Content-Length',
+      '2',
+    ]);
+  });
+
+  it('streams the request body with backpressure', async () => {
+    const size = 2 * 1024 * 1024;
+    const input = new BodyInput(size);
+    let read: () => void = () => {};
+    const app = fromFetch(
+      (request) =>
+        new Promise<Response>((resolve) => {
+          read = () =>
+            void request.arrayBuffer().then((b) => {
+              const hash = createHash('sha256').update(Buffer.from(b)).digest('hex');
+              resolve(new Response(`${b.byteLength} ${hash}`));
+            });
+        }),
+    );
+    const h = harness(['REQUEST_METHOD', 'POST', 'CONTENT_LENGTH', String(size)], { input });
+    const done = h.run(app);
+    const chunk = Buffer.alloc(16 * 1024, 0x63);
+    let fed = 0;
+    while (input.feed(chunk)) {
+      fed += chunk.length;
+      await tick();
+      if (fed >= size) break;
+    }
+    fed += chunk.length;
+    expect(fed).toBeLessThan(256 * 1024);
+    read();
+    while (fed < size) {
+      if (!input.feed(chunk)) await new Promise<void>((r) => (input.onWant = r));
+      fed += chunk.length;
+    }
+    await done;
+    const expected = createHash('sha256').update(Buffer.alloc(size, 0x63)).digest('hex');
+    expect(response(h.calls).body).toBe(`${size} ${expected}`);
+  });
+
+  it('aborts request.signal when the client goes away, and cancels the body stream', async () => {
+    let aborted = false;
+    let cancelled = false;
+    let pulls = 0;
+    const h = harness([], { onBytes: () => h.controller.abort() });
+    await h.run(
+      fromFetch((request) => {
+        request.signal.addEventListener('abort', () => (aborted = true));
+        const stream = new ReadableStream<Uint8Array>({
+          async pull(controller) {
+            pulls++;
+            await tick(1);
+            controller.enqueue(new TextEncoder().encode(`event ${pulls}\n`));
+          },
+          cancel() {
+            cancelled = true;
+          },
+        });
+        return new Response(stream, { headers: { 'Content-Type': 'text/event-stream' } });
+      }),
+    );
+    await tick(5);
+    expect(aborted).toBe(true);
+    expect(cancelled).toBe(true);
+    expect(pulls).toBeLessThan(5);
+    expect(response(h.calls).body).toBe('event 1\n');
+  });
+
+  it('pulls the response stream only as fast as the peer takes it', async () => {
+    let open: () => void = () => {};
+    let gate: Promise<void> | null = new Promise<void>((r) => (open = r));
+    let pulls = 0;
+    const h = harness([], { ready: () => gate });
+    const done = h.run(
+      fromFetch(
+        () =>
+          new Response(
+            new ReadableStream<Uint8Array>(
+              {
+                pull(controller) {
+                  pulls++;
+                  if (pulls > 20) controller.close();
+                  else controller.enqueue(new Uint8Array(1000).fill(0x64));
+                },
+              },
+              { highWaterMark: 0 },
+            ),
+            { headers: { 'Content-Type': 'application/octet-stream' } },
+          ),
+      ),
+    );
+    await tick(20);
+    expect(pulls).toBeLessThanOrEqual(3);
+    gate = null;
+    open();
+    await done;
+    expect(response(h.calls).body).toBe('d'.repeat(20000));
+  });
+
+  it('sends HEAD, 204 and 304 without a body', async () => {
+    const head = harness(['REQUEST_METHOD', 'HEAD']);
+    await head.run(fromFetch(() => new Response('body', { headers: { 'Content-Length': '4' } })));
+    expect(response(head.calls)).toEqual({
+      status: '200 OK',
+      headers: ['content-length', '4', 'content-type', 'text/plain;charset=UTF-8'],
+      body: '',
+      ended: true,
+      cut: false,
+    });
+    const notModified = harness();
+    await notModified.run(fromFetch(() => new Response(null, { status: 304 })));
+    expect(response(notModified.calls)).toMatchObject({ status: '304 Not Modified', body: '' });
+  });
+
+  it('refuses CONNECT, TRACE and upgrades with 501, a bad Host with 400', async () => {
+    const app = fromFetch(() => new Response('never'));
+    for (const [pairs, body] of [
+      [
+        ['REQUEST_METHOD', 'TRACE'],
+        '501 Not Implemented: TRACE requests cannot be made into a fetch Request\n',
+      ],
+      [
+        ['HTTP_CONNECTION', 'Upgrade', 'HTTP_UPGRADE', 'websocket'],
+        '501 Not Implemented: protocol upgrades (Upgrade: websocket) cannot be served through the TSGI interface: the gateway protocols do not hand over the client connection\n',
+      ],
+      [
+        ['HTTP_HOST', 'bad host'],
+        '400 Bad Request: the Host header and request target do not make a URL\n',
+      ],
+    ] as [string[], string][]) {
+      const h = harness(pairs);
+      await h.run(app);
+      expect(response(h.calls).body).toBe(body);
+    }
+  });
+
+  it('gives a body without a Content-Type the default type; UTF-8 for string chunks', async () => {
+    const h = harness();
+    await h.run(
+      fromFetch(
+        () =>
+          new Response(
+            new ReadableStream<unknown>({
+              start(c) {
+                c.enqueue('caf\u00e9 \u2713');
+                c.close();
+              },
+            }) as ReadableStream<Uint8Array>,
+          ),
+      ),
+    );
+    const r = response(h.calls);
+    expect(r.headers).toEqual(['content-type', 'application/octet-stream', 'Content-Length', '9']);
+    expect(Buffer.from(r.body, 'latin1').toString('utf8')).toBe('caf\u00e9 \u2713');
+  });
+
+  it('answers 500 when the handler throws or returns no Response', async () => {
+    for (const handler of [
+      () => {
+        throw new Error('fetch failure');
+      },
+      () => 'not a response' as unknown as Response,
+    ]) {
+      const h = harness();
+      await h.run(fromFetch(handler));
+      expect(response(h.calls).status).toBe('500 Internal Server Error');
+      expect(h.errors.join('')).toMatch(/fetch failure|returned a string, not a Response/);
+    }
+  });
+
+  it('runs under validate()', async () => {
+    const h = harness(['REQUEST_METHOD', 'POST', 'CONTENT_LENGTH', '3'], {
+      input: (() => {
+        const i = new BodyInput(3);
+        i.feed(Buffer.from('abc'));
+        return i;
+      })(),
+    });
+    await h.run(
+      validate(
+        fromFetch(async (request) => new Response(`got ${await request.text()}`, { status: 202 })),
+      ),
+    );
+    expect(response(h.calls)).toMatchObject({ status: '202 Accepted', body: 'got abc' });
+    expect(h.errors).toEqual([]);
+  });
+});

@@ -1,0 +1,291 @@
+/**
+ * Faults under a real nginx with load from this test (keep-alive agents, many concurrent
+ * requests, every outcome counted): a SIGHUP reload under load, a request stuck in a busy
+ * loop (--timeout), a request that waits forever (--timeout), memory growth (--max-rss), and
+ * kill -9 of a worker that holds requests. tsgi runs as `tsgi serve --workers N` (the built
+ * CLI); nginx is started here and stopped by pid. Skipped with a loud message without nginx,
+ * failing under CI=true.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { Agent } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ensureBuilt } from './support/build.js';
+import { nginxUser, startNginx } from './support/frontends.js';
+import { findPeer, freePort, isCI, missingPeerMessage } from './support/peers.js';
+import {
+  getStats,
+  httpGet,
+  startLoad,
+  startTsgi,
+  tick,
+  waitFor,
+  type LoadResult,
+} from './support/process-manager.js';
+import type { Child } from './support/spawn.js';
+
+const nginx = findPeer('nginx', 'nginx-light');
+
+const APP = `
+const TEXT = [['Content-Type', 'text/plain']];
+const kept = [];
+export default async function app(env, start) {
+  const path = env.PATH_INFO;
+  if (path.endsWith('/loop')) {
+    for (;;) {}
+  }
+  if (path === '/wait') {
+    await new Promise(() => {});
+  }
+  if (path === '/grow') {
+    kept.push(Buffer.alloc(32 * 1024 * 1024, 1));
+  }
+  if (path === '/slow') {
+    for await (const _ of env['tsgi.input']) {}
+    await new Promise((r) => setTimeout(r, Number(env.QUERY_STRING) || 2000));
+  }
+  start('200 OK', TEXT);
+  return [String(process.pid)];
+}
+`;
+
+const PARAMS = `
+            fastcgi_param REQUEST_METHOD  $request_method;
+            fastcgi_param REQUEST_URI     $request_uri;
+            fastcgi_param DOCUMENT_URI    $document_uri;
+            fastcgi_param QUERY_STRING    $query_string;
+            fastcgi_param CONTENT_TYPE    $content_type;
+            fastcgi_param CONTENT_LENGTH  $content_length;
+            fastcgi_param SCRIPT_NAME     "";
+            fastcgi_param SERVER_PROTOCOL $server_protocol;
+            fastcgi_param REMOTE_ADDR     $remote_addr;
+            fastcgi_param SERVER_PORT     $server_port;
+            fastcgi_param SERVER_NAME     $server_name;`;
+
+/**
+ * nginx with an upstream keepalive pool to tsgi's unix socket, as in production, and the
+ * setting docs/process-manager.md recommends with --timeout: nginx re-sends a request whose
+ * cached upstream connection failed (right for the keep-alive race of a reload) but, with
+ * fastcgi_next_upstream_timeout below --timeout, never a request that already ran that long
+ * (one that got its worker killed would otherwise kill the next worker too).
+ */
+function nginxConf(port: number, sock: string): string {
+  return `daemon off;
+${nginxUser}
+worker_processes 1;
+pid nginx.pid;
+error_log error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path tmp/client_body;
+    fastcgi_temp_path tmp/fastcgi;
+    proxy_temp_path tmp/proxy;
+    uwsgi_temp_path tmp/uwsgi;
+    scgi_temp_path tmp/scgi;
+    upstream tsgi { server unix:${sock}; keepalive 16; }
+    server {
+        listen 127.0.0.1:${port};
+        location /fresh/ {${PARAMS}
+            fastcgi_pass unix:${sock};
+        }
+        location / {${PARAMS}
+            fastcgi_pass tsgi;
+            fastcgi_keep_conn on;
+            fastcgi_next_upstream_timeout 500ms;
+            fastcgi_read_timeout 60s;
+        }
+    }
+}
+`;
+}
+
+const sum = (r: Record<string, number>) => Object.values(r).reduce((a, b) => a + b, 0);
+
+describe.skipIf(nginx === null)('process faults behind nginx', () => {
+  let cli = '';
+  let dir = '';
+  const children: Child[] = [];
+
+  beforeAll(async () => {
+    cli = await ensureBuilt();
+    dir = mkdtempSync(join(tmpdir(), 'tsgi-faults-'));
+    writeFileSync(join(dir, 'app.mjs'), APP);
+  });
+  afterEach(async () => {
+    for (const c of children.splice(0).reverse()) await c.stop();
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** tsgi with `args` on a fresh unix socket and a stats port, nginx in front. */
+  async function setup(name: string, args: string[]) {
+    const sub = join(dir, name);
+    execFileSync('mkdir', ['-p', sub]);
+    const sock = join(sub, 'tsgi.sock');
+    const statsPort = await freePort();
+    const tsgi = await startTsgi(
+      cli,
+      [
+        join(dir, 'app.mjs'),
+        '--fastcgi',
+        `unix:${sock}`,
+        '--stats',
+        `127.0.0.1:${statsPort}`,
+        ...args,
+      ],
+      { cwd: sub },
+    );
+    children.push(tsgi);
+    const port = await freePort();
+    children.push(await startNginx(sub, nginxConf(port, sock), port));
+    return { tsgi, port, statsPort };
+  }
+
+  it('a SIGHUP reload under continuous load loses no request', async () => {
+    const { tsgi, port, statsPort } = await setup('reload', ['--workers', '2']);
+    const before = (await getStats(statsPort)).workers.map((w) => w.pid).sort();
+    const load = startLoad(port, '/', 8);
+    await waitFor('1000 requests', () => (load.result.total >= 1000 ? true : undefined), 20_000);
+    tsgi.proc.kill('SIGHUP');
+    const after = await waitFor('the new generation alone', async () => {
+      const s = await getStats(statsPort);
+      const ready = s.workers.filter((w) => w.generation === 2 && w.state === 'ready');
+      return s.workers.length === 2 && ready.length === 2
+        ? ready.map((w) => w.pid).sort()
+        : undefined;
+    });
+    const mark = load.result.total;
+    await waitFor(
+      '1000 more requests',
+      () => (load.result.total >= mark + 1000 ? true : undefined),
+      20_000,
+    );
+    const result: LoadResult = await load.stop();
+    expect(result.errors).toEqual({});
+    expect(result.statuses).toEqual({ 200: result.total });
+    for (const pid of after) expect(before).not.toContain(pid);
+    /* only these workers served: the old generation before the reload, the new one after */
+    const served = Object.keys(result.bodies).map(Number);
+    for (const pid of served) expect([...before, ...after]).toContain(pid);
+    expect(served.some((pid) => before.includes(pid))).toBe(true);
+    expect(served.some((pid) => after.includes(pid))).toBe(true);
+    expect(sum(result.bodies)).toBe(result.total);
+    expect(tsgi.stderr()).toContain('tsgi: SIGHUP: starting 2 new workers (generation 2)\n');
+  });
+
+  it('kills a worker stuck in a busy loop after --timeout: 502 for that request, others served', async () => {
+    const { tsgi, port, statsPort } = await setup('loop', ['--workers', '2', '--timeout', '1']);
+    const before = (await getStats(statsPort)).workers.map((w) => w.pid);
+    /* new connections for every request (no upstream keepalive): a request nginx sent on a
+       kept-alive connection of the stuck worker would wait for it and fail with it */
+    const load = startLoad(port, '/fresh/', 4);
+    await tick(200);
+    const sent = performance.now();
+    const stuck = await httpGet(port, '/fresh/loop');
+    await tick(300);
+    const result = await load.stop();
+    expect(stuck.status).toBe(502);
+    expect(result.errors).toEqual({});
+    /* The stuck worker accepts nothing once it loops, so every request sent after that
+       succeeded; one it had accepted just before (in the same turn of its event loop) is a
+       request it held, and fails with it (502, never a hang). */
+    const late = result.samples.filter((x) => x.start > sent + 200);
+    expect(late.length).toBeGreaterThan(100);
+    expect(late.filter((x) => x.outcome !== 200)).toEqual([]);
+    const failed = result.samples.filter((x) => x.outcome !== 200);
+    for (const f of failed) expect([f.outcome, f.start < sent + 200]).toEqual([502, true]);
+    expect(failed.length).toBeLessThanOrEqual(4);
+    const m = await tsgi.waitForStderr(
+      /tsgi: worker ([12]) \(pid ([0-9]+)\) killed: it did not answer for [0-9.]+s \(--timeout 1s\): a request is stuck\n/,
+    );
+    expect(before).toContain(Number(m[2]));
+    const now = await waitFor('the replacement', async () => {
+      const s = await getStats(statsPort);
+      return s.workers.length === 2 && s.workers.every((w) => w.state === 'ready') ? s : undefined;
+    });
+    expect(now.workers.map((w) => w.pid)).not.toContain(Number(m[2]));
+    expect(now.workers.find((w) => w.id === Number(m[1]))!.restarts).toBe(1);
+    expect(now.totals.restarts).toBe(1);
+  });
+
+  it('answers 504 for a request that waits past --timeout, and the worker stays', async () => {
+    const { port, statsPort } = await setup('wait', ['--workers', '1', '--timeout', '1']);
+    const before = (await getStats(statsPort)).workers[0]!.pid;
+    const r = await httpGet(port, '/wait');
+    expect([r.status, r.body]).toEqual([504, 'Gateway Timeout\n']);
+    expect((await httpGet(port, '/')).body).toBe(String(before));
+    expect((await getStats(statsPort)).workers.map((w) => w.pid)).toEqual([before]);
+  });
+
+  it('recycles a worker above --max-rss while every request succeeds', async () => {
+    const { tsgi, port, statsPort } = await setup('rss', ['--workers', '1', '--max-rss', '160']);
+    const first = (await getStats(statsPort)).workers[0]!.pid;
+    const load = startLoad(port, '/', 4);
+    const grown: number[] = [];
+    for (let i = 0; i < 4; i++) grown.push((await httpGet(port, '/grow')).status);
+    const next = await waitFor('the recycled worker', async () => {
+      const s = await getStats(statsPort);
+      const w = s.workers.find((x) => x.pid !== first && x.state === 'ready');
+      return w !== undefined && s.workers.length === 1 ? w : undefined;
+    });
+    await tick(300);
+    const result = await load.stop();
+    expect(grown).toEqual([200, 200, 200, 200]);
+    expect(result.errors).toEqual({});
+    expect(result.statuses).toEqual({ 200: result.total });
+    expect(Object.keys(result.bodies).map(Number).sort()).toEqual([first, next.pid].sort());
+    expect(tsgi.stderr()).toMatch(
+      new RegExp(
+        `tsgi: worker 1 \\(pid ${first}\\) resident memory [0-9]+ MB is above --max-rss 160 MB: starting its replacement\n`,
+      ),
+    );
+  });
+
+  it('kill -9 of a worker: only the requests it held fail, a new worker takes its place', async () => {
+    const { tsgi, port, statsPort } = await setup('kill', ['--workers', '2']);
+    const agent = new Agent({ keepAlive: true, maxSockets: 16 });
+    const slow = Array.from({ length: 6 }, () =>
+      httpGet(port, '/slow?4000', { agent }).then(
+        (r) => r,
+        (e: Error) => ({ status: -1, body: e.message, headers: {} }),
+      ),
+    );
+    const held = await waitFor('six requests in flight', async () => {
+      const s = await getStats(statsPort);
+      return s.totals.in_flight === 6 ? s.workers : undefined;
+    });
+    const victim = held.reduce((a, b) => (b.in_flight > a.in_flight ? b : a));
+    const survivor = held.find((w) => w !== victim)!;
+    const load = startLoad(port, '/', 4);
+    await tick(200);
+    process.kill(victim.pid, 'SIGKILL');
+    const replies = await Promise.all(slow);
+    await tick(300);
+    const result = await load.stop();
+    agent.destroy();
+    const failed = replies.filter((r) => r.status !== 200);
+    expect(failed.map((r) => r.status)).toEqual(Array(victim.in_flight).fill(502));
+    expect(replies.filter((r) => r.status === 200).map((r) => Number(r.body))).toEqual(
+      Array(survivor.in_flight).fill(survivor.pid),
+    );
+    expect(result.errors).toEqual({});
+    expect(result.statuses).toEqual({ 200: result.total });
+    await tsgi.waitForStderr(
+      new RegExp(`tsgi: worker ${victim.id} \\(pid ${victim.pid}\\) was killed by SIGKILL\n`),
+    );
+    const now = await waitFor('the replacement', async () => {
+      const s = await getStats(statsPort);
+      return s.workers.length === 2 && s.workers.every((w) => w.state === 'ready') ? s : undefined;
+    });
+    expect(now.workers.map((w) => w.pid)).not.toContain(victim.pid);
+    expect(now.workers.map((w) => w.pid)).toContain(survivor.pid);
+  });
+});
+
+if (isCI && nginx === null) {
+  it('nginx is installed', () => {
+    throw new Error(missingPeerMessage('nginx', 'nginx-light'));
+  });
+}

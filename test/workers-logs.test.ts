@@ -1,0 +1,124 @@
+/**
+ * The server's log (lib/server/log.ts): `--log-format json` writes one JSON object per line
+ * (pino), `--access-log` adds one line per request (method, path, query, status, bytes,
+ * duration), `--no-access-log` turns it off again; text stays `tsgi: ...` lines.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ensureBuilt } from './support/build.js';
+import { freePort } from './support/peers.js';
+import { httpGet, startTsgi, waitFor } from './support/process-manager.js';
+import type { Child } from './support/spawn.js';
+
+let cli = '';
+const dir = mkdtempSync(join(tmpdir(), 'tsgi-logs-'));
+const children: Child[] = [];
+beforeAll(async () => {
+  cli = await ensureBuilt();
+  writeFileSync(
+    join(dir, 'app.mjs'),
+    `export default (env, start) => { start('201 Created', [['Content-Type', 'text/plain']]); return ['12345']; };`,
+  );
+});
+afterEach(async () => {
+  for (const c of children.splice(0)) await c.stop();
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** The JSON lines printed so far. */
+const jsonLines = (c: Child): Record<string, unknown>[] =>
+  c
+    .stderr()
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+
+describe('logs', () => {
+  for (const workers of [[], ['--workers', '1']]) {
+    const mode = workers.length === 0 ? 'one process' : 'a master';
+    it(`${mode}: --log-format json, one object per line, with the access log`, async () => {
+      const port = await freePort();
+      const child = startTsgi(
+        cli,
+        [
+          'app.mjs',
+          '--http',
+          `127.0.0.1:${port}`,
+          '--log-format',
+          'json',
+          '--access-log',
+          ...workers,
+        ],
+        { cwd: dir, lines: 0 },
+      );
+      const c = await child;
+      children.push(c);
+      await waitFor('the listening line', () =>
+        jsonLines(c).some((l) => l.event === 'listening') ? true : undefined,
+      );
+      expect((await httpGet(port, '/some/path?x=1')).status).toBe(201);
+      const request = await waitFor('the request line', () =>
+        jsonLines(c).find((l) => l.event === 'request'),
+      );
+      expect(request).toMatchObject({
+        level: 'info',
+        msg: 'request',
+        method: 'GET',
+        path: '/some/path',
+        query: 'x=1',
+        status: 201,
+        bytes: 5,
+        remote: '127.0.0.1',
+      });
+      expect(typeof request.duration_ms).toBe('number');
+      expect(typeof request.time).toBe('string');
+      const listening = jsonLines(c).find((l) => l.event === 'listening')!;
+      expect(listening).toMatchObject({
+        level: 'info',
+        protocol: 'http',
+        address: `127.0.0.1:${port}`,
+      });
+      expect(listening.msg).toMatch(/^serving app\.mjs over HTTP on 127\.0\.0\.1:[0-9]+ \(/);
+      if (workers.length > 0) {
+        expect(request.worker).toBe(1);
+        expect(request.pid).not.toBe(c.proc.pid);
+      } else {
+        expect(request.pid).toBe(c.proc.pid);
+      }
+      await c.stop();
+      expect(jsonLines(c).at(-1)).toMatchObject({
+        level: 'info',
+        msg: 'stopped',
+        event: 'stopped',
+      });
+    });
+  }
+
+  it('text: the access line; --no-access-log turns it off', async () => {
+    const port = await freePort();
+    const on = await startTsgi(cli, ['app.mjs', '--http', `127.0.0.1:${port}`, '--access-log'], {
+      cwd: dir,
+    });
+    children.push(on);
+    await httpGet(port, '/a?b');
+    await on.waitForStderr(/tsgi: 127\.0\.0\.1 "GET \/a\?b" 201 5 [0-9]+\.[0-9]{3} ms\n/);
+    await on.stop();
+    const port2 = await freePort();
+    writeFileSync(join(dir, 'tsgi.config.json'), JSON.stringify({ accessLog: true }));
+    try {
+      const off = await startTsgi(
+        cli,
+        ['app.mjs', '--http', `127.0.0.1:${port2}`, '--no-access-log'],
+        { cwd: dir },
+      );
+      children.push(off);
+      await httpGet(port2, '/a');
+      await off.stop();
+      expect(off.stderr()).not.toContain('"GET');
+    } finally {
+      rmSync(join(dir, 'tsgi.config.json'));
+    }
+  });
+});
