@@ -10,6 +10,9 @@
  *   node-fastcgi   the npm package node-fastcgi, fastcgi_keep_conn on
  *   canned         a responder that only reads record headers and writes a fixed answer
  *                  (the ceiling for any Node FastCGI backend)
+ *   scgi-canned    a node:net responder that only waits for the SCGI request head, writes a
+ *                  fixed answer and closes (the ceiling for any Node SCGI backend), scgi_pass
+ *   uwsgi-canned   the same for uwsgi, uwsgi_pass
  *   uwsgi-python   uWSGI (Debian uwsgi-core + python3 plugin) running a WSGI hello world in
  *                  one process, uwsgi_pass
  *   php-fpm        php-fpm (Debian php8.2-fpm, pm static with one child) running hello.php,
@@ -211,6 +214,20 @@ const BACKENDS: Record<string, Backend> = {
     missing: () => null,
     start: (p) => start('canned', process.execPath, node('canned.mjs', `127.0.0.1:${p.canned}`)),
   },
+  'canned-stream': {
+    missing: () => null,
+    start: (p) =>
+      start(
+        'canned-stream',
+        process.execPath,
+        node(
+          'canned-stream.mjs',
+          ...['scgi', 'uwsgi']
+            .filter((k) => p[`${k}-canned`] !== undefined)
+            .map((k) => `${k}=127.0.0.1:${p[`${k}-canned`]}`),
+        ),
+      ),
+  },
   uwsgi: {
     missing: () =>
       findBinary('uwsgi', 'uwsgi-core') === null
@@ -338,6 +355,8 @@ const ROWS: RowSpec[] = [
   { name: 'node-http', backend: 'node-http', location: proxy, keepalive: true },
   { name: 'node-fastcgi', backend: 'node-fastcgi', location: fastcgi(''), keepalive: true },
   { name: 'canned', backend: 'canned', location: fastcgi(''), keepalive: true },
+  { name: 'scgi-canned', backend: 'canned-stream', location: scgi, keepalive: false },
+  { name: 'uwsgi-canned', backend: 'canned-stream', location: uwsgi, keepalive: false },
   { name: 'uwsgi-python', backend: 'uwsgi', location: uwsgi, keepalive: false },
   {
     name: 'php-fpm',
@@ -564,6 +583,8 @@ async function main(): Promise<void> {
       ['tsgi-uwsgi', 'php-fpm', 1],
       ['tsgi-scgi', 'php-fpm', 1],
       ['tsgi-scgi', 'tsgi-fastcgi', 0.8],
+      ['tsgi-scgi', 'scgi-canned', null],
+      ['tsgi-uwsgi', 'uwsgi-canned', null],
       ...WORKER_RATIOS,
       ...EXPRESS_RATIOS,
     ];

@@ -14,6 +14,7 @@ import { makeEnviron } from '../lib/gateway/environ.js';
 import { errorStream } from '../lib/gateway/errors.js';
 import { BodyInput } from '../lib/gateway/input.js';
 import { respond, type Sink } from '../lib/gateway/respond.js';
+import { adapt } from '../lib/server/app.js';
 import type { App, Environ } from '../lib/gateway/types.js';
 import { validate } from '../lib/gateway/validate.js';
 
@@ -374,6 +375,23 @@ describe('fromNodeHandler: the request node:http builds', () => {
     }
     await done;
     expect(response(h.calls).body).toBe(`${4 * 1024 * 1024} ${expected.digest('hex')}`);
+  });
+
+  it('answers 400, with the reason on tsgi.errors, when node refuses a header', async () => {
+    const { seen, app } = capture(hello);
+    const h = harness(['HTTP_X_BAD', 'a\x01b']);
+    await h.run(app);
+    expect(seen).toHaveLength(0);
+    expect(response(h.calls)).toEqual({
+      status: '400 Bad Request',
+      headers: ['Content-Type', 'text/plain; charset=us-ascii', 'Content-Length', '16'],
+      body: '400 Bad Request\n',
+      ended: true,
+      cut: false,
+    });
+    expect(h.errors.join('')).toMatch(
+      /^tsgi: node:http refused the request: Parse Error: .* \(HPE_[A-Z_]+\)\n$/,
+    );
   });
 
   it('answers 501 to protocol upgrades and CONNECT without calling the handler', async () => {
@@ -1013,5 +1031,97 @@ describe('fromFetch', () => {
     );
     expect(response(h.calls)).toMatchObject({ status: '202 Accepted', body: 'got abc' });
     expect(h.errors).toEqual([]);
+  });
+});
+
+/* ------------------------------------------------------------------------------------------ */
+
+describe('adapt(): what --interface node|fetch accepts', () => {
+  it('serves an Express app, seeing HTTPS through req.protocol and req.secure', async () => {
+    const { default: express } = await import('express');
+    const app = express();
+    app.get('/where', (req, res) => {
+      res.json({ protocol: req.protocol, secure: req.secure, ip: req.ip, host: req.hostname });
+    });
+    const served = await adapt(app, 'node');
+    const h = harness(['HTTPS', 'on', 'REQUEST_URI', '/where']);
+    await h.run(served);
+    expect(JSON.parse(response(h.calls).body)).toEqual({
+      protocol: 'https',
+      secure: true,
+      ip: '192.0.2.7',
+      host: 'example.org',
+    });
+  });
+
+  it('recognises a Koa app by callback()/use(), and serves callback()', async () => {
+    let calls = 0;
+    const koaLike = {
+      use: () => koaLike,
+      callback: () => {
+        calls++;
+        return hello;
+      },
+    };
+    const served = await adapt(koaLike, 'node');
+    const h = harness();
+    await h.run(served);
+    await harness().run(served);
+    expect(response(h.calls).body).toBe('hello');
+    expect(calls).toBe(1);
+  });
+
+  it('recognises a Fastify instance, awaits ready() once, and serves routing', async () => {
+    const order: string[] = [];
+    const fastifyLike = {
+      inject: () => undefined,
+      ready: async () => {
+        await tick(1);
+        order.push('ready');
+      },
+      routing: (req: IncomingMessage, res: ServerResponse) => {
+        order.push(`routing ${req.url}`);
+        hello(req, res);
+      },
+    };
+    const served = await adapt(fastifyLike, 'node');
+    expect(order).toEqual(['ready']);
+    await harness(['REQUEST_URI', '/r']).run(served);
+    expect(order).toEqual(['ready', 'routing /r']);
+  });
+
+  it('takes an object with fetch() for the fetch interface, called with this = the object', async () => {
+    const router = {
+      greeting: 'from the router',
+      fetch(this: { greeting: string }, request: Request, env: Environ) {
+        return new Response(`${this.greeting} ${new URL(request.url).pathname} ${env.REMOTE_ADDR}`);
+      },
+    };
+    const h = harness(['REQUEST_URI', '/x']);
+    await h.run(await adapt(router, 'fetch'));
+    expect(response(h.calls).body).toBe('from the router /x 192.0.2.7');
+  });
+
+  it('names what it wanted when the export does not fit', async () => {
+    /* (describe() in lib/gateway/respond.ts words objects as "a object (Object)") */
+    await expect(
+      adapt({ listen() {} }, 'node', 'the export "default" of "app.mjs"'),
+    ).rejects.toThrow(
+      /^the export "default" of "app\.mjs" is an? object \(Object\), not a \(req, res\) request listener, a Koa app or a Fastify instance$/,
+    );
+    await expect(adapt('text', 'fetch')).rejects.toThrow(
+      'the app is a string, not a (request) => Response function or an object with a fetch() method',
+    );
+    await expect(adapt({}, 'tsgi')).rejects.toThrow(
+      /^the app is an? object \(Object\), not an app function$/,
+    );
+    const failing = {
+      inject() {},
+      routing() {},
+      ready: () => Promise.reject(new Error('plugin broke')),
+    };
+    await expect(adapt(failing, 'node')).rejects.toThrow(
+      'the app is a Fastify instance whose ready() failed: plugin broke',
+    );
   });
 });

@@ -133,9 +133,10 @@ class Exchange implements AsyncIterator<Chunk> {
   /** tsgi.signal, listened to (by onAbort) until the exchange is over. */
   private signal: AbortSignal | null = null;
   private onAbort: (() => void) | null = null;
-  private resolveBody!: (b: Body) => void;
-  private rejectBody!: (e: unknown) => void;
-  readonly promise: Promise<Body>;
+  /** What the gateway gets, once known (before anyone waits for it). */
+  private outcome: { body: Body } | { error: unknown } | null = null;
+  /** The gateway's wait, made only when the answer was not there at once. */
+  private pending: { resolve: (b: Body) => void; reject: (e: unknown) => void } | null = null;
 
   constructor(
     readonly env: Environ,
@@ -143,11 +144,33 @@ class Exchange implements AsyncIterator<Chunk> {
     readonly conn: Connection,
     private readonly adapter: Adapter,
     private readonly isHead: boolean,
-  ) {
-    this.promise = new Promise<Body>((resolve, reject) => {
-      this.resolveBody = resolve;
-      this.rejectBody = reject;
+  ) {}
+
+  /**
+   * The body for the gateway: itself when node answered while the request was pushed (most
+   * handlers do: node writes a response ended in the same tick at once), else a promise.
+   */
+  result(): Body | Promise<Body> {
+    const o = this.outcome;
+    if (o !== null) {
+      if ('body' in o) return o.body;
+      return Promise.reject(o.error);
+    }
+    return new Promise<Body>((resolve, reject) => {
+      this.pending = { resolve, reject };
     });
+  }
+
+  private resolveBody(body: Body): void {
+    const p = this.pending;
+    if (p !== null) p.resolve(body);
+    else this.outcome = { body };
+  }
+
+  private rejectBody(error: unknown): void {
+    const p = this.pending;
+    if (p !== null) p.reject(error);
+    else this.outcome = { error };
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Chunk> {
@@ -891,7 +914,7 @@ class Adapter {
      * it uncorks, on a tick queued before this one): only a slower one needs tsgi.signal,
      * which costs an AbortController per request where the protocol makes it lazily. */
     if (!ex.isFinished) process.nextTick(watchSignal, ex);
-    return ex.promise;
+    return ex.result();
   }
 }
 

@@ -133,8 +133,7 @@ export type FcgiEvent =
  * as `vars`, the CGI variables its pairs make (`cgiVariables(pairs)`, lib/codec/environ.ts).
  */
 export type FcgiVarsEvent =
-  | Exclude<FcgiEvent, { type: 'params' }>
-  | { type: 'vars'; requestId: number; vars: CgiVariables };
+  Exclude<FcgiEvent, { type: 'params' }> | { type: 'vars'; requestId: number; vars: CgiVariables };
 
 /** The FastCGI parser. */
 export interface FcgiParser extends Parser<FcgiEvent> {

@@ -243,8 +243,9 @@ export function makeEnviron(vars: CgiVariables, extras: EnvironExtras): Environ 
 
 /**
  * @internal {@link makeEnviron} for a protocol whose request object is an
- * {@link EnvironSource}: tsgi.input, tsgi.errors and tsgi.signal are all lazy, made by
- * `source`. `vars` must come from cgiVariables() (an environ object).
+ * {@link EnvironSource}: tsgi.input, tsgi.errors and tsgi.signal are lazy, made by `source`,
+ * except tsgi.errors when `errors` is given (a lazy key costs a defineProperty, about as much
+ * as making a small Writable). `vars` should come from cgiVariables() (an environ object).
  */
 export function sourcedEnviron(
   vars: CgiVariables,
@@ -252,6 +253,7 @@ export function sourcedEnviron(
   multiprocess: boolean,
   source: EnvironSource,
   local?: () => { address?: string | undefined; port?: number | undefined },
+  errors?: Writable,
 ): Environ {
   const scheme = completeCgi(vars, local);
   const env = vars as unknown as Environ;
@@ -260,14 +262,15 @@ export function sourcedEnviron(
       protocol,
       multiprocess,
       input: () => source.makeInput(),
-      errors: () => source.makeErrors(),
+      errors: errors ?? (() => source.makeErrors()),
       signal: () => source.makeSignal(),
     });
   }
   env['tsgi.version'] = VERSION;
   env['tsgi.url_scheme'] = scheme;
   Object.defineProperty(env, 'tsgi.input', LAZY_INPUT);
-  Object.defineProperty(env, 'tsgi.errors', LAZY_ERRORS);
+  if (errors !== undefined) env['tsgi.errors'] = errors;
+  else Object.defineProperty(env, 'tsgi.errors', LAZY_ERRORS);
   env['tsgi.multithread'] = true;
   env['tsgi.multiprocess'] = multiprocess;
   env['tsgi.run_once'] = false;

@@ -79,7 +79,7 @@ function headerKindSlow(name: string): number {
  * case-insensitive, without making a lower-case copy: the candidates are picked by length.
  */
 function headerKind(name: string): number {
-  let a = '';
+  let a: string;
   let b = '';
   let kind = H_HOP;
   switch (name.length) {
@@ -363,15 +363,16 @@ class Run {
         this.finish();
         return;
       }
-      this.over = true;
       if (this.sent) {
         this.sink.write(b);
+        this.over = true;
         this.sink.end();
         return;
       }
       const headers = this.finalHeaders(this.wrote ? -1 : b.length, true);
       this.sink.head(this.status!, headers, b, true);
       this.sent = true;
+      this.over = true;
       return;
     }
     const bufs: Uint8Array[] = [];

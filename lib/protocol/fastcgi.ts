@@ -28,7 +28,7 @@ import type { Writable } from 'node:stream';
 import { codec, FCGI, type FcgiVarsEvent, type Limits } from '../codec/index.js';
 import type { CgiVariables } from '../codec/environ.js';
 import { sourcedEnviron, type EnvironSource } from '../gateway/environ.js';
-import { errorStream } from '../gateway/errors.js';
+import { ErrorStream, type ErrorTarget } from '../gateway/errors.js';
 import { BodySource } from '../gateway/body-source.js';
 import { BodyInput, contentLength } from '../gateway/input.js';
 import type { Sink } from '../gateway/respond.js';
@@ -50,6 +50,10 @@ export interface FastcgiOptions {
 
 const EMPTY = new Uint8Array(0);
 const ROLE_NAMES = ['', 'RESPONDER', 'AUTHORIZER', 'FILTER'];
+/* What happened to STDIN before its body source was made (FastcgiRequest.inputState). */
+const INPUT_OPEN = 0;
+const INPUT_ENDED = 1;
+const INPUT_DROPPED = 2;
 
 function defaultLog(line: string): void {
   process.stderr.write(`tsgi: ${line}\n`);
@@ -139,7 +143,7 @@ export class FastcgiServer {
 /** One socket. */
 export class FastcgiConnection {
   private readonly parser;
-  private readonly requests = new Map<number, FastcgiRequest>();
+  private readonly requests = new RequestTable();
   /** Requests whose input consumer is full (the socket is paused while any is). */
   private blocked = 0;
   /** KEEP_CONN off: end the socket once the input streams of this finished request end. */
@@ -230,7 +234,7 @@ export class FastcgiConnection {
       return;
     }
     this.server.live++;
-    this.requests.set(id, new FastcgiRequest(this, id, role, keepConn));
+    this.requests.add(new FastcgiRequest(this, id, role, keepConn));
   }
 
   /** Writes whole records; false when the socket's buffer is full. */
@@ -298,7 +302,7 @@ export class FastcgiConnection {
 
   private abortAll(): void {
     if (this.requests.size === 0) return;
-    const reqs = [...this.requests.values()];
+    const reqs = this.requests.values();
     this.requests.clear();
     for (const req of reqs) {
       this.server.live--;
@@ -337,9 +341,61 @@ export class FastcgiConnection {
   }
 }
 
+/**
+ * The live requests of one connection by id. A web server that does not multiplex (nginx,
+ * Apache, lighttpd) has one at a time: it is kept in a field, and a Map is made only for more,
+ * so that a request costs no Map entry (a Map that empties shrinks, which allocates).
+ * values() is in the order the requests came.
+ */
+class RequestTable {
+  private first: FastcgiRequest | null = null;
+  private more: Map<number, FastcgiRequest> | null = null;
+  size = 0;
+
+  get(id: number): FastcgiRequest | undefined {
+    const f = this.first;
+    if (f !== null && f.id === id) return f;
+    return this.more === null ? undefined : this.more.get(id);
+  }
+
+  has(id: number): boolean {
+    return this.get(id) !== undefined;
+  }
+
+  /** Adds a request whose id is not live. */
+  add(req: FastcgiRequest): void {
+    if (this.first === null && (this.more === null || this.more.size === 0)) this.first = req;
+    else (this.more ??= new Map()).set(req.id, req);
+    this.size++;
+  }
+
+  delete(id: number): void {
+    if (this.first !== null && this.first.id === id) this.first = null;
+    else if (this.more === null || !this.more.delete(id)) return;
+    this.size--;
+  }
+
+  values(): FastcgiRequest[] {
+    const out: FastcgiRequest[] = [];
+    if (this.first !== null) out.push(this.first);
+    if (this.more !== null) for (const r of this.more.values()) out.push(r);
+    return out;
+  }
+
+  clear(): void {
+    this.first = null;
+    this.more = null;
+    this.size = 0;
+  }
+}
+
 /** One request on a connection; the gateway's Sink for its response. */
-class FastcgiRequest implements Sink, EnvironSource {
+class FastcgiRequest implements Sink, EnvironSource, ErrorTarget {
+  /** STDIN as tsgi.input, made when the app asks for it or bytes come (most GETs: never). */
   private input: BodySource | null = null;
+  /** tsgi.input's length (CONTENT_LENGTH, or -1), and what happened before it was made. */
+  private inputLength = -1;
+  private inputState = INPUT_OPEN;
   private data: BodySource | null = null;
   /** Made when the app (or the gateway) first asks for tsgi.signal. */
   private controller: AbortController | null = null;
@@ -384,17 +440,14 @@ class FastcgiRequest implements Sink, EnvironSource {
     this.started = true;
     vars.FCGI_ROLE = ROLE_NAMES[this.role]!;
     const conn = this.conn;
-    const input = new BodySource(
-      this.role === FCGI.AUTHORIZER ? 0 : contentLength(vars.CONTENT_LENGTH),
-      conn,
-    );
-    this.input = input;
+    this.inputLength = this.role === FCGI.AUTHORIZER ? 0 : contentLength(vars.CONTENT_LENGTH);
     const env: Environ = sourcedEnviron(
       vars,
       'fastcgi',
       conn.server.multiprocess,
       this,
       conn.local,
+      new ErrorStream(this),
     );
     if (this.role === FCGI.FILTER) {
       const data = new BodySource(contentLength(vars.FCGI_DATA_LENGTH), conn);
@@ -405,14 +458,30 @@ class FastcgiRequest implements Sink, EnvironSource {
     runApp(server, server.app, env, this);
   }
 
-  /** @internal tsgi.input, on first read. */
-  makeInput(): BodyInput {
-    return this.input!.get();
+  /** STDIN's body source, made on first need with what happened to STDIN before. */
+  private inputSource(): BodySource {
+    let s = this.input;
+    if (s === null) {
+      s = this.input = new BodySource(this.inputLength, this.conn);
+      if (this.inputState === INPUT_ENDED) s.end();
+      else if (this.inputState === INPUT_DROPPED) s.drop();
+    }
+    return s;
   }
 
-  /** @internal tsgi.errors, on first read: STDERR records of this request. */
+  /** @internal tsgi.input, on first read. */
+  makeInput(): BodyInput {
+    return this.inputSource().get();
+  }
+
+  /** @internal tsgi.errors (made with the environ): STDERR records of this request. */
   makeErrors(): Writable {
-    return errorStream((bytes) => this.stderr(bytes));
+    return new ErrorStream(this);
+  }
+
+  /** @internal Bytes written to tsgi.errors. */
+  errorBytes(bytes: Uint8Array): void {
+    this.stderr(bytes);
   }
 
   /** @internal tsgi.signal, on first read. */
@@ -422,7 +491,7 @@ class FastcgiRequest implements Sink, EnvironSource {
 
   feed(type: 'stdin' | 'data', bytes: Uint8Array): void {
     if (type === 'stdin') {
-      if (this.role !== FCGI.AUTHORIZER) this.input?.feed(bytes);
+      if (this.role !== FCGI.AUTHORIZER && this.started) this.inputSource().feed(bytes);
     } else {
       this.data?.feed(bytes);
     }
@@ -432,7 +501,8 @@ class FastcgiRequest implements Sink, EnvironSource {
     if (type === 'stdinEnd') {
       if (this.role === FCGI.AUTHORIZER) return;
       this.openStreams--;
-      this.input?.end();
+      if (this.input !== null) this.input.end();
+      else if (this.started && this.inputState === INPUT_OPEN) this.inputState = INPUT_ENDED;
     } else if (this.role === FCGI.FILTER) {
       this.openStreams--;
       this.data?.end();
@@ -450,7 +520,8 @@ class FastcgiRequest implements Sink, EnvironSource {
   /** The peer will send nothing more: unfinished input streams end early. */
   inputGone(): void {
     this.openStreams = 0;
-    this.input?.peerGone();
+    if (this.input !== null) this.input.peerGone();
+    else if (this.started && this.inputState === INPUT_OPEN) this.inputState = INPUT_DROPPED;
     this.data?.peerGone();
   }
 
@@ -464,7 +535,8 @@ class FastcgiRequest implements Sink, EnvironSource {
 
   /** Drops the input streams and unpauses the socket for them. */
   private release(): void {
-    this.input?.drop();
+    if (this.input !== null) this.input.drop();
+    else if (this.started) this.inputState = INPUT_DROPPED;
     this.data?.drop();
   }
 

@@ -10,9 +10,13 @@
  *   tsgi.input with backpressure: while the app's buffer is full, or 64 KiB wait for an app that
  *   has not asked for tsgi.input yet, the socket is paused.
  * - The response is written as it comes; the gateway waits for the socket's 'drain' before
- *   pulling more body from the app. When it ends the connection is ended (FIN), and what the
- *   peer still sends (an unread body, bytes after the body) is read and dropped, so the peer
- *   sees no reset.
+ *   pulling more body from the app. When it ends (one request per connection, the default):
+ *   - the whole request was read: the socket is closed at once, as uWSGI does — the kernel
+ *     sends the rest of the response, then FIN. Nothing is awaited from the peer (nginx closes
+ *     its side as soon as it has the response), so a request costs no extra wakeup.
+ *   - the body is still coming (an app that answered without reading it all): the connection
+ *     is ended (FIN) and what the peer still sends is read and dropped, so that the peer sees
+ *     no reset; the socket closes when the peer closes its side.
  * - Keep-alive (uwsgi with `keepAlive`): after a response whose end the peer can tell
  *   (Content-Length matched by the bytes sent, or no body for HEAD, 1xx, 204, 304), the next
  *   request on the connection is served; a request the peer sent early (pipelined) waits until

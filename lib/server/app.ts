@@ -100,7 +100,7 @@ export async function loadApp(spec: string, options: LoadOptions = {}): Promise<
   const value = mod[chosen];
   if (typeof value !== 'function' && (iface === 'tsgi' || !isObject(value))) {
     throw new AppLoadError(
-      `the export "${chosen}" of "${file}" is ${describe(value)}, not ${WANTED[iface]}`,
+      `the export "${chosen}" of "${file}" is ${describe(value)}, not ${iface === 'tsgi' ? 'a function' : WANTED[iface]}`,
     );
   }
   let served: unknown = value;

@@ -185,6 +185,37 @@ export function streamServerSuite(kind: StreamKind): void {
       expect((await exchange(bytes)).text).toBe(head(5) + '[abc]');
     });
 
+    it('closes the connection after the response, not waiting for the peer to close its side', async () => {
+      /* a GET answered at once (while its request is being parsed), a POST after its body */
+      const { server, client } = await start((env, start) => {
+        if (env.REQUEST_METHOD === 'GET') {
+          start('200 OK', TEXT);
+          return ['got'];
+        }
+        return readAll(env).then((body) => {
+          start('200 OK', TEXT);
+          return [`[${body.toString('latin1')}]`];
+        });
+      });
+      for (const [method, body, reply] of [
+        ['GET', '', 'got'],
+        ['POST', 'abc', '[abc]'],
+      ] as const) {
+        const c = await client();
+        c.write(kind.request(kind.params('/', method), body));
+        await c.serverEnded();
+        await tick(20);
+        expect(c.text()).toBe(head(reply.length) + reply);
+        expect(c.ended).toBe(true);
+        expect(c.error).toBeNull();
+        /* the client never ended its side, yet the server holds no connection any more */
+        expect(server.gateway.connections.size).toBe(0);
+        c.end();
+        await c.whenClosed();
+        expect(c.error).toBeNull();
+      }
+    });
+
     it('streams a response of unknown length, then ends the connection', async () => {
       const { exchange } = await start((_env, start) => {
         start('200 OK', TEXT);
