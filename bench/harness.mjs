@@ -21,8 +21,16 @@ function firstParams(events) {
   throw new Error(`no params event: ${JSON.stringify(events.map((e) => e.type))}`);
 }
 
+function firstVars(events) {
+  for (let i = 0; i < events.length; i++) {
+    if (events[i].type === 'vars') return events[i].vars;
+  }
+  throw new Error(`no vars event: ${JSON.stringify(events.map((e) => e.type))}`);
+}
+
 /**
- * The cases of issue 2 item 6. `op(codec)` returns the function timed; `check` verifies one
+ * The cases of issue 2 item 6, and (e): case (a) as the FastCGI server does it since issue 3
+ * (FcgiParser.pushVars, which the native codec turns into variables without the pairs array). `op(codec)` returns the function timed; `check` verifies one
  * result of it.
  */
 export function codecCases(cgiVariables) {
@@ -55,6 +63,20 @@ export function codecCases(cgiVariables) {
           .push(F.FCGI_REQUEST)
           .map((e) => e.type);
         if (types.join() !== 'begin,params,stdinEnd') throw new Error(`events: ${types.join()}`);
+      },
+    },
+    {
+      id: 'e',
+      name: '(e) FastCGI request → environ, pushVars',
+      target: 1.5,
+      op: (codec) => () => firstVars(codec.createFcgiParser().pushVars(F.FCGI_REQUEST)),
+      check: sameEnviron(environ),
+      checkEvents: (codec) => {
+        const types = codec
+          .createFcgiParser()
+          .pushVars(F.FCGI_REQUEST)
+          .map((e) => e.type);
+        if (types.join() !== 'begin,vars,stdinEnd') throw new Error(`events: ${types.join()}`);
       },
     },
     {

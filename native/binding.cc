@@ -92,6 +92,7 @@ struct Instance {
   std::vector<char16_t> text;                     // UTF-16 of encoder strings
   std::vector<uint8_t> out;                       // encoder output
   std::vector<uint8_t> scratch;                   // encoder intermediate
+  std::vector<uint8_t> body;                      // fcgiResponseText's body bytes
   std::vector<std::unique_ptr<ParserBox>> slots;  // parsers, by slot
   std::vector<uint32_t> free_slots[3];            // free slots by parser kind
   CachedValue value_cache[256];                   // last value by well-known name id
@@ -537,6 +538,43 @@ napi_value FcgiResponse(napi_env env, napi_callback_info info) {
   return Int(env, 0);
 }
 
+// fcgiResponseText(str): fcgiResponse with the body as the last of the io[2] strings (a
+// latin-1 string: a character above 0xFF is ENCODE_NOT_LATIN1, checked before the head).
+napi_value FcgiResponseText(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  Instance* inst = EncoderInstance(env);
+  if (inst == nullptr) return Throw(env, "tsgi: not initialised");
+  uint8_t* out = nullptr;
+  size_t out_len = 0;
+  uint32_t id = static_cast<uint32_t>(inst->io[3]);
+  bool end = inst->io[11] != 0;
+  StrList<char16_t> list{};
+  if (argc < 1 || id > 0xFFFF || !OutSpan(inst, &out, &out_len) ||
+      !GetStrings(env, inst, argv[0], inst->io[2], &list) || list.count < 2 ||
+      list.count % 2 != 0) {
+    return BadArgument(env, inst);
+  }
+  StrList<char16_t> head{list.chars, list.lens, list.count - 1};
+  size_t head_chars = 0;
+  for (size_t i = 0; i < head.count; ++i) head_chars += head.lens[i];
+  const char16_t* text = list.chars + head_chars;
+  size_t text_len = list.lens[head.count];
+  if (!tsgi::AllLatin1(text, text_len)) {
+    return Fail(env, inst, tsgi::MakeError(tsgi::Err::kEncodeNotLatin1));
+  }
+  inst->body.resize(text_len);
+  for (size_t i = 0; i < text_len; ++i) inst->body[i] = static_cast<uint8_t>(text[i]);
+  size_t head_size = tsgi::HeadSize(head, tsgi::HeadStyle::kCgi);
+  if (tsgi::FcgiResponseSize(head_size, text_len, end) != out_len) return BadArgument(env, inst);
+  Error e = tsgi::WriteFcgiResponse(out, static_cast<uint16_t>(id), head, inst->body.data(),
+                                    text_len, end, &inst->scratch);
+  tsgi::Trim(&inst->body);
+  if (!e.ok()) return Fail(env, inst, e);
+  return Int(env, 0);
+}
+
 // fcgiStream(data): io[3] type | requestId << 8, io[11] end.
 napi_value FcgiStream(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -663,6 +701,8 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"setOut", nullptr, SetOut, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"encodeHead", nullptr, EncodeHead, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"fcgiResponse", nullptr, FcgiResponse, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"fcgiResponseText", nullptr, FcgiResponseText, nullptr, nullptr, nullptr, napi_default,
+       nullptr},
       {"fcgiStream", nullptr, FcgiStream, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"fcgiRecord", nullptr, FcgiRecord, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"encodeRequest", nullptr, EncodeRequest, nullptr, nullptr, nullptr, napi_default, nullptr},

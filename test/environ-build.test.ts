@@ -8,7 +8,10 @@
  * - sourcedEnviron()'s lazy tsgi.* keys: own enumerable keys, made once on first read, by the
  *   request's source; assignment and delete work as on any key.
  */
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
+import { pathToFileURL } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { cgiVariables } from '../lib/codec/environ.js';
@@ -19,6 +22,7 @@ import { makeEnviron, sourcedEnviron, type EnvironSource } from '../lib/gateway/
 import { BodyInput } from '../lib/gateway/input.js';
 import { checkEnviron } from '../lib/gateway/validate.js';
 import { describeEachCodec, native } from './codecs.js';
+import { ensureBuilt, ROOT } from './support/build.js';
 
 /** The variables as [key, value] entries, in key order. */
 const entries = (v: object): [string, unknown][] => Object.entries(v);
@@ -170,6 +174,27 @@ describe('the environ object', () => {
     expect(Object.getPrototypeOf(proto)).toBe(null);
     expect(Object.isFrozen(proto)).toBe(true);
     expect(Reflect.ownKeys(v)).toEqual(Object.keys(v));
+  });
+
+  it('stays an object with fast properties, not a hash table, up to 96 keys', async () => {
+    /* Not a timing: V8's own view of the object (a regression to Object.create(null) or a
+     * literal filled by computed names makes a dictionary of it). */
+    await ensureBuilt();
+    const script = `
+      const { cgiVariables } = await import(${JSON.stringify(pathToFileURL(join(ROOT, 'dist', 'codec', 'environ.js')).href)});
+      const out = [];
+      for (const n of [0, 30, 90]) {
+        const pairs = ['REQUEST_METHOD', 'GET', 'HTTP_HOST', 'h'];
+        for (let i = 0; i < n; i++) pairs.push('HTTP_X_' + i, String(i));
+        out.push(%HasFastProperties(cgiVariables(pairs)));
+      }
+      console.log(JSON.stringify(out));`;
+    const out = execFileSync(
+      process.execPath,
+      ['--allow-natives-syntax', '--input-type=module', '-e', script],
+      { encoding: 'utf8' },
+    );
+    expect(JSON.parse(out)).toEqual([true, true, true]);
   });
 
   it('holds many keys (past what V8 keeps in fast mode) like any object', () => {

@@ -184,6 +184,58 @@ describe('RequestTracker: counting', () => {
   });
 });
 
+describe('RequestTracker: counting only (--stats, --max-requests)', () => {
+  it('counts sync arrays, async apps, streamed bodies and errors, keeping the bodies as they are', async () => {
+    const t = new RequestTracker({});
+    const listener = { requests: 0 };
+    const heads: Call[] = [];
+    const apps: App[] = [
+      (_e, start) => {
+        start('200 OK', TEXT);
+        return ['x'];
+      },
+      async (_e, start) => {
+        start('200 OK', TEXT);
+        return ['y'];
+      },
+      (_e, start) => {
+        start('200 OK', TEXT);
+        return (function* () {
+          yield 'z';
+        })();
+      },
+      () => {
+        throw new Error('sync failure');
+      },
+      async () => {
+        throw new Error('async failure');
+      },
+    ];
+    for (const app of apps) {
+      const h = harness();
+      await respond(t.wrap(app, listener), h.env, h.sink);
+      heads.push(h.calls[0]!);
+    }
+    await tick();
+    /* arrays still get their Content-Length: the body reached the gateway unchanged */
+    expect(heads.map((c) => [c[1], c[2]])).toEqual([
+      ['200 OK', ['Content-Type', 'text/plain', 'Content-Length', '1']],
+      ['200 OK', ['Content-Type', 'text/plain', 'Content-Length', '1']],
+      ['200 OK', ['Content-Type', 'text/plain']],
+      [
+        '500 Internal Server Error',
+        ['Content-Type', 'text/plain; charset=us-ascii', 'Content-Length', '22'],
+      ],
+      [
+        '500 Internal Server Error',
+        ['Content-Type', 'text/plain; charset=us-ascii', 'Content-Length', '22'],
+      ],
+    ]);
+    expect(t.counters).toMatchObject({ requests: 5, inFlight: 0 });
+    expect(listener.requests).toBe(5);
+  });
+});
+
 describe('RequestTracker: --timeout', () => {
   it('answers 504 for an app still waiting, aborts tsgi.signal with a TimeoutError, closes the late body', async () => {
     const rec = recorder();

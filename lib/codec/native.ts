@@ -45,6 +45,7 @@ interface Binding {
   setOut(slab: ArrayBuffer): void;
   encodeHead(s: string): number;
   fcgiResponse(s: string, body: Uint8Array): number;
+  fcgiResponseText(s: string): number;
   fcgiStream(data: Uint8Array): number;
   fcgiRecord(): number;
   encodeRequest(kind: number, s: string, count: number, x: number, y: number): Uint8Array | number;
@@ -238,99 +239,6 @@ function resolveLimits(limits?: Partial<Limits>): Limits {
   };
 }
 
-/**
- * Adds the param of well-known name `id` ({@link NAMES}) to CGI variables by the rules of
- * addVariable() (lib/codec/environ.ts): HTTP_CONTENT_TYPE, HTTP_CONTENT_LENGTH and HTTP_PROXY
- * are dropped, a repeated HTTP_* variable is joined (", ", HTTP_COOKIE "; "), any other repeat
- * replaces. Generated from NAMES; test/environ-build.test.ts checks every id against
- * addVariable().
- */
-function setKnown(o: CgiVariables, id: number, v: string): void {
-  // prettier-ignore
-  switch (id) {
-    case 1: o.REQUEST_METHOD = v; return;
-    case 2: o.REQUEST_URI = v; return;
-    case 3: o.REQUEST_SCHEME = v; return;
-    case 4: o.QUERY_STRING = v; return;
-    case 5: o.CONTENT_TYPE = v; return;
-    case 6: o.CONTENT_LENGTH = v; return;
-    case 7: o.SCRIPT_NAME = v; return;
-    case 8: o.SCRIPT_FILENAME = v; return;
-    case 9: o.PATH_INFO = v; return;
-    case 10: o.PATH_TRANSLATED = v; return;
-    case 11: o.DOCUMENT_URI = v; return;
-    case 12: o.DOCUMENT_ROOT = v; return;
-    case 13: o.SERVER_PROTOCOL = v; return;
-    case 14: o.SERVER_SOFTWARE = v; return;
-    case 15: o.SERVER_NAME = v; return;
-    case 16: o.SERVER_PORT = v; return;
-    case 17: o.SERVER_ADDR = v; return;
-    case 18: o.SERVER_ADMIN = v; return;
-    case 19: o.SERVER_SIGNATURE = v; return;
-    case 20: o.GATEWAY_INTERFACE = v; return;
-    case 21: o.REMOTE_ADDR = v; return;
-    case 22: o.REMOTE_PORT = v; return;
-    case 23: o.REMOTE_HOST = v; return;
-    case 24: o.REMOTE_USER = v; return;
-    case 25: o.AUTH_TYPE = v; return;
-    case 26: o.HTTPS = v; return;
-    case 27: o.REDIRECT_STATUS = v; return;
-    case 28: o.CONTEXT_PREFIX = v; return;
-    case 29: o.CONTEXT_DOCUMENT_ROOT = v; return;
-    case 30: o.PATH = v; return;
-    case 31: o.SCGI = v; return;
-    case 32: o.UWSGI_SCHEME = v; return;
-    case 33: o.FCGI_MAX_CONNS = v; return;
-    case 34: o.FCGI_MAX_REQS = v; return;
-    case 35: o.FCGI_MPXS_CONNS = v; return;
-    case 36: { const p = o.HTTP_HOST; o.HTTP_HOST = p === undefined ? v : p + ', ' + v; return; }
-    case 37: { const p = o.HTTP_USER_AGENT; o.HTTP_USER_AGENT = p === undefined ? v : p + ', ' + v; return; }
-    case 38: { const p = o.HTTP_ACCEPT; o.HTTP_ACCEPT = p === undefined ? v : p + ', ' + v; return; }
-    case 39: { const p = o.HTTP_ACCEPT_ENCODING; o.HTTP_ACCEPT_ENCODING = p === undefined ? v : p + ', ' + v; return; }
-    case 40: { const p = o.HTTP_ACCEPT_LANGUAGE; o.HTTP_ACCEPT_LANGUAGE = p === undefined ? v : p + ', ' + v; return; }
-    case 41: { const p = o.HTTP_ACCEPT_CHARSET; o.HTTP_ACCEPT_CHARSET = p === undefined ? v : p + ', ' + v; return; }
-    case 42: { const p = o.HTTP_CONNECTION; o.HTTP_CONNECTION = p === undefined ? v : p + ', ' + v; return; }
-    case 43: { const p = o.HTTP_KEEP_ALIVE; o.HTTP_KEEP_ALIVE = p === undefined ? v : p + ', ' + v; return; }
-    case 44: { const p = o.HTTP_COOKIE; o.HTTP_COOKIE = p === undefined ? v : p + '; ' + v; return; }
-    case 45: { const p = o.HTTP_REFERER; o.HTTP_REFERER = p === undefined ? v : p + ', ' + v; return; }
-    case 46: { const p = o.HTTP_ORIGIN; o.HTTP_ORIGIN = p === undefined ? v : p + ', ' + v; return; }
-    case 47: { const p = o.HTTP_CACHE_CONTROL; o.HTTP_CACHE_CONTROL = p === undefined ? v : p + ', ' + v; return; }
-    case 48: { const p = o.HTTP_PRAGMA; o.HTTP_PRAGMA = p === undefined ? v : p + ', ' + v; return; }
-    case 49: { const p = o.HTTP_AUTHORIZATION; o.HTTP_AUTHORIZATION = p === undefined ? v : p + ', ' + v; return; }
-    case 50: /* HTTP_CONTENT_TYPE: dropped */ return;
-    case 51: /* HTTP_CONTENT_LENGTH: dropped */ return;
-    case 52: { const p = o.HTTP_TRANSFER_ENCODING; o.HTTP_TRANSFER_ENCODING = p === undefined ? v : p + ', ' + v; return; }
-    case 53: { const p = o.HTTP_TE; o.HTTP_TE = p === undefined ? v : p + ', ' + v; return; }
-    case 54: { const p = o.HTTP_EXPECT; o.HTTP_EXPECT = p === undefined ? v : p + ', ' + v; return; }
-    case 55: { const p = o.HTTP_RANGE; o.HTTP_RANGE = p === undefined ? v : p + ', ' + v; return; }
-    case 56: { const p = o.HTTP_IF_RANGE; o.HTTP_IF_RANGE = p === undefined ? v : p + ', ' + v; return; }
-    case 57: { const p = o.HTTP_IF_MATCH; o.HTTP_IF_MATCH = p === undefined ? v : p + ', ' + v; return; }
-    case 58: { const p = o.HTTP_IF_NONE_MATCH; o.HTTP_IF_NONE_MATCH = p === undefined ? v : p + ', ' + v; return; }
-    case 59: { const p = o.HTTP_IF_MODIFIED_SINCE; o.HTTP_IF_MODIFIED_SINCE = p === undefined ? v : p + ', ' + v; return; }
-    case 60: { const p = o.HTTP_IF_UNMODIFIED_SINCE; o.HTTP_IF_UNMODIFIED_SINCE = p === undefined ? v : p + ', ' + v; return; }
-    case 61: { const p = o.HTTP_UPGRADE; o.HTTP_UPGRADE = p === undefined ? v : p + ', ' + v; return; }
-    case 62: { const p = o.HTTP_UPGRADE_INSECURE_REQUESTS; o.HTTP_UPGRADE_INSECURE_REQUESTS = p === undefined ? v : p + ', ' + v; return; }
-    case 63: { const p = o.HTTP_DNT; o.HTTP_DNT = p === undefined ? v : p + ', ' + v; return; }
-    case 64: { const p = o.HTTP_X_FORWARDED_FOR; o.HTTP_X_FORWARDED_FOR = p === undefined ? v : p + ', ' + v; return; }
-    case 65: { const p = o.HTTP_X_FORWARDED_PROTO; o.HTTP_X_FORWARDED_PROTO = p === undefined ? v : p + ', ' + v; return; }
-    case 66: { const p = o.HTTP_X_FORWARDED_HOST; o.HTTP_X_FORWARDED_HOST = p === undefined ? v : p + ', ' + v; return; }
-    case 67: { const p = o.HTTP_X_FORWARDED_PORT; o.HTTP_X_FORWARDED_PORT = p === undefined ? v : p + ', ' + v; return; }
-    case 68: { const p = o.HTTP_X_REAL_IP; o.HTTP_X_REAL_IP = p === undefined ? v : p + ', ' + v; return; }
-    case 69: { const p = o.HTTP_X_REQUESTED_WITH; o.HTTP_X_REQUESTED_WITH = p === undefined ? v : p + ', ' + v; return; }
-    case 70: { const p = o.HTTP_FORWARDED; o.HTTP_FORWARDED = p === undefined ? v : p + ', ' + v; return; }
-    case 71: { const p = o.HTTP_VIA; o.HTTP_VIA = p === undefined ? v : p + ', ' + v; return; }
-    case 72: { const p = o.HTTP_SEC_FETCH_DEST; o.HTTP_SEC_FETCH_DEST = p === undefined ? v : p + ', ' + v; return; }
-    case 73: { const p = o.HTTP_SEC_FETCH_MODE; o.HTTP_SEC_FETCH_MODE = p === undefined ? v : p + ', ' + v; return; }
-    case 74: { const p = o.HTTP_SEC_FETCH_SITE; o.HTTP_SEC_FETCH_SITE = p === undefined ? v : p + ', ' + v; return; }
-    case 75: { const p = o.HTTP_SEC_FETCH_USER; o.HTTP_SEC_FETCH_USER = p === undefined ? v : p + ', ' + v; return; }
-    case 76: { const p = o.HTTP_SEC_CH_UA; o.HTTP_SEC_CH_UA = p === undefined ? v : p + ', ' + v; return; }
-    case 77: { const p = o.HTTP_SEC_CH_UA_MOBILE; o.HTTP_SEC_CH_UA_MOBILE = p === undefined ? v : p + ', ' + v; return; }
-    case 78: { const p = o.HTTP_SEC_CH_UA_PLATFORM; o.HTTP_SEC_CH_UA_PLATFORM = p === undefined ? v : p + ', ' + v; return; }
-    case 79: /* HTTP_PROXY: dropped */ return;
-    default: addVariable(o, NAMES[id], v);
-  }
-}
-
 /** Wraps a loaded addon in the Codec interface (one instance per JS environment). */
 function createNativeCodec(B: Binding): Codec {
   let io: Int32Array = new Int32Array(IO_DATA + 4 * IO_EVENT_SLOTS);
@@ -421,11 +329,99 @@ function createNativeCodec(B: Binding): Codec {
         v = s.substring(vo, vo + P[k + 4]);
         if (w >= VALUE_STORE) cache[w & 0xff] = (v + ' ').slice(0, -1);
       }
-      if (w === 0) {
-        const no = P[k + 1];
-        addVariable(vars, s.substring(no, no + P[k + 2]), v);
-      } else {
-        setKnown(vars, w & 0xff, v);
+      const id = w & 0xff;
+      /*
+       * A well-known name is stored by name: each store has an inline cache of its own (one
+       * generic store for every name costs several times more). Generated from NAMES; the
+       * rules are addVariable()'s: HTTP_CONTENT_TYPE, HTTP_CONTENT_LENGTH and HTTP_PROXY are
+       * dropped, a repeated HTTP_* variable is joined (", ", HTTP_COOKIE "; "), any other
+       * repeat replaces. test/environ-build.test.ts checks every name against cgiVariables().
+       */
+      // prettier-ignore
+      switch (id) {
+        case 1: vars.REQUEST_METHOD = v; continue;
+        case 2: vars.REQUEST_URI = v; continue;
+        case 3: vars.REQUEST_SCHEME = v; continue;
+        case 4: vars.QUERY_STRING = v; continue;
+        case 5: vars.CONTENT_TYPE = v; continue;
+        case 6: vars.CONTENT_LENGTH = v; continue;
+        case 7: vars.SCRIPT_NAME = v; continue;
+        case 8: vars.SCRIPT_FILENAME = v; continue;
+        case 9: vars.PATH_INFO = v; continue;
+        case 10: vars.PATH_TRANSLATED = v; continue;
+        case 11: vars.DOCUMENT_URI = v; continue;
+        case 12: vars.DOCUMENT_ROOT = v; continue;
+        case 13: vars.SERVER_PROTOCOL = v; continue;
+        case 14: vars.SERVER_SOFTWARE = v; continue;
+        case 15: vars.SERVER_NAME = v; continue;
+        case 16: vars.SERVER_PORT = v; continue;
+        case 17: vars.SERVER_ADDR = v; continue;
+        case 18: vars.SERVER_ADMIN = v; continue;
+        case 19: vars.SERVER_SIGNATURE = v; continue;
+        case 20: vars.GATEWAY_INTERFACE = v; continue;
+        case 21: vars.REMOTE_ADDR = v; continue;
+        case 22: vars.REMOTE_PORT = v; continue;
+        case 23: vars.REMOTE_HOST = v; continue;
+        case 24: vars.REMOTE_USER = v; continue;
+        case 25: vars.AUTH_TYPE = v; continue;
+        case 26: vars.HTTPS = v; continue;
+        case 27: vars.REDIRECT_STATUS = v; continue;
+        case 28: vars.CONTEXT_PREFIX = v; continue;
+        case 29: vars.CONTEXT_DOCUMENT_ROOT = v; continue;
+        case 30: vars.PATH = v; continue;
+        case 31: vars.SCGI = v; continue;
+        case 32: vars.UWSGI_SCHEME = v; continue;
+        case 33: vars.FCGI_MAX_CONNS = v; continue;
+        case 34: vars.FCGI_MAX_REQS = v; continue;
+        case 35: vars.FCGI_MPXS_CONNS = v; continue;
+        case 36: { const p = vars.HTTP_HOST; vars.HTTP_HOST = p === undefined ? v : p + ', ' + v; continue; }
+        case 37: { const p = vars.HTTP_USER_AGENT; vars.HTTP_USER_AGENT = p === undefined ? v : p + ', ' + v; continue; }
+        case 38: { const p = vars.HTTP_ACCEPT; vars.HTTP_ACCEPT = p === undefined ? v : p + ', ' + v; continue; }
+        case 39: { const p = vars.HTTP_ACCEPT_ENCODING; vars.HTTP_ACCEPT_ENCODING = p === undefined ? v : p + ', ' + v; continue; }
+        case 40: { const p = vars.HTTP_ACCEPT_LANGUAGE; vars.HTTP_ACCEPT_LANGUAGE = p === undefined ? v : p + ', ' + v; continue; }
+        case 41: { const p = vars.HTTP_ACCEPT_CHARSET; vars.HTTP_ACCEPT_CHARSET = p === undefined ? v : p + ', ' + v; continue; }
+        case 42: { const p = vars.HTTP_CONNECTION; vars.HTTP_CONNECTION = p === undefined ? v : p + ', ' + v; continue; }
+        case 43: { const p = vars.HTTP_KEEP_ALIVE; vars.HTTP_KEEP_ALIVE = p === undefined ? v : p + ', ' + v; continue; }
+        case 44: { const p = vars.HTTP_COOKIE; vars.HTTP_COOKIE = p === undefined ? v : p + '; ' + v; continue; }
+        case 45: { const p = vars.HTTP_REFERER; vars.HTTP_REFERER = p === undefined ? v : p + ', ' + v; continue; }
+        case 46: { const p = vars.HTTP_ORIGIN; vars.HTTP_ORIGIN = p === undefined ? v : p + ', ' + v; continue; }
+        case 47: { const p = vars.HTTP_CACHE_CONTROL; vars.HTTP_CACHE_CONTROL = p === undefined ? v : p + ', ' + v; continue; }
+        case 48: { const p = vars.HTTP_PRAGMA; vars.HTTP_PRAGMA = p === undefined ? v : p + ', ' + v; continue; }
+        case 49: { const p = vars.HTTP_AUTHORIZATION; vars.HTTP_AUTHORIZATION = p === undefined ? v : p + ', ' + v; continue; }
+        case 50: /* HTTP_CONTENT_TYPE: dropped */ continue;
+        case 51: /* HTTP_CONTENT_LENGTH: dropped */ continue;
+        case 52: { const p = vars.HTTP_TRANSFER_ENCODING; vars.HTTP_TRANSFER_ENCODING = p === undefined ? v : p + ', ' + v; continue; }
+        case 53: { const p = vars.HTTP_TE; vars.HTTP_TE = p === undefined ? v : p + ', ' + v; continue; }
+        case 54: { const p = vars.HTTP_EXPECT; vars.HTTP_EXPECT = p === undefined ? v : p + ', ' + v; continue; }
+        case 55: { const p = vars.HTTP_RANGE; vars.HTTP_RANGE = p === undefined ? v : p + ', ' + v; continue; }
+        case 56: { const p = vars.HTTP_IF_RANGE; vars.HTTP_IF_RANGE = p === undefined ? v : p + ', ' + v; continue; }
+        case 57: { const p = vars.HTTP_IF_MATCH; vars.HTTP_IF_MATCH = p === undefined ? v : p + ', ' + v; continue; }
+        case 58: { const p = vars.HTTP_IF_NONE_MATCH; vars.HTTP_IF_NONE_MATCH = p === undefined ? v : p + ', ' + v; continue; }
+        case 59: { const p = vars.HTTP_IF_MODIFIED_SINCE; vars.HTTP_IF_MODIFIED_SINCE = p === undefined ? v : p + ', ' + v; continue; }
+        case 60: { const p = vars.HTTP_IF_UNMODIFIED_SINCE; vars.HTTP_IF_UNMODIFIED_SINCE = p === undefined ? v : p + ', ' + v; continue; }
+        case 61: { const p = vars.HTTP_UPGRADE; vars.HTTP_UPGRADE = p === undefined ? v : p + ', ' + v; continue; }
+        case 62: { const p = vars.HTTP_UPGRADE_INSECURE_REQUESTS; vars.HTTP_UPGRADE_INSECURE_REQUESTS = p === undefined ? v : p + ', ' + v; continue; }
+        case 63: { const p = vars.HTTP_DNT; vars.HTTP_DNT = p === undefined ? v : p + ', ' + v; continue; }
+        case 64: { const p = vars.HTTP_X_FORWARDED_FOR; vars.HTTP_X_FORWARDED_FOR = p === undefined ? v : p + ', ' + v; continue; }
+        case 65: { const p = vars.HTTP_X_FORWARDED_PROTO; vars.HTTP_X_FORWARDED_PROTO = p === undefined ? v : p + ', ' + v; continue; }
+        case 66: { const p = vars.HTTP_X_FORWARDED_HOST; vars.HTTP_X_FORWARDED_HOST = p === undefined ? v : p + ', ' + v; continue; }
+        case 67: { const p = vars.HTTP_X_FORWARDED_PORT; vars.HTTP_X_FORWARDED_PORT = p === undefined ? v : p + ', ' + v; continue; }
+        case 68: { const p = vars.HTTP_X_REAL_IP; vars.HTTP_X_REAL_IP = p === undefined ? v : p + ', ' + v; continue; }
+        case 69: { const p = vars.HTTP_X_REQUESTED_WITH; vars.HTTP_X_REQUESTED_WITH = p === undefined ? v : p + ', ' + v; continue; }
+        case 70: { const p = vars.HTTP_FORWARDED; vars.HTTP_FORWARDED = p === undefined ? v : p + ', ' + v; continue; }
+        case 71: { const p = vars.HTTP_VIA; vars.HTTP_VIA = p === undefined ? v : p + ', ' + v; continue; }
+        case 72: { const p = vars.HTTP_SEC_FETCH_DEST; vars.HTTP_SEC_FETCH_DEST = p === undefined ? v : p + ', ' + v; continue; }
+        case 73: { const p = vars.HTTP_SEC_FETCH_MODE; vars.HTTP_SEC_FETCH_MODE = p === undefined ? v : p + ', ' + v; continue; }
+        case 74: { const p = vars.HTTP_SEC_FETCH_SITE; vars.HTTP_SEC_FETCH_SITE = p === undefined ? v : p + ', ' + v; continue; }
+        case 75: { const p = vars.HTTP_SEC_FETCH_USER; vars.HTTP_SEC_FETCH_USER = p === undefined ? v : p + ', ' + v; continue; }
+        case 76: { const p = vars.HTTP_SEC_CH_UA; vars.HTTP_SEC_CH_UA = p === undefined ? v : p + ', ' + v; continue; }
+        case 77: { const p = vars.HTTP_SEC_CH_UA_MOBILE; vars.HTTP_SEC_CH_UA_MOBILE = p === undefined ? v : p + ', ' + v; continue; }
+        case 78: { const p = vars.HTTP_SEC_CH_UA_PLATFORM; vars.HTTP_SEC_CH_UA_PLATFORM = p === undefined ? v : p + ', ' + v; continue; }
+        case 79: /* HTTP_PROXY: dropped */ continue;
+        default: {
+          const no = P[k + 1];
+          addVariable(vars, id === 0 ? s.substring(no, no + P[k + 2]) : NAMES[id], v);
+        }
       }
     }
     return vars;
@@ -784,6 +780,11 @@ function createNativeCodec(B: Binding): Codec {
     return s;
   }
 
+  /** A bad argument found after the body of fcgiResponseText(): the body's error first. */
+  function bodyFirst(body: string, variant = 0): Error {
+    return NOT_LATIN1_RE.test(body) ? codecError('ENCODE_NOT_LATIN1') : badArgument(variant);
+  }
+
   function checkPairsArray(pairs: readonly string[]): void {
     if (!Array.isArray(pairs)) throw badArgument();
     if ((pairs.length & 1) !== 0) throw badArgument(2);
@@ -864,6 +865,35 @@ function createNativeCodec(B: Binding): Codec {
       io[IO_X] = requestId;
       io[IO_Y] = end ? 1 : 0;
       if (B.fcgiResponse(s, body) !== 0) throw encodeError(headers);
+      return commit(size);
+    },
+
+    fcgiResponseText(
+      requestId: number,
+      status: string,
+      headers: readonly string[],
+      body: string,
+      end: boolean,
+    ): Uint8Array {
+      if (!isU16(requestId) || typeof body !== 'string') throw badArgument();
+      /* The addon checks the body before the head; so must the errors found here. */
+      if (typeof status !== 'string' || !Array.isArray(headers)) throw bodyFirst(body);
+      const n = headers.length;
+      if ((n & 1) !== 0) throw bodyFirst(body, 1);
+      ensureIo(n + 2);
+      let s: string;
+      try {
+        s = packHead(status, headers);
+      } catch (err) {
+        throw NOT_LATIN1_RE.test(body) ? codecError('ENCODE_NOT_LATIN1') : err;
+      }
+      const size = framedSize(12 + packedChars + n * 2 + body.length) + (end ? 24 : 0);
+      io[IO_DATA + n + 1] = body.length;
+      reserve(size);
+      io[IO_COUNT] = n + 2;
+      io[IO_X] = requestId;
+      io[IO_Y] = end ? 1 : 0;
+      if (B.fcgiResponseText(s + body) !== 0) throw encodeError(headers);
       return commit(size);
     },
 

@@ -219,6 +219,20 @@ export interface Codec {
     end: boolean,
   ): Uint8Array;
 
+  /**
+   * {@link Codec.fcgiResponse} with the body given as a latin-1 string: the same bytes as
+   * fcgiResponse with the string's bytes. ENCODE_NOT_LATIN1 for a character above U+00FF in
+   * `body`, checked after the argument checks (requestId, `body` a string) and before the
+   * rest. The native codec writes the string straight into the output: no Buffer is made.
+   */
+  fcgiResponseText(
+    requestId: number,
+    status: string,
+    headers: readonly string[],
+    body: string,
+    end: boolean,
+  ): Uint8Array;
+
   /** END_REQUEST (16 bytes). */
   fcgiEndRequest(requestId: number, appStatus: number, protocolStatus: number): Uint8Array;
   /** BEGIN_REQUEST (16 bytes). */

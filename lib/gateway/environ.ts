@@ -77,12 +77,13 @@ function fixPaths(vars: CgiVariables): void {
       path = full;
     }
   }
-  if (script.endsWith('/')) {
+  /* charCodeAt(): no call into startsWith()/endsWith() for the usual "" and "/…" */
+  if (script !== '' && script.charCodeAt(script.length - 1) === 47 /* / */) {
     script = script.slice(0, -1);
-    if (!path.startsWith('/')) path = '/' + path;
+    if (path.charCodeAt(0) !== 47) path = '/' + path;
   }
-  if (script !== '' && !script.startsWith('/')) script = '/' + script;
-  if (path !== '' && !path.startsWith('/')) path = '/' + path;
+  if (script !== '' && script.charCodeAt(0) !== 47) script = '/' + script;
+  if (path !== '' && path.charCodeAt(0) !== 47) path = '/' + path;
   vars.SCRIPT_NAME = script;
   vars.PATH_INFO = path;
 }
@@ -194,10 +195,18 @@ function completeCgi(
     vars.SERVER_NAME = host ? hostOf(host) : (local?.().address ?? 'localhost');
   }
   if (!vars.SERVER_PORT) vars.SERVER_PORT = String(local?.().port ?? 80);
+  /* toLowerCase() only where it can matter: it makes a string */
   const https = vars.HTTPS;
-  if (https !== undefined && (https === '1' || https.toLowerCase() === 'on')) return 'https';
+  if (
+    https !== undefined &&
+    (https === '1' || (https.length === 2 && https.toLowerCase() === 'on'))
+  ) {
+    return 'https';
+  }
   const scheme = vars.REQUEST_SCHEME;
-  if (scheme !== undefined && scheme.toLowerCase() === 'https') return 'https';
+  if (scheme !== undefined && scheme.length === 5 && scheme.toLowerCase() === 'https') {
+    return 'https';
+  }
   return 'http';
 }
 

@@ -21,6 +21,13 @@ import type { App, Body, Chunk, Environ, Headers, Write } from './types.js';
 export interface Sink {
   /** The head, optionally with the first body bytes; `last` ends the response. */
   head(status: string, headers: string[], body: Uint8Array | null, last: boolean): void;
+  /**
+   * Optional: head() with the body as a string whose characters are all ≤ U+00FF (checked by
+   * the gateway), its latin-1 bytes being the body. A sink that encodes the response itself
+   * (FastCGI) takes a string body this way without a Buffer being made for it. The gateway
+   * uses it for an array body of one short string.
+   */
+  headText?(status: string, headers: string[], body: string, last: boolean): void;
   /** More body bytes. */
   write(chunk: Uint8Array): void;
   /** The end of a response whose head already left. */
@@ -79,6 +86,9 @@ function headerKindSlow(name: string): number {
  * case-insensitive, without making a lower-case copy: the candidates are picked by length.
  */
 function headerKind(name: string): number {
+  /* the usual spellings first: literals compare by identity */
+  if (name === 'Content-Type' || name === 'content-type') return H_TYPE;
+  if (name === 'Content-Length' || name === 'content-length') return H_LENGTH;
   let a: string;
   let b = '';
   let kind = H_HOP;
@@ -145,6 +155,14 @@ const ERROR_HEADERS = [
 
 /** Strings up to this length are encoded by a loop (cheaper than a call into C++). */
 const SHORT_STRING = 64;
+
+/** Longest string body handed to Sink.headText (longer ones become a Buffer). */
+const TEXT_LIMIT = 8192;
+
+/** Whether every character of `s` is ≤ U+00FF (a regular expression beats a loop here). */
+function isLatin1(s: string): boolean {
+  return !NOT_LATIN1.test(s);
+}
 
 function notLatin1(): TypeError {
   return new TypeError('body chunk is not a latin-1 string (a character is above U+00FF)');
@@ -288,7 +306,9 @@ class Run {
       }
       if (kind === H_TYPE) hasType = true;
       else if (kind === H_LENGTH) hasLength = true;
-      out.push(name, h[1]);
+      /* one value per push(): V8 inlines a single-argument push */
+      out.push(name);
+      out.push(h[1]);
     }
     if (hasBody && !hasType) {
       throw new Error(
@@ -298,8 +318,10 @@ class Run {
     }
     if (knownLength >= 0 && !hasLength && this.env.REQUEST_METHOD !== 'HEAD') {
       const code = statusCode(status);
-      if (code >= 200 && code !== 204 && code !== 304)
-        out.push('Content-Length', String(knownLength));
+      if (code >= 200 && code !== 204 && code !== 304) {
+        out.push('Content-Length');
+        out.push(String(knownLength));
+      }
     }
     return out;
   }
@@ -358,7 +380,22 @@ class Run {
   private sendArray(chunks: readonly Chunk[]): void {
     if (chunks.length === 1) {
       /* The usual [body]: no list of buffers. */
-      const b = chunkBytes(chunks[0]!);
+      const c = chunks[0]!;
+      if (
+        typeof c === 'string' &&
+        c.length !== 0 &&
+        c.length <= TEXT_LIMIT &&
+        !this.sent &&
+        this.sink.headText !== undefined
+      ) {
+        if (!isLatin1(c)) throw notLatin1();
+        const headers = this.finalHeaders(this.wrote ? -1 : c.length, true);
+        this.sink.headText(this.status!, headers, c, true);
+        this.sent = true;
+        this.over = true;
+        return;
+      }
+      const b = chunkBytes(c);
       if (b.length === 0) {
         this.finish();
         return;

@@ -577,6 +577,19 @@ class FastcgiRequest implements Sink, EnvironSource, ErrorTarget {
     }
   }
 
+  headText(status: string, headers: string[], body: string, last: boolean): void {
+    if (this.done) return;
+    const whole = last && !this.stderrUsed;
+    const bytes = codec.fcgiResponseText(this.id, status, headers, body, whole);
+    this.conn.write(bytes);
+    if (whole) {
+      this.done = true;
+      this.finish();
+    } else if (last) {
+      this.sendEnd();
+    }
+  }
+
   write(chunk: Uint8Array): void {
     if (this.done) return;
     this.conn.write(codec.fcgiStream(FCGI.STDOUT, this.id, chunk, false));

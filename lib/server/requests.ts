@@ -151,6 +151,7 @@ export class RequestTracker {
   wrap(app: App, listener: ListenerRequestCounters = { requests: 0 }): App {
     const timeout = this.timeoutMs > 0;
     const watchStart = timeout || this.accessLog !== null;
+    if (!watchStart) return this.wrapCounting(app, listener);
     return (env: Environ, start: StartResponse) => {
       const req = new Req(env, start, performance.now(), listener);
       this.counters.inFlight++;
@@ -179,6 +180,53 @@ export class RequestTracker {
       }
       return this.body(req, result);
     };
+  }
+
+  /**
+   * Counting only (--stats, --max-requests): the common case of a synchronous app returning an
+   * array body is counted without allocating anything (the gateway sends an array at once,
+   * right after this returns); anything else takes the general path.
+   */
+  private wrapCounting(app: App, listener: ListenerRequestCounters): App {
+    const c = this.counters;
+    return (env: Environ, start: StartResponse) => {
+      const t0 = performance.now();
+      c.inFlight++;
+      let result: Body | Promise<Body>;
+      try {
+        result = app(env, start);
+      } catch (err) {
+        this.count(t0, listener);
+        throw err;
+      }
+      if (Array.isArray(result) && typeof (result as Body).close !== 'function') {
+        this.count(t0, listener);
+        return result;
+      }
+      const req = new Req(env, start, t0, listener);
+      if (isThenable(result)) {
+        return Promise.resolve(result).then(
+          (body) => this.body(req, body),
+          (err: unknown) => {
+            this.finish(req);
+            throw err;
+          },
+        );
+      }
+      return this.body(req, result);
+    };
+  }
+
+  /** One finished request of the counting path. */
+  private count(t0: number, listener: ListenerRequestCounters): void {
+    const ms = performance.now() - t0;
+    const c = this.counters;
+    c.requests++;
+    c.inFlight--;
+    c.totalMs += ms;
+    if (ms > c.maxMs) c.maxMs = ms;
+    listener.requests++;
+    if (this.onFinish !== null) this.onFinish(c);
   }
 
   private startResponse(req: Req): StartResponse {

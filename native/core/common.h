@@ -124,23 +124,32 @@ inline bool AllLatin1(const Ch* p, size_t n) {
 }
 
 // Whether the n bytes at a and b are equal: for the short strings of params (names, values
-// of a few dozen bytes), where a call to memcmp costs more than the comparison.
+// of a few dozen bytes), where a call to memcmp costs more than the comparison. Words are
+// compared, the last one overlapping the one before when n is not a multiple of the size.
+inline uint64_t Load8(const unsigned char* p) {
+  uint64_t x;
+  std::memcpy(&x, p, 8);
+  return x;
+}
+
+inline uint32_t Load4(const unsigned char* p) {
+  uint32_t x;
+  std::memcpy(&x, p, 4);
+  return x;
+}
+
 inline bool SameBytes(const void* a, const void* b, size_t n) {
   const unsigned char* p = static_cast<const unsigned char*>(a);
   const unsigned char* q = static_cast<const unsigned char*>(b);
-  while (n >= 8) {
-    uint64_t x;
-    uint64_t y;
-    std::memcpy(&x, p, 8);
-    std::memcpy(&y, q, 8);
-    if (x != y) return false;
-    p += 8;
-    q += 8;
-    n -= 8;
+  if (n >= 8) {
+    for (size_t i = 0; i + 8 < n; i += 8) {
+      if (Load8(p + i) != Load8(q + i)) return false;
+    }
+    return Load8(p + n - 8) == Load8(q + n - 8);
   }
-  while (n > 0) {
-    if (*p++ != *q++) return false;
-    --n;
+  if (n >= 4) return Load4(p) == Load4(q) && Load4(p + n - 4) == Load4(q + n - 4);
+  for (size_t i = 0; i < n; ++i) {
+    if (p[i] != q[i]) return false;
   }
   return true;
 }

@@ -24,6 +24,7 @@ import {
   decodeFcgiPairs,
   fcgiPairsString,
   latin1Write,
+  NOT_LATIN1_RE,
   TOO_MANY,
 } from './pairs.js';
 
@@ -570,6 +571,19 @@ export function fcgiResponse(
     writeEndRequest(out, o + 8, requestId, 0, 0);
   }
   return out;
+}
+
+/** fcgiResponse() with a latin-1 string body (docs/codec.md). */
+export function fcgiResponseText(
+  requestId: number,
+  status: string,
+  headers: readonly string[],
+  body: string,
+  end: boolean,
+): Uint8Array {
+  if (!isU16(requestId) || typeof body !== 'string') throw badArgument();
+  if (NOT_LATIN1_RE.test(body)) throw codecError('ENCODE_NOT_LATIN1');
+  return fcgiResponse(requestId, status, headers, Buffer.from(body, 'latin1'), end);
 }
 
 function writeEndRequest(

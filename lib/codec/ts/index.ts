@@ -12,6 +12,7 @@ import {
   fcgiGetValuesResult,
   fcgiParams,
   fcgiResponse,
+  fcgiResponseText,
   fcgiStream,
   fcgiUnknownType,
 } from './fastcgi.js';
@@ -28,6 +29,7 @@ export const tsCodec: Codec = Object.freeze({
   encodeHead,
   fcgiStream,
   fcgiResponse,
+  fcgiResponseText,
   fcgiEndRequest,
   fcgiBeginRequest,
   fcgiAbortRequest,
