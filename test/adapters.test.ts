@@ -1103,17 +1103,16 @@ describe('adapt(): what --interface node|fetch accepts', () => {
   });
 
   it('names what it wanted when the export does not fit', async () => {
-    /* (describe() in lib/gateway/respond.ts words objects as "a object (Object)") */
     await expect(
       adapt({ listen() {} }, 'node', 'the export "default" of "app.mjs"'),
     ).rejects.toThrow(
-      /^the export "default" of "app\.mjs" is an? object \(Object\), not a \(req, res\) request listener, a Koa app or a Fastify instance$/,
+      /^the export "default" of "app\.mjs" is an object \(Object\), not a \(req, res\) request listener, a Koa app or a Fastify instance$/,
     );
     await expect(adapt('text', 'fetch')).rejects.toThrow(
       'the app is a string, not a (request) => Response function or an object with a fetch() method',
     );
     await expect(adapt({}, 'tsgi')).rejects.toThrow(
-      /^the app is an? object \(Object\), not an app function$/,
+      /^the app is an object \(Object\), not an app function$/,
     );
     const failing = {
       inject() {},

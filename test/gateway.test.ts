@@ -300,7 +300,7 @@ describe('respond(): PEP 3333 response rules', () => {
           start('200 OK', TEXT);
           return [{}] as never;
         },
-        'body chunk must be a string or a Uint8Array, not a object (Object)',
+        'body chunk must be a string or a Uint8Array, not an object (Object)',
       ],
       [
         (_e, start) => {

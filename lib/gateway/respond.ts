@@ -194,7 +194,8 @@ export function describe(v: unknown): string {
   if (Array.isArray(v)) return 'an array';
   if (typeof v === 'object' || typeof v === 'function') {
     const name = (v as { constructor?: { name?: string } }).constructor?.name;
-    return name ? `a ${typeof v} (${name})` : `a ${typeof v}`;
+    const article = typeof v === 'object' ? 'an' : 'a';
+    return name ? `${article} ${typeof v} (${name})` : `${article} ${typeof v}`;
   }
   return typeof v === 'string' ? 'a string' : `${typeof v} ${String(v)}`;
 }
