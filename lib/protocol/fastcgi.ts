@@ -33,7 +33,15 @@ import { BodySource } from '../gateway/body-source.js';
 import { BodyInput, contentLength } from '../gateway/input.js';
 import type { Sink } from '../gateway/respond.js';
 import type { App, Environ } from '../gateway/types.js';
-import { DrainWait, gatewayServer, isPeerGone, peerName, runApp } from './socket.js';
+import {
+  ConnectionGateway,
+  defaultLog,
+  DrainWait,
+  gatewayServer,
+  isPeerGone,
+  peerName,
+  runApp,
+} from './socket.js';
 
 export interface FastcgiOptions {
   /** Codec limits for params and records. */
@@ -55,27 +63,19 @@ const INPUT_OPEN = 0;
 const INPUT_ENDED = 1;
 const INPUT_DROPPED = 2;
 
-function defaultLog(line: string): void {
-  process.stderr.write(`tsgi: ${line}\n`);
-}
-
 /** Serves FastCGI connections for one app; give it sockets with {@link FastcgiServer.handle}. */
-export class FastcgiServer {
+export class FastcgiServer extends ConnectionGateway<FastcgiConnection> {
   readonly app: App;
   readonly limits: Partial<Limits> | undefined;
   readonly maxRequests: number;
   readonly multiprocess: boolean;
   readonly log: (line: string) => void;
-  readonly connections = new Set<FastcgiConnection>();
   private readonly values: Record<string, string>;
-  /** Requests whose app has not finished (response sent and close() done). */
-  running = 0;
   /** Requests that have not sent END_REQUEST. */
   live = 0;
-  draining = false;
-  private idleWaiters: (() => void)[] = [];
 
   constructor(app: App, options: FastcgiOptions = {}) {
+    super();
     this.app = app;
     this.limits = options.limits;
     this.maxRequests = options.maxRequests ?? 10000;
@@ -105,38 +105,9 @@ export class FastcgiServer {
     return out;
   }
 
-  /** @internal */
-  settled(): void {
-    this.running--;
-    this.checkIdle();
-  }
-
-  /** @internal */
-  checkIdle(): void {
-    if (!this.draining) return;
-    for (const conn of this.connections) conn.closeIfIdle();
-    if (this.running === 0 && this.live === 0 && this.connections.size === 0) {
-      const waiters = this.idleWaiters;
-      this.idleWaiters = [];
-      for (const w of waiters) w();
-    }
-  }
-
-  /**
-   * Stops taking requests: idle connections close now, busy ones after their last request
-   * (new requests on them get OVERLOADED). Resolves when every request finished and every
-   * connection closed.
-   */
-  drain(): Promise<void> {
-    this.draining = true;
-    const done = new Promise<void>((resolve) => this.idleWaiters.push(resolve));
-    this.checkIdle();
-    return done;
-  }
-
-  /** Ends every connection at once (requests are aborted). */
-  destroy(): void {
-    for (const conn of this.connections) conn.destroy();
+  /** Requests that still owe END_REQUEST hold the drain too. */
+  protected override holding(): boolean {
+    return this.live !== 0;
   }
 }
 

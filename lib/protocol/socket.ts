@@ -96,6 +96,73 @@ export function runApp(owner: AppCounter, app: App, env: Environ, sink: Sink): v
   else pending.then(() => owner.settled());
 }
 
+/** The server's own messages when no log was given: one `tsgi: ` line each on stderr. */
+export function defaultLog(line: string): void {
+  process.stderr.write(`tsgi: ${line}\n`);
+}
+
+/** A connection a {@link ConnectionGateway} closes when it drains. */
+export interface DrainableConnection {
+  /** Closes the connection when it holds no request (called while the gateway drains). */
+  closeIfIdle(): void;
+  /** Ends the connection at once. */
+  destroy(): void;
+}
+
+/**
+ * The open connections, the running apps and the graceful stop of a socket protocol server
+ * (FastCGI, SCGI, uwsgi). Subclasses add their handle(); FastCGI adds requests that still owe
+ * END_REQUEST through {@link ConnectionGateway.holding}.
+ */
+export abstract class ConnectionGateway<C extends DrainableConnection> implements AppCounter {
+  readonly connections = new Set<C>();
+  /** Requests whose app has not finished (response sent and close() done). */
+  running = 0;
+  draining = false;
+  private idleWaiters: (() => void)[] = [];
+
+  /** Where the server's own messages go. */
+  abstract readonly log: (line: string) => void;
+
+  /** True while something other than running apps and open connections holds the drain. */
+  protected holding(): boolean {
+    return false;
+  }
+
+  /** @internal An app finished. */
+  settled(): void {
+    this.running--;
+    this.checkIdle();
+  }
+
+  /** @internal Closes idle connections while draining; resolves drain() once nothing is left. */
+  checkIdle(): void {
+    if (!this.draining) return;
+    for (const conn of this.connections) conn.closeIfIdle();
+    if (this.running === 0 && this.connections.size === 0 && !this.holding()) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  /**
+   * Stops taking requests: idle connections close now, busy ones after their requests.
+   * Resolves when every request finished and every connection closed.
+   */
+  drain(): Promise<void> {
+    this.draining = true;
+    const done = new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    this.checkIdle();
+    return done;
+  }
+
+  /** Ends every connection at once (requests are aborted). */
+  destroy(): void {
+    for (const conn of this.connections) conn.destroy();
+  }
+}
+
 /** A net.Server with drain() for a graceful stop. */
 export interface DrainableServer extends Server {
   /** Stops accepting, lets running requests finish, then closes every connection. */

@@ -48,6 +48,8 @@ import { stderrStream } from '../gateway/errors.js';
 import type { Sink } from '../gateway/respond.js';
 import type { App, Environ } from '../gateway/types.js';
 import {
+  ConnectionGateway,
+  defaultLog,
   DrainWait,
   gatewayServer,
   isPeerGone,
@@ -93,20 +95,11 @@ export interface StreamListener extends DrainableServer {
 /** A head and a body up to this size leave in one buffer; larger ones in one writev. */
 const CONCAT_LIMIT = 16 * 1024;
 
-function defaultLog(line: string): void {
-  process.stderr.write(`tsgi: ${line}\n`);
-}
-
 /** Serves connections of one protocol for one app; give it sockets with {@link handle}. */
-export class StreamGateway {
+export class StreamGateway extends ConnectionGateway<StreamConnection> {
   readonly limits: Partial<Limits> | undefined;
   readonly multiprocess: boolean;
   readonly log: (line: string) => void;
-  readonly connections = new Set<StreamConnection>();
-  /** Requests whose app has not finished (response sent and close() done). */
-  running = 0;
-  draining = false;
-  private idleWaiters: (() => void)[] = [];
   private errorStream: Writable | undefined;
 
   constructor(
@@ -116,6 +109,7 @@ export class StreamGateway {
     /** Serve requests in sequence on one connection (see the module comment). */
     readonly keepAlive: boolean,
   ) {
+    super();
     this.limits = options.limits;
     this.multiprocess = options.multiprocess ?? false;
     this.log = options.log ?? defaultLog;
@@ -133,39 +127,6 @@ export class StreamGateway {
     const conn = new StreamConnection(this, socket);
     this.connections.add(conn);
     return conn;
-  }
-
-  /** @internal An app finished. */
-  settled(): void {
-    this.running--;
-    this.checkIdle();
-  }
-
-  /** @internal */
-  checkIdle(): void {
-    if (!this.draining) return;
-    for (const conn of this.connections) conn.closeIfIdle();
-    if (this.running === 0 && this.connections.size === 0) {
-      const waiters = this.idleWaiters;
-      this.idleWaiters = [];
-      for (const w of waiters) w();
-    }
-  }
-
-  /**
-   * Stops taking requests: connections that have not sent a byte close now, the others after
-   * their request. Resolves when every request finished and every connection closed.
-   */
-  drain(): Promise<void> {
-    this.draining = true;
-    const done = new Promise<void>((resolve) => this.idleWaiters.push(resolve));
-    this.checkIdle();
-    return done;
-  }
-
-  /** Ends every connection at once (requests are aborted). */
-  destroy(): void {
-    for (const conn of this.connections) conn.destroy();
   }
 }
 
