@@ -24,7 +24,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBuilt, ROOT } from './support/build.js';
 import {
+  NGINX_SCGI_PARAMS,
+  NGINX_UWSGI_PARAMS,
   nginxHttpConf,
+  nginxParams,
   startLighttpd,
   startNginx,
   waitUntilAccepting,
@@ -321,43 +324,6 @@ const FASTCGI_PARAMS = [
   'SERVER_PORT $server_port',
   'SERVER_NAME $server_name',
 ];
-/** nginx's stock scgi_params (nginx sends CONTENT_LENGTH itself). */
-const SCGI_PARAMS = [
-  'REQUEST_METHOD $request_method',
-  'REQUEST_URI $request_uri',
-  'QUERY_STRING $query_string',
-  'CONTENT_TYPE $content_type',
-  'DOCUMENT_URI $document_uri',
-  'DOCUMENT_ROOT $document_root',
-  'SCGI 1',
-  'SERVER_PROTOCOL $server_protocol',
-  'REQUEST_SCHEME $scheme',
-  'HTTPS $https if_not_empty',
-  'REMOTE_ADDR $remote_addr',
-  'REMOTE_PORT $remote_port',
-  'SERVER_PORT $server_port',
-  'SERVER_NAME $server_name',
-];
-/** nginx's stock uwsgi_params. */
-const UWSGI_PARAMS = [
-  'QUERY_STRING $query_string',
-  'REQUEST_METHOD $request_method',
-  'CONTENT_TYPE $content_type',
-  'CONTENT_LENGTH $content_length',
-  'REQUEST_URI $request_uri',
-  'PATH_INFO $document_uri',
-  'DOCUMENT_ROOT $document_root',
-  'SERVER_PROTOCOL $server_protocol',
-  'REQUEST_SCHEME $scheme',
-  'HTTPS $https if_not_empty',
-  'REMOTE_ADDR $remote_addr',
-  'REMOTE_PORT $remote_port',
-  'SERVER_PORT $server_port',
-  'SERVER_NAME $server_name',
-];
-
-const params = (prefix: string, list: string[]) =>
-  list.map((p) => `            ${prefix}_param ${p};`).join('\n');
 
 /** One framework's tsgi process and where each route reaches it. */
 interface Served {
@@ -430,17 +396,17 @@ describe('frameworks under tsgi answer as they do on node:http', () => {
         const blocks: [Route, string][] = [
           [
             'nginx fastcgi_pass',
-            `${params('fastcgi', FASTCGI_PARAMS)}
+            `${nginxParams('fastcgi', FASTCGI_PARAMS)}
             fastcgi_pass ${name}_fastcgi;
             fastcgi_keep_conn on;`,
           ],
           [
             'nginx scgi_pass',
-            `${params('scgi', SCGI_PARAMS)}\n            scgi_pass 127.0.0.1:${up.scgi};`,
+            `${nginxParams('scgi', NGINX_SCGI_PARAMS)}\n            scgi_pass 127.0.0.1:${up.scgi};`,
           ],
           [
             'nginx uwsgi_pass',
-            `${params('uwsgi', UWSGI_PARAMS)}\n            uwsgi_pass 127.0.0.1:${up.uwsgi};`,
+            `${nginxParams('uwsgi', NGINX_UWSGI_PARAMS)}\n            uwsgi_pass 127.0.0.1:${up.uwsgi};`,
           ],
         ];
         upstreams.push(

@@ -9,7 +9,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { nginxHttpConf, nginxUser, startNginx } from './support/frontends.js';
+import {
+  NGINX_SCGI_PARAMS,
+  NGINX_UWSGI_PARAMS,
+  nginxHttpConf,
+  nginxParams,
+  nginxUser,
+  startNginx,
+} from './support/frontends.js';
 import {
   describeMatrix,
   exchange,
@@ -42,45 +49,10 @@ const FASTCGI_PARAMS = [
   'SERVER_PORT $server_port',
   'SERVER_NAME $server_name',
 ];
-/** Debian's /etc/nginx/scgi_params (nginx adds CONTENT_LENGTH first by itself). */
-const SCGI_PARAMS = [
-  'REQUEST_METHOD $request_method',
-  'REQUEST_URI $request_uri',
-  'QUERY_STRING $query_string',
-  'CONTENT_TYPE $content_type',
-  'DOCUMENT_URI $document_uri',
-  'DOCUMENT_ROOT $document_root',
-  'SCGI 1',
-  'SERVER_PROTOCOL $server_protocol',
-  'REQUEST_SCHEME $scheme',
-  'HTTPS $https if_not_empty',
-  'REMOTE_ADDR $remote_addr',
-  'REMOTE_PORT $remote_port',
-  'SERVER_PORT $server_port',
-  'SERVER_NAME $server_name',
-  'HTTP_HOST $host',
-];
-/** Debian's /etc/nginx/uwsgi_params. */
-const UWSGI_PARAMS = [
-  'QUERY_STRING $query_string',
-  'REQUEST_METHOD $request_method',
-  'CONTENT_TYPE $content_type',
-  'CONTENT_LENGTH $content_length',
-  'REQUEST_URI $request_uri',
-  'PATH_INFO $document_uri',
-  'DOCUMENT_ROOT $document_root',
-  'SERVER_PROTOCOL $server_protocol',
-  'REQUEST_SCHEME $scheme',
-  'HTTPS $https if_not_empty',
-  'REMOTE_ADDR $remote_addr',
-  'REMOTE_PORT $remote_port',
-  'SERVER_PORT $server_port',
-  'SERVER_NAME $server_name',
-  'HTTP_HOST $host',
-];
-
-const params = (prefix: string, list: string[]) =>
-  list.map((p) => `            ${prefix}_param ${p};`).join('\n');
+/** Debian's scgi_params, and the Host header. */
+const SCGI_PARAMS = [...NGINX_SCGI_PARAMS, 'HTTP_HOST $host'];
+/** Debian's uwsgi_params, and the Host header. */
+const UWSGI_PARAMS = [...NGINX_UWSGI_PARAMS, 'HTTP_HOST $host'];
 
 /**
  * Each target, its location match and body. Every upstream asks for keepalive, but nginx keeps
@@ -97,7 +69,7 @@ const ROWS: [MatrixTarget, string, string][] = [
       mount: '/fcgi',
     },
     '/fcgi/',
-    `${params('fastcgi', FASTCGI_PARAMS)}
+    `${nginxParams('fastcgi', FASTCGI_PARAMS)}
             fastcgi_param SCRIPT_NAME /fcgi;
             fastcgi_pass fastcgi_keep;
             fastcgi_keep_conn on;`,
@@ -105,14 +77,14 @@ const ROWS: [MatrixTarget, string, string][] = [
   [
     { name: 'nginx scgi_pass', server: 'nginx', protocol: 'scgi', mount: '/scgi' },
     '/scgi/',
-    `${params('scgi', SCGI_PARAMS)}
+    `${nginxParams('scgi', SCGI_PARAMS)}
             scgi_param SCRIPT_NAME /scgi;
             scgi_pass scgi_keep;`,
   ],
   [
     { name: 'nginx uwsgi_pass', server: 'nginx', protocol: 'uwsgi', mount: '/uwsgi' },
     '~ ^/uwsgi(?<path_info>/.*)$',
-    `${params('uwsgi', UWSGI_PARAMS)}
+    `${nginxParams('uwsgi', UWSGI_PARAMS)}
             uwsgi_param SCRIPT_NAME /uwsgi;
             uwsgi_param PATH_INFO $path_info;
             uwsgi_pass uwsgi_keep;`,

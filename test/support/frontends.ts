@@ -205,3 +205,47 @@ export async function startLighttpd(dir: string, conf: string, port: number): Pr
   const child = startChild(bin, ['-D', '-f', join(dir, 'lighttpd.conf')]);
   return waitUntilAccepting(child, 'lighttpd', port, [join(dir, 'error.log')]);
 }
+
+/**
+ * nginx's stock scgi_params as Debian ships it, one `NAME value` each (nginx sends
+ * CONTENT_LENGTH first by itself).
+ */
+export const NGINX_SCGI_PARAMS: readonly string[] = [
+  'REQUEST_METHOD $request_method',
+  'REQUEST_URI $request_uri',
+  'QUERY_STRING $query_string',
+  'CONTENT_TYPE $content_type',
+  'DOCUMENT_URI $document_uri',
+  'DOCUMENT_ROOT $document_root',
+  'SCGI 1',
+  'SERVER_PROTOCOL $server_protocol',
+  'REQUEST_SCHEME $scheme',
+  'HTTPS $https if_not_empty',
+  'REMOTE_ADDR $remote_addr',
+  'REMOTE_PORT $remote_port',
+  'SERVER_PORT $server_port',
+  'SERVER_NAME $server_name',
+];
+
+/** nginx's stock uwsgi_params as Debian ships it, one `NAME value` each. */
+export const NGINX_UWSGI_PARAMS: readonly string[] = [
+  'QUERY_STRING $query_string',
+  'REQUEST_METHOD $request_method',
+  'CONTENT_TYPE $content_type',
+  'CONTENT_LENGTH $content_length',
+  'REQUEST_URI $request_uri',
+  'PATH_INFO $document_uri',
+  'DOCUMENT_ROOT $document_root',
+  'SERVER_PROTOCOL $server_protocol',
+  'REQUEST_SCHEME $scheme',
+  'HTTPS $https if_not_empty',
+  'REMOTE_ADDR $remote_addr',
+  'REMOTE_PORT $remote_port',
+  'SERVER_PORT $server_port',
+  'SERVER_NAME $server_name',
+];
+
+/** `list` as `PREFIX_param NAME value;` lines, indented for a location block. */
+export function nginxParams(prefix: string, list: readonly string[]): string {
+  return list.map((p) => `            ${prefix}_param ${p};`).join('\n');
+}
