@@ -13,6 +13,10 @@
  *   scgi-canned    a node:net responder that only waits for the SCGI request head, writes a
  *                  fixed answer and closes (the ceiling for any Node SCGI backend), scgi_pass
  *   uwsgi-canned   the same for uwsgi, uwsgi_pass
+ *   scgi-floor     a C responder (bench/e2e/floor.c, built here with cc): blocking accept, read
+ *                  the request head, write a fixed answer, close — the least any SCGI backend
+ *                  can cost behind nginx, which opens a connection per request
+ *   uwsgi-floor    the same for uwsgi
  *   uwsgi-python   uWSGI (Debian uwsgi-core + python3 plugin) running a WSGI hello world in
  *                  one process, uwsgi_pass
  *   php-fpm        php-fpm (Debian php8.2-fpm, pm static with one child) running hello.php,
@@ -33,8 +37,10 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import {
   accessSync,
   constants,
+  existsSync,
   mkdirSync,
   mkdtempSync,
+  readFileSync,
   readdirSync,
   rmSync,
   writeFileSync,
@@ -185,6 +191,28 @@ interface Backend {
 
 const node = (script: string, ...args: string[]) => [join(HERE, script), ...args];
 
+/** bench/e2e/floor.c built once into the bench's temporary directory. */
+function floorBinary(dir: string): string {
+  const out = join(dir, 'floor');
+  if (!existsSync(out)) {
+    const r = spawnSync(findBinary('cc')!, ['-O2', '-o', out, join(HERE, 'floor.c')], {
+      encoding: 'utf8',
+    });
+    if (r.status !== 0) throw new Error(`cc floor.c failed: ${r.stderr}`);
+  }
+  return out;
+}
+
+/** The C responder of bench/e2e/floor.c for `proto` (rows scgi-floor, uwsgi-floor). */
+function floorBackend(proto: 'scgi' | 'uwsgi'): Backend {
+  return {
+    missing: () =>
+      findBinary('cc') === null || process.platform === 'win32' ? 'a C compiler (cc)' : null,
+    start: (p, dir) =>
+      start(`${proto} floor`, floorBinary(dir), [proto, String(p[`${proto}-floor`])]),
+  };
+}
+
 const BACKENDS: Record<string, Backend> = {
   tsgi: {
     missing: () => null,
@@ -279,6 +307,8 @@ const BACKENDS: Record<string, Backend> = {
       ]);
     },
   },
+  'scgi-floor': floorBackend('scgi'),
+  'uwsgi-floor': floorBackend('uwsgi'),
   ...workerBackends(start),
   ...expressBackends(start),
 };
@@ -357,6 +387,8 @@ const ROWS: RowSpec[] = [
   { name: 'canned', backend: 'canned', location: fastcgi(''), keepalive: true },
   { name: 'scgi-canned', backend: 'canned-stream', location: scgi, keepalive: false },
   { name: 'uwsgi-canned', backend: 'canned-stream', location: uwsgi, keepalive: false },
+  { name: 'scgi-floor', backend: 'scgi-floor', location: scgi, keepalive: false },
+  { name: 'uwsgi-floor', backend: 'uwsgi-floor', location: uwsgi, keepalive: false },
   { name: 'uwsgi-python', backend: 'uwsgi', location: uwsgi, keepalive: false },
   {
     name: 'php-fpm',
@@ -421,6 +453,48 @@ interface Sample {
   rps: number;
   p99ms: number;
   errors: number;
+  /** Requests wrk completed. */
+  requests: number;
+  /** CPU time per request of nginx and of the row's backend (all their processes), in µs. */
+  nginxUs?: number;
+  backendUs?: number;
+}
+
+/** Clock ticks per second of /proc/PID/stat's times (Linux). */
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
+
+/**
+ * CPU seconds (user + system) used so far by `pid` and every process below it, from /proc
+ * (Linux); null where /proc is not there.
+ */
+function cpuSeconds(pid: number): number | null {
+  if (process.platform !== 'linux') return null;
+  const children = new Map<number, number[]>();
+  const ticks = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'latin1');
+    } catch {
+      continue; /* it exited meanwhile */
+    }
+    /* fields after the command name "(...)": state ppid ... utime(14th) stime(15th) */
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ppid = Number(f[1]);
+    ticks.set(Number(entry), Number(f[11]) + Number(f[12]));
+    const list = children.get(ppid);
+    if (list) list.push(Number(entry));
+    else children.set(ppid, [Number(entry)]);
+  }
+  let total = 0;
+  const todo = [pid];
+  while (todo.length > 0) {
+    const p = todo.pop()!;
+    total += ticks.get(p) ?? 0;
+    todo.push(...(children.get(p) ?? []));
+  }
+  return total / CLK_TCK;
 }
 
 function toMs(v: string, unit: string): number {
@@ -456,8 +530,23 @@ function wrk(port: number, seconds: number): Sample {
   const sock =
     /Socket errors: connect ([0-9]+), read ([0-9]+), write ([0-9]+), timeout ([0-9]+)/.exec(out);
   if (sock) errors += Number(sock[1]) + Number(sock[2]) + Number(sock[3]) + Number(sock[4]);
-  return { rps, p99ms: p99 ? toMs(p99[1]!, p99[2]!) : NaN, errors };
+  const requests = Number(/([0-9]+) requests in/.exec(out)?.[1] ?? NaN);
+  return { rps, p99ms: p99 ? toMs(p99[1]!, p99[2]!) : NaN, errors, requests };
 }
+
+/** wrk against `port`, with the CPU time nginx and the backend `pid` spent per request. */
+function measure(port: number, seconds: number, nginxPid: number, pid: number): Sample {
+  const n0 = cpuSeconds(nginxPid);
+  const b0 = cpuSeconds(pid);
+  const s = wrk(port, seconds);
+  const n1 = cpuSeconds(nginxPid);
+  const b1 = cpuSeconds(pid);
+  if (n0 !== null && n1 !== null) s.nginxUs = ((n1 - n0) * 1e6) / s.requests;
+  if (b0 !== null && b1 !== null) s.backendUs = ((b1 - b0) * 1e6) / s.requests;
+  return s;
+}
+
+const us = (x: number | undefined) => (x === undefined ? 'n/a' : `${x.toFixed(0)} µs`);
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -496,6 +585,7 @@ async function main(): Promise<void> {
     /* ports are taken just before each process binds them: the machine is shared */
     const rows: Row[] = specs.map((s) => ({ ...s, port: 0, upstreamPort: 0 }));
     const started: ChildProcess[] = [];
+    const backendOf = new Map<string, ChildProcess>();
     for (const name of new Set(rows.map((r) => r.backend))) {
       const mine = rows.filter((r) => r.backend === name);
       for (const r of mine) r.upstreamPort = await freePort();
@@ -504,6 +594,7 @@ async function main(): Promise<void> {
         dir,
       );
       started.push(child);
+      backendOf.set(name, child);
       for (const r of mine) await waitForPort(r.upstreamPort, child, name);
     }
     for (const r of rows) r.port = await freePort();
@@ -541,11 +632,12 @@ async function main(): Promise<void> {
     for (let round = 0; round < rounds; round++) {
       const order = rows.map((_, i) => rows[(i + round) % rows.length]!);
       for (const row of order) {
-        const s = wrk(row.port, duration);
+        const s = measure(row.port, duration, nginx.pid!, backendOf.get(row.backend)!.pid!);
         samples[row.name]!.push(s);
         console.log(
           `  round ${round + 1} ${row.name.padEnd(13)} ${s.rps.toFixed(0).padStart(7)} req/s  ` +
-            `p99 ${s.p99ms.toFixed(2)} ms  errors ${s.errors}`,
+            `p99 ${s.p99ms.toFixed(2)} ms  errors ${s.errors}  ` +
+            `CPU/request nginx ${us(s.nginxUs)}, backend ${us(s.backendUs)}`,
         );
       }
     }
@@ -559,16 +651,27 @@ async function main(): Promise<void> {
             rps: median(xs.map((x) => x.rps)),
             p99ms: median(xs.map((x) => x.p99ms)),
             errors: xs.reduce((a, x) => a + x.errors, 0),
+            nginxUs: xs.every((x) => x.nginxUs !== undefined)
+              ? median(xs.map((x) => x.nginxUs!))
+              : undefined,
+            backendUs: xs.every((x) => x.backendUs !== undefined)
+              ? median(xs.map((x) => x.backendUs!))
+              : undefined,
             samples: xs,
           },
         ];
       }),
     );
-    console.log('\n| row | requests/s (median) | p99 latency (median) | errors |');
-    console.log('|---|---:|---:|---:|');
+    console.log(
+      '\n| row | requests/s (median) | p99 latency (median) | errors | nginx CPU/request | backend CPU/request |',
+    );
+    console.log('|---|---:|---:|---:|---:|---:|');
     for (const r of rows) {
       const x = result[r.name]!;
-      console.log(`| ${r.name} | ${x.rps.toFixed(0)} | ${x.p99ms.toFixed(2)} ms | ${x.errors} |`);
+      console.log(
+        `| ${r.name} | ${x.rps.toFixed(0)} | ${x.p99ms.toFixed(2)} ms | ${x.errors} | ` +
+          `${us(x.nginxUs)} | ${us(x.backendUs)} |`,
+      );
     }
     console.log(`\nload average before ${loadBefore}, after ${loadAfter}`);
     const rps = (n: string) => result[n]?.rps;
@@ -584,6 +687,11 @@ async function main(): Promise<void> {
       ['tsgi-scgi', 'php-fpm', 1],
       ['tsgi-scgi', 'tsgi-fastcgi', 0.8],
       ['tsgi-scgi', 'scgi-canned', null],
+      ['scgi-floor', 'uwsgi-python', null],
+      ['uwsgi-floor', 'uwsgi-python', null],
+      ['scgi-floor', 'tsgi-fastcgi', null],
+      ['tsgi-scgi', 'scgi-floor', null],
+      ['tsgi-uwsgi', 'uwsgi-floor', null],
       ['tsgi-uwsgi', 'uwsgi-canned', null],
       ...WORKER_RATIOS,
       ...EXPRESS_RATIOS,
