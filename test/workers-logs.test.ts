@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBuilt } from './support/build.js';
 import { freePort } from './support/peers.js';
 import { httpGet, startTsgi, waitFor } from './support/process-manager.js';
+import { RawClient } from './support/raw-client.js';
 import type { Child } from './support/spawn.js';
 
 let cli = '';
@@ -20,6 +21,10 @@ beforeAll(async () => {
   writeFileSync(
     join(dir, 'app.mjs'),
     `export default (env, start) => { start('201 Created', [['Content-Type', 'text/plain']]); return ['12345']; };`,
+  );
+  writeFileSync(
+    join(dir, 'throws.mjs'),
+    `export default (env) => { throw new Error('app failed on ' + env.PATH_INFO); };`,
   );
 });
 afterEach(async () => {
@@ -95,6 +100,44 @@ describe('logs', () => {
       });
     });
   }
+
+  it('json: protocol messages and tsgi.errors are JSON entries too, nothing else on stderr', async () => {
+    const http = await freePort();
+    const scgi = await freePort();
+    const c = await startTsgi(
+      cli,
+      [
+        'throws.mjs',
+        '--http',
+        `127.0.0.1:${http}`,
+        '--scgi',
+        `127.0.0.1:${scgi}`,
+        '--log-format',
+        'json',
+      ],
+      { cwd: dir, lines: 0 },
+    );
+    children.push(c);
+    await waitFor('two listening lines', () =>
+      jsonLines(c).filter((l) => l.event === 'listening').length === 2 ? true : undefined,
+    );
+    expect((await httpGet(http, '/here')).status).toBe(500);
+    const app = await waitFor('the app error', () => jsonLines(c).find((l) => l.event === 'app'));
+    expect(app).toMatchObject({ level: 'error', event: 'app', pid: c.proc.pid });
+    expect(app.msg).toContain('Error: app failed on /here');
+    /* a netstring whose length is not digits: SCGI closes the connection with a reason */
+    const client = await RawClient.connect(scgi);
+    client.write('x9:CONTENT_LENGTH\x000\x00,');
+    await client.serverEnded();
+    const protocol = await waitFor('the SCGI message', () =>
+      jsonLines(c).find((l) => l.event === 'protocol'),
+    );
+    expect(protocol).toMatchObject({ level: 'warn', event: 'protocol', protocol: 'scgi' });
+    expect(protocol.msg).toMatch(/^closing SCGI connection from 127\.0\.0\.1:[0-9]+: /);
+    await c.stop();
+    /* jsonLines() throws on any line that is not one JSON object */
+    expect(jsonLines(c).at(-1)).toMatchObject({ event: 'stopped' });
+  });
 
   it('text: the access line; --no-access-log turns it off', async () => {
     const port = await freePort();

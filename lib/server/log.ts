@@ -6,6 +6,8 @@
  * logger with `event: "request"`.
  */
 import { createRequire } from 'node:module';
+import { Writable } from 'node:stream';
+import { stderrStream } from '../gateway/errors.js';
 import type { LogFormat } from './config.js';
 
 /** Fields of one access-log line. */
@@ -109,4 +111,21 @@ export function createLogger(format: LogFormat, base: LogFields = {}): Logger {
       ),
     flush: () => logger.flush?.(),
   };
+}
+
+/**
+ * tsgi.errors for the protocols that have no error channel of their own (SCGI, uwsgi, HTTP):
+ * with text logs the bytes go to stderr as the app wrote them; with JSON logs each write becomes
+ * one `error` entry with `event: "app"` (a stack trace written at once stays one entry), so that
+ * stderr keeps one JSON object per line.
+ */
+export function appErrors(log: Logger): Writable {
+  if (log.format === 'text') return stderrStream();
+  return new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      const text = chunk.toString('utf8').replace(/\r?\n$/, '');
+      if (text !== '') log.error(text, { event: 'app' });
+      callback();
+    },
+  });
 }

@@ -4,6 +4,7 @@
  * its help text and its listeners from this table.
  */
 import type { Server } from 'node:net';
+import type { Writable } from 'node:stream';
 import type { App } from '../gateway/types.js';
 import { createFastcgiServer } from '../protocol/fastcgi.js';
 import { createHttpServer } from '../protocol/http.js';
@@ -20,6 +21,13 @@ export interface ProtocolServer extends Server {
 export interface ServeOptions {
   /** Sets tsgi.multiprocess (true under a master with workers). */
   multiprocess?: boolean;
+  /** Where the server's own messages go (default: stderr, one `tsgi: ` line each). */
+  log?: (line: string) => void;
+  /**
+   * tsgi.errors of every request for the protocols without an error channel (SCGI, uwsgi,
+   * HTTP; FastCGI sends it to the web server as STDERR records). Default: stderr.
+   */
+  errors?: Writable;
 }
 
 export interface Protocol {
@@ -37,25 +45,37 @@ export const PROTOCOLS: readonly Protocol[] = [
     flag: 'fastcgi',
     title: 'FastCGI',
     help: 'serve FastCGI on ADDR (repeatable)',
-    create: (app, o) => createFastcgiServer(app, { multiprocess: o.multiprocess ?? false }),
+    create: (app, o) =>
+      createFastcgiServer(app, { multiprocess: o.multiprocess ?? false, log: o.log }),
   },
   {
     flag: 'scgi',
     title: 'SCGI',
     help: 'serve SCGI on ADDR (repeatable)',
-    create: (app, o) => createScgiServer(app, { multiprocess: o.multiprocess ?? false }),
+    create: (app, o) =>
+      createScgiServer(app, {
+        multiprocess: o.multiprocess ?? false,
+        log: o.log,
+        errors: o.errors,
+      }),
   },
   {
     flag: 'uwsgi',
     title: 'uwsgi',
     help: 'serve uwsgi on ADDR (repeatable)',
-    create: (app, o) => createUwsgiServer(app, { multiprocess: o.multiprocess ?? false }),
+    create: (app, o) =>
+      createUwsgiServer(app, {
+        multiprocess: o.multiprocess ?? false,
+        log: o.log,
+        errors: o.errors,
+      }),
   },
   {
     flag: 'http',
     title: 'HTTP',
     help: 'serve HTTP on ADDR (repeatable)',
-    create: (app, o) => createHttpServer(app, { multiprocess: o.multiprocess ?? false }),
+    create: (app, o) =>
+      createHttpServer(app, { multiprocess: o.multiprocess ?? false, errors: o.errors }),
   },
 ];
 

@@ -15,6 +15,7 @@
  */
 import { realpathSync } from 'node:fs';
 import { Server } from 'node:net';
+import type { Writable } from 'node:stream';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { App } from '../gateway/types.js';
@@ -22,7 +23,7 @@ import { fcgiWebServerAddrs, guardServer, parseAllowList, type AllowList } from 
 import { AppLoadError, loadApp, type AppInterface } from './app.js';
 import type { LogFormat } from './config.js';
 import { listen, ListenError, type ListenAddress } from './listen.js';
-import { createLogger, type Logger } from './log.js';
+import { appErrors, createLogger, type Logger } from './log.js';
 import { protocolByFlag, type Protocol, type ProtocolServer } from './protocols.js';
 import { RequestTracker, type RequestCounters } from './requests.js';
 import type { ListenerStats } from './stats.js';
@@ -62,6 +63,8 @@ export class Serving {
   readonly listeners: ServedListener[] = [];
   private readonly allow: AllowList | null;
   private readonly fcgiAllow: AllowList | null;
+  /** tsgi.errors of the protocols without an error channel (JSON entries under json logs). */
+  private readonly errors: Writable;
 
   /** Throws an Error for a bad --allow or FCGI_WEB_SERVER_ADDRS entry. */
   constructor(private readonly options: ServingOptions) {
@@ -84,6 +87,7 @@ export class Serving {
       }
     }
     this.fcgiAllow = fcgi;
+    this.errors = appErrors(options.log);
     this.tracker?.start();
   }
 
@@ -97,11 +101,15 @@ export class Serving {
       refused: 0,
     };
     const served = this.tracker === null ? app : this.tracker.wrap(app, stats);
-    const server = protocol.create(served, { multiprocess: this.options.multiprocess });
+    const log = this.options.log;
+    const server = protocol.create(served, {
+      multiprocess: this.options.multiprocess,
+      log: (line) => log.warn(line, { event: 'protocol', protocol: protocol.flag }),
+      errors: this.errors,
+    });
     if (this.options.countConnections) server.on('connection', () => stats.connections++);
     const allow = this.allow ?? (protocol.flag === 'fastcgi' ? this.fcgiAllow : null);
     if (allow !== null) {
-      const log = this.options.log;
       guardServer(
         server,
         allow,
