@@ -156,6 +156,7 @@ async function serveAlone(
       accessLog: config.accessLog,
       allow: config.allow,
       multiprocess: false,
+      mount: config.mount,
     });
   } catch (err) {
     throw new StartError((err as Error).message);

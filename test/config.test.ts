@@ -57,6 +57,7 @@ describe('config: precedence and values', () => {
       listeners: [],
       factory: false,
       interface: 'tsgi',
+      mount: null,
       workers: null,
       timeoutMs: 0,
       maxRequests: 0,
@@ -88,6 +89,7 @@ describe('config: precedence and values', () => {
       stats: '127.0.0.1:9191',
       accessLog: true,
       logFormat: 'json',
+      mount: '/app/',
     });
     const c = await resolved(['--workers', '2', '--timeout', '2.5', '--no-access-log'], {
       'tsgi.config.json': file,
@@ -105,6 +107,7 @@ describe('config: precedence and values', () => {
       stats: { type: 'tcp', host: '127.0.0.1', port: 9191 },
       accessLog: false,
       logFormat: 'json',
+      mount: '/app',
     });
     expect(c.configFile).toMatch(/tsgi\.config\.json$/);
     expect((await resolved(['cli-app.mjs'], { 'tsgi.config.json': file })).app).toBe('cli-app.mjs');
@@ -159,7 +162,7 @@ describe('config: precedence and values', () => {
       'tsgi.config.json': JSON.stringify({ app: 'a.mjs', ...(v as object) }),
     });
     const known = ['app', ...PROTOCOLS.map((p) => p.flag)].concat(
-      'factory, interface, workers, timeout, maxRequests, maxRequestsJitter, maxRss, ' +
+      'factory, interface, mount, workers, timeout, maxRequests, maxRequestsJitter, maxRss, ' +
         'gracefulTimeout, reload, socketMode, user, group, allow, stats, accessLog, logFormat',
     );
     expect(await failure([], json({ 'max-requests': 5 }))).toBe(
@@ -189,6 +192,10 @@ describe('config: precedence and values', () => {
     );
     expect(await failure(['a.mjs', '--log-format', 'xml'])).toBe(
       '--log-format needs text or json, not "xml"',
+    );
+    expect(await failure(['a.mjs', '--mount', 'app'])).toBe('--mount "app" must start with "/"');
+    expect(await failure([], json({ mount: '/a/../b' }))).toBe(
+      'tsgi.config.json: "mount" "/a/../b" must not hold empty, "." or ".." segments',
     );
     expect(await failure(['a.mjs', '--stats', 'fd:3'])).toBe(
       '--stats: "fd:3": the stats endpoint cannot use fd:N',
@@ -236,6 +243,7 @@ describe('config: precedence and values', () => {
       '--config FILE',
       '--factory',
       '--interface NAME',
+      '--mount PREFIX',
     ]) {
       expect(help).toContain(`  ${flag}`);
     }

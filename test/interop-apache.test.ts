@@ -62,6 +62,16 @@ SetEnvIf Request_URI ^/reuse/ proxy-fcgi-pathinfo=unescape`,
     (s) => `ProxyPass /scgi/ scgi://127.0.0.1:${s.gateways.port('scgi')}/`,
   ],
   [
+    {
+      name: 'Apache mod_proxy_scgi, tsgi --mount',
+      server: 'apache',
+      protocol: 'scgi',
+      mount: '/scgim',
+      tsgiMount: true,
+    },
+    (s) => `ProxyPass /scgim/ scgi://127.0.0.1:${s.gateways.port('scgi', 1)}/`,
+  ],
+  [
     { name: 'Apache mod_proxy_uwsgi', server: 'apache', protocol: 'uwsgi', mount: '/uwsgi' },
     (s) => `ProxyPass /uwsgi/ uwsgi://127.0.0.1:${s.gateways.port('uwsgi')}/`,
   ],
@@ -83,7 +93,10 @@ describe.skipIf(apache === null)('Apache in front of tsgi: the request matrix', 
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tsgi-interop-apache-'));
-    const gateways = await serveMatrix(['fastcgi', 'scgi', 'uwsgi'], { copies: 2 });
+    const gateways = await serveMatrix(['fastcgi', 'scgi', 'uwsgi'], {
+      copies: 2,
+      mounts: { 'scgi#1': '/scgim' },
+    });
     const cgi = missingProtocol('cgi') === null;
     const cgiScript = cgi
       ? writeCgiScript(dir, await ensureBuilt(), writeMatrixApp(dir))

@@ -14,6 +14,7 @@ import { basename, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { parseAllowList } from './allow.js';
+import { parseMount } from './mount.js';
 import { INTERFACES, type AppInterface } from './app.js';
 import { ListenError, parseAddress, type ListenAddress } from './listen.js';
 import { PROTOCOLS } from './protocols.js';
@@ -59,6 +60,13 @@ const OPTIONS: readonly OptionSpec[] = [
     kind: 'string',
     arg: 'NAME',
     help: `what the export is: ${INTERFACES.join(', ')} (default tsgi)`,
+  },
+  {
+    flag: 'mount',
+    key: 'mount',
+    kind: 'string',
+    arg: 'PREFIX',
+    help: 'serve the app under PREFIX: SCRIPT_NAME becomes PREFIX and PATH_INFO the rest of the path, whatever the front server sent (nginx scgi_params/uwsgi_params send no SCRIPT_NAME, Apache mod_proxy_scgi the whole path); other paths get 404',
   },
   {
     flag: 'workers',
@@ -201,6 +209,8 @@ export interface ServeConfig {
   listeners: ListenerSpec[];
   factory: boolean;
   interface: AppInterface;
+  /** --mount: the prefix in the environ's form (see lib/server/mount.ts); null: none. */
+  mount: string | null;
   /** Worker processes under a master; null: one process serves alone (no master). */
   workers: number | null;
   /** Request timeout in ms; 0: off. */
@@ -431,6 +441,7 @@ export function resolveConfig(
     listeners: [],
     factory: false,
     interface: 'tsgi',
+    mount: null,
     workers: null,
     timeoutMs: 0,
     maxRequests: 0,
@@ -497,6 +508,15 @@ export function resolveConfig(
         case 'reload':
           config.reload = bool(where, key, v);
           break;
+        case 'mount': {
+          const s = scalar(where, key, v);
+          try {
+            config.mount = parseMount(s);
+          } catch (err) {
+            fail(where, key, (err as Error).message);
+          }
+          break;
+        }
         case 'socketMode': {
           if (typeof v !== 'string') {
             fail(

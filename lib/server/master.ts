@@ -280,6 +280,7 @@ export async function runMaster(options: MasterOptions): Promise<number> {
       logFormat: config.logFormat,
       allow: config.allow,
       stats: config.stats !== null,
+      mount: config.mount,
     };
     const proc = fork(workerPath, [], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...fds],

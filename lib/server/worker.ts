@@ -23,6 +23,7 @@ import { fcgiWebServerAddrs, guardServer, parseAllowList, type AllowList } from 
 import { AppLoadError, loadApp, type AppInterface } from './app.js';
 import type { LogFormat } from './config.js';
 import { listen, ListenError, type ListenAddress } from './listen.js';
+import { mountApp } from './mount.js';
 import { appErrors, createLogger, type Logger } from './log.js';
 import { protocolByFlag, type Protocol, type ProtocolServer } from './protocols.js';
 import { RequestTracker, type RequestCounters } from './requests.js';
@@ -46,6 +47,8 @@ export interface ServingOptions {
   /** --allow entries, or null. */
   allow: string[] | null;
   multiprocess: boolean;
+  /** --mount prefix (environ form, see mount.ts), or null. */
+  mount: string | null;
   onFinish?: (c: RequestCounters) => void;
 }
 
@@ -100,7 +103,8 @@ export class Serving {
       requests: 0,
       refused: 0,
     };
-    const served = this.tracker === null ? app : this.tracker.wrap(app, stats);
+    const mounted = this.options.mount === null ? app : mountApp(app, this.options.mount);
+    const served = this.tracker === null ? mounted : this.tracker.wrap(mounted, stats);
     const log = this.options.log;
     const server = protocol.create(served, {
       multiprocess: this.options.multiprocess,
@@ -171,6 +175,8 @@ export interface WorkerConfig {
   logFormat: LogFormat;
   allow: string[] | null;
   stats: boolean;
+  /** --mount prefix (environ form), or null. */
+  mount: string | null;
 }
 
 /** Messages from a worker to the master. */
@@ -298,6 +304,7 @@ export async function runWorker(): Promise<void> {
     timeoutMs: cfg.timeoutMs,
     accessLog: cfg.accessLog,
     allow: cfg.allow,
+    mount: cfg.mount,
     multiprocess: true,
     onFinish:
       maxRequests > 0

@@ -36,6 +36,7 @@ import { join } from 'node:path';
 import { buildSync } from 'esbuild';
 import { describe, expect, it } from 'vitest';
 import { listen } from '../../lib/server/listen.js';
+import { mountApp, parseMount } from '../../lib/server/mount.js';
 import { protocolByFlag, type ProtocolServer } from '../../lib/server/protocols.js';
 import { ROOT } from './build.js';
 import {
@@ -59,6 +60,8 @@ export interface MatrixTarget {
   protocol: GatewayProtocol;
   /** The one-segment prefix the app is mounted at: "/scgi". */
   mount: string;
+  /** tsgi serves this row with `--mount` = `mount` (see lib/server/mount.ts). */
+  tsgiMount?: boolean;
 }
 
 /**
@@ -89,7 +92,11 @@ export interface MatrixGateways {
  */
 export async function serveMatrix(
   protocols: readonly GatewayProtocol[],
-  options: { copies?: number } = {},
+  options: {
+    copies?: number;
+    /** `--mount` prefixes by server, keyed "protocol#copy" ("scgi#1"). */
+    mounts?: Record<string, string>;
+  } = {},
 ): Promise<MatrixGateways> {
   const servers = new Map<string, { server: ProtocolServer; accepted: number }>();
   const copies = options.copies ?? 1;
@@ -97,7 +104,9 @@ export async function serveMatrix(
     const protocol = protocolByFlag(p);
     if (protocol === undefined) continue;
     for (let i = 0; i < copies; i++) {
-      const entry = { server: protocol.create(matrixApp, {}), accepted: 0 };
+      const mount = options.mounts?.[`${p}#${i}`];
+      const app = mount === undefined ? matrixApp : mountApp(matrixApp, parseMount(mount)!);
+      const entry = { server: protocol.create(app, {}), accepted: 0 };
       entry.server.on('connection', () => entry.accepted++);
       await listen(entry.server, { type: 'tcp', host: '127.0.0.1', port: 0 });
       servers.set(`${p}#${i}`, entry);
@@ -294,7 +303,8 @@ const DOWNLOAD_SHA = (() => {
  *   the script.
  * - Except Apache's mod_proxy_scgi: it sends the whole decoded path as SCRIPT_NAME and no
  *   PATH_INFO (`proxy-scgi-pathinfo` would add a percent-encoded PATH_INFO and a wrong
- *   SCRIPT_NAME), so the app sees SCRIPT_NAME = the whole path and PATH_INFO "".
+ *   SCRIPT_NAME), so the app sees SCRIPT_NAME = the whole path and PATH_INFO "" — unless
+ *   tsgi runs with `--mount` (the row's tsgiMount), which splits the path at the mount.
  * - CONTENT_LENGTH (no body): nginx sends "" over FastCGI and uwsgi, "0" over SCGI (the SCGI
  *   module writes it itself); Apache sends none over FastCGI, uwsgi and CGI, "0" over SCGI
  *   (required there); lighttpd always sends "0".
@@ -303,7 +313,7 @@ export function expectedEnviron(
   t: MatrixTarget,
 ): Record<(typeof ENVIRON_KEYS)[number], string | null> {
   const path = '/environ/a b/\xc3\xa9';
-  const apacheScgi = t.server === 'apache' && t.protocol === 'scgi';
+  const apacheScgi = t.server === 'apache' && t.protocol === 'scgi' && t.tsgiMount !== true;
   let contentLength: string | null;
   if (t.protocol === 'scgi' || t.server === 'lighttpd') contentLength = '0';
   else if (t.server === 'nginx') contentLength = '';
