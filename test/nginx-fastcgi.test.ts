@@ -17,7 +17,7 @@ import { validate } from '../lib/gateway/validate.js';
 import { createFastcgiServer, type FastcgiListener } from '../lib/protocol/fastcgi.js';
 import { listen } from '../lib/server/listen.js';
 import { ROOT } from './support/build.js';
-import { nginxUser, startNginx } from './support/frontends.js';
+import { nginxHttpConf, nginxUser, startNginx } from './support/frontends.js';
 import { findPeer, freePort, isCI, missingPeerMessage } from './support/peers.js';
 import { type Child } from './support/spawn.js';
 
@@ -124,23 +124,9 @@ const PARAMS = `
             fastcgi_param SERVER_PORT       $server_port;
             fastcgi_param SERVER_NAME       $server_name;`;
 
-function nginxConf(opts: { port: number; tcp: number; unix: string; k200: number; user: string }) {
-  return `daemon off;
-${opts.user}
-worker_processes 1;
-pid nginx.pid;
-error_log error.log info;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path tmp/client_body;
-    fastcgi_temp_path tmp/fastcgi;
-    proxy_temp_path tmp/proxy;
-    uwsgi_temp_path tmp/uwsgi;
-    scgi_temp_path tmp/scgi;
-    client_max_body_size 100m;
-    upstream keep { server 127.0.0.1:${opts.tcp}; keepalive 4; }
-    upstream k200 { server 127.0.0.1:${opts.k200}; keepalive 4; }
+function nginxConf(opts: { port: number; tcp: number; unix: string; k200: number }) {
+  return nginxHttpConf(
+    `
     server {
         listen 127.0.0.1:${opts.port};
         server_name localhost;
@@ -165,9 +151,10 @@ http {
             fastcgi_pass k200;
             fastcgi_keep_conn on;
         }
-    }
-}
-`;
+    }`,
+    `    upstream keep { server 127.0.0.1:${opts.tcp}; keepalive 4; }
+    upstream k200 { server 127.0.0.1:${opts.k200}; keepalive 4; }`,
+  );
 }
 
 /** A raw HTTP/1.1 exchange with Connection: close; the whole answer as latin-1. */
@@ -185,8 +172,6 @@ function rawHttp(port: number, request: string): Promise<string> {
 function bodyOf(response: string): string {
   return response.slice(response.indexOf('\r\n\r\n') + 4);
 }
-
-const user = nginxUser;
 
 describe.skipIf(nginx === null)('nginx in front of the FastCGI responder', () => {
   let dir = '';
@@ -218,7 +203,6 @@ describe.skipIf(nginx === null)('nginx in front of the FastCGI responder', () =>
       tcp: (main.address() as AddressInfo).port,
       unix,
       k200: (k200.address() as AddressInfo).port,
-      user,
     });
     proc = await startNginx(dir, conf, port);
   });
@@ -381,7 +365,7 @@ describe.skipIf(nginx === null)('nginx in front of the FastCGI responder', () =>
     const conf = readFileSync(join(ROOT, 'examples/nginx/nginx.conf'), 'utf8')
       .replaceAll('127.0.0.1:8080', `127.0.0.1:${examplePort}`)
       .replaceAll('127.0.0.1:9000', `127.0.0.1:${(main.address() as AddressInfo).port}`)
-      .replace('error_log stderr notice;', `error_log stderr notice;\n${user}`);
+      .replace('error_log stderr notice;', `error_log stderr notice;\n${nginxUser}`);
     const child = await startNginx(exampleDir, conf, examplePort);
     try {
       const res = await fetch(`http://127.0.0.1:${examplePort}/hello`);

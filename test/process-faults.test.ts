@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBuilt } from './support/build.js';
-import { nginxUser, startNginx } from './support/frontends.js';
+import { nginxHttpConf, startNginx } from './support/frontends.js';
 import { findPeer, freePort, isCI, missingPeerMessage } from './support/peers.js';
 import {
   getStats,
@@ -72,20 +72,8 @@ const PARAMS = `
  * (one that got its worker killed would otherwise kill the next worker too).
  */
 function nginxConf(port: number, sock: string): string {
-  return `daemon off;
-${nginxUser}
-worker_processes 1;
-pid nginx.pid;
-error_log error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path tmp/client_body;
-    fastcgi_temp_path tmp/fastcgi;
-    proxy_temp_path tmp/proxy;
-    uwsgi_temp_path tmp/uwsgi;
-    scgi_temp_path tmp/scgi;
-    upstream tsgi { server unix:${sock}; keepalive 16; }
+  return nginxHttpConf(
+    `
     server {
         listen 127.0.0.1:${port};
         location /fresh/ {${PARAMS}
@@ -97,9 +85,9 @@ http {
             fastcgi_next_upstream_timeout 500ms;
             fastcgi_read_timeout 60s;
         }
-    }
-}
-`;
+    }`,
+    `    upstream tsgi { server unix:${sock}; keepalive 16; }`,
+  );
 }
 
 const sum = (r: Record<string, number>) => Object.values(r).reduce((a, b) => a + b, 0);
