@@ -180,7 +180,7 @@ describe('tsgi command', () => {
     child.proc.kill('SIGTERM');
     expect(parseCgi((await c.reply(1)).stdout).body).toBe('slow done');
     expect(await http).toBe('200 slow done');
-    await c.closed();
+    await c.whenClosed();
     expect(await child.exited).toBe(0);
     expect(child.stderr()).toContain('tsgi: SIGTERM: finishing running requests\ntsgi: stopped\n');
   });

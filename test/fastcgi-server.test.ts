@@ -75,7 +75,7 @@ describe('FastCGI responder', () => {
     const { client } = await start(hello);
     const c = await client();
     c.request(1, params('/a'));
-    await c.closed();
+    await c.whenClosed();
     expect(c.bytes()).toEqual(helloBytes(1, '/a'));
     /* the same bytes written out by hand */
     expect(c.bytes().subarray(0, 8)).toEqual(Buffer.from([1, 6, 0, 1, 0, 71, 1, 0]));
@@ -92,7 +92,7 @@ describe('FastCGI responder', () => {
     const { client } = await start(hello, 'unix');
     const c = await client();
     c.request(1, params('/unix'));
-    await c.closed();
+    await c.whenClosed();
     expect(c.bytes()).toEqual(helloBytes(1, '/unix'));
   });
 
@@ -100,7 +100,7 @@ describe('FastCGI responder', () => {
     const { client } = await start(hello);
     const c = await client();
     for (let i = 0; i < 5; i++) {
-      c.raw.length = 0;
+      c.chunks.length = 0;
       c.events.length = 0;
       c.request(1, params(`/r${i}`), '', { keepConn: true });
       await c.reply(1);
@@ -265,7 +265,7 @@ describe('FastCGI responder', () => {
     );
     await c.until(() => (c.bytes().length >= expected.length ? true : undefined));
     expect(c.bytes()).toEqual(expected);
-    c.raw.length = 0;
+    c.chunks.length = 0;
     c.begin(1, params('/'), { keepConn: true });
     c.stream(1, '', true);
     await tick();
@@ -292,7 +292,7 @@ describe('FastCGI responder', () => {
     ]);
     await c.until(() => (c.bytes().length >= expected.length ? true : undefined));
     expect(c.bytes()).toEqual(expected);
-    c.raw.length = 0;
+    c.chunks.length = 0;
     c.request(1, params('/after'), '', { keepConn: true });
     await c.reply(1);
     expect(c.bytes()).toEqual(helloBytes(1, '/after'));
@@ -354,7 +354,7 @@ describe('FastCGI responder', () => {
     c.stream(1, 'hello ', false, FCGI.DATA);
     c.stream(1, 'world', true, FCGI.DATA);
     expect(parseCgi((await c.reply(1)).stdout).body).toBe('FILTER 11 stdin=in data=HELLO WORLD');
-    await c.closed();
+    await c.whenClosed();
   });
 
   it('sends tsgi.errors as STDERR records, ended by an empty one before END_REQUEST', async () => {
@@ -365,7 +365,7 @@ describe('FastCGI responder', () => {
     });
     const c = await client();
     c.request(1, params('/'));
-    await c.closed();
+    await c.whenClosed();
     expect(c.events.map((e) => e.type)).toEqual([
       'stderr',
       'stdout',
@@ -401,7 +401,7 @@ describe('FastCGI responder', () => {
     });
     const c = await client();
     c.request(1, params('/'), '', { keepConn: true });
-    await c.closed();
+    await c.whenClosed();
     expect(c.events.some((e) => e.type === 'end')).toBe(false);
     const out = Buffer.concat(
       c.events.filter((e) => e.type === 'stdout').map((e) => (e as { data: Uint8Array }).data),
@@ -476,13 +476,13 @@ describe('FastCGI responder', () => {
     const bad = await client();
     const port = bad.socket.localPort;
     bad.write(Buffer.from([2, 1, 0, 1, 0, 8, 0, 0]));
-    await bad.closed();
+    await bad.whenClosed();
     expect(logs).toEqual([
       `closing FastCGI connection from 127.0.0.1:${port}: unsupported FastCGI version 2 (FCGI_BAD_VERSION)`,
     ]);
     const good = await client();
     good.request(1, params('/ok'));
-    await good.closed();
+    await good.whenClosed();
     expect(good.bytes()).toEqual(helloBytes(1, '/ok'));
   });
 
@@ -495,7 +495,7 @@ describe('FastCGI responder', () => {
     const chunk = Buffer.alloc(50_000, 0x41);
     for (let i = 0; i < 40; i++) c.stream(1, chunk, false);
     c.stream(1, '', true);
-    await c.closed();
+    await c.whenClosed();
     expect(c.error).toBeNull();
     expect(c.bytes()).toEqual(helloBytes(1, '/early'));
   });
@@ -509,7 +509,7 @@ describe('FastCGI responder', () => {
       c.stream(1, chunk.subarray(0, Math.min(chunk.length, 4_000_000 - o)), false);
     c.stream(1, '', true);
     await c.reply(1);
-    c.raw.length = 0;
+    c.chunks.length = 0;
     c.events.length = 0;
     c.request(1, params('/next'), '', { keepConn: true });
     await c.reply(1);
@@ -606,7 +606,7 @@ describe('FastCGI responder', () => {
     expect(drained).toBe(false);
     release();
     expect(parseCgi((await c.reply(1)).stdout).body).toBe('finished');
-    await c.closed();
+    await c.whenClosed();
     await draining;
     expect(drained).toBe(true);
   });

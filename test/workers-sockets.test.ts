@@ -308,7 +308,7 @@ describe('--allow and FCGI_WEB_SERVER_ADDRS', () => {
       env,
     );
     const refused = await FcgiClient.connect(fport);
-    await refused.closed();
+    await refused.whenClosed();
     expect((await httpGet(hport, '/')).status).toBe(200);
     await one.waitForStderr(
       /refused a connection from 127\.0\.0\.1 on FastCGI 127\.0\.0\.1:[0-9]+/,

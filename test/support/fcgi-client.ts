@@ -2,8 +2,8 @@
  * A small FastCGI web-server side for tests: sends records built by the codec's encoders and
  * parses what comes back with the codec's parser, keeping the raw bytes too.
  */
-import { connect, type Socket } from 'node:net';
 import { codec, FCGI, type FcgiEvent } from '../../lib/codec/index.js';
+import { openSocket, RawClient } from './raw-client.js';
 
 export interface FcgiReply {
   stdout: Buffer;
@@ -12,74 +12,22 @@ export interface FcgiReply {
   protocolStatus: number;
 }
 
-export class FcgiClient {
-  readonly raw: Buffer[] = [];
+export class FcgiClient extends RawClient {
   readonly events: FcgiEvent[] = [];
-  ended = false;
-  error: Error | null = null;
   private readonly parser = codec.createFcgiParser();
-  private waiters: (() => void)[] = [];
 
-  constructor(readonly socket: Socket) {
-    socket.on('data', (chunk: Buffer) => {
-      this.raw.push(chunk);
-      for (const ev of this.parser.push(chunk)) {
-        if (ev.type === 'stdout' || ev.type === 'stderr') {
-          this.events.push({ ...ev, data: Buffer.from(ev.data) });
-        } else this.events.push(ev);
-      }
-      this.wake();
-    });
-    socket.on('end', () => {
-      this.ended = true;
-      this.wake();
-    });
-    socket.on('error', (err) => {
-      this.error = err;
-      this.wake();
-    });
-    socket.on('close', () => {
-      this.ended = true;
-      this.wake();
-    });
-  }
-
-  static connect(target: number | string): Promise<FcgiClient> {
-    return new Promise((resolve, reject) => {
-      const socket =
-        typeof target === 'number' ? connect(target, '127.0.0.1') : connect({ path: target });
-      socket.once('connect', () => resolve(new FcgiClient(socket)));
-      socket.once('error', reject);
-    });
-  }
-
-  private wake(): void {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
-  }
-
-  /** Resolves when `check` returns something other than undefined. */
-  async until<T>(check: () => T | undefined, what = 'condition'): Promise<T> {
-    for (;;) {
-      const v = check();
-      if (v !== undefined) return v;
-      if (this.ended) {
-        const again = check();
-        if (again !== undefined) return again;
-        throw new Error(`connection ended while waiting for ${what}`);
-      }
-      await new Promise<void>((r) => this.waiters.push(r));
+  protected override received(chunk: Buffer): void {
+    super.received(chunk);
+    for (const ev of this.parser.push(chunk)) {
+      if (ev.type === 'stdout' || ev.type === 'stderr') {
+        this.events.push({ ...ev, data: Buffer.from(ev.data) });
+      } else this.events.push(ev);
     }
   }
 
-  /** All bytes received so far. */
-  bytes(): Buffer {
-    return Buffer.concat(this.raw);
-  }
-
-  write(bytes: Uint8Array): boolean {
-    return this.socket.write(bytes);
+  /** Connects to a TCP port on 127.0.0.1 or to a unix socket path (closes on the server's FIN). */
+  static override connect(target: number | string): Promise<FcgiClient> {
+    return openSocket(target, false).then((socket) => new FcgiClient(socket));
   }
 
   /** BEGIN_REQUEST and the PARAMS stream. */
@@ -127,15 +75,6 @@ export class FcgiClient {
       appStatus: end.appStatus,
       protocolStatus: end.protocolStatus,
     };
-  }
-
-  /** Resolves when the server closed the connection. */
-  closed(): Promise<true> {
-    return this.until(() => (this.ended ? true : undefined), 'the connection to close');
-  }
-
-  close(): void {
-    this.socket.destroy();
   }
 }
 

@@ -1,6 +1,7 @@
 /**
- * A raw stream client for tests of the one-request-at-a-time protocols (SCGI, uwsgi): writes
- * exact bytes, keeps every byte it receives, and tells how the server ended the connection.
+ * A raw stream client for protocol tests: writes exact bytes, keeps every byte it receives,
+ * and tells how the server ended the connection. SCGI and uwsgi tests use it as it is;
+ * FcgiClient (fcgi-client.ts) adds FastCGI records on top.
  */
 import { connect, type Socket } from 'node:net';
 
@@ -15,7 +16,7 @@ export class RawClient {
 
   constructor(readonly socket: Socket) {
     socket.on('data', (chunk: Buffer) => {
-      this.chunks.push(chunk);
+      this.received(chunk);
       this.wake();
     });
     socket.on('end', () => {
@@ -32,16 +33,14 @@ export class RawClient {
     });
   }
 
-  /** Connects to a TCP port on 127.0.0.1 or to a unix socket path. */
+  /** Keeps a chunk the server sent (subclasses also parse it). */
+  protected received(chunk: Buffer): void {
+    this.chunks.push(chunk);
+  }
+
+  /** Connects to a TCP port on 127.0.0.1 or to a unix socket path (half-open allowed). */
   static connect(target: number | string): Promise<RawClient> {
-    return new Promise((resolve, reject) => {
-      const socket =
-        typeof target === 'number'
-          ? connect({ port: target, host: '127.0.0.1', allowHalfOpen: true })
-          : connect({ path: target, allowHalfOpen: true });
-      socket.once('connect', () => resolve(new RawClient(socket)));
-      socket.once('error', reject);
-    });
+    return openSocket(target, true).then((socket) => new RawClient(socket));
   }
 
   private wake(): void {
@@ -115,3 +114,18 @@ export const latin1 = (s: string): Buffer => Buffer.from(s, 'latin1');
 /** `%XX` escapes decoded byte by byte to latin-1 characters (as nginx's $document_uri). */
 export const percentDecoded = (s: string): string =>
   s.replace(/%([0-9A-Fa-f]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16)));
+
+/** A connected socket to a TCP port on 127.0.0.1 or to a unix socket path. */
+export function openSocket(target: number | string, allowHalfOpen: boolean): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket =
+      typeof target === 'number'
+        ? connect({ port: target, host: '127.0.0.1', allowHalfOpen })
+        : connect({ path: target, allowHalfOpen });
+    socket.once('connect', () => {
+      socket.off('error', reject);
+      resolve(socket);
+    });
+    socket.once('error', reject);
+  });
+}
