@@ -37,16 +37,20 @@ function readLogs(files: string[]): string {
 
 /**
  * Waits until `child` accepts on `port`; when it exits first, throws with its stderr and the
- * given log files.
+ * given log files. With `readyFile` (a pid file the server writes once its sockets are bound),
+ * a port that accepts does not count before that file exists: another process may have taken
+ * a port picked by freePort() before the server bound it, and the server then exits after its
+ * bind retries while the test would talk to the other process.
  */
 export async function waitUntilAccepting(
   child: Child,
   name: string,
   port: number,
   logs: string[] = [],
+  readyFile?: string,
 ): Promise<Child> {
   for (;;) {
-    if (await accepts(port)) return child;
+    if ((readyFile === undefined || existsSync(readyFile)) && (await accepts(port))) return child;
     const exited = await Promise.race([child.exited.then(() => true), tick(50).then(() => false)]);
     if (exited) throw new Error(`${name} did not start: ${child.stderr()}${readLogs(logs)}`);
   }
@@ -98,10 +102,13 @@ export async function startNginx(dir: string, conf: string, port: number): Promi
     '-e',
     join(dir, 'startup.log'),
   ]);
-  return waitUntilAccepting(child, 'nginx', port, [
-    join(dir, 'startup.log'),
-    join(dir, 'error.log'),
-  ]);
+  return waitUntilAccepting(
+    child,
+    'nginx',
+    port,
+    [join(dir, 'startup.log'), join(dir, 'error.log')],
+    /^pid nginx\.pid;$/m.test(conf) ? join(dir, 'nginx.pid') : undefined,
+  );
 }
 
 const runningAsRoot = typeof process.getuid === 'function' && process.getuid() === 0;
@@ -190,7 +197,13 @@ export async function startApache(dir: string, conf: string, port: number): Prom
     /* Apache passes its PATH on to every backend and CGI script */
     env: { PATH: '/usr/local/bin:/usr/bin:/bin', LANG: 'C' },
   });
-  return waitUntilAccepting(child, 'apache2', port, [join(dir, 'error.log')]);
+  return waitUntilAccepting(
+    child,
+    'apache2',
+    port,
+    [join(dir, 'error.log')],
+    join(dir, 'apache.pid'),
+  );
 }
 
 /**
