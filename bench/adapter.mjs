@@ -1,0 +1,176 @@
+/**
+ * `npm run bench:adapter`: what the node adapter (`--interface node`, lib/adapters/node.ts)
+ * costs, without nginx and wrk in the measurement. One process holds both servers and a small
+ * client: node:http serving a handler, and tsgi's FastCGI server serving the same handler
+ * through fromNodeHandler(); the client keeps `--connections` connections busy with one request
+ * at a time each (an nginx-like HTTP/1.1 request, or the same request as FastCGI records with
+ * FCGI_KEEP_CONN). The handlers: a bare `(req, res)` hello world, and an Express hello world
+ * (bench/e2e/express-hello.mjs, the app of the bench:e2e Express rows); plus tsgi's own TSGI hello
+ * world as the floor of the FastCGI side. Reports the process's CPU time per request (user +
+ * system, client included: the same few µs on every row) over interleaved rounds, min and
+ * median: on a shared machine the minimum is the steadier figure. A report, not an assertion.
+ *
+ *   npm run bench:adapter -- [--requests N] [--rounds R] [--connections C]
+ */
+import { createServer } from 'node:http';
+import { connect } from 'node:net';
+import { cpus } from 'node:os';
+import { parseArgs } from 'node:util';
+import { buildFcgiRequest, REQUEST_PAIRS } from './fixtures.mjs';
+
+const { values: opts } = parseArgs({
+  options: {
+    requests: { type: 'string', default: '20000' },
+    rounds: { type: 'string', default: '5' },
+    connections: { type: 'string', default: '8' },
+  },
+});
+const requests = Number(opts.requests);
+const rounds = Number(opts.rounds);
+const connections = Number(opts.connections);
+
+const dist = (file) => import(new URL(`../dist/${file}`, import.meta.url).href);
+const { codec } = await dist('codec/index.js');
+const { createFastcgiServer } = await dist('protocol/fastcgi.js');
+const { fromNodeHandler } = await dist('adapters/node.js');
+const { default: expressApp } = await import('./e2e/express-hello.mjs');
+
+const BODY = Buffer.from('Hello, world!\n');
+const bare = (_req, res) => {
+  res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': String(BODY.length) });
+  res.end(BODY);
+};
+const tsgiHello = (_env, startResponse) => {
+  startResponse('200 OK', [
+    ['Content-Type', 'text/plain'],
+    ['Content-Length', String(BODY.length)],
+  ]);
+  return [BODY];
+};
+
+/* nginx's fastcgi_params for `GET /` with a browser's headers (bench/fixtures.mjs), and the
+ * same request as HTTP/1.1 as nginx's proxy_pass would send it */
+const pairs = [...REQUEST_PAIRS];
+const set = (k, v) => (pairs[pairs.indexOf(k) + 1] = v);
+set('REQUEST_URI', '/');
+set('DOCUMENT_URI', '/');
+set('SCRIPT_NAME', '');
+set('QUERY_STRING', '');
+const fcgiRequest = Buffer.from(buildFcgiRequest(pairs));
+fcgiRequest[8 + 2] = 1; /* BEGIN_REQUEST flags: FCGI_KEEP_CONN */
+let head = 'GET / HTTP/1.1\r\n';
+for (let i = 0; i < pairs.length; i += 2) {
+  const name = pairs[i];
+  if (!name.startsWith('HTTP_') || name === 'HTTP_CONNECTION') continue;
+  const words = name.slice(5).toLowerCase().split('_');
+  head += `${words.map((w) => w[0].toUpperCase() + w.slice(1)).join('-')}: ${pairs[i + 1]}\r\n`;
+}
+const httpRequest = Buffer.from(`${head}Connection: keep-alive\r\n\r\n`, 'latin1');
+
+const listen = (server) =>
+  new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server.address().port)));
+
+/** Bytes of one response (all responses of a row are the same length: Date's is fixed). */
+function responseLength(port, request) {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1');
+    let n = 0;
+    s.on('data', (d) => (n += d.length));
+    s.on('error', reject);
+    s.write(request);
+    setTimeout(() => {
+      s.destroy();
+      resolve(n);
+    }, 300);
+  });
+}
+
+/** `total` requests over `connections` connections; CPU µs per request. */
+async function run(row, total) {
+  const per = Math.ceil(total / connections);
+  let done = 0;
+  const cpu0 = process.cpuUsage();
+  await Promise.all(
+    Array.from(
+      { length: connections },
+      () =>
+        new Promise((resolve, reject) => {
+          const s = connect(row.port, '127.0.0.1');
+          s.setNoDelay(true);
+          let got = 0;
+          let sent = 1;
+          s.on('connect', () => s.write(row.request));
+          s.on('error', reject);
+          s.on('data', (d) => {
+            got += d.length;
+            while (got >= row.length) {
+              got -= row.length;
+              done++;
+              if (sent === per) {
+                s.destroy();
+                resolve();
+                return;
+              }
+              sent++;
+              s.write(row.request);
+            }
+          });
+        }),
+    ),
+  );
+  const cpu = process.cpuUsage(cpu0);
+  return (cpu.user + cpu.system) / done;
+}
+
+const rows = [
+  { name: 'node:http, bare handler', server: createServer(bare), request: httpRequest },
+  {
+    name: 'tsgi FastCGI + fromNodeHandler, bare handler',
+    server: createFastcgiServer(fromNodeHandler(bare)),
+    request: fcgiRequest,
+  },
+  { name: 'node:http, Express', server: createServer(expressApp), request: httpRequest },
+  {
+    name: 'tsgi FastCGI + fromNodeHandler, Express',
+    server: createFastcgiServer(fromNodeHandler(expressApp)),
+    request: fcgiRequest,
+  },
+  {
+    name: 'tsgi FastCGI, TSGI hello (floor)',
+    server: createFastcgiServer(tsgiHello),
+    request: fcgiRequest,
+  },
+];
+for (const row of rows) {
+  row.port = await listen(row.server);
+  row.length = await responseLength(row.port, row.request);
+  row.samples = [];
+  await run(row, Math.min(2000, requests)); /* warm-up */
+}
+console.log(
+  `bench:adapter: ${rounds} rounds × ${requests} requests per row over ${connections} connections, ` +
+    `node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model.trim()}), ${codec.name} codec`,
+);
+for (let r = 0; r < rounds; r++) {
+  for (let i = 0; i < rows.length; i++) {
+    const row = rows[(i + r) % rows.length];
+    row.samples.push(await run(row, requests));
+  }
+}
+console.log('\n| row | CPU µs/request (min) | (median) |');
+console.log('|---|---:|---:|');
+const stat = {};
+for (const row of rows) {
+  const s = [...row.samples].sort((a, b) => a - b);
+  stat[row.name] = s[0];
+  console.log(`| ${row.name} | ${s[0].toFixed(1)} | ${s[s.length >> 1].toFixed(1)} |`);
+}
+/* requests per CPU second of tsgi + adapter against node:http: above 1, tsgi costs less */
+const ratio = (node, tsgi) => (stat[node] / stat[tsgi]).toFixed(2);
+console.log(
+  '\ntsgi + fromNodeHandler against node:http, requests per CPU second (from the minimums): ' +
+    `bare handler ${ratio('node:http, bare handler', 'tsgi FastCGI + fromNodeHandler, bare handler')}×, ` +
+    `Express ${ratio('node:http, Express', 'tsgi FastCGI + fromNodeHandler, Express')}×`,
+);
+for (const row of rows) row.server.close();
+process.exit(0);
