@@ -14,6 +14,7 @@
         "native/core/params.cc",
         "native/core/scgi.cc",
         "native/core/uwsgi.cc",
+        "native/transport/transport.cc",
       ],
       "include_dirs": ["native"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],

@@ -45,6 +45,12 @@ export {
 export { createHttpServer, type HttpServer, type HttpOptions } from './protocol/http.js';
 export { createScgiServer, type ScgiListener, type ScgiOptions } from './protocol/scgi.js';
 export { createUwsgiServer, type UwsgiListener, type UwsgiOptions } from './protocol/uwsgi.js';
+export {
+  transport,
+  transportReason,
+  nativeTransport,
+  type TransportName,
+} from './protocol/transport.js';
 export { cgiMain, runCgi, type CgiIo } from './protocol/cgi.js';
 export {
   StreamGateway,

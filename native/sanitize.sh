@@ -2,10 +2,12 @@
 # `npm run test:asan`: builds the addon with ASan+UBSan into build-asan/ (never build/Release,
 # so it cannot shadow the normal build), checks that the sanitizer setup really reports
 # (a throwaway addon with a heap overflow and a signed overflow must be caught), then runs the
-# conformance and differential tests on the native codec under the sanitizers.
+# conformance and differential tests on the native codec and the transport tests (native/transport)
+# under the sanitizers.
 #
 #   CXX               clang++ (default) or g++; the matching ASan runtime is preloaded
-#   SANITIZE_TESTS    test files to run (default: test/conformance.test.ts test/differential.test.ts)
+#   SANITIZE_TESTS    test files to run (default: test/conformance.test.ts test/differential.test.ts
+#                     test/transport.test.ts)
 #   --build-only      build and self-check, run no tests
 #
 # Node itself is not instrumented, so the ASan runtime is LD_PRELOADed into it; leak detection is
@@ -16,7 +18,7 @@ set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 out="$root/build-asan"
 cxx="${CXX:-clang++}"
-tests="${SANITIZE_TESTS:-test/conformance.test.ts test/differential.test.ts}"
+tests="${SANITIZE_TESTS:-test/conformance.test.ts test/differential.test.ts test/transport.test.ts}"
 build_only=0
 [ "${1:-}" = "--build-only" ] && build_only=1
 
@@ -64,7 +66,7 @@ reports() {
 }
 
 echo "test:asan: building build-asan/tsgi.node with $("$cxx" --version | head -n 1)"
-LD_PRELOAD= "$cxx" "${cflags[@]}" "$root/native/binding.cc" "$root"/native/core/*.cc \
+LD_PRELOAD= "$cxx" "${cflags[@]}" "$root/native/binding.cc" "$root"/native/core/*.cc "$root"/native/transport/*.cc \
   -o "$out/tsgi.node" || die "build failed"
 
 # Self-check: a throwaway addon that reads past a heap block, and one with a signed overflow,

@@ -3,14 +3,18 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { codec, FCGI } from '../lib/codec/index.js';
 import type { App, Environ } from '../lib/gateway/types.js';
 import { validate } from '../lib/gateway/validate.js';
 import { createFastcgiServer, type FastcgiListener } from '../lib/protocol/fastcgi.js';
+import { serverTransport, type TransportName } from '../lib/protocol/transport.js';
+import { eachTransport } from './support/stream-suite.js';
 import { listen } from '../lib/server/listen.js';
 import { FcgiClient, params, parseCgi } from './support/fcgi-client.js';
 
+/** The transport of the servers start() makes (set by each eachTransport block). */
+let transport: TransportName = 'node';
 const servers: FastcgiListener[] = [];
 const clients: FcgiClient[] = [];
 const dir = mkdtempSync(join(tmpdir(), 'tsgi-fcgi-'));
@@ -26,7 +30,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 async function start(app: App, where: 'tcp' | 'unix' = 'tcp') {
   const logs: string[] = [];
-  const server = createFastcgiServer(validate(app), { log: (l) => logs.push(l) });
+  const server = createFastcgiServer(validate(app), { log: (l) => logs.push(l), transport });
   servers.push(server);
   let target: number | string;
   if (where === 'tcp') {
@@ -36,6 +40,7 @@ async function start(app: App, where: 'tcp' | 'unix' = 'tcp') {
     target = join(dir, `s${servers.length}.sock`);
     await listen(server, { type: 'unix', path: target });
   }
+  expect(serverTransport(server)).toBe(transport);
   const client = async () => {
     const c = await FcgiClient.connect(target);
     clients.push(c);
@@ -70,7 +75,11 @@ const readAll = async (env: Environ, key: 'tsgi.input' | 'tsgi.data' = 'tsgi.inp
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const tick = (ms = 10) => new Promise((r) => setTimeout(r, ms));
 
-describe('FastCGI responder', () => {
+eachTransport('FastCGI responder', (t) => {
+  beforeAll(() => {
+    transport = t;
+  });
+
   it('answers a request over TCP with exact bytes and closes when KEEP_CONN is off', async () => {
     const { client } = await start(hello);
     const c = await client();

@@ -997,6 +997,14 @@ function isMusl(): boolean {
 }
 
 let loaded: { codec: Codec | null; reason: string } | undefined;
+/** The addon's exports once loaded (lib/protocol/transport.ts takes its Transport class). */
+let loadedBinding: object | null = null;
+
+/** The loaded addon's exports (loading it if needed), or null when it does not load. */
+export function loadNativeBinding(): object | null {
+  loadNativeCodec();
+  return loadedBinding;
+}
 
 /*
  * One codec per loaded binding in the whole process: the ESM and the CommonJS copies of tsgi
@@ -1044,6 +1052,7 @@ export function loadNativeCodec(): { codec: Codec | null; reason: string } {
       binding = load(where);
     }
     loaded = { codec: sharedCodec(binding as Binding), reason: `loaded from ${where}` };
+    loadedBinding = binding as object;
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
     loaded = { codec: null, reason: `${where}: ${message}` };

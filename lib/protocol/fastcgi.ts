@@ -42,6 +42,7 @@ import {
   peerName,
   runApp,
 } from './socket.js';
+import type { StreamSocket, TransportName } from './transport.js';
 
 export interface FastcgiOptions {
   /** Codec limits for params and records. */
@@ -54,6 +55,11 @@ export interface FastcgiOptions {
   multiprocess?: boolean;
   /** Where the server's own messages go (default: stderr, one line each). */
   log?: (line: string) => void;
+  /**
+   * The connection transport: "native" (the addon's, over libuv) or "node" (node:net).
+   * Default: the process's choice (TSGI_TRANSPORT; see lib/protocol/transport.ts).
+   */
+  transport?: TransportName;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -89,7 +95,7 @@ export class FastcgiServer extends ConnectionGateway<FastcgiConnection> {
   }
 
   /** Serves one connected socket until it closes. */
-  handle(socket: Socket): FastcgiConnection {
+  handle(socket: Socket | StreamSocket): FastcgiConnection {
     const conn = new FastcgiConnection(this, socket);
     this.connections.add(conn);
     return conn;
@@ -126,7 +132,7 @@ export class FastcgiConnection {
 
   constructor(
     readonly server: FastcgiServer,
-    readonly socket: Socket,
+    readonly socket: StreamSocket,
   ) {
     this.parser = codec.createFcgiParser(server.limits);
     this.drainWait = new DrainWait(socket);
@@ -593,5 +599,5 @@ export interface FastcgiListener extends Server {
 
 /** A net.Server for FastCGI; bind it with lib/server/listen.ts or server.listen(). */
 export function createFastcgiServer(app: App, options: FastcgiOptions = {}): FastcgiListener {
-  return gatewayServer('fastcgi', new FastcgiServer(app, options));
+  return gatewayServer('fastcgi', new FastcgiServer(app, options), options.transport ?? 'default');
 }

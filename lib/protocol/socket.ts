@@ -5,12 +5,15 @@
  * and the net.Server with drain() that each create*Server() returns.
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import type { Writable } from 'node:stream';
 import { respond, type Sink } from '../gateway/respond.js';
 import type { App, Environ } from '../gateway/types.js';
+import { closeSilentConnections, useTransport, type TransportName } from './transport.js';
 
 /** ` from ADDR:PORT` for log lines, or "" when the peer has no address (a unix socket). */
-export function peerName(socket: Socket): string {
+export function peerName(socket: {
+  readonly remoteAddress?: string | undefined;
+  readonly remotePort?: number | undefined;
+}): string {
   const a = socket.remoteAddress;
   return a ? ` from ${a}:${socket.remotePort}` : '';
 }
@@ -21,6 +24,14 @@ export function isPeerGone(err: Error): boolean {
   return code === 'ECONNRESET' || code === 'EPIPE';
 }
 
+/** What {@link DrainWait} watches: a Writable, a net.Socket or a native connection. */
+export interface DrainSource {
+  readonly writableNeedDrain: boolean;
+  readonly destroyed: boolean;
+  on(event: 'drain' | 'close' | 'error', listener: () => void): unknown;
+  off(event: 'drain' | 'close' | 'error', listener: () => void): unknown;
+}
+
 /**
  * "Wait until this socket (or any Writable) drained": one promise shared by every waiter until
  * it resolves on 'drain', 'close' or 'error'.
@@ -28,7 +39,7 @@ export function isPeerGone(err: Error): boolean {
 export class DrainWait {
   private wait: Promise<void> | null = null;
 
-  constructor(private readonly out: Writable) {}
+  constructor(private readonly out: DrainSource) {}
 
   /** null when the stream takes more now (or is gone), else a promise to wait for. */
   ready(): Promise<void> | null {
@@ -172,18 +183,29 @@ export interface DrainableServer extends Server {
 /**
  * A net.Server (half-open connections allowed, Nagle off) that gives each socket to
  * `gateway.handle` and exposes `gateway` as the property `name`; drain() stops accepting and
- * returns `gateway.drain()`.
+ * returns `gateway.drain()`. With `transport` ("native", "node", or "default": the process's
+ * choice, lib/protocol/transport.ts), the server may accept with the native transport:
+ * `gateway.handle` then gets NativeConnections. Without it, node:net.
  */
 export function gatewayServer<K extends string, G extends GatewaySide>(
   name: K,
   gateway: G,
+  transport?: TransportName | 'default',
 ): DrainableServer & { readonly [P in K]: G } {
-  const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) =>
-    gateway.handle(socket),
-  ) as DrainableServer & { readonly [P in K]: G };
+  const handler = (socket: Socket): unknown => gateway.handle(socket);
+  const server = createServer(
+    { allowHalfOpen: true, noDelay: true },
+    handler,
+  ) as DrainableServer & {
+    readonly [P in K]: G;
+  };
   Object.defineProperty(server, name, { value: gateway });
+  if (transport !== undefined) {
+    useTransport(server, transport === 'default' ? undefined : transport, handler);
+  }
   server.drain = () => {
     if (server.listening) server.close();
+    closeSilentConnections(server);
     return gateway.drain();
   };
   return server;

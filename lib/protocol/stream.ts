@@ -58,6 +58,7 @@ import {
   runApp,
   type DrainableServer,
 } from './socket.js';
+import type { StreamSocket, TransportName } from './transport.js';
 
 /** The parser events of a one-request-at-a-time protocol. */
 export type StreamEvent = ScgiEvent | UwsgiEvent;
@@ -84,6 +85,11 @@ export interface StreamOptions {
   log?: (line: string) => void;
   /** tsgi.errors of every request (default: the process's stderr). */
   errors?: Writable;
+  /**
+   * The connection transport: "native" (the addon's, over libuv) or "node" (node:net).
+   * Default: the process's choice (TSGI_TRANSPORT; see lib/protocol/transport.ts).
+   */
+  transport?: TransportName;
 }
 
 /** A net.Server for one of these protocols, with drain() for a graceful stop. */
@@ -122,8 +128,8 @@ export class StreamGateway extends ConnectionGateway<StreamConnection> {
     return this.errorStream;
   }
 
-  /** Serves one connected socket until it closes. */
-  handle(socket: Socket): StreamConnection {
+  /** Serves one connected socket (a net.Socket or a native connection) until it closes. */
+  handle(socket: Socket | StreamSocket): StreamConnection {
     const conn = new StreamConnection(this, socket);
     this.connections.add(conn);
     return conn;
@@ -153,7 +159,7 @@ export class StreamConnection implements FlowControl {
 
   constructor(
     readonly gateway: StreamGateway,
-    readonly socket: Socket,
+    readonly socket: StreamSocket,
   ) {
     this.parser = gateway.protocol.createParser(gateway.limits);
     this.drainWait = new DrainWait(socket);
@@ -554,5 +560,9 @@ export function createStreamServer(
   options: StreamOptions,
   keepAlive: boolean,
 ): StreamListener {
-  return gatewayServer('gateway', new StreamGateway(protocol, app, options, keepAlive));
+  return gatewayServer(
+    'gateway',
+    new StreamGateway(protocol, app, options, keepAlive),
+    options.transport ?? 'default',
+  );
 }

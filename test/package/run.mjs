@@ -293,8 +293,11 @@ try {
     ];
     const problems = must.filter((f) => !files.includes(f)).map((f) => `missing ${f}`);
     if (!files.some((f) => /^native\/core\/.+\.cc$/.test(f))) problems.push('no native/core/*.cc');
+    if (!files.includes('native/transport/transport.cc')) {
+      problems.push('missing native/transport/transport.cc');
+    }
     const allowed =
-      /^(package\.json|README(\.md)?|LICEN[SC]E(\.md)?|binding\.gyp|dist\/.+|prebuilds\/[^/]+\/[^/]+\.node|native\/binding\.cc|native\/core\/[^/]+\.(cc|h))$/;
+      /^(package\.json|README(\.md)?|LICEN[SC]E(\.md)?|binding\.gyp|dist\/.+|prebuilds\/[^/]+\/[^/]+\.node|native\/binding\.cc|native\/(core|transport)\/[^/]+\.(cc|h))$/;
     for (const f of files) if (!allowed.test(f)) problems.push(`should not ship ${f}`);
     if (problems.length) throw new Error(problems.join('\n'));
     return `${files.length} files`;

@@ -15,6 +15,11 @@ import type { Limits } from '../../lib/codec/index.js';
 import type { App, Environ } from '../../lib/gateway/types.js';
 import { validate } from '../../lib/gateway/validate.js';
 import type { StreamListener } from '../../lib/protocol/stream.js';
+import {
+  nativeTransport,
+  serverTransport,
+  type TransportName,
+} from '../../lib/protocol/transport.js';
 import { listen } from '../../lib/server/listen.js';
 import { ensureBuilt } from './build.js';
 import { freePort } from './peers.js';
@@ -26,6 +31,8 @@ export interface ServerOptions {
   log: (line: string) => void;
   errors: Writable;
   limits?: Partial<Limits>;
+  /** The connection transport (default: the process's choice). */
+  transport?: TransportName;
 }
 
 /** How a test talks one protocol. */
@@ -53,8 +60,8 @@ export async function readAll(env: Environ): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-/** Servers started by one test file, stopped after each test. */
-export function streamServers(kind: StreamKind) {
+/** Servers started by one test file (on `transport`, by default the process's), stopped after each test. */
+export function streamServers(kind: StreamKind, transport?: TransportName) {
   const servers: StreamListener[] = [];
   const clients: RawClient[] = [];
   const dir = mkdtempSync(join(tmpdir(), `tsgi-${kind.name}-`));
@@ -84,6 +91,7 @@ export function streamServers(kind: StreamKind) {
         },
       }),
       ...(opts.limits ? { limits: opts.limits } : {}),
+      ...(transport ? { transport } : {}),
     });
     servers.push(server);
     let target: number | string;
@@ -94,6 +102,7 @@ export function streamServers(kind: StreamKind) {
       target = join(dir, `s${servers.length}.sock`);
       await listen(server, { type: 'unix', path: target });
     }
+    if (transport !== undefined) expect(serverTransport(server)).toBe(transport);
     const client = async (): Promise<RawClient> => {
       const c = await RawClient.connect(target);
       clients.push(c);
@@ -142,9 +151,42 @@ export function refusalTests(kind: StreamKind, refusals: readonly Refusal[]): vo
   }
 }
 
-/** Registers the shared tests for `kind`. */
+/** True on CI, where a native transport that is unavailable on Linux is a failure. */
+const isCI = process.env.CI === 'true' || process.env.CI === '1';
+
+/**
+ * Runs `body` once per connection transport: node:net always, the native transport when it is
+ * available. An unavailable native transport is a failing test on CI on Linux (a silent
+ * fallback there would prove nothing), a loudly skipped block elsewhere.
+ */
+export function eachTransport(title: string, body: (transport: TransportName) => void): void {
+  for (const t of ['native', 'node'] as const) {
+    if (t === 'node' || nativeTransport.available) {
+      describe(`${title} [${t}]`, () => body(t));
+    } else if (isCI && process.platform === 'linux') {
+      describe(`${title} [${t}]`, () => {
+        it('the native transport is available on CI', () => {
+          throw new Error(`the native transport is unavailable on CI: ${nativeTransport.reason}`);
+        });
+      });
+    } else {
+      console.warn(
+        `*** tsgi tests: native transport unavailable (${nativeTransport.reason}); skipped`,
+      );
+      describe.skip(`${title} [${t}] (native transport unavailable: ${nativeTransport.reason})`, () => {
+        it('skipped', () => {});
+      });
+    }
+  }
+}
+
+/** Registers the shared tests for `kind`, once per transport. */
 export function streamServerSuite(kind: StreamKind): void {
-  const { start, dir } = streamServers(kind);
+  eachTransport(`${kind.title} server`, (t) => transportSuite(kind, t));
+}
+
+function transportSuite(kind: StreamKind, transport: TransportName): void {
+  const { start, dir } = streamServers(kind, transport);
   const ok = kind.statusLine('200 OK');
   const head = (len: number) =>
     `${ok}\r\nContent-Type: text/plain\r\nContent-Length: ${len}\r\n\r\n`;
@@ -449,7 +491,11 @@ export function streamServerSuite(kind: StreamKind): void {
       const child = startChild(
         process.execPath,
         [cli, 'serve', 'slow.mjs', `--${kind.name}`, `127.0.0.1:${port}`],
-        { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] },
+        {
+          cwd: dir,
+          stdio: ['ignore', 'pipe', 'pipe'],
+          env: { ...process.env, TSGI_TRANSPORT: transport },
+        },
       );
       children.push(child);
       await child.waitForStderr(new RegExp(`over ${kind.title} on 127\\.0\\.0\\.1:${port} \\(`));

@@ -1,0 +1,511 @@
+/**
+ * The connection transport of the FastCGI, SCGI and uwsgi servers: node:net, or the addon's
+ * native transport (native/transport over libuv, Node's own loop), which accepts, reads,
+ * writes and closes connections itself and calls into JavaScript only when bytes arrive (one
+ * call per read, with a Buffer), when the peer ends its side, when a full write buffer emptied
+ * and when the peer closed a connection. No net.Socket, TCPWrap or stream machinery is made
+ * per connection; a connection that closes without sending a byte costs no JavaScript at all.
+ *
+ * Selection (once per process; a server may also ask for one with its `transport` option):
+ * `TSGI_TRANSPORT=node` forces node:net; `TSGI_TRANSPORT=native` requires the native transport
+ * (an error when it is unavailable); unset, the native transport is used when the native codec
+ * is in use and the addon has it (POSIX: Linux, macOS; the Windows build compiles it out).
+ * {@link transport} says which one was chosen.
+ *
+ * Listening stays with net.Server, so that everything lib/server/listen.ts does (TCP, unix
+ * sockets with mode and stale-socket cleanup, inherited fds, systemd sockets, address(),
+ * close(), ref/unref) keeps working: the server binds as usual (net._createServerHandle, the
+ * function its own listen() uses), and where it would start listening the native listener
+ * takes a duplicate of the bound fd and listens on that instead. Node's handle stays open and
+ * idle (it answers address() and, when the server closes, closes its fd and removes the
+ * socket file, as usual). When anything in that path is not as expected, the server listens
+ * with node:net.
+ *
+ * The connections are {@link NativeConnection}s: the part of net.Socket that
+ * lib/protocol/stream.ts and lib/protocol/fastcgi.ts use, with the same events ('data', 'end',
+ * 'drain', 'error', 'close') and semantics (half-open connections, Nagle off, write()
+ * returning false above the high-water mark and 'drain' once the buffer emptied, pause()
+ * stopping reads).
+ */
+import { EventEmitter } from 'node:events';
+import * as net from 'node:net';
+import * as stream from 'node:stream';
+import { getSystemErrorName } from 'node:util';
+import { codec } from '../codec/index.js';
+import { loadNativeBinding } from '../codec/native.js';
+
+/** The transports a stream server can run on. */
+export type TransportName = 'native' | 'node';
+
+/** An event listener, typed as net.Socket's are. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type SocketListener = (...args: any[]) => void;
+
+/** What the protocol servers use of a connection: net.Socket and NativeConnection have it. */
+export interface StreamSocket {
+  on(event: string, listener: SocketListener): this;
+  off(event: string, listener: SocketListener): this;
+  write(bytes: Uint8Array): boolean;
+  cork(): void;
+  uncork(): void;
+  pause(): this;
+  resume(): this;
+  end(): this;
+  destroy(): this;
+  resetAndDestroy(): this;
+  readonly writableLength: number;
+  readonly writableNeedDrain: boolean;
+  readonly destroyed: boolean;
+  readonly localAddress?: string | undefined;
+  readonly localPort?: number | undefined;
+  readonly remoteAddress?: string | undefined;
+  readonly remotePort?: number | undefined;
+}
+
+/** The addon's Transport class (native/binding.cc). */
+interface NativeTransport {
+  listen(fd: number, backlog: number): number;
+  write(id: number, a: Uint8Array, b?: Uint8Array): number;
+  shutdown(id: number): void;
+  pause(id: number): void;
+  resume(id: number): void;
+  /** Closes at once; no close event follows (the caller emits its own). */
+  close(id: number, reset: boolean): void;
+  address(id: number, peer: boolean): [string, number] | undefined;
+  stop(): void;
+  closeSilent(): void;
+  ref(): void;
+  unref(): void;
+  /** Emits an accept event (4) for every connection accepted from now on (or stops). */
+  announce(on: boolean): void;
+}
+type NativeTransportClass = new (
+  onEvent: (kind: number, id: number, arg: Buffer | number) => void,
+) => NativeTransport;
+
+/* Event kinds (native/binding.cc). */
+const EV_DATA = 0;
+const EV_END = 1;
+const EV_DRAIN = 2;
+const EV_CLOSE = 3;
+const EV_ACCEPT = 4;
+
+/** The net.Server internals the takeover relies on (stable since Node 0.x; checked at load). */
+interface ServerInternals {
+  _handle: RawServerHandle | null;
+  _connections: number;
+  _emitCloseIfDrained?: () => void;
+  _listen2: ListenFn;
+}
+type ListenFn = (
+  this: net.Server,
+  address: string | null,
+  port: number,
+  addressType: number,
+  backlog: number,
+  fd?: number,
+  flags?: number,
+) => void;
+interface RawServerHandle {
+  fd: number;
+  getsockname?(out: object): number;
+  listen(backlog: number): number;
+  close(cb?: () => void): void;
+  ref(): void;
+  unref(): void;
+}
+type CreateServerHandle = (
+  address: string | null,
+  port: number,
+  addressType: number,
+  fd?: number,
+  flags?: number,
+) => RawServerHandle | number;
+
+/** The addon's Transport class, or why it cannot be used in this process. */
+function findNative(): { cls: NativeTransportClass | null; why: string } {
+  if (process.platform === 'win32') return { cls: null, why: 'not available on Windows' };
+  const binding = loadNativeBinding() as { Transport?: NativeTransportClass } | null;
+  if (binding === null) return { cls: null, why: 'the native addon did not load' };
+  if (typeof binding.Transport !== 'function') {
+    return { cls: null, why: 'the native addon has no Transport (an older build?)' };
+  }
+  const internals = net.Server.prototype as unknown as Partial<ServerInternals>;
+  const create = (net as unknown as { _createServerHandle?: unknown })._createServerHandle;
+  if (typeof internals._listen2 !== 'function' || typeof create !== 'function') {
+    return {
+      cls: null,
+      why: 'this Node.js version lacks net.Server._listen2 or net._createServerHandle',
+    };
+  }
+  return { cls: binding.Transport, why: '' };
+}
+
+const found = findNative();
+
+function selectTransport(): { name: TransportName; reason: string } {
+  const forced = process.env.TSGI_TRANSPORT;
+  if (forced === 'node') return { name: 'node', reason: 'TSGI_TRANSPORT=node' };
+  if (forced !== undefined && forced !== '' && forced !== 'native') {
+    throw new Error(`TSGI_TRANSPORT must be "native" or "node", not "${forced}"`);
+  }
+  if (forced === 'native') {
+    if (found.cls === null) {
+      throw new Error(
+        `TSGI_TRANSPORT=native but the native transport is unavailable: ${found.why}`,
+      );
+    }
+    return { name: 'native', reason: 'TSGI_TRANSPORT=native' };
+  }
+  if (found.cls === null) return { name: 'node', reason: found.why };
+  if (codec.name !== 'native') return { name: 'node', reason: 'the TypeScript codec is in use' };
+  return { name: 'native', reason: 'the native addon is loaded' };
+}
+
+const selected = selectTransport();
+
+/** The transport FastCGI, SCGI and uwsgi servers use by default in this process. */
+export const transport: TransportName = selected.name;
+
+/** Why {@link transport} is what it is (for logs and tests). */
+export const transportReason: string = selected.reason;
+
+/**
+ * Whether the native transport can be used in this process (whatever {@link transport}
+ * chose), and why not.
+ */
+export const nativeTransport: { readonly available: boolean; readonly reason: string } =
+  Object.freeze({ available: found.cls !== null, reason: found.why });
+
+/* Node's default for sockets (16 KiB on Node 20, 64 KiB on Node 22). */
+const HIGH_WATER_MARK =
+  (
+    stream as { getDefaultHighWaterMark?: (objectMode: boolean) => number }
+  ).getDefaultHighWaterMark?.(false) ?? 16 * 1024;
+
+const LISTENER = Symbol('tsgi.nativeListener');
+
+/**
+ * Makes `server` (a net.Server made with `{ allowHalfOpen: true, noDelay: true }` whose
+ * 'connection' listeners take {@link StreamSocket}s) accept with the native transport when
+ * `which` (default: {@link transport}) is "native". Call before listen(). Throws when "native"
+ * is asked and unavailable.
+ *
+ * 'connection' is emitted when a connection's first bytes arrive while `handler` (the
+ * server's own connection listener) is the only one; as soon as there is another (the --allow
+ * guard, a connection counter), every connection is announced as it is accepted, as
+ * node:net does.
+ */
+export function useTransport(
+  server: net.Server,
+  which: TransportName = transport,
+  handler?: (...args: never[]) => unknown,
+): void {
+  if (which === 'node') return;
+  const cls = found.cls;
+  if (cls === null) throw new Error(`the native transport is unavailable: ${found.why}`);
+  const internals = server as unknown as ServerInternals;
+  const original = (net.Server.prototype as unknown as ServerInternals)._listen2;
+  const create = (net as unknown as { _createServerHandle: CreateServerHandle })
+    ._createServerHandle;
+  internals._listen2 = function (address, port, addressType, backlog, fd, flags) {
+    /* A handle given over IPC (node:cluster): node:net as it is. */
+    if (internals._handle)
+      return original.call(this, address, port, addressType, backlog, fd, flags);
+    /* As net.Server does: "" means every interface, IPv6 when the machine has it. */
+    let handle: RawServerHandle | number | null = null;
+    if (!address && typeof fd !== 'number') {
+      handle = create('::', port, 6, fd, flags);
+      if (typeof handle === 'number') {
+        handle = null;
+        address = '0.0.0.0';
+        addressType = 4;
+      } else {
+        address = '::';
+        addressType = 6;
+      }
+    }
+    if (handle === null) handle = create(address, port, addressType, fd, flags);
+    /* A failure: let net.Server report it as it always does. */
+    if (typeof handle === 'number') {
+      return original.call(this, address, port, addressType, backlog, fd, flags);
+    }
+    const raw = handle;
+    const nodeListen = raw.listen;
+    raw.listen = (n: number): number => {
+      /* libuv reports a TCP bind's EADDRINUSE only now: let net.Server report it */
+      const bindError = raw.getsockname?.({}) ?? 0;
+      if (bindError !== 0) return bindError;
+      const listener = new NativeListener(server, cls);
+      if (listener.native.listen(raw.fd, n) !== 0) return nodeListen.call(raw, n);
+      listener.watchConnectionListeners(handler);
+      const nodeClose = raw.close;
+      raw.close = (cb?: () => void): void => {
+        listener.native.stop();
+        nodeClose.call(raw, cb);
+      };
+      raw.ref = () => listener.native.ref();
+      raw.unref = () => listener.native.unref();
+      (server as unknown as { [LISTENER]?: NativeListener })[LISTENER] = listener;
+      return 0;
+    };
+    internals._handle = raw;
+    return original.call(this, address, port, addressType, backlog, fd, flags);
+  };
+}
+
+/** "native" when `server` accepts with the native transport, "node" otherwise. */
+export function serverTransport(server: net.Server): TransportName {
+  return (server as unknown as { [LISTENER]?: NativeListener })[LISTENER] ? 'native' : 'node';
+}
+
+/** While a server drains: closes its native connections that have not sent a byte yet. */
+export function closeSilentConnections(server: net.Server): void {
+  (server as unknown as { [LISTENER]?: NativeListener })[LISTENER]?.native.closeSilent();
+}
+
+/** One native listener: dispatches the addon's events to its connections. */
+class NativeListener {
+  readonly native: NativeTransport;
+  private readonly conns: (NativeConnection | undefined)[] = [];
+
+  constructor(
+    private readonly server: net.Server,
+    cls: NativeTransportClass,
+  ) {
+    this.native = new cls(this.onEvent);
+  }
+
+  /**
+   * Keeps the addon announcing accepted connections while the server has 'connection'
+   * listeners other than `own` (see {@link useTransport}).
+   */
+  watchConnectionListeners(own: ((...args: never[]) => unknown) | undefined): void {
+    const server = this.server;
+    const others = (): boolean => server.listeners('connection').some((l) => l !== own);
+    let announcing = others();
+    this.native.announce(announcing);
+    server.on('newListener', (event: string | symbol, listener: unknown) => {
+      if (event !== 'connection' || listener === own || announcing) return;
+      announcing = true;
+      this.native.announce(true);
+    });
+    server.on('removeListener', (event: string | symbol) => {
+      if (event !== 'connection') return;
+      const now = others();
+      if (now === announcing) return;
+      announcing = now;
+      this.native.announce(now);
+    });
+  }
+
+  private open(id: number): NativeConnection | undefined {
+    const c = new NativeConnection(this, id);
+    this.conns[id] = c;
+    (this.server as unknown as ServerInternals)._connections++;
+    this.server.emit('connection', c);
+    return c.destroyed ? undefined : c;
+  }
+
+  private readonly onEvent = (kind: number, id: number, arg: Buffer | number): void => {
+    let c = this.conns[id];
+    switch (kind) {
+      case EV_ACCEPT:
+        this.open(id);
+        break;
+      case EV_DATA:
+        if (c === undefined && (c = this.open(id)) === undefined) return;
+        c.emit('data', arg);
+        break;
+      case EV_END:
+        c?.emit('end');
+        break;
+      case EV_DRAIN:
+        c?.drained();
+        break;
+      case EV_CLOSE:
+        if (c === undefined) return;
+        this.conns[id] = undefined;
+        c.closed(arg as number);
+        this.gone();
+        break;
+    }
+  };
+
+  /** @internal `id` was closed by JavaScript: its 'close' is emitted on the next tick. */
+  forget(id: number, conn: NativeConnection, reset: boolean): void {
+    this.conns[id] = undefined;
+    this.native.close(id, reset);
+    process.nextTick(this.closedByUs, conn);
+  }
+
+  private readonly closedByUs = (conn: NativeConnection): void => {
+    conn.closed(0);
+    this.gone();
+  };
+
+  private gone(): void {
+    const s = this.server as unknown as ServerInternals;
+    s._connections--;
+    s._emitCloseIfDrained?.();
+  }
+}
+
+/**
+ * A connection of the native transport: the part of net.Socket the stream servers use.
+ * Made when its first bytes arrive.
+ */
+export class NativeConnection extends EventEmitter implements StreamSocket {
+  /** Bytes written and not yet taken by the kernel. */
+  writableLength = 0;
+  /** A write returned false; 'drain' follows when the buffer emptied. */
+  writableNeedDrain = false;
+  /** The connection is closed or closing (destroy(), or the addon closed it). */
+  destroyed = false;
+  private ended = false;
+  private corked: Uint8Array[] | null = null;
+  private local: [string, number] | undefined | null = null;
+  private peer: [string, number] | undefined | null = null;
+
+  private readonly native: NativeTransport;
+
+  constructor(
+    private readonly listener: NativeListener,
+    private readonly id: number,
+  ) {
+    super();
+    this.native = listener.native;
+  }
+
+  write(bytes: Uint8Array): boolean {
+    if (this.destroyed || this.ended) return false;
+    if (this.corked !== null) {
+      this.corked.push(bytes);
+      this.writableLength += bytes.length;
+      return this.writableLength < HIGH_WATER_MARK;
+    }
+    return this.queued(this.native.write(this.id, bytes));
+  }
+
+  private queued(n: number): boolean {
+    this.writableLength = n;
+    if (n < HIGH_WATER_MARK) return true;
+    this.writableNeedDrain = true;
+    return false;
+  }
+
+  cork(): void {
+    if (this.corked === null) this.corked = [];
+  }
+
+  uncork(): void {
+    const parts = this.corked;
+    if (parts === null) return;
+    this.corked = null;
+    this.writableLength -= parts.reduce((n, p) => n + p.length, 0);
+    if (this.destroyed || this.ended || parts.length === 0) return;
+    let n: number;
+    if (parts.length === 1) n = this.native.write(this.id, parts[0]!);
+    else if (parts.length === 2) n = this.native.write(this.id, parts[0]!, parts[1]!);
+    else n = this.native.write(this.id, Buffer.concat(parts));
+    this.queued(n);
+  }
+
+  pause(): this {
+    if (!this.destroyed) this.native.pause(this.id);
+    return this;
+  }
+
+  resume(): this {
+    if (!this.destroyed) this.native.resume(this.id);
+    return this;
+  }
+
+  /** Half-closes (FIN) after what is queued; the connection closes once the peer ended too. */
+  end(): this {
+    if (this.destroyed || this.ended) return this;
+    this.uncork();
+    this.ended = true;
+    this.native.shutdown(this.id);
+    return this;
+  }
+
+  /** Closes at once (what is queued is dropped); 'close' follows on the next tick. */
+  destroy(): this {
+    if (this.destroyed) return this;
+    this.destroyed = true;
+    this.listener.forget(this.id, this, false);
+    return this;
+  }
+
+  /** Closes with a reset (RST) on TCP, a plain close on a unix socket. */
+  resetAndDestroy(): this {
+    if (this.destroyed) return this;
+    this.destroyed = true;
+    this.listener.forget(this.id, this, true);
+    return this;
+  }
+
+  get localAddress(): string | undefined {
+    this.addresses();
+    return this.local?.[0];
+  }
+
+  get localPort(): number | undefined {
+    this.addresses();
+    return this.local?.[1];
+  }
+
+  get remoteAddress(): string | undefined {
+    this.addresses();
+    return this.peer?.[0];
+  }
+
+  get remotePort(): number | undefined {
+    this.addresses();
+    return this.peer?.[1];
+  }
+
+  /* Read once, while the id is this connection's (a closed connection's id is reused). */
+  private addresses(): void {
+    if (this.local !== null) return;
+    if (this.destroyed) {
+      this.local = this.peer = undefined;
+      return;
+    }
+    this.local = this.native.address(this.id, false);
+    this.peer = this.native.address(this.id, true);
+  }
+
+  /** @internal The write buffer emptied. */
+  drained(): void {
+    this.writableLength = 0;
+    if (!this.writableNeedDrain) return;
+    this.writableNeedDrain = false;
+    this.emit('drain');
+  }
+
+  /** @internal The addon closed the connection (`error`: 0 or a negative errno). */
+  closed(error: number): void {
+    const ours = this.destroyed;
+    this.destroyed = true;
+    this.writableLength = 0;
+    if (error !== 0 && !ours) this.emit('error', socketError(error));
+    this.emit('close', error !== 0);
+  }
+}
+
+/** An Error like node:net's for a libuv error number: code ECONNRESET, EPIPE, ... */
+function socketError(errno: number): NodeJS.ErrnoException {
+  let code: string;
+  try {
+    code = getSystemErrorName(errno);
+  } catch {
+    code = `E${-errno}`;
+  }
+  const err = new Error(`read ${code}`) as NodeJS.ErrnoException;
+  err.code = code;
+  err.errno = errno;
+  err.syscall = 'read';
+  return err;
+}

@@ -1,0 +1,398 @@
+// See transport.h.
+#include "transport/transport.h"
+
+#if TSGI_HAS_TRANSPORT
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+namespace tsgi {
+namespace transport {
+
+class Connection {
+ public:
+  union {
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+    uv_handle_t handle;
+    uv_stream_t stream;
+  } h;
+  uv_shutdown_t shutdown_req;
+  Listener* owner = nullptr;
+  uint32_t id = 0;
+  size_t queued = 0;  // bytes handed to uv_write and not yet written
+  int error = 0;      // the error the connection closed with
+  bool known = false;
+  bool paused = false;
+  bool eof = false;
+  bool shutdown_sent = false;
+  bool shutdown_done = false;
+  bool closing = false;
+
+  void Reset(Listener* l, uint32_t i) {
+    owner = l;
+    id = i;
+    queued = 0;
+    error = 0;
+    known = paused = eof = shutdown_sent = shutdown_done = closing = false;
+  }
+
+  void CloseWith(int err) {
+    if (closing) return;
+    closing = true;
+    error = err;
+    uv_close(&h.handle, OnClosed);
+  }
+
+  void StartReading() {
+    if (closing || eof || paused) return;
+    int r = uv_read_start(&h.stream, OnAlloc, OnRead);
+    if (r != 0) CloseWith(r);
+  }
+
+  static void OnAlloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
+    Connection* c = static_cast<Connection*>(handle->data);
+    buf->base = c->owner->read_buf_;
+    buf->len = sizeof(c->owner->read_buf_);
+  }
+
+  static void OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+    Connection* c = static_cast<Connection*>(stream->data);
+    Listener* l = c->owner;
+    if (nread > 0) {
+      c->known = true;
+      if (!l->torn_down_) l->sink_->Data(c->id, buf->base, static_cast<size_t>(nread));
+      return;
+    }
+    if (nread == 0) return;  // EAGAIN
+    if (nread != UV_EOF) {
+      c->CloseWith(static_cast<int>(nread));
+      return;
+    }
+    c->eof = true;
+    uv_read_stop(stream);
+    if (!c->known) {
+      c->CloseWith(0);  // nothing was ever sent: close quietly
+      return;
+    }
+    if (!l->torn_down_) l->sink_->End(c->id);
+    if (!c->closing && c->shutdown_done) c->CloseWith(0);
+  }
+
+  static void OnShutdown(uv_shutdown_t* req, int status) {
+    Connection* c = static_cast<Connection*>(req->data);
+    if (status == UV_ECANCELED || c->closing) return;
+    c->shutdown_done = true;
+    if (status < 0) {
+      c->CloseWith(status);
+    } else if (c->eof) {
+      c->CloseWith(0);
+    }
+  }
+
+  struct WriteBlock {
+    uv_write_t req;
+    Connection* conn;
+    size_t len;
+    char* data() { return reinterpret_cast<char*>(this + 1); }
+  };
+
+  static void OnWrite(uv_write_t* req, int status) {
+    WriteBlock* block = static_cast<WriteBlock*>(req->data);
+    Connection* c = block->conn;
+    c->queued -= block->len;
+    std::free(block);
+    if (status == UV_ECANCELED || c->closing) return;
+    if (status < 0) {
+      c->CloseWith(status);
+      return;
+    }
+    Listener* l = c->owner;
+    if (c->queued == 0 && c->known && !l->torn_down_) l->sink_->Drain(c->id);
+  }
+
+  static void OnClosed(uv_handle_t* handle) {
+    Connection* c = static_cast<Connection*>(handle->data);
+    Listener* l = c->owner;
+    l->open_--;
+    if (c->known && !l->torn_down_) l->sink_->Closed(c->id, c->error);
+    l->Release(c);
+    l->MaybeFree();
+  }
+};
+
+// ---------------------------------------------------------------------------------------
+// Listener
+
+int Listener::Open(uv_loop_t* loop, int fd, int backlog, Sink* sink, Listener** out) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  std::memset(&ss, 0, sizeof(ss));
+  if (getsockname(fd, reinterpret_cast<struct sockaddr*>(&ss), &len) != 0)
+    return uv_translate_sys_error(errno);
+  int type = 0;
+  socklen_t tlen = sizeof(type);
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0) return uv_translate_sys_error(errno);
+  if (type != SOCK_STREAM) return UV_EINVAL;
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) return uv_translate_sys_error(errno);
+  Listener* l = new (std::nothrow) Listener(loop, sink);
+  if (l == nullptr) {
+    close(copy);
+    return UV_ENOMEM;
+  }
+  l->is_tcp_ = ss.ss_family != AF_UNIX;
+  int r = l->is_tcp_ ? uv_tcp_init(loop, &l->server_.tcp) : uv_pipe_init(loop, &l->server_.pipe, 0);
+  if (r != 0) {
+    close(copy);
+    delete l;
+    return r;
+  }
+  l->server_.handle.data = l;
+  r = l->is_tcp_ ? uv_tcp_open(&l->server_.tcp, copy) : uv_pipe_open(&l->server_.pipe, copy);
+  if (r != 0) close(copy);
+  if (r == 0) r = uv_listen(&l->server_.stream, backlog, OnConnection);
+  if (r != 0) {
+    /* never reported to the sink: the handle closes and the listener goes with it */
+    l->torn_down_ = true;
+    l->failed_ = true;
+    uv_close(&l->server_.handle, OnListenerClosed);
+    return r;
+  }
+  l->listening_ = true;
+  *out = l;
+  return 0;
+}
+
+Listener::~Listener() {
+  for (Connection* c : spare_) delete c;
+}
+
+Connection* Listener::Get(uint32_t id) const {
+  if (id >= conns_.size()) return nullptr;
+  return conns_[id];
+}
+
+void Listener::OnConnection(uv_stream_t* server, int status) {
+  Listener* l = static_cast<Listener*>(server->data);
+  if (status < 0 || l->torn_down_) return;
+  Connection* c = nullptr;
+  if (!l->spare_.empty()) {
+    c = l->spare_.back();
+    l->spare_.pop_back();
+  } else {
+    c = new (std::nothrow) Connection();
+    // Out of memory: libuv keeps the pending connection and stops watching the listening
+    // socket, so this listener accepts no more (the process has bigger problems then).
+    if (c == nullptr) return;
+  }
+  uint32_t id;
+  if (!l->free_ids_.empty()) {
+    id = l->free_ids_.back();
+    l->free_ids_.pop_back();
+  } else {
+    id = static_cast<uint32_t>(l->conns_.size());
+    l->conns_.push_back(nullptr);
+  }
+  c->Reset(l, id);
+  int r = l->is_tcp_ ? uv_tcp_init(l->loop_, &c->h.tcp) : uv_pipe_init(l->loop_, &c->h.pipe, 0);
+  if (r != 0) {
+    l->free_ids_.push_back(id);
+    l->spare_.push_back(c);
+    return;
+  }
+  c->h.handle.data = c;
+  l->conns_[id] = c;
+  l->open_++;
+  r = uv_accept(server, &c->h.stream);
+  if (r != 0) {
+    c->CloseWith(0);
+    return;
+  }
+  if (l->is_tcp_) uv_tcp_nodelay(&c->h.tcp, 1);
+  c->StartReading();
+  if (l->announce_ && !c->closing) {
+    c->known = true;
+    l->sink_->Accepted(id);
+  }
+}
+
+void Listener::Release(Connection* c) {
+  conns_[c->id] = nullptr;
+  free_ids_.push_back(c->id);
+  if (spare_.size() < 64) {
+    spare_.push_back(c);
+  } else {
+    delete c;
+  }
+}
+
+void Listener::OnListenerClosed(uv_handle_t* handle) {
+  Listener* l = static_cast<Listener*>(handle->data);
+  l->listening_ = false;
+  if (l->failed_) {
+    delete l;
+    return;
+  }
+  l->MaybeFree();
+}
+
+void Listener::MaybeFree() {
+  if (!stopped_ || listening_ || open_ != 0) return;
+  Sink* sink = sink_;
+  delete this;
+  sink->Freed();
+}
+
+int Listener::Write(uint32_t id, const uv_buf_t* bufs, unsigned count, size_t* queued) {
+  *queued = 0;
+  Connection* c = Get(id);
+  if (c == nullptr || c->closing) return UV_EBADF;
+  size_t total = 0;
+  for (unsigned i = 0; i < count; ++i) total += bufs[i].len;
+  size_t done = 0;
+  if (c->queued == 0) {
+    int r = uv_try_write(&c->h.stream, bufs, count);
+    if (r >= 0) {
+      done = static_cast<size_t>(r);
+    } else if (r != UV_EAGAIN && r != UV_ENOSYS) {
+      c->CloseWith(r);
+      return 0;
+    }
+  }
+  if (done < total) {
+    size_t rest = total - done;
+    Connection::WriteBlock* block =
+        static_cast<Connection::WriteBlock*>(std::malloc(sizeof(Connection::WriteBlock) + rest));
+    if (block == nullptr) {
+      c->CloseWith(UV_ENOMEM);
+      return 0;
+    }
+    char* p = block->data();
+    size_t skip = done;
+    for (unsigned i = 0; i < count; ++i) {
+      size_t n = bufs[i].len;
+      if (skip >= n) {
+        skip -= n;
+        continue;
+      }
+      std::memcpy(p, bufs[i].base + skip, n - skip);
+      p += n - skip;
+      skip = 0;
+    }
+    block->conn = c;
+    block->len = rest;
+    block->req.data = block;
+    uv_buf_t buf;  // not uv_buf_init: its length is 32 bits, uv_buf_t's a size_t on POSIX
+    buf.base = block->data();
+    buf.len = rest;
+    int r = uv_write(&block->req, &c->h.stream, &buf, 1, Connection::OnWrite);
+    if (r != 0) {
+      std::free(block);
+      c->CloseWith(r);
+      return 0;
+    }
+    c->queued += rest;
+  }
+  *queued = c->queued;
+  return 0;
+}
+
+int Listener::Shutdown(uint32_t id) {
+  Connection* c = Get(id);
+  if (c == nullptr || c->closing) return UV_EBADF;
+  if (c->shutdown_sent) return 0;
+  c->shutdown_sent = true;
+  c->shutdown_req.data = c;
+  int r = uv_shutdown(&c->shutdown_req, &c->h.stream, Connection::OnShutdown);
+  if (r != 0) c->CloseWith(r == UV_ENOTCONN ? 0 : r);
+  return 0;
+}
+
+int Listener::Close(uint32_t id, bool reset, bool quiet) {
+  Connection* c = Get(id);
+  if (c == nullptr || c->closing) return UV_EBADF;
+  if (reset && is_tcp_) {
+    uv_os_fd_t fd;
+    if (uv_fileno(&c->h.handle, &fd) == 0) {
+      struct linger lg;
+      lg.l_onoff = 1;
+      lg.l_linger = 0;
+      setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    }
+  }
+  if (quiet) c->known = false;
+  c->CloseWith(0);
+  return 0;
+}
+
+int Listener::Pause(uint32_t id) {
+  Connection* c = Get(id);
+  if (c == nullptr || c->closing) return UV_EBADF;
+  c->paused = true;
+  uv_read_stop(&c->h.stream);
+  return 0;
+}
+
+int Listener::Resume(uint32_t id) {
+  Connection* c = Get(id);
+  if (c == nullptr || c->closing) return UV_EBADF;
+  if (!c->paused) return 0;
+  c->paused = false;
+  c->StartReading();
+  return 0;
+}
+
+int Listener::Address(uint32_t id, bool peer, struct sockaddr_storage* out) {
+  Connection* c = Get(id);
+  if (c == nullptr || c->closing) return UV_EBADF;
+  if (!is_tcp_) return UV_ENOTSUP;
+  int len = sizeof(*out);
+  struct sockaddr* sa = reinterpret_cast<struct sockaddr*>(out);
+  return peer ? uv_tcp_getpeername(&c->h.tcp, sa, &len) : uv_tcp_getsockname(&c->h.tcp, sa, &len);
+}
+
+size_t Listener::Queued(uint32_t id) const {
+  Connection* c = Get(id);
+  return c == nullptr ? 0 : c->queued;
+}
+
+void Listener::Stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  uv_close(&server_.handle, OnListenerClosed);
+}
+
+void Listener::CloseSilent() {
+  for (Connection* c : conns_) {
+    if (c != nullptr && !c->known) c->CloseWith(0);
+  }
+}
+
+void Listener::Ref(bool on) {
+  if (stopped_) return;
+  if (on) {
+    uv_ref(&server_.handle);
+  } else {
+    uv_unref(&server_.handle);
+  }
+}
+
+void Listener::Teardown() {
+  torn_down_ = true;
+  for (Connection* c : conns_) {
+    if (c != nullptr) c->CloseWith(0);
+  }
+  Stop();
+}
+
+}  // namespace transport
+}  // namespace tsgi
+
+#endif  // TSGI_HAS_TRANSPORT

@@ -1,0 +1,132 @@
+// The native connection transport of the FastCGI, SCGI and uwsgi servers: a listening socket and
+// its connections on libuv (Node's own loop), with no Node headers. native/binding.cc wires it to
+// JavaScript (lib/protocol/transport.ts).
+//
+// The listener accepts, reads, writes, half-closes and closes; it calls its Sink only when
+// bytes arrive (one call per read), when the peer ends its side, when a full write buffer
+// emptied and when a connection closed. A connection that closes before sending a byte never
+// reaches the Sink (a probe, a health check, a client that gave up): nothing in JavaScript
+// is made for it — unless the listener announces connections (Announce(true): JavaScript
+// then checks each peer as it is accepted, for --allow).
+//
+// Connections are named by small ids, reused only after the Sink saw the close of the
+// previous holder (or, for a connection the Sink never saw, after it closed).
+//
+// POSIX only (Linux, macOS): the Windows build compiles this out (TSGI_HAS_TRANSPORT is 0)
+// and JavaScript uses node:net.
+#ifndef TSGI_TRANSPORT_TRANSPORT_H_
+#define TSGI_TRANSPORT_TRANSPORT_H_
+
+#if defined(_WIN32)
+#define TSGI_HAS_TRANSPORT 0
+#else
+#define TSGI_HAS_TRANSPORT 1
+#endif
+
+#if TSGI_HAS_TRANSPORT
+
+#include <uv.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace tsgi {
+namespace transport {
+
+// What the listener reports. No call is made after Freed().
+class Sink {
+ public:
+  // Connection `id` was accepted (only when the listener announces connections).
+  virtual void Accepted(uint32_t id) = 0;
+  // `len` bytes arrived on connection `id` (without Accepted(), the first call for an id
+  // is its first bytes).
+  virtual void Data(uint32_t id, const char* data, size_t len) = 0;
+  // The peer ended its side (FIN).
+  virtual void End(uint32_t id) = 0;
+  // Everything written to `id` went out to the kernel (the write buffer is empty again).
+  virtual void Drain(uint32_t id) = 0;
+  // The connection closed; `error` is 0 or a negative libuv error (UV_ECONNRESET, ...).
+  virtual void Closed(uint32_t id, int error) = 0;
+  // The listener and every connection are closed; the listener deleted itself.
+  virtual void Freed() = 0;
+
+ protected:
+  ~Sink() = default;
+};
+
+class Connection;
+
+class Listener {
+ public:
+  // Listens on a duplicate of `fd` (a bound or listening TCP or unix stream socket; the
+  // caller keeps its own fd). Returns 0 and sets *out, or a negative libuv error.
+  static int Open(uv_loop_t* loop, int fd, int backlog, Sink* sink, Listener** out);
+
+  // Writes bufs: what the kernel does not take now is copied and queued. Sets *queued to
+  // the bytes still queued. Returns 0, or a negative error for an unknown/closed id.
+  int Write(uint32_t id, const uv_buf_t* bufs, unsigned count, size_t* queued);
+  // Half-closes (FIN) after what is queued; the connection closes once the peer ended too.
+  int Shutdown(uint32_t id);
+  // Closes now, dropping queued bytes; `reset` sends RST on TCP (SO_LINGER 0). `quiet`: the
+  // caller asked for it and needs no Closed() call (the id is reused only after the close).
+  int Close(uint32_t id, bool reset, bool quiet);
+  int Pause(uint32_t id);
+  int Resume(uint32_t id);
+  // The local or peer address of a TCP connection; UV_ENOTSUP for unix sockets.
+  int Address(uint32_t id, bool peer, struct sockaddr_storage* out);
+  // The bytes queued on `id` (0 for an unknown id).
+  size_t Queued(uint32_t id) const;
+
+  // Stops accepting (closes the listening handle). Idempotent. Once stopped and every
+  // connection closed, the listener deletes itself and calls Sink::Freed().
+  void Stop();
+  // Closes the connections the Sink never saw (they sent nothing yet).
+  void CloseSilent();
+  // Keeps the loop alive while listening (true) or not.
+  void Ref(bool on);
+  // Calls Sink::Accepted() for every connection accepted from now on (true), or makes a
+  // connection known to the Sink only with its first bytes (false, the default).
+  void Announce(bool on) { announce_ = on; }
+  // The environment is going away: close everything, call the Sink no more except Freed().
+  void Teardown();
+
+ private:
+  friend class Connection;
+  Listener(uv_loop_t* loop, Sink* sink) : loop_(loop), sink_(sink) {}
+  ~Listener();
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
+
+  static void OnConnection(uv_stream_t* server, int status);
+  static void OnListenerClosed(uv_handle_t* handle);
+  Connection* Get(uint32_t id) const;
+  void Release(Connection* conn);
+  void MaybeFree();
+
+  uv_loop_t* loop_;
+  Sink* sink_;
+  union {
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+    uv_handle_t handle;
+    uv_stream_t stream;
+  } server_;
+  bool is_tcp_ = true;
+  bool listening_ = false;          // server_ is open (not yet closed)
+  bool announce_ = false;           // see Announce()
+  bool stopped_ = false;            // Stop() was called
+  bool torn_down_ = false;          // no more Sink calls but Freed()
+  bool failed_ = false;             // Open() failed: deleted when its handle closed
+  std::vector<Connection*> conns_;  // by id; nullptr for a free id
+  std::vector<uint32_t> free_ids_;
+  std::vector<Connection*> spare_;  // closed connections kept for reuse
+  size_t open_ = 0;                 // connections not yet closed
+  char read_buf_[64 * 1024];
+};
+
+}  // namespace transport
+}  // namespace tsgi
+
+#endif  // TSGI_HAS_TRANSPORT
+#endif  // TSGI_TRANSPORT_TRANSPORT_H_
