@@ -621,11 +621,12 @@ async function main(): Promise<void> {
       wrk(row.port, warmup);
     }
     const tsgiStart = started.map((c) => stderrOf.get(c)!()).find((e) => e.includes('(')) ?? '';
-    const codec = /\(([a-z]+) codec\)/.exec(tsgiStart)?.[1] ?? 'n/a';
+    const codec = /\(([a-z]+) codec[,)]/.exec(tsgiStart)?.[1] ?? 'n/a';
+    const via = /, ([a-z]+) transport/.exec(tsgiStart)?.[1] ?? 'n/a';
     const loadBefore = load();
     console.log(
       `bench:e2e: ${rounds} rounds × ${rows.length} rows, wrk -t${threads} -c${connections} -d${duration}s, ` +
-        `nginx 1 worker, node ${process.version}, ${cpus().length} CPUs, tsgi ${codec} codec, ` +
+        `nginx 1 worker, node ${process.version}, ${cpus().length} CPUs, tsgi ${codec} codec and ${via} transport, ` +
         `load average ${loadBefore}`,
     );
     const samples: Record<string, Sample[]> = Object.fromEntries(rows.map((r) => [r.name, []]));

@@ -12,10 +12,12 @@
  * opened, 2 for a usage error (including a bad config file).
  */
 import { realpathSync } from 'node:fs';
+import type { Server } from 'node:net';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { codec } from './codec/index.js';
 import { cgiMain } from './protocol/cgi.js';
+import { serverTransport } from './protocol/transport.js';
 import type { App } from './gateway/types.js';
 import { AppLoadError, loadApp } from './server/app.js';
 import {
@@ -245,15 +247,15 @@ async function serveAlone(
 
   const unix = { mode: config.socketMode, uid: ids?.uid ?? -1, gid: ids?.gid ?? -1 };
   const open = async (): Promise<void> => {
-    const opened: [Protocol, string][] = [];
+    const opened: [Protocol, string, Server][] = [];
     for (const l of listeners) {
       if (stopping) return;
       const entry = serving.add(l.protocol, target, formatAddress(l.addr));
       const shown = await listen(entry.server, l.addr, unix);
       entry.shown = shown;
       entry.stats.address = shown;
-      opened.push([l.protocol, shown]);
-      if (ids === null) announce(l.protocol, shown);
+      opened.push([l.protocol, shown, entry.server]);
+      if (ids === null) announce(l.protocol, shown, entry.server);
     }
     let statsShown = '';
     if (stats !== null && config.stats !== null && !stopping) {
@@ -266,7 +268,7 @@ async function serveAlone(
         throw new StartError((err as Error).message);
       }
       app = await load();
-      for (const [protocol, shown] of opened) announce(protocol, shown);
+      for (const [protocol, shown, server] of opened) announce(protocol, shown, server);
     }
     if (statsShown !== '') {
       log.info(`statistics on ${statsShown}: JSON at /, Prometheus text at /metrics`, {
@@ -275,12 +277,17 @@ async function serveAlone(
       });
     }
   };
-  const announce = (protocol: Protocol, shown: string): void => {
-    log.info(`serving ${config.app} over ${protocol.title} on ${shown} (${codec.name} codec)`, {
-      event: 'listening',
-      protocol: protocol.flag,
-      address: shown,
-    });
+  const announce = (protocol: Protocol, shown: string, server: Server): void => {
+    /* HTTP is node:http's; the gateway protocols say which connection transport they got */
+    const via = protocol.flag === 'http' ? '' : `, ${serverTransport(server)} transport`;
+    log.info(
+      `serving ${config.app} over ${protocol.title} on ${shown} (${codec.name} codec${via})`,
+      {
+        event: 'listening',
+        protocol: protocol.flag,
+        address: shown,
+      },
+    );
   };
   const opening = open();
   startup = opening.catch(() => undefined);

@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBuilt } from './support/build.js';
 import { freePort } from './support/peers.js';
 import { httpGet, startTsgi, waitFor } from './support/process-manager.js';
+import { transport } from '../lib/protocol/transport.js';
 import { RawClient } from './support/raw-client.js';
 import type { Child } from './support/spawn.js';
 
@@ -121,6 +122,14 @@ describe('logs', () => {
     await waitFor('two listening lines', () =>
       jsonLines(c).filter((l) => l.event === 'listening').length === 2 ? true : undefined,
     );
+    /* the gateway protocols name their connection transport (HTTP is node:http's) */
+    const listening = jsonLines(c).filter((l) => l.event === 'listening');
+    expect(listening.find((l) => l.protocol === 'scgi')!.msg).toMatch(
+      new RegExp(
+        `^serving throws\\.mjs over SCGI on .* \\((native|ts) codec, ${transport} transport\\)$`,
+      ),
+    );
+    expect(listening.find((l) => l.protocol === 'http')!.msg).toMatch(/ \((native|ts) codec\)$/);
     expect((await httpGet(http, '/here')).status).toBe(500);
     const app = await waitFor('the app error', () => jsonLines(c).find((l) => l.event === 'app'));
     expect(app).toMatchObject({ level: 'error', event: 'app', pid: c.proc.pid });

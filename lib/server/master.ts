@@ -27,6 +27,7 @@ import { fileURLToPath } from 'node:url';
 import { randomInt } from 'node:crypto';
 import type { Server } from 'node:http';
 import { codec } from '../codec/index.js';
+import { transport } from '../protocol/transport.js';
 import { splitAppSpec } from './app.js';
 import type { ServeConfig } from './config.js';
 import { bindSocket, listen, ListenError, type BoundSocket, type ListenAddress } from './listen.js';
@@ -624,7 +625,8 @@ export async function runMaster(options: MasterOptions): Promise<number> {
     options.listeners.forEach((l, i) => {
       log.info(
         `serving ${config.app} over ${l.protocol.title} on ${sockets[i]!.shown} ` +
-          `(${codec.name} codec, ${n} worker${n === 1 ? '' : 's'})`,
+          `(${codec.name} codec, ${l.protocol.flag === 'http' ? '' : `${transport} transport, `}` +
+          `${n} worker${n === 1 ? '' : 's'})`,
         { event: 'listening', protocol: l.protocol.flag, address: sockets[i]!.shown },
       );
     });
