@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import type { Environ } from '../lib/gateway/types.js';
-import { createScgiServer } from '../lib/protocol/scgi.js';
 import { latin1 } from './support/raw-client.js';
 import { nginxScgiParams } from './support/nginx-params.js';
 import { netstring, scgiRequest } from './support/scgi-client.js';
@@ -11,17 +10,8 @@ import {
   streamServers,
   streamServerSuite,
   TEXT,
-  type StreamKind,
 } from './support/stream-suite.js';
-
-const SCGI: StreamKind = {
-  name: 'scgi',
-  title: 'SCGI',
-  create: (app, o) => createScgiServer(app, o),
-  request: scgiRequest,
-  params: nginxScgiParams,
-  statusLine: (s) => `Status: ${s}`,
-};
+import { SCGI } from './support/stream-kinds.js';
 
 streamServerSuite(SCGI);
 

@@ -25,11 +25,9 @@ import {
   transportReason,
   type TransportName,
 } from '../lib/protocol/transport.js';
-import { createUwsgiServer } from '../lib/protocol/uwsgi.js';
 import { guardServer, parseAllowList } from '../lib/server/allow.js';
 import { bindSocket, listen } from '../lib/server/listen.js';
 import { ensureBuilt, ROOT } from './support/build.js';
-import { nginxScgiParams, nginxUwsgiParams } from './support/nginx-params.js';
 import { RawClient } from './support/raw-client.js';
 import { scgiRequest } from './support/scgi-client.js';
 import {
@@ -41,27 +39,9 @@ import {
   tick,
   type StreamKind,
 } from './support/stream-suite.js';
-import { uwsgiRequest } from './support/uwsgi-client.js';
+import { SCGI, UWSGI } from './support/stream-kinds.js';
 
 const isCI = process.env.CI === 'true' || process.env.CI === '1';
-
-const SCGI: StreamKind = {
-  name: 'scgi',
-  title: 'SCGI',
-  create: (app, o) => createScgiServer(app, o),
-  request: scgiRequest,
-  params: nginxScgiParams,
-  statusLine: (s) => `Status: ${s}`,
-};
-
-const UWSGI: StreamKind = {
-  name: 'uwsgi',
-  title: 'uwsgi',
-  create: (app, o) => createUwsgiServer(app, o),
-  request: uwsgiRequest,
-  params: nginxUwsgiParams,
-  statusLine: (s) => `HTTP/1.1 ${s}`,
-};
 
 const head = (kind: StreamKind, len: number | null): string =>
   `${kind.statusLine('200 OK')}\r\nContent-Type: text/plain\r\n` +

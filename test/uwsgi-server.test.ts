@@ -10,19 +10,10 @@ import {
   streamServerSuite,
   TEXT,
   tick,
-  type StreamKind,
 } from './support/stream-suite.js';
+import { UWSGI } from './support/stream-kinds.js';
 import { nginxUwsgiParams } from './support/nginx-params.js';
 import { parseHttp, uwsgiHead, uwsgiRequest } from './support/uwsgi-client.js';
-
-const UWSGI: StreamKind = {
-  name: 'uwsgi',
-  title: 'uwsgi',
-  create: (app, o) => createUwsgiServer(app, o),
-  request: uwsgiRequest,
-  params: nginxUwsgiParams,
-  statusLine: (s) => `HTTP/1.1 ${s}`,
-};
 
 streamServerSuite(UWSGI);
 

@@ -106,15 +106,17 @@ type ListenFn = (
   fd?: number,
   flags?: number,
 ) => void;
-interface RawServerHandle {
+/** A server handle of net._createServerHandle (TCPWrap or PipeWrap), as far as tsgi uses it. */
+export interface RawServerHandle {
   fd: number;
-  getsockname?(out: object): number;
+  getsockname?(out: { address?: string; port?: number }): number;
   listen(backlog: number): number;
   close(cb?: () => void): void;
   ref(): void;
   unref(): void;
 }
-type CreateServerHandle = (
+/** net._createServerHandle: a bound handle, or a negative errno. */
+export type CreateServerHandle = (
   address: string | null,
   port: number,
   addressType: number,

@@ -21,6 +21,7 @@ import {
   unlinkSync,
 } from 'node:fs';
 import { getSystemErrorName } from 'node:util';
+import type { CreateServerHandle, RawServerHandle } from '../protocol/transport.js';
 
 export type ListenAddress =
   | { type: 'tcp'; host: string; port: number }
@@ -252,20 +253,6 @@ export interface BoundSocket {
   close(): void;
 }
 
-interface RawHandle {
-  fd: number;
-  close(cb?: () => void): void;
-  getsockname?(out: { address?: string; port?: number }): number;
-}
-
-type CreateServerHandle = (
-  address: string | null,
-  port: number,
-  addressType: number,
-  fd?: number,
-  flags?: number,
-) => RawHandle | number;
-
 /**
  * Binds `addr` without accepting on it: the socket is created and bound (not listened on) in
  * this process, and its fd is handed to worker processes, which listen and accept. An fd:N
@@ -327,7 +314,7 @@ export async function bindSocket(
   }
   const h = create(host, addr.port, family === -1 ? 4 : family);
   if (typeof h === 'number') failed(h);
-  const handle = h as RawHandle;
+  const handle = h as RawServerHandle;
   const out: { address?: string; port?: number } = {};
   /* libuv reports EADDRINUSE of a TCP bind only later: getsockname returns it */
   const err = handle.getsockname?.(out) ?? 0;
