@@ -159,6 +159,7 @@ async function serveAlone(
       allow: config.allow,
       multiprocess: false,
       mount: config.mount,
+      keepAliveMs: config.keepAliveMs,
     });
   } catch (err) {
     throw new StartError((err as Error).message);

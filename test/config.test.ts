@@ -58,6 +58,7 @@ describe('config: precedence and values', () => {
       factory: false,
       interface: 'tsgi',
       mount: null,
+      keepAliveMs: null,
       workers: null,
       timeoutMs: 0,
       maxRequests: 0,
@@ -90,6 +91,7 @@ describe('config: precedence and values', () => {
       accessLog: true,
       logFormat: 'json',
       mount: '/app/',
+      keepAlive: 75,
     });
     const c = await resolved(['--workers', '2', '--timeout', '2.5', '--no-access-log'], {
       'tsgi.config.json': file,
@@ -108,6 +110,7 @@ describe('config: precedence and values', () => {
       accessLog: false,
       logFormat: 'json',
       mount: '/app',
+      keepAliveMs: 75_000,
     });
     expect(c.configFile).toMatch(/tsgi\.config\.json$/);
     expect((await resolved(['cli-app.mjs'], { 'tsgi.config.json': file })).app).toBe('cli-app.mjs');
@@ -163,7 +166,7 @@ describe('config: precedence and values', () => {
     });
     const known = ['app', ...PROTOCOLS.map((p) => p.flag)].concat(
       'factory, interface, mount, workers, timeout, maxRequests, maxRequestsJitter, maxRss, ' +
-        'gracefulTimeout, reload, socketMode, user, group, allow, stats, accessLog, logFormat',
+        'gracefulTimeout, reload, keepAlive, socketMode, user, group, allow, stats, accessLog, logFormat',
     );
     expect(await failure([], json({ 'max-requests': 5 }))).toBe(
       'tsgi.config.json: unknown option "max-requests" (write it as "maxRequests"); known ' +
@@ -244,6 +247,7 @@ describe('config: precedence and values', () => {
       '--factory',
       '--interface NAME',
       '--mount PREFIX',
+      '--keep-alive SECS',
     ]) {
       expect(help).toContain(`  ${flag}`);
     }

@@ -16,10 +16,11 @@ afterEach(async () => {
   }
 });
 
-async function start(app: App) {
+async function start(app: App, options: { keepAliveTimeout?: number } = {}) {
   const errors: string[] = [];
   const server = createHttpServer(validate(app), {
     errors: errorStream((b) => errors.push(Buffer.from(b).toString('latin1'))),
+    ...options,
   });
   servers.push(server);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -220,5 +221,20 @@ describe('HTTP server (node:http)', () => {
       'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n' +
         'Connection: close\r\n\r\nfinished',
     );
+  });
+
+  it('closes an idle keep-alive connection after keepAliveTimeout (--keep-alive)', async () => {
+    const { port } = await start(
+      (_env, startResponse) => {
+        startResponse('200 OK', [['Content-Type', 'text/plain']]);
+        return ['kept'];
+      },
+      { keepAliveTimeout: 150 },
+    );
+    /* HTTP/1.1 without Connection: close: the server keeps the connection, then closes it
+       (raw() resolves on close; with node's default 5 s this would outlast the test) */
+    const answer = await raw(port, 'GET / HTTP/1.1\r\nHost: t\r\n\r\n');
+    expect(answer).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(answer.endsWith('\r\n\r\nkept')).toBe(true);
   });
 });

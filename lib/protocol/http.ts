@@ -24,6 +24,11 @@ export interface HttpOptions {
   /** tsgi.errors for every request (default: the process's stderr). */
   errors?: Writable;
   multiprocess?: boolean;
+  /**
+   * How long an idle keep-alive connection stays open, in ms (node:http's keepAliveTimeout;
+   * default: node's, 5000). 0 keeps idle connections open until the client closes them.
+   */
+  keepAliveTimeout?: number;
 }
 
 const STATUS = /^([1-9][0-9][0-9])(?: ([\t\x20-\x7e\x80-\xff]*))?$/;
@@ -177,6 +182,7 @@ export function createHttpServer(app: App, options: HttpOptions = {}): HttpServe
   };
 
   const server = createServer(handler) as HttpServer;
+  if (options.keepAliveTimeout !== undefined) server.keepAliveTimeout = options.keepAliveTimeout;
   server.drain = () => {
     draining = true;
     const done = new Promise<void>((resolve) => {

@@ -117,6 +117,13 @@ const OPTIONS: readonly OptionSpec[] = [
     help: "development: watch the app's directory (not node_modules) and reload the workers on a change (implies --workers 1)",
   },
   {
+    flag: 'keep-alive',
+    key: 'keepAlive',
+    kind: 'string',
+    arg: 'SECS',
+    help: "HTTP listeners: close a keep-alive connection idle this long (default 5, node:http's; 0: never); behind nginx proxy_pass with an upstream keepalive pool, make it longer than that pool's keepalive_timeout",
+  },
+  {
     flag: 'socket-mode',
     key: 'socketMode',
     kind: 'string',
@@ -222,6 +229,8 @@ export interface ServeConfig {
   maxRssBytes: number;
   graceMs: number;
   reload: boolean;
+  /** --keep-alive in ms (HTTP listeners); null: node:http's default. */
+  keepAliveMs: number | null;
   /** Mode of created unix sockets; null: left to the umask. */
   socketMode: number | null;
   user: string | null;
@@ -449,6 +458,7 @@ export function resolveConfig(
     maxRssBytes: 0,
     graceMs: 30_000,
     reload: false,
+    keepAliveMs: null,
     socketMode: null,
     user: null,
     group: null,
@@ -504,6 +514,9 @@ export function resolveConfig(
         }
         case 'gracefulTimeout':
           config.graceMs = seconds(where, key, v);
+          break;
+        case 'keepAlive':
+          config.keepAliveMs = seconds(where, key, v);
           break;
         case 'reload':
           config.reload = bool(where, key, v);

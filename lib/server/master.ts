@@ -282,6 +282,7 @@ export async function runMaster(options: MasterOptions): Promise<number> {
       allow: config.allow,
       stats: config.stats !== null,
       mount: config.mount,
+      keepAliveMs: config.keepAliveMs,
     };
     const proc = fork(workerPath, [], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...fds],

@@ -28,6 +28,8 @@ export interface ServeOptions {
    * HTTP; FastCGI sends it to the web server as STDERR records). Default: stderr.
    */
   errors?: Writable;
+  /** HTTP: how long an idle keep-alive connection stays open, in ms (default: node's, 5000). */
+  httpKeepAliveMs?: number;
 }
 
 export interface Protocol {
@@ -75,7 +77,11 @@ export const PROTOCOLS: readonly Protocol[] = [
     title: 'HTTP',
     help: 'serve HTTP on ADDR (repeatable)',
     create: (app, o) =>
-      createHttpServer(app, { multiprocess: o.multiprocess ?? false, errors: o.errors }),
+      createHttpServer(app, {
+        multiprocess: o.multiprocess ?? false,
+        errors: o.errors,
+        ...(o.httpKeepAliveMs === undefined ? {} : { keepAliveTimeout: o.httpKeepAliveMs }),
+      }),
   },
 ];
 

@@ -49,6 +49,8 @@ export interface ServingOptions {
   multiprocess: boolean;
   /** --mount prefix (environ form, see mount.ts), or null. */
   mount: string | null;
+  /** --keep-alive for HTTP listeners in ms, or null (node's default). */
+  keepAliveMs: number | null;
   onFinish?: (c: RequestCounters) => void;
 }
 
@@ -110,6 +112,7 @@ export class Serving {
       multiprocess: this.options.multiprocess,
       log: (line) => log.warn(line, { event: 'protocol', protocol: protocol.flag }),
       errors: this.errors,
+      ...(this.options.keepAliveMs === null ? {} : { httpKeepAliveMs: this.options.keepAliveMs }),
     });
     if (this.options.countConnections) server.on('connection', () => stats.connections++);
     const allow = this.allow ?? (protocol.flag === 'fastcgi' ? this.fcgiAllow : null);
@@ -177,6 +180,8 @@ export interface WorkerConfig {
   stats: boolean;
   /** --mount prefix (environ form), or null. */
   mount: string | null;
+  /** --keep-alive in ms, or null. */
+  keepAliveMs: number | null;
 }
 
 /** Messages from a worker to the master. */
@@ -305,6 +310,7 @@ export async function runWorker(): Promise<void> {
     accessLog: cfg.accessLog,
     allow: cfg.allow,
     mount: cfg.mount,
+    keepAliveMs: cfg.keepAliveMs,
     multiprocess: true,
     onFinish:
       maxRequests > 0
