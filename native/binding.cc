@@ -785,9 +785,16 @@ class TransportBox final : public tsgi::transport::Sink {
 
  private:
   // The async context of connection `id`, made on first use; nullptr when none can be made.
+  // napi_async_init runs async_hooks' init hooks (JavaScript) without checking that JavaScript
+  // may run; while Node tears an environment down it runs the loop once more with JavaScript
+  // forbidden, and an init hook then is a fatal error. napi_create_buffer checks (it fails when
+  // JavaScript cannot run), so it goes first: once per connection.
   napi_async_context ContextOf(uint32_t id) {
     if (id >= contexts.size()) contexts.resize(id + 1, nullptr);
     if (contexts[id] == nullptr) {
+      napi_value probe = nullptr;
+      void* bytes = nullptr;
+      if (napi_create_buffer(env, 0, &bytes, &probe) != napi_ok) return nullptr;
       napi_value name = nullptr;
       if (napi_create_string_latin1(env, "TSGI_CONNECTION", NAPI_AUTO_LENGTH, &name) != napi_ok ||
           napi_async_init(env, nullptr, name, &contexts[id]) != napi_ok) {
@@ -830,6 +837,9 @@ class TransportBox final : public tsgi::transport::Sink {
         }
       }
     }
+    // Bytes that could not be handed over must not leave a gap in the stream: end the
+    // connection instead (with RST, as for an aborted one).
+    if (!ok && kind == kEvData && listener != nullptr) listener->Close(id, true, false);
     if (kind == kEvClose && id < contexts.size() && contexts[id] != nullptr) {
       napi_async_destroy(env, contexts[id]);
       contexts[id] = nullptr;
@@ -899,8 +909,13 @@ napi_value TransportListen(napi_env env, napi_callback_info info) {
     box->listener = nullptr;
     return Int(env, r);
   }
-  CHECK_NAPI(napi_create_reference(env, self, 1, &box->self));
-  CHECK_NAPI(napi_add_async_cleanup_hook(env, TransportBox::Cleanup, box, &box->cleanup));
+  if (napi_create_reference(env, self, 1, &box->self) != napi_ok ||
+      napi_add_async_cleanup_hook(env, TransportBox::Cleanup, box, &box->cleanup) != napi_ok) {
+    // Without its reference or its teardown hook the listener must not run: stop it (Freed()
+    // follows once its handles are closed).
+    box->listener->Stop();
+    return Throw(env, "tsgi: cannot keep the Transport listener");
+  }
   return Int(env, 0);
 }
 

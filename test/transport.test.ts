@@ -160,6 +160,89 @@ const { parentPort } = require('node:worker_threads');
     }
   });
 
+  it('bytes arriving while a worker thread is torn down reach no JavaScript (async_hooks on)', async () => {
+    await ensureBuilt();
+    const index = pathToFileURL(join(ROOT, 'dist', 'index.js')).href;
+    /* In a child process, because Node prints its fatal reports straight to fd 2. An init hook
+       makes every new async context run JavaScript: while Node tears a worker down it forbids
+       that, and the transport once made contexts then ("illegal access" report). Clients keep
+       sending header bytes while each worker is terminated. */
+    const worker = `
+const { parentPort } = require('node:worker_threads');
+require('node:async_hooks').createHook({ init() {} }).enable();
+(async () => {
+  const m = await import(${JSON.stringify(index)});
+  const s = m.createScgiServer((env, start) => { start('200 OK', []); return []; },
+    { transport: ${JSON.stringify(t)} });
+  s.listen(0, '127.0.0.1', () => parentPort.postMessage(s.address().port));
+})();`;
+    const main = `
+const { Worker } = require('node:worker_threads');
+const net = require('node:net');
+(async () => {
+  const codes = [];
+  for (let round = 0; round < 8; round++) {
+    const w = new Worker(${JSON.stringify(worker)}, { eval: true });
+    const port = await new Promise((resolve, reject) => { w.once('message', resolve); w.once('error', reject); });
+    let stop = false;
+    const socks = [];
+    const spam = () => {
+      if (stop) return;
+      for (let i = 0; i < 4; i++) {
+        const c = net.connect(port, '127.0.0.1');
+        c.on('error', () => {});
+        c.on('connect', () => {
+          c.write('60000:');
+          const t = setInterval(() => (stop || c.destroyed ? clearInterval(t) : c.write('a')), 1);
+        });
+        socks.push(c);
+      }
+      setTimeout(spam, 2);
+    };
+    spam();
+    await new Promise((r) => setTimeout(r, 60));
+    codes.push(await w.terminate());
+    stop = true;
+    for (const c of socks) c.destroy();
+  }
+  console.log(JSON.stringify(codes));
+})();`;
+    const r = spawnSync(process.execPath, ['-e', main], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.stderr).not.toContain('illegal access');
+    expect(r.stderr).not.toContain('FATAL');
+    expect([r.status, r.stdout.trim()]).toEqual([0, JSON.stringify(Array(8).fill(1))]);
+  });
+
+  it('peers that reset mid-request or mid-response are not logged as errors of ours', async () => {
+    const lines: string[] = [];
+    const server = createScgiServer(
+      (env, startResponse) => {
+        startResponse('200 OK', [['Content-Type', 'text/plain']]);
+        return [Buffer.alloc(200_000, 97)];
+      },
+      { transport: t, log: (l) => lines.push(l) },
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    const request = scgiRequest(['REQUEST_METHOD', 'GET', 'REQUEST_URI', '/', 'SCGI', '1']);
+    const one = (i: number) =>
+      new Promise<void>((resolve) => {
+        const c = connect(port, '127.0.0.1');
+        c.on('error', () => {});
+        c.on('close', () => resolve());
+        c.on('connect', () => {
+          /* half of them: part of the header; the others: the whole request; then RST */
+          c.write(i % 2 === 0 ? request.subarray(0, 10) : request);
+          setTimeout(() => c.resetAndDestroy(), i % 5);
+        });
+      });
+    for (let batch = 0; batch < 10; batch++) {
+      await Promise.all(Array.from({ length: 40 }, (_, i) => one(i)));
+    }
+    await new Promise((r) => server.close(r));
+    expect(lines.filter((l) => /ENOTCONN|EPIPE|ECONNRESET/.test(l))).toEqual([]);
+  });
+
   const { start, dir } = streamServers(SCGI, t);
   const uwsgi = streamServers(UWSGI, t);
 

@@ -328,8 +328,12 @@ class NativeListener {
       case EV_CLOSE:
         if (c === undefined) return;
         this.conns[id] = undefined;
-        c.closed(arg as number);
-        this.gone();
+        try {
+          c.closed(arg as number);
+        } finally {
+          /* a throwing 'close' or 'error' listener must not keep server.close() waiting */
+          this.gone();
+        }
         break;
     }
   };
@@ -342,8 +346,11 @@ class NativeListener {
   }
 
   private readonly closedByUs = (conn: NativeConnection): void => {
-    conn.closed(0);
-    this.gone();
+    try {
+      conn.closed(0);
+    } finally {
+      this.gone();
+    }
   };
 
   private gone(): void {
@@ -384,7 +391,9 @@ export class NativeConnection extends EventEmitter implements StreamSocket {
     if (this.corked !== null) {
       this.corked.push(bytes);
       this.writableLength += bytes.length;
-      return this.writableLength < HIGH_WATER_MARK;
+      if (this.writableLength < HIGH_WATER_MARK) return true;
+      this.writableNeedDrain = true;
+      return false;
     }
     return this.queued(this.native.write(this.id, bytes));
   }
@@ -411,6 +420,8 @@ export class NativeConnection extends EventEmitter implements StreamSocket {
     else if (parts.length === 2) n = this.native.write(this.id, parts[0]!, parts[1]!);
     else n = this.native.write(this.id, Buffer.concat(parts));
     this.queued(n);
+    /* the kernel took it all: no drain event will come from the addon for a false write() */
+    if (n === 0 && this.writableNeedDrain) process.nextTick(() => this.drained());
   }
 
   pause(): this {

@@ -89,7 +89,11 @@ class Connection {
     Connection* c = static_cast<Connection*>(req->data);
     if (status == UV_ECANCELED || c->closing) return;
     c->shutdown_done = true;
-    if (status < 0) {
+    // A peer that reset or went away after our FIN is not an error of ours (node:net ignores a
+    // failed shutdown too): close quietly.
+    if (status == UV_ENOTCONN || status == UV_EPIPE || status == UV_ECONNRESET) {
+      c->CloseWith(0);
+    } else if (status < 0) {
       c->CloseWith(status);
     } else if (c->eof) {
       c->CloseWith(0);
