@@ -599,5 +599,5 @@ export interface FastcgiListener extends Server {
 
 /** A net.Server for FastCGI; bind it with lib/server/listen.ts or server.listen(). */
 export function createFastcgiServer(app: App, options: FastcgiOptions = {}): FastcgiListener {
-  return gatewayServer('fastcgi', new FastcgiServer(app, options), options.transport ?? 'default');
+  return gatewayServer('fastcgi', new FastcgiServer(app, options), options.transport);
 }

@@ -183,14 +183,14 @@ export interface DrainableServer extends Server {
 /**
  * A net.Server (half-open connections allowed, Nagle off) that gives each socket to
  * `gateway.handle` and exposes `gateway` as the property `name`; drain() stops accepting and
- * returns `gateway.drain()`. With `transport` ("native", "node", or "default": the process's
- * choice, lib/protocol/transport.ts), the server may accept with the native transport:
- * `gateway.handle` then gets NativeConnections. Without it, node:net.
+ * returns `gateway.drain()`. `transport` ("native" or "node"; default: the process's choice,
+ * lib/protocol/transport.ts) says how it accepts: with the native transport `gateway.handle`
+ * gets NativeConnections, with node:net Sockets.
  */
 export function gatewayServer<K extends string, G extends GatewaySide>(
   name: K,
   gateway: G,
-  transport?: TransportName | 'default',
+  transport?: TransportName,
 ): DrainableServer & { readonly [P in K]: G } {
   const handler = (socket: Socket): unknown => gateway.handle(socket);
   const server = createServer(
@@ -200,9 +200,7 @@ export function gatewayServer<K extends string, G extends GatewaySide>(
     readonly [P in K]: G;
   };
   Object.defineProperty(server, name, { value: gateway });
-  if (transport !== undefined) {
-    useTransport(server, transport === 'default' ? undefined : transport, handler);
-  }
+  useTransport(server, transport, handler);
   server.drain = () => {
     if (server.listening) server.close();
     closeSilentConnections(server);

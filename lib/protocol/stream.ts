@@ -563,6 +563,6 @@ export function createStreamServer(
   return gatewayServer(
     'gateway',
     new StreamGateway(protocol, app, options, keepAlive),
-    options.transport ?? 'default',
+    options.transport,
   );
 }

@@ -42,35 +42,28 @@ export interface Protocol {
   create(app: App, options: ServeOptions): ProtocolServer;
 }
 
+/** What every gateway-protocol server takes of the command's options. */
+const gatewayOptions = (o: ServeOptions) => ({ multiprocess: o.multiprocess ?? false, log: o.log });
+
 export const PROTOCOLS: readonly Protocol[] = [
   {
     flag: 'fastcgi',
     title: 'FastCGI',
     help: 'serve FastCGI on ADDR (repeatable)',
-    create: (app, o) =>
-      createFastcgiServer(app, { multiprocess: o.multiprocess ?? false, log: o.log }),
+    /* tsgi.errors goes to the web server as STDERR records */
+    create: (app, o) => createFastcgiServer(app, gatewayOptions(o)),
   },
   {
     flag: 'scgi',
     title: 'SCGI',
     help: 'serve SCGI on ADDR (repeatable)',
-    create: (app, o) =>
-      createScgiServer(app, {
-        multiprocess: o.multiprocess ?? false,
-        log: o.log,
-        errors: o.errors,
-      }),
+    create: (app, o) => createScgiServer(app, { ...gatewayOptions(o), errors: o.errors }),
   },
   {
     flag: 'uwsgi',
     title: 'uwsgi',
     help: 'serve uwsgi on ADDR (repeatable)',
-    create: (app, o) =>
-      createUwsgiServer(app, {
-        multiprocess: o.multiprocess ?? false,
-        log: o.log,
-        errors: o.errors,
-      }),
+    create: (app, o) => createUwsgiServer(app, { ...gatewayOptions(o), errors: o.errors }),
   },
   {
     flag: 'http',
@@ -80,7 +73,7 @@ export const PROTOCOLS: readonly Protocol[] = [
       createHttpServer(app, {
         multiprocess: o.multiprocess ?? false,
         errors: o.errors,
-        ...(o.httpKeepAliveMs === undefined ? {} : { keepAliveTimeout: o.httpKeepAliveMs }),
+        keepAliveTimeout: o.httpKeepAliveMs,
       }),
   },
 ];

@@ -112,7 +112,7 @@ export class Serving {
       multiprocess: this.options.multiprocess,
       log: (line) => log.warn(line, { event: 'protocol', protocol: protocol.flag }),
       errors: this.errors,
-      ...(this.options.keepAliveMs === null ? {} : { httpKeepAliveMs: this.options.keepAliveMs }),
+      httpKeepAliveMs: this.options.keepAliveMs ?? undefined,
     });
     if (this.options.countConnections) server.on('connection', () => stats.connections++);
     const allow = this.allow ?? (protocol.flag === 'fastcgi' ? this.fcgiAllow : null);
