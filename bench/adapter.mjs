@@ -16,7 +16,7 @@ import { createServer } from 'node:http';
 import { connect } from 'node:net';
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
-import { buildFcgiRequest, REQUEST_PAIRS } from './fixtures.mjs';
+import { buildFcgiRequest, FCGI_KEEP_CONN, REQUEST_PAIRS } from './fixtures.mjs';
 
 const { values: opts } = parseArgs({
   options: {
@@ -33,6 +33,7 @@ const dist = (file) => import(new URL(`../dist/${file}`, import.meta.url).href);
 const { codec } = await dist('codec/index.js');
 const { createFastcgiServer } = await dist('protocol/fastcgi.js');
 const { fromNodeHandler } = await dist('adapters/node.js');
+const { headerName } = await dist('adapters/common.js');
 const { default: expressApp } = await import('./e2e/express-hello.mjs');
 
 const BODY = Buffer.from('Hello, world!\n');
@@ -56,14 +57,11 @@ set('REQUEST_URI', '/');
 set('DOCUMENT_URI', '/');
 set('SCRIPT_NAME', '');
 set('QUERY_STRING', '');
-const fcgiRequest = Buffer.from(buildFcgiRequest(pairs));
-fcgiRequest[8 + 2] = 1; /* BEGIN_REQUEST flags: FCGI_KEEP_CONN */
+const fcgiRequest = buildFcgiRequest(pairs, 1, FCGI_KEEP_CONN);
 let head = 'GET / HTTP/1.1\r\n';
 for (let i = 0; i < pairs.length; i += 2) {
-  const name = pairs[i];
-  if (!name.startsWith('HTTP_') || name === 'HTTP_CONNECTION') continue;
-  const words = name.slice(5).toLowerCase().split('_');
-  head += `${words.map((w) => w[0].toUpperCase() + w.slice(1)).join('-')}: ${pairs[i + 1]}\r\n`;
+  if (!pairs[i].startsWith('HTTP_') || pairs[i] === 'HTTP_CONNECTION') continue;
+  head += `${headerName(pairs[i])}: ${pairs[i + 1]}\r\n`;
 }
 const httpRequest = Buffer.from(`${head}Connection: keep-alive\r\n\r\n`, 'latin1');
 

@@ -464,10 +464,10 @@ interface Sample {
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
 
 /**
- * CPU seconds (user + system) used so far by `pid` and every process below it, from /proc
- * (Linux); null where /proc is not there.
+ * CPU seconds (user + system) used so far by each of `pids` and every process below it, from
+ * one read of /proc (Linux); null where /proc is not there.
  */
-function cpuSeconds(pid: number): number | null {
+function cpuSeconds(pids: readonly number[]): number[] | null {
   if (process.platform !== 'linux') return null;
   const children = new Map<number, number[]>();
   const ticks = new Map<number, number>();
@@ -487,14 +487,16 @@ function cpuSeconds(pid: number): number | null {
     if (list) list.push(Number(entry));
     else children.set(ppid, [Number(entry)]);
   }
-  let total = 0;
-  const todo = [pid];
-  while (todo.length > 0) {
-    const p = todo.pop()!;
-    total += ticks.get(p) ?? 0;
-    todo.push(...(children.get(p) ?? []));
-  }
-  return total / CLK_TCK;
+  return pids.map((pid) => {
+    let total = 0;
+    const todo = [pid];
+    while (todo.length > 0) {
+      const p = todo.pop()!;
+      total += ticks.get(p) ?? 0;
+      todo.push(...(children.get(p) ?? []));
+    }
+    return total / CLK_TCK;
+  });
 }
 
 function toMs(v: string, unit: string): number {
@@ -536,13 +538,13 @@ function wrk(port: number, seconds: number): Sample {
 
 /** wrk against `port`, with the CPU time nginx and the backend `pid` spent per request. */
 function measure(port: number, seconds: number, nginxPid: number, pid: number): Sample {
-  const n0 = cpuSeconds(nginxPid);
-  const b0 = cpuSeconds(pid);
+  const before = cpuSeconds([nginxPid, pid]);
   const s = wrk(port, seconds);
-  const n1 = cpuSeconds(nginxPid);
-  const b1 = cpuSeconds(pid);
-  if (n0 !== null && n1 !== null) s.nginxUs = ((n1 - n0) * 1e6) / s.requests;
-  if (b0 !== null && b1 !== null) s.backendUs = ((b1 - b0) * 1e6) / s.requests;
+  const after = cpuSeconds([nginxPid, pid]);
+  if (before !== null && after !== null) {
+    s.nginxUs = ((after[0]! - before[0]!) * 1e6) / s.requests;
+    s.backendUs = ((after[1]! - before[1]!) * 1e6) / s.requests;
+  }
   return s;
 }
 

@@ -16,6 +16,8 @@ export const FCGI_PARAMS = 4;
 export const FCGI_STDIN = 5;
 export const FCGI_STDOUT = 6;
 export const FCGI_RESPONDER = 1;
+/** BEGIN_REQUEST flag: keep the connection after the request. */
+export const FCGI_KEEP_CONN = 1;
 
 /**
  * nginx's conf/fastcgi_params in its order (a GET over https, so HTTPS is sent and the body
@@ -199,10 +201,14 @@ export function fcgiPairs(pairs) {
   return concat(parts);
 }
 
-/** (a) BEGIN_REQUEST, one PARAMS record, the empty PARAMS record, the empty STDIN record. */
-export function buildFcgiRequest(pairs, requestId = 1) {
+/**
+ * (a) BEGIN_REQUEST (with `flags`, e.g. FCGI_KEEP_CONN), one PARAMS record, the empty PARAMS
+ * record, the empty STDIN record.
+ */
+export function buildFcgiRequest(pairs, requestId = 1, flags = 0) {
   const begin = new Uint8Array(8);
   begin[1] = FCGI_RESPONDER;
+  begin[2] = flags;
   return concat([
     fcgiRecord(FCGI_BEGIN_REQUEST, requestId, begin),
     fcgiRecord(FCGI_PARAMS, requestId, fcgiPairs(pairs)),
