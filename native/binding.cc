@@ -1012,18 +1012,21 @@ napi_value TransportAddress(napi_env env, napi_callback_info info) {
   return result;
 }
 
-// stop() / closeSilent() / ref() / unref()
+// stop() / closeSilent(ageMs) / ref() / unref()
 template <int kOp>
 napi_value TransportListenerOp(napi_env env, napi_callback_info info) {
-  size_t argc = 0;
-  TransportBox* box = ThisBox(env, info, &argc, nullptr);
+  size_t argc = 1;
+  napi_value argv[1] = {nullptr};
+  TransportBox* box = ThisBox(env, info, &argc, argv);
   if (box == nullptr) return Throw(env, "tsgi: bad transport call");
   tsgi::transport::Listener* l = box->listener;
   if (l == nullptr) return Undefined(env);
   if (kOp == 0) {
     l->Stop();
   } else if (kOp == 1) {
-    l->CloseSilent();
+    double age = 0;
+    if (argc > 0) napi_get_value_double(env, argv[0], &age);
+    l->CloseSilent(age > 0 ? static_cast<uint64_t>(age) : 0);
   } else {
     l->Ref(kOp == 2);
   }

@@ -266,7 +266,7 @@ eachTransport('FastCGI responder', (t) => {
         'FCGI_MAX_CONNS',
         '10000',
         'FCGI_MAX_REQS',
-        '10000',
+        '128',
       ]),
     );
     c.write(

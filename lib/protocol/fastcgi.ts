@@ -15,10 +15,22 @@
  *   ended (unread STDIN is read and dropped first, so the peer sees no reset).
  * - ABORT_REQUEST: tsgi.signal aborts, tsgi.input closes early, END_REQUEST(0, COMPLETE) is
  *   sent at once and later output of that request is dropped.
- * - GET_VALUES is answered at any time with the names we know (MAX_CONNS, MAX_REQS,
- *   MPXS_CONNS = 1); a management record of an unknown type gets UNKNOWN_TYPE; a role other
- *   than 1-3 gets END_REQUEST(UNKNOWN_ROLE); more live requests than maxRequests gets
- *   END_REQUEST(OVERLOADED), and so does a new request while the server drains.
+ * - GET_VALUES is answered at any time with the names we know (MAX_CONNS, MAX_REQS = the
+ *   per-connection cap, MPXS_CONNS = 1); a management record of an unknown type gets
+ *   UNKNOWN_TYPE; a role other than 1-3 gets END_REQUEST(UNKNOWN_ROLE).
+ * - A BEGIN_REQUEST is refused with END_REQUEST(OVERLOADED), for that request alone, when its
+ *   connection already has maxConnRequests live requests (FCGI_MAX_REQS), when maxUnfinished
+ *   requests over all connections have not finished their PARAMS, when maxRequests are live
+ *   over all connections, or while the server drains. A peer that keeps sending requests
+ *   without reading these answers (its connection's write buffer full) loses the connection.
+ * - A request is released when its connection ends, whatever its state: a request whose
+ *   PARAMS had not ended when the peer half-closed will never start, and is dropped then (the
+ *   connection closes once no started request is left); every request is dropped when the
+ *   connection closes.
+ * - Deadlines (lib/protocol/socket.ts ConnectionLimits, kept by the server's sweep): a new
+ *   connection that sends nothing, bytes that do not become a whole request head, a request
+ *   whose PARAMS do not end, and a kept connection idle between requests are each closed in
+ *   their time; bytes held in unfinished heads count towards the server-wide maxHeadBytes.
  * - A malformed stream (a codec error event) ends that connection with a logged reason.
  * - An app error after the head left ends the connection without END_REQUEST: the web server
  *   then knows the response is incomplete (nginx cuts the client's response too).
@@ -38,17 +50,22 @@ import {
   defaultLog,
   DrainWait,
   gatewayServer,
+  HeldBytes,
   isPeerGone,
   peerName,
   runApp,
+  secs,
+  type ConnectionLimits,
 } from './socket.js';
 import type { StreamSocket, TransportName } from './transport.js';
 
 export interface FastcgiOptions {
   /** Codec limits for params and records. */
   limits?: Partial<Limits>;
-  /** Live requests at once over all connections (FCGI_MAX_REQS); more get OVERLOADED. */
+  /** Live requests at once over all connections; more get OVERLOADED. Default 10000. */
   maxRequests?: number;
+  /** Deadlines and caps of connections (FCGI_MAX_REQS is maxConnRequests). */
+  connectionLimits?: Partial<ConnectionLimits>;
   /** Reported as FCGI_MAX_CONNS. */
   maxConnections?: number;
   /** Sets tsgi.multiprocess. */
@@ -68,6 +85,10 @@ const ROLE_NAMES = ['', 'RESPONDER', 'AUTHORIZER', 'FILTER'];
 const INPUT_OPEN = 0;
 const INPUT_ENDED = 1;
 const INPUT_DROPPED = 2;
+/* What a connection with no live request is waiting for (FastcgiConnection.phase). */
+const PHASE_FRESH = 0; /* accepted, nothing received yet: firstByteTimeoutMs */
+const PHASE_HEAD = 1; /* bytes of a request arrived, no BEGIN_REQUEST yet: headerTimeoutMs */
+const PHASE_IDLE = 2; /* a kept connection between requests: idleTimeoutMs */
 
 /** Serves FastCGI connections for one app; give it sockets with {@link FastcgiServer.handle}. */
 export class FastcgiServer extends ConnectionGateway<FastcgiConnection> {
@@ -81,7 +102,7 @@ export class FastcgiServer extends ConnectionGateway<FastcgiConnection> {
   live = 0;
 
   constructor(app: App, options: FastcgiOptions = {}) {
-    super();
+    super(options.connectionLimits);
     this.app = app;
     this.limits = options.limits;
     this.maxRequests = options.maxRequests ?? 10000;
@@ -89,7 +110,7 @@ export class FastcgiServer extends ConnectionGateway<FastcgiConnection> {
     this.log = options.log ?? defaultLog;
     this.values = {
       FCGI_MAX_CONNS: String(options.maxConnections ?? 10000),
-      FCGI_MAX_REQS: String(this.maxRequests),
+      FCGI_MAX_REQS: String(this.connectionLimits.maxConnRequests),
       FCGI_MPXS_CONNS: '1',
     };
   }
@@ -97,7 +118,7 @@ export class FastcgiServer extends ConnectionGateway<FastcgiConnection> {
   /** Serves one connected socket until it closes. */
   handle(socket: Socket | StreamSocket): FastcgiConnection {
     const conn = new FastcgiConnection(this, socket);
-    this.connections.add(conn);
+    this.track(conn);
     return conn;
   }
 
@@ -129,6 +150,14 @@ export class FastcgiConnection {
   private readonly drainWait: DrainWait;
   private ended = false;
   closed = false;
+  /** With no live request: what the connection waits for (PHASE_*), since {@link mark}. */
+  private phase = PHASE_FRESH;
+  /** The server's clock when the phase began (or, once closed, when we ended our side). */
+  private mark: number;
+  /** Live requests whose PARAMS have not ended. */
+  private unfinished = 0;
+  /** Bytes of unfinished heads held by this connection. */
+  private readonly held: HeldBytes;
 
   constructor(
     readonly server: FastcgiServer,
@@ -136,6 +165,8 @@ export class FastcgiConnection {
   ) {
     this.parser = codec.createFcgiParser(server.limits);
     this.drainWait = new DrainWait(socket);
+    this.held = new HeldBytes(server);
+    this.mark = server.clock;
     socket.on('data', this.onData);
     socket.on('end', this.onEnd);
     socket.on('error', this.onError);
@@ -143,10 +174,33 @@ export class FastcgiConnection {
   }
 
   private readonly onData = (chunk: Buffer): void => {
+    if (this.closed) return;
+    const requests = this.requests;
+    if (requests.size === 0) {
+      if (this.drainId !== -1) this.mark = this.server.clock;
+      else if (this.phase !== PHASE_HEAD) {
+        this.phase = PHASE_HEAD;
+        this.mark = this.server.clock;
+      }
+    }
     const events = this.parser.pushVars(chunk);
     for (let i = 0; i < events.length; i++) {
-      if (this.closed) break;
+      if (this.closed) return;
       this.dispatch(events[i]!);
+    }
+    /* Bytes that stay in an unfinished head (no request of this connection has started, so
+       they are not STDIN of one) count towards the server's cap. */
+    if (
+      !this.closed &&
+      this.drainId === -1 &&
+      (requests.size === 0 ? this.phase === PHASE_HEAD : this.unfinished === requests.size) &&
+      !this.held.add(chunk.length)
+    ) {
+      this.server.log(
+        `closing FastCGI connection${this.peer()}: unfinished request heads hold more than ` +
+          `${this.server.connectionLimits.maxHeadBytes} bytes over all connections`,
+      );
+      this.destroy();
     }
   };
 
@@ -157,7 +211,11 @@ export class FastcgiConnection {
         break;
       case 'vars': {
         const req = this.requests.get(ev.requestId);
-        if (req !== undefined) req.start(ev.vars);
+        if (req !== undefined && !req.started) {
+          this.server.unfinished--;
+          if (--this.unfinished === 0) this.held.release();
+          req.start(ev.vars);
+        }
         break;
       }
       case 'stdin':
@@ -200,18 +258,51 @@ export class FastcgiConnection {
       this.server.log(`ignoring BEGIN_REQUEST for live request id ${id}${this.peer()}`);
       return;
     }
+    const server = this.server;
+    const limits = server.connectionLimits;
     let status = -1;
     if (role < FCGI.RESPONDER || role > FCGI.FILTER) status = FCGI.UNKNOWN_ROLE;
-    else if (this.server.draining || this.server.live >= this.server.maxRequests) {
+    else if (
+      server.draining ||
+      this.requests.size >= limits.maxConnRequests ||
+      server.unfinished >= limits.maxUnfinished ||
+      server.live >= server.maxRequests
+    ) {
       status = FCGI.OVERLOADED;
     }
     if (status !== -1) {
-      this.write(codec.fcgiEndRequest(id, 0, status));
+      if (!this.write(codec.fcgiEndRequest(id, 0, status))) {
+        /* the refusals pile up unread: the peer floods */
+        server.log(
+          `closing FastCGI connection${this.peer()}: it keeps sending refused ` +
+            'BEGIN_REQUEST records without reading the answers',
+        );
+        this.destroy();
+        return;
+      }
       if (!keepConn) this.endSocket();
+      else if (this.requests.size === 0) {
+        /* nothing of this request is held: the connection waits for the next one */
+        this.phase = PHASE_IDLE;
+        this.mark = server.clock;
+        this.held.release();
+      }
       return;
     }
-    this.server.live++;
-    this.requests.add(new FastcgiRequest(this, id, role, keepConn));
+    server.live++;
+    server.unfinished++;
+    this.unfinished++;
+    this.requests.add(new FastcgiRequest(this, id, role, keepConn, server.clock));
+  }
+
+  /** Takes `req` off this connection's and the server's counts. */
+  private drop(req: FastcgiRequest): void {
+    this.requests.delete(req.id);
+    this.server.live--;
+    if (!req.started) {
+      this.server.unfinished--;
+      if (--this.unfinished === 0) this.held.release();
+    }
   }
 
   /** Writes whole records; false when the socket's buffer is full. */
@@ -237,8 +328,11 @@ export class FastcgiConnection {
 
   /** @internal END_REQUEST was sent for `req`. */
   finished(req: FastcgiRequest): void {
-    this.requests.delete(req.id);
-    this.server.live--;
+    this.drop(req);
+    if (this.requests.size === 0) {
+      this.phase = PHASE_IDLE;
+      this.mark = this.server.clock;
+    }
     if (!req.keepConn) {
       const open = req.openStreams;
       if (open === 0) this.endSocket();
@@ -265,6 +359,7 @@ export class FastcgiConnection {
   private endSocket(): void {
     if (this.closed) return;
     this.closed = true;
+    this.mark = this.server.clock;
     this.abortAll();
     this.socket.end();
     this.socket.resume();
@@ -279,18 +374,23 @@ export class FastcgiConnection {
 
   private abortAll(): void {
     if (this.requests.size === 0) return;
-    const reqs = this.requests.values();
-    this.requests.clear();
-    for (const req of reqs) {
-      this.server.live--;
+    for (const req of this.requests.values()) {
+      this.drop(req);
       req.gone();
     }
   }
 
   private readonly onEnd = (): void => {
-    /* The peer sends no more; answers to live requests may still go out. */
+    /* The peer sends no more: requests whose PARAMS had not ended never start and are
+       dropped; answers to started requests may still go out. */
     this.ended = true;
-    for (const req of this.requests.values()) req.inputGone();
+    for (const req of this.requests.values()) {
+      if (req.started) req.inputGone();
+      else {
+        this.drop(req);
+        req.gone();
+      }
+    }
     if (this.requests.size === 0) this.endSocket();
   };
 
@@ -303,9 +403,54 @@ export class FastcgiConnection {
   private readonly onClose = (): void => {
     this.closed = true;
     this.abortAll();
+    this.held.release();
     this.server.connections.delete(this);
     this.server.checkIdle();
   };
+
+  /** @internal Closes the connection when it passed a deadline (the server's sweep). */
+  sweep(now: number): void {
+    const server = this.server;
+    const limits = server.connectionLimits;
+    if (this.closed) {
+      /* our side ended: the peer has the idle time to close its side */
+      if (server.passed(now, this.mark, limits.idleTimeoutMs) && !this.socket.destroyed) {
+        this.socket.destroy();
+      }
+      return;
+    }
+    if (this.requests.size === 0) {
+      if (this.drainId !== -1) {
+        if (server.passed(now, this.mark, limits.idleTimeoutMs)) this.destroy();
+      } else if (this.phase === PHASE_HEAD) {
+        if (server.passed(now, this.mark, limits.headerTimeoutMs)) this.headTimeout('record');
+      } else if (
+        server.passed(
+          now,
+          this.mark,
+          this.phase === PHASE_FRESH ? limits.firstByteTimeoutMs : limits.idleTimeoutMs,
+        )
+      ) {
+        this.destroy();
+      }
+      return;
+    }
+    if (this.unfinished === 0) return;
+    for (const req of this.requests.values()) {
+      if (!req.started && server.passed(now, req.began, limits.headerTimeoutMs)) {
+        this.headTimeout(`PARAMS of request ${req.id}`);
+        return;
+      }
+    }
+  }
+
+  private headTimeout(what: string): void {
+    this.server.log(
+      `closing FastCGI connection${this.peer()}: no complete ${what} within ` +
+        `${secs(this.server.connectionLimits.headerTimeoutMs)} (header timeout)`,
+    );
+    this.destroy();
+  }
 
   /** @internal The local address, for SERVER_NAME / SERVER_PORT when the peer sent none. */
   readonly local = (): { address: string | undefined; port: number | undefined } => ({
@@ -383,13 +528,16 @@ class FastcgiRequest implements Sink, EnvironSource, ErrorTarget {
   private stderrUsed = false;
   /** END_REQUEST sent, or the connection is gone: output is dropped. */
   private done = false;
-  private started = false;
+  /** PARAMS ended and the app was started. */
+  started = false;
 
   constructor(
     private readonly conn: FastcgiConnection,
     readonly id: number,
     readonly role: number,
     readonly keepConn: boolean,
+    /** The server's clock at BEGIN_REQUEST (for the header deadline). */
+    readonly began: number,
   ) {
     this.openStreams = role === FCGI.FILTER ? 2 : role === FCGI.AUTHORIZER ? 0 : 1;
   }

@@ -2,12 +2,20 @@
  * Socket-side pieces the gateway protocol servers share (FastCGI in fastcgi.ts, SCGI and uwsgi
  * in stream.ts): running an app for one request while counting it for drain(), waiting for a
  * socket to drain, the lazily made abort signal of a request, naming the peer in log lines,
- * and the net.Server with drain() that each create*Server() returns.
+ * the deadlines and caps every connection is held to ({@link ConnectionLimits}, kept by one
+ * coarse sweep timer per server), and the net.Server with drain() that each create*Server()
+ * returns.
  */
 import { createServer, type Server, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { respond, type Sink } from '../gateway/respond.js';
 import type { App, Environ } from '../gateway/types.js';
-import { closeSilentConnections, useTransport, type TransportName } from './transport.js';
+import {
+  closeSilentConnections,
+  useTransport,
+  type StreamSocket,
+  type TransportName,
+} from './transport.js';
 
 /** ` from ADDR:PORT` for log lines, or "" when the peer has no address (a unix socket). */
 export function peerName(socket: {
@@ -112,12 +120,69 @@ export function defaultLog(line: string): void {
   process.stderr.write(`tsgi: ${line}\n`);
 }
 
+/**
+ * The deadlines and caps a FastCGI, SCGI or uwsgi server holds its connections to, so that no
+ * peer can keep a connection, a request or memory forever (docs/hardening.md says why each
+ * default is what it is and which front-server settings pair with it). A time of 0 turns that
+ * deadline off; the defaults are {@link CONNECTION_LIMITS}.
+ */
+export interface ConnectionLimits {
+  /**
+   * From the first byte of a request (FastCGI: of BEGIN_REQUEST, or of the bytes before it;
+   * SCGI: the netstring; uwsgi: the vars) to its complete head, in ms; a connection over it is
+   * closed with a logged line.
+   */
+  headerTimeoutMs: number;
+  /** How long a new connection may stay open without sending a byte, in ms. */
+  firstByteTimeoutMs: number;
+  /**
+   * How long a kept connection (FastCGI KEEP_CONN, uwsgi keep-alive) may stay idle between
+   * requests, in ms; longer than nginx's upstream keepalive_timeout (60 s) so that nginx
+   * always closes first.
+   */
+  idleTimeoutMs: number;
+  /**
+   * TCP keepalive on TCP listeners: silence in ms before the kernel probes a connection, so a
+   * peer that vanished (a crashed host, a cut network) is found; 0: off.
+   */
+  tcpKeepAliveMs: number;
+  /**
+   * Bytes held in unfinished request heads over all the server's connections; a connection
+   * whose bytes would pass it is closed (a head that arrives whole never counts).
+   */
+  maxHeadBytes: number;
+  /**
+   * Requests whose head is not complete, over all connections: FastCGI answers a BEGIN_REQUEST
+   * over it with END_REQUEST(OVERLOADED); SCGI and uwsgi close a connection that would start
+   * one more.
+   */
+  maxUnfinished: number;
+  /**
+   * FastCGI: live requests on one connection (reported as FCGI_MAX_REQS); one more gets
+   * END_REQUEST(OVERLOADED).
+   */
+  maxConnRequests: number;
+}
+
+/** The defaults of {@link ConnectionLimits}. */
+export const CONNECTION_LIMITS: Readonly<ConnectionLimits> = Object.freeze({
+  headerTimeoutMs: 30_000,
+  firstByteTimeoutMs: 10_000,
+  idleTimeoutMs: 75_000,
+  tcpKeepAliveMs: 60_000,
+  maxHeadBytes: 64 * 1024 * 1024,
+  maxUnfinished: 1024,
+  maxConnRequests: 128,
+});
+
 /** A connection a {@link ConnectionGateway} closes when it drains. */
 export interface DrainableConnection {
   /** Closes the connection when it holds no request (called while the gateway drains). */
   closeIfIdle(): void;
   /** Ends the connection at once. */
   destroy(): void;
+  /** Closes the connection when it passed one of its deadlines at `now` (a sweep). */
+  sweep(now: number): void;
 }
 
 /**
@@ -131,6 +196,38 @@ export abstract class ConnectionGateway<C extends DrainableConnection> implement
   running = 0;
   draining = false;
   private idleWaiters: (() => void)[] = [];
+  /** The deadlines and caps of this server's connections. */
+  readonly connectionLimits: Readonly<ConnectionLimits>;
+  /**
+   * A coarse clock in ms, set by each sweep: connections stamp their state changes with it
+   * instead of reading the time on every request. It lags the time by at most {@link tickMs}
+   * (while connections are open), so a deadline is kept to within two ticks, never early.
+   */
+  clock = 0;
+  /** The sweep's period: a quarter of the shortest deadline, between 10 ms and 1 s. */
+  readonly tickMs: number;
+  /** Bytes held in unfinished request heads over all connections. */
+  headBytes = 0;
+  /** Requests whose head is not complete, over all connections. */
+  unfinished = 0;
+  /** Set by {@link gatewayServer}: closes native connections silent for that many ms. */
+  sweepSilent: ((ageMs: number) => void) | null = null;
+  /** True while the server listens (the sweep then runs even with no connections). */
+  listening = false;
+  private sweeper: ReturnType<typeof setInterval> | null = null;
+
+  constructor(limits?: Partial<ConnectionLimits>) {
+    const l: ConnectionLimits = { ...CONNECTION_LIMITS };
+    if (limits !== undefined) {
+      for (const k of Object.keys(l) as (keyof ConnectionLimits)[]) {
+        const v = limits[k];
+        if (v !== undefined) l[k] = v;
+      }
+    }
+    this.connectionLimits = Object.freeze(l);
+    const times = [l.headerTimeoutMs, l.firstByteTimeoutMs, l.idleTimeoutMs].filter((t) => t > 0);
+    this.tickMs = Math.max(10, Math.floor(Math.min(4000, ...times) / 4));
+  }
 
   /** Where the server's own messages go. */
   abstract readonly log: (line: string) => void;
@@ -172,6 +269,74 @@ export abstract class ConnectionGateway<C extends DrainableConnection> implement
   destroy(): void {
     for (const conn of this.connections) conn.destroy();
   }
+
+  /** @internal Counts a new connection and makes sure the sweep runs. */
+  track(conn: C): void {
+    this.connections.add(conn);
+    if (this.sweeper === null) this.startSweep();
+  }
+
+  /** @internal Starts the sweep timer (unref'd: it never keeps the process alive). */
+  startSweep(): void {
+    if (this.sweeper !== null) return;
+    this.clock = performance.now();
+    this.sweeper = setInterval(this.sweep, this.tickMs);
+    this.sweeper.unref();
+  }
+
+  /**
+   * One pass over the connections: each closes itself when it passed a deadline; native
+   * connections that never sent a byte are closed by the transport. Stops when the server
+   * neither listens nor has connections.
+   */
+  private readonly sweep = (): void => {
+    const now = (this.clock = performance.now());
+    for (const conn of this.connections) conn.sweep(now);
+    const silent = this.connectionLimits.firstByteTimeoutMs;
+    if (silent > 0) this.sweepSilent?.(silent);
+    if (!this.listening && this.connections.size === 0 && this.sweeper !== null) {
+      clearInterval(this.sweeper);
+      this.sweeper = null;
+    }
+  };
+
+  /**
+   * True when `stamp` (a {@link clock} reading) is more than `limit` ms before `now`, allowing
+   * for the clock's lag; false when `limit` is 0 (no deadline).
+   */
+  passed(now: number, stamp: number, limit: number): boolean {
+    return limit > 0 && now - stamp > limit + this.tickMs;
+  }
+}
+
+/** Seconds for log lines: "30 s", "0.2 s". */
+export function secs(ms: number): string {
+  return `${ms / 1000} s`;
+}
+
+/**
+ * A connection's share of its server's held head bytes ({@link ConnectionLimits.maxHeadBytes}):
+ * add() counts bytes that stay in an unfinished head and says false when the server's total
+ * went over the cap; release() gives them back once the head is complete or the connection is
+ * gone.
+ */
+export class HeldBytes {
+  private held = 0;
+
+  constructor(private readonly gateway: ConnectionGateway<DrainableConnection>) {}
+
+  add(n: number): boolean {
+    this.held += n;
+    const g = this.gateway;
+    g.headBytes += n;
+    return g.headBytes <= g.connectionLimits.maxHeadBytes;
+  }
+
+  release(): void {
+    if (this.held === 0) return;
+    this.gateway.headBytes -= this.held;
+    this.held = 0;
+  }
 }
 
 /** A net.Server with drain() for a graceful stop. */
@@ -193,6 +358,7 @@ export function gatewayServer<K extends string, G extends GatewaySide>(
   transport?: TransportName,
 ): DrainableServer & { readonly [P in K]: G } {
   const handler = (socket: Socket): unknown => gateway.handle(socket);
+  const limits = gateway.connectionLimits;
   const server = createServer(
     { allowHalfOpen: true, noDelay: true },
     handler,
@@ -201,6 +367,20 @@ export function gatewayServer<K extends string, G extends GatewaySide>(
   };
   Object.defineProperty(server, name, { value: gateway });
   useTransport(server, transport, handler);
+  gateway.sweepSilent = (ageMs) => closeSilentConnections(server, ageMs);
+  server.on('listening', () => {
+    gateway.listening = true;
+    gateway.startSweep();
+    /* Set on the listening socket, TCP keepalive is inherited by every accepted connection
+       (Linux, the BSDs, macOS): no system call per connection. */
+    const handle = (server as unknown as { _handle?: { setKeepAlive?: KeepAliveFn } })._handle;
+    if (limits.tcpKeepAliveMs > 0 && typeof handle?.setKeepAlive === 'function') {
+      handle.setKeepAlive(true, Math.max(1, Math.round(limits.tcpKeepAliveMs / 1000)));
+    }
+  });
+  server.on('close', () => {
+    gateway.listening = false;
+  });
   server.drain = () => {
     if (server.listening) server.close();
     closeSilentConnections(server);
@@ -209,8 +389,15 @@ export function gatewayServer<K extends string, G extends GatewaySide>(
   return server;
 }
 
+/** TCPWrap's setKeepAlive(enable, initial delay in seconds). */
+type KeepAliveFn = (enable: boolean, delaySecs: number) => number;
+
 /** The protocol side of a {@link gatewayServer}. */
 export interface GatewaySide {
-  handle(socket: Socket): unknown;
+  handle(socket: Socket | StreamSocket): unknown;
   drain(): Promise<void>;
+  readonly connectionLimits: Readonly<ConnectionLimits>;
+  sweepSilent: ((ageMs: number) => void) | null;
+  listening: boolean;
+  startSweep(): void;
 }

@@ -25,6 +25,13 @@
  * - A malformed header block (a codec error event) ends the connection at once with a logged
  *   line `closing PROTOCOL connection from ADDR: MESSAGE (CODE)`; a peer that closes in the
  *   middle of a header block is logged too; a connection that sends nothing is closed quietly.
+ * - Deadlines and caps (lib/protocol/socket.ts ConnectionLimits, kept by the server's sweep):
+ *   a connection that sends nothing is closed quietly after firstByteTimeoutMs, one whose
+ *   header block is not whole headerTimeoutMs after its first byte is closed with a logged
+ *   line, a kept (uwsgi keep-alive) connection idle between requests after idleTimeoutMs.
+ *   Bytes of unfinished header blocks count towards the server-wide maxHeadBytes, and a
+ *   connection that would start a header block while maxUnfinished are unfinished is closed;
+ *   either is logged.
  * - The peer gone (the socket closed or reset): tsgi.signal aborts, tsgi.input closes early,
  *   the response stops and close() runs. The peer half-closing (FIN) after a whole request is
  *   not an abort: the response is still sent.
@@ -54,8 +61,11 @@ import {
   gatewayServer,
   isPeerGone,
   peerName,
+  HeldBytes,
   RequestSignal,
   runApp,
+  secs,
+  type ConnectionLimits,
   type DrainableServer,
 } from './socket.js';
 import type { StreamSocket, TransportName } from './transport.js';
@@ -79,6 +89,8 @@ export interface StreamProtocol {
 export interface StreamOptions {
   /** Codec limits for the header block (maxParamsBytes, maxPairs). */
   limits?: Partial<Limits>;
+  /** Deadlines and caps of connections (maxConnRequests is FastCGI's only). */
+  connectionLimits?: Partial<ConnectionLimits>;
   /** Sets tsgi.multiprocess. */
   multiprocess?: boolean;
   /** Where the server's own messages go (default: stderr, one line each). */
@@ -115,7 +127,7 @@ export class StreamGateway extends ConnectionGateway<StreamConnection> {
     /** Serve requests in sequence on one connection (see the module comment). */
     readonly keepAlive: boolean,
   ) {
-    super();
+    super(options.connectionLimits);
     this.limits = options.limits;
     this.multiprocess = options.multiprocess ?? false;
     this.log = options.log ?? defaultLog;
@@ -131,7 +143,7 @@ export class StreamGateway extends ConnectionGateway<StreamConnection> {
   /** Serves one connected socket (a net.Socket or a native connection) until it closes. */
   handle(socket: Socket | StreamSocket): StreamConnection {
     const conn = new StreamConnection(this, socket);
-    this.connections.add(conn);
+    this.track(conn);
     return conn;
   }
 }
@@ -147,6 +159,12 @@ export class StreamConnection implements FlowControl {
   private pauses = 0;
   /** Bytes of a header block that has not been parsed yet arrived. */
   private partial = false;
+  /** A request was served (the connection is kept: idle, not new, between requests). */
+  private served = false;
+  /** The server's clock when the connection's current wait began (see sweep()). */
+  private mark: number;
+  /** Bytes of the unfinished header block held by this connection. */
+  private readonly held: HeldBytes;
   /** The peer sent FIN. */
   private peerEnded = false;
   /** The events of one push are being handled. */
@@ -163,6 +181,8 @@ export class StreamConnection implements FlowControl {
   ) {
     this.parser = gateway.protocol.createParser(gateway.limits);
     this.drainWait = new DrainWait(socket);
+    this.held = new HeldBytes(gateway);
+    this.mark = gateway.clock;
     socket.on('data', this.onData);
     socket.on('end', this.onEnd);
     socket.on('error', this.onError);
@@ -171,8 +191,21 @@ export class StreamConnection implements FlowControl {
 
   private readonly onData = (chunk: Buffer): void => {
     const parser = this.parser;
-    if (parser === null) return;
-    if (this.current === null) this.partial = true;
+    const gateway = this.gateway;
+    if (parser === null) {
+      /* dropping what the peer still sends after our end: it is alive */
+      this.mark = gateway.clock;
+      return;
+    }
+    if (this.current === null && !this.partial && this.queue === null) {
+      if (gateway.unfinished >= gateway.connectionLimits.maxUnfinished) {
+        this.refuse(`${gateway.connectionLimits.maxUnfinished} request heads are unfinished`);
+        return;
+      }
+      gateway.unfinished++;
+      this.partial = true;
+      this.mark = gateway.clock;
+    }
     const events = parser.push(chunk);
     this.dispatching = true;
     try {
@@ -187,7 +220,29 @@ export class StreamConnection implements FlowControl {
       this.endPending = false;
       this.endSocket();
     }
+    if (this.partial && this.parser !== null && !this.held.add(chunk.length)) {
+      this.refuse(
+        `unfinished request heads hold more than ${gateway.connectionLimits.maxHeadBytes} ` +
+          'bytes over all connections',
+      );
+    }
   };
+
+  /** Closes the connection over a server-wide cap, with a logged line. */
+  private refuse(why: string): void {
+    this.gateway.log(
+      `closing ${this.gateway.protocol.title} connection${peerName(this.socket)}: ${why}`,
+    );
+    this.destroy();
+  }
+
+  /** The header block is whole, or will never be: it no longer counts as unfinished. */
+  private headDone(): void {
+    if (!this.partial) return;
+    this.partial = false;
+    this.gateway.unfinished--;
+    this.held.release();
+  }
 
   private event(ev: StreamEvent): void {
     if (this.queue !== null) {
@@ -197,7 +252,7 @@ export class StreamConnection implements FlowControl {
     }
     switch (ev.type) {
       case 'params': {
-        this.partial = false;
+        this.headDone();
         const req = new StreamRequest(this, ev.contentLength);
         this.current = req;
         req.start(ev.pairs);
@@ -251,7 +306,9 @@ export class StreamConnection implements FlowControl {
       this.endSocket();
       return;
     }
-    this.partial = false;
+    this.headDone();
+    this.served = true;
+    this.mark = g.clock;
     if (queued !== null && queued.length !== 0) {
       this.unblock();
       for (let i = 0; i < queued.length; i++) {
@@ -333,6 +390,7 @@ export class StreamConnection implements FlowControl {
   private endSocket(): void {
     if (this.closed) return;
     this.closed = true;
+    this.mark = this.gateway.clock;
     this.parser = null;
     this.queue = null;
     this.abortCurrent();
@@ -398,9 +456,34 @@ export class StreamConnection implements FlowControl {
     this.closed = true;
     this.parser = null;
     this.abortCurrent();
+    this.headDone();
     this.gateway.connections.delete(this);
     this.gateway.checkIdle();
   };
+
+  /** @internal Closes the connection when it passed a deadline (the server's sweep). */
+  sweep(now: number): void {
+    const g = this.gateway;
+    const limits = g.connectionLimits;
+    if (this.closed) {
+      /* our side ended: the peer has the idle time to finish sending and close its side */
+      if (g.passed(now, this.mark, limits.idleTimeoutMs) && !this.socket.destroyed) {
+        this.socket.destroy();
+      }
+    } else if (this.current !== null || this.queue !== null) {
+      /* a request runs: its time is the app's (--timeout) */
+    } else if (this.partial) {
+      if (g.passed(now, this.mark, limits.headerTimeoutMs)) {
+        this.refuse(
+          `no complete request header within ${secs(limits.headerTimeoutMs)} (header timeout)`,
+        );
+      }
+    } else if (
+      g.passed(now, this.mark, this.served ? limits.idleTimeoutMs : limits.firstByteTimeoutMs)
+    ) {
+      this.destroy();
+    }
+  }
 
   /** @internal The local address, for SERVER_NAME / SERVER_PORT when the peer sent none. */
   readonly local = (): { address: string | undefined; port: number | undefined } => ({

@@ -73,7 +73,8 @@ interface NativeTransport {
   close(id: number, reset: boolean): void;
   address(id: number, peer: boolean): [string, number] | undefined;
   stop(): void;
-  closeSilent(): void;
+  /** Closes the connections that sent nothing yet and were accepted at least `ageMs` ago. */
+  closeSilent(ageMs: number): void;
   ref(): void;
   unref(): void;
   /** Emits an accept event (4) for every connection accepted from now on (or stops). */
@@ -261,9 +262,13 @@ export function serverTransport(server: net.Server): TransportName {
   return (server as unknown as { [LISTENER]?: NativeListener })[LISTENER] ? 'native' : 'node';
 }
 
-/** While a server drains: closes its native connections that have not sent a byte yet. */
-export function closeSilentConnections(server: net.Server): void {
-  (server as unknown as { [LISTENER]?: NativeListener })[LISTENER]?.native.closeSilent();
+/**
+ * Closes the native connections of `server` that have not sent a byte yet and were accepted
+ * at least `ageMs` ago (default 0: all of them, as when the server drains). Connections of
+ * node:net are the protocol servers' own to close.
+ */
+export function closeSilentConnections(server: net.Server, ageMs = 0): void {
+  (server as unknown as { [LISTENER]?: NativeListener })[LISTENER]?.native.closeSilent(ageMs);
 }
 
 /** One native listener: dispatches the addon's events to its connections. */

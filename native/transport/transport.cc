@@ -26,7 +26,8 @@ class Connection {
   uv_shutdown_t shutdown_req;
   Listener* owner = nullptr;
   uint32_t id = 0;
-  size_t queued = 0;  // bytes handed to uv_write and not yet written
+  uint64_t accepted_at = 0;  // uv_now() when accepted
+  size_t queued = 0;         // bytes handed to uv_write and not yet written
   int error = 0;      // the error the connection closed with
   bool known = false;
   bool paused = false;
@@ -205,6 +206,7 @@ void Listener::OnConnection(uv_stream_t* server, int status) {
     l->conns_.push_back(nullptr);
   }
   c->Reset(l, id);
+  c->accepted_at = uv_now(l->loop_);
   int r = l->is_tcp_ ? uv_tcp_init(l->loop_, &c->h.tcp) : uv_pipe_init(l->loop_, &c->h.pipe, 0);
   if (r != 0) {
     l->free_ids_.push_back(id);
@@ -373,9 +375,10 @@ void Listener::Stop() {
   uv_close(&server_.handle, OnListenerClosed);
 }
 
-void Listener::CloseSilent() {
+void Listener::CloseSilent(uint64_t min_age_ms) {
+  uint64_t now = uv_now(loop_);
   for (Connection* c : conns_) {
-    if (c != nullptr && !c->known) c->CloseWith(0);
+    if (c != nullptr && !c->known && now - c->accepted_at >= min_age_ms) c->CloseWith(0);
   }
 }
 

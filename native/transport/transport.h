@@ -81,8 +81,9 @@ class Listener {
   // Stops accepting (closes the listening handle). Idempotent. Once stopped and every
   // connection closed, the listener deletes itself and calls Sink::Freed().
   void Stop();
-  // Closes the connections the Sink never saw (they sent nothing yet).
-  void CloseSilent();
+  // Closes the connections the Sink never saw (they sent nothing yet) that were accepted at
+  // least `min_age_ms` ago (by the loop's clock).
+  void CloseSilent(uint64_t min_age_ms);
   // Keeps the loop alive while listening (true) or not.
   void Ref(bool on);
   // Calls Sink::Accepted() for every connection accepted from now on (true), or makes a
