@@ -22,7 +22,7 @@
  *   connection already has maxConnRequests live requests (FCGI_MAX_REQS), when maxUnfinished
  *   requests over all connections have not finished their PARAMS, when maxRequests are live
  *   over all connections, or while the server drains. A peer that keeps sending requests
- *   without reading these answers (its connection's write buffer full) loses the connection.
+ *   without reading these answers (more than 256 KiB unread) loses the connection.
  * - A request is released when its connection ends, whatever its state: a request whose
  *   PARAMS had not ended when the peer half-closed will never start, and is dropped then (the
  *   connection closes once no started request is left); every request is dropped when the
@@ -89,6 +89,12 @@ const INPUT_DROPPED = 2;
 const PHASE_FRESH = 0; /* accepted, nothing received yet: firstByteTimeoutMs */
 const PHASE_HEAD = 1; /* bytes of a request arrived, no BEGIN_REQUEST yet: headerTimeoutMs */
 const PHASE_IDLE = 2; /* a kept connection between requests: idleTimeoutMs */
+/**
+ * Bytes written to a connection and not yet taken by its peer over which a refused
+ * BEGIN_REQUEST ends the connection: a peer that floods refused requests without reading the
+ * answers cannot make the server hold more.
+ */
+const MAX_UNREAD = 256 * 1024;
 
 /** Serves FastCGI connections for one app; give it sockets with {@link FastcgiServer.handle}. */
 export class FastcgiServer extends ConnectionGateway<FastcgiConnection> {
@@ -271,7 +277,8 @@ export class FastcgiConnection {
       status = FCGI.OVERLOADED;
     }
     if (status !== -1) {
-      if (!this.write(codec.fcgiEndRequest(id, 0, status))) {
+      this.write(codec.fcgiEndRequest(id, 0, status));
+      if (this.socket.writableLength > MAX_UNREAD) {
         /* the refusals pile up unread: the peer floods */
         server.log(
           `closing FastCGI connection${this.peer()}: it keeps sending refused ` +
@@ -292,7 +299,9 @@ export class FastcgiConnection {
     server.live++;
     server.unfinished++;
     this.unfinished++;
-    this.requests.add(new FastcgiRequest(this, id, role, keepConn, server.clock));
+    /* the head's deadline runs from its first byte, which may have come before this record */
+    const began = this.requests.size === 0 && this.phase === PHASE_HEAD ? this.mark : server.clock;
+    this.requests.add(new FastcgiRequest(this, id, role, keepConn, began));
   }
 
   /** Takes `req` off this connection's and the server's counts. */
