@@ -160,6 +160,7 @@ async function serveAlone(
       multiprocess: false,
       mount: config.mount,
       keepAliveMs: config.keepAliveMs,
+      connectionLimits: config.connectionLimits,
     });
   } catch (err) {
     throw new StartError((err as Error).message);

@@ -59,6 +59,7 @@ describe('config: precedence and values', () => {
       interface: 'tsgi',
       mount: null,
       keepAliveMs: null,
+      connectionLimits: {},
       workers: null,
       timeoutMs: 0,
       maxRequests: 0,
@@ -116,6 +117,48 @@ describe('config: precedence and values', () => {
     expect((await resolved(['cli-app.mjs'], { 'tsgi.config.json': file })).app).toBe('cli-app.mjs');
   });
 
+  it('connection deadlines and caps: each a flag and a config key; only those given are set', async () => {
+    const file = JSON.stringify({
+      app: 'a.mjs',
+      headerTimeout: 20,
+      firstByteTimeout: '5',
+      idleTimeout: 90,
+      tcpKeepalive: 0,
+      maxHeadMemory: 16,
+      maxUnfinished: 500,
+      fastcgiMaxReqs: 8,
+    });
+    const fromFile = await resolved([], { 'tsgi.config.json': file });
+    expect(fromFile.connectionLimits).toEqual({
+      headerTimeoutMs: 20_000,
+      firstByteTimeoutMs: 5000,
+      idleTimeoutMs: 90_000,
+      tcpKeepAliveMs: 0,
+      maxHeadBytes: 16 * 1024 * 1024,
+      maxUnfinished: 500,
+      maxConnRequests: 8,
+    });
+    const cli = await resolved(
+      ['--header-timeout', '0.5', '--idle-timeout', '120', '--fastcgi-max-reqs', '1'],
+      { 'tsgi.config.json': file },
+    );
+    expect(cli.connectionLimits).toMatchObject({
+      headerTimeoutMs: 500,
+      idleTimeoutMs: 120_000,
+      maxConnRequests: 1,
+      firstByteTimeoutMs: 5000,
+    });
+    expect(await failure(['a.mjs', '--max-unfinished', '0'])).toBe(
+      '--max-unfinished needs a whole number of at least 1, not "0"',
+    );
+    expect(await failure(['a.mjs', '--max-head-memory', '0'])).toBe(
+      '--max-head-memory needs a positive number of megabytes, not "0"',
+    );
+    expect(await failure(['a.mjs', '--idle-timeout', 'soon'])).toBe(
+      '--idle-timeout needs a number of seconds, not "soon"',
+    );
+  });
+
   it('listeners on the command line replace every listener of the file', async () => {
     const file = JSON.stringify({ app: 'a.mjs', fastcgi: 'unix:/tmp/x.sock', http: [':8000'] });
     expect((await resolved([], { 'tsgi.config.json': file })).listeners).toEqual([
@@ -166,7 +209,9 @@ describe('config: precedence and values', () => {
     });
     const known = ['app', ...PROTOCOLS.map((p) => p.flag)].concat(
       'factory, interface, mount, workers, timeout, maxRequests, maxRequestsJitter, maxRss, ' +
-        'gracefulTimeout, reload, keepAlive, socketMode, user, group, allow, stats, accessLog, logFormat',
+        'gracefulTimeout, reload, keepAlive, headerTimeout, firstByteTimeout, idleTimeout, ' +
+        'tcpKeepalive, maxHeadMemory, maxUnfinished, fastcgiMaxReqs, socketMode, user, group, ' +
+        'allow, stats, accessLog, logFormat',
     );
     expect(await failure([], json({ 'max-requests': 5 }))).toBe(
       'tsgi.config.json: unknown option "max-requests" (write it as "maxRequests"); known ' +

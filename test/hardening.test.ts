@@ -6,9 +6,11 @@
  * unfinished requests, /proc/self/fd), not timings, are asserted; the deadlines are short
  * (a few hundred ms) so the tests run quickly.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { afterEach, beforeAll, expect, it } from 'vitest';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { codec, FCGI } from '../lib/codec/index.js';
 import type { App } from '../lib/gateway/types.js';
 import { validate } from '../lib/gateway/validate.js';
@@ -19,7 +21,11 @@ import type { StreamListener } from '../lib/protocol/stream.js';
 import type { TransportName } from '../lib/protocol/transport.js';
 import { createUwsgiServer } from '../lib/protocol/uwsgi.js';
 import { listen } from '../lib/server/listen.js';
+import { ensureBuilt } from './support/build.js';
 import { FcgiClient, params } from './support/fcgi-client.js';
+import { freePort } from './support/peers.js';
+import { startTsgi } from './support/process-manager.js';
+import type { Child } from './support/spawn.js';
 import { RawClient } from './support/raw-client.js';
 import { netstring, scgiRequest } from './support/scgi-client.js';
 import { eachTransport } from './support/stream-suite.js';
@@ -353,4 +359,51 @@ eachTransport('connection hardening', (t) => {
       expect(row?.[5]?.slice(0, 2)).toBe(ms > 0 ? '02' : '00');
     }
   });
+});
+
+describe('tsgi serve: the connection options reach the servers', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tsgi-hardening-'));
+  const children: Child[] = [];
+  let cli = '';
+  beforeAll(async () => {
+    cli = await ensureBuilt();
+    writeFileSync(
+      join(dir, 'app.mjs'),
+      "export default (env, start) => { start('200 OK', []); return ['ok']; };\n",
+    );
+  }, 120_000);
+  afterEach(async () => {
+    for (const c of children.splice(0)) await c.stop();
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  for (const workers of [[], ['--workers', '1']]) {
+    it(`--fastcgi-max-reqs and --first-byte-timeout ${workers.length ? 'with a master' : 'in one process'}`, async () => {
+      const port = await freePort();
+      const child = await startTsgi(
+        cli,
+        [
+          'app.mjs',
+          '--fastcgi',
+          `127.0.0.1:${port}`,
+          '--fastcgi-max-reqs',
+          '3',
+          '--first-byte-timeout',
+          '0.3',
+          ...workers,
+        ],
+        { cwd: dir },
+      );
+      children.push(child);
+      const c = await FcgiClient.connect(port);
+      clients.push(c);
+      c.write(codec.fcgiGetValues(['FCGI_MAX_REQS']));
+      await c.until(() => c.events.find((e) => e.type === 'getValuesResult'));
+      expect(c.events[0]).toEqual({ type: 'getValuesResult', pairs: ['FCGI_MAX_REQS', '3'] });
+      const silent = await RawClient.connect(port);
+      clients.push(silent);
+      await settle(() => gone(silent));
+      expect(gone(silent)).toBe(true);
+    }, 30_000);
+  }
 });

@@ -18,6 +18,7 @@ import { parseMount } from './mount.js';
 import { INTERFACES, type AppInterface } from './app.js';
 import { ListenError, parseAddress, type ListenAddress } from './listen.js';
 import { PROTOCOLS } from './protocols.js';
+import { CONNECTION_LIMITS, type ConnectionLimits } from '../protocol/socket.js';
 
 /** A wrong option value or a broken config file; the message is for the user (exit 2). */
 export class ConfigError extends Error {
@@ -122,6 +123,55 @@ const OPTIONS: readonly OptionSpec[] = [
     kind: 'string',
     arg: 'SECS',
     help: "HTTP listeners: close a keep-alive connection idle this long (default 5, node:http's; 0: never); behind nginx proxy_pass with an upstream keepalive pool, make it longer than that pool's keepalive_timeout",
+  },
+  {
+    flag: 'header-timeout',
+    key: 'headerTimeout',
+    kind: 'string',
+    arg: 'SECS',
+    help: `FastCGI, SCGI, uwsgi: close a connection whose request head (PARAMS, netstring, vars) is not complete SECS after its first byte (default ${CONNECTION_LIMITS.headerTimeoutMs / 1000}; 0: never)`,
+  },
+  {
+    flag: 'first-byte-timeout',
+    key: 'firstByteTimeout',
+    kind: 'string',
+    arg: 'SECS',
+    help: `FastCGI, SCGI, uwsgi: close a new connection that sends nothing for SECS (default ${CONNECTION_LIMITS.firstByteTimeoutMs / 1000}; 0: never)`,
+  },
+  {
+    flag: 'idle-timeout',
+    key: 'idleTimeout',
+    kind: 'string',
+    arg: 'SECS',
+    help: `FastCGI (KEEP_CONN), uwsgi keep-alive: close a kept connection idle between requests for SECS (default ${CONNECTION_LIMITS.idleTimeoutMs / 1000}, longer than nginx's upstream keepalive_timeout 60 s; 0: never)`,
+  },
+  {
+    flag: 'tcp-keepalive',
+    key: 'tcpKeepalive',
+    kind: 'string',
+    arg: 'SECS',
+    help: `FastCGI, SCGI, uwsgi TCP listeners: probe a connection silent for SECS so a vanished peer is found (default ${CONNECTION_LIMITS.tcpKeepAliveMs / 1000}; 0: off)`,
+  },
+  {
+    flag: 'max-head-memory',
+    key: 'maxHeadMemory',
+    kind: 'string',
+    arg: 'MB',
+    help: `FastCGI, SCGI, uwsgi: bytes held in unfinished request heads over all connections of a listener; the connection that passes it is closed (default ${CONNECTION_LIMITS.maxHeadBytes / 1024 / 1024})`,
+  },
+  {
+    flag: 'max-unfinished',
+    key: 'maxUnfinished',
+    kind: 'string',
+    arg: 'N',
+    help: `FastCGI, SCGI, uwsgi: requests whose head is not complete, over all connections of a listener; more are refused (FastCGI: END_REQUEST OVERLOADED; SCGI, uwsgi: the connection is closed) (default ${CONNECTION_LIMITS.maxUnfinished})`,
+  },
+  {
+    flag: 'fastcgi-max-reqs',
+    key: 'fastcgiMaxReqs',
+    kind: 'string',
+    arg: 'N',
+    help: `FastCGI: live requests on one connection, reported as FCGI_MAX_REQS; one more gets END_REQUEST OVERLOADED (default ${CONNECTION_LIMITS.maxConnRequests})`,
   },
   {
     flag: 'socket-mode',
@@ -231,6 +281,11 @@ export interface ServeConfig {
   reload: boolean;
   /** --keep-alive in ms (HTTP listeners); null: node:http's default. */
   keepAliveMs: number | null;
+  /**
+   * The FastCGI, SCGI and uwsgi deadlines and caps that were given (--header-timeout, ...);
+   * the rest keep the servers' defaults.
+   */
+  connectionLimits: Partial<ConnectionLimits>;
   /** Mode of created unix sockets; null: left to the umask. */
   socketMode: number | null;
   user: string | null;
@@ -459,6 +514,7 @@ export function resolveConfig(
     graceMs: 30_000,
     reload: false,
     keepAliveMs: null,
+    connectionLimits: {},
     socketMode: null,
     user: null,
     group: null,
@@ -520,6 +576,33 @@ export function resolveConfig(
           break;
         case 'reload':
           config.reload = bool(where, key, v);
+          break;
+        case 'headerTimeout':
+          config.connectionLimits.headerTimeoutMs = seconds(where, key, v);
+          break;
+        case 'firstByteTimeout':
+          config.connectionLimits.firstByteTimeoutMs = seconds(where, key, v);
+          break;
+        case 'idleTimeout':
+          config.connectionLimits.idleTimeoutMs = seconds(where, key, v);
+          break;
+        case 'tcpKeepalive':
+          config.connectionLimits.tcpKeepAliveMs = seconds(where, key, v);
+          break;
+        case 'maxHeadMemory': {
+          const s = scalar(where, key, v);
+          const n = Number(s);
+          if (s.trim() === '' || !Number.isFinite(n) || n <= 0) {
+            fail(where, key, `needs a positive number of megabytes, not "${s}"`);
+          }
+          config.connectionLimits.maxHeadBytes = Math.round(n * 1024 * 1024);
+          break;
+        }
+        case 'maxUnfinished':
+          config.connectionLimits.maxUnfinished = count(where, key, v, 1);
+          break;
+        case 'fastcgiMaxReqs':
+          config.connectionLimits.maxConnRequests = count(where, key, v, 1);
           break;
         case 'mount': {
           const s = scalar(where, key, v);

@@ -283,6 +283,7 @@ export async function runMaster(options: MasterOptions): Promise<number> {
       stats: config.stats !== null,
       mount: config.mount,
       keepAliveMs: config.keepAliveMs,
+      connectionLimits: config.connectionLimits,
     };
     const proc = fork(workerPath, [], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...fds],

@@ -6,6 +6,7 @@
 import type { Server } from 'node:net';
 import type { Writable } from 'node:stream';
 import type { App } from '../gateway/types.js';
+import type { ConnectionLimits } from '../protocol/socket.js';
 import { createFastcgiServer } from '../protocol/fastcgi.js';
 import { createHttpServer } from '../protocol/http.js';
 import { createScgiServer } from '../protocol/scgi.js';
@@ -30,6 +31,8 @@ export interface ServeOptions {
   errors?: Writable;
   /** HTTP: how long an idle keep-alive connection stays open, in ms (default: node's, 5000). */
   httpKeepAliveMs?: number;
+  /** FastCGI, SCGI, uwsgi: deadlines and caps of connections (the rest: defaults). */
+  connectionLimits?: Partial<ConnectionLimits>;
 }
 
 export interface Protocol {
@@ -43,7 +46,11 @@ export interface Protocol {
 }
 
 /** What every gateway-protocol server takes of the command's options. */
-const gatewayOptions = (o: ServeOptions) => ({ multiprocess: o.multiprocess ?? false, log: o.log });
+const gatewayOptions = (o: ServeOptions) => ({
+  multiprocess: o.multiprocess ?? false,
+  log: o.log,
+  connectionLimits: o.connectionLimits,
+});
 
 export const PROTOCOLS: readonly Protocol[] = [
   {

@@ -19,6 +19,7 @@ import type { Writable } from 'node:stream';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { App } from '../gateway/types.js';
+import type { ConnectionLimits } from '../protocol/socket.js';
 import { fcgiWebServerAddrs, guardServer, parseAllowList, type AllowList } from './allow.js';
 import { AppLoadError, loadApp, type AppInterface } from './app.js';
 import type { LogFormat } from './config.js';
@@ -51,6 +52,8 @@ export interface ServingOptions {
   mount: string | null;
   /** --keep-alive for HTTP listeners in ms, or null (node's default). */
   keepAliveMs: number | null;
+  /** --header-timeout, --idle-timeout, ...: FastCGI, SCGI and uwsgi connection limits. */
+  connectionLimits: Partial<ConnectionLimits>;
   onFinish?: (c: RequestCounters) => void;
 }
 
@@ -113,6 +116,7 @@ export class Serving {
       log: (line) => log.warn(line, { event: 'protocol', protocol: protocol.flag }),
       errors: this.errors,
       httpKeepAliveMs: this.options.keepAliveMs ?? undefined,
+      connectionLimits: this.options.connectionLimits,
     });
     if (this.options.countConnections) server.on('connection', () => stats.connections++);
     const allow = this.allow ?? (protocol.flag === 'fastcgi' ? this.fcgiAllow : null);
@@ -182,6 +186,8 @@ export interface WorkerConfig {
   mount: string | null;
   /** --keep-alive in ms, or null. */
   keepAliveMs: number | null;
+  /** FastCGI, SCGI and uwsgi connection limits that were given. */
+  connectionLimits: Partial<ConnectionLimits>;
 }
 
 /** Messages from a worker to the master. */
@@ -311,6 +317,7 @@ export async function runWorker(): Promise<void> {
     allow: cfg.allow,
     mount: cfg.mount,
     keepAliveMs: cfg.keepAliveMs,
+    connectionLimits: cfg.connectionLimits,
     multiprocess: true,
     onFinish:
       maxRequests > 0
