@@ -274,7 +274,8 @@ void ReleaseSlot(Instance* inst, uint32_t slot) {
   inst->free_slots[box->kind].push_back(slot);
 }
 
-// release(slot): gives back the slot of a parser that was garbage-collected while busy.
+// release(slot): gives back the slot of a parser that was closed or garbage-collected while
+// busy; what it held (an unfinished params block) is freed now, not when the slot is reused.
 napi_value Release(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -283,6 +284,7 @@ napi_value Release(napi_env env, napi_callback_info info) {
   uint32_t slot = 0;
   if (inst != nullptr && argc == 1 && napi_get_value_uint32(env, argv[0], &slot) == napi_ok &&
       slot < inst->slots.size() && inst->slots[slot]->in_use) {
+    inst->slots[slot]->Reset(tsgi::Limits());
     ReleaseSlot(inst, slot);
   }
   return Undefined(env);

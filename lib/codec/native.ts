@@ -492,6 +492,19 @@ function createNativeCodec(B: Binding): Codec {
       return this.slot;
     }
 
+    /** Gives the native slot back now (its parser's buffers are freed) and stops parsing. */
+    close(): void {
+      this.dead = true;
+      if (this.registered) {
+        registry.unregister(this);
+        this.registered = false;
+      }
+      if (this.slot >= 0) {
+        B.release(this.slot);
+        this.slot = -1;
+      }
+    }
+
     /** After the last native call of a push(): follow what the addon did with the slot. */
     protected settle(): void {
       const standing = io[IO_STANDING];

@@ -172,6 +172,12 @@ export interface Parser<E> {
    * (always the last of its array) the parser is dead and returns [] for every later call.
    */
   push(chunk: Uint8Array): E[];
+  /**
+   * Drops what the parser holds (an unfinished header block, a native parser's memory) at
+   * once rather than when it is garbage-collected; push() returns [] afterwards. A server
+   * calls it when the connection closes.
+   */
+  close(): void;
 }
 
 /** How a response header block starts: `Status: ...` (FastCGI, SCGI, CGI) or `HTTP/1.1 ...` (uwsgi). */

@@ -413,6 +413,7 @@ export class FastcgiConnection {
     this.closed = true;
     this.abortAll();
     this.held.release();
+    this.parser.close();
     this.server.connections.delete(this);
     this.server.checkIdle();
   };

@@ -152,6 +152,8 @@ export class StreamGateway extends ConnectionGateway<StreamConnection> {
 export class StreamConnection implements FlowControl {
   /** null once no more requests are read from this connection (later bytes are dropped). */
   private parser: Parser<StreamEvent> | null;
+  /** The parser, kept to be closed with the connection. */
+  private readonly ownParser: Parser<StreamEvent>;
   private current: StreamRequest | null = null;
   /** Events of a pipelined next request, kept until the current one is done (keep-alive). */
   private queue: StreamEvent[] | null = null;
@@ -179,7 +181,7 @@ export class StreamConnection implements FlowControl {
     readonly gateway: StreamGateway,
     readonly socket: StreamSocket,
   ) {
-    this.parser = gateway.protocol.createParser(gateway.limits);
+    this.parser = this.ownParser = gateway.protocol.createParser(gateway.limits);
     this.drainWait = new DrainWait(socket);
     this.held = new HeldBytes(gateway);
     this.mark = gateway.clock;
@@ -457,6 +459,7 @@ export class StreamConnection implements FlowControl {
     this.parser = null;
     this.abortCurrent();
     this.headDone();
+    this.ownParser.close();
     this.gateway.connections.delete(this);
     this.gateway.checkIdle();
   };

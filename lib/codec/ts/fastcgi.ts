@@ -130,6 +130,15 @@ class TsFcgiParser implements FcgiParser {
     this.maxRecordBody = l.maxRecordBody;
   }
 
+  close(): void {
+    this.dead = true;
+    this.streams.clear();
+    this.held = 0;
+    this.cur = null;
+    this.acc = null;
+    this.viewed.length = 0;
+  }
+
   pushVars(input: Uint8Array): FcgiVarsEvent[] {
     const events = this.push(input) as (FcgiEvent | FcgiVarsEvent)[];
     for (let i = 0; i < events.length; i++) {

@@ -41,6 +41,11 @@ class ScgiParser implements Parser<ScgiEvent> {
     this.maxPairs = limits?.maxPairs ?? DEFAULT_LIMITS.maxPairs;
   }
 
+  close(): void {
+    this.dead = true;
+    this.block = null;
+  }
+
   push(input: Uint8Array): ScgiEvent[] {
     const out: ScgiEvent[] = [];
     if (this.dead || this.state === ST_DONE) return out;

@@ -40,6 +40,11 @@ class UwsgiParser implements Parser<UwsgiEvent> {
     this.maxPairs = limits?.maxPairs ?? DEFAULT_LIMITS.maxPairs;
   }
 
+  close(): void {
+    this.dead = true;
+    this.vars = null;
+  }
+
   push(input: Uint8Array): UwsgiEvent[] {
     const out: UwsgiEvent[] = [];
     if (this.dead) return out;
