@@ -136,12 +136,8 @@ function measure(pid) {
 }
 const show = (label, m) => `${label}: ${m.fds} fds, ${m.rssMB} MB`;
 
-async function main() {
-  const dir = mkdtempSync(join(tmpdir(), 'tsgi-attacks-'));
-  writeFileSync(
-    join(dir, 'app.mjs'),
-    "export default (env, start) => { start('200 OK', [['Content-Type', 'text/plain']]); return ['ok']; };\n",
-  );
+/** Starts `tsgi serve` with a FastCGI and an SCGI listener; resolves once both serve. */
+async function startServer(dir) {
   const fport = await freePort();
   const sport = await freePort();
   const child = spawn(
@@ -161,133 +157,146 @@ async function main() {
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   for (let i = 0; i < 200 && (stderr.match(/serving/g) ?? []).length < 2; i++) await sleep(50);
-  const transport = /transport[^\n]*/.exec(stderr)?.[0] ?? '(transport not printed)';
-  console.log(
-    `tsgi attacks: ${cli}\n  node ${process.version}, ${cpus().length} cores, load ` +
-      `${loadavg()
-        .map((l) => l.toFixed(2))
-        .join(
-          ' ',
-        )}, native codec as built, ${transport}\n  serve flags: ${serveFlags.join(' ') || '(defaults)'}; scale ${scale}`,
-  );
-  const pid = child.pid;
-  try {
-    await sleep(300);
-    const base = measure(pid);
-    console.log(show('baseline', base));
-
-    /* 1. 10,000 BEGIN_REQUEST without PARAMS on one connection, then FIN */
-    {
-      const c = await open(fport);
-      const flood = [];
-      for (let id = 1; id <= 10000; id++) flood.push(begin(id, 1));
-      c.s.write(Buffer.concat(flood));
-      c.s.end();
-      await sleep(1500);
-      const m = measure(pid);
-      const probes = [await fcgiAsk(fport), await fcgiAsk(fport), await fcgiAsk(fport)];
-      console.log(
-        `\n1. FastCGI: 10,000 BEGIN_REQUEST then FIN on one connection\n  server closed it: ` +
-          `${c.closed ? 'yes' : 'no (CLOSE-WAIT)'}; ${show('after 1.5 s', m)}; next 3 requests: ${probes.join(', ')}`,
-      );
-      c.s.destroy();
-    }
-
-    /* 2. connections holding ~120 KB of unfinished PARAMS, closed by the client */
-    {
-      await sleep(500);
-      const before = measure(pid);
-      const count = n(1000);
-      const cs = await openMany(fport, count);
-      const head = Buffer.concat([
-        begin(1, 1),
-        paramsRecords(1, pair('X_PAD', 'a'.repeat(120_000))),
-      ]);
-      for (const c of cs) c.s.write(head);
-      await sleep(3000);
-      const held = measure(pid);
-      for (const c of cs) c.s.end();
-      await sleep(5000);
-      const after = measure(pid);
-      console.log(
-        `\n2. FastCGI: ${count} connections each holding ~120 KB of unfinished PARAMS, then FIN\n  ` +
-          `${show('before', before)}; ${show('held', held)}; ${show('5 s after FIN', after)}; ` +
-          `server closed ${cs.filter((c) => c.closed || c.ended).length}/${count}; next: ${await fcgiAsk(fport)}`,
-      );
-      for (const c of cs) c.s.destroy();
-    }
-
-    /* 3. silent connections */
-    {
-      await sleep(500);
-      const before = measure(pid);
-      const count = n(2000);
-      const cs = await openMany(fport, count);
-      await sleep(1000);
-      const during = measure(pid);
-      await sleep((firstByteSecs + 3) * 1000);
-      const after = measure(pid);
-      console.log(
-        `\n3. FastCGI: ${count} connections that send nothing\n  ${show('before', before)}; ` +
-          `${show('after 1 s', during)}; ${show(`after ${firstByteSecs + 4} s`, after)}; ` +
-          `server closed ${cs.filter((c) => c.closed || c.ended).length}/${count}`,
-      );
-      for (const c of cs) c.s.destroy();
-    }
-
-    /* 4. SCGI headers trickled one byte a second */
-    {
-      await sleep(500);
-      const before = measure(pid);
-      const count = n(2000);
-      const cs = await openMany(sport, count);
-      const head = Buffer.from(
-        '70:CONTENT_LENGTH\u00000\u0000SCGI\u00001\u0000REQUEST_METHOD\u0000GET\u0000',
-        'latin1',
-      );
-      let i = 0;
-      const timer = setInterval(() => {
-        for (const c of cs)
-          if (!c.closed && !c.ended && i < head.length) c.s.write(head.subarray(i, i + 1));
-        i++;
-      }, 1000);
-      await sleep((headerSecs + 3) * 1000);
-      clearInterval(timer);
-      const after = measure(pid);
-      console.log(
-        `\n4. SCGI: ${count} headers trickled one byte a second\n  ${show('before', before)}; ` +
-          `${show(`after ${headerSecs + 3} s`, after)}; server closed ` +
-          `${cs.filter((c) => c.closed || c.ended).length}/${count}`,
-      );
-      for (const c of cs) c.s.destroy();
-    }
-
-    /* 5. SCGI connections each holding 130 KB of unfinished header */
-    {
-      await sleep(1000);
-      const before = measure(pid);
-      const count = n(4000);
-      const cs = await openMany(sport, count);
-      const head = Buffer.from(
-        `131000:CONTENT_LENGTH\u00000\u0000SCGI\u00001\u0000X_PAD\u0000${'a'.repeat(130_000)}`,
-        'latin1',
-      );
-      for (const c of cs) c.s.write(head);
-      await sleep(4000);
-      const held = measure(pid);
-      const closedByServer = cs.filter((c) => c.closed || c.ended).length;
-      for (const c of cs) c.s.destroy();
-      await sleep(3000);
-      const after = measure(pid);
-      console.log(
-        `\n5. SCGI: ${count} connections each holding 130 KB of unfinished header\n  ` +
-          `${show('before', before)}; ${show('held', held)}; closed by the server while held: ` +
-          `${closedByServer}/${count}; ${show('3 s after the clients closed', after)}`,
-      );
-    }
-  } finally {
+  await sleep(300);
+  const stop = async () => {
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
+  };
+  return { pid: child.pid, fport, sport, stderr: () => stderr, stop };
+}
+
+/** The attacks, each against a server of its own. */
+const ATTACKS = [
+  /* 1. 10,000 BEGIN_REQUEST without PARAMS on one connection, then FIN */
+  async ({ pid, fport }) => {
+    const c = await open(fport);
+    const flood = [];
+    for (let id = 1; id <= 10000; id++) flood.push(begin(id, 1));
+    c.s.write(Buffer.concat(flood));
+    c.s.end();
+    await sleep(1500);
+    const m = measure(pid);
+    const probes = [await fcgiAsk(fport), await fcgiAsk(fport), await fcgiAsk(fport)];
+    console.log(
+      `\n1. FastCGI: 10,000 BEGIN_REQUEST then FIN on one connection\n  server closed it: ` +
+        `${c.closed ? 'yes' : 'no (CLOSE-WAIT)'}; ${show('after 1.5 s', m)}; next 3 requests: ${probes.join(', ')}`,
+    );
+    c.s.destroy();
+  },
+  /* 2. connections holding ~120 KB of unfinished PARAMS, closed by the client */
+  async ({ pid, fport }) => {
+    const before = measure(pid);
+    const count = n(1000);
+    const cs = await openMany(fport, count);
+    const head = Buffer.concat([begin(1, 1), paramsRecords(1, pair('X_PAD', 'a'.repeat(120_000)))]);
+    for (const c of cs) c.s.write(head);
+    await sleep(3000);
+    const held = measure(pid);
+    for (const c of cs) c.s.end();
+    await sleep(5000);
+    const after = measure(pid);
+    console.log(
+      `\n2. FastCGI: ${count} connections each holding ~120 KB of unfinished PARAMS, then FIN\n  ` +
+        `${show('before', before)}; ${show('held', held)}; ${show('5 s after FIN', after)}; ` +
+        `server closed ${cs.filter((c) => c.closed || c.ended).length}/${count}; next: ${await fcgiAsk(fport)}`,
+    );
+    for (const c of cs) c.s.destroy();
+  },
+  /* 3. silent connections */
+  async ({ pid, fport }) => {
+    const before = measure(pid);
+    const count = n(2000);
+    const cs = await openMany(fport, count);
+    await sleep(1000);
+    const during = measure(pid);
+    await sleep((firstByteSecs + 3) * 1000);
+    const after = measure(pid);
+    console.log(
+      `\n3. FastCGI: ${count} connections that send nothing\n  ${show('before', before)}; ` +
+        `${show('after 1 s', during)}; ${show(`after ${firstByteSecs + 4} s`, after)}; ` +
+        `server closed ${cs.filter((c) => c.closed || c.ended).length}/${count}`,
+    );
+    for (const c of cs) c.s.destroy();
+  },
+  /* 4. SCGI headers trickled one byte a second */
+  async ({ pid, sport }) => {
+    const before = measure(pid);
+    const count = n(2000);
+    const cs = await openMany(sport, count);
+    const head = Buffer.from(
+      '70:CONTENT_LENGTH\u00000\u0000SCGI\u00001\u0000REQUEST_METHOD\u0000GET\u0000',
+      'latin1',
+    );
+    let i = 0;
+    const timer = setInterval(() => {
+      for (const c of cs)
+        if (!c.closed && !c.ended && i < head.length) c.s.write(head.subarray(i, i + 1));
+      i++;
+    }, 1000);
+    await sleep((headerSecs + 3) * 1000);
+    clearInterval(timer);
+    const after = measure(pid);
+    console.log(
+      `\n4. SCGI: ${count} headers trickled one byte a second\n  ${show('before', before)}; ` +
+        `${show(`after ${headerSecs + 3} s`, after)}; server closed ` +
+        `${cs.filter((c) => c.closed || c.ended).length}/${count}`,
+    );
+    for (const c of cs) c.s.destroy();
+  },
+  /* 5. SCGI connections each holding 130 KB of unfinished header */
+  async ({ pid, sport }) => {
+    const before = measure(pid);
+    const count = n(4000);
+    const cs = await openMany(sport, count);
+    const head = Buffer.from(
+      `131000:CONTENT_LENGTH\u00000\u0000SCGI\u00001\u0000X_PAD\u0000${'a'.repeat(130_000)}`,
+      'latin1',
+    );
+    for (const c of cs) c.s.write(head);
+    await sleep(4000);
+    const held = measure(pid);
+    const closedByServer = cs.filter((c) => c.closed || c.ended).length;
+    for (const c of cs) c.s.destroy();
+    await sleep(3000);
+    const after = measure(pid);
+    console.log(
+      `\n5. SCGI: ${count} connections each holding 130 KB of unfinished header\n  ` +
+        `${show('before', before)}; ${show('held', held)}; closed by the server while held: ` +
+        `${closedByServer}/${count}; ${show('3 s after the clients closed', after)}`,
+    );
+  },
+];
+
+async function main() {
+  const dir = mkdtempSync(join(tmpdir(), 'tsgi-attacks-'));
+  writeFileSync(
+    join(dir, 'app.mjs'),
+    "export default (env, start) => { start('200 OK', [['Content-Type', 'text/plain']]); return ['ok']; };\n",
+  );
+  try {
+    let first = true;
+    for (const attack of ATTACKS) {
+      const server = await startServer(dir);
+      if (first) {
+        first = false;
+        const transport =
+          /\(([^)]*transport)\)/.exec(server.stderr())?.[1] ?? 'transport not printed';
+        console.log(
+          `tsgi attacks: ${cli}\n  node ${process.version}, ${cpus().length} cores, load ` +
+            `${loadavg()
+              .map((l) => l.toFixed(2))
+              .join(' ')}, ${transport}\n` +
+            `  serve flags: ${serveFlags.join(' ') || '(defaults)'}; scale ${scale}; a new server per attack`,
+        );
+      }
+      try {
+        console.log(`\n${show('baseline', measure(server.pid))}`);
+        await attack(server);
+      } finally {
+        await server.stop();
+      }
+    }
+  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -315,7 +315,7 @@ export function optionsHelp(): string {
     const indent = 27;
     const words = text.split(' ');
     let line = `  ${left}`.padEnd(indent);
-    if (line.length > indent) {
+    if (line.length >= indent) {
       lines.push(line.trimEnd());
       line = ' '.repeat(indent);
     }
