@@ -11,8 +11,8 @@
  * --cli: the tsgi CLI to run (default dist/cli.js of this checkout, so an older build can be
  * measured the same way); --scale: multiply the connection counts (default 1); flags after
  * `--` go to `tsgi serve` (e.g. --header-timeout 5 to wait less); --wait-header SECS and
- * --wait-first SECS set how long attacks 4 and 3 wait when those flags are not given. Prints
- * one block per attack.
+ * --wait-first SECS set how long attacks 4 and 3 wait when those flags are not given; --only
+ * 1,3 runs those attacks alone. Prints one block per attack.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -195,9 +195,12 @@ const ATTACKS = [
     for (const c of cs) c.s.end();
     await sleep(5000);
     const after = measure(pid);
+    await sleep(15000);
+    const later = measure(pid);
     console.log(
       `\n2. FastCGI: ${count} connections each holding ~120 KB of unfinished PARAMS, then FIN\n  ` +
         `${show('before', before)}; ${show('held', held)}; ${show('5 s after FIN', after)}; ` +
+        `${show('20 s after', later)}; ` +
         `server closed ${cs.filter((c) => c.closed || c.ended).length}/${count}; next: ${await fcgiAsk(fport)}`,
     );
     for (const c of cs) c.s.destroy();
@@ -275,7 +278,9 @@ async function main() {
   );
   try {
     let first = true;
-    for (const attack of ATTACKS) {
+    const only = opt('--only', '');
+    for (const [i, attack] of ATTACKS.entries()) {
+      if (only !== '' && !only.split(',').includes(String(i + 1))) continue;
       const server = await startServer(dir);
       if (first) {
         first = false;

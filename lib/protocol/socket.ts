@@ -8,6 +8,7 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { loadNativeBinding } from '../codec/native.js';
 import { respond, type Sink } from '../gateway/respond.js';
 import type { App, Environ } from '../gateway/types.js';
 import {
@@ -208,6 +209,8 @@ export abstract class ConnectionGateway<C extends DrainableConnection> implement
   readonly tickMs: number;
   /** Bytes held in unfinished request heads over all connections. */
   headBytes = 0;
+  /** The most {@link headBytes} held since memory was last handed back to the system. */
+  private headPeak = 0;
   /** Requests whose head is not complete, over all connections. */
   unfinished = 0;
   /** Set by {@link gatewayServer}: closes native connections silent for that many ms. */
@@ -294,6 +297,13 @@ export abstract class ConnectionGateway<C extends DrainableConnection> implement
     for (const conn of this.connections) conn.sweep(now);
     const silent = this.connectionLimits.firstByteTimeoutMs;
     if (silent > 0) this.sweepSilent?.(silent);
+    const held = this.headBytes;
+    if (held > this.headPeak) this.headPeak = held;
+    else if (this.headPeak - held > TRIM_AFTER && held < this.headPeak / 4) {
+      /* a burst of unfinished heads is gone: give its memory back to the system */
+      this.headPeak = held;
+      trimMemory();
+    }
     if (!this.listening && this.connections.size === 0 && this.sweeper !== null) {
       clearInterval(this.sweeper);
       this.sweeper = null;
@@ -308,6 +318,13 @@ export abstract class ConnectionGateway<C extends DrainableConnection> implement
     return limit > 0 && now - stamp > limit + this.tickMs;
   }
 }
+
+/** Freed head bytes after which a sweep hands memory back to the system (see trimMemory). */
+const TRIM_AFTER = 16 * 1024 * 1024;
+
+/** The addon's trimMemory() (glibc's malloc_trim), or nothing without the addon. */
+const trimMemory: () => void =
+  (loadNativeBinding() as { trimMemory?: () => void } | null)?.trimMemory ?? (() => {});
 
 /** Seconds for log lines: "30 s", "0.2 s". */
 export function secs(ms: number): string {
