@@ -423,10 +423,7 @@ export class FastcgiConnection {
     const server = this.server;
     const limits = server.connectionLimits;
     if (this.closed) {
-      /* our side ended: the peer has the idle time to close its side */
-      if (server.passed(now, this.mark, limits.idleTimeoutMs) && !this.socket.destroyed) {
-        this.socket.destroy();
-      }
+      server.closeLingering(now, this.mark, this.socket);
       return;
     }
     if (this.requests.size === 0) {

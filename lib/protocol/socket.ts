@@ -317,6 +317,16 @@ export abstract class ConnectionGateway<C extends DrainableConnection> implement
   passed(now: number, stamp: number, limit: number): boolean {
     return limit > 0 && now - stamp > limit + this.tickMs;
   }
+
+  /**
+   * A connection whose end we sent (FIN) at `since`, or whose dropped bytes last came then:
+   * the peer has the idle timeout to close its side, then the socket is destroyed.
+   */
+  closeLingering(now: number, since: number, socket: StreamSocket): void {
+    if (this.passed(now, since, this.connectionLimits.idleTimeoutMs) && !socket.destroyed) {
+      socket.destroy();
+    }
+  }
 }
 
 /** Freed head bytes after which a sweep hands memory back to the system (see trimMemory). */

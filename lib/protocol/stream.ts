@@ -469,10 +469,7 @@ export class StreamConnection implements FlowControl {
     const g = this.gateway;
     const limits = g.connectionLimits;
     if (this.closed) {
-      /* our side ended: the peer has the idle time to finish sending and close its side */
-      if (g.passed(now, this.mark, limits.idleTimeoutMs) && !this.socket.destroyed) {
-        this.socket.destroy();
-      }
+      g.closeLingering(now, this.mark, this.socket);
     } else if (this.current !== null || this.queue !== null) {
       /* a request runs: its time is the app's (--timeout) */
     } else if (this.partial) {

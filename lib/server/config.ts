@@ -238,6 +238,14 @@ const OPTIONS: readonly OptionSpec[] = [
   },
 ];
 
+/** The connection deadlines by config key: the ConnectionLimits entry each one sets (in ms). */
+const LIMIT_TIMES = {
+  headerTimeout: 'headerTimeoutMs',
+  firstByteTimeout: 'firstByteTimeoutMs',
+  idleTimeout: 'idleTimeoutMs',
+  tcpKeepalive: 'tcpKeepAliveMs',
+} as const satisfies Record<string, keyof ConnectionLimits>;
+
 /** Config-file keys, with the value types they accept. */
 const LISTENER_KEYS = PROTOCOLS.map((p) => p.flag);
 const FILE_KEYS = new Set<string>([
@@ -578,16 +586,10 @@ export function resolveConfig(
           config.reload = bool(where, key, v);
           break;
         case 'headerTimeout':
-          config.connectionLimits.headerTimeoutMs = seconds(where, key, v);
-          break;
         case 'firstByteTimeout':
-          config.connectionLimits.firstByteTimeoutMs = seconds(where, key, v);
-          break;
         case 'idleTimeout':
-          config.connectionLimits.idleTimeoutMs = seconds(where, key, v);
-          break;
         case 'tcpKeepalive':
-          config.connectionLimits.tcpKeepAliveMs = seconds(where, key, v);
+          config.connectionLimits[LIMIT_TIMES[key]] = seconds(where, key, v);
           break;
         case 'maxHeadMemory': {
           const s = scalar(where, key, v);
