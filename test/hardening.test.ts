@@ -242,7 +242,12 @@ eachTransport('connection hardening', (t) => {
   });
 
   it('FastCGI: a kept connection idle for less than the idle timeout stays open and serves again', async () => {
-    const { fcgi, gateway } = await start(PROTOS[0]!, { idleTimeoutMs: 1500 });
+    /* the shorter first-byte and header deadlines do not apply to a kept connection */
+    const { fcgi, gateway } = await start(PROTOS[0]!, {
+      idleTimeoutMs: 1500,
+      firstByteTimeoutMs: 300,
+      headerTimeoutMs: 300,
+    });
     const c = await fcgi();
     c.request(1, params('/one'), '', { keepConn: true });
     expect((await c.reply(1)).stdout.toString('latin1')).toContain('hello /one');
