@@ -180,7 +180,11 @@ export class FastcgiConnection {
   }
 
   private readonly onData = (chunk: Buffer): void => {
-    if (this.closed) return;
+    if (this.closed) {
+      /* what the peer still sends after our end is dropped; it is alive */
+      this.mark = this.server.clock;
+      return;
+    }
     const requests = this.requests;
     if (requests.size === 0) {
       if (this.drainId !== -1) this.mark = this.server.clock;
