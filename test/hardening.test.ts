@@ -342,6 +342,16 @@ eachTransport('connection hardening', (t) => {
       c.write(proto.partial(100));
       await c.until(() => (gone(c) ? true : undefined), 'the server closing c');
       expect(logs.some((l) => l.includes('2 request heads are unfinished'))).toBe(true);
+      /* more of the same: one line a second sums them up instead of a line each */
+      for (let i = 0; i < 2; i++) {
+        const more = await raw();
+        more.write(proto.partial(100));
+        await more.until(() => (gone(more) ? true : undefined), 'the server closing it');
+      }
+      const summary = '2 more connections closed the same way (unfinished heads cap)';
+      await settle(() => logs.includes(summary));
+      expect(logs.filter((l) => l.includes('request heads are unfinished'))).toHaveLength(1);
+      expect(logs).toContain(summary);
       a.close();
       b.close();
       await settle(() => gateway.unfinished === 0);

@@ -206,7 +206,8 @@ export class FastcgiConnection {
       (requests.size === 0 ? this.phase === PHASE_HEAD : this.unfinished === requests.size) &&
       !this.held.add(chunk.length)
     ) {
-      this.server.log(
+      this.server.logLimit(
+        'head memory cap',
         `closing FastCGI connection${this.peer()}: unfinished request heads hold more than ` +
           `${this.server.connectionLimits.maxHeadBytes} bytes over all connections`,
       );
@@ -284,7 +285,8 @@ export class FastcgiConnection {
       this.write(codec.fcgiEndRequest(id, 0, status));
       if (this.socket.writableLength > MAX_UNREAD) {
         /* the refusals pile up unread: the peer floods */
-        server.log(
+        server.logLimit(
+          'unread refusals',
           `closing FastCGI connection${this.peer()}: it keeps sending refused ` +
             'BEGIN_REQUEST records without reading the answers',
         );
@@ -456,7 +458,8 @@ export class FastcgiConnection {
   }
 
   private headTimeout(what: string): void {
-    this.server.log(
+    this.server.logLimit(
+      'header timeout',
       `closing FastCGI connection${this.peer()}: no complete ${what} within ` +
         `${secs(this.server.connectionLimits.headerTimeoutMs)} (header timeout)`,
     );

@@ -218,6 +218,8 @@ export abstract class ConnectionGateway<C extends DrainableConnection> implement
   /** True while the server listens (the sweep then runs even with no connections). */
   listening = false;
   private sweeper: ReturnType<typeof setInterval> | null = null;
+  /** Connections closed by a limit, by kind: until when lines are held back, and how many. */
+  private readonly limitLines = new Map<string, { until: number; more: number }>();
 
   constructor(limits?: Partial<ConnectionLimits>) {
     const l: ConnectionLimits = { ...CONNECTION_LIMITS };
@@ -297,6 +299,15 @@ export abstract class ConnectionGateway<C extends DrainableConnection> implement
     for (const conn of this.connections) conn.sweep(now);
     const silent = this.connectionLimits.firstByteTimeoutMs;
     if (silent > 0) this.sweepSilent?.(silent);
+    for (const [kind, s] of this.limitLines) {
+      if (now < s.until) continue;
+      if (s.more === 0) this.limitLines.delete(kind);
+      else {
+        this.log(`${s.more} more connections closed the same way (${kind})`);
+        s.more = 0;
+        s.until = now + LIMIT_LOG_MS;
+      }
+    }
     const held = this.headBytes;
     if (held > this.headPeak) this.headPeak = held;
     else if (this.headPeak - held > TRIM_AFTER && held < this.headPeak / 4) {
@@ -319,6 +330,21 @@ export abstract class ConnectionGateway<C extends DrainableConnection> implement
   }
 
   /**
+   * Logs `line` about a connection closed (or refused) by a limit of `kind`. Under attack
+   * thousands of connections meet the same limit: the first of a kind is logged at once, the
+   * rest are counted and summed up in one line a second.
+   */
+  logLimit(kind: string, line: string): void {
+    const s = this.limitLines.get(kind);
+    if (s !== undefined) {
+      s.more++;
+      return;
+    }
+    this.limitLines.set(kind, { until: this.clock + LIMIT_LOG_MS, more: 0 });
+    this.log(line);
+  }
+
+  /**
    * A connection whose end we sent (FIN) at `since`, or whose dropped bytes last came then:
    * the peer has the idle timeout to close its side, then the socket is destroyed.
    */
@@ -328,6 +354,9 @@ export abstract class ConnectionGateway<C extends DrainableConnection> implement
     }
   }
 }
+
+/** How often lines about connections closed by the same limit are logged (logLimit). */
+const LIMIT_LOG_MS = 1000;
 
 /** Freed head bytes after which a sweep hands memory back to the system (see trimMemory). */
 const TRIM_AFTER = 16 * 1024 * 1024;

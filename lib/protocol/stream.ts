@@ -31,7 +31,7 @@
  *   line, a kept (uwsgi keep-alive) connection idle between requests after idleTimeoutMs.
  *   Bytes of unfinished header blocks count towards the server-wide maxHeadBytes, and a
  *   connection that would start a header block while maxUnfinished are unfinished is closed;
- *   either is logged.
+ *   either is logged (many of a kind: one summary line a second).
  * - The peer gone (the socket closed or reset): tsgi.signal aborts, tsgi.input closes early,
  *   the response stops and close() runs. The peer half-closing (FIN) after a whole request is
  *   not an abort: the response is still sent.
@@ -201,7 +201,10 @@ export class StreamConnection implements FlowControl {
     }
     if (this.current === null && !this.partial && this.queue === null) {
       if (gateway.unfinished >= gateway.connectionLimits.maxUnfinished) {
-        this.refuse(`${gateway.connectionLimits.maxUnfinished} request heads are unfinished`);
+        this.refuse(
+          'unfinished heads cap',
+          `${gateway.connectionLimits.maxUnfinished} request heads are unfinished`,
+        );
         return;
       }
       gateway.unfinished++;
@@ -224,15 +227,17 @@ export class StreamConnection implements FlowControl {
     }
     if (this.partial && this.parser !== null && !this.held.add(chunk.length)) {
       this.refuse(
+        'head memory cap',
         `unfinished request heads hold more than ${gateway.connectionLimits.maxHeadBytes} ` +
           'bytes over all connections',
       );
     }
   };
 
-  /** Closes the connection over a server-wide cap, with a logged line. */
-  private refuse(why: string): void {
-    this.gateway.log(
+  /** Closes the connection over a limit of `kind`, with a logged line (see logLimit). */
+  private refuse(kind: string, why: string): void {
+    this.gateway.logLimit(
+      kind,
       `closing ${this.gateway.protocol.title} connection${peerName(this.socket)}: ${why}`,
     );
     this.destroy();
@@ -475,6 +480,7 @@ export class StreamConnection implements FlowControl {
     } else if (this.partial) {
       if (g.passed(now, this.mark, limits.headerTimeoutMs)) {
         this.refuse(
+          'header timeout',
           `no complete request header within ${secs(limits.headerTimeoutMs)} (header timeout)`,
         );
       }
