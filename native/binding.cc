@@ -978,6 +978,16 @@ napi_value TransportOp(napi_env env, napi_callback_info info) {
   return Undefined(env);
 }
 
+// dup(id): a new descriptor for the connection's socket, or a negative libuv error.
+napi_value TransportDup(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  TransportBox* box = ThisBox(env, info, &argc, argv);
+  if (box == nullptr || argc < 1) return Throw(env, "tsgi: bad dup call");
+  if (box->listener == nullptr) return Int(env, UV_EBADF);
+  return Int(env, box->listener->Dup(ArgU32(env, argv[0])));
+}
+
 // address(id, peer): [address, port], or undefined (a unix socket, a closed connection).
 napi_value TransportAddress(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -1051,6 +1061,7 @@ bool DefineTransport(napi_env env, napi_value exports) {
       {"resume", nullptr, TransportOp<2>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"close", nullptr, TransportOp<3>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"address", nullptr, TransportAddress, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"dup", nullptr, TransportDup, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"stop", nullptr, TransportListenerOp<0>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"closeSilent", nullptr, TransportListenerOp<1>, nullptr, nullptr, nullptr, napi_default,
        nullptr},

@@ -42,6 +42,12 @@ export default async function app(env, start) {
   if (path === '/grow') {
     kept.push(Buffer.alloc(32 * 1024 * 1024, 1));
   }
+  if (path === '/post') {
+    let n = 0;
+    for await (const c of env['tsgi.input']) n += c.length;
+    start('200 OK', TEXT);
+    return [process.pid + ':' + n];
+  }
   if (path === '/slow') {
     for await (const _ of env['tsgi.input']) {}
     await new Promise((r) => setTimeout(r, Number(env.QUERY_STRING) || 2000));
@@ -65,7 +71,8 @@ const PARAMS = `
             fastcgi_param SERVER_NAME     $server_name;`;
 
 /**
- * nginx with an upstream keepalive pool to tsgi's unix socket, as in production, and the
+ * nginx with an upstream keepalive pool to tsgi's unix socket, as in production (its idle
+ * connections close after 2 s, below tsgi's --graceful-timeout, as docs/hardening.md says), and the
  * setting docs/process-manager.md recommends with --timeout: nginx re-sends a request whose
  * cached upstream connection failed (right for the keep-alive race of a reload) but, with
  * fastcgi_next_upstream_timeout below --timeout, never a request that already ran that long
@@ -86,7 +93,7 @@ function nginxConf(port: number, sock: string): string {
             fastcgi_read_timeout 60s;
         }
     }`,
-    `    upstream tsgi { server unix:${sock}; keepalive 16; }`,
+    `    upstream tsgi { server unix:${sock}; keepalive 16; keepalive_timeout 2s; }`,
   );
 }
 
@@ -161,6 +168,45 @@ describe.skipIf(nginx === null)('process faults behind nginx', () => {
     expect(served.some((pid) => after.includes(pid))).toBe(true);
     expect(sum(result.bodies)).toBe(result.total);
     expect(tsgi.stderr()).toContain('tsgi: SIGHUP: starting 2 new workers (generation 2)\n');
+  });
+
+  it('two SIGHUP reloads under continuous POST load through upstream keepalive lose nothing', async () => {
+    const { tsgi, port, statsPort } = await setup('reload-post', ['--workers', '2']);
+    const body = 'p'.repeat(3000);
+    const load = startLoad(port, '/post', 12, { method: 'POST', body });
+    const pids = new Set((await getStats(statsPort)).workers.map((w) => w.pid));
+    for (const generation of [2, 3]) {
+      const mark = load.result.total;
+      await waitFor('500 requests', () => (load.result.total >= mark + 500 ? true : undefined));
+      tsgi.proc.kill('SIGHUP');
+      await waitFor(`generation ${generation} ready`, async () => {
+        const s = await getStats(statsPort);
+        const ready = s.workers.filter((w) => w.generation === generation && w.state === 'ready');
+        if (ready.length !== 2) return undefined;
+        for (const w of ready) pids.add(w.pid);
+        return true;
+      });
+    }
+    /* the retired workers finish once nginx closed their idle kept connections */
+    await waitFor(
+      'the old generations gone',
+      async () => ((await getStats(statsPort)).workers.length === 2 ? true : undefined),
+      15_000,
+    );
+    const mark = load.result.total;
+    await waitFor('500 more requests', () => (load.result.total >= mark + 500 ? true : undefined));
+    const result = await load.stop();
+    expect(result.errors).toEqual({});
+    expect(result.statuses).toEqual({ 200: result.total });
+    const served = new Set<number>();
+    for (const b of Object.keys(result.bodies)) {
+      const [pid, n] = b.split(':').map(Number);
+      expect(n).toBe(body.length);
+      served.add(pid!);
+    }
+    expect(served.size).toBeGreaterThanOrEqual(4);
+    for (const pid of served) expect(pids).toContain(pid);
+    expect(tsgi.stderr()).toContain('tsgi: SIGHUP: starting 2 new workers (generation 3)\n');
   });
 
   it('kills a worker stuck in a busy loop after --timeout: 502 for that request, others served', async () => {

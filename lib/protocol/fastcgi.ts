@@ -18,12 +18,15 @@
  * - GET_VALUES is answered at any time with the names we know (MAX_CONNS, MAX_REQS,
  *   MPXS_CONNS = 1); a management record of an unknown type gets UNKNOWN_TYPE; a role other
  *   than 1-3 gets END_REQUEST(UNKNOWN_ROLE); more live requests than maxRequests gets
- *   END_REQUEST(OVERLOADED), and so does a new request while the server drains.
+ *   END_REQUEST(OVERLOADED).
+ * - While the server drains, a request that arrives on an open connection is served (a web
+ *   server may send one on a kept connection at any moment); the connection ends right after
+ *   a response that leaves nothing in flight, or is handed over (DrainOptions.handover).
  * - A malformed stream (a codec error event) ends that connection with a logged reason.
  * - An app error after the head left ends the connection without END_REQUEST: the web server
  *   then knows the response is incomplete (nginx cuts the client's response too).
  */
-import type { Server, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import { codec, FCGI, type FcgiVarsEvent, type Limits } from '../codec/index.js';
 import type { CgiVariables } from '../codec/environ.js';
@@ -36,6 +39,7 @@ import type { App, Environ } from '../gateway/types.js';
 import {
   ConnectionGateway,
   defaultLog,
+  type DrainableServer,
   DrainWait,
   gatewayServer,
   isPeerGone,
@@ -129,6 +133,14 @@ export class FastcgiConnection {
   private readonly drainWait: DrainWait;
   private ended = false;
   closed = false;
+  /**
+   * For a handover (see {@link FastcgiConnection.handOverIfIdle}): chunks received, the last
+   * one that ended with the input of every live request complete, and whether requests ever
+   * overlapped here (a multiplexing peer may have sent part of the next one: never handed).
+   */
+  private chunks = 0;
+  private inputEndChunk = 0;
+  private overlapped = false;
 
   constructor(
     readonly server: FastcgiServer,
@@ -144,9 +156,14 @@ export class FastcgiConnection {
 
   private readonly onData = (chunk: Buffer): void => {
     const events = this.parser.pushVars(chunk);
+    this.chunks++;
     for (let i = 0; i < events.length; i++) {
       if (this.closed) break;
       this.dispatch(events[i]!);
+    }
+    const last = events.length === 0 ? undefined : events[events.length - 1]!.type;
+    if ((last === 'stdinEnd' || last === 'dataEnd') && this.inputComplete()) {
+      this.inputEndChunk = this.chunks;
     }
   };
 
@@ -170,7 +187,10 @@ export class FastcgiConnection {
       case 'dataEnd': {
         const req = this.requests.get(ev.requestId);
         if (req !== undefined) req.streamEnd(ev.type);
-        else if (ev.requestId === this.drainId && --this.drainStreams <= 0) this.endSocket();
+        else if (ev.requestId === this.drainId && --this.drainStreams <= 0) {
+          if (this.server.draining) this.closeAtBoundary();
+          else this.endSocket();
+        }
         break;
       }
       case 'abort': {
@@ -200,9 +220,10 @@ export class FastcgiConnection {
       this.server.log(`ignoring BEGIN_REQUEST for live request id ${id}${this.peer()}`);
       return;
     }
+    if (this.requests.size !== 0) this.overlapped = true;
     let status = -1;
     if (role < FCGI.RESPONDER || role > FCGI.FILTER) status = FCGI.UNKNOWN_ROLE;
-    else if (this.server.draining || this.server.live >= this.server.maxRequests) {
+    else if (this.server.live >= this.server.maxRequests) {
       status = FCGI.OVERLOADED;
     }
     if (status !== -1) {
@@ -246,10 +267,78 @@ export class FastcgiConnection {
         this.drainId = req.id;
         this.drainStreams = open;
       }
-    } else if (this.ended && this.requests.size === 0) {
-      this.endSocket();
+    } else if (this.requests.size === 0) {
+      if (this.server.draining) {
+        /* a request's input still arriving ends the socket when it ended (as above) */
+        const open = req.openStreams;
+        if (open === 0) this.closeAtBoundary();
+        else {
+          this.drainId = req.id;
+          this.drainStreams = open;
+        }
+      } else if (this.ended) this.endSocket();
     }
     this.server.checkIdle();
+  }
+
+  /** Every live request received all of its input. */
+  private inputComplete(): boolean {
+    for (const r of this.requests.values()) if (r.openStreams !== 0) return false;
+    return true;
+  }
+
+  /**
+   * Between requests: nothing in flight, nothing received since the last request's input
+   * ended (a web server sends the next request only after it read END_REQUEST), nothing
+   * queued to send.
+   */
+  private betweenRequests(): boolean {
+    return (
+      !this.closed &&
+      this.requests.size === 0 &&
+      this.drainId === -1 &&
+      !this.overlapped &&
+      !this.ended &&
+      this.inputEndChunk === this.chunks &&
+      this.socket.writableLength === 0
+    );
+  }
+
+  /** @internal While the server drains with a handover: hand this connection over if idle. */
+  handOverIfIdle(): void {
+    const handover = this.server.handover;
+    if (handover === null || !this.betweenRequests()) return;
+    const socket = this.socket;
+    socket.off('data', this.onData);
+    socket.off('end', this.onEnd);
+    if (!handover(socket)) {
+      socket.on('data', this.onData);
+      socket.on('end', this.onEnd);
+      return;
+    }
+    this.closed = true;
+    this.server.connections.delete(this);
+  }
+
+  /**
+   * Draining, a response just ended and nothing is in flight. With a handover the connection
+   * goes to a process that keeps serving, so the web server never sees it close. Else it
+   * closes now, while the peer cannot have begun another request here; when the kernel took
+   * the whole response the socket closes in this very call, so the FIN is there about when
+   * the peer reads END_REQUEST (end() would send it an event-loop turn later). nginx can
+   * still, rarely, send its next request on the connection in that instant: only the
+   * handover (a worker retiring while others serve) leaves no such window.
+   */
+  private closeAtBoundary(): void {
+    if (this.closed) return;
+    this.handOverIfIdle();
+    if (this.closed) return;
+    if (this.socket.writableLength !== 0) {
+      this.endSocket();
+      return;
+    }
+    this.closed = true;
+    this.socket.destroy();
   }
 
   /** @internal Cut: end the socket without END_REQUEST for the requests still on it. */
@@ -591,10 +680,8 @@ class FastcgiRequest implements Sink, EnvironSource, ErrorTarget {
 }
 
 /** A net.Server speaking FastCGI to `app`, with drain() for a graceful stop. */
-export interface FastcgiListener extends Server {
+export interface FastcgiListener extends DrainableServer {
   readonly fastcgi: FastcgiServer;
-  /** Stops accepting, lets running requests finish, then closes every connection. */
-  drain(): Promise<void>;
 }
 
 /** A net.Server for FastCGI; bind it with lib/server/listen.ts or server.listen(). */

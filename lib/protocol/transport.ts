@@ -78,6 +78,8 @@ interface NativeTransport {
   unref(): void;
   /** Emits an accept event (4) for every connection accepted from now on (or stops). */
   announce(on: boolean): void;
+  /** A new descriptor for the connection's socket, or a negative error. */
+  dup(id: number): number;
 }
 type NativeTransportClass = new (
   onEvent: (kind: number, id: number, arg: Buffer | number) => void,
@@ -451,6 +453,18 @@ export class NativeConnection extends EventEmitter implements StreamSocket {
     return this;
   }
 
+  /**
+   * A new descriptor for this connection's socket, then this connection closes without a FIN
+   * (the descriptor keeps the socket open); -1 when it cannot (closed, ended, or bytes queued).
+   */
+  detach(): number {
+    if (this.destroyed || this.ended || this.writableLength !== 0) return -1;
+    const fd = this.native.dup(this.id);
+    if (fd < 0) return -1;
+    this.destroy();
+    return fd;
+  }
+
   /** Closes with a reset (RST) on TCP, a plain close on a unix socket. */
   resetAndDestroy(): this {
     if (this.destroyed) return this;
@@ -521,4 +535,36 @@ function socketError(errno: number): NodeJS.ErrnoException {
   err.errno = errno;
   err.syscall = 'read';
   return err;
+}
+
+/** A libuv stream handle (node's TCP or Pipe wrap), as process.send() passes one. */
+export type RawHandle = object & { readStop(): number; close(): void };
+
+/**
+ * Takes the socket out of `socket` to pass it to another process with process.send(): the
+ * handle of a net.Socket (reading stops, the Socket closes without touching it), or a handle
+ * made from a duplicate of a native connection's descriptor. Nothing is read, written or
+ * closed on the socket itself, so the peer sees nothing. null when bytes are still queued
+ * for it (they would be lost) or it is closed.
+ */
+export function detachHandle(socket: StreamSocket): RawHandle | null {
+  if (socket.destroyed || socket.writableLength !== 0) return null;
+  if (socket instanceof NativeConnection) {
+    const fd = socket.detach();
+    if (fd < 0) return null;
+    const holder = new net.Socket({ fd, readable: false, writable: false });
+    return stealHandle(holder);
+  }
+  if (socket instanceof net.Socket) return stealHandle(socket);
+  return null;
+}
+
+function stealHandle(socket: net.Socket): RawHandle | null {
+  const s = socket as unknown as { _handle: RawHandle | null };
+  const handle = s._handle;
+  if (handle === null) return null;
+  handle.readStop();
+  s._handle = null;
+  socket.destroy();
+  return handle;
 }

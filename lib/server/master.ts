@@ -310,7 +310,7 @@ export async function runMaster(options: MasterOptions): Promise<number> {
     if (replacing !== null) replacing.replacement = w;
     workers.add(w);
     if (replacing === null) owner.set(id, w);
-    proc.on('message', (m: WorkerMessage) => onMessage(w, m));
+    proc.on('message', (m: WorkerMessage, handle: unknown) => onMessage(w, m, handle));
     /* 'close' comes after every message the worker sent ('exit' may come before them) */
     proc.on('close', (code, signal) => onExit(w, code, signal));
     proc.on('error', (err) => {
@@ -329,7 +329,7 @@ export async function runMaster(options: MasterOptions): Promise<number> {
       worker: w.id,
       worker_pid: w.pid,
     });
-    send(w, { t: 'stop' });
+    send(w, { t: 'stop', retire: true });
     w.graceTimer = setTimeout(() => {
       w.killedFor = `requests still running after --graceful-timeout ${config.graceMs / 1000}s`;
       kill(w);
@@ -342,9 +342,32 @@ export async function runMaster(options: MasterOptions): Promise<number> {
     return true;
   };
 
-  const onMessage = (w: Worker, m: WorkerMessage): void => {
+  /* Kept connections a retiring worker hands over go to the serving workers in turn. */
+  let handoverTurn = 0;
+  const handOver = (from: Worker, listener: number, handle: { close(): void }): void => {
+    const serving = [...owner.values()].filter(
+      (x) => x !== from && x.state === 'ready' && x.proc.connected,
+    );
+    if (serving.length === 0) {
+      handle.close();
+      return;
+    }
+    const to = serving[handoverTurn++ % serving.length]!;
+    try {
+      to.proc.send({ t: 'conn', listener } satisfies MasterMessage, handle as never);
+    } catch {
+      handle.close();
+    }
+  };
+
+  const onMessage = (w: Worker, m: WorkerMessage, handle?: unknown): void => {
     if (m === null || typeof m !== 'object') return;
     switch (m.t) {
+      case 'conn':
+        if (handle !== undefined && handle !== null) {
+          handOver(w, m.listener, handle as { close(): void });
+        }
+        break;
       case 'hb':
         w.lastHeartbeat = Date.now();
         w.numbers = m;

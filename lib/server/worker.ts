@@ -14,7 +14,7 @@
  * master, which prints it once; the worker then exits with status 78 (EX_CONFIG).
  */
 import { realpathSync } from 'node:fs';
-import { Server } from 'node:net';
+import { Server, Socket, type SocketConstructorOpts } from 'node:net';
 import type { Writable } from 'node:stream';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -26,6 +26,7 @@ import { listen, ListenError, type ListenAddress } from './listen.js';
 import { mountApp } from './mount.js';
 import { appErrors, createLogger, type Logger } from './log.js';
 import { protocolByFlag, type Protocol, type ProtocolServer } from './protocols.js';
+import { detachHandle, type RawHandle, type StreamSocket } from '../protocol/transport.js';
 import { RequestTracker, type RequestCounters } from './requests.js';
 import type { ListenerStats } from './stats.js';
 
@@ -130,8 +131,23 @@ export class Serving {
     return entry;
   }
 
-  /** Stops accepting, lets running requests finish. */
-  async drain(settleMs = SETTLE_MS): Promise<void> {
+  /**
+   * Stops accepting, lets running requests finish. With `keepIdle` (a worker retiring while
+   * others keep serving: reload, recycle) idle kept connections stay open and are served until
+   * the front server closes them or {@link Serving.closeIdle} is called; see
+   * ConnectionGateway.drain in lib/protocol/socket.ts.
+   */
+  async drain(
+    options: {
+      settleMs?: number;
+      keepIdle?: boolean;
+      /** With keepIdle: gives a connection between requests to another process (true: taken). */
+      handover?: (listener: number, socket: StreamSocket) => boolean;
+    } = {},
+  ): Promise<void> {
+    const settleMs = options.settleMs ?? SETTLE_MS;
+    const keepIdle = options.keepIdle === true;
+    const handover = options.handover;
     /* Stop accepting first, and give a connection accepted just before a moment to send its
        request: the protocol servers' drain closes connections that have none running, and the
        other workers keep accepting on the same sockets meanwhile. */
@@ -143,8 +159,40 @@ export class Serving {
       Server.prototype.close.call(l.server);
     }
     if (accepting && settleMs > 0) await new Promise((r) => setTimeout(r, settleMs));
-    await Promise.all(this.listeners.map((l) => l.server.drain()));
+    await Promise.all(
+      this.listeners.map((l, i) =>
+        l.server.drain({
+          keepIdle,
+          handover: handover === undefined ? undefined : (socket) => handover(i, socket),
+        }),
+      ),
+    );
     this.tracker?.stop();
+  }
+
+  /**
+   * Serves a connection another process handed over (a raw handle from process.send) on
+   * listener `index`; closes it when that listener cannot take it.
+   */
+  adopt(index: number, handle: RawHandle): void {
+    const server = this.listeners[index]?.server;
+    if (server?.adopt === undefined) {
+      handle.close();
+      return;
+    }
+    const socket = new Socket({ handle, readable: true, writable: true } as SocketConstructorOpts);
+    socket.allowHalfOpen = true;
+    server.adopt(socket);
+  }
+
+  /** While draining: closes every connection that holds no request now. */
+  closeIdle(): void {
+    for (const l of this.listeners) l.server.closeIdle();
+  }
+
+  /** True when no request is running on any listener. */
+  get idle(): boolean {
+    return this.listeners.every((l) => l.server.idle);
   }
 
   /** Numbers of this process's listeners. */
@@ -197,13 +245,34 @@ export type WorkerMessage =
       rss: number;
       listeners: { connections: number; requests: number; refused: number }[];
     }
-  | { t: 'recycle'; reason: string };
+  | { t: 'recycle'; reason: string }
+  /** A kept connection of listener `listener` between requests; its handle comes along. */
+  | { t: 'conn'; listener: number };
 
-/** Messages from the master to a worker. */
-export type MasterMessage = { t: 'stop' };
+/**
+ * Messages from the master to a worker: stop (retire: others keep serving, so idle kept
+ * connections stay open for the front server until it closes them or the grace ends).
+ */
+export type MasterMessage =
+  | { t: 'stop'; retire?: boolean }
+  /** Serve this connection (a handle handed over by a retiring worker) on `listener`. */
+  | { t: 'conn'; listener: number };
 
 /** The environment variable carrying a worker's configuration. */
 export const WORKER_ENV = 'TSGI_WORKER';
+
+/** Passes a kept connection between requests to the master; false when it cannot. */
+function handOver(listener: number, socket: StreamSocket): boolean {
+  if (!process.connected || process.send === undefined) return false;
+  const handle = detachHandle(socket);
+  if (handle === null) return false;
+  try {
+    process.send({ t: 'conn', listener } satisfies WorkerMessage, handle as never);
+  } catch {
+    handle.close();
+  }
+  return true;
+}
 
 function send(msg: WorkerMessage): Promise<void> {
   return new Promise((done) => {
@@ -257,10 +326,26 @@ export async function runWorker(): Promise<void> {
     void send({ t: 'recycle', reason });
   };
 
-  const stop = (): void => {
-    if (stopping) return;
+  /* Retiring (reload, recycle: other workers serve the same sockets) keeps idle connections
+     open until the front server closes them, so that no request it sends on one is lost; the
+     grace period then closes what is still idle. Stopping closes them at once. */
+  let retiring = false;
+  const stop = (retire = false): void => {
+    if (stopping) {
+      if (retiring && !retire) {
+        retiring = false;
+        serving?.closeIdle();
+      }
+      return;
+    }
     stopping = true;
+    retiring = retire;
     const grace = setTimeout(() => {
+      if (serving === null || serving.idle) {
+        /* only idle kept connections were left: the exit closes them */
+        log.flush();
+        process.exit(0);
+      }
       log.warn(
         `worker ${cfg.id} (pid ${process.pid}): requests still running after ${cfg.graceMs / 1000}s: exiting`,
       );
@@ -268,7 +353,12 @@ export async function runWorker(): Promise<void> {
       process.exit(1);
     }, cfg.graceMs);
     grace.unref();
-    const drained = serving === null ? Promise.resolve() : serving.drain();
+    /* a retiring worker hands each kept connection, between two requests, to the master,
+       which gives it to a worker that keeps serving: the front server never sees it close */
+    const drained =
+      serving === null
+        ? Promise.resolve()
+        : serving.drain({ keepIdle: retire, handover: retire ? handOver : undefined });
     void drained
       .then(() => report())
       .then(() => {
@@ -277,12 +367,17 @@ export async function runWorker(): Promise<void> {
         process.exit(0);
       });
   };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  process.on('SIGTERM', () => stop());
+  process.on('SIGINT', () => stop());
   /* the master handles SIGHUP (reload); a terminal hang-up reaches the whole group */
   process.on('SIGHUP', () => {});
-  process.on('message', (m: MasterMessage) => {
-    if (m !== null && typeof m === 'object' && m.t === 'stop') stop();
+  process.on('message', (m: MasterMessage, handle: unknown) => {
+    if (m === null || typeof m !== 'object') return;
+    if (m.t === 'stop') stop(m.retire === true);
+    else if (m.t === 'conn' && handle !== undefined && handle !== null) {
+      if (serving === null || stopping) (handle as RawHandle).close();
+      else serving.adopt(m.listener, handle as RawHandle);
+    }
   });
   process.on('disconnect', () => {
     /* the master is gone: nobody would replace or stop this worker */
