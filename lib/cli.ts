@@ -42,6 +42,7 @@ import { dropPrivileges, PrivilegeError, resolveIds, type Ids } from './server/p
 import { PROTOCOLS, protocolByFlag, type Protocol } from './server/protocols.js';
 import { createStatsServer, type StatsSnapshot } from './server/stats.js';
 import { Serving } from './server/worker.js';
+import { EXIT_STRAY_ERROR, watchStrayErrors } from './server/stray.js';
 import { VERSION } from './version.js';
 
 const PROTOCOL_NAMES = PROTOCOLS.map((p) => p.title).join(', ');
@@ -221,14 +222,19 @@ async function serveAlone(
   let stopped: (code: number) => void = () => {};
   const finished = new Promise<number>((resolve) => (stopped = resolve));
   let startup: Promise<unknown> = Promise.resolve();
+  let exitStatus = 0;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stopping) {
       log.warn(`${signal} again: exiting now`, { event: 'stop-now' });
       log.flush();
       process.exit(1);
     }
-    stopping = true;
     log.info(`${signal}: finishing running requests`, { event: 'stop', signal });
+    stop();
+  };
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
     const timer = setTimeout(() => {
       log.warn(`requests still running after ${graceMs / 1000}s: exiting`, {
         event: 'stop-timeout',
@@ -240,11 +246,21 @@ async function serveAlone(
     startup.then(stopAll).then(() => {
       clearTimeout(timer);
       log.info('stopped', { event: 'stopped' });
-      stopped(0);
+      stopped(exitStatus);
     });
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  watchStrayErrors(
+    log,
+    config.exitOnError
+      ? () => {
+          log.info('--exit-on-error: finishing running requests', { event: 'stop' });
+          exitStatus = EXIT_STRAY_ERROR;
+          stop();
+        }
+      : null,
+  );
 
   const unix = { mode: config.socketMode, uid: ids?.uid ?? -1, gid: ids?.gid ?? -1 };
   const open = async (): Promise<void> => {

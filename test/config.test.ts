@@ -72,6 +72,7 @@ describe('config: precedence and values', () => {
       allow: null,
       stats: null,
       accessLog: false,
+      exitOnError: false,
       logFormat: 'text',
       configFile: null,
     });
@@ -166,7 +167,7 @@ describe('config: precedence and values', () => {
     });
     const known = ['app', ...PROTOCOLS.map((p) => p.flag)].concat(
       'factory, interface, mount, workers, timeout, maxRequests, maxRequestsJitter, maxRss, ' +
-        'gracefulTimeout, reload, keepAlive, socketMode, user, group, allow, stats, accessLog, logFormat',
+        'gracefulTimeout, exitOnError, reload, keepAlive, socketMode, user, group, allow, stats, accessLog, logFormat',
     );
     expect(await failure([], json({ 'max-requests': 5 }))).toBe(
       'tsgi.config.json: unknown option "max-requests" (write it as "maxRequests"); known ' +

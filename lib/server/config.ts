@@ -111,6 +111,12 @@ const OPTIONS: readonly OptionSpec[] = [
     help: 'on SIGINT/SIGTERM, and for a worker being retired, wait this long for running requests (default 30)',
   },
   {
+    flag: 'exit-on-error',
+    key: 'exitOnError',
+    kind: 'boolean',
+    help: 'on an uncaught exception or unhandled rejection outside a request, exit as Node does (a worker is replaced first, a lone process finishes its requests and exits with status 70); default: log it with its stack and keep serving',
+  },
+  {
     flag: 'reload',
     key: 'reload',
     kind: 'boolean',
@@ -239,6 +245,8 @@ export interface ServeConfig {
   allow: string[] | null;
   stats: ListenAddress | null;
   accessLog: boolean;
+  /** --exit-on-error: a stray error ends the process (gracefully) instead of being logged only. */
+  exitOnError: boolean;
   logFormat: LogFormat;
   /** The config file that was read, or null. */
   configFile: string | null;
@@ -465,6 +473,7 @@ export function resolveConfig(
     allow: null,
     stats: null,
     accessLog: false,
+    exitOnError: false,
     logFormat: 'text',
     configFile: file?.path ?? null,
   };
@@ -584,6 +593,9 @@ export function resolveConfig(
         }
         case 'accessLog':
           config.accessLog = bool(where, key, v);
+          break;
+        case 'exitOnError':
+          config.exitOnError = bool(where, key, v);
           break;
         case 'noAccessLog':
           if (v === true) config.accessLog = false;

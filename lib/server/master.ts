@@ -278,6 +278,7 @@ export async function runMaster(options: MasterOptions): Promise<number> {
       graceMs: config.graceMs,
       heartbeatMs,
       accessLog: config.accessLog,
+      exitOnError: config.exitOnError,
       logFormat: config.logFormat,
       allow: config.allow,
       stats: config.stats !== null,

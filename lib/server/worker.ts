@@ -28,6 +28,7 @@ import { appErrors, createLogger, type Logger } from './log.js';
 import { protocolByFlag, type Protocol, type ProtocolServer } from './protocols.js';
 import { detachHandle, type RawHandle, type StreamSocket } from '../protocol/transport.js';
 import { RequestTracker, type RequestCounters } from './requests.js';
+import { watchStrayErrors } from './stray.js';
 import type { ListenerStats } from './stats.js';
 
 /** How long a draining process keeps just-accepted connections before closing idle ones. */
@@ -223,6 +224,7 @@ export interface WorkerConfig {
   graceMs: number;
   heartbeatMs: number;
   accessLog: boolean;
+  exitOnError: boolean;
   logFormat: LogFormat;
   allow: string[] | null;
   stats: boolean;
@@ -367,6 +369,10 @@ export async function runWorker(): Promise<void> {
         process.exit(0);
       });
   };
+  watchStrayErrors(
+    log,
+    cfg.exitOnError ? () => recycle('a stray error with --exit-on-error') : null,
+  );
   process.on('SIGTERM', () => stop());
   process.on('SIGINT', () => stop());
   /* the master handles SIGHUP (reload); a terminal hang-up reaches the whole group */
