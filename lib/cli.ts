@@ -161,6 +161,7 @@ async function serveAlone(
       multiprocess: false,
       mount: config.mount,
       keepAliveMs: config.keepAliveMs,
+      worker: null,
     });
   } catch (err) {
     throw new StartError((err as Error).message);
@@ -177,10 +178,10 @@ async function serveAlone(
      the servers then call it through a forwarding function. */
   let app: App | null = ids === null ? await load() : null;
   const target: App = app ?? ((env, start) => app!(env, start));
-  if (config.timeoutMs > 0) {
+  if (config.timeoutMs > 0 && serving.watchdog === null) {
     log.info(
-      'without --workers, --timeout ends requests that wait; a request stuck in a busy loop ' +
-        'needs a master to kill its process',
+      'the native addon is not loaded: --timeout ends requests that wait, but a request stuck ' +
+        'in a busy loop needs a master to kill its process',
     );
   }
   let stopping = false;

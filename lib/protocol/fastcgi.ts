@@ -46,7 +46,13 @@ import {
   peerName,
   runApp,
 } from './socket.js';
-import type { StreamSocket, TransportName } from './transport.js';
+import {
+  socketFd,
+  WatchdogAnswer,
+  watchdogTarget,
+  type StreamSocket,
+  type TransportName,
+} from './transport.js';
 
 export interface FastcgiOptions {
   /** Codec limits for params and records. */
@@ -139,6 +145,8 @@ export class FastcgiConnection {
    * overlapped here (a multiplexing peer may have sent part of the next one: never handed).
    */
   private chunks = 0;
+  /** The socket's descriptor for the request watchdog (-2: not looked up yet). */
+  private fd = -2;
   private inputEndChunk = 0;
   private overlapped = false;
 
@@ -396,6 +404,13 @@ export class FastcgiConnection {
     this.server.checkIdle();
   };
 
+  /** @internal The request watchdog's target for request `id` on this connection. */
+  answerTarget(id: number): number {
+    if (this.closed) return -1;
+    if (this.fd === -2) this.fd = socketFd(this.socket);
+    return watchdogTarget(this.fd, WatchdogAnswer.Fastcgi, id);
+  }
+
   /** @internal The local address, for SERVER_NAME / SERVER_PORT when the peer sent none. */
   readonly local = (): { address: string | undefined; port: number | undefined } => ({
     address: this.socket.localAddress,
@@ -553,6 +568,11 @@ class FastcgiRequest implements Sink, EnvironSource, ErrorTarget {
   /** @internal tsgi.signal, on first read. */
   makeSignal(): AbortSignal {
     return this.signal;
+  }
+
+  /** @internal Where the request watchdog answers this request (see watchdogTarget). */
+  answerTarget(): number {
+    return this.done ? -1 : this.conn.answerTarget(this.id);
   }
 
   feed(type: 'stdin' | 'data', bytes: Uint8Array): void {

@@ -80,6 +80,8 @@ interface NativeTransport {
   announce(on: boolean): void;
   /** A new descriptor for the connection's socket, or a negative error. */
   dup(id: number): number;
+  /** The connection's descriptor, or a negative error. */
+  fileno(id: number): number;
 }
 type NativeTransportClass = new (
   onEvent: (kind: number, id: number, arg: Buffer | number) => void,
@@ -453,6 +455,13 @@ export class NativeConnection extends EventEmitter implements StreamSocket {
     return this;
   }
 
+  /** The socket's descriptor (-1 when closed); see {@link socketFd}. */
+  get fd(): number {
+    if (this.destroyed) return -1;
+    const fd = this.native.fileno(this.id);
+    return fd < 0 ? -1 : fd;
+  }
+
   /**
    * A new descriptor for this connection's socket, then this connection closes without a FIN
    * (the descriptor keeps the socket open); -1 when it cannot (closed, ended, or bytes queued).
@@ -567,4 +576,33 @@ function stealHandle(socket: net.Socket): RawHandle | null {
   s._handle = null;
   socket.destroy();
   return handle;
+}
+
+/**
+ * The descriptor of a connection's socket, for the request watchdog (lib/server/watchdog.ts),
+ * which writes a stuck request's answer on it from its own thread; -1 when there is none
+ * (closed, or a platform without descriptors).
+ */
+export function socketFd(socket: StreamSocket): number {
+  if (socket instanceof NativeConnection) return socket.fd;
+  const fd = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : -1;
+}
+
+/** How the request watchdog answers on a connection (native/core/watchdog.h Answer). */
+export const WatchdogAnswer = {
+  Fastcgi: 1,
+  /** A `Status: 504` head (SCGI). */
+  Cgi: 2,
+  /** An `HTTP/1.1 504` head (uwsgi, HTTP). */
+  Http: 3,
+} as const;
+export type WatchdogAnswer = (typeof WatchdogAnswer)[keyof typeof WatchdogAnswer];
+
+/**
+ * One number for the watchdog: where to answer a request (descriptor, answer kind, FastCGI
+ * request id), or -1 when it cannot be answered natively. Decoded by lib/server/watchdog.ts.
+ */
+export function watchdogTarget(fd: number, kind: WatchdogAnswer, requestId = 0): number {
+  return fd < 0 ? -1 : fd * 262144 + requestId * 4 + kind;
 }

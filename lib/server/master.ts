@@ -33,6 +33,7 @@ import type { ServeConfig } from './config.js';
 import { bindSocket, listen, ListenError, type BoundSocket, type ListenAddress } from './listen.js';
 import type { Logger } from './log.js';
 import { dropPrivileges, type Ids } from './privileges.js';
+import { EXIT_TIMEOUT } from './watchdog.js';
 import type { Protocol } from './protocols.js';
 import {
   createStatsServer,
@@ -81,6 +82,8 @@ interface Worker {
   startedAt: number;
   readyAt: number;
   lastHeartbeat: number;
+  /** It runs the request watchdog: a busy loop ends it after answering 504 (watchdog.ts). */
+  watchdog: boolean;
   numbers: HeartbeatNumbers | null;
   /** The worker this one replaces once ready (recycle, reload). */
   replacing: Worker | null;
@@ -299,6 +302,7 @@ export async function runMaster(options: MasterOptions): Promise<number> {
       startedAt: Date.now(),
       readyAt: 0,
       lastHeartbeat: 0,
+      watchdog: false,
       numbers: null,
       replacing,
       replacement: null,
@@ -382,6 +386,7 @@ export async function runMaster(options: MasterOptions): Promise<number> {
         }
         w.state = 'ready';
         w.readyAt = Date.now();
+        w.watchdog = m.watchdog === true;
         if (served.has(w.id)) restarts.set(w.id, (restarts.get(w.id) ?? 0) + 1);
         served.add(w.id);
         w.lastHeartbeat = Date.now();
@@ -513,6 +518,19 @@ export async function runMaster(options: MasterOptions): Promise<number> {
       return;
     }
     /* it was serving (or retiring and had to be killed) */
+    if (w.watchdog && code === EXIT_TIMEOUT && w.killedFor === null) {
+      w.killedFor = `its event loop was blocked longer than --timeout ${config.timeoutMs / 1000}s: it answered the requests it held 504 and exited`;
+      log.warn(`worker ${w.id} (pid ${w.pid}) ${how}: ${w.killedFor}`, {
+        event: 'worker-exit',
+        worker: w.id,
+        worker_pid: w.pid,
+        code,
+        reason: w.killedFor,
+      });
+      failures.set(w.id, 0);
+      if (!owner.has(w.id)) scheduleRespawn(w.id);
+      return;
+    }
     const why = w.killedFor !== null ? `killed: ${w.killedFor}` : how;
     log.warn(`worker ${w.id} (pid ${w.pid}) ${why}`, {
       event: 'worker-exit',
@@ -537,7 +555,12 @@ export async function runMaster(options: MasterOptions): Promise<number> {
       for (const w of workers) {
         if (w.state === 'starting' || w.killedFor !== null) continue;
         const silent = now - w.lastHeartbeat;
-        if (silent > config.timeoutMs + heartbeatMs) {
+        /* a worker with the request watchdog ends itself first, after answering 504: this
+           is the fallback (a watchdog that could not act) */
+        const limit = w.watchdog
+          ? 2 * config.timeoutMs + 1000 + heartbeatMs
+          : config.timeoutMs + heartbeatMs;
+        if (silent > limit) {
           w.killedFor = `it did not answer for ${(silent / 1000).toFixed(1)}s (--timeout ${config.timeoutMs / 1000}s): a request is stuck`;
           kill(w);
         }

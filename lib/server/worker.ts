@@ -29,6 +29,7 @@ import { protocolByFlag, type Protocol, type ProtocolServer } from './protocols.
 import { detachHandle, type RawHandle, type StreamSocket } from '../protocol/transport.js';
 import { RequestTracker, type RequestCounters } from './requests.js';
 import { watchStrayErrors } from './stray.js';
+import { startWatchdog, type Watchdog } from './watchdog.js';
 import type { ListenerStats } from './stats.js';
 
 /** How long a draining process keeps just-accepted connections before closing idle ones. */
@@ -53,6 +54,8 @@ export interface ServingOptions {
   mount: string | null;
   /** --keep-alive for HTTP listeners in ms, or null (node's default). */
   keepAliveMs: number | null;
+  /** The worker id for the watchdog's log line; null in a lone process. */
+  worker: number | null;
   onFinish?: (c: RequestCounters) => void;
 }
 
@@ -67,6 +70,8 @@ export interface ServedListener {
 /** The protocol servers of one process. */
 export class Serving {
   readonly tracker: RequestTracker | null;
+  /** The request watchdog (with --timeout and the addon), or null. */
+  readonly watchdog: Watchdog | null;
   readonly listeners: ServedListener[] = [];
   private readonly allow: AllowList | null;
   private readonly fcgiAllow: AllowList | null;
@@ -75,12 +80,17 @@ export class Serving {
 
   /** Throws an Error for a bad --allow or FCGI_WEB_SERVER_ADDRS entry. */
   constructor(private readonly options: ServingOptions) {
+    this.watchdog =
+      options.timeoutMs > 0
+        ? startWatchdog(options.timeoutMs, options.log.format, options.worker)
+        : null;
     this.tracker = options.track
       ? new RequestTracker({
           timeoutMs: options.timeoutMs,
           accessLog: options.accessLog ? options.log : null,
           log: options.log,
           onFinish: options.onFinish,
+          watchdog: this.watchdog,
         })
       : null;
     this.allow = options.allow === null ? null : parseAllowList(options.allow);
@@ -236,7 +246,8 @@ export interface WorkerConfig {
 
 /** Messages from a worker to the master. */
 export type WorkerMessage =
-  | { t: 'ready' }
+  /** watchdog: a busy loop ends this worker itself, after answering 504 (watchdog.ts). */
+  | { t: 'ready'; watchdog: boolean }
   | { t: 'fatal'; message: string }
   | {
       t: 'hb';
@@ -412,6 +423,7 @@ export async function runWorker(): Promise<void> {
     allow: cfg.allow,
     mount: cfg.mount,
     keepAliveMs: cfg.keepAliveMs,
+    worker: cfg.id,
     multiprocess: true,
     onFinish:
       maxRequests > 0
@@ -435,7 +447,7 @@ export async function runWorker(): Promise<void> {
     }
   }
   if (stopping) return;
-  await send({ t: 'ready' });
+  await send({ t: 'ready', watchdog: serving.watchdog !== null });
   void report();
   heartbeat = setInterval(() => {
     if (cfg.maxRssBytes > 0) {
