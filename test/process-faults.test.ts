@@ -7,7 +7,7 @@
  * failing under CI=true.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,6 +41,10 @@ export default async function app(env, start) {
   }
   if (path === '/grow') {
     kept.push(Buffer.alloc(32 * 1024 * 1024, 1));
+  }
+  if (path.endsWith('/leak')) {
+    kept.push(Buffer.alloc(8 * 1024 * 1024, 1));
+    await new Promise((r) => setTimeout(r, 20));
   }
   if (path === '/post') {
     let n = 0;
@@ -280,6 +284,51 @@ describe.skipIf(nginx === null)('process faults behind nginx', () => {
         `tsgi: worker 1 \\(pid ${first}\\) resident memory [0-9]+ MB is above --max-rss 160 MB: starting its replacement\n`,
       ),
     );
+  });
+
+  it('memory that grows with every request stops within 25% of --max-rss', async () => {
+    const { tsgi, port } = await setup('rss-growth', ['--workers', '2', '--max-rss', '200']);
+    const master = tsgi.proc.pid!;
+    /* the peak resident size (VmHWM) of every worker, polled while they live */
+    const peaks = new Map<number, number>();
+    let polling = true;
+    const poll = (async () => {
+      while (polling) {
+        let kids: string[] = [];
+        try {
+          kids = readFileSync(`/proc/${master}/task/${master}/children`, 'latin1')
+            .trim()
+            .split(' ');
+        } catch {
+          /* the master is gone */
+        }
+        for (const k of kids) {
+          try {
+            const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${k}/status`, 'latin1'));
+            if (m) peaks.set(Number(k), Math.max(peaks.get(Number(k)) ?? 0, Number(m[1]) * 1024));
+          } catch {
+            /* it exited */
+          }
+        }
+        await tick(5);
+      }
+    })();
+    /* a leak of 8 MB per request, one request after the other on a kept connection */
+    const load = startLoad(port, '/plain/leak', 1);
+    await waitFor(
+      'four workers recycled for memory',
+      () =>
+        (tsgi.stderr().match(/is above --max-rss 200 MB/g) ?? []).length >= 4 ? true : undefined,
+      30_000,
+    );
+    const result = await load.stop();
+    polling = false;
+    await poll;
+    expect(result.errors).toEqual({});
+    expect(result.statuses).toEqual({ 200: result.total });
+    expect(peaks.size).toBeGreaterThanOrEqual(4);
+    const worst = Math.max(...peaks.values());
+    expect(worst / 1048576).toBeLessThanOrEqual(250);
   });
 
   it('kill -9 of a worker: only the requests it held fail, a new worker takes its place', async () => {

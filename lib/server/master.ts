@@ -84,6 +84,8 @@ interface Worker {
   lastHeartbeat: number;
   /** It runs the request watchdog: a busy loop ends it after answering 504 (watchdog.ts). */
   watchdog: boolean;
+  /** Above --max-rss: retire as soon as another worker serves (do not wait for its own). */
+  retireSoon: boolean;
   numbers: HeartbeatNumbers | null;
   /** The worker this one replaces once ready (recycle, reload). */
   replacing: Worker | null;
@@ -303,6 +305,7 @@ export async function runMaster(options: MasterOptions): Promise<number> {
       readyAt: 0,
       lastHeartbeat: 0,
       watchdog: false,
+      retireSoon: false,
       numbers: null,
       replacing,
       replacement: null,
@@ -345,6 +348,15 @@ export async function runMaster(options: MasterOptions): Promise<number> {
   const allReady = (): boolean => {
     for (let id = 1; id <= n; id++) if (owner.get(id)?.state !== 'ready') return false;
     return true;
+  };
+
+  /* Workers whose memory is above --max-rss retire as soon as another worker serves. */
+  const retireSoon = (): void => {
+    for (const w of owner.values()) {
+      if (!w.retireSoon || w.state !== 'ready') continue;
+      const others = [...owner.values()].some((x) => x !== w && x.state === 'ready');
+      if (others) retire(w, 'retired at once');
+    }
   };
 
   /* Kept connections a retiring worker hands over go to the serving workers in turn. */
@@ -404,6 +416,7 @@ export async function runMaster(options: MasterOptions): Promise<number> {
           if (workers.has(old))
             retire(old, old.generation < w.generation ? 'replaced by the reload' : 'replaced');
         }
+        retireSoon();
         if (firstStart && allReady()) {
           firstStart = false;
           started(true);
@@ -413,7 +426,7 @@ export async function runMaster(options: MasterOptions): Promise<number> {
       case 'fatal':
         w.fatal = m.message;
         break;
-      case 'recycle':
+      case 'recycle': {
         if (w.state !== 'ready' || w.replacement !== null || stopping) return;
         log.info(`worker ${w.id} (pid ${w.pid}) ${m.reason}: starting its replacement`, {
           event: 'worker-recycle',
@@ -422,7 +435,14 @@ export async function runMaster(options: MasterOptions): Promise<number> {
           reason: m.reason,
         });
         spawn(w.id, w);
+        /* memory still growing: when another worker serves, retire now (its kept
+           connections go to that one) rather than once the replacement is ready */
+        if (m.now === true) {
+          w.retireSoon = true;
+          retireSoon();
+        }
         break;
+      }
     }
   };
 

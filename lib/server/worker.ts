@@ -35,6 +35,9 @@ import type { ListenerStats } from './stats.js';
 /** How long a draining process keeps just-accepted connections before closing idle ones. */
 const SETTLE_MS = 250;
 
+/** --max-rss: the resident size is read at most this often (ms). */
+const RSS_CHECK_MS = 20;
+
 /** Exit status of a worker whose app cannot be loaded (sysexits.h EX_CONFIG). */
 export const EXIT_APP_LOAD = 78;
 
@@ -169,15 +172,24 @@ export class Serving {
       /* net.Server's close: http.Server's would also close idle connections at once */
       Server.prototype.close.call(l.server);
     }
-    if (accepting && settleMs > 0) await new Promise((r) => setTimeout(r, settleMs));
-    await Promise.all(
-      this.listeners.map((l, i) =>
-        l.server.drain({
-          keepIdle,
-          handover: handover === undefined ? undefined : (socket) => handover(i, socket),
-        }),
-      ),
-    );
+    const drainAll = (): Promise<unknown> =>
+      Promise.all(
+        this.listeners.map((l, i) =>
+          l.server.drain({
+            keepIdle,
+            handover: handover === undefined ? undefined : (socket) => handover(i, socket),
+          }),
+        ),
+      );
+    const settle = (): Promise<unknown> =>
+      accepting && settleMs > 0 ? new Promise((r) => setTimeout(r, settleMs)) : Promise.resolve();
+    if (keepIdle) {
+      /* nothing is closed: hand kept connections over now (a worker retiring for memory
+         stops growing at once), and wait again after the settle for late arrivals */
+      void drainAll();
+      await settle();
+    } else await settle();
+    await drainAll();
     this.tracker?.stop();
   }
 
@@ -258,7 +270,8 @@ export type WorkerMessage =
       rss: number;
       listeners: { connections: number; requests: number; refused: number }[];
     }
-  | { t: 'recycle'; reason: string }
+  /** now: retire at once when another worker serves (--max-rss), not after the replacement. */
+  | { t: 'recycle'; reason: string; now?: boolean }
   /** A kept connection of listener `listener` between requests; its handle comes along. */
   | { t: 'conn'; listener: number };
 
@@ -333,10 +346,27 @@ export async function runWorker(): Promise<void> {
   };
 
   let recycleAsked = false;
-  const recycle = (reason: string): void => {
+  const recycle = (reason: string, now = false): void => {
     if (recycleAsked || stopping) return;
     recycleAsked = true;
-    void send({ t: 'recycle', reason });
+    void send({ t: 'recycle', reason, now });
+  };
+
+  /* --max-rss: checked after requests (at most every RSS_CHECK_MS: reading the resident size
+     costs tens of microseconds) and on a timer of the same period, so that memory that grows
+     per request stops near the limit instead of at the next heartbeat. Over it, the worker
+     retires at once when other workers serve (see master.ts). */
+  let rssCheckedAt = 0;
+  const checkRss = (): void => {
+    if (cfg.maxRssBytes <= 0 || recycleAsked) return;
+    rssCheckedAt = performance.now();
+    const rss = process.memoryUsage.rss();
+    if (rss > cfg.maxRssBytes) {
+      recycle(
+        `resident memory ${(rss / 1048576).toFixed(0)} MB is above --max-rss ${(cfg.maxRssBytes / 1048576).toFixed(0)} MB`,
+        true,
+      );
+    }
   };
 
   /* Retiring (reload, recycle: other workers serve the same sockets) keeps idle connections
@@ -416,7 +446,8 @@ export async function runWorker(): Promise<void> {
   const maxRequests = cfg.maxRequests;
   serving = new Serving({
     log,
-    track: cfg.stats || cfg.timeoutMs > 0 || cfg.accessLog || maxRequests > 0,
+    track:
+      cfg.stats || cfg.timeoutMs > 0 || cfg.accessLog || maxRequests > 0 || cfg.maxRssBytes > 0,
     countConnections: cfg.stats,
     timeoutMs: cfg.timeoutMs,
     accessLog: cfg.accessLog,
@@ -426,10 +457,11 @@ export async function runWorker(): Promise<void> {
     worker: cfg.id,
     multiprocess: true,
     onFinish:
-      maxRequests > 0
+      maxRequests > 0 || cfg.maxRssBytes > 0
         ? (c) => {
-            if (c.requests >= maxRequests)
+            if (maxRequests > 0 && c.requests >= maxRequests)
               recycle(`served ${c.requests} requests (--max-requests)`);
+            if (cfg.maxRssBytes > 0 && performance.now() - rssCheckedAt >= RSS_CHECK_MS) checkRss();
           }
         : undefined,
   });
@@ -449,17 +481,8 @@ export async function runWorker(): Promise<void> {
   if (stopping) return;
   await send({ t: 'ready', watchdog: serving.watchdog !== null });
   void report();
-  heartbeat = setInterval(() => {
-    if (cfg.maxRssBytes > 0) {
-      const rss = process.memoryUsage.rss();
-      if (rss > cfg.maxRssBytes) {
-        recycle(
-          `resident memory ${(rss / 1048576).toFixed(0)} MB is above --max-rss ${(cfg.maxRssBytes / 1048576).toFixed(0)} MB`,
-        );
-      }
-    }
-    void report();
-  }, cfg.heartbeatMs);
+  if (cfg.maxRssBytes > 0) setInterval(checkRss, RSS_CHECK_MS).unref();
+  heartbeat = setInterval(() => void report(), cfg.heartbeatMs);
 }
 
 /** The path of this module, which the master forks. */
