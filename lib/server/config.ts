@@ -80,7 +80,7 @@ const OPTIONS: readonly OptionSpec[] = [
     key: 'timeout',
     kind: 'string',
     arg: 'SECS',
-    help: 'abort a request running longer (504; tsgi.signal aborts); with --workers the master also kills a worker that stops answering (a busy loop) and starts another (default: off)',
+    help: 'abort a request running longer (504; tsgi.signal aborts); a request stuck in a busy loop gets a 504 written by the native watchdog, then the process exits with status 124 (a worker is replaced at once) (default: off)',
   },
   {
     flag: 'max-requests',
@@ -101,14 +101,14 @@ const OPTIONS: readonly OptionSpec[] = [
     key: 'maxRss',
     kind: 'string',
     arg: 'MB',
-    help: 'recycle a worker whose resident memory exceeds MB megabytes (implies --workers 1)',
+    help: 'recycle a worker whose resident memory exceeds MB megabytes, checked after requests and every 20 ms; it retires at once when another worker serves (implies --workers 1)',
   },
   {
     flag: 'graceful-timeout',
     key: 'gracefulTimeout',
     kind: 'string',
     arg: 'SECS',
-    help: 'on SIGINT/SIGTERM, and for a worker being retired, wait this long for running requests (default 30)',
+    help: "on SIGINT/SIGTERM, and for a worker being retired, wait this long for running requests (default 30); a retiring worker hands its kept connections to the others, and closes what is still idle at this point: keep nginx's upstream keepalive_timeout below it",
   },
   {
     flag: 'exit-on-error',
