@@ -1143,8 +1143,11 @@ napi_value WatchdogStart(napi_env env, napi_callback_info info) {
   uv_unref(reinterpret_cast<uv_handle_t*>(timer));
   g_beat = timer;
   bool ok = g_watchdog.Start(timeout, std::move(prefix), std::move(suffix), json);
-  if (ok) napi_add_env_cleanup_hook(env, StopWatchdog, nullptr);
-  else StopWatchdog(nullptr);
+  if (ok) {
+    napi_add_env_cleanup_hook(env, StopWatchdog, nullptr);
+  } else {
+    StopWatchdog(nullptr);
+  }
   CHECK_NAPI(napi_get_boolean(env, ok, &result));
   return result;
 }
@@ -1159,8 +1162,7 @@ napi_value WatchdogAdd(napi_env env, napi_callback_info info) {
   uint32_t id = 0;
   if (argc < 3 || napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
       napi_get_value_uint32(env, argv[1], &kind) != napi_ok ||
-      napi_get_value_uint32(env, argv[2], &id) != napi_ok || kind < 1 || kind > 3 ||
-      id > 0xffff) {
+      napi_get_value_uint32(env, argv[2], &id) != napi_ok || kind < 1 || kind > 3 || id > 0xffff) {
     return Int(env, -1);
   }
   return Int(env, g_watchdog.Add(fd, static_cast<tsgi::watchdog::Answer>(kind),
@@ -1181,8 +1183,7 @@ bool DefineWatchdog(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"watchdogStart", nullptr, WatchdogStart, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"watchdogAdd", nullptr, WatchdogAdd, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"watchdogRemove", nullptr, WatchdogRemove, nullptr, nullptr, nullptr, napi_default,
-       nullptr},
+      {"watchdogRemove", nullptr, WatchdogRemove, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   return napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) == napi_ok;
 }
