@@ -979,24 +979,17 @@ napi_value TransportOp(napi_env env, napi_callback_info info) {
   return Undefined(env);
 }
 
-// fileno(id): the connection's descriptor, or a negative libuv error.
-napi_value TransportFileno(napi_env env, napi_callback_info info) {
+// fileno(id): the connection's descriptor; dup(id): a new descriptor for its socket (to hand
+// the connection to another process). Either, or a negative libuv error.
+template <bool kDup>
+napi_value TransportFd(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   TransportBox* box = ThisBox(env, info, &argc, argv);
-  if (box == nullptr || argc < 1) return Throw(env, "tsgi: bad fileno call");
+  if (box == nullptr || argc < 1) return Throw(env, "tsgi: bad fileno/dup call");
   if (box->listener == nullptr) return Int(env, UV_EBADF);
-  return Int(env, box->listener->Fileno(ArgU32(env, argv[0])));
-}
-
-// dup(id): a new descriptor for the connection's socket, or a negative libuv error.
-napi_value TransportDup(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  TransportBox* box = ThisBox(env, info, &argc, argv);
-  if (box == nullptr || argc < 1) return Throw(env, "tsgi: bad dup call");
-  if (box->listener == nullptr) return Int(env, UV_EBADF);
-  return Int(env, box->listener->Dup(ArgU32(env, argv[0])));
+  const uint32_t id = ArgU32(env, argv[0]);
+  return Int(env, kDup ? box->listener->Dup(id) : box->listener->Fileno(id));
 }
 
 // address(id, peer): [address, port], or undefined (a unix socket, a closed connection).
@@ -1072,8 +1065,8 @@ bool DefineTransport(napi_env env, napi_value exports) {
       {"resume", nullptr, TransportOp<2>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"close", nullptr, TransportOp<3>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"address", nullptr, TransportAddress, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"dup", nullptr, TransportDup, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"fileno", nullptr, TransportFileno, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"dup", nullptr, TransportFd<true>, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"fileno", nullptr, TransportFd<false>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"stop", nullptr, TransportListenerOp<0>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"closeSilent", nullptr, TransportListenerOp<1>, nullptr, nullptr, nullptr, napi_default,
        nullptr},
