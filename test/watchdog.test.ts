@@ -1,7 +1,7 @@
 /**
  * The request watchdog (--timeout, native): in a lone `tsgi serve` process (no master), a
  * request stuck in a busy loop gets a complete 504 answer written natively on its connection,
- * byte for byte per protocol, one log line, and the process exits with status 124. A request
+ * byte for byte per protocol (FastCGI, SCGI, uwsgi, HTTP), one log line, and the process exits with status 124. A request
  * that only waits past --timeout is answered 504 from JavaScript and the process stays.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -122,6 +122,16 @@ describe.skipIf(!hasWatchdog)('request watchdog in one process', () => {
     await c.serverEnded();
     expect(Buffer.concat(c.chunks).toString('latin1')).toBe(HTTP_HEAD + BODY);
     expect(await child.exited).toBe(124);
+  });
+
+  it('HTTP: an HTTP/1.1 504 head and body', async () => {
+    const { child, sock } = await serve('http');
+    const c = await RawClient.connect(sock);
+    c.socket.write(latin1('GET /loop HTTP/1.1\r\nHost: localhost\r\n\r\n'));
+    await c.serverEnded();
+    expect(Buffer.concat(c.chunks).toString('latin1')).toBe(HTTP_HEAD + BODY);
+    expect(await child.exited).toBe(124);
+    expect(child.stderr().endsWith(LINE)).toBe(true);
   });
 
   it('JSON logs: the line is one JSON object', async () => {

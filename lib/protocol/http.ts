@@ -18,6 +18,7 @@ import { makeEnviron, percentDecodeLatin1, requestPath } from '../gateway/enviro
 import { stderrStream } from '../gateway/errors.js';
 import { respond, type Sink } from '../gateway/respond.js';
 import type { DrainOptions } from './socket.js';
+import { WATCHDOG_SOCKET } from './transport.js';
 import type { App, Environ } from '../gateway/types.js';
 import { VERSION } from '../version.js';
 
@@ -184,6 +185,7 @@ export function createHttpServer(app: App, options: HttpOptions = {}): HttpServe
       if (!res.writableFinished) controller.abort();
     });
     const env = httpEnviron(req, errors, controller.signal, multiprocess);
+    (env as unknown as Record<symbol, unknown>)[WATCHDOG_SOCKET] = req.socket;
     running++;
     const pending = respond(app, env, new HttpSink(res, isDraining, controller.signal));
     if (pending === undefined) settle();

@@ -589,6 +589,12 @@ export function socketFd(socket: StreamSocket): number {
   return typeof fd === 'number' && fd >= 0 ? fd : -1;
 }
 
+/**
+ * Where an environ without a protocol source (HTTP: node:http's) keeps its connection's socket
+ * for the request watchdog, which answers it with an `HTTP/1.1 504` head.
+ */
+export const WATCHDOG_SOCKET: unique symbol = Symbol('tsgi.watchdogSocket');
+
 /** How the request watchdog answers on a connection (native/core/watchdog.h Answer). */
 export const WatchdogAnswer = {
   Fastcgi: 1,

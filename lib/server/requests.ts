@@ -21,6 +21,13 @@
  */
 import type { App, Body, Chunk, Environ, Headers, StartResponse, Write } from '../gateway/types.js';
 import { environSource } from '../codec/environ.js';
+import {
+  socketFd,
+  WATCHDOG_SOCKET,
+  WatchdogAnswer,
+  watchdogTarget,
+  type StreamSocket,
+} from '../protocol/transport.js';
 import type { Logger } from './log.js';
 import type { Watchdog } from './watchdog.js';
 
@@ -137,9 +144,16 @@ export class RequestTracker {
 
   /** Registers `req` with the watchdog (when there is one and its protocol can be answered). */
   private watch(req: Req): void {
-    const source = environSource(req.env) as { answerTarget?: () => number } | undefined;
+    const env = req.env;
+    const source = environSource(env) as { answerTarget?: () => number } | undefined;
     if (typeof source?.answerTarget === 'function') {
       req.slot = this.watchdog!.add(source.answerTarget());
+      return;
+    }
+    const socket = (env as unknown as Record<symbol, unknown>)[WATCHDOG_SOCKET] as
+      StreamSocket | undefined;
+    if (socket !== undefined) {
+      req.slot = this.watchdog!.add(watchdogTarget(socketFd(socket), WatchdogAnswer.Http));
     }
   }
 
