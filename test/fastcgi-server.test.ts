@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import { Socket, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
@@ -8,7 +8,12 @@ import { codec, FCGI } from '../lib/codec/index.js';
 import type { App, Environ } from '../lib/gateway/types.js';
 import { validate } from '../lib/gateway/validate.js';
 import { createFastcgiServer, type FastcgiListener } from '../lib/protocol/fastcgi.js';
-import { serverTransport, type TransportName } from '../lib/protocol/transport.js';
+import {
+  detachHandle,
+  NativeConnection,
+  serverTransport,
+  type TransportName,
+} from '../lib/protocol/transport.js';
 import { eachTransport } from './support/stream-suite.js';
 import { listen } from '../lib/server/listen.js';
 import { FcgiClient, params, parseCgi } from './support/fcgi-client.js';
@@ -622,6 +627,39 @@ eachTransport('FastCGI responder', (t) => {
     await c.whenClosed();
     await draining;
     expect(drained).toBe(true);
+  });
+
+  it('drain({ keepIdle, handover }): a kept connection goes to another server between requests, never closed', async () => {
+    const old = await start((_env, start) => {
+      start('200 OK', TEXT);
+      return ['old'];
+    });
+    const next = await start((_env, start) => {
+      start('200 OK', TEXT);
+      return ['next'];
+    });
+    const c = await old.client();
+    c.request(1, params('/a'), '', { keepConn: true });
+    expect(parseCgi((await c.reply(1)).stdout).body).toBe('old');
+    const handed: string[] = [];
+    const drained = old.server.drain({
+      keepIdle: true,
+      handover: (socket) => {
+        const handle = detachHandle(socket);
+        if (handle === null) return false;
+        handed.push(socket instanceof NativeConnection ? 'native' : 'node');
+        next.server.adopt(new Socket({ handle, readable: true, writable: true } as never));
+        return true;
+      },
+    });
+    await drained;
+    expect(handed).toEqual([transport]);
+    /* the same client connection, never ended: its next requests reach the other server */
+    c.request(2, params('/b'), 'x'.repeat(5000), { keepConn: true });
+    expect(parseCgi((await c.reply(2)).stdout).body).toBe('next');
+    c.request(3, params('/c'), '', { keepConn: true });
+    expect(parseCgi((await c.reply(3)).stdout).body).toBe('next');
+    expect([c.ended, c.closed, c.error]).toEqual([false, false, null]);
   });
 
   it('drain({ keepIdle }): a kept idle connection stays open, is served, and ends with its response', async () => {

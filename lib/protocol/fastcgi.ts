@@ -325,7 +325,9 @@ export class FastcgiConnection {
       return;
     }
     this.closed = true;
-    this.server.connections.delete(this);
+    const server = this.server;
+    server.connections.delete(this);
+    queueMicrotask(() => server.checkIdle());
   }
 
   /**

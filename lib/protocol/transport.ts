@@ -573,6 +573,8 @@ function stealHandle(socket: net.Socket): RawHandle | null {
   const handle = s._handle;
   if (handle === null) return null;
   handle.readStop();
+  /* node's own flag: a Socket made on this handle later starts reading only when it is false */
+  (handle as { reading?: boolean }).reading = false;
   s._handle = null;
   socket.destroy();
   return handle;
