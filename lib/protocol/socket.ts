@@ -264,6 +264,8 @@ export function gatewayServer<K extends string, G extends GatewaySide>(
   server.adopt = (socket: Socket) => {
     socket.setNoDelay(true);
     server.emit('connection', socket);
+    /* a server that drains itself passes it on (handover) or closes it like its own */
+    gateway.checkIdle();
   };
   server.closeIdle = () => {
     closeSilentConnections(server);
@@ -278,5 +280,6 @@ export interface GatewaySide {
   handle(socket: Socket): unknown;
   drain(options?: DrainOptions): Promise<void>;
   closeIdle(): void;
+  checkIdle(): void;
   readonly idle: boolean;
 }

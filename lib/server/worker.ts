@@ -422,7 +422,8 @@ export async function runWorker(): Promise<void> {
     if (m === null || typeof m !== 'object') return;
     if (m.t === 'stop') stop(m.retire === true);
     else if (m.t === 'conn' && handle !== undefined && handle !== null) {
-      if (serving === null || stopping) (handle as RawHandle).close();
+      /* a worker retiring itself meanwhile hands it on again (or closes it when stopping) */
+      if (serving === null) (handle as RawHandle).close();
       else serving.adopt(m.listener, handle as RawHandle);
     }
   });
