@@ -14,6 +14,7 @@
         "native/core/params.cc",
         "native/core/scgi.cc",
         "native/core/uwsgi.cc",
+        "native/core/watchdog.cc",
         "native/transport/transport.cc",
       ],
       "include_dirs": ["native"],

@@ -6,7 +6,8 @@
  * at a time each (an nginx-like HTTP/1.1 request, or the same request as FastCGI records with
  * FCGI_KEEP_CONN). The handlers: a bare `(req, res)` hello world, and an Express hello world
  * (bench/e2e/express-hello.mjs, the app of the bench:e2e Express rows); plus tsgi's own TSGI hello
- * world as the floor of the FastCGI side. Reports the process's CPU time per request (user +
+ * world as the floor of the FastCGI side, and that hello world under --timeout's request tracker
+ * without and with the request watchdog (what a registration per request costs). Reports the process's CPU time per request (user +
  * system, client included: the same few µs on every row) over interleaved rounds, min and
  * median: on a shared machine the minimum is the steadier figure. A report, not an assertion.
  *
@@ -35,6 +36,8 @@ const { createFastcgiServer } = await dist('protocol/fastcgi.js');
 const { fromNodeHandler } = await dist('adapters/node.js');
 const { headerName } = await dist('adapters/common.js');
 const { default: expressApp } = await import('./e2e/express-hello.mjs');
+const { RequestTracker } = await dist('server/requests.js');
+const { startWatchdog } = await dist('server/watchdog.js');
 
 const BODY = Buffer.from('Hello, world!\n');
 const bare = (_req, res) => {
@@ -136,6 +139,23 @@ const rows = [
   {
     name: 'tsgi FastCGI, TSGI hello (floor)',
     server: createFastcgiServer(tsgiHello),
+    request: fcgiRequest,
+  },
+  /* what --timeout adds per request: the request tracker, then the tracker registering each
+     request with the native watchdog (lib/server/watchdog.ts) */
+  {
+    name: 'tsgi FastCGI, TSGI hello, --timeout without the watchdog',
+    server: createFastcgiServer(new RequestTracker({ timeoutMs: 30_000 }).wrap(tsgiHello)),
+    request: fcgiRequest,
+  },
+  {
+    name: 'tsgi FastCGI, TSGI hello, --timeout with the watchdog',
+    server: createFastcgiServer(
+      new RequestTracker({
+        timeoutMs: 30_000,
+        watchdog: startWatchdog(30_000, 'text', null),
+      }).wrap(tsgiHello),
+    ),
     request: fcgiRequest,
   },
 ];

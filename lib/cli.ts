@@ -42,6 +42,7 @@ import { dropPrivileges, PrivilegeError, resolveIds, type Ids } from './server/p
 import { PROTOCOLS, protocolByFlag, type Protocol } from './server/protocols.js';
 import { createStatsServer, type StatsSnapshot } from './server/stats.js';
 import { Serving } from './server/worker.js';
+import { EXIT_STRAY_ERROR, watchStrayErrors } from './server/stray.js';
 import { VERSION } from './version.js';
 
 const PROTOCOL_NAMES = PROTOCOLS.map((p) => p.title).join(', ');
@@ -161,6 +162,7 @@ async function serveAlone(
       mount: config.mount,
       keepAliveMs: config.keepAliveMs,
       connectionLimits: config.connectionLimits,
+      worker: null,
     });
   } catch (err) {
     throw new StartError((err as Error).message);
@@ -177,10 +179,10 @@ async function serveAlone(
      the servers then call it through a forwarding function. */
   let app: App | null = ids === null ? await load() : null;
   const target: App = app ?? ((env, start) => app!(env, start));
-  if (config.timeoutMs > 0) {
+  if (config.timeoutMs > 0 && serving.watchdog === null) {
     log.info(
-      'without --workers, --timeout ends requests that wait; a request stuck in a busy loop ' +
-        'needs a master to kill its process',
+      'the native addon is not loaded: --timeout ends requests that wait, but a request stuck ' +
+        'in a busy loop needs a master to kill its process',
     );
   }
   let stopping = false;
@@ -222,14 +224,19 @@ async function serveAlone(
   let stopped: (code: number) => void = () => {};
   const finished = new Promise<number>((resolve) => (stopped = resolve));
   let startup: Promise<unknown> = Promise.resolve();
+  let exitStatus = 0;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stopping) {
       log.warn(`${signal} again: exiting now`, { event: 'stop-now' });
       log.flush();
       process.exit(1);
     }
-    stopping = true;
     log.info(`${signal}: finishing running requests`, { event: 'stop', signal });
+    stop();
+  };
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
     const timer = setTimeout(() => {
       log.warn(`requests still running after ${graceMs / 1000}s: exiting`, {
         event: 'stop-timeout',
@@ -241,11 +248,21 @@ async function serveAlone(
     startup.then(stopAll).then(() => {
       clearTimeout(timer);
       log.info('stopped', { event: 'stopped' });
-      stopped(0);
+      stopped(exitStatus);
     });
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  watchStrayErrors(
+    log,
+    config.exitOnError
+      ? () => {
+          log.info('--exit-on-error: finishing running requests', { event: 'stop' });
+          exitStatus = EXIT_STRAY_ERROR;
+          stop();
+        }
+      : null,
+  );
 
   const unix = { mode: config.socketMode, uid: ids?.uid ?? -1, gid: ids?.gid ?? -1 };
   const open = async (): Promise<void> => {

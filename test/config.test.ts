@@ -73,6 +73,7 @@ describe('config: precedence and values', () => {
       allow: null,
       stats: null,
       accessLog: false,
+      exitOnError: false,
       logFormat: 'text',
       configFile: null,
     });
@@ -209,7 +210,7 @@ describe('config: precedence and values', () => {
     });
     const known = ['app', ...PROTOCOLS.map((p) => p.flag)].concat(
       'factory, interface, mount, workers, timeout, maxRequests, maxRequestsJitter, maxRss, ' +
-        'gracefulTimeout, reload, keepAlive, headerTimeout, firstByteTimeout, idleTimeout, ' +
+        'gracefulTimeout, exitOnError, reload, keepAlive, headerTimeout, firstByteTimeout, idleTimeout, ' +
         'tcpKeepalive, maxHeadMemory, maxUnfinished, fastcgiMaxReqs, socketMode, user, group, ' +
         'allow, stats, accessLog, logFormat',
     );

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import { Socket, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
@@ -8,7 +8,12 @@ import { codec, FCGI } from '../lib/codec/index.js';
 import type { App, Environ } from '../lib/gateway/types.js';
 import { validate } from '../lib/gateway/validate.js';
 import { createFastcgiServer, type FastcgiListener } from '../lib/protocol/fastcgi.js';
-import { serverTransport, type TransportName } from '../lib/protocol/transport.js';
+import {
+  detachHandle,
+  NativeConnection,
+  serverTransport,
+  type TransportName,
+} from '../lib/protocol/transport.js';
 import { eachTransport } from './support/stream-suite.js';
 import { listen } from '../lib/server/listen.js';
 import { FcgiClient, params, parseCgi } from './support/fcgi-client.js';
@@ -597,12 +602,12 @@ eachTransport('FastCGI responder', (t) => {
     expect(parseCgi(r.stdout).body.length).toBe(64 * 1024 * 1024);
   });
 
-  it('drain(): finishes running requests, answers OVERLOADED to new ones, then closes', async () => {
+  it('drain(): serves what arrives on open connections, closes each after its last response', async () => {
     let release: () => void = () => {};
-    const { server, client } = await start(async (_env, start) => {
-      await new Promise<void>((r) => (release = r));
+    const { server, client } = await start(async (env, start) => {
+      if (env.PATH_INFO === '/') await new Promise<void>((r) => (release = r));
       start('200 OK', TEXT);
-      return ['finished'];
+      return [`finished ${env.PATH_INFO}`];
     });
     const c = await client();
     c.request(1, params('/'), '', { keepConn: true });
@@ -611,11 +616,74 @@ eachTransport('FastCGI responder', (t) => {
     const draining = server.drain().then(() => (drained = true));
     c.request(2, params('/late'), '', { keepConn: true });
     const late = await c.reply(2);
-    expect([late.stdout.length, late.protocolStatus]).toEqual([0, FCGI.OVERLOADED]);
-    expect(drained).toBe(false);
+    expect([parseCgi(late.stdout).body, late.protocolStatus]).toEqual([
+      'finished /late',
+      FCGI.REQUEST_COMPLETE,
+    ]);
+    await tick(50);
+    expect([drained, c.ended]).toEqual([false, false]);
     release();
-    expect(parseCgi((await c.reply(1)).stdout).body).toBe('finished');
+    expect(parseCgi((await c.reply(1)).stdout).body).toBe('finished /');
     await c.whenClosed();
+    await draining;
+    expect(drained).toBe(true);
+  });
+
+  it('drain({ keepIdle, handover }): a kept connection goes to another server between requests, never closed', async () => {
+    const old = await start((_env, start) => {
+      start('200 OK', TEXT);
+      return ['old'];
+    });
+    const next = await start((_env, start) => {
+      start('200 OK', TEXT);
+      return ['next'];
+    });
+    const c = await old.client();
+    c.request(1, params('/a'), '', { keepConn: true });
+    expect(parseCgi((await c.reply(1)).stdout).body).toBe('old');
+    const handed: string[] = [];
+    const drained = old.server.drain({
+      keepIdle: true,
+      handover: (socket) => {
+        const handle = detachHandle(socket);
+        if (handle === null) return false;
+        handed.push(socket instanceof NativeConnection ? 'native' : 'node');
+        next.server.adopt(new Socket({ handle, readable: true, writable: true } as never));
+        return true;
+      },
+    });
+    await drained;
+    expect(handed).toEqual([transport]);
+    /* the same client connection, never ended: its next requests reach the other server */
+    c.request(2, params('/b'), 'x'.repeat(5000), { keepConn: true });
+    expect(parseCgi((await c.reply(2)).stdout).body).toBe('next');
+    c.request(3, params('/c'), '', { keepConn: true });
+    expect(parseCgi((await c.reply(3)).stdout).body).toBe('next');
+    expect([c.ended, c.closed, c.error]).toEqual([false, false, null]);
+  });
+
+  it('drain({ keepIdle }): a kept idle connection stays open, is served, and ends with its response', async () => {
+    const { server, client } = await start(hello);
+    const used = await client();
+    const unused = await client();
+    used.request(1, params('/a'), '', { keepConn: true });
+    await used.reply(1);
+    unused.request(1, params('/b'), '', { keepConn: true });
+    await unused.reply(1);
+    let drained = false;
+    const draining = server.drain({ keepIdle: true }).then(() => (drained = true));
+    await tick(100);
+    /* a front server may send a request on either at any moment: both stay open */
+    expect([used.ended, unused.ended, drained, server.idle]).toEqual([false, false, false, true]);
+    used.chunks.length = 0;
+    used.request(2, params('/late'), 'x'.repeat(1000), { keepConn: true });
+    const late = await used.reply(2);
+    expect(Buffer.concat(used.chunks)).toEqual(helloBytes(2, '/late'));
+    expect(late.protocolStatus).toBe(FCGI.REQUEST_COMPLETE);
+    await used.whenClosed();
+    expect([unused.ended, drained]).toEqual([false, false]);
+    server.closeIdle();
+    await unused.whenClosed();
     await draining;
     expect(drained).toBe(true);
   });

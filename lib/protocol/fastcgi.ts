@@ -20,9 +20,9 @@
  *   UNKNOWN_TYPE; a role other than 1-3 gets END_REQUEST(UNKNOWN_ROLE).
  * - A BEGIN_REQUEST is refused with END_REQUEST(OVERLOADED), for that request alone, when its
  *   connection already has maxConnRequests live requests (FCGI_MAX_REQS), when maxUnfinished
- *   requests over all connections have not finished their PARAMS, when maxRequests are live
- *   over all connections, or while the server drains. A peer that keeps sending requests
- *   without reading these answers (more than 256 KiB unread) loses the connection.
+ *   requests over all connections have not finished their PARAMS, or when maxRequests are
+ *   live over all connections. A peer that keeps sending requests without reading these
+ *   answers (more than 256 KiB unread) loses the connection.
  * - A request is released when its connection ends, whatever its state: a request whose
  *   PARAMS had not ended when the peer half-closed will never start, and is dropped then (the
  *   connection closes once no started request is left); every request is dropped when the
@@ -31,11 +31,14 @@
  *   connection that sends nothing, bytes that do not become a whole request head, a request
  *   whose PARAMS do not end, and a kept connection idle between requests are each closed in
  *   their time; bytes held in unfinished heads count towards the server-wide maxHeadBytes.
+ * - While the server drains, a request that arrives on an open connection is served (a web
+ *   server may send one on a kept connection at any moment); the connection ends right after
+ *   a response that leaves nothing in flight, or is handed over (DrainOptions.handover).
  * - A malformed stream (a codec error event) ends that connection with a logged reason.
  * - An app error after the head left ends the connection without END_REQUEST: the web server
  *   then knows the response is incomplete (nginx cuts the client's response too).
  */
-import type { Server, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import { codec, FCGI, type FcgiVarsEvent, type Limits } from '../codec/index.js';
 import type { CgiVariables } from '../codec/environ.js';
@@ -48,6 +51,7 @@ import type { App, Environ } from '../gateway/types.js';
 import {
   ConnectionGateway,
   defaultLog,
+  type DrainableServer,
   DrainWait,
   gatewayServer,
   HeldBytes,
@@ -57,7 +61,13 @@ import {
   secs,
   type ConnectionLimits,
 } from './socket.js';
-import type { StreamSocket, TransportName } from './transport.js';
+import {
+  socketFd,
+  WatchdogAnswer,
+  watchdogTarget,
+  type StreamSocket,
+  type TransportName,
+} from './transport.js';
 
 export interface FastcgiOptions {
   /** Codec limits for params and records. */
@@ -164,6 +174,16 @@ export class FastcgiConnection {
   private unfinished = 0;
   /** Bytes of unfinished heads held by this connection. */
   private readonly held: HeldBytes;
+  /**
+   * For a handover (see {@link FastcgiConnection.handOverIfIdle}): chunks received, the last
+   * one that ended with the input of every live request complete, and whether requests ever
+   * overlapped here (a multiplexing peer may have sent part of the next one: never handed).
+   */
+  private chunks = 0;
+  /** The socket's descriptor for the request watchdog (-2: not looked up yet). */
+  private fd = -2;
+  private inputEndChunk = 0;
+  private overlapped = false;
 
   constructor(
     readonly server: FastcgiServer,
@@ -194,6 +214,7 @@ export class FastcgiConnection {
       }
     }
     const events = this.parser.pushVars(chunk);
+    this.chunks++;
     for (let i = 0; i < events.length; i++) {
       if (this.closed) return;
       this.dispatch(events[i]!);
@@ -212,6 +233,11 @@ export class FastcgiConnection {
           `${this.server.connectionLimits.maxHeadBytes} bytes over all connections`,
       );
       this.destroy();
+      return;
+    }
+    const last = events.length === 0 ? undefined : events[events.length - 1]!.type;
+    if ((last === 'stdinEnd' || last === 'dataEnd') && this.inputComplete()) {
+      this.inputEndChunk = this.chunks;
     }
   };
 
@@ -239,7 +265,10 @@ export class FastcgiConnection {
       case 'dataEnd': {
         const req = this.requests.get(ev.requestId);
         if (req !== undefined) req.streamEnd(ev.type);
-        else if (ev.requestId === this.drainId && --this.drainStreams <= 0) this.endSocket();
+        else if (ev.requestId === this.drainId && --this.drainStreams <= 0) {
+          if (this.server.draining) this.closeAtBoundary();
+          else this.endSocket();
+        }
         break;
       }
       case 'abort': {
@@ -269,12 +298,12 @@ export class FastcgiConnection {
       this.server.log(`ignoring BEGIN_REQUEST for live request id ${id}${this.peer()}`);
       return;
     }
+    if (this.requests.size !== 0) this.overlapped = true;
     const server = this.server;
     const limits = server.connectionLimits;
     let status = -1;
     if (role < FCGI.RESPONDER || role > FCGI.FILTER) status = FCGI.UNKNOWN_ROLE;
     else if (
-      server.draining ||
       this.requests.size >= limits.maxConnRequests ||
       server.unfinished >= limits.maxUnfinished ||
       server.live >= server.maxRequests
@@ -355,10 +384,80 @@ export class FastcgiConnection {
         this.drainId = req.id;
         this.drainStreams = open;
       }
-    } else if (this.ended && this.requests.size === 0) {
-      this.endSocket();
+    } else if (this.requests.size === 0) {
+      if (this.server.draining) {
+        /* a request's input still arriving ends the socket when it ended (as above) */
+        const open = req.openStreams;
+        if (open === 0) this.closeAtBoundary();
+        else {
+          this.drainId = req.id;
+          this.drainStreams = open;
+        }
+      } else if (this.ended) this.endSocket();
     }
     this.server.checkIdle();
+  }
+
+  /** Every live request received all of its input. */
+  private inputComplete(): boolean {
+    for (const r of this.requests.values()) if (r.openStreams !== 0) return false;
+    return true;
+  }
+
+  /**
+   * Between requests: nothing in flight, nothing received since the last request's input
+   * ended (a web server sends the next request only after it read END_REQUEST), nothing
+   * queued to send.
+   */
+  private betweenRequests(): boolean {
+    return (
+      !this.closed &&
+      this.requests.size === 0 &&
+      this.drainId === -1 &&
+      !this.overlapped &&
+      !this.ended &&
+      this.inputEndChunk === this.chunks &&
+      this.socket.writableLength === 0
+    );
+  }
+
+  /** @internal While the server drains with a handover: hand this connection over if idle. */
+  handOverIfIdle(): void {
+    const handover = this.server.handover;
+    if (handover === null || !this.betweenRequests()) return;
+    const socket = this.socket;
+    socket.off('data', this.onData);
+    socket.off('end', this.onEnd);
+    if (!handover(socket)) {
+      socket.on('data', this.onData);
+      socket.on('end', this.onEnd);
+      return;
+    }
+    this.closed = true;
+    const server = this.server;
+    server.connections.delete(this);
+    queueMicrotask(() => server.checkIdle());
+  }
+
+  /**
+   * Draining, a response just ended and nothing is in flight. With a handover the connection
+   * goes to a process that keeps serving, so the web server never sees it close. Else it
+   * closes now, while the peer cannot have begun another request here; when the kernel took
+   * the whole response the socket closes in this very call, so the FIN is there about when
+   * the peer reads END_REQUEST (end() would send it an event-loop turn later). nginx can
+   * still, rarely, send its next request on the connection in that instant: only the
+   * handover (a worker retiring while others serve) leaves no such window.
+   */
+  private closeAtBoundary(): void {
+    if (this.closed) return;
+    this.handOverIfIdle();
+    if (this.closed) return;
+    if (this.socket.writableLength !== 0) {
+      this.endSocket();
+      return;
+    }
+    this.closed = true;
+    this.socket.destroy();
   }
 
   /** @internal Cut: end the socket without END_REQUEST for the requests still on it. */
@@ -464,6 +563,13 @@ export class FastcgiConnection {
         `${secs(this.server.connectionLimits.headerTimeoutMs)} (header timeout)`,
     );
     this.destroy();
+  }
+
+  /** @internal The request watchdog's target for request `id` on this connection. */
+  answerTarget(id: number): number {
+    if (this.closed) return -1;
+    if (this.fd === -2) this.fd = socketFd(this.socket);
+    return watchdogTarget(this.fd, WatchdogAnswer.Fastcgi, id);
   }
 
   /** @internal The local address, for SERVER_NAME / SERVER_PORT when the peer sent none. */
@@ -628,6 +734,11 @@ class FastcgiRequest implements Sink, EnvironSource, ErrorTarget {
     return this.signal;
   }
 
+  /** @internal Where the request watchdog answers this request (see watchdogTarget). */
+  answerTarget(): number {
+    return this.done ? -1 : this.conn.answerTarget(this.id);
+  }
+
   feed(type: 'stdin' | 'data', bytes: Uint8Array): void {
     if (type === 'stdin') {
       if (this.role !== FCGI.AUTHORIZER && this.started) this.inputSource().feed(bytes);
@@ -753,10 +864,8 @@ class FastcgiRequest implements Sink, EnvironSource, ErrorTarget {
 }
 
 /** A net.Server speaking FastCGI to `app`, with drain() for a graceful stop. */
-export interface FastcgiListener extends Server {
+export interface FastcgiListener extends DrainableServer {
   readonly fastcgi: FastcgiServer;
-  /** Stops accepting, lets running requests finish, then closes every connection. */
-  drain(): Promise<void>;
 }
 
 /** A net.Server for FastCGI; bind it with lib/server/listen.ts or server.listen(). */

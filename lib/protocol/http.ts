@@ -17,6 +17,8 @@ import { cgiVariables } from '../codec/environ.js';
 import { makeEnviron, percentDecodeLatin1, requestPath } from '../gateway/environ.js';
 import { stderrStream } from '../gateway/errors.js';
 import { respond, type Sink } from '../gateway/respond.js';
+import type { DrainOptions } from './socket.js';
+import { WATCHDOG_SOCKET } from './transport.js';
 import type { App, Environ } from '../gateway/types.js';
 import { VERSION } from '../version.js';
 
@@ -147,8 +149,16 @@ class HttpSink implements Sink {
 
 /** A node:http server running `app`, with drain() for a graceful stop. */
 export interface HttpServer extends Server {
-  /** Stops accepting, lets running requests finish, closes kept-alive connections. */
-  drain(): Promise<void>;
+  /**
+   * Stops accepting, lets running requests finish, closes kept-alive connections (responses
+   * sent while draining say `Connection: close`). The gateway protocols' keepIdle option is
+   * not needed here: an HTTP client retries a request whose kept connection closed first.
+   */
+  drain(options?: DrainOptions): Promise<void>;
+  /** Closes the kept-alive connections that hold no request now. */
+  closeIdle(): void;
+  /** True when no request is running. */
+  readonly idle: boolean;
 }
 
 export function createHttpServer(app: App, options: HttpOptions = {}): HttpServer {
@@ -175,6 +185,7 @@ export function createHttpServer(app: App, options: HttpOptions = {}): HttpServe
       if (!res.writableFinished) controller.abort();
     });
     const env = httpEnviron(req, errors, controller.signal, multiprocess);
+    (env as unknown as Record<symbol, unknown>)[WATCHDOG_SOCKET] = req.socket;
     running++;
     const pending = respond(app, env, new HttpSink(res, isDraining, controller.signal));
     if (pending === undefined) settle();
@@ -195,5 +206,7 @@ export function createHttpServer(app: App, options: HttpOptions = {}): HttpServe
       server.closeIdleConnections();
     });
   };
+  server.closeIdle = () => server.closeIdleConnections();
+  Object.defineProperty(server, 'idle', { get: () => running === 0 });
   return server;
 }

@@ -180,6 +180,8 @@ export const CONNECTION_LIMITS: Readonly<ConnectionLimits> = Object.freeze({
 export interface DrainableConnection {
   /** Closes the connection when it holds no request (called while the gateway drains). */
   closeIfIdle(): void;
+  /** While draining with a handover: hands the connection over when it is between requests. */
+  handOverIfIdle?(): void;
   /** Ends the connection at once. */
   destroy(): void;
   /** Closes the connection when it passed one of its deadlines at `now` (a sweep). */
@@ -196,6 +198,10 @@ export abstract class ConnectionGateway<C extends DrainableConnection> implement
   /** Requests whose app has not finished (response sent and close() done). */
   running = 0;
   draining = false;
+  /** Draining, but idle connections stay open (see {@link ConnectionGateway.drain}). */
+  keepIdle = false;
+  /** While draining: where connections between requests go (see {@link DrainOptions}). */
+  handover: ((socket: StreamSocket) => boolean) | null = null;
   private idleWaiters: (() => void)[] = [];
   /** The deadlines and caps of this server's connections. */
   readonly connectionLimits: Readonly<ConnectionLimits>;
@@ -251,7 +257,10 @@ export abstract class ConnectionGateway<C extends DrainableConnection> implement
   /** @internal Closes idle connections while draining; resolves drain() once nothing is left. */
   checkIdle(): void {
     if (!this.draining) return;
-    for (const conn of this.connections) conn.closeIfIdle();
+    if (!this.keepIdle) for (const conn of this.connections) conn.closeIfIdle();
+    else if (this.handover !== null) {
+      for (const conn of this.connections) conn.handOverIfIdle?.();
+    }
     if (this.running === 0 && this.connections.size === 0 && !this.holding()) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
@@ -262,12 +271,34 @@ export abstract class ConnectionGateway<C extends DrainableConnection> implement
   /**
    * Stops taking requests: idle connections close now, busy ones after their requests.
    * Resolves when every request finished and every connection closed.
+   *
+   * With `keepIdle` (a retiring worker while others serve the same sockets), idle connections
+   * stay open instead: a front server may send a request on a kept connection at any moment,
+   * and one sent while our close is under way would be lost. Requests that arrive on them are
+   * served, and a connection closes right after a response leaves it with nothing in flight
+   * (the front server sees the end of the connection with the response, before it could send
+   * another). Connections nobody uses close when the peer closes them (its keepalive_timeout)
+   * or on {@link ConnectionGateway.closeIdle}.
    */
-  drain(): Promise<void> {
+  drain(options: DrainOptions = {}): Promise<void> {
     this.draining = true;
+    this.keepIdle = options.keepIdle === true;
+    this.handover = this.keepIdle ? (options.handover ?? null) : null;
     const done = new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     this.checkIdle();
     return done;
+  }
+
+  /** While draining: closes the connections that hold no request now (the end of keepIdle). */
+  closeIdle(): void {
+    this.keepIdle = false;
+    this.handover = null;
+    this.checkIdle();
+  }
+
+  /** True while draining and no request is running (only idle connections hold the drain). */
+  get idle(): boolean {
+    return this.running === 0 && !this.holding();
   }
 
   /** Ends every connection at once (requests are aborted). */
@@ -395,10 +426,29 @@ export class HeldBytes {
   }
 }
 
+/** How a server drains. */
+export interface DrainOptions {
+  /** Keep idle connections open and serve what arrives on them (see ConnectionGateway.drain). */
+  keepIdle?: boolean;
+  /**
+   * With keepIdle: a connection between two requests is given to this function instead of
+   * being closed (a retiring worker passes it to one that keeps serving, so the front server
+   * never sees it close). It returns false when it could not take it; the connection then
+   * closes as without a handover.
+   */
+  handover?: (socket: StreamSocket) => boolean;
+}
+
 /** A net.Server with drain() for a graceful stop. */
 export interface DrainableServer extends Server {
   /** Stops accepting, lets running requests finish, then closes every connection. */
-  drain(): Promise<void>;
+  drain(options?: DrainOptions): Promise<void>;
+  /** While draining with keepIdle: closes the connections that hold no request now. */
+  closeIdle(): void;
+  /** True when no request is running (draining or not). */
+  readonly idle: boolean;
+  /** Serves a connection accepted elsewhere (handed over by a retiring worker). */
+  adopt(socket: Socket): void;
 }
 
 /**
@@ -437,11 +487,22 @@ export function gatewayServer<K extends string, G extends GatewaySide>(
   server.on('close', () => {
     gateway.listening = false;
   });
-  server.drain = () => {
+  server.drain = (options?: DrainOptions) => {
     if (server.listening) server.close();
-    closeSilentConnections(server);
-    return gateway.drain();
+    if (options?.keepIdle !== true) closeSilentConnections(server);
+    return gateway.drain(options);
   };
+  server.adopt = (socket: Socket) => {
+    socket.setNoDelay(true);
+    server.emit('connection', socket);
+    /* a server that drains itself passes it on (handover) or closes it like its own */
+    gateway.checkIdle();
+  };
+  server.closeIdle = () => {
+    closeSilentConnections(server);
+    gateway.closeIdle();
+  };
+  Object.defineProperty(server, 'idle', { get: () => gateway.idle });
   return server;
 }
 
@@ -451,7 +512,10 @@ type KeepAliveFn = (enable: boolean, delaySecs: number) => number;
 /** The protocol side of a {@link gatewayServer}. */
 export interface GatewaySide {
   handle(socket: Socket | StreamSocket): unknown;
-  drain(): Promise<void>;
+  drain(options?: DrainOptions): Promise<void>;
+  closeIdle(): void;
+  checkIdle(): void;
+  readonly idle: boolean;
   readonly connectionLimits: Readonly<ConnectionLimits>;
   sweepSilent: ((ageMs: number) => void) | null;
   listening: boolean;

@@ -68,7 +68,13 @@ import {
   type ConnectionLimits,
   type DrainableServer,
 } from './socket.js';
-import type { StreamSocket, TransportName } from './transport.js';
+import {
+  socketFd,
+  WatchdogAnswer,
+  watchdogTarget,
+  type StreamSocket,
+  type TransportName,
+} from './transport.js';
 
 /** The parser events of a one-request-at-a-time protocol. */
 export type StreamEvent = ScgiEvent | UwsgiEvent;
@@ -561,6 +567,16 @@ class StreamRequest implements Sink, EnvironSource {
   /** @internal tsgi.signal, on first read. */
   makeSignal(): AbortSignal {
     return this.signal;
+  }
+
+  /** @internal Where the request watchdog answers this request (see watchdogTarget). */
+  answerTarget(): number {
+    if (this.done) return -1;
+    const style = this.conn.gateway.protocol.headStyle;
+    return watchdogTarget(
+      socketFd(this.conn.socket),
+      style === 'cgi' ? WatchdogAnswer.Cgi : WatchdogAnswer.Http,
+    );
   }
 
   feed(bytes: Uint8Array): void {

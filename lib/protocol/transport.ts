@@ -79,6 +79,10 @@ interface NativeTransport {
   unref(): void;
   /** Emits an accept event (4) for every connection accepted from now on (or stops). */
   announce(on: boolean): void;
+  /** A new descriptor for the connection's socket, or a negative error. */
+  dup(id: number): number;
+  /** The connection's descriptor, or a negative error. */
+  fileno(id: number): number;
 }
 type NativeTransportClass = new (
   onEvent: (kind: number, id: number, arg: Buffer | number) => void,
@@ -456,6 +460,25 @@ export class NativeConnection extends EventEmitter implements StreamSocket {
     return this;
   }
 
+  /** The socket's descriptor (-1 when closed); see {@link socketFd}. */
+  get fd(): number {
+    if (this.destroyed) return -1;
+    const fd = this.native.fileno(this.id);
+    return fd < 0 ? -1 : fd;
+  }
+
+  /**
+   * A new descriptor for this connection's socket, then this connection closes without a FIN
+   * (the descriptor keeps the socket open); -1 when it cannot (closed, ended, or bytes queued).
+   */
+  detach(): number {
+    if (this.destroyed || this.ended || this.writableLength !== 0) return -1;
+    const fd = this.native.dup(this.id);
+    if (fd < 0) return -1;
+    this.destroy();
+    return fd;
+  }
+
   /** Closes with a reset (RST) on TCP, a plain close on a unix socket. */
   resetAndDestroy(): this {
     if (this.destroyed) return this;
@@ -526,4 +549,73 @@ function socketError(errno: number): NodeJS.ErrnoException {
   err.errno = errno;
   err.syscall = 'read';
   return err;
+}
+
+/** A libuv stream handle (node's TCP or Pipe wrap), as process.send() passes one. */
+export type RawHandle = object & { readStop(): number; close(): void };
+
+/**
+ * Takes the socket out of `socket` to pass it to another process with process.send(): the
+ * handle of a net.Socket (reading stops, the Socket closes without touching it), or a handle
+ * made from a duplicate of a native connection's descriptor. Nothing is read, written or
+ * closed on the socket itself, so the peer sees nothing. null when bytes are still queued
+ * for it (they would be lost) or it is closed.
+ */
+export function detachHandle(socket: StreamSocket): RawHandle | null {
+  if (socket.destroyed || socket.writableLength !== 0) return null;
+  if (socket instanceof NativeConnection) {
+    const fd = socket.detach();
+    if (fd < 0) return null;
+    const holder = new net.Socket({ fd, readable: false, writable: false });
+    return stealHandle(holder);
+  }
+  if (socket instanceof net.Socket) return stealHandle(socket);
+  return null;
+}
+
+function stealHandle(socket: net.Socket): RawHandle | null {
+  const s = socket as unknown as { _handle: RawHandle | null };
+  const handle = s._handle;
+  if (handle === null) return null;
+  handle.readStop();
+  /* node's own flag: a Socket made on this handle later starts reading only when it is false */
+  (handle as { reading?: boolean }).reading = false;
+  s._handle = null;
+  socket.destroy();
+  return handle;
+}
+
+/**
+ * The descriptor of a connection's socket, for the request watchdog (lib/server/watchdog.ts),
+ * which writes a stuck request's answer on it from its own thread; -1 when there is none
+ * (closed, or a platform without descriptors).
+ */
+export function socketFd(socket: StreamSocket): number {
+  if (socket instanceof NativeConnection) return socket.fd;
+  const fd = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : -1;
+}
+
+/**
+ * Where an environ without a protocol source (HTTP: node:http's) keeps its connection's socket
+ * for the request watchdog, which answers it with an `HTTP/1.1 504` head.
+ */
+export const WATCHDOG_SOCKET: unique symbol = Symbol('tsgi.watchdogSocket');
+
+/** How the request watchdog answers on a connection (native/core/watchdog.h Answer). */
+export const WatchdogAnswer = {
+  Fastcgi: 1,
+  /** A `Status: 504` head (SCGI). */
+  Cgi: 2,
+  /** An `HTTP/1.1 504` head (uwsgi, HTTP). */
+  Http: 3,
+} as const;
+export type WatchdogAnswer = (typeof WatchdogAnswer)[keyof typeof WatchdogAnswer];
+
+/**
+ * One number for the watchdog: where to answer a request (descriptor, answer kind, FastCGI
+ * request id), or -1 when it cannot be answered natively. Decoded by lib/server/watchdog.ts.
+ */
+export function watchdogTarget(fd: number, kind: WatchdogAnswer, requestId = 0): number {
+  return fd < 0 ? -1 : fd * 262144 + requestId * 4 + kind;
 }

@@ -81,7 +81,7 @@ const OPTIONS: readonly OptionSpec[] = [
     key: 'timeout',
     kind: 'string',
     arg: 'SECS',
-    help: 'abort a request running longer (504; tsgi.signal aborts); with --workers the master also kills a worker that stops answering (a busy loop) and starts another (default: off)',
+    help: 'abort a request running longer (504; tsgi.signal aborts); a request stuck in a busy loop gets a 504 written by the native watchdog, then the process exits with status 124 (a worker is replaced at once) (default: off)',
   },
   {
     flag: 'max-requests',
@@ -102,14 +102,20 @@ const OPTIONS: readonly OptionSpec[] = [
     key: 'maxRss',
     kind: 'string',
     arg: 'MB',
-    help: 'recycle a worker whose resident memory exceeds MB megabytes (implies --workers 1)',
+    help: 'recycle a worker whose resident memory exceeds MB megabytes, checked after requests and every 20 ms; it retires at once when another worker serves (implies --workers 1)',
   },
   {
     flag: 'graceful-timeout',
     key: 'gracefulTimeout',
     kind: 'string',
     arg: 'SECS',
-    help: 'on SIGINT/SIGTERM, and for a worker being retired, wait this long for running requests (default 30)',
+    help: "on SIGINT/SIGTERM, and for a worker being retired, wait this long for running requests (default 30); a retiring worker hands its kept connections to the others, and closes what is still idle at this point: keep nginx's upstream keepalive_timeout below it",
+  },
+  {
+    flag: 'exit-on-error',
+    key: 'exitOnError',
+    kind: 'boolean',
+    help: 'on an uncaught exception or unhandled rejection outside a request, exit as Node does (a worker is replaced first, a lone process finishes its requests and exits with status 70); default: log it with its stack and keep serving',
   },
   {
     flag: 'reload',
@@ -302,6 +308,8 @@ export interface ServeConfig {
   allow: string[] | null;
   stats: ListenAddress | null;
   accessLog: boolean;
+  /** --exit-on-error: a stray error ends the process (gracefully) instead of being logged only. */
+  exitOnError: boolean;
   logFormat: LogFormat;
   /** The config file that was read, or null. */
   configFile: string | null;
@@ -529,6 +537,7 @@ export function resolveConfig(
     allow: null,
     stats: null,
     accessLog: false,
+    exitOnError: false,
     logFormat: 'text',
     configFile: file?.path ?? null,
   };
@@ -669,6 +678,9 @@ export function resolveConfig(
         }
         case 'accessLog':
           config.accessLog = bool(where, key, v);
+          break;
+        case 'exitOnError':
+          config.exitOnError = bool(where, key, v);
           break;
         case 'noAccessLog':
           if (v === true) config.accessLog = false;

@@ -33,6 +33,7 @@ import type { ServeConfig } from './config.js';
 import { bindSocket, listen, ListenError, type BoundSocket, type ListenAddress } from './listen.js';
 import type { Logger } from './log.js';
 import { dropPrivileges, type Ids } from './privileges.js';
+import { EXIT_TIMEOUT } from './watchdog.js';
 import type { Protocol } from './protocols.js';
 import {
   createStatsServer,
@@ -81,6 +82,10 @@ interface Worker {
   startedAt: number;
   readyAt: number;
   lastHeartbeat: number;
+  /** It runs the request watchdog: a busy loop ends it after answering 504 (watchdog.ts). */
+  watchdog: boolean;
+  /** Above --max-rss: retire as soon as another worker serves (do not wait for its own). */
+  retireSoon: boolean;
   numbers: HeartbeatNumbers | null;
   /** The worker this one replaces once ready (recycle, reload). */
   replacing: Worker | null;
@@ -278,6 +283,7 @@ export async function runMaster(options: MasterOptions): Promise<number> {
       graceMs: config.graceMs,
       heartbeatMs,
       accessLog: config.accessLog,
+      exitOnError: config.exitOnError,
       logFormat: config.logFormat,
       allow: config.allow,
       stats: config.stats !== null,
@@ -299,6 +305,8 @@ export async function runMaster(options: MasterOptions): Promise<number> {
       startedAt: Date.now(),
       readyAt: 0,
       lastHeartbeat: 0,
+      watchdog: false,
+      retireSoon: false,
       numbers: null,
       replacing,
       replacement: null,
@@ -311,7 +319,7 @@ export async function runMaster(options: MasterOptions): Promise<number> {
     if (replacing !== null) replacing.replacement = w;
     workers.add(w);
     if (replacing === null) owner.set(id, w);
-    proc.on('message', (m: WorkerMessage) => onMessage(w, m));
+    proc.on('message', (m: WorkerMessage, handle: unknown) => onMessage(w, m, handle));
     /* 'close' comes after every message the worker sent ('exit' may come before them) */
     proc.on('close', (code, signal) => onExit(w, code, signal));
     proc.on('error', (err) => {
@@ -330,7 +338,7 @@ export async function runMaster(options: MasterOptions): Promise<number> {
       worker: w.id,
       worker_pid: w.pid,
     });
-    send(w, { t: 'stop' });
+    send(w, { t: 'stop', retire: true });
     w.graceTimer = setTimeout(() => {
       w.killedFor = `requests still running after --graceful-timeout ${config.graceMs / 1000}s`;
       kill(w);
@@ -343,9 +351,41 @@ export async function runMaster(options: MasterOptions): Promise<number> {
     return true;
   };
 
-  const onMessage = (w: Worker, m: WorkerMessage): void => {
+  /* Workers whose memory is above --max-rss retire as soon as another worker serves. */
+  const retireSoon = (): void => {
+    for (const w of owner.values()) {
+      if (!w.retireSoon || w.state !== 'ready') continue;
+      const others = [...owner.values()].some((x) => x !== w && x.state === 'ready');
+      if (others) retire(w, 'retired at once');
+    }
+  };
+
+  /* Kept connections a retiring worker hands over go to the serving workers in turn. */
+  let handoverTurn = 0;
+  const handOver = (from: Worker, listener: number, handle: { close(): void }): void => {
+    const serving = [...owner.values()].filter(
+      (x) => x !== from && x.state === 'ready' && x.proc.connected,
+    );
+    if (serving.length === 0) {
+      handle.close();
+      return;
+    }
+    const to = serving[handoverTurn++ % serving.length]!;
+    try {
+      to.proc.send({ t: 'conn', listener } satisfies MasterMessage, handle as never);
+    } catch {
+      handle.close();
+    }
+  };
+
+  const onMessage = (w: Worker, m: WorkerMessage, handle?: unknown): void => {
     if (m === null || typeof m !== 'object') return;
     switch (m.t) {
+      case 'conn':
+        if (handle !== undefined && handle !== null) {
+          handOver(w, m.listener, handle as { close(): void });
+        }
+        break;
       case 'hb':
         w.lastHeartbeat = Date.now();
         w.numbers = m;
@@ -359,6 +399,7 @@ export async function runMaster(options: MasterOptions): Promise<number> {
         }
         w.state = 'ready';
         w.readyAt = Date.now();
+        w.watchdog = m.watchdog === true;
         if (served.has(w.id)) restarts.set(w.id, (restarts.get(w.id) ?? 0) + 1);
         served.add(w.id);
         w.lastHeartbeat = Date.now();
@@ -376,6 +417,7 @@ export async function runMaster(options: MasterOptions): Promise<number> {
           if (workers.has(old))
             retire(old, old.generation < w.generation ? 'replaced by the reload' : 'replaced');
         }
+        retireSoon();
         if (firstStart && allReady()) {
           firstStart = false;
           started(true);
@@ -385,7 +427,7 @@ export async function runMaster(options: MasterOptions): Promise<number> {
       case 'fatal':
         w.fatal = m.message;
         break;
-      case 'recycle':
+      case 'recycle': {
         if (w.state !== 'ready' || w.replacement !== null || stopping) return;
         log.info(`worker ${w.id} (pid ${w.pid}) ${m.reason}: starting its replacement`, {
           event: 'worker-recycle',
@@ -394,7 +436,14 @@ export async function runMaster(options: MasterOptions): Promise<number> {
           reason: m.reason,
         });
         spawn(w.id, w);
+        /* memory still growing: when another worker serves, retire now (its kept
+           connections go to that one) rather than once the replacement is ready */
+        if (m.now === true) {
+          w.retireSoon = true;
+          retireSoon();
+        }
         break;
+      }
     }
   };
 
@@ -490,6 +539,19 @@ export async function runMaster(options: MasterOptions): Promise<number> {
       return;
     }
     /* it was serving (or retiring and had to be killed) */
+    if (w.watchdog && code === EXIT_TIMEOUT && w.killedFor === null) {
+      w.killedFor = `its event loop was blocked longer than --timeout ${config.timeoutMs / 1000}s: it answered the requests it held 504 and exited`;
+      log.warn(`worker ${w.id} (pid ${w.pid}) ${how}: ${w.killedFor}`, {
+        event: 'worker-exit',
+        worker: w.id,
+        worker_pid: w.pid,
+        code,
+        reason: w.killedFor,
+      });
+      failures.set(w.id, 0);
+      if (!owner.has(w.id)) scheduleRespawn(w.id);
+      return;
+    }
     const why = w.killedFor !== null ? `killed: ${w.killedFor}` : how;
     log.warn(`worker ${w.id} (pid ${w.pid}) ${why}`, {
       event: 'worker-exit',
@@ -514,7 +576,12 @@ export async function runMaster(options: MasterOptions): Promise<number> {
       for (const w of workers) {
         if (w.state === 'starting' || w.killedFor !== null) continue;
         const silent = now - w.lastHeartbeat;
-        if (silent > config.timeoutMs + heartbeatMs) {
+        /* a worker with the request watchdog ends itself first, after answering 504: this
+           is the fallback (a watchdog that could not act) */
+        const limit = w.watchdog
+          ? 2 * config.timeoutMs + 1000 + heartbeatMs
+          : config.timeoutMs + heartbeatMs;
+        if (silent > limit) {
           w.killedFor = `it did not answer for ${(silent / 1000).toFixed(1)}s (--timeout ${config.timeoutMs / 1000}s): a request is stuck`;
           kill(w);
         }

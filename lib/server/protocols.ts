@@ -3,7 +3,7 @@
  * shown in logs and help, and how to make a server for an app; the command builds its options,
  * its help text and its listeners from this table.
  */
-import type { Server } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import type { App } from '../gateway/types.js';
 import type { ConnectionLimits } from '../protocol/socket.js';
@@ -11,11 +11,21 @@ import { createFastcgiServer } from '../protocol/fastcgi.js';
 import { createHttpServer } from '../protocol/http.js';
 import { createScgiServer } from '../protocol/scgi.js';
 import { createUwsgiServer } from '../protocol/uwsgi.js';
+import type { DrainOptions } from '../protocol/socket.js';
 
 /** A listening server of any protocol, with a graceful stop. */
 export interface ProtocolServer extends Server {
-  /** Stops accepting, lets running requests finish, then closes every connection. */
-  drain(): Promise<void>;
+  /**
+   * Stops accepting, lets running requests finish, then closes every connection; with
+   * keepIdle, idle connections stay open until closeIdle() (see ConnectionGateway.drain).
+   */
+  drain(options?: DrainOptions): Promise<void>;
+  /** Closes the connections that hold no request now. */
+  closeIdle(): void;
+  /** True when no request is running. */
+  readonly idle: boolean;
+  /** Serves a connection handed over by another process (the gateway protocols). */
+  adopt?(socket: Socket): void;
 }
 
 /** Options every protocol server takes from the command. */

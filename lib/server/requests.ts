@@ -15,11 +15,21 @@
  * When the app is still waiting (its promise pending, or the next chunk of an async body
  * pending) the response becomes `504 Gateway Timeout` if no body byte left yet, else it is cut
  * (the front server sees an incomplete response). A synchronous busy loop cannot be
- * interrupted from JavaScript: with workers, the master kills the worker (its heartbeat
- * stops) — see master.ts.
+ * interrupted from JavaScript: with the addon, the request watchdog (watchdog.ts) answers the
+ * requests that have not begun their response with a 504 written natively and ends the
+ * process; without it, under a master, the master kills the worker (its heartbeat stops).
  */
 import type { App, Body, Chunk, Environ, Headers, StartResponse, Write } from '../gateway/types.js';
+import { environSource } from '../codec/environ.js';
+import {
+  socketFd,
+  WATCHDOG_SOCKET,
+  WatchdogAnswer,
+  watchdogTarget,
+  type StreamSocket,
+} from '../protocol/transport.js';
 import type { Logger } from './log.js';
+import type { Watchdog } from './watchdog.js';
 
 /** Per-process request numbers. */
 export interface RequestCounters {
@@ -47,6 +57,11 @@ export interface TrackerOptions {
   log?: Logger | null;
   /** Called after every finished request (e.g. to check --max-requests). */
   onFinish?: (counters: RequestCounters) => void;
+  /**
+   * The request watchdog (watchdog.ts), with a timeout: each request is registered while it
+   * has not begun its response, so that a busy loop gets it a 504 written natively.
+   */
+  watchdog?: Watchdog | null;
 }
 
 const TIMEOUT_BODY = 'Gateway Timeout\n';
@@ -91,6 +106,8 @@ class Req {
   /** Settles what the request waits on when the timeout fires. */
   fire: (() => void) | null = null;
   write: Write | null = null;
+  /** Its watchdog slot while its response has not begun (-1: not registered). */
+  slot = -1;
 
   constructor(
     readonly env: Environ,
@@ -112,6 +129,7 @@ export class RequestTracker {
   private readonly accessLog: Logger | null;
   private readonly log: Logger | null;
   private readonly onFinish: ((c: RequestCounters) => void) | null;
+  private readonly watchdog: Watchdog | null;
   /** Requests in progress (kept only with a timeout). */
   private readonly live = new Set<Req>();
   private sweeper: NodeJS.Timeout | null = null;
@@ -121,6 +139,29 @@ export class RequestTracker {
     this.accessLog = options.accessLog ?? null;
     this.log = options.log ?? null;
     this.onFinish = options.onFinish ?? null;
+    this.watchdog = this.timeoutMs > 0 ? (options.watchdog ?? null) : null;
+  }
+
+  /** Registers `req` with the watchdog (when there is one and its protocol can be answered). */
+  private watch(req: Req): void {
+    const env = req.env;
+    const source = environSource(env) as { answerTarget?: () => number } | undefined;
+    if (typeof source?.answerTarget === 'function') {
+      req.slot = this.watchdog!.add(source.answerTarget());
+      return;
+    }
+    const socket = (env as unknown as Record<symbol, unknown>)[WATCHDOG_SOCKET] as
+      StreamSocket | undefined;
+    if (socket !== undefined) {
+      req.slot = this.watchdog!.add(watchdogTarget(socketFd(socket), WatchdogAnswer.Http));
+    }
+  }
+
+  /** The response of `req` begins (or it ended): the watchdog must not answer it any more. */
+  private unwatch(req: Req): void {
+    if (req.slot < 0) return;
+    this.watchdog!.remove(req.slot);
+    req.slot = -1;
   }
 
   /** How often the timeout sweep runs (ms). */
@@ -158,6 +199,7 @@ export class RequestTracker {
       if (timeout) {
         this.live.add(req);
         this.hookSignal(req);
+        if (this.watchdog !== null) this.watch(req);
       }
       let result: Body | Promise<Body>;
       try {
@@ -237,6 +279,7 @@ export class RequestTracker {
       return (chunk: Chunk) => {
         if (req.settled) return;
         const n = chunkLength(chunk);
+        this.unwatch(req);
         write(chunk);
         if (n > 0) {
           req.sent = true;
@@ -300,6 +343,7 @@ export class RequestTracker {
   /** Answers a timed-out request that has sent nothing with a 504; true when it did. */
   private answer504(req: Req): boolean {
     if (req.sent) return false;
+    this.unwatch(req);
     try {
       req.start(TIMEOUT_STATUS, TIMEOUT_HEADERS.slice(), req.status === null ? undefined : req);
     } catch {
@@ -347,6 +391,8 @@ export class RequestTracker {
   /** Passes the body on so that its end is seen. */
   private body(req: Req, body: Body): Body {
     if (Array.isArray(body)) {
+      /* the gateway sends an array at once */
+      this.unwatch(req);
       if (this.accessLog !== null) {
         for (let i = 0; i < body.length; i++) req.bytes += chunkLength(body[i]);
         if (req.bytes > 0) req.sent = true;
@@ -361,6 +407,7 @@ export class RequestTracker {
     }
     if (body === null || typeof body !== 'object') {
       /* not a body: the gateway answers 500 at once */
+      this.unwatch(req);
       req.status = '500';
       queueMicrotask(() => this.finish(req));
       return body;
@@ -368,6 +415,7 @@ export class RequestTracker {
     const asyncOf = (body as AsyncIterable<Chunk>)[Symbol.asyncIterator];
     const syncOf = (body as Iterable<Chunk>)[Symbol.iterator];
     if (typeof asyncOf !== 'function' && typeof syncOf !== 'function') {
+      this.unwatch(req);
       req.status = '500';
       queueMicrotask(() => this.finish(req));
       return body;
@@ -380,7 +428,7 @@ export class RequestTracker {
         : () => asyncOf.call(body);
     } else {
       (wrapped as Iterable<Chunk>)[Symbol.iterator] =
-        this.accessLog !== null
+        this.accessLog !== null || req.slot >= 0
           ? () => this.syncIterator(req, syncOf.call(body))
           : () => syncOf.call(body);
     }
@@ -394,10 +442,11 @@ export class RequestTracker {
         if (!r.done) {
           const n = chunkLength(r.value);
           if (n > 0) {
+            this.unwatch(req);
             req.sent = true;
             req.bytes += n;
           }
-        }
+        } else this.unwatch(req);
         return r;
       },
       return: (value?: unknown) =>
@@ -411,10 +460,11 @@ export class RequestTracker {
       if (!r.done) {
         const n = chunkLength(r.value);
         if (n > 0) {
+          this.unwatch(req);
           req.sent = true;
           req.bytes += n;
         }
-      }
+      } else this.unwatch(req);
       return r;
     };
     const stopInner = (): void => {
@@ -499,6 +549,7 @@ export class RequestTracker {
   private finish(req: Req): void {
     if (req.finished) return;
     req.finished = true;
+    this.unwatch(req);
     const ms = performance.now() - req.t0;
     const c = this.counters;
     c.requests++;

@@ -14,7 +14,7 @@
  * master, which prints it once; the worker then exits with status 78 (EX_CONFIG).
  */
 import { realpathSync } from 'node:fs';
-import { Server } from 'node:net';
+import { Server, Socket, type SocketConstructorOpts } from 'node:net';
 import type { Writable } from 'node:stream';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -27,11 +27,17 @@ import { listen, ListenError, type ListenAddress } from './listen.js';
 import { mountApp } from './mount.js';
 import { appErrors, createLogger, type Logger } from './log.js';
 import { protocolByFlag, type Protocol, type ProtocolServer } from './protocols.js';
+import { detachHandle, type RawHandle, type StreamSocket } from '../protocol/transport.js';
 import { RequestTracker, type RequestCounters } from './requests.js';
+import { watchStrayErrors } from './stray.js';
+import { startWatchdog, type Watchdog } from './watchdog.js';
 import type { ListenerStats } from './stats.js';
 
 /** How long a draining process keeps just-accepted connections before closing idle ones. */
 const SETTLE_MS = 250;
+
+/** --max-rss: the resident size is read at most this often (ms). */
+const RSS_CHECK_MS = 20;
 
 /** Exit status of a worker whose app cannot be loaded (sysexits.h EX_CONFIG). */
 export const EXIT_APP_LOAD = 78;
@@ -54,6 +60,8 @@ export interface ServingOptions {
   keepAliveMs: number | null;
   /** --header-timeout, --idle-timeout, ...: FastCGI, SCGI and uwsgi connection limits. */
   connectionLimits: Partial<ConnectionLimits>;
+  /** The worker id for the watchdog's log line; null in a lone process. */
+  worker: number | null;
   onFinish?: (c: RequestCounters) => void;
 }
 
@@ -68,6 +76,8 @@ export interface ServedListener {
 /** The protocol servers of one process. */
 export class Serving {
   readonly tracker: RequestTracker | null;
+  /** The request watchdog (with --timeout and the addon), or null. */
+  readonly watchdog: Watchdog | null;
   readonly listeners: ServedListener[] = [];
   private readonly allow: AllowList | null;
   private readonly fcgiAllow: AllowList | null;
@@ -76,12 +86,17 @@ export class Serving {
 
   /** Throws an Error for a bad --allow or FCGI_WEB_SERVER_ADDRS entry. */
   constructor(private readonly options: ServingOptions) {
+    this.watchdog =
+      options.timeoutMs > 0
+        ? startWatchdog(options.timeoutMs, options.log.format, options.worker)
+        : null;
     this.tracker = options.track
       ? new RequestTracker({
           timeoutMs: options.timeoutMs,
           accessLog: options.accessLog ? options.log : null,
           log: options.log,
           onFinish: options.onFinish,
+          watchdog: this.watchdog,
         })
       : null;
     this.allow = options.allow === null ? null : parseAllowList(options.allow);
@@ -134,8 +149,23 @@ export class Serving {
     return entry;
   }
 
-  /** Stops accepting, lets running requests finish. */
-  async drain(settleMs = SETTLE_MS): Promise<void> {
+  /**
+   * Stops accepting, lets running requests finish. With `keepIdle` (a worker retiring while
+   * others keep serving: reload, recycle) idle kept connections stay open and are served until
+   * the front server closes them or {@link Serving.closeIdle} is called; see
+   * ConnectionGateway.drain in lib/protocol/socket.ts.
+   */
+  async drain(
+    options: {
+      settleMs?: number;
+      keepIdle?: boolean;
+      /** With keepIdle: gives a connection between requests to another process (true: taken). */
+      handover?: (listener: number, socket: StreamSocket) => boolean;
+    } = {},
+  ): Promise<void> {
+    const settleMs = options.settleMs ?? SETTLE_MS;
+    const keepIdle = options.keepIdle === true;
+    const handover = options.handover;
     /* Stop accepting first, and give a connection accepted just before a moment to send its
        request: the protocol servers' drain closes connections that have none running, and the
        other workers keep accepting on the same sockets meanwhile. */
@@ -146,9 +176,50 @@ export class Serving {
       /* net.Server's close: http.Server's would also close idle connections at once */
       Server.prototype.close.call(l.server);
     }
-    if (accepting && settleMs > 0) await new Promise((r) => setTimeout(r, settleMs));
-    await Promise.all(this.listeners.map((l) => l.server.drain()));
+    const drainAll = (): Promise<unknown> =>
+      Promise.all(
+        this.listeners.map((l, i) =>
+          l.server.drain({
+            keepIdle,
+            handover: handover === undefined ? undefined : (socket) => handover(i, socket),
+          }),
+        ),
+      );
+    const settle = (): Promise<unknown> =>
+      accepting && settleMs > 0 ? new Promise((r) => setTimeout(r, settleMs)) : Promise.resolve();
+    if (keepIdle) {
+      /* nothing is closed: hand kept connections over now (a worker retiring for memory
+         stops growing at once), and wait again after the settle for late arrivals */
+      void drainAll();
+      await settle();
+    } else await settle();
+    await drainAll();
     this.tracker?.stop();
+  }
+
+  /**
+   * Serves a connection another process handed over (a raw handle from process.send) on
+   * listener `index`; closes it when that listener cannot take it.
+   */
+  adopt(index: number, handle: RawHandle): void {
+    const server = this.listeners[index]?.server;
+    if (server?.adopt === undefined) {
+      handle.close();
+      return;
+    }
+    const socket = new Socket({ handle, readable: true, writable: true } as SocketConstructorOpts);
+    socket.allowHalfOpen = true;
+    server.adopt(socket);
+  }
+
+  /** While draining: closes every connection that holds no request now. */
+  closeIdle(): void {
+    for (const l of this.listeners) l.server.closeIdle();
+  }
+
+  /** True when no request is running on any listener. */
+  get idle(): boolean {
+    return this.listeners.every((l) => l.server.idle);
   }
 
   /** Numbers of this process's listeners. */
@@ -179,6 +250,7 @@ export interface WorkerConfig {
   graceMs: number;
   heartbeatMs: number;
   accessLog: boolean;
+  exitOnError: boolean;
   logFormat: LogFormat;
   allow: string[] | null;
   stats: boolean;
@@ -192,7 +264,8 @@ export interface WorkerConfig {
 
 /** Messages from a worker to the master. */
 export type WorkerMessage =
-  | { t: 'ready' }
+  /** watchdog: a busy loop ends this worker itself, after answering 504 (watchdog.ts). */
+  | { t: 'ready'; watchdog: boolean }
   | { t: 'fatal'; message: string }
   | {
       t: 'hb';
@@ -203,13 +276,35 @@ export type WorkerMessage =
       rss: number;
       listeners: { connections: number; requests: number; refused: number }[];
     }
-  | { t: 'recycle'; reason: string };
+  /** now: retire at once when another worker serves (--max-rss), not after the replacement. */
+  | { t: 'recycle'; reason: string; now?: boolean }
+  /** A kept connection of listener `listener` between requests; its handle comes along. */
+  | { t: 'conn'; listener: number };
 
-/** Messages from the master to a worker. */
-export type MasterMessage = { t: 'stop' };
+/**
+ * Messages from the master to a worker: stop (retire: others keep serving, so idle kept
+ * connections stay open for the front server until it closes them or the grace ends).
+ */
+export type MasterMessage =
+  | { t: 'stop'; retire?: boolean }
+  /** Serve this connection (a handle handed over by a retiring worker) on `listener`. */
+  | { t: 'conn'; listener: number };
 
 /** The environment variable carrying a worker's configuration. */
 export const WORKER_ENV = 'TSGI_WORKER';
+
+/** Passes a kept connection between requests to the master; false when it cannot. */
+function handOver(listener: number, socket: StreamSocket): boolean {
+  if (!process.connected || process.send === undefined) return false;
+  const handle = detachHandle(socket);
+  if (handle === null) return false;
+  try {
+    process.send({ t: 'conn', listener } satisfies WorkerMessage, handle as never);
+  } catch {
+    handle.close();
+  }
+  return true;
+}
 
 function send(msg: WorkerMessage): Promise<void> {
   return new Promise((done) => {
@@ -257,16 +352,49 @@ export async function runWorker(): Promise<void> {
   };
 
   let recycleAsked = false;
-  const recycle = (reason: string): void => {
+  const recycle = (reason: string, now = false): void => {
     if (recycleAsked || stopping) return;
     recycleAsked = true;
-    void send({ t: 'recycle', reason });
+    void send({ t: 'recycle', reason, now });
   };
 
-  const stop = (): void => {
-    if (stopping) return;
+  /* --max-rss: checked after requests (at most every RSS_CHECK_MS: reading the resident size
+     costs tens of microseconds) and on a timer of the same period, so that memory that grows
+     per request stops near the limit instead of at the next heartbeat. Over it, the worker
+     retires at once when other workers serve (see master.ts). */
+  let rssCheckedAt = 0;
+  const checkRss = (): void => {
+    if (cfg.maxRssBytes <= 0 || recycleAsked) return;
+    rssCheckedAt = performance.now();
+    const rss = process.memoryUsage.rss();
+    if (rss > cfg.maxRssBytes) {
+      recycle(
+        `resident memory ${(rss / 1048576).toFixed(0)} MB is above --max-rss ${(cfg.maxRssBytes / 1048576).toFixed(0)} MB`,
+        true,
+      );
+    }
+  };
+
+  /* Retiring (reload, recycle: other workers serve the same sockets) keeps idle connections
+     open until the front server closes them, so that no request it sends on one is lost; the
+     grace period then closes what is still idle. Stopping closes them at once. */
+  let retiring = false;
+  const stop = (retire = false): void => {
+    if (stopping) {
+      if (retiring && !retire) {
+        retiring = false;
+        serving?.closeIdle();
+      }
+      return;
+    }
     stopping = true;
+    retiring = retire;
     const grace = setTimeout(() => {
+      if (serving === null || serving.idle) {
+        /* only idle kept connections were left: the exit closes them */
+        log.flush();
+        process.exit(0);
+      }
       log.warn(
         `worker ${cfg.id} (pid ${process.pid}): requests still running after ${cfg.graceMs / 1000}s: exiting`,
       );
@@ -274,7 +402,12 @@ export async function runWorker(): Promise<void> {
       process.exit(1);
     }, cfg.graceMs);
     grace.unref();
-    const drained = serving === null ? Promise.resolve() : serving.drain();
+    /* a retiring worker hands each kept connection, between two requests, to the master,
+       which gives it to a worker that keeps serving: the front server never sees it close */
+    const drained =
+      serving === null
+        ? Promise.resolve()
+        : serving.drain({ keepIdle: retire, handover: retire ? handOver : undefined });
     void drained
       .then(() => report())
       .then(() => {
@@ -283,12 +416,22 @@ export async function runWorker(): Promise<void> {
         process.exit(0);
       });
   };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  watchStrayErrors(
+    log,
+    cfg.exitOnError ? () => recycle('a stray error with --exit-on-error') : null,
+  );
+  process.on('SIGTERM', () => stop());
+  process.on('SIGINT', () => stop());
   /* the master handles SIGHUP (reload); a terminal hang-up reaches the whole group */
   process.on('SIGHUP', () => {});
-  process.on('message', (m: MasterMessage) => {
-    if (m !== null && typeof m === 'object' && m.t === 'stop') stop();
+  process.on('message', (m: MasterMessage, handle: unknown) => {
+    if (m === null || typeof m !== 'object') return;
+    if (m.t === 'stop') stop(m.retire === true);
+    else if (m.t === 'conn' && handle !== undefined && handle !== null) {
+      /* a worker retiring itself meanwhile hands it on again (or closes it when stopping) */
+      if (serving === null) (handle as RawHandle).close();
+      else serving.adopt(m.listener, handle as RawHandle);
+    }
   });
   process.on('disconnect', () => {
     /* the master is gone: nobody would replace or stop this worker */
@@ -310,7 +453,8 @@ export async function runWorker(): Promise<void> {
   const maxRequests = cfg.maxRequests;
   serving = new Serving({
     log,
-    track: cfg.stats || cfg.timeoutMs > 0 || cfg.accessLog || maxRequests > 0,
+    track:
+      cfg.stats || cfg.timeoutMs > 0 || cfg.accessLog || maxRequests > 0 || cfg.maxRssBytes > 0,
     countConnections: cfg.stats,
     timeoutMs: cfg.timeoutMs,
     accessLog: cfg.accessLog,
@@ -318,12 +462,14 @@ export async function runWorker(): Promise<void> {
     mount: cfg.mount,
     keepAliveMs: cfg.keepAliveMs,
     connectionLimits: cfg.connectionLimits,
+    worker: cfg.id,
     multiprocess: true,
     onFinish:
-      maxRequests > 0
+      maxRequests > 0 || cfg.maxRssBytes > 0
         ? (c) => {
-            if (c.requests >= maxRequests)
+            if (maxRequests > 0 && c.requests >= maxRequests)
               recycle(`served ${c.requests} requests (--max-requests)`);
+            if (cfg.maxRssBytes > 0 && performance.now() - rssCheckedAt >= RSS_CHECK_MS) checkRss();
           }
         : undefined,
   });
@@ -341,19 +487,10 @@ export async function runWorker(): Promise<void> {
     }
   }
   if (stopping) return;
-  await send({ t: 'ready' });
+  await send({ t: 'ready', watchdog: serving.watchdog !== null });
   void report();
-  heartbeat = setInterval(() => {
-    if (cfg.maxRssBytes > 0) {
-      const rss = process.memoryUsage.rss();
-      if (rss > cfg.maxRssBytes) {
-        recycle(
-          `resident memory ${(rss / 1048576).toFixed(0)} MB is above --max-rss ${(cfg.maxRssBytes / 1048576).toFixed(0)} MB`,
-        );
-      }
-    }
-    void report();
-  }, cfg.heartbeatMs);
+  if (cfg.maxRssBytes > 0) setInterval(checkRss, RSS_CHECK_MS).unref();
+  heartbeat = setInterval(() => void report(), cfg.heartbeatMs);
 }
 
 /** The path of this module, which the master forks. */

@@ -11,6 +11,7 @@
 #include "core/params.h"
 #include "core/scgi.h"
 #include "core/uwsgi.h"
+#include "core/watchdog.h"
 
 namespace {
 
@@ -601,7 +602,58 @@ void TestStandingAndReset() {
 
 }  // namespace
 
+// The watchdog's 504 answers, byte for byte (framed here by hand), and its slot table.
+void TestWatchdog() {
+  using tsgi::watchdog::Answer;
+  const std::string body = "Gateway Timeout\n";
+  const std::string cgi =
+      "Status: 504 Gateway Timeout\r\nContent-Type: text/plain; charset=us-ascii\r\n"
+      "Content-Length: 16\r\n\r\n" +
+      body;
+  uint8_t out[tsgi::watchdog::kAnswerMax];
+  size_t n = tsgi::watchdog::EncodeAnswer(Answer::kCgi, 0, out, sizeof(out));
+  CHECK(std::string(reinterpret_cast<char*>(out), n) == cgi);
+  n = tsgi::watchdog::EncodeAnswer(Answer::kHttp, 0, out, sizeof(out));
+  CHECK(std::string(reinterpret_cast<char*>(out), n) ==
+        "HTTP/1.1 504 Gateway Timeout\r\nContent-Type: text/plain; charset=us-ascii\r\n"
+        "Content-Length: 16\r\nConnection: close\r\n\r\n" +
+            body);
+  n = tsgi::watchdog::EncodeAnswer(Answer::kFastcgi, 0x1234, out, sizeof(out));
+  const size_t pad = (8 - cgi.size() % 8) % 8;
+  std::string want;
+  want += std::string("\x01\x06\x12\x34", 4);
+  want += static_cast<char>(cgi.size() >> 8);
+  want += static_cast<char>(cgi.size() & 255);
+  want += static_cast<char>(pad);
+  want += '\0';
+  want += cgi + std::string(pad, '\0');
+  want += std::string("\x01\x06\x12\x34\0\0\0\0", 8);
+  want += std::string("\x01\x03\x12\x34\0\x08\0\0", 8) + std::string(8, '\0');
+  CHECK(std::string(reinterpret_cast<char*>(out), n) == want);
+  CHECK(tsgi::watchdog::EncodeAnswer(Answer::kFastcgi, 1, out, 40) == 0);
+  CHECK(tsgi::watchdog::EncodeAnswer(static_cast<Answer>(9), 1, out, sizeof(out)) == 0);
+
+#ifndef _WIN32
+  tsgi::watchdog::Watchdog w;
+  CHECK(w.Add(3, Answer::kCgi, 0) == -1);  // not running
+  CHECK(w.Start(60000, "", "", false));
+  CHECK(!w.Start(60000, "", "", false));
+  std::vector<int32_t> slots;
+  for (int i = 0; i < 100; i++) slots.push_back(w.Add(1000 + i, Answer::kFastcgi, 1));
+  for (int i = 0; i < 100; i++) CHECK(slots[static_cast<size_t>(i)] == i);
+  for (int i = 0; i < 100; i += 2) w.Remove(slots[static_cast<size_t>(i)]);
+  w.Remove(slots[0]);  // twice: ignored
+  w.Remove(-1);
+  w.Remove(1000);
+  CHECK(w.Add(7, Answer::kHttp, 0) == 98);  // a freed slot is reused
+  w.Beat();
+  w.Stop();
+  w.Stop();
+#endif
+}
+
 int main() {
+  TestWatchdog();
   TestNames();
   TestPairs();
   TestFcgiRequest();

@@ -369,6 +369,21 @@ size_t Listener::Queued(uint32_t id) const {
   return c == nullptr ? 0 : c->queued;
 }
 
+int Listener::Fileno(uint32_t id) const {
+  Connection* c = Get(id);
+  if (c == nullptr || c->closing) return UV_EBADF;
+  uv_os_fd_t fd;
+  int r = uv_fileno(&c->h.handle, &fd);
+  return r != 0 ? r : fd;
+}
+
+int Listener::Dup(uint32_t id) const {
+  int fd = Fileno(id);
+  if (fd < 0) return fd;
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  return copy < 0 ? uv_translate_sys_error(errno) : copy;
+}
+
 void Listener::Stop() {
   if (stopped_) return;
   stopped_ = true;

@@ -77,6 +77,11 @@ class Listener {
   int Address(uint32_t id, bool peer, struct sockaddr_storage* out);
   // The bytes queued on `id` (0 for an unknown id).
   size_t Queued(uint32_t id) const;
+  // A new close-on-exec descriptor for the socket of `id` (to hand the connection to another
+  // process; the caller then closes `id`), or a negative libuv error.
+  int Dup(uint32_t id) const;
+  // The descriptor of `id` (for the request watchdog), or a negative libuv error.
+  int Fileno(uint32_t id) const;
 
   // Stops accepting (closes the listening handle). Idempotent. Once stopped and every
   // connection closed, the listener deletes itself and calls Sink::Freed().

@@ -129,13 +129,14 @@ export interface LoadResult {
 }
 
 /**
- * Runs `concurrency` loops of sequential GETs over keep-alive connections until `stop()` is
- * called; every outcome is counted.
+ * Runs `concurrency` loops of sequential GETs (or `method` with `body`) over keep-alive
+ * connections until `stop()` is called; every outcome is counted.
  */
 export function startLoad(
   port: number,
   path: string | ((i: number) => string),
   concurrency: number,
+  options: { method?: string; body?: string } = {},
 ): { stop: () => Promise<LoadResult>; result: LoadResult } {
   const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
   const result: LoadResult = { total: 0, statuses: {}, errors: {}, bodies: {}, samples: [] };
@@ -146,7 +147,7 @@ export function startLoad(
       const p = typeof path === 'string' ? path : path(n++);
       const start = performance.now();
       try {
-        const r = await httpGet(port, p, { agent, timeoutMs: 20_000 });
+        const r = await httpGet(port, p, { ...options, agent, timeoutMs: 20_000 });
         result.statuses[r.status] = (result.statuses[r.status] ?? 0) + 1;
         if (r.status === 200) result.bodies[r.body] = (result.bodies[r.body] ?? 0) + 1;
         result.samples.push({ start, outcome: r.status });
