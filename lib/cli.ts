@@ -11,13 +11,13 @@
  * Exit status: 0 after a clean stop, 1 when the app cannot be loaded or a listener cannot be
  * opened, 2 for a usage error (including a bad config file).
  */
-import { realpathSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { codec } from './codec/index.js';
+import { codec, codecProblem } from './codec/index.js';
 import { cgiMain } from './protocol/cgi.js';
-import { serverTransport } from './protocol/transport.js';
+import { serverTransport, transportProblem } from './protocol/transport.js';
 import type { App } from './gateway/types.js';
 import { AppLoadError, loadApp } from './server/app.js';
 import {
@@ -27,6 +27,8 @@ import {
   readConfigFile,
   resolveConfig,
   type ServeConfig,
+  isServeOption,
+  unknownOptionMessage,
 } from './server/config.js';
 import {
   formatAddress,
@@ -41,6 +43,7 @@ import { MasterStartError, runMaster } from './server/master.js';
 import { dropPrivileges, PrivilegeError, resolveIds, type Ids } from './server/privileges.js';
 import { PROTOCOLS, protocolByFlag, type Protocol } from './server/protocols.js';
 import { createStatsServer, type StatsSnapshot } from './server/stats.js';
+import { nearest } from './server/args.js';
 import { Serving } from './server/worker.js';
 import { VERSION } from './version.js';
 
@@ -166,7 +169,11 @@ async function serveAlone(
   }
   const load = async (): Promise<App> => {
     try {
-      return await loadApp(config.app, { factory: config.factory, interface: config.interface });
+      return await loadApp(config.app, {
+        factory: config.factory,
+        interface: config.interface,
+        onWarning: (m) => log.warn(m, { event: 'app-warning' }),
+      });
     } catch (err) {
       if (err instanceof AppLoadError) throw new StartError(err.message);
       throw err;
@@ -302,24 +309,76 @@ async function serveAlone(
   return finished;
 }
 
+/** The commands, for "did you mean". */
+const COMMANDS = ['serve', 'cgi', 'help'];
+
+/**
+ * The usage error for a first argument that is no command: an app module or a serve option
+ * given without `serve` is answered with the command that works.
+ */
+function unknownCommand(command: string, rest: string[]): UsageError {
+  const again = (): string => ['tsgi', 'serve', command, ...rest].map(shellWord).join(' ');
+  if (command.startsWith('-')) {
+    const name = command.replace(/^--?/, '').split('=')[0]!;
+    return new UsageError(
+      isServeOption(name)
+        ? `${command} is an option of serve: ${again()}`
+        : unknownOptionMessage(name),
+    );
+  }
+  if (/\.(?:[cm]?[jt]s|jsx|tsx)(?::[A-Za-z_$][\w$]*)?$/.test(command) || existsSync(command)) {
+    return new UsageError(`"${command}" is not a command; to serve it: ${again()}`);
+  }
+  const near = nearest(command, COMMANDS);
+  return new UsageError(
+    near === null
+      ? `unknown command "${command}"; the commands are ${COMMANDS.join(', ')} (tsgi --help)`
+      : `unknown command "${command}"; did you mean "tsgi ${near}"?`,
+  );
+}
+
+/** A word quoted for a POSIX shell when it needs it. */
+function shellWord(w: string): string {
+  return /^[\w@%+=:,./-]+$/.test(w) ? w : `'${w.replace(/'/g, "'\\''")}'`;
+}
+
+/**
+ * Reports a bad TSGI_CODEC, TSGI_TRANSPORT or TSGI_NATIVE_PATH in one line: a warning when
+ * tsgi goes on with a fallback, else an error before anything starts.
+ */
+function environmentCheck(): void {
+  for (const problem of [codecProblem, transportProblem]) {
+    if (problem === null) continue;
+    if (problem.status === 0) log.warn(problem.message, { event: 'environment' });
+    else if (problem.status === 2) throw new UsageError(problem.message);
+    else throw new StartError(problem.message);
+  }
+}
+
 /** Runs the command line; resolves with the exit status. */
 export async function main(argv: string[]): Promise<number> {
   try {
     const [command, ...rest] = argv;
-    if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
+    if (command === undefined) {
+      /* asked for nothing: a usage error, the help on stderr */
+      process.stderr.write(USAGE);
+      return 2;
+    }
+    if (command === '-h' || command === '--help' || command === 'help') {
       process.stdout.write(USAGE);
-      return command === undefined ? 2 : 0;
+      return 0;
     }
     if (command === '-V' || command === '--version') {
       process.stdout.write(`tsgi ${VERSION}\n`);
       return 0;
     }
+    environmentCheck();
     if (command === 'cgi') return await cgiMain(rest);
-    if (command !== 'serve') throw new UsageError(`unknown command "${command}"`);
+    if (command !== 'serve') throw unknownCommand(command, rest);
     return await serve(rest);
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`tsgi: ${err.message}\nRun "tsgi --help" for usage.\n`);
+      process.stderr.write(`tsgi: ${err.message}\n`);
       return 2;
     }
     if (err instanceof StartError) {

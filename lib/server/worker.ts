@@ -166,7 +166,7 @@ export interface WorkerConfig {
   generation: number;
   app: string;
   factory: boolean;
-  interface: AppInterface;
+  interface: AppInterface | null;
   listeners: WorkerListener[];
   timeoutMs: number;
   /** This worker's own request limit (jitter applied); 0: none. */
@@ -291,7 +291,12 @@ export async function runWorker(): Promise<void> {
 
   let app: App;
   try {
-    app = await loadApp(cfg.app, { factory: cfg.factory, interface: cfg.interface });
+    app = await loadApp(cfg.app, {
+      factory: cfg.factory,
+      interface: cfg.interface,
+      /* every worker loads the app: the first one speaks for all */
+      onWarning: cfg.id === 1 ? (m) => log.warn(m, { event: 'app-warning' }) : undefined,
+    });
   } catch (err) {
     const message =
       err instanceof AppLoadError
