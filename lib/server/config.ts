@@ -401,8 +401,11 @@ export async function readConfigFile(
     try {
       mod = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
     } catch (err) {
+      const line = syntaxErrorLine(err, path);
       throw new ConfigError(
-        `${name}${syntaxErrorLine(err, path)}: ${(err as Error).message ?? err}`,
+        line === null
+          ? `${name}: cannot load it: ${(err as Error).message ?? err}`
+          : `${name}:${line}: ${(err as Error).message}`,
       );
     }
     value = mod.default;
