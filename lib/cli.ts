@@ -19,6 +19,7 @@ import { codec, codecProblem } from './codec/index.js';
 import { cgiMain } from './protocol/cgi.js';
 import { serverTransport, transportProblem } from './protocol/transport.js';
 import type { App } from './gateway/types.js';
+import { exposureWarning } from './server/allow.js';
 import { AppLoadError, loadApp } from './server/app.js';
 import {
   ConfigError,
@@ -36,6 +37,7 @@ import {
   listen,
   ListenError,
   systemdSockets,
+  unixSocketSetup,
   type ListenAddress,
 } from './server/listen.js';
 import { createLogger, type Logger } from './server/log.js';
@@ -253,7 +255,13 @@ async function serveAlone(
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  const unix = { mode: config.socketMode, uid: ids?.uid ?? -1, gid: ids?.gid ?? -1 };
+  const sockets = unixSocketSetup(
+    config,
+    listeners.map((l) => l.addr),
+    ids,
+  );
+  if (sockets.warning !== null) log.warn(sockets.warning, { event: 'socket-mode' });
+  const unix = sockets.options;
   const open = async (): Promise<void> => {
     const opened: [Protocol, string, Server][] = [];
     for (const l of listeners) {
@@ -286,6 +294,10 @@ async function serveAlone(
     }
   };
   const announce = (protocol: Protocol, shown: string, server: Server): void => {
+    const bound = server.address();
+    const host = bound !== null && typeof bound === 'object' ? bound.address : null;
+    const exposed = exposureWarning(protocol, shown, host, config.allow);
+    if (exposed !== null) log.warn(exposed, { event: 'exposed', address: shown });
     /* HTTP is node:http's; the gateway protocols say which connection transport they got */
     const via = protocol.flag === 'http' ? '' : `, ${serverTransport(server)} transport`;
     log.info(

@@ -30,7 +30,15 @@ import { codec } from '../codec/index.js';
 import { transport } from '../protocol/transport.js';
 import { splitAppSpec } from './app.js';
 import type { ServeConfig } from './config.js';
-import { bindSocket, listen, ListenError, type BoundSocket, type ListenAddress } from './listen.js';
+import { exposureWarning } from './allow.js';
+import {
+  bindSocket,
+  listen,
+  ListenError,
+  unixSocketSetup,
+  type BoundSocket,
+  type ListenAddress,
+} from './listen.js';
 import type { Logger } from './log.js';
 import { dropPrivileges, type Ids } from './privileges.js';
 import type { Protocol } from './protocols.js';
@@ -132,11 +140,13 @@ export async function runMaster(options: MasterOptions): Promise<number> {
 
   /* 1. Bind every listener (before dropping privileges). */
   const sockets: BoundSocket[] = [];
-  const unix = {
-    mode: config.socketMode,
-    uid: options.ids?.uid ?? -1,
-    gid: options.ids?.gid ?? -1,
-  };
+  const setup = unixSocketSetup(
+    config,
+    options.listeners.map((l) => l.addr),
+    options.ids,
+  );
+  if (setup.warning !== null) log.warn(setup.warning, { event: 'socket-mode' });
+  const unix = setup.options;
   let statsServer: Server | null = null;
   const closeSockets = (): void => {
     for (const s of sockets.splice(0)) s.close();
@@ -624,6 +634,10 @@ export async function runMaster(options: MasterOptions): Promise<number> {
   const ok = await startedOk;
   if (ok) {
     options.listeners.forEach((l, i) => {
+      const shown = sockets[i]!.shown;
+      const host = l.addr.type === 'tcp' ? shown.replace(/:[0-9]+$/, '') : null;
+      const exposed = exposureWarning(l.protocol, shown, host, config.allow);
+      if (exposed !== null) log.warn(exposed, { event: 'exposed', address: shown });
       log.info(
         `serving ${config.app} over ${l.protocol.title} on ${sockets[i]!.shown} ` +
           `(${codec.name} codec, ${l.protocol.flag === 'http' ? '' : `${transport} transport, `}` +
