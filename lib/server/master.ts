@@ -21,8 +21,7 @@
  * - serves --stats from the workers' heartbeats.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { watch, type FSWatcher } from 'node:fs';
-import { dirname, extname, resolve, sep } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomInt } from 'node:crypto';
 import type { Server } from 'node:http';
@@ -41,6 +40,7 @@ import {
 } from './listen.js';
 import type { Logger } from './log.js';
 import { dropPrivileges, type Ids } from './privileges.js';
+import { watchForReload } from './reload.js';
 import type { Protocol } from './protocols.js';
 import {
   createStatsServer,
@@ -112,20 +112,6 @@ const START_ATTEMPTS = 5;
 const STABLE_MS = 5000;
 const BACKOFF_FIRST_MS = 100;
 const BACKOFF_MAX_MS = 30_000;
-/** File changes that trigger --reload. */
-const SOURCE_EXTENSIONS = new Set([
-  '.js',
-  '.mjs',
-  '.cjs',
-  '.json',
-  '.ts',
-  '.mts',
-  '.cts',
-  '.jsx',
-  '.tsx',
-  '.node',
-]);
-
 function describeExit(code: number | null, signal: NodeJS.Signals | null): string {
   return signal !== null ? `was killed by ${signal}` : `exited with status ${code}`;
 }
@@ -604,30 +590,9 @@ export async function runMaster(options: MasterOptions): Promise<number> {
   process.on('SIGHUP', onHup);
 
   /* --reload: watch the app's directory. */
-  let watcher: FSWatcher | null = null;
-  if (config.reload) {
-    const dir = dirname(resolve(splitAppSpec(config.app).file));
-    let timer: NodeJS.Timeout | null = null;
-    let changed = '';
-    try {
-      watcher = watch(dir, { recursive: true }, (_event, name) => {
-        if (name === null) return;
-        const file = String(name);
-        const parts = file.split(sep);
-        if (parts.includes('node_modules') || parts.some((p) => p.startsWith('.'))) return;
-        if (!SOURCE_EXTENSIONS.has(extname(file))) return;
-        changed = file;
-        if (timer !== null) clearTimeout(timer);
-        timer = setTimeout(() => {
-          timer = null;
-          reload(`${changed} changed`);
-        }, 150);
-      });
-      watcher.on('error', (err) => log.warn(`--reload: watching ${dir} failed: ${err.message}`));
-    } catch (err) {
-      log.warn(`--reload: cannot watch ${dir}: ${(err as Error).message}`);
-    }
-  }
+  const watcher = config.reload
+    ? watchForReload(dirname(resolve(splitAppSpec(config.app).file)), log, reload)
+    : null;
 
   /* 4. Start the workers. */
   for (let id = 1; id <= n; id++) spawn(id, null);
@@ -657,7 +622,7 @@ export async function runMaster(options: MasterOptions): Promise<number> {
   /* 5. Stopped. */
   if (graceTimer !== null) clearTimeout(graceTimer);
   clearInterval(watchdog);
-  watcher?.close();
+  await watcher?.close();
   process.off('SIGINT', onStop);
   process.off('SIGTERM', onStop);
   process.off('SIGHUP', onHup);
