@@ -166,6 +166,28 @@ export async function runMaster(options: MasterOptions): Promise<number> {
   let stopping = false;
   const reportedFatal = new Set<string>();
 
+  /* --stats asks the workers for fresh numbers: each answers with a heartbeat */
+  const heartbeatWaiters = new Map<Worker, (() => void)[]>();
+  const REFRESH_MS = 250;
+  const refresh = async (): Promise<void> => {
+    const asked = [...workers].filter((w) => w.state !== 'starting' && w.proc.connected);
+    await Promise.all(
+      asked.map(
+        (w) =>
+          new Promise<void>((done) => {
+            const timer = setTimeout(done, REFRESH_MS);
+            const list = heartbeatWaiters.get(w) ?? [];
+            list.push(() => {
+              clearTimeout(timer);
+              done();
+            });
+            heartbeatWaiters.set(w, list);
+            send(w, { t: 'report' });
+          }),
+      ),
+    );
+  };
+
   const snapshot = (): StatsSnapshot => {
     const ws: WorkerStats[] = [...workers]
       .sort((a, b) => a.id - b.id || a.startedAt - b.startedAt)
@@ -207,7 +229,7 @@ export async function runMaster(options: MasterOptions): Promise<number> {
   /* 2. The stats endpoint, also bound before dropping privileges. */
   let statsShown = '';
   if (config.stats !== null) {
-    statsServer = createStatsServer(snapshot);
+    statsServer = createStatsServer(() => refresh().then(snapshot));
     try {
       statsShown = await listen(statsServer, config.stats, unix);
     } catch (err) {
@@ -344,6 +366,8 @@ export async function runMaster(options: MasterOptions): Promise<number> {
       case 'hb':
         w.lastHeartbeat = Date.now();
         w.numbers = m;
+        for (const wake of heartbeatWaiters.get(w) ?? []) wake();
+        heartbeatWaiters.delete(w);
         break;
       case 'ready': {
         if (w.state !== 'starting') return;

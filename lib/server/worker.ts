@@ -199,8 +199,8 @@ export type WorkerMessage =
     }
   | { t: 'recycle'; reason: string };
 
-/** Messages from the master to a worker. */
-export type MasterMessage = { t: 'stop' };
+/** Messages from the master to a worker: stop, or send your numbers now (a heartbeat). */
+export type MasterMessage = { t: 'stop' } | { t: 'report' };
 
 /** The environment variable carrying a worker's configuration. */
 export const WORKER_ENV = 'TSGI_WORKER';
@@ -282,7 +282,9 @@ export async function runWorker(): Promise<void> {
   /* the master handles SIGHUP (reload); a terminal hang-up reaches the whole group */
   process.on('SIGHUP', () => {});
   process.on('message', (m: MasterMessage) => {
-    if (m !== null && typeof m === 'object' && m.t === 'stop') stop();
+    if (m === null || typeof m !== 'object') return;
+    if (m.t === 'stop') stop();
+    else if (m.t === 'report') void report();
   });
   process.on('disconnect', () => {
     /* the master is gone: nobody would replace or stop this worker */
