@@ -485,9 +485,10 @@ try {
   // (c) npx tsgi serve -----------------------------------------------------------------------
   /**
    * Runs `npx --no-install tsgi serve APP --http 127.0.0.1:PORT` in `cwd` as the user, GETs
-   * `path` and checks the answer starts with `want`; resolves with "200 BODY" and the output.
+   * `path` and checks the answer starts with `want` (waiting up to `waitMs` for the server);
+   * resolves with "200 BODY" and the output.
    */
-  async function npxServe(cwd, app, path, want) {
+  async function npxServe(cwd, app, path, want, waitMs = 15000) {
     const port = await freePort();
     const args = ['--no-install', 'tsgi', 'serve', app, '--http', `127.0.0.1:${port}`];
     /* Its own process group, so that npx, sh and the server all end together. */
@@ -503,7 +504,7 @@ try {
     let exited = null;
     child.on('exit', (code, signal) => (exited = signal ?? code));
     try {
-      const deadline = Date.now() + 15000;
+      const deadline = Date.now() + waitMs;
       for (;;) {
         if (exited !== null)
           throw new Error(`npx ${args.join(' ')} exited (${exited}):\n${output}`);
@@ -567,6 +568,8 @@ try {
       'examples/hello.mjs',
       '/x',
       'Hello, world! You asked for /x',
+      /* npm 11 runs a project's own bin by installing the project into its npx cache first */
+      120_000,
     );
     if (!output.includes('(ts codec)')) throw new Error(`not the ts codec:\n${output}`);
     return answer;
