@@ -33,6 +33,7 @@ app.get('/', async () => 'fastify');
 export default app;`,
   'fetch.mjs': `export default { fetch: (request) => new Response('fetch ' + new URL(request.url).pathname) };`,
   'tsgi.mjs': `export default (env, start) => { start('200 OK', ${TEXT}); return ['tsgi ' + env.PATH_INFO]; };`,
+  'fetchfn.mjs': `export default async (request) => new Response('fetch fn');`,
   'handler.mjs': `export default (req, res) => { res.setHeader('Content-Type', 'text/plain'); res.end('node'); };`,
   'exports.cjs': `exports.app = (env, start) => { start('200 OK', ${TEXT}); return ['cjs app']; };
 exports.other = (env, start) => { start('200 OK', ${TEXT}); return ['cjs other']; };`,
@@ -95,6 +96,16 @@ describe('the interface is detected from the export', () => {
     );
     /* and with the option it is served */
     expect((await served(['handler.mjs', '--interface', 'node'])).reply).toBe('200 node');
+  });
+
+  it('a fetch function called as TSGI: 500 and an error naming --interface fetch', async () => {
+    const { reply, child } = await served(['fetchfn.mjs']);
+    expect(reply).toBe('500 Internal Server Error\n');
+    await child.waitForStderr(/--interface fetch/);
+    expect(child.stderr()).toContain(
+      'TypeError: the app returned a Response: it is a fetch handler, called here as a TSGI app: serve it with --interface fetch',
+    );
+    expect((await served(['fetchfn.mjs', '--interface', 'fetch'])).reply).toBe('200 fetch fn');
   });
 });
 

@@ -19,7 +19,7 @@
  * Connect app, a Koa app and a Fastify instance are `node`, an object with `fetch()` is
  * `fetch`, any other function is `tsgi` — and when such a function then fails the way a node
  * handler called with TSGI's arguments fails ("res.setHeader is not a function"), the error
- * says to use `--interface node`.
+ * says to use `--interface node`; when it returns a Response, `--interface fetch`.
  *
  * TypeScript apps run where Node.js strips types itself (23.6+, 22.18+; 22.6+ with
  * --experimental-strip-types); elsewhere the error gives the command that runs them (tsx).
@@ -250,7 +250,7 @@ export async function loadApp(spec: string, options: LoadOptions = {}): Promise<
     iface,
     options.factory === true ? `the factory result of "${file}"` : what,
   );
-  return forced === null && iface === 'tsgi' ? hintNodeHandler(app) : app;
+  return forced === null && iface === 'tsgi' ? hintInterface(app) : app;
 }
 
 /**
@@ -287,12 +287,20 @@ export function detectInterface(value: unknown): AppInterface | null {
 const NODE_HANDLER_ERROR =
   /\.(?:setHeader|writeHead|getHeader|removeHeader|end|write|on|once|pipe|status|send|json|header|set|redirect|sendFile|type)\b[^]* is not a function/;
 
+/** The error for a function detected as TSGI that answered with a fetch Response. */
+function fetchHandlerError(): TypeError {
+  return new TypeError(
+    'the app returned a Response: it is a fetch handler, called here as a TSGI app: serve it with --interface fetch',
+  );
+}
+
 /**
  * Serves an app detected as TSGI (a plain function) and, until its first request goes
- * through, adds to an error that shows it is a node (req, res) handler the option that serves
- * it. After one request returns, it is the plain app.
+ * through, turns the failures that show it is another kind of handler into errors that name
+ * the option that serves it: a node (req, res) handler (its TypeError gets the hint) or a
+ * fetch handler (it returns a Response). After one request went through, it is the plain app.
  */
-function hintNodeHandler(app: App): App {
+function hintInterface(app: App): App {
   let armed = true;
   const hint = (err: unknown): unknown => {
     if (err instanceof TypeError && NODE_HANDLER_ERROR.test(err.message)) {
@@ -317,6 +325,7 @@ function hintNodeHandler(app: App): App {
     } catch (err) {
       throw hint(err);
     }
+    if (result instanceof Response) throw fetchHandlerError();
     if (
       result !== null &&
       typeof result === 'object' &&
@@ -324,6 +333,7 @@ function hintNodeHandler(app: App): App {
     ) {
       return (result as Promise<never>).then(
         (body) => {
+          if ((body as unknown) instanceof Response) throw fetchHandlerError();
           armed = false;
           return body;
         },
