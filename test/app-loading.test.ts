@@ -126,13 +126,13 @@ describe('app modules', () => {
     }
     const child = serve(['typed.ts', '--http', '127.0.0.1:0']);
     expect(await child.exited).toBe(1);
-    const advice =
-      major === 22 && minor >= 6
-        ? `tsgi: cannot load the app module "typed.ts": Node.js ${process.versions.node} runs TypeScript only with --experimental-strip-types (by default from 22.18): NODE_OPTIONS=--experimental-strip-types npx tsgi serve typed.ts --http 127.0.0.1:0\n`
-        : `tsgi: cannot load the app module "typed.ts": Node.js ${process.versions.node} cannot run TypeScript itself (22.18+ and 23.6+ can; 22.6+ with --experimental-strip-types); with tsx: npm install --save-dev tsx, then: NODE_OPTIONS="--import tsx" npx tsgi serve typed.ts --http 127.0.0.1:0\n`;
+    const flagged = (major === 22 && minor >= 6) || major === 23;
+    const advice = flagged
+      ? `tsgi: cannot load the app module "typed.ts": Node.js ${process.versions.node} runs TypeScript only with --experimental-strip-types (by default from 22.18 and 23.6): NODE_OPTIONS=--experimental-strip-types npx tsgi serve typed.ts --http 127.0.0.1:0\n`
+      : `tsgi: cannot load the app module "typed.ts": Node.js ${process.versions.node} cannot run TypeScript itself (22.18+ and 23.6+ can; 22.6+ with --experimental-strip-types); with tsx: npm install --save-dev tsx, then: NODE_OPTIONS="--import tsx" npx tsgi serve typed.ts --http 127.0.0.1:0\n`;
     expect(child.stderr()).toBe(advice);
     /* the command it gives works (tsx is a devDependency of tsgi) */
-    const fixed = major === 22 && minor >= 6 ? '--experimental-strip-types' : '--import tsx';
+    const fixed = flagged ? '--experimental-strip-types' : '--import tsx';
     const again = serve(['typed.ts', '--http', '127.0.0.1:0'], { NODE_OPTIONS: fixed });
     const m = await again.waitForStderr(/over HTTP on 127\.0\.0\.1:([0-9]+) \(/);
     const res = await fetch(`http://127.0.0.1:${m[1]}/t`);

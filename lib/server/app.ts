@@ -128,9 +128,10 @@ function typescriptAdvice(file: string, err: unknown): string | null {
     return `cannot load the app module "${file}": ${(err as Error).message.split('\n')[0]}; Node.js strips types but does not compile this syntax: ${tsx}`;
   }
   const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
-  const flagged = major === 22 && minor >= 6 && minor < 18;
+  /* type stripping: flagged from 22.6 and in 23.0–23.5, by default from 23.6 and 22.18 */
+  const flagged = (major === 22 && minor >= 6 && minor < 18) || (major === 23 && minor < 6);
   return flagged
-    ? `cannot load the app module "${file}": Node.js ${process.versions.node} runs TypeScript only with --experimental-strip-types (by default from 22.18): NODE_OPTIONS=--experimental-strip-types npx tsgi ${args}`
+    ? `cannot load the app module "${file}": Node.js ${process.versions.node} runs TypeScript only with --experimental-strip-types (by default from 22.18 and 23.6): NODE_OPTIONS=--experimental-strip-types npx tsgi ${args}`
     : `cannot load the app module "${file}": Node.js ${process.versions.node} cannot run TypeScript itself (22.18+ and 23.6+ can; 22.6+ with --experimental-strip-types); with tsx: ${tsx}`;
 }
 
