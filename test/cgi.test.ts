@@ -239,9 +239,7 @@ describe('tsgi cgi (in process)', () => {
       out: '',
       err: 'tsgi: cgi needs an APP module (or the TSGI_APP environment variable)\n',
     });
-    expect((await cgi(['a.mjs', 'b.mjs'], [])).err).toBe(
-      'tsgi: unexpected argument "b.mjs"\n',
-    );
+    expect((await cgi(['a.mjs', 'b.mjs'], [])).err).toBe('tsgi: unexpected argument "b.mjs"\n');
     expect((await cgi(['a.mjs', '--interface', 'wsgi'], [])).code).toBe(2);
     expect((await cgi(['a.mjs', '--bogus'], [])).code).toBe(2);
     const missing = join(dir, 'missing.mjs');

@@ -171,6 +171,9 @@ describe('config: precedence and values', () => {
     expect(await failure([], json({ 'max-requests': 5 }))).toBe(
       'tsgi.config.json: unknown option "max-requests"; did you mean "maxRequests"?',
     );
+    expect(await failure([], json({ zzzzzz: 5 }))).toBe(
+      `tsgi.config.json: unknown option "zzzzzz"; known options: ${known.join(', ')}`,
+    );
     expect(await failure([], json({ socketMode: 660 }))).toBe(
       'tsgi.config.json: "socketMode" needs the mode as an octal string such as "660", not 660',
     );
