@@ -235,22 +235,23 @@ describe('the stats endpoint', () => {
     expect((await httpGet(statsPort, '/', { method: 'POST', body: '' })).status).toBe(405);
   });
 
-  it('a master counts a request as soon as it has ended, not at the next heartbeat', async () => {
+  /** A master with two workers serving HTTP, and its stats endpoint. */
+  async function masterWithStats(): Promise<{ child: Child; port: number; statsPort: number }> {
     const [port, statsPort] = [await freePort(), await freePort()];
     const child = await startTsgi(
       cli,
-      [
-        'app.mjs',
-        '--http',
-        `127.0.0.1:${port}`,
-        '--workers',
-        '2',
+      ['app.mjs', '--http', `127.0.0.1:${port}`, '--workers', '2'].concat([
         '--stats',
         `127.0.0.1:${statsPort}`,
-      ],
+      ]),
       { cwd: dir },
     );
     children.push(child);
+    return { child, port, statsPort };
+  }
+
+  it('a master counts a request as soon as it has ended, not at the next heartbeat', async () => {
+    const { port, statsPort } = await masterWithStats();
     /* each request is in the very next read of the endpoint, with no waiting in between */
     const seen: number[] = [];
     for (let i = 1; i <= 6; i++) {
@@ -265,21 +266,7 @@ describe('the stats endpoint', () => {
   });
 
   it('a master: per-worker numbers from the heartbeats, listener totals over all workers', async () => {
-    const [port, statsPort] = [await freePort(), await freePort()];
-    const child = await startTsgi(
-      cli,
-      [
-        'app.mjs',
-        '--http',
-        `127.0.0.1:${port}`,
-        '--workers',
-        '2',
-        '--stats',
-        `127.0.0.1:${statsPort}`,
-      ],
-      { cwd: dir },
-    );
-    children.push(child);
+    const { child, port, statsPort } = await masterWithStats();
     const pids = new Map<string, number>();
     for (let i = 0; i < 20; i++) {
       const r = await httpGet(port, '/');
