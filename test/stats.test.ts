@@ -240,10 +240,15 @@ describe('the stats endpoint', () => {
     const [port, statsPort] = [await freePort(), await freePort()];
     const child = await startTsgi(
       cli,
-      ['app.mjs', '--http', `127.0.0.1:${port}`, '--workers', '2'].concat([
+      [
+        'app.mjs',
+        '--http',
+        `127.0.0.1:${port}`,
+        '--workers',
+        '2',
         '--stats',
         `127.0.0.1:${statsPort}`,
-      ]),
+      ],
       { cwd: dir },
     );
     children.push(child);
