@@ -94,9 +94,13 @@ describe('--reload', () => {
       .stderr()
       .split('\n')
       .filter((l) => l.includes('new worker'));
-    expect(reloads).toEqual([
-      `tsgi: ${join('lib', 'a.mjs')} and 2 other files changed: starting 1 new worker (generation 2)`,
-    ]);
+    /* one reload for the three changes, named by whichever change was seen first */
+    expect(reloads.length).toBe(1);
+    const first =
+      /^tsgi: (\S+) and 2 other files changed: starting 1 new worker \(generation 2\)$/.exec(
+        reloads[0]!,
+      );
+    expect([join('lib', 'a.mjs'), join('lib', 'b.mjs'), 'app.mjs']).toContain(first?.[1]);
   });
 
   it('a folder it cannot read is skipped quietly', async () => {
