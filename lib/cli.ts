@@ -55,13 +55,17 @@ const USAGE = `Usage: tsgi serve APP[:EXPORT] [options]
 
 Serve an application over ${PROTOCOL_NAMES}.
 
-APP is a JavaScript module (path relative to the current directory). The app is the named
-EXPORT, else the default export, else the export named "application", else "app".
+APP is a JavaScript or TypeScript module (path relative to the current directory; the
+extension may be left out). The app is the named EXPORT, else the default export, else the
+export named "application", else "app". An Express, Koa or Fastify app and an object with
+fetch() are recognised; a (req, res) handler needs --interface node, a (request) => Response
+function --interface fetch.
 
 Options:
 ${optionsHelp()}
 
-ADDR is HOST:PORT, [IPV6]:PORT, :PORT (all interfaces), unix:/path/to.sock or fd:N.
+ADDR is HOST:PORT, [IPV6]:PORT, :PORT (all interfaces: a FastCGI, SCGI or uwsgi listener
+there gets a warning unless --allow names its peers), unix:/path/to.sock or fd:N.
 With no listener given: the sockets systemd passed (LISTEN_FDS), each serving the protocol
 its FileDescriptorName= names (fastcgi, http, scgi, uwsgi; FastCGI when unnamed); else
 FastCGI on fd 0 when fd 0 is a listening socket (tsgi was spawned by a web server); else
