@@ -168,7 +168,7 @@ export async function runMaster(options: MasterOptions): Promise<number> {
 
   /* --stats asks the workers for fresh numbers: each answers with a heartbeat */
   const heartbeatWaiters = new Map<Worker, (() => void)[]>();
-  const REFRESH_MS = 250;
+  const REFRESH_MS = 1000;
   const refresh = async (): Promise<void> => {
     const asked = [...workers].filter((w) => w.state !== 'starting' && w.proc.connected);
     await Promise.all(
