@@ -1,6 +1,6 @@
 /**
  * `npm run bench:compare`: the native codec against the TypeScript codec, side by side in one
- * run, on the cases of issue 2 (see bench/fixtures.mjs), plus the TypeScript codec against the
+ * run, on the cases of bench/fixtures.mjs, plus the TypeScript codec against the
  * npm package fastcgi-stream on case (a). Runs on the compiled codecs in dist/ (the npm script
  * builds them first). Timings are a report, not an assertion: the exit code is 0 whatever the
  * numbers, and non-zero only when a codec computes a wrong result or cannot be loaded.

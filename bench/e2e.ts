@@ -28,7 +28,7 @@
  * One tsgi process serves all tsgi rows. Every row runs --rounds times (default 3), the rows
  * interleaved and rotated each round, and the medians are reported: this machine is shared and
  * noisy. Prints requests/s, p99 latency, errors, the load average, and the ratios against the
- * targets of issues 3 and 4 (a ratio is printed when both of its rows ran).
+ * project's targets (a ratio is printed when both of its rows ran; docs/benchmarks.md).
  *
  *   npm run bench:e2e -- [--rows a,b,c] [--duration S] [--rounds N] [--connections C]
  *                        [--threads T] [--json FILE]

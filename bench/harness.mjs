@@ -29,7 +29,7 @@ function firstVars(events) {
 }
 
 /**
- * The cases of issue 2 item 6, and (e): case (a) as the FastCGI server does it since issue 3
+ * The codec cases (a)–(d), and (e): case (a) as the FastCGI server does it
  * (FcgiParser.pushVars, which the native codec turns into variables without the pairs array). `op(codec)` returns the function timed; `check` verifies one
  * result of it.
  */

@@ -11,14 +11,15 @@
  * Exit status: 0 after a clean stop, 1 when the app cannot be loaded or a listener cannot be
  * opened, 2 for a usage error (including a bad config file).
  */
-import { realpathSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { codec } from './codec/index.js';
+import { codec, codecProblem } from './codec/index.js';
 import { cgiMain } from './protocol/cgi.js';
-import { serverTransport } from './protocol/transport.js';
+import { serverTransport, transportProblem } from './protocol/transport.js';
 import type { App } from './gateway/types.js';
+import { exposureWarning } from './server/allow.js';
 import { AppLoadError, loadApp } from './server/app.js';
 import {
   ConfigError,
@@ -27,6 +28,8 @@ import {
   readConfigFile,
   resolveConfig,
   type ServeConfig,
+  isServeOption,
+  unknownOptionMessage,
 } from './server/config.js';
 import {
   formatAddress,
@@ -34,6 +37,7 @@ import {
   listen,
   ListenError,
   systemdSockets,
+  unixSocketSetup,
   type ListenAddress,
 } from './server/listen.js';
 import { createLogger, type Logger } from './server/log.js';
@@ -41,6 +45,7 @@ import { MasterStartError, runMaster } from './server/master.js';
 import { dropPrivileges, PrivilegeError, resolveIds, type Ids } from './server/privileges.js';
 import { PROTOCOLS, protocolByFlag, type Protocol } from './server/protocols.js';
 import { createStatsServer, type StatsSnapshot } from './server/stats.js';
+import { nearest } from './server/args.js';
 import { Serving } from './server/worker.js';
 import { EXIT_STRAY_ERROR, watchStrayErrors } from './server/stray.js';
 import { VERSION } from './version.js';
@@ -51,13 +56,17 @@ const USAGE = `Usage: tsgi serve APP[:EXPORT] [options]
 
 Serve an application over ${PROTOCOL_NAMES}.
 
-APP is a JavaScript module (path relative to the current directory). The app is the named
-EXPORT, else the default export, else the export named "application", else "app".
+APP is a JavaScript or TypeScript module (path relative to the current directory; the
+extension may be left out). The app is the named EXPORT, else the default export, else the
+export named "application", else "app". An Express, Koa or Fastify app and an object with
+fetch() are recognised; a (req, res) handler needs --interface node, a (request) => Response
+function --interface fetch.
 
 Options:
 ${optionsHelp()}
 
-ADDR is HOST:PORT, [IPV6]:PORT, :PORT (all interfaces), unix:/path/to.sock or fd:N.
+ADDR is HOST:PORT, [IPV6]:PORT, :PORT (all interfaces: a FastCGI, SCGI or uwsgi listener
+there gets a warning unless --allow names its peers), unix:/path/to.sock or fd:N.
 With no listener given: the sockets systemd passed (LISTEN_FDS), each serving the protocol
 its FileDescriptorName= names (fastcgi, http, scgi, uwsgi; FastCGI when unnamed); else
 FastCGI on fd 0 when fd 0 is a listening socket (tsgi was spawned by a web server); else
@@ -169,7 +178,11 @@ async function serveAlone(
   }
   const load = async (): Promise<App> => {
     try {
-      return await loadApp(config.app, { factory: config.factory, interface: config.interface });
+      return await loadApp(config.app, {
+        factory: config.factory,
+        interface: config.interface,
+        onWarning: (m) => log.warn(m, { event: 'app-warning' }),
+      });
     } catch (err) {
       if (err instanceof AppLoadError) throw new StartError(err.message);
       throw err;
@@ -264,7 +277,13 @@ async function serveAlone(
       : null,
   );
 
-  const unix = { mode: config.socketMode, uid: ids?.uid ?? -1, gid: ids?.gid ?? -1 };
+  const sockets = unixSocketSetup(
+    config,
+    listeners.map((l) => l.addr),
+    ids,
+  );
+  if (sockets.warning !== null) log.warn(sockets.warning, { event: 'socket-mode' });
+  const unix = sockets.options;
   const open = async (): Promise<void> => {
     const opened: [Protocol, string, Server][] = [];
     for (const l of listeners) {
@@ -297,6 +316,10 @@ async function serveAlone(
     }
   };
   const announce = (protocol: Protocol, shown: string, server: Server): void => {
+    const bound = server.address();
+    const host = bound !== null && typeof bound === 'object' ? bound.address : null;
+    const exposed = exposureWarning(protocol, shown, host, config.allow);
+    if (exposed !== null) log.warn(exposed, { event: 'exposed', address: shown });
     /* HTTP is node:http's; the gateway protocols say which connection transport they got */
     const via = protocol.flag === 'http' ? '' : `, ${serverTransport(server)} transport`;
     log.info(
@@ -320,24 +343,76 @@ async function serveAlone(
   return finished;
 }
 
+/** The commands, for "did you mean". */
+const COMMANDS = ['serve', 'cgi', 'help'];
+
+/**
+ * The usage error for a first argument that is no command: an app module or a serve option
+ * given without `serve` is answered with the command that works.
+ */
+function unknownCommand(command: string, rest: string[]): UsageError {
+  const again = (): string => ['tsgi', 'serve', command, ...rest].map(shellWord).join(' ');
+  if (command.startsWith('-')) {
+    const name = command.replace(/^--?/, '').split('=')[0]!;
+    return new UsageError(
+      isServeOption(name)
+        ? `${command} is an option of serve: ${again()}`
+        : unknownOptionMessage(name),
+    );
+  }
+  if (/\.(?:[cm]?[jt]s|jsx|tsx)(?::[A-Za-z_$][\w$]*)?$/.test(command) || existsSync(command)) {
+    return new UsageError(`"${command}" is not a command; to serve it: ${again()}`);
+  }
+  const near = nearest(command, COMMANDS);
+  return new UsageError(
+    near === null
+      ? `unknown command "${command}"; the commands are ${COMMANDS.join(', ')} (tsgi --help)`
+      : `unknown command "${command}"; did you mean "tsgi ${near}"?`,
+  );
+}
+
+/** A word quoted for a POSIX shell when it needs it. */
+function shellWord(w: string): string {
+  return /^[\w@%+=:,./-]+$/.test(w) ? w : `'${w.replace(/'/g, "'\\''")}'`;
+}
+
+/**
+ * Reports a bad TSGI_CODEC, TSGI_TRANSPORT or TSGI_NATIVE_PATH in one line: a warning when
+ * tsgi goes on with a fallback, else an error before anything starts.
+ */
+function environmentCheck(): void {
+  for (const problem of [codecProblem, transportProblem]) {
+    if (problem === null) continue;
+    if (problem.status === 0) log.warn(problem.message, { event: 'environment' });
+    else if (problem.status === 2) throw new UsageError(problem.message);
+    else throw new StartError(problem.message);
+  }
+}
+
 /** Runs the command line; resolves with the exit status. */
 export async function main(argv: string[]): Promise<number> {
   try {
     const [command, ...rest] = argv;
-    if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
+    if (command === undefined) {
+      /* asked for nothing: a usage error, the help on stderr */
+      process.stderr.write(USAGE);
+      return 2;
+    }
+    if (command === '-h' || command === '--help' || command === 'help') {
       process.stdout.write(USAGE);
-      return command === undefined ? 2 : 0;
+      return 0;
     }
     if (command === '-V' || command === '--version') {
       process.stdout.write(`tsgi ${VERSION}\n`);
       return 0;
     }
+    environmentCheck();
     if (command === 'cgi') return await cgiMain(rest);
-    if (command !== 'serve') throw new UsageError(`unknown command "${command}"`);
+    if (command !== 'serve') throw unknownCommand(command, rest);
     return await serve(rest);
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`tsgi: ${err.message}\nRun "tsgi --help" for usage.\n`);
+      process.stderr.write(`tsgi: ${err.message}\n`);
       return 2;
     }
     if (err instanceof StartError) {

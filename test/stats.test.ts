@@ -235,7 +235,8 @@ describe('the stats endpoint', () => {
     expect((await httpGet(statsPort, '/', { method: 'POST', body: '' })).status).toBe(405);
   });
 
-  it('a master: per-worker numbers from the heartbeats, listener totals over all workers', async () => {
+  /** A master with two workers serving HTTP, and its stats endpoint. */
+  async function masterWithStats(): Promise<{ child: Child; port: number; statsPort: number }> {
     const [port, statsPort] = [await freePort(), await freePort()];
     const child = await startTsgi(
       cli,
@@ -251,6 +252,26 @@ describe('the stats endpoint', () => {
       { cwd: dir },
     );
     children.push(child);
+    return { child, port, statsPort };
+  }
+
+  it('a master counts a request as soon as it has ended, not at the next heartbeat', async () => {
+    const { port, statsPort } = await masterWithStats();
+    /* each request is in the very next read of the endpoint, with no waiting in between */
+    const seen: number[] = [];
+    for (let i = 1; i <= 6; i++) {
+      expect((await httpGet(port, '/')).status).toBe(200);
+      seen.push((await getStats(statsPort)).totals.requests);
+    }
+    expect(seen).toEqual([1, 2, 3, 4, 5, 6]);
+    const metrics = (await httpGet(statsPort, '/metrics')).body;
+    expect(metrics).toContain(
+      `tsgi_listener_requests_total{protocol="http",address="127.0.0.1:${port}"} 6\n`,
+    );
+  });
+
+  it('a master: per-worker numbers from the heartbeats, listener totals over all workers', async () => {
+    const { child, port, statsPort } = await masterWithStats();
     const pids = new Map<string, number>();
     for (let i = 0; i < 20; i++) {
       const r = await httpGet(port, '/');

@@ -90,7 +90,7 @@ describe('transport selection', () => {
         [
           '--input-type=module',
           '-e',
-          `const t = await import(${JSON.stringify(url)}); process.stdout.write(t.transport);`,
+          `const t = await import(${JSON.stringify(url)}); if (t.transportProblem) { process.stderr.write(t.transportProblem.message); process.exit(1); } process.stdout.write(t.transport);`,
         ],
         { env: { ...process.env, TSGI_TRANSPORT: '', TSGI_CODEC: '', ...env }, encoding: 'utf8' },
       );

@@ -1,5 +1,5 @@
 /**
- * The Express rows of `npm run bench:e2e` (issue 5's target), added to bench/e2e.ts's tables:
+ * The Express rows of `npm run bench:e2e` (docs/benchmarks.md), added to bench/e2e.ts's tables:
  *
  *   express-tsgi-fastcgi   bench/e2e/express-hello.mjs under `tsgi serve --interface node`
  *                          over FastCGI, fastcgi_keep_conn on, upstream keepalive

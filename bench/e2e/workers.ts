@@ -1,5 +1,5 @@
 /**
- * The process-manager rows of `npm run bench:e2e` (issue 7's targets), added to bench/e2e.ts's
+ * The process-manager rows of `npm run bench:e2e` (docs/benchmarks.md), added to bench/e2e.ts's
  * tables:
  *
  *   cpu-workers-1        `tsgi serve --workers 1` on an app that spends about 2 ms of CPU per

@@ -1,6 +1,6 @@
 /**
- * The TSGI interface (DESIGN.md, "The gateway interface"): what an application receives and
- * what it gives back. PEP 3333 with JavaScript types.
+ * The TSGI interface (docs/gateway.md): what an application receives and what it gives back.
+ * Python's WSGI (PEP 3333) with JavaScript types.
  */
 import type { Readable, Writable } from 'node:stream';
 

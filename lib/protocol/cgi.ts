@@ -32,7 +32,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
-import { parseArgs } from 'node:util';
+import { ArgsError, nearest, parseOptions } from '../server/args.js';
 import { cgiVariables, type CgiVariables } from '../codec/environ.js';
 import { codec } from '../codec/index.js';
 import { makeEnviron } from '../gateway/environ.js';
@@ -67,7 +67,7 @@ path (a web server runs CGI programs in the script's directory).
 
 Options:
   --factory         the export is a factory: call it once and serve the app it returns
-  --interface NAME  what the export is: ${INTERFACES.join(', ')} (default tsgi)
+  --interface NAME  what the export is: ${INTERFACES.join(', ')} (default: detected)
   -h, --help        show this help
 
 Exit status: 0 once the app is loaded (its errors become 500 responses), 1 when it cannot be
@@ -268,25 +268,31 @@ export async function runCgi(app: App, io: CgiIo = {}, abort?: AbortSignal): Pro
 export async function cgiMain(args: string[], io: CgiIo = {}): Promise<number> {
   const stderr = io.stderr ?? process.stderr;
   const usage = (message: string): number => {
-    stderr.write(`tsgi: ${message}\nRun "tsgi cgi --help" for usage.\n`);
+    stderr.write(`tsgi: ${message}\n`);
     return 2;
   };
+  const options = {
+    factory: { type: 'boolean' },
+    interface: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  } as const;
   let parsed;
   try {
-    parsed = parseArgs({
+    parsed = parseOptions(
       args,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        factory: { type: 'boolean' },
-        interface: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
+      options,
+      (name) => {
+        const near = nearest(name, Object.keys(options));
+        return `cgi: unknown option ${name.length === 1 ? '-' : '--'}${name}${near === null ? ' (tsgi cgi --help)' : `; did you mean --${near}?`}`;
       },
-    });
+      () => 'NAME',
+    );
   } catch (err) {
-    return usage((err as Error).message);
+    if (err instanceof ArgsError) return usage(err.message);
+    throw err;
   }
-  const { values, positionals } = parsed;
+  const positionals = parsed.positionals;
+  const values = parsed.values as { factory?: true; interface?: string; help?: true };
   if (values.help) {
     (io.stdout ?? process.stdout).write(CGI_USAGE);
     return 0;
@@ -304,7 +310,7 @@ export async function cgiMain(args: string[], io: CgiIo = {}): Promise<number> {
   }
   let iface;
   try {
-    iface = parseInterface(values.interface ?? 'tsgi');
+    iface = values.interface === undefined ? null : parseInterface(values.interface);
   } catch (err) {
     return usage((err as Error).message);
   }

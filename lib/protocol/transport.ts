@@ -31,7 +31,7 @@ import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
 import * as stream from 'node:stream';
 import { getSystemErrorName } from 'node:util';
-import { codec } from '../codec/index.js';
+import { codec, codecProblem, type EnvironmentProblem } from '../codec/index.js';
 import { loadNativeBinding } from '../codec/native.js';
 
 /** The transports a stream server can run on. */
@@ -150,23 +150,29 @@ function findNative(): { cls: NativeTransportClass | null; why: string } {
 
 const found = findNative();
 
-function selectTransport(): { name: TransportName; reason: string } {
+function selectTransport(): {
+  name: TransportName;
+  reason: string;
+  problem: EnvironmentProblem | null;
+} {
   const forced = process.env.TSGI_TRANSPORT;
-  if (forced === 'node') return { name: 'node', reason: 'TSGI_TRANSPORT=node' };
+  if (forced === 'node') return { name: 'node', reason: 'TSGI_TRANSPORT=node', problem: null };
   if (forced !== undefined && forced !== '' && forced !== 'native') {
-    throw new Error(`TSGI_TRANSPORT must be "native" or "node", not "${forced}"`);
+    const message = `TSGI_TRANSPORT must be "native" or "node", not "${forced}"`;
+    return { name: 'node', reason: message, problem: { message, status: 2 } };
   }
   if (forced === 'native') {
     if (found.cls === null) {
-      throw new Error(
-        `TSGI_TRANSPORT=native but the native transport is unavailable: ${found.why}`,
-      );
+      const message = `TSGI_TRANSPORT=native but the native transport is unavailable: ${found.why}`;
+      return { name: 'node', reason: message, problem: { message, status: 1 } };
     }
-    return { name: 'native', reason: 'TSGI_TRANSPORT=native' };
+    return { name: 'native', reason: 'TSGI_TRANSPORT=native', problem: null };
   }
-  if (found.cls === null) return { name: 'node', reason: found.why };
-  if (codec.name !== 'native') return { name: 'node', reason: 'the TypeScript codec is in use' };
-  return { name: 'native', reason: 'the native addon is loaded' };
+  if (found.cls === null) return { name: 'node', reason: found.why, problem: null };
+  if (codecProblem !== null || codec.name !== 'native') {
+    return { name: 'node', reason: 'the TypeScript codec is in use', problem: null };
+  }
+  return { name: 'native', reason: 'the native addon is loaded', problem: null };
 }
 
 const selected = selectTransport();
@@ -176,6 +182,13 @@ export const transport: TransportName = selected.name;
 
 /** Why {@link transport} is what it is (for logs and tests). */
 export const transportReason: string = selected.reason;
+
+/**
+ * A bad TSGI_TRANSPORT, or TSGI_TRANSPORT=native where it is unavailable, or null. Never
+ * thrown while this module loads: the tsgi command reports it in one line, and creating a
+ * FastCGI, SCGI or uwsgi server throws it.
+ */
+export const transportProblem: EnvironmentProblem | null = selected.problem;
 
 /**
  * Whether the native transport can be used in this process (whatever {@link transport}
@@ -208,6 +221,7 @@ export function useTransport(
   which: TransportName = transport,
   handler?: (...args: never[]) => unknown,
 ): void {
+  if (transportProblem !== null) throw new Error(transportProblem.message);
   if (which === 'node') return;
   const cls = found.cls;
   if (cls === null) throw new Error(`the native transport is unavailable: ${found.why}`);

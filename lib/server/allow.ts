@@ -107,3 +107,34 @@ export function guardServer(
     }
   });
 }
+
+/** True for an address only this machine can reach (127.0.0.0/8, ::1, their mapped forms). */
+export function isLoopback(address: string): boolean {
+  const a = address.replace(/^\[|\]$/g, '');
+  const v4 = MAPPED.exec(a)?.[1] ?? a;
+  return /^127\./.test(v4) || a === '::1' || a === 'localhost';
+}
+
+/**
+ * The start-up warning for a gateway listener (FastCGI, SCGI, uwsgi) that other machines can
+ * reach while no --allow (nor, for FastCGI, FCGI_WEB_SERVER_ADDRS) limits its peers, or null.
+ * A gateway protocol trusts its peer for REMOTE_ADDR, HTTPS and everything the front server
+ * would have checked, so a client reaching it directly bypasses the front server. `host` is
+ * the bound address (null: not known, as for an inherited socket under a master).
+ */
+export function exposureWarning(
+  protocol: { flag: string; title: string },
+  shown: string,
+  host: string | null,
+  allow: readonly string[] | null,
+): string | null {
+  if (protocol.flag === 'http' || host === null || isLoopback(host)) return null;
+  if (allow !== null) return null;
+  if (protocol.flag === 'fastcgi' && fcgiWebServerAddrs() !== null) return null;
+  const port = /:([0-9]+)$/.exec(shown)?.[1] ?? 'PORT';
+  return (
+    `${protocol.title} on ${shown} accepts connections from other machines and trusts them ` +
+    `like the front server (client address, HTTPS): bind 127.0.0.1:${port} or a unix socket, ` +
+    `or name the front server with --allow ADDR`
+  );
+}

@@ -12,13 +12,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { basename, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
+import { parse as parseJsonc, ParseErrorCode, type ParseError } from 'jsonc-parser';
 import { parseAllowList } from './allow.js';
 import { parseMount } from './mount.js';
-import { INTERFACES, type AppInterface } from './app.js';
+import { INTERFACES, syntaxErrorLine, type AppInterface } from './app.js';
 import { ListenError, parseAddress, type ListenAddress } from './listen.js';
 import { PROTOCOLS } from './protocols.js';
 import { CONNECTION_LIMITS, type ConnectionLimits } from '../protocol/socket.js';
+import { ArgsError, nearest, parseOptions, type OptionShape } from './args.js';
 
 /** A wrong option value or a broken config file; the message is for the user (exit 2). */
 export class ConfigError extends Error {
@@ -60,7 +61,7 @@ const OPTIONS: readonly OptionSpec[] = [
     key: 'interface',
     kind: 'string',
     arg: 'NAME',
-    help: `what the export is: ${INTERFACES.join(', ')} (default tsgi)`,
+    help: `what the export is: ${INTERFACES.join(', ')} (default: detected: an Express, Koa or Fastify app is node, an object with fetch() is fetch, another function is tsgi)`,
   },
   {
     flag: 'mount',
@@ -279,7 +280,8 @@ export interface ServeConfig {
   /** Listeners given on the command line or in the config file (empty: the defaults apply). */
   listeners: ListenerSpec[];
   factory: boolean;
-  interface: AppInterface;
+  /** --interface; null: detected from the export (see lib/server/app.ts). */
+  interface: AppInterface | null;
   /** --mount: the prefix in the environ's form (see lib/server/mount.ts); null: none. */
   mount: string | null;
   /** Worker processes under a master; null: one process serves alone (no master). */
@@ -354,12 +356,66 @@ export function optionsHelp(): string {
   return lines.join('\n');
 }
 
-/** Parses `tsgi serve` arguments; throws a ConfigError for unknown options. */
+/**
+ * Options of other servers that their users type out of habit (gunicorn, uWSGI), with what
+ * tsgi says instead. Keys are flags without dashes.
+ */
+const FOREIGN_OPTIONS: Readonly<Record<string, string>> = {
+  bind: 'tsgi names the protocol with each address: --http ADDR, --fastcgi ADDR, --scgi ADDR or --uwsgi ADDR (e.g. --fastcgi 127.0.0.1:9000)',
+  b: 'tsgi names the protocol with each address: --http ADDR, --fastcgi ADDR, --scgi ADDR or --uwsgi ADDR (e.g. --fastcgi 127.0.0.1:9000)',
+  w: 'use --workers N',
+  processes: 'use --workers N',
+  socket: "use --uwsgi ADDR (uWSGI's --socket), or --fastcgi ADDR / --scgi ADDR",
+  'http-socket': 'use --http ADDR',
+  'fastcgi-socket': 'use --fastcgi ADDR',
+  'chmod-socket': 'use --socket-mode MODE (e.g. --socket-mode 660)',
+  harakiri: 'use --timeout SECS',
+  t: 'use --timeout SECS',
+  c: 'use --config FILE',
+  k: 'tsgi runs processes; say what the app is with --interface tsgi, node or fetch',
+  'worker-class': 'tsgi runs processes; say what the app is with --interface tsgi, node or fetch',
+  'access-logfile': 'use --access-log (the lines go to stderr)',
+  port: 'give the port with the protocol: --http 127.0.0.1:PORT or --fastcgi 127.0.0.1:PORT',
+  host: 'give the host with the protocol: --http HOST:PORT or --fastcgi HOST:PORT',
+  module: 'name the app as the argument: tsgi serve app.mjs or tsgi serve app.mjs:NAME',
+};
+
+/** Whether `name` (no dashes) is an option of `tsgi serve`. */
+export function isServeOption(name: string): boolean {
+  return (
+    name === 'help' ||
+    PROTOCOLS.some((p) => p.flag === name) ||
+    OPTIONS.some((o) => o.flag === name)
+  );
+}
+
+/** "--flag" or "-f" as typed. */
+const dashed = (name: string): string => (name.length === 1 ? `-${name}` : `--${name}`);
+
+/**
+ * The message for an option tsgi does not know: what tsgi has instead (for another server's
+ * option), else the nearest tsgi option.
+ */
+export function unknownOptionMessage(name: string): string {
+  const foreign = FOREIGN_OPTIONS[name];
+  if (foreign !== undefined) return `unknown option ${dashed(name)}: ${foreign}`;
+  const flags = [...PROTOCOLS.map((p) => p.flag), ...OPTIONS.map((o) => o.flag), 'help'];
+  const near = nearest(name, flags);
+  return near === null
+    ? `unknown option ${dashed(name)} (tsgi --help lists the options)`
+    : `unknown option ${dashed(name)}; did you mean --${near}?`;
+}
+
+/** The placeholder of an option's value in messages ("N", "ADDR"). */
+function argOf(flag: string): string {
+  return PROTOCOLS.some((p) => p.flag === flag)
+    ? 'ADDR'
+    : (OPTIONS.find((o) => o.flag === flag)?.arg ?? 'VALUE');
+}
+
+/** Parses `tsgi serve` arguments; throws a ConfigError (one line) for a usage error. */
 export function parseCommandLine(args: string[]): CommandLine {
-  const options: Record<
-    string,
-    { type: 'string' | 'boolean'; multiple?: boolean; short?: string }
-  > = {};
+  const options: Record<string, OptionShape> = {};
   for (const p of PROTOCOLS) options[p.flag] = { type: 'string', multiple: true };
   for (const o of OPTIONS) {
     options[o.flag] =
@@ -370,15 +426,17 @@ export function parseCommandLine(args: string[]): CommandLine {
   options.help = { type: 'boolean', short: 'h' };
   let parsed;
   try {
-    parsed = parseArgs({ args, allowPositionals: true, strict: true, options });
+    parsed = parseOptions(args, options, unknownOptionMessage, argOf);
   } catch (err) {
-    throw new ConfigError((err as Error).message);
+    if (err instanceof ArgsError) throw new ConfigError(err.message);
+    throw err;
   }
+  const raw = parsed.values;
+  const positionals = parsed.positionals;
   const values: Record<string, unknown> = {};
-  const raw = parsed.values as Record<string, unknown>;
   for (const p of PROTOCOLS) if (raw[p.flag] !== undefined) values[p.flag] = raw[p.flag];
   for (const o of OPTIONS) if (raw[o.flag] !== undefined) values[o.key] = raw[o.flag];
-  return { help: raw.help === true, positionals: parsed.positionals, values };
+  return { help: raw.help === true, positionals, values };
 }
 
 /**
@@ -408,17 +466,18 @@ export async function readConfigFile(
   const name = basename(path);
   let value: unknown;
   if (/\.json$/i.test(path)) {
-    try {
-      value = JSON.parse(readFileSync(path, 'utf8'));
-    } catch (err) {
-      throw new ConfigError(`${name}: ${(err as Error).message}`);
-    }
+    value = parseJsonFile(name, readFileSync(path, 'utf8'));
   } else if (/\.(mjs|js|cjs)$/i.test(path)) {
     let mod: Record<string, unknown>;
     try {
       mod = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
     } catch (err) {
-      throw new ConfigError(`${name}: cannot load it: ${(err as Error).message ?? err}`);
+      const line = syntaxErrorLine(err, path);
+      throw new ConfigError(
+        line === null
+          ? `${name}: cannot load it: ${(err as Error).message ?? err}`
+          : `${name}:${line}: ${(err as Error).message}`,
+      );
     }
     value = mod.default;
     if (typeof value === 'function') {
@@ -437,13 +496,58 @@ export async function readConfigFile(
   const values = value as Record<string, unknown>;
   for (const key of Object.keys(values)) {
     if (FILE_KEYS.has(key)) continue;
-    const hint = FILE_KEYS.has(camel(key)) ? ` (write it as "${camel(key)}")` : '';
+    const near = FILE_KEYS.has(camel(key)) ? camel(key) : nearest(key, FILE_KEYS);
     throw new ConfigError(
-      `${name}: unknown option "${key}"${hint}; known options: ${[...FILE_KEYS].join(', ')}`,
+      near === null
+        ? `${name}: unknown option "${key}"; known options: ${[...FILE_KEYS].join(', ')}`
+        : `${name}: unknown option "${key}"; did you mean "${near}"?`,
     );
   }
   return { path, values };
 }
+
+/** Line and column (from 1) of a character offset in `text`. */
+function lineColumn(text: string, offset: number): { line: number; column: number } {
+  const before = text.slice(0, offset).split('\n');
+  return { line: before.length, column: before[before.length - 1]!.length + 1 };
+}
+
+/**
+ * Parses a JSON config file; a syntax error names its line and column ("tsgi.config.json:3:5:
+ * expected a comma"). jsonc-parser gives the offset of every error, which JSON.parse's
+ * messages do not always carry.
+ */
+function parseJsonFile(name: string, text: string): unknown {
+  const errors: ParseError[] = [];
+  const value: unknown = parseJsonc(text, errors, {
+    disallowComments: true,
+    allowTrailingComma: false,
+    allowEmptyContent: false,
+  });
+  const first = errors[0];
+  if (first === undefined) return value;
+  const { line, column } = lineColumn(text, first.offset);
+  throw new ConfigError(`${name}:${line}:${column}: ${JSON_ERRORS[first.error] ?? 'invalid JSON'}`);
+}
+
+const JSON_ERRORS: Partial<Record<ParseErrorCode, string>> = {
+  [ParseErrorCode.InvalidSymbol]: 'not valid JSON here',
+  [ParseErrorCode.InvalidNumberFormat]: 'not a valid number',
+  [ParseErrorCode.PropertyNameExpected]: 'expected a property name in double quotes',
+  [ParseErrorCode.ValueExpected]: 'expected a value',
+  [ParseErrorCode.ColonExpected]: 'expected a colon',
+  [ParseErrorCode.CommaExpected]: 'expected a comma',
+  [ParseErrorCode.CloseBraceExpected]: 'expected a closing brace }',
+  [ParseErrorCode.CloseBracketExpected]: 'expected a closing bracket ]',
+  [ParseErrorCode.EndOfFileExpected]: 'unexpected text after the end',
+  [ParseErrorCode.InvalidCommentToken]: 'JSON has no comments (use tsgi.config.mjs for comments)',
+  [ParseErrorCode.UnexpectedEndOfComment]: 'JSON has no comments',
+  [ParseErrorCode.UnexpectedEndOfString]: 'a string is not closed',
+  [ParseErrorCode.UnexpectedEndOfNumber]: 'a number is cut short',
+  [ParseErrorCode.InvalidUnicode]: 'invalid \\u escape',
+  [ParseErrorCode.InvalidEscapeCharacter]: 'invalid escape in a string',
+  [ParseErrorCode.InvalidCharacter]: 'a control character in a string',
+};
 
 function fail(where: string, key: string, message: string): never {
   const flag = OPTIONS.find((o) => o.key === key)?.flag ?? key;
@@ -520,7 +624,7 @@ export function resolveConfig(
     app: '',
     listeners: [],
     factory: false,
-    interface: 'tsgi',
+    interface: null,
     mount: null,
     workers: null,
     timeoutMs: 0,

@@ -402,3 +402,64 @@ function readLines(file: string): string[] {
     return [];
   }
 }
+
+/** The group stock Debian and Ubuntu nginx and Apache run as. */
+export const WEB_SERVER_GROUP = 'www-data';
+
+/** The gid of a group named in /etc/group, or null. */
+function groupIdOf(name: string, groupFile = '/etc/group'): number | null {
+  let text: string;
+  try {
+    text = readFileSync(groupFile, 'utf8');
+  } catch {
+    return null;
+  }
+  for (const line of text.split('\n')) {
+    const f = line.split(':');
+    if (f[0] === name && /^[0-9]+$/.test(f[2] ?? '')) return Number(f[2]);
+  }
+  return null;
+}
+
+/**
+ * How the unix sockets tsgi creates are set up, from --socket-mode, --group and the ids of
+ * --user/--group (null: none given). With neither --socket-mode nor --group, as php-fpm's
+ * Debian pools do (listen.group = www-data, listen.mode = 0660): a socket the web server's
+ * group can use and other users cannot, when that group exists and this process may give a
+ * file to it (root, or a member of it). Otherwise the umask decides, and `warning` (when any
+ * of `addrs` or the stats address is a unix socket) says that nginx or Apache running as
+ * www-data will be refused, and what to do.
+ */
+export function unixSocketSetup(
+  config: { socketMode: number | null; group: string | null; stats: ListenAddress | null },
+  addrs: readonly ListenAddress[],
+  ids: { uid: number; gid: number } | null,
+  groupFile?: string,
+): { options: UnixSocketOptions; warning: string | null } {
+  const mode = config.socketMode;
+  const uid = ids?.uid ?? -1;
+  const gid = ids?.gid ?? -1;
+  if (mode !== null || config.group !== null) return { options: { mode, uid, gid }, warning: null };
+  const web = groupIdOf(WEB_SERVER_GROUP, groupFile);
+  const root = process.geteuid?.() === 0;
+  const member = web !== null && (process.getgroups?.() ?? []).includes(web);
+  if (web !== null && (root || member)) {
+    return { options: { mode: 0o660, uid, gid: web }, warning: null };
+  }
+  const paths = [...addrs, ...(config.stats === null ? [] : [config.stats])].flatMap((a) =>
+    a.type === 'unix' ? [a.path] : [],
+  );
+  if (paths.length === 0) return { options: { mode: null, uid, gid }, warning: null };
+  const effective = 0o777 & ~process.umask();
+  const fix =
+    web === null
+      ? "give the socket to the web server's group: --group GROUP --socket-mode 660 (as root), or --socket-mode 666 to let every local user connect"
+      : `add this user to the ${WEB_SERVER_GROUP} group (then tsgi gives the socket to it, mode 660), or run as root with --user, or --socket-mode 666 to let every local user connect`;
+  return {
+    options: { mode: null, uid, gid },
+    warning:
+      `unix:${paths[0]}${paths.length > 1 ? ' (and the other unix sockets)' : ''} gets mode ` +
+      `${effective.toString(8).padStart(4, '0')}: only its owner can connect, so nginx or Apache ` +
+      `running as ${WEB_SERVER_GROUP} will get "Permission denied" (502); ${fix}`,
+  };
+}

@@ -21,8 +21,7 @@
  * - serves --stats from the workers' heartbeats.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { watch, type FSWatcher } from 'node:fs';
-import { dirname, extname, resolve, sep } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomInt } from 'node:crypto';
 import type { Server } from 'node:http';
@@ -30,10 +29,19 @@ import { codec } from '../codec/index.js';
 import { transport } from '../protocol/transport.js';
 import { splitAppSpec } from './app.js';
 import type { ServeConfig } from './config.js';
-import { bindSocket, listen, ListenError, type BoundSocket, type ListenAddress } from './listen.js';
+import { exposureWarning } from './allow.js';
+import {
+  bindSocket,
+  listen,
+  ListenError,
+  unixSocketSetup,
+  type BoundSocket,
+  type ListenAddress,
+} from './listen.js';
 import type { Logger } from './log.js';
 import { dropPrivileges, type Ids } from './privileges.js';
 import { EXIT_TIMEOUT } from './watchdog.js';
+import { watchForReload } from './reload.js';
 import type { Protocol } from './protocols.js';
 import {
   createStatsServer,
@@ -109,20 +117,6 @@ const START_ATTEMPTS = 5;
 const STABLE_MS = 5000;
 const BACKOFF_FIRST_MS = 100;
 const BACKOFF_MAX_MS = 30_000;
-/** File changes that trigger --reload. */
-const SOURCE_EXTENSIONS = new Set([
-  '.js',
-  '.mjs',
-  '.cjs',
-  '.json',
-  '.ts',
-  '.mts',
-  '.cts',
-  '.jsx',
-  '.tsx',
-  '.node',
-]);
-
 function describeExit(code: number | null, signal: NodeJS.Signals | null): string {
   return signal !== null ? `was killed by ${signal}` : `exited with status ${code}`;
 }
@@ -137,11 +131,13 @@ export async function runMaster(options: MasterOptions): Promise<number> {
 
   /* 1. Bind every listener (before dropping privileges). */
   const sockets: BoundSocket[] = [];
-  const unix = {
-    mode: config.socketMode,
-    uid: options.ids?.uid ?? -1,
-    gid: options.ids?.gid ?? -1,
-  };
+  const setup = unixSocketSetup(
+    config,
+    options.listeners.map((l) => l.addr),
+    options.ids,
+  );
+  if (setup.warning !== null) log.warn(setup.warning, { event: 'socket-mode' });
+  const unix = setup.options;
   let statsServer: Server | null = null;
   const closeSockets = (): void => {
     for (const s of sockets.splice(0)) s.close();
@@ -174,6 +170,28 @@ export async function runMaster(options: MasterOptions): Promise<number> {
   let firstStart = true;
   let stopping = false;
   const reportedFatal = new Set<string>();
+
+  /* --stats asks the workers for fresh numbers: each answers with a heartbeat */
+  const heartbeatWaiters = new Map<Worker, (() => void)[]>();
+  const REFRESH_MS = 1000;
+  const refresh = async (): Promise<void> => {
+    const asked = [...workers].filter((w) => w.state !== 'starting' && w.proc.connected);
+    await Promise.all(
+      asked.map(
+        (w) =>
+          new Promise<void>((done) => {
+            const timer = setTimeout(done, REFRESH_MS);
+            const list = heartbeatWaiters.get(w) ?? [];
+            list.push(() => {
+              clearTimeout(timer);
+              done();
+            });
+            heartbeatWaiters.set(w, list);
+            send(w, { t: 'report' });
+          }),
+      ),
+    );
+  };
 
   const snapshot = (): StatsSnapshot => {
     const ws: WorkerStats[] = [...workers]
@@ -216,7 +234,7 @@ export async function runMaster(options: MasterOptions): Promise<number> {
   /* 2. The stats endpoint, also bound before dropping privileges. */
   let statsShown = '';
   if (config.stats !== null) {
-    statsServer = createStatsServer(snapshot);
+    statsServer = createStatsServer(() => refresh().then(snapshot));
     try {
       statsShown = await listen(statsServer, config.stats, unix);
     } catch (err) {
@@ -389,6 +407,8 @@ export async function runMaster(options: MasterOptions): Promise<number> {
       case 'hb':
         w.lastHeartbeat = Date.now();
         w.numbers = m;
+        for (const wake of heartbeatWaiters.get(w) ?? []) wake();
+        heartbeatWaiters.delete(w);
         break;
       case 'ready': {
         if (w.state !== 'starting') return;
@@ -662,36 +682,19 @@ export async function runMaster(options: MasterOptions): Promise<number> {
   process.on('SIGHUP', onHup);
 
   /* --reload: watch the app's directory. */
-  let watcher: FSWatcher | null = null;
-  if (config.reload) {
-    const dir = dirname(resolve(splitAppSpec(config.app).file));
-    let timer: NodeJS.Timeout | null = null;
-    let changed = '';
-    try {
-      watcher = watch(dir, { recursive: true }, (_event, name) => {
-        if (name === null) return;
-        const file = String(name);
-        const parts = file.split(sep);
-        if (parts.includes('node_modules') || parts.some((p) => p.startsWith('.'))) return;
-        if (!SOURCE_EXTENSIONS.has(extname(file))) return;
-        changed = file;
-        if (timer !== null) clearTimeout(timer);
-        timer = setTimeout(() => {
-          timer = null;
-          reload(`${changed} changed`);
-        }, 150);
-      });
-      watcher.on('error', (err) => log.warn(`--reload: watching ${dir} failed: ${err.message}`));
-    } catch (err) {
-      log.warn(`--reload: cannot watch ${dir}: ${(err as Error).message}`);
-    }
-  }
+  const watcher = config.reload
+    ? watchForReload(dirname(resolve(splitAppSpec(config.app).file)), log, reload)
+    : null;
 
   /* 4. Start the workers. */
   for (let id = 1; id <= n; id++) spawn(id, null);
   const ok = await startedOk;
   if (ok) {
     options.listeners.forEach((l, i) => {
+      const shown = sockets[i]!.shown;
+      const host = l.addr.type === 'tcp' ? shown.replace(/:[0-9]+$/, '') : null;
+      const exposed = exposureWarning(l.protocol, shown, host, config.allow);
+      if (exposed !== null) log.warn(exposed, { event: 'exposed', address: shown });
       log.info(
         `serving ${config.app} over ${l.protocol.title} on ${sockets[i]!.shown} ` +
           `(${codec.name} codec, ${l.protocol.flag === 'http' ? '' : `${transport} transport, `}` +
@@ -711,7 +714,7 @@ export async function runMaster(options: MasterOptions): Promise<number> {
   /* 5. Stopped. */
   if (graceTimer !== null) clearTimeout(graceTimer);
   clearInterval(watchdog);
-  watcher?.close();
+  await watcher?.close();
   process.off('SIGINT', onStop);
   process.off('SIGTERM', onStop);
   process.off('SIGHUP', onHup);

@@ -2,9 +2,10 @@
  * The statistics endpoint (`--stats ADDR`): per-worker and per-listener numbers as JSON at `/`
  * (also `/stats`) and the same numbers in the Prometheus text exposition format at `/metrics`.
  *
- * The numbers come from a snapshot function: under a master, the workers' last heartbeats
- * (they report every second, or more often with a short --timeout); in a single process, the
- * live counters. The exposition format is written here (it is a few lines of text); a metrics
+ * The numbers come from a snapshot function: under a master, the workers' answers to a
+ * request for fresh numbers made when the endpoint is asked (so a request is counted as soon
+ * as it has ended; a worker that does not answer within a moment is shown as of its last
+ * heartbeat); in a single process, the live counters. The exposition format is written here (it is a few lines of text); a metrics
  * library would want to own the counters, and these live in other processes.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -207,9 +208,15 @@ export function prometheusText(s: StatsSnapshot, now: number = Date.now()): stri
   return out.join('\n') + '\n';
 }
 
-/** An HTTP server answering GET / (JSON) and GET /metrics (Prometheus) from `snapshot`. */
-export function createStatsServer(snapshot: () => StatsSnapshot): Server {
+/**
+ * An HTTP server answering GET / (JSON) and GET /metrics (Prometheus) from `snapshot`, asked
+ * once per request.
+ */
+export function createStatsServer(snapshot: () => StatsSnapshot | Promise<StatsSnapshot>): Server {
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    void answer(req, res);
+  });
+  const answer = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain' });
@@ -219,10 +226,10 @@ export function createStatsServer(snapshot: () => StatsSnapshot): Server {
     let body: string;
     let type: string;
     if (path === '/' || path === '/stats' || path === '/stats.json') {
-      body = JSON.stringify(statsJson(snapshot()), null, 2) + '\n';
+      body = JSON.stringify(statsJson(await snapshot()), null, 2) + '\n';
       type = 'application/json';
     } else if (path === '/metrics') {
-      body = prometheusText(snapshot());
+      body = prometheusText(await snapshot());
       type = 'text/plain; version=0.0.4; charset=utf-8';
     } else {
       res.writeHead(404, { 'Content-Type': 'text/plain' });
@@ -235,7 +242,7 @@ export function createStatsServer(snapshot: () => StatsSnapshot): Server {
       'Cache-Control': 'no-store',
     });
     res.end(req.method === 'HEAD' ? undefined : body);
-  });
+  };
   server.keepAliveTimeout = 5000;
   return server;
 }

@@ -241,7 +241,7 @@ export interface WorkerConfig {
   generation: number;
   app: string;
   factory: boolean;
-  interface: AppInterface;
+  interface: AppInterface | null;
   listeners: WorkerListener[];
   timeoutMs: number;
   /** This worker's own request limit (jitter applied); 0: none. */
@@ -287,6 +287,8 @@ export type WorkerMessage =
  */
 export type MasterMessage =
   | { t: 'stop'; retire?: boolean }
+  /** Send your numbers now (a heartbeat out of turn). */
+  | { t: 'report' }
   /** Serve this connection (a handle handed over by a retiring worker) on `listener`. */
   | { t: 'conn'; listener: number };
 
@@ -427,6 +429,7 @@ export async function runWorker(): Promise<void> {
   process.on('message', (m: MasterMessage, handle: unknown) => {
     if (m === null || typeof m !== 'object') return;
     if (m.t === 'stop') stop(m.retire === true);
+    else if (m.t === 'report') void report();
     else if (m.t === 'conn' && handle !== undefined && handle !== null) {
       /* a worker retiring itself meanwhile hands it on again (or closes it when stopping) */
       if (serving === null) (handle as RawHandle).close();
@@ -440,7 +443,12 @@ export async function runWorker(): Promise<void> {
 
   let app: App;
   try {
-    app = await loadApp(cfg.app, { factory: cfg.factory, interface: cfg.interface });
+    app = await loadApp(cfg.app, {
+      factory: cfg.factory,
+      interface: cfg.interface,
+      /* every worker loads the app: the first one speaks for all */
+      onWarning: cfg.id === 1 ? (m) => log.warn(m, { event: 'app-warning' }) : undefined,
+    });
   } catch (err) {
     const message =
       err instanceof AppLoadError

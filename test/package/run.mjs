@@ -483,15 +483,17 @@ try {
   }
 
   // (c) npx tsgi serve -----------------------------------------------------------------------
-  await check('(c) `npx tsgi serve` answers an HTTP request on 127.0.0.1', async () => {
-    if (!existsSync(join(installed, 'dist', 'cli.js'))) {
-      throw new Skip('dist/cli.js is not in the package yet (lib/cli.ts not written?)');
-    }
+  /**
+   * Runs `npx --no-install tsgi serve APP --http 127.0.0.1:PORT` in `cwd` as the user, GETs
+   * `path` and checks the answer starts with `want` (waiting up to `waitMs` for the server);
+   * resolves with "200 BODY" and the output.
+   */
+  async function npxServe(cwd, app, path, want, waitMs = 15000) {
     const port = await freePort();
-    const args = ['--no-install', 'tsgi', 'serve', 'app.mjs', '--http', `127.0.0.1:${port}`];
+    const args = ['--no-install', 'tsgi', 'serve', app, '--http', `127.0.0.1:${port}`];
     /* Its own process group, so that npx, sh and the server all end together. */
     const child = spawn('npx', args, {
-      cwd: consumer,
+      cwd,
       env: userEnv,
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -502,16 +504,16 @@ try {
     let exited = null;
     child.on('exit', (code, signal) => (exited = signal ?? code));
     try {
-      const deadline = Date.now() + 15000;
+      const deadline = Date.now() + waitMs;
       for (;;) {
         if (exited !== null)
           throw new Error(`npx ${args.join(' ')} exited (${exited}):\n${output}`);
         try {
-          const res = await httpGet(port, '/hello');
-          if (res.status !== 200 || !res.body.startsWith('hello from tsgi GET /hello')) {
+          const res = await httpGet(port, path);
+          if (res.status !== 200 || !res.body.startsWith(want)) {
             throw new Error(`answered ${res.status}: ${JSON.stringify(res.body)}\n${output}`);
           }
-          return `200 ${JSON.stringify(res.body.trim())}`;
+          return { answer: `200 ${JSON.stringify(res.body.trim())}`, output };
         } catch (err) {
           if (!/ECONNREFUSED|timeout/.test(err.message) || Date.now() > deadline) {
             throw new Error(`${err.message}\n--- tsgi output\n${tail(output)}`, { cause: err });
@@ -534,6 +536,43 @@ try {
         }
       }
     }
+  }
+
+  await check('(c) `npx tsgi serve` answers an HTTP request on 127.0.0.1', async () => {
+    if (!existsSync(join(installed, 'dist', 'cli.js'))) {
+      throw new Skip('dist/cli.js is not in the package yet (lib/cli.ts not written?)');
+    }
+    return (await npxServe(consumer, 'app.mjs', '/hello', 'hello from tsgi GET /hello')).answer;
+  });
+
+  await check('(f) a clone without a compiler: npm ci completes, the ts codec serves', async () => {
+    const clone = join(work, 'clone');
+    run('git', ['clone', '--quiet', '--no-hardlinks', repo, clone]);
+    const r = run('npm', ['ci', '--prefer-offline', '--foreground-scripts'], {
+      cwd: clone,
+      env: { ...userEnv, CI: '' },
+    });
+    const said = `${r.stdout}\n${r.stderr}`.split('\n').filter((l) => l.startsWith('tsgi: '));
+    const line =
+      'tsgi: native addon not built (not found on PATH: a C++ compiler, make, python3); using ' +
+      'the TypeScript codec. To build it: install python3, make and g++ (or clang++), then run ' +
+      'npm run build:native';
+    if (said.length !== 1 || said[0] !== line) {
+      throw new Error(
+        `expected the one line\n${line}\ngot:\n${said.join('\n')}\n${tail(r.stderr)}`,
+      );
+    }
+    if (existsSync(join(clone, 'build'))) throw new Error('something made build/ in the clone');
+    const { answer, output } = await npxServe(
+      clone,
+      'examples/hello.mjs',
+      '/x',
+      'Hello, world! You asked for /x',
+      /* npm 11 runs a project's own bin by installing the project into its npx cache first */
+      120_000,
+    );
+    if (!output.includes('(ts codec)')) throw new Error(`not the ts codec:\n${output}`);
+    return answer;
   });
 
   // (d) ESM, CommonJS and types -----------------------------------------------------------------
