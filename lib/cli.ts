@@ -17,6 +17,7 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { codec } from './codec/index.js';
 import { cgiMain } from './protocol/cgi.js';
+import { requestMain } from './client/command.js';
 import { serverTransport } from './protocol/transport.js';
 import type { App } from './gateway/types.js';
 import { AppLoadError, loadApp } from './server/app.js';
@@ -74,6 +75,12 @@ Usage: tsgi cgi [APP[:EXPORT]] [--factory] [--interface NAME]
 
 Run the app once as a CGI program (cgi-bin behind Apache or lighttpd): the request comes from
 the environment and stdin, the response goes to stdout. APP defaults to $TSGI_APP.
+
+Usage: tsgi request ADDR [--fastcgi|--scgi|--uwsgi] [--param NAME=VALUE]... [--root DIR]
+                    [-X METHOD] [--data FILE|-] PATH
+
+Send one request to a FastCGI, SCGI or uwsgi backend and print the answer ("tsgi request
+--help" for more).
 `;
 
 class UsageError extends Error {}
@@ -315,6 +322,7 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     if (command === 'cgi') return await cgiMain(rest);
+    if (command === 'request') return await requestMain(rest);
     if (command !== 'serve') throw new UsageError(`unknown command "${command}"`);
     return await serve(rest);
   } catch (err) {

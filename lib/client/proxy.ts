@@ -1,0 +1,394 @@
+/**
+ * Proxy handlers: answer a request from a FastCGI, SCGI or uwsgi backend, as a TSGI app, a
+ * node:http handler (Express, Fastify, Koa's `ctx.req`/`ctx.res`) and a fetch handler (Hono).
+ *
+ * - {@link phpFpm}: PHP through php-fpm. The request path is split into SCRIPT_NAME and
+ *   PATH_INFO here, not by php-fpm: the script is the first path prefix whose last segment
+ *   has a listed extension (`.php`) and that is a regular file inside the document root
+ *   (symbolic links resolved); the rest is PATH_INFO. A path ending in `/` tries the index
+ *   files. Nothing else reaches php-fpm: `/upload/avatar.jpg/x.php` is a 404 here, so php-fpm's
+ *   cgi.fix_pathinfo never runs a file that is not a script. HTTP_PROXY is never sent
+ *   (httpoxy), and php-fpm's "Primary script unknown" answers 404.
+ * - {@link forward}: the incoming CGI variables as they are, to any backend.
+ *
+ * Failures become a short text/plain answer: refused or broken connection 502, timeout 504,
+ * OVERLOADED / CANT_MPX_CONN / a full queue 503, a body of unknown length over the SCGI/uwsgi
+ * buffer 413. A failure after the head was sent cuts the response.
+ */
+import { realpathSync, statSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { resolve as resolvePath, sep } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { cgiVariables } from '../codec/environ.js';
+import { percentDecodeLatin1, requestPath } from '../gateway/environ.js';
+import { stderrStream } from '../gateway/errors.js';
+import type { App, Environ, Headers } from '../gateway/types.js';
+import { httpEnviron } from '../protocol/http.js';
+import { VERSION } from '../version.js';
+import { pairValue, setPair, type RequestBody } from './common.js';
+import { errorStatus } from './errors.js';
+import { createClient, type Client, type ClientOptions } from './index.js';
+
+/** Options of {@link forward}: a client, or the options to make one. */
+export type ForwardOptions = (ClientOptions | { client: Client }) & {
+  /** Extra CGI variables sent with every request (they win over the incoming ones). */
+  params?: Record<string, string>;
+  /** Where failures are reported (default: the process's stderr). */
+  onError?: (err: Error) => void;
+};
+
+/** Options of {@link phpFpm}. */
+export type PhpFpmOptions = ForwardOptions & {
+  /** The document root: scripts are looked up below it (required). */
+  root: string;
+  /** Index files tried for a path ending in `/` (default `['index.php']`). */
+  index?: readonly string[];
+  /** Extensions of the files run as scripts (default `['.php']`), compared case-insensitively. */
+  extensions?: readonly string[];
+};
+
+/** The outcome of one proxied request. */
+interface Outcome {
+  status: number;
+  statusText: string;
+  headers: [string, string][];
+  body: Readable | null;
+  /** No script here (php only): a node handler with `next` passes the request on. */
+  notFound?: boolean;
+}
+
+/** A proxy usable from every interface. */
+export interface Proxy {
+  /** A TSGI app. */
+  app: App;
+  /**
+   * A node:http handler; with Express's `next`, a request that names no script (phpFpm) is
+   * passed on instead of answered 404 (so express.static can serve the assets).
+   */
+  node: (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => void;
+  /** A fetch handler (Hono: `app.all('/*', (c) => php.fetch(c.req.raw))`). */
+  fetch: (request: Request) => Promise<Response>;
+  /** The client underneath. */
+  client: Client;
+  /** Closes the client. */
+  close(): Promise<void>;
+}
+
+/** Hop-by-hop headers a backend's answer may carry; the proxy's own server frames the body. */
+const HOP = new Set([
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'proxy-connection',
+  'upgrade',
+]);
+
+const REASONS: Record<number, string> = {
+  404: 'Not Found',
+  413: 'Content Too Large',
+  499: 'Client Closed Request',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+};
+
+function textOutcome(status: number): Outcome {
+  const reason = REASONS[status] ?? 'Error';
+  const text = `${status} ${reason}\n`;
+  return {
+    status,
+    statusText: reason,
+    headers: [
+      ['Content-Type', 'text/plain; charset=utf-8'],
+      ['Content-Length', String(text.length)],
+    ],
+    body: Readable.from([Buffer.from(text)]),
+  };
+}
+
+/** How a request is prepared: the pairs to send, or null for "no such script" (404). */
+type Prepare = (pairs: string[]) => string[] | null;
+
+function makeProxy(options: ForwardOptions, prepare: Prepare, php: boolean): Proxy {
+  const client = 'client' in options ? options.client : createClient(options);
+  const extra = options.params ?? {};
+  const onError =
+    options.onError ?? ((err: Error) => process.stderr.write(`tsgi proxy: ${err.message}\n`));
+
+  async function handle(
+    incoming: string[],
+    body: RequestBody,
+    signal: AbortSignal | undefined,
+  ): Promise<Outcome> {
+    const pairs = prepare(incoming);
+    if (pairs === null) return { ...textOutcome(404), notFound: true };
+    for (const k in extra) setPair(pairs, k, extra[k]!);
+    let unknownScript = false;
+    try {
+      const res = await client.request({
+        params: pairs,
+        body,
+        signal,
+        stderr: php
+          ? (chunk) => {
+              const text = chunk.toString();
+              if (text.includes('Primary script unknown')) unknownScript = true;
+              else onError(new Error(`FastCGI stderr: ${text.trimEnd()}`));
+            }
+          : undefined,
+      });
+      let { status, statusText } = res;
+      if (unknownScript) {
+        status = 404;
+        statusText = 'Not Found';
+      }
+      const headers = res.headers.filter(([n]) => !HOP.has(n.toLowerCase()));
+      return { status, statusText, headers, body: res.body };
+    } catch (err) {
+      const status = errorStatus(err);
+      if (status !== 499) onError(err as Error);
+      return textOutcome(status);
+    }
+  }
+
+  const app: App = async (environ, startResponse) => {
+    const out = await handle(environPairs(environ), environ['tsgi.input'], environ['tsgi.signal']);
+    const status = `${out.status} ${out.statusText || (REASONS[out.status] ?? 'Unknown')}`;
+    startResponse(status, out.headers as Headers);
+    return out.body ?? [];
+  };
+
+  const node: Proxy['node'] = (req, res, next) => {
+    const controller = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) controller.abort();
+    });
+    const env = httpEnviron(req, stderrStream(), controller.signal);
+    const pairs = environPairs(env);
+    /* Express mounts (app.use('/blog', …)) strip their prefix from req.url: put it back as
+     * SCRIPT_NAME and give the script the whole REQUEST_URI */
+    const original = (req as IncomingMessage & { originalUrl?: string }).originalUrl;
+    if (original !== undefined && original !== req.url) {
+      const full = percentDecodeLatin1(requestPath(original));
+      const rest = pairValue(pairs, 'PATH_INFO') ?? '';
+      if (full.endsWith(rest))
+        setPair(pairs, 'SCRIPT_NAME', full.slice(0, full.length - rest.length));
+      else if (rest === '/') setPair(pairs, 'SCRIPT_NAME', full);
+      setPair(pairs, 'REQUEST_URI', original);
+    }
+    void handle(pairs, req, controller.signal).then(async (out) => {
+      if (out.notFound && next !== undefined) {
+        next();
+        return;
+      }
+      const flat: string[] = [];
+      for (const [n, v] of out.headers) flat.push(n, v);
+      if (out.statusText !== '') res.writeHead(out.status, out.statusText, flat);
+      else res.writeHead(out.status, flat);
+      if (out.body === null) {
+        res.end();
+        return;
+      }
+      try {
+        await pipeline(out.body, res);
+      } catch (err) {
+        if (!controller.signal.aborted) onError(err as Error);
+        res.destroy();
+      }
+    });
+  };
+
+  const fetchHandler: Proxy['fetch'] = async (request) => {
+    const body = request.body === null ? null : Readable.fromWeb(request.body as never);
+    const out = await handle(fetchPairs(request), body, request.signal);
+    const headers = new Headers();
+    for (const [n, v] of out.headers) headers.append(n, v);
+    const empty =
+      request.method === 'HEAD' || out.status === 204 || out.status === 304 || out.body === null;
+    if (empty) out.body?.destroy();
+    if (out.status < 200 || out.status > 599) return new Response(null, { status: 502 });
+    return new Response(empty ? null : (Readable.toWeb(out.body!) as ReadableStream), {
+      status: out.status,
+      statusText: out.statusText,
+      headers,
+    });
+  };
+
+  return { app, node, fetch: fetchHandler, client, close: () => client.close() };
+}
+
+/** The CGI variables of a TSGI environ as a flat list (the `tsgi.*` keys left out). */
+function environPairs(env: Environ): string[] {
+  const pairs: string[] = [];
+  for (const key in env) {
+    const v = env[key];
+    if (typeof v === 'string' && !key.startsWith('tsgi.')) pairs.push(key, v);
+  }
+  return pairs;
+}
+
+/** The CGI variables of a fetch Request. */
+function fetchPairs(request: Request): string[] {
+  const url = new URL(request.url);
+  const target = url.pathname + url.search;
+  const https = url.protocol === 'https:';
+  const pairs = [
+    'REQUEST_METHOD',
+    request.method,
+    'SCRIPT_NAME',
+    '',
+    'PATH_INFO',
+    percentDecodeLatin1(url.pathname),
+    'QUERY_STRING',
+    url.search.slice(1),
+    'REQUEST_URI',
+    target,
+    'SERVER_PROTOCOL',
+    'HTTP/1.1',
+    'GATEWAY_INTERFACE',
+    'CGI/1.1',
+    'SERVER_SOFTWARE',
+    `tsgi/${VERSION}`,
+    'SERVER_NAME',
+    url.hostname,
+    'SERVER_PORT',
+    url.port || (https ? '443' : '80'),
+    'REQUEST_SCHEME',
+    https ? 'https' : 'http',
+  ];
+  if (https) pairs.push('HTTPS', 'on');
+  request.headers.forEach((value, name) => {
+    if (name.includes('_')) return;
+    const upper = name.toUpperCase();
+    if (upper === 'CONTENT-TYPE') pairs.push('CONTENT_TYPE', value);
+    else if (upper === 'CONTENT-LENGTH') pairs.push('CONTENT_LENGTH', value);
+    else pairs.push('HTTP_' + upper.replace(/-/g, '_'), value);
+  });
+  const vars = cgiVariables(pairs);
+  const out: string[] = [];
+  for (const k in vars) out.push(k, vars[k]!);
+  return out;
+}
+
+/** The pairs without HTTP_PROXY (httpoxy: CGI programs take it for their proxy setting). */
+function withoutProxy(pairs: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i + 1 < pairs.length; i += 2) {
+    if (pairs[i] !== 'HTTP_PROXY') out.push(pairs[i]!, pairs[i + 1]!);
+  }
+  return out;
+}
+
+/** Forwards every request with its CGI variables (HTTP_PROXY left out) to the backend. */
+export function forward(options: ForwardOptions): Proxy {
+  return makeProxy(options, withoutProxy, false);
+}
+
+/** Where a request path lands below a document root. */
+export interface ScriptLocation {
+  /** The script's path below the root, from `/` (the SCRIPT_NAME part below the mount). */
+  scriptName: string;
+  /** The script's file name (root joined with scriptName). */
+  filename: string;
+  /** The rest of the path. */
+  pathInfo: string;
+}
+
+/**
+ * Finds the script a request path names below `root` (see {@link phpFpm}): the first prefix
+ * whose last segment has one of `extensions` and that is a regular file inside `root` after
+ * resolving symbolic links; for a path ending in `/`, the first of `index` there. `path` is
+ * the decoded request path (latin-1 bytes). Null when there is none.
+ */
+export function locateScript(
+  root: string,
+  path: string,
+  extensions: readonly string[],
+  index: readonly string[],
+): ScriptLocation | null {
+  if (!path.startsWith('/') || path.includes('\0')) return null;
+  let realRoot: string;
+  try {
+    realRoot = realpathSync(root);
+  } catch {
+    return null;
+  }
+  const utf8 = Buffer.from(path, 'latin1').toString('utf8');
+  const segments = utf8.split('/');
+  if (segments.some((s) => s === '..' || s === '.')) return null;
+  const exts = extensions.map((e) => e.toLowerCase());
+  const isScript = (rel: string): string | null => {
+    const file = resolvePath(realRoot, '.' + rel);
+    if (file !== realRoot && !file.startsWith(realRoot + sep)) return null;
+    try {
+      if (!statSync(file).isFile()) return null;
+      const real = realpathSync(file);
+      if (!real.startsWith(realRoot + sep)) return null;
+    } catch {
+      return null;
+    }
+    return file;
+  };
+  for (let i = 1; i < segments.length; i++) {
+    const last = segments[i]!.toLowerCase();
+    if (!exts.some((e) => last.length > e.length && last.endsWith(e))) continue;
+    const rel = segments.slice(0, i + 1).join('/');
+    const file = isScript(rel);
+    if (file === null) continue;
+    const rest = segments.slice(i + 1);
+    return {
+      scriptName: Buffer.from(rel, 'utf8').toString('latin1'),
+      filename: file,
+      pathInfo:
+        rest.length === 0 ? '' : Buffer.from('/' + rest.join('/'), 'utf8').toString('latin1'),
+    };
+  }
+  if (utf8.endsWith('/')) {
+    for (const name of index) {
+      const file = isScript(utf8 + name);
+      if (file !== null) {
+        return {
+          scriptName: Buffer.from(utf8 + name, 'utf8').toString('latin1'),
+          filename: file,
+          pathInfo: '',
+        };
+      }
+    }
+  }
+  return null;
+}
+
+/**
+ * PHP through php-fpm (see the file's comment): SCRIPT_FILENAME, SCRIPT_NAME, PATH_INFO,
+ * PATH_TRANSLATED, DOCUMENT_ROOT, DOCUMENT_URI and REDIRECT_STATUS set as nginx's
+ * fastcgi_split_path_info + try_files setups do, the other variables as they came.
+ */
+export function phpFpm(options: PhpFpmOptions): Proxy {
+  const root = resolvePath(options.root);
+  const index = options.index ?? ['index.php'];
+  const extensions = options.extensions ?? ['.php'];
+  const prepare = (incoming: string[]): string[] | null => {
+    const pairs = withoutProxy(incoming);
+    const mount = pairValue(pairs, 'SCRIPT_NAME') ?? '';
+    const path = pairValue(pairs, 'PATH_INFO') || '/';
+    const found = locateScript(root, path, extensions, index);
+    if (found === null) return null;
+    setPair(pairs, 'SCRIPT_FILENAME', found.filename);
+    setPair(pairs, 'SCRIPT_NAME', mount + found.scriptName);
+    setPair(pairs, 'PATH_INFO', found.pathInfo);
+    if (found.pathInfo !== '') setPair(pairs, 'PATH_TRANSLATED', root + found.pathInfo);
+    else
+      for (let i = pairs.length - 2; i >= 0; i -= 2)
+        if (pairs[i] === 'PATH_TRANSLATED') pairs.splice(i, 2);
+    setPair(pairs, 'DOCUMENT_ROOT', root);
+    setPair(pairs, 'DOCUMENT_URI', mount + found.scriptName + found.pathInfo);
+    setPair(pairs, 'REDIRECT_STATUS', '200');
+    if (pairValue(pairs, 'REQUEST_URI') === undefined) {
+      const q = pairValue(pairs, 'QUERY_STRING') ?? '';
+      setPair(pairs, 'REQUEST_URI', mount + path + (q === '' ? '' : '?' + q));
+    }
+    return pairs;
+  };
+  return makeProxy(options, prepare, true);
+}
