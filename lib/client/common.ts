@@ -209,6 +209,34 @@ export async function* bodyChunks(
   }
 }
 
+/** The largest body of unknown length buffered to learn its length, by default (16 MiB). */
+export const DEFAULT_MAX_BUFFERED_BODY = 16 * 1024 * 1024;
+
+/**
+ * Reads a body of unknown length whole, to send it with a CONTENT_LENGTH (SCGI, uwsgi, and
+ * PHP, which reads no body without one). EBODYTOOLARGE past `max` bytes.
+ */
+export async function bufferBody(
+  body: AsyncIterable<Uint8Array | string>,
+  max: number,
+  signal?: AbortSignal,
+): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let n = 0;
+  for await (const c of bodyChunks(body)) {
+    if (signal?.aborted) throw abortError(signal);
+    n += c.length;
+    if (n > max) {
+      throw new ClientError(
+        'EBODYTOOLARGE',
+        `a request body of unknown length is over ${max} bytes`,
+      );
+    }
+    chunks.push(c);
+  }
+  return Buffer.concat(chunks, n);
+}
+
 /** Writes `data` and resolves once the socket can take more (or is closed). */
 export function writeAndWait(socket: Socket, data: Uint8Array): Promise<void> | null {
   if (socket.write(data) || socket.destroyed) return null;

@@ -26,7 +26,13 @@ import { stderrStream } from '../gateway/errors.js';
 import type { App, Environ, Headers } from '../gateway/types.js';
 import { httpEnviron } from '../protocol/http.js';
 import { VERSION } from '../version.js';
-import { pairValue, setPair, type RequestBody } from './common.js';
+import {
+  bufferBody,
+  DEFAULT_MAX_BUFFERED_BODY,
+  pairValue,
+  setPair,
+  type RequestBody,
+} from './common.js';
 import { errorStatus } from './errors.js';
 import { createClient, type Client, type ClientOptions } from './index.js';
 
@@ -46,6 +52,12 @@ export type PhpFpmOptions = ForwardOptions & {
   index?: readonly string[];
   /** Extensions of the files run as scripts (default `['.php']`), compared case-insensitively. */
   extensions?: readonly string[];
+  /**
+   * PHP reads no request body without CONTENT_LENGTH: a body of unknown length (a chunked
+   * upload) is read whole first, up to this many bytes (default 16 MiB), and refused with 413
+   * beyond, as nginx's client_max_body_size does.
+   */
+  maxBufferedBody?: number;
 };
 
 /** The outcome of one proxied request. */
@@ -110,7 +122,16 @@ function textOutcome(status: number): Outcome {
 /** How a request is prepared: the pairs to send, or null for "no such script" (404). */
 type Prepare = (pairs: string[]) => string[] | null;
 
-function makeProxy(options: ForwardOptions, prepare: Prepare, php: boolean): Proxy {
+/** Proxy behaviour that differs between phpFpm and forward. */
+interface Mode {
+  /** php-fpm: "Primary script unknown" means 404. */
+  php: boolean;
+  /** Read a body of unknown length whole, up to this many bytes (0: stream it). */
+  bufferUnknown: number;
+}
+
+function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy {
+  const { php, bufferUnknown } = mode;
   const client = 'client' in options ? options.client : createClient(options);
   const extra = options.params ?? {};
   const onError =
@@ -126,6 +147,17 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, php: boolean): Pro
     for (const k in extra) setPair(pairs, k, extra[k]!);
     let unknownScript = false;
     try {
+      if (
+        bufferUnknown > 0 &&
+        body !== null &&
+        body !== undefined &&
+        typeof body !== 'string' &&
+        !(body instanceof Uint8Array) &&
+        !/^[0-9]+$/.test(pairValue(pairs, 'CONTENT_LENGTH') ?? '')
+      ) {
+        body = await bufferBody(body, bufferUnknown, signal);
+        if (body.length > 0) setPair(pairs, 'CONTENT_LENGTH', String(body.length));
+      }
       const res = await client.request({
         params: pairs,
         body,
@@ -282,7 +314,7 @@ function withoutProxy(pairs: string[]): string[] {
 
 /** Forwards every request with its CGI variables (HTTP_PROXY left out) to the backend. */
 export function forward(options: ForwardOptions): Proxy {
-  return makeProxy(options, withoutProxy, false);
+  return makeProxy(options, withoutProxy, { php: false, bufferUnknown: 0 });
 }
 
 /** Where a request path lands below a document root. */
@@ -390,5 +422,8 @@ export function phpFpm(options: PhpFpmOptions): Proxy {
     }
     return pairs;
   };
-  return makeProxy(options, prepare, true);
+  return makeProxy(options, prepare, {
+    php: true,
+    bufferUnknown: options.maxBufferedBody ?? DEFAULT_MAX_BUFFERED_BODY,
+  });
 }

@@ -16,6 +16,8 @@ import type { Codec } from '../codec/types.js';
 import {
   abortError,
   bodyChunks,
+  bufferBody,
+  DEFAULT_MAX_BUFFERED_BODY,
   Limiter,
   openSocket,
   pairValue,
@@ -58,7 +60,7 @@ abstract class StreamClient {
   constructor(options: StreamClientOptions) {
     this.s = settings(options);
     this.codec = options.codec ?? defaultCodec;
-    this.maxBuffered = options.maxBufferedBody ?? 16 * 1024 * 1024;
+    this.maxBuffered = options.maxBufferedBody ?? DEFAULT_MAX_BUFFERED_BODY;
     this.limiter = new Limiter(this.s.maxConcurrent, this.s.maxQueue, this.s.queueTimeout);
   }
 
@@ -92,7 +94,7 @@ abstract class StreamClient {
         const declared = pairValue(pairs, 'CONTENT_LENGTH');
         if (declared !== undefined && /^[0-9]+$/.test(declared)) length = Number(declared);
         else {
-          whole = await this.buffer(body as AsyncIterable<Uint8Array>, signal);
+          whole = await bufferBody(body as AsyncIterable<Uint8Array>, this.maxBuffered, signal);
           length = whole.length;
         }
       }
@@ -126,23 +128,6 @@ abstract class StreamClient {
         (s) => new Promise<void>((resolve) => s.once('close', () => resolve())),
       ),
     ).then(() => undefined);
-  }
-
-  private async buffer(body: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<Uint8Array> {
-    const chunks: Uint8Array[] = [];
-    let n = 0;
-    for await (const c of bodyChunks(body)) {
-      if (signal?.aborted) throw abortError(signal);
-      n += c.length;
-      if (n > this.maxBuffered) {
-        throw new ClientError(
-          'EBODYTOOLARGE',
-          `a request body of unknown length is over ${this.maxBuffered} bytes`,
-        );
-      }
-      chunks.push(c);
-    }
-    return Buffer.concat(chunks, n);
   }
 
   private exchange(
