@@ -94,6 +94,8 @@ class Conn {
   /** Requests this connection carried (a reused connection may have been closed by the server). */
   served = 0;
   closed = false;
+  /** Slots handed out by connection() whose exchange has not started yet. */
+  reserved = 0;
   /** Exchanges that keep the socket paused (consumers not reading). */
   pausedBy = 0;
   idleTimer: NodeJS.Timeout | null = null;
@@ -131,6 +133,8 @@ export class FastcgiClient {
   /** Requests per connection: 1, or FCGI_MAX_REQS once the backend said it multiplexes. */
   private perConn = 1;
   private probed: Promise<void> | null = null;
+  /** The connection being opened now (multiplexing waits for it). */
+  private opening: Promise<Conn> | null = null;
   private closing = false;
 
   constructor(options: FastcgiClientOptions) {
@@ -288,27 +292,44 @@ export class FastcgiClient {
 
   /** A connection with a free request slot: an open one, else a new one. */
   private async connection(fresh: boolean, signal?: AbortSignal): Promise<Conn> {
-    if (!fresh) {
-      let best: Conn | null = null;
-      for (const c of this.conns) {
-        if (c.closed || c.exchanges.size >= this.perConn) continue;
-        if (best === null || c.served > best.served) best = c;
-      }
-      if (best !== null) {
-        if (best.idleTimer !== null) {
-          clearTimeout(best.idleTimer);
-          best.idleTimer = null;
+    for (;;) {
+      if (!fresh) {
+        let best: Conn | null = null;
+        for (const c of this.conns) {
+          if (c.closed || c.exchanges.size + c.reserved >= this.perConn) continue;
+          if (best === null || c.served > best.served) best = c;
         }
-        return best;
+        if (best !== null) {
+          if (best.idleTimer !== null) {
+            clearTimeout(best.idleTimer);
+            best.idleTimer = null;
+          }
+          best.reserved++;
+          return best;
+        }
+        /* multiplexing: wait for the connection being opened rather than open one more */
+        if (this.perConn > 1 && this.opening !== null) {
+          await this.opening.catch(() => undefined);
+          continue;
+        }
+      }
+      const opening = openSocket(this.s, signal).then((socket) => {
+        const conn = new Conn(socket, this.codec);
+        this.conns.add(conn);
+        socket.on('data', (chunk: Buffer) => this.onData(conn, chunk));
+        socket.on('error', (err) => this.onClose(conn, err));
+        socket.on('close', () => this.onClose(conn, null));
+        return conn;
+      });
+      this.opening = opening;
+      try {
+        const conn = await opening;
+        conn.reserved++;
+        return conn;
+      } finally {
+        if (this.opening === opening) this.opening = null;
       }
     }
-    const socket = await openSocket(this.s, signal);
-    const conn = new Conn(socket, this.codec);
-    this.conns.add(conn);
-    socket.on('data', (chunk: Buffer) => this.onData(conn, chunk));
-    socket.on('error', (err) => this.onClose(conn, err));
-    socket.on('close', () => this.onClose(conn, null));
-    return conn;
   }
 
   /** Sends one request on `conn`; resolves with the head. */
@@ -324,6 +345,7 @@ export class FastcgiClient {
     release: () => void,
   ): Promise<ClientResponse> {
     return new Promise<ClientResponse>((resolve, reject) => {
+      conn.reserved--;
       const id = conn.freeId();
       const reused = conn.served > 0;
       conn.served++;
