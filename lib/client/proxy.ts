@@ -214,10 +214,23 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy
         next();
         return;
       }
-      const flat: string[] = [];
-      for (const [n, v] of out.headers) flat.push(n, v);
-      if (out.statusText !== '') res.writeHead(out.status, out.statusText, flat);
-      else res.writeHead(out.status, flat);
+      /* repeats grouped into arrays: a flat list would go through setHeader once headers were
+       * set before (Express's X-Powered-By) and keep only the last Set-Cookie */
+      const grouped: Record<string, string | string[]> = {};
+      const names = new Map<string, string>();
+      for (const [n, v] of out.headers) {
+        const lower = n.toLowerCase();
+        const first = names.get(lower);
+        if (first === undefined) {
+          names.set(lower, n);
+          grouped[n] = v;
+        } else {
+          const prev = grouped[first]!;
+          grouped[first] = Array.isArray(prev) ? [...prev, v] : [prev, v];
+        }
+      }
+      if (out.statusText !== '') res.writeHead(out.status, out.statusText, grouped);
+      else res.writeHead(out.status, grouped);
       if (out.body === null) {
         res.end();
         return;

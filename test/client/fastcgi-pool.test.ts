@@ -25,7 +25,7 @@ interface Seen {
 /** [type, contentLength] of each record in `raw` (walking the 8-byte record headers). */
 function records(raw: Buffer): [number, number][] {
   const out: [number, number][] = [];
-  for (let o = 0; o + 8 <= raw.length; ) {
+  for (let o = 0; o + 8 <= raw.length;) {
     const length = raw.readUInt16BE(o + 4);
     out.push([raw[o + 1]!, length]);
     o += 8 + length + raw[o + 6]!;
