@@ -13,7 +13,11 @@ import type { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { percentDecodeLatin1 } from '../gateway/environ.js';
 import { VERSION } from '../version.js';
+import { bufferBody } from './common.js';
 import { createClient, type ClientProtocol } from './index.js';
+
+/** The most `--data -` reads from stdin (1 GiB). */
+const STDIN_LIMIT = 1024 * 1024 * 1024;
 
 export const REQUEST_USAGE = `Usage: tsgi request ADDR [--fastcgi|--scgi|--uwsgi] [--param NAME=VALUE]...
                     [--root DIR] [-X METHOD] [--data FILE|-] [--timeout MS] PATH
@@ -24,8 +28,8 @@ line and the body byte for byte.
 
 PATH is the request path with an optional ?query. With --root, SCRIPT_FILENAME is DIR+PATH
 (without the query) and DOCUMENT_ROOT is DIR: what php-fpm needs. --data sends FILE (or
-stdin for -) as the body, with CONTENT_LENGTH for a file and streamed for stdin (FastCGI;
-SCGI and uwsgi buffer it). --param sets any variable, last one wins.
+stdin for -, read whole first) as the body, with its CONTENT_LENGTH. --param sets any
+variable; the last one given wins.
 
 Exit status: 0 when a response arrived, 1 on a connection, protocol or timeout error,
 2 for a usage error.
@@ -91,10 +95,14 @@ export async function requestMain(argv: string[]): Promise<number> {
     params.PATH_INFO = '';
     params.SCRIPT_FILENAME = root + params.SCRIPT_NAME;
   }
-  let body: Readable | undefined;
+  let body: Readable | Uint8Array | undefined;
   if (o.data !== undefined) {
-    if (o.data === '-') body = process.stdin;
-    else {
+    if (o.data === '-') {
+      /* read whole, so that the backend gets a CONTENT_LENGTH (PHP reads no body without) */
+      const data = await bufferBody(process.stdin, STDIN_LIMIT);
+      params.CONTENT_LENGTH = String(data.length);
+      body = data;
+    } else {
       let size: number;
       try {
         size = (await stat(o.data)).size;
