@@ -14,7 +14,8 @@ const app = new Hono();
 app.get('/health', (c) => c.text('ok\n'));
 app.all('*', (c) => php.fetch(c.req.raw));
 
-const server = serve({ fetch: app.fetch, port: Number(process.env.PORT ?? 3000), hostname: '127.0.0.1' }, (info) =>
-  console.log(`listening on http://127.0.0.1:${info.port}`),
+const server = serve(
+  { fetch: app.fetch, port: Number(process.env.PORT ?? 3000), hostname: '127.0.0.1' },
+  (info) => console.log(`listening on http://127.0.0.1:${info.port}`),
 );
 process.on('SIGTERM', () => server.close(() => php.close()));
