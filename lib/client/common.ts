@@ -360,8 +360,20 @@ export class Limiter {
  * read().
  */
 export class ResponseBody extends Readable {
+  private ended = false;
+
   constructor(private readonly onRead: () => void) {
     super({ highWaterMark: 64 * 1024 });
+  }
+
+  /** True once the whole body has arrived (it may still be buffered, unread). */
+  get complete(): boolean {
+    return this.ended;
+  }
+
+  override push(chunk: unknown, encoding?: BufferEncoding): boolean {
+    if (chunk === null) this.ended = true;
+    return super.push(chunk, encoding);
   }
 
   override _read(): void {

@@ -401,17 +401,14 @@ export class FastcgiClient {
         return;
       }
       const socket = conn.socket;
-      socket.cork();
-      socket.write(begin);
-      socket.write(head);
       if (whole !== null) {
-        socket.write(c.fcgiStream(FCGI.STDIN, id, whole, true));
-        socket.uncork();
+        /* one write (one syscall) for the whole request */
+        socket.write(Buffer.concat([begin, head, c.fcgiStream(FCGI.STDIN, id, whole, true)]));
         ex.sent = true;
         this.armRead(ex);
         return;
       }
-      socket.uncork();
+      socket.write(Buffer.concat([begin, head]));
       void this.pump(ex, body as AsyncIterable<Uint8Array>, state);
     });
   }

@@ -15,20 +15,20 @@
  * OVERLOADED / CANT_MPX_CONN / a full queue 503, a body of unknown length over the SCGI/uwsgi
  * buffer 413. A failure after the head was sent cuts the response.
  */
-import { realpathSync, statSync } from 'node:fs';
+import { lstatSync, realpathSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { resolve as resolvePath, sep } from 'node:path';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { cgiVariables } from '../codec/environ.js';
-import { percentDecodeLatin1, requestPath } from '../gateway/environ.js';
-import { stderrStream } from '../gateway/errors.js';
+import { hostOf, percentDecodeLatin1, requestPath } from '../gateway/environ.js';
 import type { App, Environ, Headers } from '../gateway/types.js';
-import { httpEnviron } from '../protocol/http.js';
+import { httpVariables } from '../protocol/http.js';
 import { VERSION } from '../version.js';
 import {
   bufferBody,
   DEFAULT_MAX_BUFFERED_BODY,
+  EMPTY,
+  ResponseBody,
   pairValue,
   setPair,
   type RequestBody,
@@ -196,20 +196,26 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy
     res.on('close', () => {
       if (!res.writableFinished) controller.abort();
     });
-    const env = httpEnviron(req, stderrStream(), controller.signal);
-    const pairs = environPairs(env);
+    const vars = httpVariables(req);
+    if (!vars.SERVER_NAME) {
+      const host = vars.HTTP_HOST;
+      vars.SERVER_NAME = host ? hostOf(host) : (req.socket.localAddress ?? 'localhost');
+    }
+    if (!vars.SERVER_PORT) vars.SERVER_PORT = String(req.socket.localPort ?? 80);
+    const pairs: string[] = [];
+    for (const k in vars) pairs.push(k, vars[k]!);
     /* Express mounts (app.use('/blog', …)) strip their prefix from req.url: put it back as
      * SCRIPT_NAME and give the script the whole REQUEST_URI */
     const original = (req as IncomingMessage & { originalUrl?: string }).originalUrl;
     if (original !== undefined && original !== req.url) {
       const full = percentDecodeLatin1(requestPath(original));
-      const rest = pairValue(pairs, 'PATH_INFO') ?? '';
+      const rest = vars.PATH_INFO ?? '';
       if (full.endsWith(rest))
         setPair(pairs, 'SCRIPT_NAME', full.slice(0, full.length - rest.length));
       else if (rest === '/') setPair(pairs, 'SCRIPT_NAME', full);
       setPair(pairs, 'REQUEST_URI', original);
     }
-    void handle(pairs, req, controller.signal).then(async (out) => {
+    void handle(pairs, req, controller.signal).then((out) => {
       if (out.notFound && next !== undefined) {
         next();
         return;
@@ -231,15 +237,19 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy
       }
       if (out.statusText !== '') res.writeHead(out.status, out.statusText, grouped);
       else res.writeHead(out.status, grouped);
-      if (out.body === null) {
-        res.end();
-        return;
-      }
-      try {
-        await pipeline(out.body, res);
-      } catch (err) {
-        if (!controller.signal.aborted) onError(err as Error);
-        res.destroy();
+      const body = out.body;
+      const whole = body === null ? EMPTY : bufferedWhole(body);
+      if (whole !== null) {
+        /* a body that has arrived whole: one write with the head (node joins a latin-1
+         * string to the head it has not sent yet) */
+        res.end(
+          Buffer.from(whole.buffer, whole.byteOffset, whole.length).toString('latin1'),
+          'latin1',
+        );
+      } else {
+        pump(body!, res, (err) => {
+          if (!controller.signal.aborted) onError(err);
+        });
       }
     });
   };
@@ -261,6 +271,50 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy
   };
 
   return { app, node, fetch: fetchHandler, client, close: () => client.close() };
+}
+
+/** The largest body sent in one write with the head. */
+const SMALL_BODY = 16 * 1024;
+
+/** A small body that has arrived whole, read out of its stream; null otherwise. */
+function bufferedWhole(body: Readable): Uint8Array | null {
+  if (!(body instanceof ResponseBody) || !body.complete || body.readableLength > SMALL_BODY) {
+    return null;
+  }
+  const chunks: Buffer[] = [];
+  for (let c = body.read() as Buffer | null; c !== null; c = body.read() as Buffer | null) {
+    chunks.push(c);
+  }
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+}
+
+/**
+ * Copies `body` into `res` with backpressure; a failing body cuts the response (`res` is
+ * destroyed, so that the client sees it was incomplete).
+ */
+function pump(body: Readable, res: ServerResponse, onError: (err: Error) => void): void {
+  const onData = (chunk: Buffer): void => {
+    if (!res.write(chunk)) body.pause();
+  };
+  const onDrain = (): void => {
+    body.resume();
+  };
+  const onClose = (): void => {
+    /* the client went away: stop the backend's answer too */
+    if (!res.writableFinished) body.destroy();
+  };
+  body.on('data', onData);
+  res.on('drain', onDrain);
+  res.once('close', onClose);
+  body.once('end', () => {
+    res.off('drain', onDrain);
+    res.end();
+  });
+  body.once('error', (err) => {
+    res.off('drain', onDrain);
+    onError(err);
+    res.destroy();
+  });
 }
 
 /** The CGI variables of a TSGI environ as a flat list (the `tsgi.*` keys left out). */
@@ -355,32 +409,30 @@ export function locateScript(
   if (!path.startsWith('/') || path.includes('\0')) return null;
   let realRoot: string;
   try {
-    realRoot = realpathSync(root);
+    realRoot = realpathSync.native(root);
   } catch {
     return null;
   }
+  return findScript(realRoot, path, extensions, index);
+}
+
+/** {@link locateScript} below a root already resolved (no symbolic link in it). */
+function findScript(
+  realRoot: string,
+  path: string,
+  extensions: readonly string[],
+  index: readonly string[],
+): ScriptLocation | null {
+  if (path.charCodeAt(0) !== 47 /* / */ || path.includes('\0')) return null;
   const utf8 = Buffer.from(path, 'latin1').toString('utf8');
   const segments = utf8.split('/');
-  if (segments.some((s) => s === '..' || s === '.')) return null;
-  const exts = extensions.map((e) => e.toLowerCase());
-  const isScript = (rel: string): string | null => {
-    const file = resolvePath(realRoot, '.' + rel);
-    if (file !== realRoot && !file.startsWith(realRoot + sep)) return null;
-    try {
-      if (!statSync(file).isFile()) return null;
-      const real = realpathSync(file);
-      if (!real.startsWith(realRoot + sep)) return null;
-    } catch {
-      return null;
-    }
-    return file;
-  };
+  for (const seg of segments) if (seg === '..' || seg === '.') return null;
   for (let i = 1; i < segments.length; i++) {
-    const last = segments[i]!.toLowerCase();
-    if (!exts.some((e) => last.length > e.length && last.endsWith(e))) continue;
-    const rel = segments.slice(0, i + 1).join('/');
-    const file = isScript(rel);
+    const last = segments[i]!;
+    if (!hasExtension(last, extensions)) continue;
+    const file = scriptFile(realRoot, segments, i);
     if (file === null) continue;
+    const rel = segments.slice(0, i + 1).join('/');
     const rest = segments.slice(i + 1);
     return {
       scriptName: Buffer.from(rel, 'utf8').toString('latin1'),
@@ -391,7 +443,8 @@ export function locateScript(
   }
   if (utf8.endsWith('/')) {
     for (const name of index) {
-      const file = isScript(utf8 + name);
+      const withIndex = segments.slice(0, -1).concat(name.split('/'));
+      const file = scriptFile(realRoot, withIndex, withIndex.length - 1);
       if (file !== null) {
         return {
           scriptName: Buffer.from(utf8 + name, 'utf8').toString('latin1'),
@@ -404,6 +457,54 @@ export function locateScript(
   return null;
 }
 
+function hasExtension(name: string, extensions: readonly string[]): boolean {
+  for (const e of extensions) {
+    if (
+      name.length > e.length &&
+      name.slice(name.length - e.length).toLowerCase() === e.toLowerCase()
+    ) {
+      return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * The file `segments[1..last]` names below `realRoot` when it is a regular file that stays
+ * inside the root: each component is looked at with lstat, and only a symbolic link costs a
+ * realpath (whose target must be inside the root too). Null otherwise.
+ */
+function scriptFile(realRoot: string, segments: readonly string[], last: number): string | null {
+  let dir = realRoot;
+  let name = realRoot;
+  for (let k = 1; k <= last; k++) {
+    const seg = segments[k]!;
+    if (seg === '') {
+      if (k === last) return null;
+      continue;
+    }
+    name = name + sep + seg;
+    let st = lstatSync(dir + sep + seg, { throwIfNoEntry: false });
+    if (st === undefined) return null;
+    if (st.isSymbolicLink()) {
+      let real: string;
+      try {
+        real = realpathSync.native(dir + sep + seg);
+      } catch {
+        return null;
+      }
+      if (!real.startsWith(realRoot + sep)) return null;
+      st = statSync(real, { throwIfNoEntry: false });
+      if (st === undefined) return null;
+      dir = real;
+    } else {
+      dir = dir + sep + seg;
+    }
+    if (k < last ? !st.isDirectory() : !st.isFile()) return null;
+  }
+  return name;
+}
+
 /**
  * PHP through php-fpm (see the file's comment): SCRIPT_FILENAME, SCRIPT_NAME, PATH_INFO,
  * PATH_TRANSLATED, DOCUMENT_ROOT, DOCUMENT_URI and REDIRECT_STATUS set as nginx's
@@ -411,22 +512,31 @@ export function locateScript(
  */
 export function phpFpm(options: PhpFpmOptions): Proxy {
   const root = resolvePath(options.root);
+  /* the root's real path, found once (and again while it cannot be found) */
+  let realRoot: string | null = null;
   const index = options.index ?? ['index.php'];
   const extensions = options.extensions ?? ['.php'];
   const prepare = (incoming: string[]): string[] | null => {
     const pairs = withoutProxy(incoming);
     const mount = pairValue(pairs, 'SCRIPT_NAME') ?? '';
     const path = pairValue(pairs, 'PATH_INFO') || '/';
-    const found = locateScript(root, path, extensions, index);
+    if (realRoot === null) {
+      try {
+        realRoot = realpathSync.native(root);
+      } catch {
+        return null;
+      }
+    }
+    const found = findScript(realRoot, path, extensions, index);
     if (found === null) return null;
     setPair(pairs, 'SCRIPT_FILENAME', found.filename);
     setPair(pairs, 'SCRIPT_NAME', mount + found.scriptName);
     setPair(pairs, 'PATH_INFO', found.pathInfo);
-    if (found.pathInfo !== '') setPair(pairs, 'PATH_TRANSLATED', root + found.pathInfo);
+    if (found.pathInfo !== '') setPair(pairs, 'PATH_TRANSLATED', realRoot + found.pathInfo);
     else
       for (let i = pairs.length - 2; i >= 0; i -= 2)
         if (pairs[i] === 'PATH_TRANSLATED') pairs.splice(i, 2);
-    setPair(pairs, 'DOCUMENT_ROOT', root);
+    setPair(pairs, 'DOCUMENT_ROOT', realRoot);
     setPair(pairs, 'DOCUMENT_URI', mount + found.scriptName + found.pathInfo);
     setPair(pairs, 'REDIRECT_STATUS', '200');
     if (pairValue(pairs, 'REQUEST_URI') === undefined) {
