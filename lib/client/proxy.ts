@@ -215,7 +215,11 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy
       else if (rest === '/') setPair(pairs, 'SCRIPT_NAME', full);
       setPair(pairs, 'REQUEST_URI', original);
     }
-    void handle(pairs, req, controller.signal).then((out) => {
+    /* a request without Content-Length or Transfer-Encoding has no body (RFC 9112 §6.3) */
+    const headers = req.headers;
+    const hasBody =
+      headers['content-length'] !== undefined || headers['transfer-encoding'] !== undefined;
+    void handle(pairs, hasBody ? req : null, controller.signal).then((out) => {
       if (out.notFound && next !== undefined) {
         next();
         return;
