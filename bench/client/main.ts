@@ -15,14 +15,14 @@
  *   npm run bench:client -- [--duration S] [--rounds N] [--connections C] [--children N]
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { codec } from '../../dist/index.js';
 import { findPhpFpm, startPhpFpm } from '../../test/support/backends.js';
-import { waitUntilAccepting } from '../../test/support/frontends.js';
+import { nginxHttpConf, startNginx } from '../../test/support/frontends.js';
 import { findBinary, freePort } from '../../test/support/peers.js';
 import { startChild, type Child } from '../../test/support/spawn.js';
 import { cpuSeconds, runWrk, type WrkResult } from '../measure.js';
@@ -30,7 +30,6 @@ import { cpuSeconds, runWrk, type WrkResult } from '../measure.js';
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const E2E = join(ROOT, 'bench', 'e2e');
 const HERE = join(ROOT, 'bench', 'client');
-const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
 const { values: o } = parseArgs({
   options: {
@@ -50,7 +49,7 @@ const need = (name: string, bin: string | null, pkg: string): string => {
   console.error(`bench:client needs ${name} (Debian: apt-get install ${pkg})`);
   process.exit(1);
 };
-const nginxBin = need('nginx', findBinary('nginx'), 'nginx-light');
+need('nginx', findBinary('nginx'), 'nginx-light');
 const wrkBin = need('wrk', findBinary('wrk'), 'wrk');
 const fpmBin = need('php-fpm', findPhpFpm(), 'php-fpm');
 
@@ -95,23 +94,14 @@ async function main(): Promise<void> {
     const rows: Row[] = [];
     /* nginx */
     const nginxPort = await freePort();
-    mkdirSync(join(dir, 'tmp'));
-    const conf = join(dir, 'nginx.conf');
-    writeFileSync(
-      conf,
-      `daemon off;
-${asRoot ? 'user root;' : ''}
-worker_processes 1;
-pid ${join(dir, 'nginx.pid')};
-error_log ${join(dir, 'error.log')} warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path ${join(dir, 'tmp')};
-    fastcgi_temp_path ${join(dir, 'tmp')};
-    keepalive_requests 1000000;
+    const ngxDir = join(dir, 'nginx');
+    mkdirSync(ngxDir);
+    const nginx = await startNginx(
+      ngxDir,
+      nginxHttpConf(`
     server {
         listen 127.0.0.1:${nginxPort} backlog=4096;
+        keepalive_requests 1000000;
         location / {
             fastcgi_param REQUEST_METHOD  $request_method;
             fastcgi_param REQUEST_URI     $request_uri;
@@ -132,19 +122,10 @@ http {
             fastcgi_param REDIRECT_STATUS 200;
             fastcgi_pass 127.0.0.1:${fpmPort};
         }
-    }
-}
-`,
-    );
-    const nginx = startChild(nginxBin, ['-p', dir, '-c', conf]);
-    started.push(nginx);
-    await waitUntilAccepting(
-      nginx,
-      'nginx',
+    }`),
       nginxPort,
-      [join(dir, 'error.log')],
-      join(dir, 'nginx.pid'),
     );
+    started.push(nginx);
     rows.push({ name: 'nginx', port: nginxPort, front: nginx });
 
     /* tsgi-proxy */

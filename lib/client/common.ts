@@ -380,3 +380,56 @@ export class ResponseBody extends Readable {
     this.onRead();
   }
 }
+
+/** A request admitted by {@link LimitedClient.admit}: its parts and the release of its slot. */
+export interface Admitted {
+  pairs: string[];
+  body: RequestBody;
+  signal: AbortSignal | undefined;
+  /** Frees the request's slot (idempotent). */
+  release: () => void;
+}
+
+/** What every client shares: its settings, the concurrency cap and the closing state. */
+export abstract class LimitedClient {
+  protected readonly s: Settings;
+  protected readonly limiter: Limiter;
+  protected closing = false;
+
+  constructor(options: CommonOptions) {
+    this.s = settings(options);
+    this.limiter = new Limiter(this.s.maxConcurrent, this.s.maxQueue, this.s.queueTimeout);
+  }
+
+  /** Requests running and waiting now. */
+  get load(): { active: number; waiting: number } {
+    return { active: this.limiter.active, waiting: this.limiter.waiting };
+  }
+
+  /**
+   * The start of every request: refused once closing, split into its parts, refused when its
+   * signal already aborted; `ready` (e.g. a GET_VALUES probe) awaited; then a slot.
+   */
+  protected async admit(req: ClientRequest, ready?: Promise<void> | null): Promise<Admitted> {
+    if (this.closing) throw new ClientError('ECLOSED', 'the client is closed');
+    const { pairs, body, signal } = requestParts(req);
+    if (signal?.aborted) throw abortError(signal);
+    if (ready) await ready;
+    const wait = this.limiter.acquire(signal);
+    if (wait !== null) await wait;
+    let released = false;
+    const release = (): void => {
+      if (!released) {
+        released = true;
+        this.limiter.release();
+      }
+    };
+    return { pairs, body, signal, release };
+  }
+
+  /** Refuses new requests and rejects the queued ones. */
+  protected stopAdmitting(): void {
+    this.closing = true;
+    this.limiter.rejectAll(new ClientError('ECLOSED', 'the client is closed'));
+  }
+}

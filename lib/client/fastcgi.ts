@@ -21,18 +21,15 @@ import { FCGI, type Codec, type FcgiEvent, type FcgiParser } from '../codec/type
 import {
   abortError,
   bodyChunks,
-  Limiter,
+  LimitedClient,
   openSocket,
-  requestParts,
   ResponseBody,
-  settings,
   wholeBody,
   writeAndWait,
   type ClientRequest,
   type ClientResponse,
   type CommonOptions,
   type RequestBody,
-  type Settings,
   describeAddress,
 } from './common.js';
 import { ClientError, socketError } from './errors.js';
@@ -121,24 +118,21 @@ export type FastcgiValues = Record<string, string>;
  * A FastCGI client with a connection pool. `request()` resolves once the response head has
  * arrived; `close()` ends idle connections and refuses new requests.
  */
-export class FastcgiClient {
-  private readonly s: Settings;
+export class FastcgiClient extends LimitedClient {
   private readonly codec: Codec;
   private readonly keepAlive: boolean;
   private readonly idleTimeout: number;
   private readonly multiplex: boolean;
   private readonly defaultStderr: (chunk: Buffer) => void;
-  private readonly limiter: Limiter;
   private readonly conns = new Set<Conn>();
   /** Requests per connection: 1, or FCGI_MAX_REQS once the backend said it multiplexes. */
   private perConn = 1;
   private probed: Promise<void> | null = null;
   /** The connection being opened now (multiplexing waits for it). */
   private opening: Promise<Conn> | null = null;
-  private closing = false;
 
   constructor(options: FastcgiClientOptions) {
-    this.s = settings(options);
+    super(options);
     this.codec = options.codec ?? defaultCodec;
     this.keepAlive = options.keepAlive ?? true;
     this.idleTimeout = options.idleTimeout ?? 30000;
@@ -147,7 +141,6 @@ export class FastcgiClient {
     this.defaultStderr =
       options.stderr ??
       ((chunk) => process.stderr.write(`tsgi: FastCGI stderr from ${where}: ${chunk.toString()}`));
-    this.limiter = new Limiter(this.s.maxConcurrent, this.s.maxQueue, this.s.queueTimeout);
   }
 
   /** Connections open now (idle or busy). */
@@ -155,27 +148,10 @@ export class FastcgiClient {
     return this.conns.size;
   }
 
-  /** Requests running and waiting now. */
-  get load(): { active: number; waiting: number } {
-    return { active: this.limiter.active, waiting: this.limiter.waiting };
-  }
-
   /** Sends a request; resolves with the status, the headers and the streamed body. */
   async request(req: ClientRequest): Promise<ClientResponse> {
-    if (this.closing) throw new ClientError('ECLOSED', 'the client is closed');
-    const { pairs, body, signal } = requestParts(req);
-    if (signal?.aborted) throw abortError(signal);
     if (this.multiplex && this.probed === null) this.probed = this.probe();
-    if (this.probed !== null) await this.probed;
-    const wait = this.limiter.acquire(signal);
-    if (wait !== null) await wait;
-    let released = false;
-    const release = (): void => {
-      if (!released) {
-        released = true;
-        this.limiter.release();
-      }
-    };
+    const { pairs, body, signal, release } = await this.admit(req, this.probed);
     const stderr = req.stderr ?? this.defaultStderr;
     const whole = wholeBody(body);
     const total = this.s.timeout > 0 ? AbortSignal.timeout(this.s.timeout) : undefined;
@@ -264,8 +240,7 @@ export class FastcgiClient {
 
   /** Refuses new requests, rejects queued ones, closes idle connections; running ones finish. */
   close(): Promise<void> {
-    this.closing = true;
-    this.limiter.rejectAll(new ClientError('ECLOSED', 'the client is closed'));
+    this.stopAdmitting();
     const waits: Promise<void>[] = [];
     for (const c of this.conns) {
       waits.push(

@@ -18,19 +18,16 @@ import {
   bodyChunks,
   bufferBody,
   DEFAULT_MAX_BUFFERED_BODY,
-  Limiter,
+  LimitedClient,
   openSocket,
   pairValue,
-  requestParts,
   ResponseBody,
   setPair,
-  settings,
   wholeBody,
   writeAndWait,
   type ClientRequest,
   type ClientResponse,
   type CommonOptions,
-  type Settings,
 } from './common.js';
 import { ClientError, socketError } from './errors.js';
 import { findHeadEnd, parseHead } from './head.js';
@@ -49,43 +46,23 @@ export interface UwsgiClientOptions extends StreamClientOptions {
   modifier2?: number;
 }
 
-abstract class StreamClient {
-  protected readonly s: Settings;
+abstract class StreamClient extends LimitedClient {
   protected readonly codec: Codec;
   private readonly maxBuffered: number;
-  private readonly limiter: Limiter;
   private readonly sockets = new Set<Socket>();
-  private closing = false;
 
   constructor(options: StreamClientOptions) {
-    this.s = settings(options);
+    super(options);
     this.codec = options.codec ?? defaultCodec;
     this.maxBuffered = options.maxBufferedBody ?? DEFAULT_MAX_BUFFERED_BODY;
-    this.limiter = new Limiter(this.s.maxConcurrent, this.s.maxQueue, this.s.queueTimeout);
   }
 
   /** The request head for `pairs` (CONTENT_LENGTH already set). */
   protected abstract encode(pairs: string[], contentLength: number): Uint8Array;
 
-  /** Requests running and waiting now. */
-  get load(): { active: number; waiting: number } {
-    return { active: this.limiter.active, waiting: this.limiter.waiting };
-  }
-
   /** Sends a request; resolves with the status, the headers and the streamed body. */
   async request(req: ClientRequest): Promise<ClientResponse> {
-    if (this.closing) throw new ClientError('ECLOSED', 'the client is closed');
-    const { pairs, body, signal } = requestParts(req);
-    if (signal?.aborted) throw abortError(signal);
-    const wait = this.limiter.acquire(signal);
-    if (wait !== null) await wait;
-    let released = false;
-    const release = (): void => {
-      if (!released) {
-        released = true;
-        this.limiter.release();
-      }
-    };
+    const { pairs, body, signal, release } = await this.admit(req);
     try {
       let whole = wholeBody(body);
       let length: number;
@@ -121,8 +98,7 @@ abstract class StreamClient {
 
   /** Refuses new requests, rejects queued ones; running ones finish. */
   close(): Promise<void> {
-    this.closing = true;
-    this.limiter.rejectAll(new ClientError('ECLOSED', 'the client is closed'));
+    this.stopAdmitting();
     return Promise.all(
       [...this.sockets].map(
         (s) => new Promise<void>((resolve) => s.once('close', () => resolve())),
