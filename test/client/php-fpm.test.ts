@@ -7,12 +7,12 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ClientError, FastcgiClient, type ClientResponse } from '../../lib/index.js';
 import { findPhpFpm, startPhpFpm } from '../support/backends.js';
 import { freePort, isCI, missingPeerMessage } from '../support/peers.js';
 import type { Child } from '../support/spawn.js';
+import { bytes } from '../support/client-request.js';
 
 const ROOT = join(import.meta.dirname, 'php');
 const bin = findPhpFpm();
@@ -39,12 +39,6 @@ function params(script: string, extra: Record<string, string> = {}): Record<stri
     QUERY_STRING: q === -1 ? '' : script.slice(q + 1),
     ...extra,
   };
-}
-
-async function bytes(body: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of body) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
 }
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');

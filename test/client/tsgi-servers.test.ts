@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import type { AddressInfo, Server } from 'node:net';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
+import { bytes, echoParams } from '../support/client-request.js';
 import {
   ClientError,
   createClient,
@@ -22,12 +23,6 @@ import { listen } from '../../lib/server/listen.js';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function bytes(body: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of body) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
 
 /** Answers 201 with three cookies and a JSON report of what it received. */
 const echo: App = async (env, start) => {
@@ -81,18 +76,6 @@ function client(protocol: ClientProtocol, address: string, o: object = {}): Clie
   return c;
 }
 
-const base = (extra: Record<string, string> = {}) => ({
-  REQUEST_METHOD: 'POST',
-  SCRIPT_NAME: '',
-  PATH_INFO: '/echo',
-  QUERY_STRING: 'x=1',
-  SERVER_NAME: 'localhost',
-  SERVER_PORT: '80',
-  SERVER_PROTOCOL: 'HTTP/1.1',
-  HTTP_X_TEST: 'yes',
-  ...extra,
-});
-
 for (const protocol of ['fastcgi', 'scgi', 'uwsgi'] as const) {
   describe(`${protocol} client against tsgi's ${protocol} server`, () => {
     it('sends params and a 1 MiB body; gets status, repeated headers and the body exactly', async () => {
@@ -100,7 +83,7 @@ for (const protocol of ['fastcgi', 'scgi', 'uwsgi'] as const) {
       const body = Buffer.alloc(1024 * 1024);
       for (let i = 0; i < body.length; i++) body[i] = (i * 31) & 0xff;
       const res = await c.request({
-        params: base({ CONTENT_LENGTH: String(body.length) }),
+        params: echoParams({ CONTENT_LENGTH: String(body.length) }),
         body,
       });
       const text = await bytes(res.body);
@@ -130,7 +113,7 @@ for (const protocol of ['fastcgi', 'scgi', 'uwsgi'] as const) {
       const c = client(protocol, await serve(protocol, echo));
       const parts = Array.from({ length: 20 }, (_, i) => Buffer.alloc(70000, i));
       const all = Buffer.concat(parts);
-      const res = await c.request({ params: base(), body: Readable.from(parts) });
+      const res = await c.request({ params: echoParams(), body: Readable.from(parts) });
       const got = JSON.parse((await bytes(res.body)).toString());
       expect([got.length, got.sha]).toEqual([all.length, sha(all)]);
       /* FastCGI streams STDIN as it comes; SCGI and uwsgi buffer it to send CONTENT_LENGTH */
@@ -150,7 +133,7 @@ for (const protocol of ['fastcgi', 'scgi', 'uwsgi'] as const) {
         })();
       };
       const c = client(protocol, await serve(protocol, big));
-      const res = await c.request({ params: base({ REQUEST_METHOD: 'GET' }) });
+      const res = await c.request({ params: echoParams({ REQUEST_METHOD: 'GET' }) });
       await tick(300);
       const early = produced;
       const got = await bytes(res.body);
@@ -164,7 +147,7 @@ for (const protocol of ['fastcgi', 'scgi', 'uwsgi'] as const) {
       const s = servers.pop()!;
       await new Promise((r) => s.close(r));
       const c = client(protocol, address);
-      const err = await c.request({ params: base() }).catch((e: unknown) => e);
+      const err = await c.request({ params: echoParams() }).catch((e: unknown) => e);
       expect((err as ClientError).code).toBe('ECONNREFUSED');
     });
   });
@@ -188,7 +171,7 @@ describe('FastCGI client: aborts, multiplexing, overload', () => {
     const address = await serve('fastcgi', slow);
     const c = client('fastcgi', address) as FastcgiClient;
     const controller = new AbortController();
-    const res = await c.request({ params: base(), signal: controller.signal });
+    const res = await c.request({ params: echoParams(), signal: controller.signal });
     const it = res.body[Symbol.asyncIterator]();
     expect(String((await it.next()).value)).toBe('first');
     controller.abort();
@@ -204,7 +187,7 @@ describe('FastCGI client: aborts, multiplexing, overload', () => {
     const all = await Promise.all(
       Array.from({ length: 8 }, (_, i) =>
         c
-          .request({ params: base({ PATH_INFO: `/${i}` }) })
+          .request({ params: echoParams({ PATH_INFO: `/${i}` }) })
           .then(async (r) => JSON.parse((await bytes(r.body)).toString()).path),
       ),
     );
@@ -214,7 +197,9 @@ describe('FastCGI client: aborts, multiplexing, overload', () => {
   it('without multiplex, concurrent requests use one connection each (request id 1)', async () => {
     const c = client('fastcgi', await serve('fastcgi', echo)) as FastcgiClient;
     await Promise.all(
-      Array.from({ length: 3 }, () => c.request({ params: base() }).then((r) => bytes(r.body))),
+      Array.from({ length: 3 }, () =>
+        c.request({ params: echoParams() }).then((r) => bytes(r.body)),
+      ),
     );
     expect(c.connections).toBe(3);
   });
@@ -228,9 +213,9 @@ describe('FastCGI client: aborts, multiplexing, overload', () => {
       return ['done'];
     };
     const c = client('fastcgi', await serve('fastcgi', held, 1));
-    const first = c.request({ params: base() });
+    const first = c.request({ params: echoParams() });
     await tick(50);
-    const err = await c.request({ params: base() }).catch((e: unknown) => e);
+    const err = await c.request({ params: echoParams() }).catch((e: unknown) => e);
     expect((err as ClientError).code).toBe('OVERLOADED');
     release();
     expect((await bytes((await first).body)).toString()).toBe('done');

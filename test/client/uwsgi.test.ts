@@ -10,6 +10,7 @@ import { createClient, type Client, type ClientProtocol } from '../../lib/index.
 import { findUwsgi, startUwsgi } from '../support/backends.js';
 import { freePort, isCI, missingPeerMessage } from '../support/peers.js';
 import type { Child } from '../support/spawn.js';
+import { bytes, echoParams } from '../support/client-request.js';
 
 const bin = findUwsgi();
 if (bin === null) {
@@ -19,12 +20,6 @@ if (bin === null) {
   );
 }
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-
-async function bytes(body: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of body) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
 
 describe.runIf(bin === null && isCI)('uWSGI', () => {
   it('is installed', () => {
@@ -53,18 +48,6 @@ describe.runIf(bin !== null)('clients against uWSGI', () => {
     await uwsgi?.stop();
   });
 
-  const params = (extra: Record<string, string> = {}) => ({
-    REQUEST_METHOD: 'POST',
-    SCRIPT_NAME: '',
-    PATH_INFO: '/echo',
-    QUERY_STRING: 'x=1',
-    SERVER_NAME: 'localhost',
-    SERVER_PORT: '80',
-    SERVER_PROTOCOL: 'HTTP/1.1',
-    HTTP_X_TEST: 'yes',
-    ...extra,
-  });
-
   for (const protocol of ['uwsgi', 'fastcgi'] as const satisfies readonly ClientProtocol[]) {
     describe(`over ${protocol}`, () => {
       const client = () => {
@@ -81,7 +64,7 @@ describe.runIf(bin !== null)('clients against uWSGI', () => {
         const body = Buffer.alloc(1024 * 1024);
         for (let i = 0; i < body.length; i++) body[i] = (i * 13) & 0xff;
         const res = await client().request({
-          params: params({ CONTENT_LENGTH: String(body.length) }),
+          params: echoParams({ CONTENT_LENGTH: String(body.length) }),
           body,
         });
         expect([res.status, res.statusText]).toEqual([201, 'Created']);
@@ -105,7 +88,7 @@ describe.runIf(bin !== null)('clients against uWSGI', () => {
       it('sequential requests on one client', async () => {
         const c = client();
         for (let i = 0; i < 20; i++) {
-          const res = await c.request({ params: params({ PATH_INFO: `/${i}` }) });
+          const res = await c.request({ params: echoParams({ PATH_INFO: `/${i}` }) });
           expect(JSON.parse((await bytes(res.body)).toString()).path).toBe(`/${i}`);
         }
       });
@@ -117,7 +100,7 @@ describe.runIf(bin !== null)('clients against uWSGI', () => {
     clients.push(c);
     const parts = Array.from({ length: 10 }, (_, i) => Buffer.alloc(40000, i));
     const all = Buffer.concat(parts);
-    const res = await c.request({ params: params(), body: Readable.from(parts) });
+    const res = await c.request({ params: echoParams(), body: Readable.from(parts) });
     const got = JSON.parse((await bytes(res.body)).toString());
     expect([got.contentLength, got.length, got.sha]).toEqual([
       String(all.length),
@@ -134,7 +117,10 @@ describe.runIf(bin !== null)('clients against uWSGI', () => {
     });
     clients.push(c);
     const err = await c
-      .request({ params: params(), body: Readable.from([Buffer.alloc(600), Buffer.alloc(600)]) })
+      .request({
+        params: echoParams(),
+        body: Readable.from([Buffer.alloc(600), Buffer.alloc(600)]),
+      })
       .catch((e: unknown) => e);
     expect((err as { code: string }).code).toBe('EBODYTOOLARGE');
   });
