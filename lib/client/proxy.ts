@@ -33,7 +33,7 @@ import {
   setPair,
   type RequestBody,
 } from './common.js';
-import { errorStatus } from './errors.js';
+import { ClientError, errorStatus } from './errors.js';
 import { createClient, type Client, type ClientOptions } from './index.js';
 
 /** Options of {@link forward}: a client, or the options to make one. */
@@ -99,6 +99,7 @@ const HOP = new Set([
 const REASONS: Record<number, string> = {
   404: 'Not Found',
   413: 'Content Too Large',
+  500: 'Internal Server Error',
   499: 'Client Closed Request',
   502: 'Bad Gateway',
   503: 'Service Unavailable',
@@ -142,11 +143,11 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy
     body: RequestBody,
     signal: AbortSignal | undefined,
   ): Promise<Outcome> {
-    const pairs = prepare(incoming);
-    if (pairs === null) return { ...textOutcome(404), notFound: true };
-    for (const k in extra) setPair(pairs, k, extra[k]!);
     let unknownScript = false;
     try {
+      const pairs = prepare(incoming);
+      if (pairs === null) return { ...textOutcome(404), notFound: true };
+      for (const k in extra) setPair(pairs, k, extra[k]!);
       if (
         bufferUnknown > 0 &&
         body !== null &&
@@ -178,7 +179,8 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy
       const headers = res.headers.filter(([n]) => !HOP.has(n.toLowerCase()));
       return { status, statusText, headers, body: res.body };
     } catch (err) {
-      const status = errorStatus(err);
+      /* a failure of ours (not the backend's) is a 500 */
+      const status = err instanceof ClientError ? errorStatus(err) : 500;
       if (status !== 499) onError(err as Error);
       return textOutcome(status);
     }
@@ -479,6 +481,15 @@ function hasExtension(name: string, extensions: readonly string[]): boolean {
  * realpath (whose target must be inside the root too). Null otherwise.
  */
 function scriptFile(realRoot: string, segments: readonly string[], last: number): string | null {
+  try {
+    return walk(realRoot, segments, last);
+  } catch {
+    /* ENOTDIR, ENAMETOOLONG, EACCES, ELOOP: no script there */
+    return null;
+  }
+}
+
+function walk(realRoot: string, segments: readonly string[], last: number): string | null {
   let dir = realRoot;
   let name = realRoot;
   for (let k = 1; k <= last; k++) {
@@ -491,12 +502,7 @@ function scriptFile(realRoot: string, segments: readonly string[], last: number)
     let st = lstatSync(dir + sep + seg, { throwIfNoEntry: false });
     if (st === undefined) return null;
     if (st.isSymbolicLink()) {
-      let real: string;
-      try {
-        real = realpathSync.native(dir + sep + seg);
-      } catch {
-        return null;
-      }
+      const real = realpathSync.native(dir + sep + seg);
       if (!real.startsWith(realRoot + sep)) return null;
       st = statSync(real, { throwIfNoEntry: false });
       if (st === undefined) return null;

@@ -173,7 +173,14 @@ describe.runIf(bin !== null)('phpFpm proxy against php-fpm', () => {
       });
 
       it('a file that is not a script, a path outside the root, a missing script: 404', async () => {
-        for (const path of ['/readme.txt', '/%2e%2e/php-fpm.test.ts', '/nothing.php', '/sub']) {
+        for (const path of [
+          '/readme.txt',
+          '/%2e%2e/php-fpm.test.ts',
+          '/nothing.php',
+          '/sub',
+          '/readme.txt/x.php',
+          `/${'a'.repeat(300)}.php`,
+        ]) {
           expect([path, (await get(port, path)).status]).toEqual([path, 404]);
         }
       });
