@@ -14,7 +14,6 @@
  *
  *   npm run bench:client -- [--duration S] [--rounds N] [--connections C] [--children N]
  */
-import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -155,12 +154,8 @@ async function main(): Promise<void> {
 
     /* every row answers the same bytes before anything is measured */
     for (const r of rows) {
-      const check = spawnSync('curl', ['-s', `http://127.0.0.1:${r.port}/hello.php`], {
-        encoding: 'utf8',
-      });
-      if (check.stdout !== 'Hello, world!\n') {
-        throw new Error(`${r.name} answered ${JSON.stringify(check.stdout)} ${check.stderr}`);
-      }
+      const text = await (await fetch(`http://127.0.0.1:${r.port}/hello.php`)).text();
+      if (text !== 'Hello, world!\n') throw new Error(`${r.name} answered ${JSON.stringify(text)}`);
     }
 
     const samples = new Map<string, Sample[]>(rows.map((r) => [r.name, []]));
