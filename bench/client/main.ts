@@ -7,7 +7,8 @@
  *   tsgi-proxy      a node:http server with tsgi's phpFpm proxy (a pool of kept connections,
  *                   FCGI_KEEP_CONN, as many as php-fpm has workers)
  *   fastcgi-client  a node:http server with the npm package fastcgi-client
- * php-fpm runs pm static with --children workers (default 4) for every row. Each row runs
+ * php-fpm runs one pool per row (kept connections hold workers while idle), each pm static
+ * with --children workers (default 4). Each row runs
  * --rounds times (default 5), rows interleaved and rotated; medians are reported with the CPU
  * time per request of the front (nginx or node) and of php-fpm, from /proc. Targets: tsgi-proxy
  * ≥ 0.9× nginx and ≥ 3× fastcgi-client in requests/s.
@@ -84,10 +85,18 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'tsgi-bench-client-'));
   const started: Child[] = [];
   try {
-    const fpmPort = await freePort();
-    const fpm = await startPhpFpm(fpmBin, dir, [
-      { name: 'bench', listen: `127.0.0.1:${fpmPort}`, children },
-    ]);
+    /* one pool per row: kept connections hold php-fpm workers (one each) while idle, so a
+     * row sharing a pool with the tsgi-proxy row would wait for its idle connections */
+    const fpmPorts = { nginx: await freePort(), proxy: await freePort(), fc: await freePort() };
+    const fpm = await startPhpFpm(
+      fpmBin,
+      dir,
+      Object.entries(fpmPorts).map(([name, port]) => ({
+        name,
+        listen: `127.0.0.1:${port}`,
+        children,
+      })),
+    );
     started.push(fpm);
 
     const rows: Row[] = [];
@@ -119,7 +128,7 @@ async function main(): Promise<void> {
             fastcgi_param SERVER_PORT     $server_port;
             fastcgi_param SERVER_NAME     $server_name;
             fastcgi_param REDIRECT_STATUS 200;
-            fastcgi_pass 127.0.0.1:${fpmPort};
+            fastcgi_pass 127.0.0.1:${fpmPorts.nginx};
         }
     }`),
       nginxPort,
@@ -132,7 +141,7 @@ async function main(): Promise<void> {
     const proxy = startChild(process.execPath, [
       join(HERE, 'proxy-app.mjs'),
       String(proxyPort),
-      `127.0.0.1:${fpmPort}`,
+      `127.0.0.1:${fpmPorts.proxy}`,
       E2E,
       String(children),
     ]);
@@ -145,7 +154,7 @@ async function main(): Promise<void> {
     const fc = startChild(process.execPath, [
       join(HERE, 'fastcgi-client-app.mjs'),
       String(fcPort),
-      String(fpmPort),
+      String(fpmPorts.fc),
       join(E2E, 'hello.php'),
     ]);
     started.push(fc);
@@ -165,6 +174,8 @@ async function main(): Promise<void> {
       for (const r of order) {
         const before = cpuSeconds([r.front.proc.pid!, fpm.proc.pid!])!;
         const s = runWrk(wrkBin, `http://127.0.0.1:${r.port}/hello.php`, 1, connections, duration);
+        if (!(s.requests > 0))
+          throw new Error(`${r.name} answered no request in round ${round + 1}`);
         const after = cpuSeconds([r.front.proc.pid!, fpm.proc.pid!])!;
         samples.get(r.name)!.push({
           ...s,
@@ -177,7 +188,7 @@ async function main(): Promise<void> {
 
     const [l1, l5] = loadavg();
     console.log(
-      `\nbench:client — PHP hello world through php-fpm (pm static, ${children} workers), ` +
+      `\nbench:client — PHP hello world through php-fpm (a pool per row, pm static, ${children} workers), ` +
         `wrk -t1 -c${connections}, ${rounds} rounds of ${duration}s, medians\n` +
         `node ${process.version}, ${cpus().length} CPUs, load ${l1!.toFixed(2)} / ${l5!.toFixed(2)}, ` +
         `tsgi codec ${codec.name}, transport TCP 127.0.0.1 (front and php-fpm)\n`,
