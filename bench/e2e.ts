@@ -40,7 +40,6 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
-  readFileSync,
   readdirSync,
   rmSync,
   writeFileSync,
@@ -52,6 +51,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { WORKER_RATIOS, workerBackends, workerRows } from './e2e/workers.js';
 import { EXPRESS_RATIOS, expressBackends, expressRows } from './e2e/express.js';
+import { cpuSeconds, runWrk } from './measure.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const HERE = join(ROOT, 'bench', 'e2e');
@@ -460,80 +460,8 @@ interface Sample {
   backendUs?: number;
 }
 
-/** Clock ticks per second of /proc/PID/stat's times (Linux). */
-const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
-
-/**
- * CPU seconds (user + system) used so far by each of `pids` and every process below it, from
- * one read of /proc (Linux); null where /proc is not there.
- */
-function cpuSeconds(pids: readonly number[]): number[] | null {
-  if (process.platform !== 'linux') return null;
-  const children = new Map<number, number[]>();
-  const ticks = new Map<number, number>();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^[0-9]+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, 'latin1');
-    } catch {
-      continue; /* it exited meanwhile */
-    }
-    /* fields after the command name "(...)": state ppid ... utime(14th) stime(15th) */
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ppid = Number(f[1]);
-    ticks.set(Number(entry), Number(f[11]) + Number(f[12]));
-    const list = children.get(ppid);
-    if (list) list.push(Number(entry));
-    else children.set(ppid, [Number(entry)]);
-  }
-  return pids.map((pid) => {
-    let total = 0;
-    const todo = [pid];
-    while (todo.length > 0) {
-      const p = todo.pop()!;
-      total += ticks.get(p) ?? 0;
-      todo.push(...(children.get(p) ?? []));
-    }
-    return total / CLK_TCK;
-  });
-}
-
-function toMs(v: string, unit: string): number {
-  const n = Number(v);
-  if (unit === 'us') return n / 1000;
-  if (unit === 's') return n * 1000;
-  if (unit === 'm') return n * 60_000;
-  return n;
-}
-
 function wrk(port: number, seconds: number): Sample {
-  const r = spawnSync(
-    wrkBin,
-    [
-      '-t',
-      String(threads),
-      '-c',
-      String(connections),
-      '-d',
-      `${seconds}s`,
-      '--latency',
-      `http://127.0.0.1:${port}/`,
-    ],
-    { encoding: 'utf8' },
-  );
-  if (r.status !== 0) throw new Error(`wrk failed: ${r.stderr}`);
-  const out = r.stdout;
-  const rps = Number(/Requests\/sec:\s+([0-9.]+)/.exec(out)?.[1] ?? NaN);
-  const p99 = /\s99%\s+([0-9.]+)(us|ms|s|m)\b/.exec(out);
-  let errors = 0;
-  const non2xx = /Non-2xx or 3xx responses: ([0-9]+)/.exec(out);
-  if (non2xx) errors += Number(non2xx[1]);
-  const sock =
-    /Socket errors: connect ([0-9]+), read ([0-9]+), write ([0-9]+), timeout ([0-9]+)/.exec(out);
-  if (sock) errors += Number(sock[1]) + Number(sock[2]) + Number(sock[3]) + Number(sock[4]);
-  const requests = Number(/([0-9]+) requests in/.exec(out)?.[1] ?? NaN);
-  return { rps, p99ms: p99 ? toMs(p99[1]!, p99[2]!) : NaN, errors, requests };
+  return runWrk(wrkBin, `http://127.0.0.1:${port}/`, threads, connections, seconds);
 }
 
 /** wrk against `port`, with the CPU time nginx and the backend `pid` spent per request. */

@@ -17,6 +17,7 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { codec, codecProblem } from './codec/index.js';
 import { cgiMain } from './protocol/cgi.js';
+import { requestMain } from './client/command.js';
 import { serverTransport, transportProblem } from './protocol/transport.js';
 import type { App } from './gateway/types.js';
 import { exposureWarning } from './server/allow.js';
@@ -84,6 +85,12 @@ Usage: tsgi cgi [APP[:EXPORT]] [--factory] [--interface NAME]
 
 Run the app once as a CGI program (cgi-bin behind Apache or lighttpd): the request comes from
 the environment and stdin, the response goes to stdout. APP defaults to $TSGI_APP.
+
+Usage: tsgi request ADDR [--fastcgi|--scgi|--uwsgi] [--param NAME=VALUE]... [--root DIR]
+                    [-X METHOD] [--data FILE|-] PATH
+
+Send one request to a FastCGI, SCGI or uwsgi backend and print the answer ("tsgi request
+--help" for more).
 `;
 
 class UsageError extends Error {}
@@ -344,7 +351,7 @@ async function serveAlone(
 }
 
 /** The commands, for "did you mean". */
-const COMMANDS = ['serve', 'cgi', 'help'];
+const COMMANDS = ['serve', 'cgi', 'request', 'help'];
 
 /**
  * The usage error for a first argument that is no command: an app module or a serve option
@@ -408,6 +415,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     environmentCheck();
     if (command === 'cgi') return await cgiMain(rest);
+    if (command === 'request') return await requestMain(rest);
     if (command !== 'serve') throw unknownCommand(command, rest);
     return await serve(rest);
   } catch (err) {

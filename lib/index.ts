@@ -69,3 +69,37 @@ export {
 /* Adapters: node:http request listeners and fetch handlers as TSGI apps (docs/interfaces.md). */
 export { fromNodeHandler, type NodeHandler, type NodeAdapterOptions } from './adapters/node.js';
 export { fromFetch, type FetchHandler, type FetchAdapterOptions } from './adapters/fetch.js';
+
+/* Clients: FastCGI, SCGI and uwsgi requests to php-fpm, uWSGI or another tsgi, and proxies. */
+export {
+  createClient,
+  FastcgiClient,
+  ScgiClient,
+  UwsgiClient,
+  ClientError,
+  errorStatus,
+  parseHead,
+  HeadError,
+  type Client,
+  type ClientOptions,
+  type ClientProtocol,
+  type ClientRequest,
+  type ClientResponse,
+  type ClientErrorCode,
+  type BackendAddress,
+  type RequestBody,
+  type FastcgiClientOptions,
+  type FastcgiValues,
+  type StreamClientOptions,
+  type UwsgiClientOptions,
+  type ResponseHead,
+} from './client/index.js';
+export {
+  phpFpm,
+  forward,
+  locateScript,
+  type Proxy,
+  type ForwardOptions,
+  type PhpFpmOptions,
+  type ScriptLocation,
+} from './client/proxy.js';

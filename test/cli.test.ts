@@ -87,7 +87,7 @@ describe('tsgi command', () => {
       code: 2,
       stdout: '',
       stderr:
-        'tsgi: unknown command "frobnicate"; the commands are serve, cgi, help (tsgi --help)\n',
+        'tsgi: unknown command "frobnicate"; the commands are serve, cgi, request, help (tsgi --help)\n',
     });
     const bogus = await run(['serve', 'hello.mjs', '--bogus']);
     expect(bogus.code).toBe(2);

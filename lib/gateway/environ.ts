@@ -88,7 +88,8 @@ function fixPaths(vars: CgiVariables): void {
   vars.PATH_INFO = path;
 }
 
-function hostOf(host: string): string {
+/** The host part of a Host header value (`[::1]:8080` → `[::1]`, `a.example:80` → `a.example`). */
+export function hostOf(host: string): string {
   if (host.startsWith('[')) {
     const end = host.indexOf(']');
     return end === -1 ? host : host.slice(0, end + 1);

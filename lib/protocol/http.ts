@@ -13,7 +13,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Writable } from 'node:stream';
-import { cgiVariables } from '../codec/environ.js';
+import { cgiVariables, type CgiVariables } from '../codec/environ.js';
 import { makeEnviron, percentDecodeLatin1, requestPath } from '../gateway/environ.js';
 import { stderrStream } from '../gateway/errors.js';
 import { respond, type Sink } from '../gateway/respond.js';
@@ -36,13 +36,8 @@ export interface HttpOptions {
 const STATUS = /^([1-9][0-9][0-9])(?: ([\t\x20-\x7e\x80-\xff]*))?$/;
 const SOFTWARE = `tsgi/${VERSION}`;
 
-/** The environ of one node:http request. */
-export function httpEnviron(
-  req: IncomingMessage,
-  errors: Writable,
-  signal: AbortSignal,
-  multiprocess = false,
-): Environ {
+/** The CGI variables of one node:http request (the environ's, without the tsgi.* keys). */
+export function httpVariables(req: IncomingMessage): CgiVariables {
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   let query = q === -1 ? '' : url.slice(q + 1);
@@ -82,7 +77,18 @@ export function httpEnviron(
     else if (upper === 'CONTENT-LENGTH') pairs.push('CONTENT_LENGTH', raw[i + 1]!);
     else pairs.push('HTTP_' + upper.replace(/-/g, '_'), raw[i + 1]!);
   }
-  const vars = cgiVariables(pairs);
+  return cgiVariables(pairs);
+}
+
+/** The environ of one node:http request. */
+export function httpEnviron(
+  req: IncomingMessage,
+  errors: Writable,
+  signal: AbortSignal,
+  multiprocess = false,
+): Environ {
+  const socket = req.socket;
+  const vars = httpVariables(req);
   return makeEnviron(vars, {
     protocol: 'http',
     input: req,

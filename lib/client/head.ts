@@ -1,0 +1,111 @@
+/**
+ * The response head a FastCGI, SCGI or uwsgi application sends, parsed as CGI defines it
+ * (RFC 3875 §6): header lines up to the first empty line, `Status: 404 Not Found` giving the
+ * status, a `Location:` without `Status:` meaning a redirect (302; a local one when the value
+ * is a path), lines ended by CRLF or by a bare LF, a value running from the first colon to the
+ * end of the line (colons inside it kept), repeated headers kept in order. A head that starts
+ * with an HTTP status line (`HTTP/1.1 200 OK`, what uWSGI answers over uwsgi) is accepted too.
+ */
+
+/** A parsed response head. */
+export interface ResponseHead {
+  /** The status code (200 when the application sent neither `Status:` nor `Location:`). */
+  status: number;
+  /** The reason phrase ("" when the application gave none). */
+  statusText: string;
+  /**
+   * The headers as received, in order, repeats kept (`Set-Cookie` three times stays three
+   * entries); `Status:` and an HTTP status line are not in the list.
+   */
+  headers: [string, string][];
+  /** True for a `Location:` whose value is a path and that came without `Status:`. */
+  localRedirect: boolean;
+  /** How the head started: `cgi` (header lines) or `http` (an `HTTP/1.x` status line). */
+  style: 'cgi' | 'http';
+}
+
+/** Why a head cannot be parsed; the client reports it as a protocol error. */
+export class HeadError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'HeadError';
+  }
+}
+
+const NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const STATUS = /^([1-9][0-9][0-9])(?:[ \t]+(.*))?$/;
+const HTTP_LINE = /^HTTP\/[0-9]\.[0-9] ([1-9][0-9][0-9])(?: (.*))?$/;
+
+/** The reason phrases used when a redirect or a default status has none of its own. */
+const REASONS: Record<number, string> = { 200: 'OK', 302: 'Found' };
+
+/**
+ * Finds the end of the head in `buf` (latin-1 bytes): returns [headEnd, bodyStart] or null
+ * while the empty line has not arrived. The empty line may be CRLF or LF, after lines ended
+ * either way.
+ */
+export function findHeadEnd(buf: Uint8Array): [number, number] | null {
+  const n = buf.length;
+  /* a head that is empty from the start: the first line is the empty one */
+  if (n >= 1 && buf[0] === 10) return [0, 1];
+  if (n >= 2 && buf[0] === 13 && buf[1] === 10) return [0, 2];
+  for (let i = buf.indexOf(10); i !== -1 && i + 1 < n; i = buf.indexOf(10, i + 1)) {
+    const c = buf[i + 1];
+    if (c === 10) return [i + 1, i + 2];
+    if (c === 13 && i + 2 < n && buf[i + 2] === 10) return [i + 1, i + 3];
+  }
+  return null;
+}
+
+/** Parses a head (the bytes before the empty line, as a latin-1 string). */
+export function parseHead(text: string): ResponseHead {
+  const lines = text.split('\n');
+  if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
+  const headers: [string, string][] = [];
+  let status = -1;
+  let statusText = '';
+  let style: 'cgi' | 'http' = 'cgi';
+  let location: string | undefined;
+  for (let i = 0; i < lines.length; i++) {
+    let line = lines[i]!;
+    if (line.endsWith('\r')) line = line.slice(0, -1);
+    if (i === 0 && line.startsWith('HTTP/')) {
+      const m = HTTP_LINE.exec(line);
+      if (m === null) throw new HeadError(`bad status line ${JSON.stringify(line)}`);
+      status = Number(m[1]);
+      statusText = m[2] ?? '';
+      style = 'http';
+      continue;
+    }
+    if (line.charCodeAt(0) === 32 || line.charCodeAt(0) === 9) {
+      throw new HeadError(`folded header line ${JSON.stringify(line)}`);
+    }
+    const colon = line.indexOf(':');
+    if (colon <= 0) throw new HeadError(`header line without a name ${JSON.stringify(line)}`);
+    const name = line.slice(0, colon);
+    if (!NAME.test(name)) throw new HeadError(`bad header name ${JSON.stringify(name)}`);
+    const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, '');
+    if (style === 'cgi' && name.length === 6 && name.toLowerCase() === 'status') {
+      const m = STATUS.exec(value);
+      if (m === null) throw new HeadError(`bad Status header ${JSON.stringify(value)}`);
+      status = Number(m[1]);
+      statusText = m[2] ?? '';
+      continue;
+    }
+    if (name.length === 8 && location === undefined && name.toLowerCase() === 'location') {
+      location = value;
+    }
+    headers.push([name, value]);
+  }
+  let localRedirect = false;
+  if (status === -1) {
+    if (location !== undefined) {
+      status = 302;
+      localRedirect = location.startsWith('/');
+    } else {
+      status = 200;
+    }
+    statusText = REASONS[status]!;
+  }
+  return { status, statusText, headers, localRedirect, style };
+}

@@ -1,0 +1,562 @@
+/**
+ * Proxy handlers: answer a request from a FastCGI, SCGI or uwsgi backend, as a TSGI app, a
+ * node:http handler (Express, Fastify, Koa's `ctx.req`/`ctx.res`) and a fetch handler (Hono).
+ *
+ * - {@link phpFpm}: PHP through php-fpm. The request path is split into SCRIPT_NAME and
+ *   PATH_INFO here, not by php-fpm: the script is the first path prefix whose last segment
+ *   has a listed extension (`.php`) and that is a regular file inside the document root
+ *   (symbolic links resolved); the rest is PATH_INFO. A path ending in `/` tries the index
+ *   files. Nothing else reaches php-fpm: `/upload/avatar.jpg/x.php` is a 404 here, so php-fpm's
+ *   cgi.fix_pathinfo never runs a file that is not a script. HTTP_PROXY is never sent
+ *   (httpoxy), and php-fpm's "Primary script unknown" answers 404.
+ * - {@link forward}: the incoming CGI variables as they are, to any backend.
+ *
+ * Failures become a short text/plain answer: refused or broken connection 502, timeout 504,
+ * OVERLOADED / CANT_MPX_CONN / a full queue 503, a body of unknown length over the SCGI/uwsgi
+ * buffer 413. A failure after the head was sent cuts the response.
+ */
+import { lstatSync, realpathSync, statSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { resolve as resolvePath, sep } from 'node:path';
+import { Readable } from 'node:stream';
+import { cgiVariables } from '../codec/environ.js';
+import { hostOf, percentDecodeLatin1, requestPath } from '../gateway/environ.js';
+import type { App, Environ, Headers } from '../gateway/types.js';
+import { httpVariables } from '../protocol/http.js';
+import { VERSION } from '../version.js';
+import {
+  bufferBody,
+  DEFAULT_MAX_BUFFERED_BODY,
+  EMPTY,
+  ResponseBody,
+  pairValue,
+  setPair,
+  type RequestBody,
+} from './common.js';
+import { ClientError, errorStatus } from './errors.js';
+import { createClient, type Client, type ClientOptions } from './index.js';
+
+/** Options of {@link forward}: a client, or the options to make one. */
+export type ForwardOptions = (ClientOptions | { client: Client }) & {
+  /** Extra CGI variables sent with every request (they win over the incoming ones). */
+  params?: Record<string, string>;
+  /** Where failures are reported (default: the process's stderr). */
+  onError?: (err: Error) => void;
+};
+
+/** Options of {@link phpFpm}. */
+export type PhpFpmOptions = ForwardOptions & {
+  /** The document root: scripts are looked up below it (required). */
+  root: string;
+  /** Index files tried for a path ending in `/` (default `['index.php']`). */
+  index?: readonly string[];
+  /** Extensions of the files run as scripts (default `['.php']`), compared case-insensitively. */
+  extensions?: readonly string[];
+  /**
+   * PHP reads no request body without CONTENT_LENGTH: a body of unknown length (a chunked
+   * upload) is read whole first, up to this many bytes (default 16 MiB), and refused with 413
+   * beyond, as nginx's client_max_body_size does.
+   */
+  maxBufferedBody?: number;
+};
+
+/** The outcome of one proxied request. */
+interface Outcome {
+  status: number;
+  statusText: string;
+  headers: [string, string][];
+  body: Readable | null;
+  /** No script here (php only): a node handler with `next` passes the request on. */
+  notFound?: boolean;
+}
+
+/** A proxy usable from every interface. */
+export interface Proxy {
+  /** A TSGI app. */
+  app: App;
+  /**
+   * A node:http handler; with Express's `next`, a request that names no script (phpFpm) is
+   * passed on instead of answered 404 (so express.static can serve the assets).
+   */
+  node: (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => void;
+  /** A fetch handler (Hono: `app.all('/*', (c) => php.fetch(c.req.raw))`). */
+  fetch: (request: Request) => Promise<Response>;
+  /** The client underneath. */
+  client: Client;
+  /** Closes the client. */
+  close(): Promise<void>;
+}
+
+/** Hop-by-hop headers a backend's answer may carry; the proxy's own server frames the body. */
+const HOP = new Set([
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'proxy-connection',
+  'upgrade',
+]);
+
+const REASONS: Record<number, string> = {
+  404: 'Not Found',
+  413: 'Content Too Large',
+  500: 'Internal Server Error',
+  499: 'Client Closed Request',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+};
+
+function textOutcome(status: number): Outcome {
+  const reason = REASONS[status] ?? 'Error';
+  const text = `${status} ${reason}\n`;
+  return {
+    status,
+    statusText: reason,
+    headers: [
+      ['Content-Type', 'text/plain; charset=utf-8'],
+      ['Content-Length', String(text.length)],
+    ],
+    body: Readable.from([Buffer.from(text)]),
+  };
+}
+
+/** How a request is prepared: the pairs to send, or null for "no such script" (404). */
+type Prepare = (pairs: string[]) => string[] | null;
+
+/** Proxy behaviour that differs between phpFpm and forward. */
+interface Mode {
+  /** php-fpm: "Primary script unknown" means 404. */
+  php: boolean;
+  /** Read a body of unknown length whole, up to this many bytes (0: stream it). */
+  bufferUnknown: number;
+}
+
+function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy {
+  const { php, bufferUnknown } = mode;
+  const client = 'client' in options ? options.client : createClient(options);
+  const extra = options.params ?? {};
+  const onError =
+    options.onError ?? ((err: Error) => process.stderr.write(`tsgi proxy: ${err.message}\n`));
+
+  async function handle(
+    incoming: string[],
+    body: RequestBody,
+    signal: AbortSignal | undefined,
+  ): Promise<Outcome> {
+    let unknownScript = false;
+    try {
+      const pairs = prepare(incoming);
+      if (pairs === null) return { ...textOutcome(404), notFound: true };
+      for (const k in extra) setPair(pairs, k, extra[k]!);
+      if (
+        bufferUnknown > 0 &&
+        body !== null &&
+        body !== undefined &&
+        typeof body !== 'string' &&
+        !(body instanceof Uint8Array) &&
+        !/^[0-9]+$/.test(pairValue(pairs, 'CONTENT_LENGTH') ?? '')
+      ) {
+        body = await bufferBody(body, bufferUnknown, signal);
+        if (body.length > 0) setPair(pairs, 'CONTENT_LENGTH', String(body.length));
+      }
+      const res = await client.request({
+        params: pairs,
+        body,
+        signal,
+        stderr: php
+          ? (chunk) => {
+              const text = chunk.toString();
+              if (text.includes('Primary script unknown')) unknownScript = true;
+              else onError(new Error(`FastCGI stderr: ${text.trimEnd()}`));
+            }
+          : undefined,
+      });
+      let { status, statusText } = res;
+      if (unknownScript) {
+        status = 404;
+        statusText = 'Not Found';
+      }
+      const headers = res.headers.filter(([n]) => !HOP.has(n.toLowerCase()));
+      return { status, statusText, headers, body: res.body };
+    } catch (err) {
+      /* a failure of ours (not the backend's) is a 500 */
+      const status = err instanceof ClientError ? errorStatus(err) : 500;
+      if (status !== 499) onError(err as Error);
+      return textOutcome(status);
+    }
+  }
+
+  const app: App = async (environ, startResponse) => {
+    const out = await handle(environPairs(environ), environ['tsgi.input'], environ['tsgi.signal']);
+    const status = `${out.status} ${out.statusText || (REASONS[out.status] ?? 'Unknown')}`;
+    startResponse(status, out.headers as Headers);
+    return out.body ?? [];
+  };
+
+  const node: Proxy['node'] = (req, res, next) => {
+    const controller = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) controller.abort();
+    });
+    const vars = httpVariables(req);
+    if (!vars.SERVER_NAME) {
+      const host = vars.HTTP_HOST;
+      vars.SERVER_NAME = host ? hostOf(host) : (req.socket.localAddress ?? 'localhost');
+    }
+    if (!vars.SERVER_PORT) vars.SERVER_PORT = String(req.socket.localPort ?? 80);
+    const pairs: string[] = [];
+    for (const k in vars) pairs.push(k, vars[k]!);
+    /* Express mounts (app.use('/blog', …)) strip their prefix from req.url: put it back as
+     * SCRIPT_NAME and give the script the whole REQUEST_URI */
+    const original = (req as IncomingMessage & { originalUrl?: string }).originalUrl;
+    if (original !== undefined && original !== req.url) {
+      const full = percentDecodeLatin1(requestPath(original));
+      const rest = vars.PATH_INFO ?? '';
+      if (full.endsWith(rest))
+        setPair(pairs, 'SCRIPT_NAME', full.slice(0, full.length - rest.length));
+      else if (rest === '/') setPair(pairs, 'SCRIPT_NAME', full);
+      setPair(pairs, 'REQUEST_URI', original);
+    }
+    /* a request without Content-Length or Transfer-Encoding has no body (RFC 9112 §6.3) */
+    const headers = req.headers;
+    const hasBody =
+      headers['content-length'] !== undefined || headers['transfer-encoding'] !== undefined;
+    void handle(pairs, hasBody ? req : null, controller.signal).then((out) => {
+      if (out.notFound && next !== undefined) {
+        next();
+        return;
+      }
+      /* repeats grouped into arrays: a flat list would go through setHeader once headers were
+       * set before (Express's X-Powered-By) and keep only the last Set-Cookie */
+      const grouped: Record<string, string | string[]> = {};
+      const names = new Map<string, string>();
+      for (const [n, v] of out.headers) {
+        const lower = n.toLowerCase();
+        const first = names.get(lower);
+        if (first === undefined) {
+          names.set(lower, n);
+          grouped[n] = v;
+        } else {
+          const prev = grouped[first]!;
+          grouped[first] = Array.isArray(prev) ? [...prev, v] : [prev, v];
+        }
+      }
+      if (out.statusText !== '') res.writeHead(out.status, out.statusText, grouped);
+      else res.writeHead(out.status, grouped);
+      const body = out.body;
+      const whole = body === null ? EMPTY : bufferedWhole(body);
+      if (whole !== null) {
+        /* a body that has arrived whole: one write with the head (node joins a latin-1
+         * string to the head it has not sent yet) */
+        res.end(
+          Buffer.from(whole.buffer, whole.byteOffset, whole.length).toString('latin1'),
+          'latin1',
+        );
+      } else {
+        pump(body!, res, (err) => {
+          if (!controller.signal.aborted) onError(err);
+        });
+      }
+    });
+  };
+
+  const fetchHandler: Proxy['fetch'] = async (request) => {
+    const body = request.body === null ? null : Readable.fromWeb(request.body as never);
+    const out = await handle(fetchPairs(request), body, request.signal);
+    const headers = new Headers();
+    for (const [n, v] of out.headers) headers.append(n, v);
+    const empty =
+      request.method === 'HEAD' || out.status === 204 || out.status === 304 || out.body === null;
+    if (empty) out.body?.destroy();
+    if (out.status < 200 || out.status > 599) return new Response(null, { status: 502 });
+    return new Response(empty ? null : (Readable.toWeb(out.body!) as ReadableStream), {
+      status: out.status,
+      statusText: out.statusText,
+      headers,
+    });
+  };
+
+  return { app, node, fetch: fetchHandler, client, close: () => client.close() };
+}
+
+/** The largest body sent in one write with the head. */
+const SMALL_BODY = 16 * 1024;
+
+/** A small body that has arrived whole, read out of its stream; null otherwise. */
+function bufferedWhole(body: Readable): Uint8Array | null {
+  if (!(body instanceof ResponseBody) || !body.complete || body.readableLength > SMALL_BODY) {
+    return null;
+  }
+  const chunks: Buffer[] = [];
+  for (let c = body.read() as Buffer | null; c !== null; c = body.read() as Buffer | null) {
+    chunks.push(c);
+  }
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+}
+
+/**
+ * Copies `body` into `res` with backpressure; a failing body cuts the response (`res` is
+ * destroyed, so that the client sees it was incomplete).
+ */
+function pump(body: Readable, res: ServerResponse, onError: (err: Error) => void): void {
+  const onData = (chunk: Buffer): void => {
+    if (!res.write(chunk)) body.pause();
+  };
+  const onDrain = (): void => {
+    body.resume();
+  };
+  const onClose = (): void => {
+    /* the client went away: stop the backend's answer too */
+    if (!res.writableFinished) body.destroy();
+  };
+  body.on('data', onData);
+  res.on('drain', onDrain);
+  res.once('close', onClose);
+  body.once('end', () => {
+    res.off('drain', onDrain);
+    res.end();
+  });
+  body.once('error', (err) => {
+    res.off('drain', onDrain);
+    onError(err);
+    res.destroy();
+  });
+}
+
+/** The CGI variables of a TSGI environ as a flat list (the `tsgi.*` keys left out). */
+function environPairs(env: Environ): string[] {
+  const pairs: string[] = [];
+  for (const key in env) {
+    const v = env[key];
+    if (typeof v === 'string' && !key.startsWith('tsgi.')) pairs.push(key, v);
+  }
+  return pairs;
+}
+
+/** The CGI variables of a fetch Request. */
+function fetchPairs(request: Request): string[] {
+  const url = new URL(request.url);
+  const target = url.pathname + url.search;
+  const https = url.protocol === 'https:';
+  const pairs = [
+    'REQUEST_METHOD',
+    request.method,
+    'SCRIPT_NAME',
+    '',
+    'PATH_INFO',
+    percentDecodeLatin1(url.pathname),
+    'QUERY_STRING',
+    url.search.slice(1),
+    'REQUEST_URI',
+    target,
+    'SERVER_PROTOCOL',
+    'HTTP/1.1',
+    'GATEWAY_INTERFACE',
+    'CGI/1.1',
+    'SERVER_SOFTWARE',
+    `tsgi/${VERSION}`,
+    'SERVER_NAME',
+    url.hostname,
+    'SERVER_PORT',
+    url.port || (https ? '443' : '80'),
+    'REQUEST_SCHEME',
+    https ? 'https' : 'http',
+  ];
+  if (https) pairs.push('HTTPS', 'on');
+  request.headers.forEach((value, name) => {
+    if (name.includes('_')) return;
+    const upper = name.toUpperCase();
+    if (upper === 'CONTENT-TYPE') pairs.push('CONTENT_TYPE', value);
+    else if (upper === 'CONTENT-LENGTH') pairs.push('CONTENT_LENGTH', value);
+    else pairs.push('HTTP_' + upper.replace(/-/g, '_'), value);
+  });
+  const vars = cgiVariables(pairs);
+  const out: string[] = [];
+  for (const k in vars) out.push(k, vars[k]!);
+  return out;
+}
+
+/** The pairs without HTTP_PROXY (httpoxy: CGI programs take it for their proxy setting). */
+function withoutProxy(pairs: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i + 1 < pairs.length; i += 2) {
+    if (pairs[i] !== 'HTTP_PROXY') out.push(pairs[i]!, pairs[i + 1]!);
+  }
+  return out;
+}
+
+/** Forwards every request with its CGI variables (HTTP_PROXY left out) to the backend. */
+export function forward(options: ForwardOptions): Proxy {
+  return makeProxy(options, withoutProxy, { php: false, bufferUnknown: 0 });
+}
+
+/** Where a request path lands below a document root. */
+export interface ScriptLocation {
+  /** The script's path below the root, from `/` (the SCRIPT_NAME part below the mount). */
+  scriptName: string;
+  /** The script's file name (root joined with scriptName). */
+  filename: string;
+  /** The rest of the path. */
+  pathInfo: string;
+}
+
+/**
+ * Finds the script a request path names below `root` (see {@link phpFpm}): the first prefix
+ * whose last segment has one of `extensions` and that is a regular file inside `root` after
+ * resolving symbolic links; for a path ending in `/`, the first of `index` there. `path` is
+ * the decoded request path (latin-1 bytes). Null when there is none.
+ */
+export function locateScript(
+  root: string,
+  path: string,
+  extensions: readonly string[],
+  index: readonly string[],
+): ScriptLocation | null {
+  if (!path.startsWith('/') || path.includes('\0')) return null;
+  let realRoot: string;
+  try {
+    realRoot = realpathSync.native(root);
+  } catch {
+    return null;
+  }
+  return findScript(realRoot, path, extensions, index);
+}
+
+/** {@link locateScript} below a root already resolved (no symbolic link in it). */
+function findScript(
+  realRoot: string,
+  path: string,
+  extensions: readonly string[],
+  index: readonly string[],
+): ScriptLocation | null {
+  if (path.charCodeAt(0) !== 47 /* / */ || path.includes('\0')) return null;
+  const utf8 = Buffer.from(path, 'latin1').toString('utf8');
+  const segments = utf8.split('/');
+  for (const seg of segments) if (seg === '..' || seg === '.') return null;
+  for (let i = 1; i < segments.length; i++) {
+    const last = segments[i]!;
+    if (!hasExtension(last, extensions)) continue;
+    const file = scriptFile(realRoot, segments, i);
+    if (file === null) continue;
+    const rel = segments.slice(0, i + 1).join('/');
+    const rest = segments.slice(i + 1);
+    return {
+      scriptName: Buffer.from(rel, 'utf8').toString('latin1'),
+      filename: file,
+      pathInfo:
+        rest.length === 0 ? '' : Buffer.from('/' + rest.join('/'), 'utf8').toString('latin1'),
+    };
+  }
+  if (utf8.endsWith('/')) {
+    for (const name of index) {
+      const withIndex = segments.slice(0, -1).concat(name.split('/'));
+      const file = scriptFile(realRoot, withIndex, withIndex.length - 1);
+      if (file !== null) {
+        return {
+          scriptName: Buffer.from(utf8 + name, 'utf8').toString('latin1'),
+          filename: file,
+          pathInfo: '',
+        };
+      }
+    }
+  }
+  return null;
+}
+
+function hasExtension(name: string, extensions: readonly string[]): boolean {
+  for (const e of extensions) {
+    if (
+      name.length > e.length &&
+      name.slice(name.length - e.length).toLowerCase() === e.toLowerCase()
+    ) {
+      return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * The file `segments[1..last]` names below `realRoot` when it is a regular file that stays
+ * inside the root: each component is looked at with lstat, and only a symbolic link costs a
+ * realpath (whose target must be inside the root too). Null otherwise.
+ */
+function scriptFile(realRoot: string, segments: readonly string[], last: number): string | null {
+  try {
+    return walk(realRoot, segments, last);
+  } catch {
+    /* ENOTDIR, ENAMETOOLONG, EACCES, ELOOP: no script there */
+    return null;
+  }
+}
+
+function walk(realRoot: string, segments: readonly string[], last: number): string | null {
+  let dir = realRoot;
+  let name = realRoot;
+  for (let k = 1; k <= last; k++) {
+    const seg = segments[k]!;
+    if (seg === '') {
+      if (k === last) return null;
+      continue;
+    }
+    name = name + sep + seg;
+    let st = lstatSync(dir + sep + seg, { throwIfNoEntry: false });
+    if (st === undefined) return null;
+    if (st.isSymbolicLink()) {
+      const real = realpathSync.native(dir + sep + seg);
+      if (!real.startsWith(realRoot + sep)) return null;
+      st = statSync(real, { throwIfNoEntry: false });
+      if (st === undefined) return null;
+      dir = real;
+    } else {
+      dir = dir + sep + seg;
+    }
+    if (k < last ? !st.isDirectory() : !st.isFile()) return null;
+  }
+  return name;
+}
+
+/**
+ * PHP through php-fpm (see the file's comment): SCRIPT_FILENAME, SCRIPT_NAME, PATH_INFO,
+ * PATH_TRANSLATED, DOCUMENT_ROOT, DOCUMENT_URI and REDIRECT_STATUS set as nginx's
+ * fastcgi_split_path_info + try_files setups do, the other variables as they came.
+ */
+export function phpFpm(options: PhpFpmOptions): Proxy {
+  const root = resolvePath(options.root);
+  /* the root's real path, found once (and again while it cannot be found) */
+  let realRoot: string | null = null;
+  const index = options.index ?? ['index.php'];
+  const extensions = options.extensions ?? ['.php'];
+  const prepare = (incoming: string[]): string[] | null => {
+    const pairs = withoutProxy(incoming);
+    const mount = pairValue(pairs, 'SCRIPT_NAME') ?? '';
+    const path = pairValue(pairs, 'PATH_INFO') || '/';
+    if (realRoot === null) {
+      try {
+        realRoot = realpathSync.native(root);
+      } catch {
+        return null;
+      }
+    }
+    const found = findScript(realRoot, path, extensions, index);
+    if (found === null) return null;
+    setPair(pairs, 'SCRIPT_FILENAME', found.filename);
+    setPair(pairs, 'SCRIPT_NAME', mount + found.scriptName);
+    setPair(pairs, 'PATH_INFO', found.pathInfo);
+    if (found.pathInfo !== '') setPair(pairs, 'PATH_TRANSLATED', realRoot + found.pathInfo);
+    else
+      for (let i = pairs.length - 2; i >= 0; i -= 2)
+        if (pairs[i] === 'PATH_TRANSLATED') pairs.splice(i, 2);
+    setPair(pairs, 'DOCUMENT_ROOT', realRoot);
+    setPair(pairs, 'DOCUMENT_URI', mount + found.scriptName + found.pathInfo);
+    setPair(pairs, 'REDIRECT_STATUS', '200');
+    if (pairValue(pairs, 'REQUEST_URI') === undefined) {
+      const q = pairValue(pairs, 'QUERY_STRING') ?? '';
+      setPair(pairs, 'REQUEST_URI', mount + path + (q === '' ? '' : '?' + q));
+    }
+    return pairs;
+  };
+  return makeProxy(options, prepare, {
+    php: true,
+    bufferUnknown: options.maxBufferedBody ?? DEFAULT_MAX_BUFFERED_BODY,
+  });
+}

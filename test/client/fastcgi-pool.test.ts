@@ -1,0 +1,155 @@
+/**
+ * The FastCGI client's pool against a scripted backend (a node:net server using the codec):
+ * the exact records the client sends, the retry after a kept connection was closed under a
+ * request (php-fpm recycling a worker), and no retry on a fresh connection.
+ */
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { afterEach, expect, it } from 'vitest';
+import { codec, FCGI, type FcgiEvent } from '../../lib/codec/index.js';
+import { ClientError, FastcgiClient } from '../../lib/index.js';
+
+const servers: Server[] = [];
+const clients: FastcgiClient[] = [];
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.close()));
+  for (const s of servers.splice(0)) await new Promise((r) => s.close(r));
+});
+
+interface Seen {
+  connection: number;
+  events: FcgiEvent[];
+  /** Every byte the client sent on this connection. */
+  raw: Buffer[];
+}
+
+/** [type, contentLength] of each record in `raw` (walking the 8-byte record headers). */
+function records(raw: Buffer): [number, number][] {
+  const out: [number, number][] = [];
+  for (let o = 0; o + 8 <= raw.length;) {
+    const length = raw.readUInt16BE(o + 4);
+    out.push([raw[o + 1]!, length]);
+    o += 8 + length + raw[o + 6]!;
+  }
+  return out;
+}
+
+/**
+ * A backend that records every event per connection; `onRequest(conn, n, socket, id)` is
+ * called at each complete request (STDIN ended) with the connection's number and its count.
+ */
+async function backend(
+  onRequest: (conn: number, n: number, socket: Socket, id: number) => void,
+): Promise<{ address: string; seen: Seen[]; sockets: Socket[] }> {
+  const seen: Seen[] = [];
+  const sockets: Socket[] = [];
+  const server = createServer((socket) => {
+    sockets.push(socket);
+    const record: Seen = { connection: sockets.length, events: [], raw: [] };
+    seen.push(record);
+    const parser = codec.createFcgiParser();
+    let n = 0;
+    socket.on('data', (chunk) => {
+      record.raw.push(chunk);
+      for (const ev of parser.push(chunk)) {
+        record.events.push(ev.type === 'stdin' ? { ...ev, data: Buffer.from(ev.data) } : ev);
+        if (ev.type === 'stdinEnd') onRequest(record.connection, ++n, socket, ev.requestId);
+      }
+    });
+    socket.on('error', () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  servers.push(server);
+  return { address: `127.0.0.1:${(server.address() as AddressInfo).port}`, seen, sockets };
+}
+
+const answer = (socket: Socket, id: number, text: string) =>
+  socket.write(
+    codec.fcgiResponse(id, '200 OK', ['Content-Type', 'text/plain'], Buffer.from(text), true),
+  );
+
+async function text(res: { body: AsyncIterable<unknown> }): Promise<string> {
+  let s = '';
+  for await (const c of res.body) s += String(c);
+  return s;
+}
+
+it('sends BEGIN_REQUEST (id 1, KEEP_CONN), PARAMS, STDIN in records of at most 65535 bytes', async () => {
+  const b = await backend((_c, _n, socket, id) => answer(socket, id, 'ok'));
+  const c = new FastcgiClient({ address: b.address });
+  clients.push(c);
+  const body = Buffer.alloc(200000, 7);
+  const res = await c.request({
+    params: { REQUEST_METHOD: 'POST', CONTENT_LENGTH: String(body.length) },
+    body,
+  });
+  expect(await text(res)).toBe('ok');
+  const events = b.seen[0]!.events;
+  expect(events.slice(0, 2)).toEqual([
+    { type: 'begin', requestId: 1, role: FCGI.RESPONDER, flags: FCGI.KEEP_CONN },
+    { type: 'params', requestId: 1, pairs: ['REQUEST_METHOD', 'POST', 'CONTENT_LENGTH', '200000'] },
+  ]);
+  const stdin = events.flatMap((e) => (e.type === 'stdin' ? [e.data as Buffer] : []));
+  expect(
+    records(Buffer.concat(b.seen[0]!.raw))
+      .filter(([type]) => type === FCGI.STDIN)
+      .map(([, length]) => length),
+  ).toEqual([65528, 65528, 65528, 3416, 0]);
+  expect(Buffer.concat(stdin).equals(body)).toBe(true);
+  expect(events.at(-1)).toEqual({ type: 'stdinEnd', requestId: 1 });
+});
+
+it('a kept connection closed under a request (worker recycled): sent again once on a new one', async () => {
+  /* connection 1 answers its first request and drops the second without a byte */
+  const b = await backend((conn, n, socket, id) => {
+    if (conn === 1 && n === 2) socket.destroy();
+    else answer(socket, id, `conn ${conn} request ${n}`);
+  });
+  const c = new FastcgiClient({ address: b.address });
+  clients.push(c);
+  expect(await text(await c.request({ params: { A: '1' } }))).toBe('conn 1 request 1');
+  expect(await text(await c.request({ params: { A: '2' } }))).toBe('conn 2 request 1');
+  expect(b.seen.map((s) => s.events.filter((e) => e.type === 'begin').length)).toEqual([2, 1]);
+});
+
+it('a new connection closed under a request is not retried: ECONNRESET', async () => {
+  const b = await backend((_conn, _n, socket) => socket.destroy());
+  const c = new FastcgiClient({ address: b.address });
+  clients.push(c);
+  const err = await c.request({ params: { A: '1' } }).catch((e: unknown) => e);
+  expect((err as ClientError).code).toBe('ECONNRESET');
+  expect(b.seen.length).toBe(1);
+});
+
+it('a reused connection dropped twice: the retry happens once, then ECONNRESET', async () => {
+  const b = await backend((conn, n, socket, id) => {
+    if (conn === 1 && n === 1) answer(socket, id, 'first');
+    else socket.destroy();
+  });
+  const c = new FastcgiClient({ address: b.address });
+  clients.push(c);
+  expect(await text(await c.request({ params: { A: '1' } }))).toBe('first');
+  const err = await c.request({ params: { A: '2' } }).catch((e: unknown) => e);
+  expect((err as ClientError).code).toBe('ECONNRESET');
+  expect(b.seen.length).toBe(2);
+});
+
+it('a malformed record is EPROTO and closes only that connection', async () => {
+  const b = await backend((_conn, _n, socket) =>
+    socket.write(Buffer.from('HTTP/1.1 200 OK\r\n\r\n')),
+  );
+  const c = new FastcgiClient({ address: b.address });
+  clients.push(c);
+  const err = await c.request({ params: { A: '1' } }).catch((e: unknown) => e);
+  expect((err as ClientError).code).toBe('EPROTO');
+  expect(c.connections).toBe(0);
+});
+
+it('a response head over 64 KiB is EPROTO', async () => {
+  const b = await backend((_conn, _n, socket, id) =>
+    socket.write(codec.fcgiStream(FCGI.STDOUT, id, Buffer.alloc(70000, 65), false)),
+  );
+  const c = new FastcgiClient({ address: b.address });
+  clients.push(c);
+  const err = await c.request({ params: { A: '1' } }).catch((e: unknown) => e);
+  expect((err as ClientError).code).toBe('EPROTO');
+});

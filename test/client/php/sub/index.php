@@ -1,0 +1,2 @@
+<?php
+echo "index of sub: ", $_SERVER['SCRIPT_NAME'], "\n";

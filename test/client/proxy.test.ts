@@ -1,0 +1,298 @@
+/**
+ * The php-fpm proxy (phpFpm) in Express, Fastify, Hono and as a TSGI app behind tsgi's HTTP
+ * server, against a real php-fpm: the SCRIPT_FILENAME / PATH_INFO split, the cgi.fix_pathinfo
+ * exploit refused, index files, HTTP_PROXY stripped, repeated Set-Cookie, binary bodies,
+ * chunked uploads; and the error mapping (502, 504, 503) and the generic forward.
+ */
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { request as httpRequest, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { serve } from '@hono/node-server';
+import express from 'express';
+import Fastify from 'fastify';
+import { Hono } from 'hono';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createHttpServer, forward, phpFpm, type Proxy } from '../../lib/index.js';
+import { findPhpFpm, startPhpFpm } from '../support/backends.js';
+import { freePort, isCI, missingPeerMessage } from '../support/peers.js';
+import type { Child } from '../support/spawn.js';
+
+const ROOT = join(import.meta.dirname, 'php');
+const bin = findPhpFpm();
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+interface Reply {
+  status: number;
+  raw: string[];
+  body: Buffer;
+}
+
+/** One HTTP request with a raw target; `chunks` are sent chunked (no Content-Length). */
+function get(
+  port: number,
+  path: string,
+  o: { method?: string; headers?: Record<string, string>; chunks?: Buffer[] } = {},
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        method: o.method ?? 'GET',
+        headers: o.headers,
+        agent: false,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode!, raw: res.rawHeaders, body: Buffer.concat(chunks) }),
+        );
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    for (const c of o.chunks ?? []) req.write(c);
+    req.end();
+  });
+}
+
+const values = (r: Reply, name: string): string[] => {
+  const out: string[] = [];
+  for (let i = 0; i < r.raw.length; i += 2)
+    if (r.raw[i]!.toLowerCase() === name) out.push(r.raw[i + 1]!);
+  return out;
+};
+
+describe.runIf(bin === null && isCI)('php-fpm', () => {
+  it('is installed', () => {
+    throw new Error(missingPeerMessage('php-fpm', 'php-fpm'));
+  });
+});
+
+type Close = () => Promise<void>;
+
+/** Each interface: start a server with `php` mounted at /, resolve with its port and closer. */
+const FRONTS: Record<string, (php: Proxy) => Promise<[number, Close]>> = {
+  express: async (php) => {
+    const app = express();
+    app.use(php.node);
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    return [(server.address() as AddressInfo).port, () => closeServer(server)];
+  },
+  fastify: async (php) => {
+    const f = Fastify();
+    /* the body stays unread for php-fpm */
+    f.removeAllContentTypeParsers();
+    f.addContentTypeParser('*', (_req, _payload, done) => done(null));
+    f.all('/*', (req, reply) => {
+      reply.hijack();
+      php.node(req.raw, reply.raw);
+    });
+    await f.listen({ port: 0, host: '127.0.0.1' });
+    return [(f.server.address() as AddressInfo).port, () => f.close()];
+  },
+  hono: async (php) => {
+    const app = new Hono();
+    app.all('*', (c) => php.fetch(c.req.raw));
+    const server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }) as Server;
+    await new Promise((r) => server.once('listening', r));
+    return [(server.address() as AddressInfo).port, () => closeServer(server)];
+  },
+  'tsgi app': async (php) => {
+    const server = createHttpServer(php.app);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return [(server.address() as AddressInfo).port, () => closeServer(server)];
+  },
+};
+
+function closeServer(server: Server): Promise<void> {
+  server.closeAllConnections();
+  return new Promise((r) => server.close(() => r()));
+}
+
+describe.runIf(bin !== null)('phpFpm proxy against php-fpm', () => {
+  let dir: string;
+  let fpm: Child;
+  let address: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'tsgi-client-proxy-'));
+    address = `127.0.0.1:${await freePort()}`;
+    fpm = await startPhpFpm(bin!, dir, [{ name: 'proxy', listen: address, children: 4 }]);
+  }, 30000);
+
+  afterAll(async () => {
+    await fpm?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  for (const [name, front] of Object.entries(FRONTS)) {
+    describe(`in ${name}`, () => {
+      let php: Proxy;
+      let port: number;
+      let close: Close;
+      beforeAll(async () => {
+        php = phpFpm({ address, root: ROOT, maxConcurrent: 4, onError: () => {} });
+        [port, close] = await front(php);
+      });
+      afterAll(async () => {
+        await close?.();
+        await php?.close();
+      });
+
+      it('splits SCRIPT_FILENAME / PATH_INFO, strips HTTP_PROXY, keeps the query', async () => {
+        const r = await get(port, '/info.php/extra/p%41th?q=1&r=%20', {
+          headers: { Proxy: 'http://evil.example', 'X-Test': 'yes' },
+        });
+        expect(r.status).toBe(200);
+        expect(JSON.parse(r.body.toString())).toMatchObject({
+          SCRIPT_FILENAME: join(ROOT, 'info.php'),
+          SCRIPT_NAME: '/info.php',
+          PATH_INFO: '/extra/pAth',
+          PATH_TRANSLATED: join(ROOT, 'extra/pAth'),
+          DOCUMENT_ROOT: ROOT,
+          DOCUMENT_URI: '/info.php/extra/pAth',
+          REQUEST_URI: '/info.php/extra/p%41th?q=1&r=%20',
+          QUERY_STRING: 'q=1&r=%20',
+          REQUEST_METHOD: 'GET',
+          HTTP_PROXY: null,
+          HTTP_X_TEST: 'yes',
+        });
+      });
+
+      it('the cgi.fix_pathinfo exploit: /uploads/avatar.jpg/x.php never reaches php-fpm', async () => {
+        const r = await get(port, '/uploads/avatar.jpg/x.php');
+        expect(r.status).toBe(404);
+        expect(r.body.toString()).not.toContain('EXPLOITED');
+      });
+
+      it('a file that is not a script, a path outside the root, a missing script: 404', async () => {
+        for (const path of [
+          '/readme.txt',
+          '/%2e%2e/php-fpm.test.ts',
+          '/nothing.php',
+          '/sub',
+          '/readme.txt/x.php',
+          `/${'a'.repeat(300)}.php`,
+        ]) {
+          expect([path, (await get(port, path)).status]).toEqual([path, 404]);
+        }
+      });
+
+      it('a directory path runs its index file', async () => {
+        const r = await get(port, '/sub/');
+        expect([r.status, r.body.toString()]).toEqual([200, 'index of sub: /sub/index.php\n']);
+      });
+
+      it('three Set-Cookie headers arrive as three', async () => {
+        const r = await get(port, '/cookies.php');
+        expect(values(r, 'set-cookie')).toEqual(['a=1', 'b=2', 'c=3']);
+        expect(values(r, 'x-colon')).toEqual(['a:b: c']);
+      });
+
+      it('binary output byte for byte', async () => {
+        const r = await get(port, '/binary.php');
+        const all = Buffer.alloc(256);
+        for (let i = 0; i < 256; i++) all[i] = i;
+        expect(r.status).toBe(200);
+        expect(r.body.equals(Buffer.concat(Array(1024).fill(all)))).toBe(true);
+      });
+
+      it('a chunked POST reaches PHP whole, with its CONTENT_LENGTH', async () => {
+        const chunks = Array.from({ length: 30 }, (_, i) => Buffer.alloc(50000, i));
+        const all = Buffer.concat(chunks);
+        const r = await get(port, '/upload.php', {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/octet-stream' },
+          chunks,
+        });
+        expect(r.body.toString()).toBe(`${all.length} ${sha(all)} ${all.length}\n`);
+      });
+
+      it('a 5 MiB POST with Content-Length reaches PHP whole', async () => {
+        const body = Buffer.alloc(5 * 1024 * 1024, 0xa5);
+        const r = await get(port, '/upload.php', {
+          method: 'POST',
+          headers: {
+            'Content-Type': 'application/octet-stream',
+            'Content-Length': String(body.length),
+          },
+          chunks: [body],
+        });
+        expect(r.body.toString()).toBe(`${body.length} ${sha(body)} ${body.length}\n`);
+      });
+    });
+  }
+
+  describe('errors', () => {
+    const running: (() => Promise<void>)[] = [];
+    afterAll(async () => {
+      for (const f of running) await f();
+    });
+    async function front(php: Proxy): Promise<number> {
+      const [port, close] = await FRONTS['tsgi app']!(php);
+      running.push(async () => {
+        await close();
+        await php.close();
+      });
+      return port;
+    }
+
+    it('a refused connection is 502', async () => {
+      const port = await front(
+        phpFpm({ address: `127.0.0.1:${await freePort()}`, root: ROOT, onError: () => {} }),
+      );
+      const r = await get(port, '/hello.php');
+      expect([r.status, r.body.toString()]).toEqual([502, '502 Bad Gateway\n']);
+    });
+
+    it('a script past the read timeout is 504', async () => {
+      const port = await front(
+        phpFpm({ address, root: ROOT, readTimeout: 300, onError: () => {} }),
+      );
+      const r = await get(port, '/sleep.php?s=2');
+      expect([r.status, r.body.toString()]).toEqual([504, '504 Gateway Timeout\n']);
+    });
+
+    it('a full queue is 503', async () => {
+      const php = phpFpm({ address, root: ROOT, maxConcurrent: 1, maxQueue: 0, onError: () => {} });
+      const port = await front(php);
+      const first = get(port, '/sleep.php?s=1');
+      await new Promise((r) => setTimeout(r, 100));
+      const r = await get(port, '/hello.php');
+      expect([r.status, r.body.toString()]).toEqual([503, '503 Service Unavailable\n']);
+      expect((await first).body.toString()).toBe('woke\n');
+    });
+
+    it('forward: the incoming variables as they are, plus params; "Primary script unknown" is 404', async () => {
+      const port = await front(
+        forward({
+          address,
+          params: { SCRIPT_FILENAME: join(ROOT, 'info.php') },
+          onError: () => {},
+        }),
+      );
+      const r = await get(port, '/any/path?x=1', { headers: { Proxy: 'evil' } });
+      expect(JSON.parse(r.body.toString())).toMatchObject({
+        SCRIPT_FILENAME: join(ROOT, 'info.php'),
+        PATH_INFO: '/any/path',
+        QUERY_STRING: 'x=1',
+        HTTP_PROXY: null,
+      });
+      const missing = await front(
+        forward({
+          address,
+          params: { SCRIPT_FILENAME: join(ROOT, 'gone.php') },
+          onError: () => {},
+        }),
+      );
+      expect((await get(missing, '/')).status).toBe(404);
+    });
+  });
+});
