@@ -20,7 +20,14 @@
 //         its lib/ imports pointing at the package's dist/;
 //     (c) `tsgi serve --fastcgi 127.0.0.1:PORT` starts with the native codec on the node:net
 //         transport (the native transport is compiled out on Windows) and answers a FastCGI
-//         request from this machine with the same bytes as the same server run natively.
+//         request from this machine with the same bytes as the same server run natively;
+//     (d) `tsgi serve --fastcgi unix:\\.\pipe\NAME` listens on a Windows named pipe and
+//         answers the same request sent by a second node.exe over that pipe.
+//
+// Not covered: --workers (the process manager hands its workers listening sockets as file
+// descriptors, which Windows sockets are not: it stops with "not a socket that can listen"),
+// unix: socket files (Node's pipes on Windows are named pipes), and the MSVC build the
+// release workflow makes.
 //
 // Needs: g++-mingw-w64-x86-64-posix, mingw-w64-tools, wine64 (Debian). TSGI_CROSS_KEEP=1 keeps
 // the temporary folders.
@@ -129,55 +136,83 @@ function freePort() {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/**
- * Sends `request` to 127.0.0.1:port and reads FastCGI records until END_REQUEST: the STDOUT
- * and STDERR streams, the app and protocol status, and the raw reply.
- */
-function fastcgiExchange(port, request) {
+/** The FastCGI request every server here is sent (GET /hello?x=1, no body). */
+const REQUEST = Buffer.from(
+  buildFcgiRequest([
+    ...['GATEWAY_INTERFACE', 'CGI/1.1', 'SERVER_PROTOCOL', 'HTTP/1.1', 'REQUEST_METHOD'],
+    ...['GET', 'SCRIPT_NAME', '', 'PATH_INFO', '/hello', 'REQUEST_URI', '/hello?x=1'],
+    ...['QUERY_STRING', 'x=1', 'SERVER_NAME', 'example.org', 'SERVER_PORT', '80'],
+    ...['REMOTE_ADDR', '127.0.0.1', 'REMOTE_PORT', '50000', 'HTTP_HOST', 'example.org'],
+  ]),
+);
+
+/** What the app answers to {@link REQUEST}, as the FastCGI STDOUT stream. */
+const RESPONSE =
+  'Status: 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 27\r\n\r\n' +
+  'hello from tsgi GET /hello\n';
+
+/** Sends {@link REQUEST} to 127.0.0.1:port from this machine; the bytes until the peer closes. */
+function tcpExchange(port) {
   return new Promise((resolveReply, reject) => {
     const sock = connect(port, '127.0.0.1');
     const chunks = [];
     sock.setTimeout(20_000, () => sock.destroy(new Error('no FastCGI reply within 20 s')));
     sock.on('error', reject);
-    sock.on('connect', () => sock.write(request));
+    sock.on('connect', () => sock.write(REQUEST));
     sock.on('data', (c) => chunks.push(c));
-    sock.on('close', () => {
-      const raw = Buffer.concat(chunks);
-      const stdout = [];
-      const stderr = [];
-      let end = null;
-      for (let at = 0; at + 8 <= raw.length;) {
-        const type = raw[at + 1];
-        const len = raw.readUInt16BE(at + 4);
-        const content = raw.subarray(at + 8, at + 8 + len);
-        if (type === 6) stdout.push(content);
-        else if (type === 7) stderr.push(content);
-        else if (type === 3) end = { app: content.readUInt32BE(0), protocol: content[4] };
-        at += 8 + len + raw[at + 6];
-      }
-      if (end === null) reject(new Error(`no END_REQUEST in ${raw.length} bytes`));
-      else {
-        resolveReply({
-          raw,
-          stdout: Buffer.concat(stdout).toString('latin1'),
-          stderr: Buffer.concat(stderr).toString('latin1'),
-          end,
-        });
-      }
-    });
+    sock.on('close', () => resolveReply(Buffer.concat(chunks)));
   });
 }
 
+/** Sends {@link REQUEST} to a named pipe from a second node.exe under wine (pipe-client.mjs). */
+async function pipeExchange(pipe) {
+  const r = await wineNode('pipe-client', ['pipe-client.mjs', pipe], { timeoutMs: 60_000 });
+  return Buffer.from(r.stdout.trim(), 'hex');
+}
+
+/** FastCGI records of a reply: the STDOUT and STDERR streams and END_REQUEST's statuses. */
+function parseReply(raw) {
+  const stdout = [];
+  const stderr = [];
+  let end = null;
+  for (let at = 0; at + 8 <= raw.length;) {
+    const type = raw[at + 1];
+    const len = raw.readUInt16BE(at + 4);
+    const content = raw.subarray(at + 8, at + 8 + len);
+    if (type === 6) stdout.push(content);
+    else if (type === 7) stderr.push(content);
+    else if (type === 3) end = { app: content.readUInt32BE(0), protocol: content[4] };
+    at += 8 + len + raw[at + 6];
+  }
+  if (end === null) throw new Error(`no END_REQUEST in ${raw.toString('hex') || 'no reply'}`);
+  return {
+    raw,
+    stdout: Buffer.concat(stdout).toString('latin1'),
+    stderr: Buffer.concat(stderr).toString('latin1'),
+    end,
+  };
+}
+
+/** What is wrong with a reply to {@link REQUEST} (nothing: []). */
+function replyProblems(reply) {
+  const problems = [];
+  if (reply.stdout !== RESPONSE) problems.push(`STDOUT ${JSON.stringify(reply.stdout)}`);
+  if (reply.stderr !== '') problems.push(`STDERR ${JSON.stringify(reply.stderr)}`);
+  if (reply.end.app !== 0 || reply.end.protocol !== 0) {
+    problems.push(`END_REQUEST ${JSON.stringify(reply.end)}`);
+  }
+  return problems;
+}
+
 /**
- * Starts `tsgi serve app.mjs --fastcgi 127.0.0.1:PORT` with `start(args, out, err)`, waits
- * for its startup line, sends one request, stops it; returns the reply and the startup line.
+ * Starts `tsgi serve app.mjs --fastcgi ADDRESS` with `start(args, fds)`, waits for its startup
+ * line, lets `exchange(address)` send the request, stops it; returns the reply and the line.
  */
-async function serveOnce(name, start, stop) {
-  const port = await freePort();
+async function serveOnce(name, { start, stop, address, exchange }) {
   const out = join(work, `${name}.out`);
   const err = join(work, `${name}.err`);
   const fds = [openSync(out, 'w'), openSync(err, 'w')];
-  const child = start(['dist/cli.js', 'serve', 'app.mjs', '--fastcgi', `127.0.0.1:${port}`], fds);
+  const child = start(['dist/cli.js', 'serve', 'app.mjs', '--fastcgi', address], fds);
   let exited = null;
   child.on('exit', (code, signal) => (exited = signal ?? code));
   const logs = () => `${readFileSync(out, 'utf8')}${readFileSync(err, 'utf8')}`;
@@ -193,19 +228,19 @@ async function serveOnce(name, start, stop) {
       if (Date.now() > deadline) throw new Error(`tsgi serve did not start:\n${tailOf(logs())}`);
       await sleep(200);
     }
-    const pairs = [
-      ...['GATEWAY_INTERFACE', 'CGI/1.1', 'SERVER_PROTOCOL', 'HTTP/1.1', 'REQUEST_METHOD'],
-      ...['GET', 'SCRIPT_NAME', '', 'PATH_INFO', '/hello', 'REQUEST_URI', '/hello?x=1'],
-      ...['QUERY_STRING', 'x=1', 'SERVER_NAME', 'example.org', 'SERVER_PORT', '80'],
-      ...['REMOTE_ADDR', '127.0.0.1', 'REMOTE_PORT', '50000', 'HTTP_HOST', 'example.org'],
-    ];
-    const reply = await fastcgiExchange(port, Buffer.from(buildFcgiRequest(pairs)));
-    return { reply, line: line.trim() };
+    return { reply: parseReply(await exchange()), line: line.trim() };
   } finally {
     stop(child);
     for (const fd of fds) closeSync(fd);
   }
 }
+
+/** `tsgi serve` by node.exe under wine. */
+const wineServer = {
+  start: (args, fds) =>
+    spawn(tools.wine, [nodeExe, ...args], { cwd: pkg, env: wineEnv, stdio: ['ignore', ...fds] }),
+  stop: (child) => child.kill('SIGKILL'),
+};
 
 try {
   await check('tools: mingw-w64, gendef and wine64', () => {
@@ -285,6 +320,20 @@ try {
       logLevel: 'warning',
     });
     copyFileSync(join(repo, 'test', 'package', 'fixtures', 'app.mjs'), join(pkg, 'app.mjs'));
+    writeFileSync(join(pkg, 'request.bin'), REQUEST);
+    writeFileSync(
+      join(pkg, 'pipe-client.mjs'),
+      [
+        "import { readFileSync } from 'node:fs';",
+        "import { connect } from 'node:net';",
+        'const chunks = [];',
+        'const sock = connect(process.argv[2]);',
+        "sock.on('connect', () => sock.write(readFileSync('request.bin')));",
+        "sock.on('data', (c) => chunks.push(c));",
+        "sock.on('close', () => console.log(Buffer.concat(chunks).toString('hex')));",
+        '',
+      ].join('\n'),
+    );
     writeFileSync(
       join(pkg, 'check-codec.mjs'),
       [
@@ -326,46 +375,57 @@ try {
     return `${pass} of ${tests} passed`;
   });
 
-  await check('(c) tsgi serve --fastcgi under wine answers as it does on Linux', async () => {
-    const win = await serveOnce(
-      'serve-win32',
-      (args, fds) =>
-        spawn(tools.wine, [nodeExe, ...args], {
-          cwd: pkg,
-          env: wineEnv,
-          stdio: ['ignore', ...fds],
-        }),
-      (child) => child.kill('SIGKILL'),
-    );
-    const hostEnv = { ...process.env, TSGI_TRANSPORT: 'node' };
-    delete hostEnv.TSGI_CODEC;
-    const host = await serveOnce(
-      'serve-linux',
-      (args, fds) =>
-        spawn(process.execPath, args, { cwd: pkg, env: hostEnv, stdio: ['ignore', ...fds] }),
-      (child) => child.kill('SIGTERM'),
-    );
-    const problems = [];
-    if (!/\(native codec, node transport\)$/.test(win.line)) {
-      problems.push(`startup line: ${win.line}`);
-    }
-    const want =
-      'Status: 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 27\r\n\r\n' +
-      'hello from tsgi GET /hello\n';
-    if (win.reply.stdout !== want) problems.push(`STDOUT ${JSON.stringify(win.reply.stdout)}`);
-    if (win.reply.stderr !== '') problems.push(`STDERR ${JSON.stringify(win.reply.stderr)}`);
-    if (win.reply.end.app !== 0 || win.reply.end.protocol !== 0) {
-      problems.push(`END_REQUEST ${JSON.stringify(win.reply.end)}`);
-    }
-    if (!win.reply.raw.equals(host.reply.raw)) {
-      problems.push(
-        `the reply differs from Linux's:\n  win32 ${win.reply.raw.toString('hex')}\n` +
-          `  linux ${host.reply.raw.toString('hex')}`,
-      );
-    }
-    if (problems.length) throw new Error(problems.join('\n'));
-    return `${win.line.replace(/^.*serving/, 'serving')}; ${win.reply.raw.length} bytes, as on Linux`;
-  });
+  await check(
+    '(c) tsgi serve --fastcgi 127.0.0.1:PORT under wine answers as on Linux',
+    async () => {
+      const winPort = await freePort();
+      const win = await serveOnce('serve-win32', {
+        ...wineServer,
+        address: `127.0.0.1:${winPort}`,
+        exchange: () => tcpExchange(winPort),
+      });
+      const hostEnv = { ...process.env, TSGI_TRANSPORT: 'node' };
+      delete hostEnv.TSGI_CODEC;
+      const hostPort = await freePort();
+      const host = await serveOnce('serve-linux', {
+        start: (args, fds) =>
+          spawn(process.execPath, args, { cwd: pkg, env: hostEnv, stdio: ['ignore', ...fds] }),
+        stop: (child) => child.kill('SIGTERM'),
+        address: `127.0.0.1:${hostPort}`,
+        exchange: () => tcpExchange(hostPort),
+      });
+      const problems = replyProblems(win.reply);
+      if (!/\(native codec, node transport\)$/.test(win.line)) {
+        problems.push(`startup line: ${win.line}`);
+      }
+      if (!win.reply.raw.equals(host.reply.raw)) {
+        problems.push(
+          `the reply differs from Linux's:\n  win32 ${win.reply.raw.toString('hex')}\n` +
+            `  linux ${host.reply.raw.toString('hex')}`,
+        );
+      }
+      if (problems.length) throw new Error(problems.join('\n'));
+      return `${win.line.replace(/^.*serving/, 'serving')}; ${win.reply.raw.length} bytes, as on Linux`;
+    },
+  );
+
+  await check(
+    '(d) tsgi serve --fastcgi unix:\\\\.\\pipe\\NAME: a named pipe under wine',
+    async () => {
+      const pipe = `\\\\.\\pipe\\tsgi-test-${process.pid}`;
+      const win = await serveOnce('serve-pipe', {
+        ...wineServer,
+        address: `unix:${pipe}`,
+        exchange: () => pipeExchange(pipe),
+      });
+      const problems = replyProblems(win.reply);
+      if (!win.line.includes(`on unix:${pipe} (native codec, node transport)`)) {
+        problems.push(`startup line: ${win.line}`);
+      }
+      if (problems.length) throw new Error(problems.join('\n'));
+      return `${win.line.replace(/^.*serving/, 'serving')}; ${win.reply.raw.length} bytes`;
+    },
+  );
 } finally {
   if (tools?.wineserver && existsSync(prefix)) {
     /* Ends this prefix's wineserver (and anything still running in it), nothing else. */
