@@ -1,4 +1,5 @@
-// What the cross-platform checks (`npm run test:arm64`, `npm run test:win32`) share: the Node
+// What the cross-platform checks (`npm run test:arm64`, `npm run test:win32`) share (and
+// test/package/run.mjs takes freePort from): the Node
 // binary they run the addon under (a registry package of that platform's Node, fetched with
 // `npm pack` and kept in node_modules/.cache/), the addon's build recipe as binding.gyp states
 // it, a staged package folder, and named checks with a closing "N passed, N failed" line.
@@ -15,6 +16,7 @@ import {
   rmSync,
   symlinkSync,
 } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -129,6 +131,18 @@ export function runAsync(cmd, args, { cwd = repo, env = process.env, timeoutMs =
         );
         reject(Object.assign(err, r));
       }
+    });
+  });
+}
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort() {
+  return new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolvePort(port));
     });
   });
 }

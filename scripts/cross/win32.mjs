@@ -43,7 +43,7 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { build } from 'esbuild';
 import { buildFcgiRequest } from '../../bench/fixtures.mjs';
@@ -52,6 +52,7 @@ import {
   bindingRecipe,
   check,
   finish,
+  freePort,
   keep,
   log,
   needTools,
@@ -60,6 +61,7 @@ import {
   run,
   runAsync,
   stagePackage,
+  tail,
   tempDir,
 } from './common.mjs';
 
@@ -109,29 +111,14 @@ async function wineNode(name, args, { env = wineEnv, timeoutMs = 300_000 } = {})
     const r = { status, stdout: readFileSync(out, 'utf8'), stderr: readFileSync(err, 'utf8') };
     if (status !== 0) {
       throw new Error(
-        `node.exe ${args.join(' ')} exited with ${status}\n--- stdout\n${tailOf(r.stdout)}\n` +
-          `--- stderr\n${tailOf(r.stderr)}`,
+        `node.exe ${args.join(' ')} exited with ${status}\n--- stdout\n${tail(r.stdout)}\n` +
+          `--- stderr\n${tail(r.stderr)}`,
       );
     }
     return r;
   } finally {
     for (const fd of fds) closeSync(fd);
   }
-}
-
-function tailOf(text, lines = 30) {
-  return text.trimEnd().split('\n').slice(-lines).join('\n');
-}
-
-function freePort() {
-  return new Promise((resolvePort, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolvePort(port));
-    });
-  });
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -224,8 +211,8 @@ async function serveOnce(name, { start, stop, address, exchange }) {
         .split('\n')
         .find((l) => l.includes('over FastCGI on')))
     ) {
-      if (exited !== null) throw new Error(`tsgi serve exited (${exited}):\n${tailOf(logs())}`);
-      if (Date.now() > deadline) throw new Error(`tsgi serve did not start:\n${tailOf(logs())}`);
+      if (exited !== null) throw new Error(`tsgi serve exited (${exited}):\n${tail(logs())}`);
+      if (Date.now() > deadline) throw new Error(`tsgi serve did not start:\n${tail(logs())}`);
       await sleep(200);
     }
     return { reply: parseReply(await exchange()), line: line.trim() };

@@ -36,10 +36,10 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { request } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../../scripts/cross/common.mjs';
 
 const repo = realpathSync(fileURLToPath(new URL('../..', import.meta.url)));
 const fixtures = join(repo, 'test', 'package', 'fixtures');
@@ -116,18 +116,6 @@ function which(name) {
     if (existsSync(p)) return realpathSync(p);
   }
   throw new Error(`${name} is not on PATH`);
-}
-
-/** A free TCP port on 127.0.0.1. */
-function freePort() {
-  return new Promise((resolvePort, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolvePort(port));
-    });
-  });
 }
 
 function httpGet(port, path) {
