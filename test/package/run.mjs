@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 // The package test (`npm run test:package`): what a user gets from `npm install tsgi`.
 //
-//  1. Stage the package in a temporary folder: the files `npm pack` takes from this checkout,
-//     dist/ built fresh (ESM and CommonJS) and a linux-x64 prebuild made there from the shipped
-//     native sources by `npm run build:prebuilds`; then `npm pack` it. The checkout's own
-//     dist/, build/ and prebuilds/ are not touched. With TSGI_PACKAGE_USE_PREBUILDS=1 the
-//     checkout's prebuilds/ (every platform, gathered by the release workflow) are shipped
-//     instead of a fresh one.
+//  1. Make the tarball as a user would from a clone: copy the checkout's files as git has them
+//     (tracked, and new ones not ignored; no dist/, build/ or prebuilds/) to a temporary
+//     folder and run plain `npm pack` there. Its prepack script builds dist/ (ESM and
+//     CommonJS) and this platform's prebuild, so the tarball must hold
+//     prebuilds/linux-x64/tsgi.glibc.node. The checkout's own dist/, build/ and prebuilds/ are
+//     not touched. With TSGI_PACKAGE_USE_PREBUILDS=1 (the release workflow, which gathers
+//     every platform's prebuild into prebuilds/) the files `npm pack` takes from the checkout,
+//     its prebuilds/ among them, are packed with --ignore-scripts instead, as it publishes.
 //  2. Check the tarball: what it holds and what it must not, no install script, publint clean.
 //  3. Install it into a fresh project with a PATH holding only node, npm, npx and sh (no
 //     compiler, make or python), then prove:
@@ -34,10 +36,10 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { request } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../../scripts/cross/common.mjs';
 
 const repo = realpathSync(fileURLToPath(new URL('../..', import.meta.url)));
 const fixtures = join(repo, 'test', 'package', 'fixtures');
@@ -114,18 +116,6 @@ function which(name) {
     if (existsSync(p)) return realpathSync(p);
   }
   throw new Error(`${name} is not on PATH`);
-}
-
-/** A free TCP port on 127.0.0.1. */
-function freePort() {
-  return new Promise((resolvePort, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolvePort(port));
-    });
-  });
 }
 
 function httpGet(port, path) {
@@ -225,53 +215,67 @@ try {
   });
 
   // ---- 1. stage and pack -----------------------------------------------------------------
-  await check('stage: the packed files, dist/ built fresh (ESM + CommonJS)', () => {
-    const dry = run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts']);
-    const [entry] = JSON.parse(dry.stdout);
-    mkdirSync(stage, { recursive: true });
-    let copied = 0;
-    for (const { path } of entry.files) {
-      if (path.startsWith('dist/')) continue; // built fresh below
-      if (path.startsWith('prebuilds/') && !usePrebuilds) continue; // built fresh below
-      mkdirSync(dirname(join(stage, path)), { recursive: true });
-      cpSync(join(repo, path), join(stage, path));
-      copied++;
-    }
-    symlinkSync(join(repo, 'node_modules'), join(stage, 'node_modules'), 'dir');
-    run('npm', ['run', '--silent', 'build:ts', '--', '--outDir', join(stage, 'dist')]);
-    run('npm', ['run', '--silent', 'build:cjs', '--', join(stage, 'dist')]);
-    return `${copied} files copied, dist/ built`;
-  });
-
-  await check(
-    usePrebuilds
-      ? 'prebuild: shipping the checkout’s prebuilds/'
-      : 'prebuild: `npm run build:prebuilds` from the shipped sources',
-    () => {
-      if (!usePrebuilds) {
-        run('npm', ['run', '--silent', 'build:prebuilds'], { cwd: stage });
-        rmSync(join(stage, 'build'), { recursive: true, force: true });
+  if (usePrebuilds) {
+    await check('stage: the packed files, dist/ built fresh (ESM + CommonJS)', () => {
+      const dry = run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts']);
+      const [entry] = JSON.parse(dry.stdout);
+      mkdirSync(stage, { recursive: true });
+      let copied = 0;
+      for (const { path } of entry.files) {
+        if (path.startsWith('dist/')) continue; // built fresh below
+        mkdirSync(dirname(join(stage, path)), { recursive: true });
+        cpSync(join(repo, path), join(stage, path));
+        copied++;
       }
-      if (!existsSync(join(stage, PREBUILD))) {
-        const found = existsSync(join(stage, 'prebuilds'))
-          ? readdirSync(join(stage, 'prebuilds'), { recursive: true }).join(', ')
-          : 'no prebuilds/ folder';
-        throw new Error(`${PREBUILD} is missing (found: ${found})`);
-      }
-      return readdirSync(join(stage, 'prebuilds'), { recursive: true })
-        .filter((f) => f.endsWith('.node'))
-        .join(', ');
-    },
-  );
-
-  await check('npm pack', () => {
-    const r = run('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', work], {
-      cwd: stage,
+      symlinkSync(join(repo, 'node_modules'), join(stage, 'node_modules'), 'dir');
+      run('npm', ['run', '--silent', 'build:ts', '--', '--outDir', join(stage, 'dist')]);
+      run('npm', ['run', '--silent', 'build:cjs', '--', join(stage, 'dist')]);
+      return `${copied} files copied (the checkout's prebuilds/ among them), dist/ built`;
     });
-    const [entry] = JSON.parse(r.stdout);
-    tarball = join(work, entry.filename);
-    return `${entry.filename}: ${entry.entryCount} files, ${entry.size} bytes`;
-  });
+
+    await check('npm pack --ignore-scripts (the release workflow’s gathered prebuilds)', () => {
+      const r = run('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', work], {
+        cwd: stage,
+      });
+      const [entry] = JSON.parse(r.stdout);
+      tarball = join(work, entry.filename);
+      return `${entry.filename}: ${entry.entryCount} files, ${entry.size} bytes`;
+    });
+  } else {
+    await check(
+      'clone: the checkout’s files as git has them, no dist/, build/ or prebuilds/',
+      () => {
+        /* What a clone holds: tracked files, plus new ones not ignored (this work tree's state). */
+        const listed = run('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'])
+          .stdout.split('\0')
+          .filter((f) => f !== '' && existsSync(join(repo, f)));
+        for (const f of listed) {
+          mkdirSync(dirname(join(stage, f)), { recursive: true });
+          cpSync(join(repo, f), join(stage, f));
+        }
+        const built = ['dist', 'build', 'prebuilds'].filter((d) => existsSync(join(stage, d)));
+        if (built.length) throw new Error(`the clone already has ${built.join(', ')}`);
+        symlinkSync(join(repo, 'node_modules'), join(stage, 'node_modules'), 'dir');
+        return `${listed.length} files`;
+      },
+    );
+
+    await check(
+      'plain `npm pack` in the clone: prepack builds dist/ and this platform’s prebuild',
+      () => {
+        const r = run('npm', ['pack', '--json', '--pack-destination', work], { cwd: stage });
+        const [entry] = JSON.parse(r.stdout.slice(r.stdout.indexOf('[')));
+        tarball = join(work, entry.filename);
+        const prebuilds = entry.files.map((f) => f.path).filter((f) => f.startsWith('prebuilds/'));
+        if (!prebuilds.includes(PREBUILD)) {
+          throw new Error(
+            `the tarball has no ${PREBUILD} (prebuilds: ${prebuilds.join(', ') || 'none'})`,
+          );
+        }
+        return `${entry.filename}: ${entry.entryCount} files, ${entry.size} bytes; ${prebuilds.join(', ')}`;
+      },
+    );
+  }
   if (!tarball) throw new Error('no tarball: cannot go on');
 
   // ---- 2. the tarball --------------------------------------------------------------------
