@@ -219,6 +219,11 @@ class Exchange implements AsyncIterator<Chunk> {
   private signal: AbortSignal | null = null;
   private onAbort: (() => void) | null = null;
 
+  /** Writes a line on tsgi.errors. */
+  log(text: string): void {
+    logError(this.env, text);
+  }
+
   constructor(
     readonly env: Environ,
     private readonly startResponse: StartResponse,
@@ -712,6 +717,7 @@ class Wire extends EventEmitter {
   readonly remoteFamily: string | undefined;
   readonly localAddress: string | undefined;
   readonly localPort: number | undefined;
+  private readonly serverPort: string;
   /** true for HTTPS requests, as on a TLSSocket; absent otherwise, as on a net.Socket. */
   declare readonly encrypted?: boolean;
 
@@ -728,10 +734,21 @@ class Wire extends EventEmitter {
     this.remoteFamily = addr === undefined ? undefined : addr.includes(':') ? 'IPv6' : 'IPv4';
     const local = env.SERVER_ADDR;
     this.localAddress = typeof local === 'string' ? local : undefined;
+    this.serverPort = env.SERVER_PORT;
     this.localPort = env.SERVER_PORT ? Number(env.SERVER_PORT) : undefined;
     if (env['tsgi.url_scheme'] === 'https') {
       Object.defineProperty(this, 'encrypted', { value: true, enumerable: true });
     }
+  }
+
+  /** Whether a request with this environ came over this Wire's client connection. */
+  serves(env: Environ): boolean {
+    return (
+      env.REMOTE_ADDR === this.remoteAddress &&
+      env.SERVER_PORT === this.serverPort &&
+      env.SERVER_ADDR === this.localAddress &&
+      (env['tsgi.url_scheme'] === 'https') === (this.encrypted === true)
+    );
   }
 
   get writableCorked(): number {
@@ -848,6 +865,63 @@ function emitWireClose(wire: Wire, hadError: boolean): void {
 
 const PASS = (): void => {};
 
+/** Where a handler's error is written. */
+export interface ErrorLog {
+  log(text: string): void;
+}
+
+/**
+ * What happens when a node handler throws or its promise rejects: the error is logged, and
+ * the client gets a 500 when nothing was sent yet, else a cut response.
+ */
+export function handlerFailed(err: unknown, res: ServerResponse, errors: ErrorLog): void {
+  errors.log(`tsgi: error in the node handler: ${errorText(err)}\n`);
+  if (res.writableEnded) return;
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  for (const name of res.getHeaderNames()) res.removeHeader(name);
+  res.statusCode = 500;
+  res.setHeader('Content-Type', 'text/plain; charset=us-ascii');
+  res.setHeader('Content-Length', String(HANDLER_ERROR_BODY.length));
+  res.end(HANDLER_ERROR_BODY);
+}
+
+/** Calls `handler` as node:http would, with handlerFailed() for a throw or a rejection. */
+export function callHandler(
+  handler: NodeHandler,
+  req: IncomingMessage,
+  res: ServerResponse,
+  errors: ErrorLog,
+): void {
+  let result: unknown;
+  try {
+    result = handler(req, res);
+  } catch (err) {
+    handlerFailed(err, res, errors);
+    return;
+  }
+  if (
+    result !== null &&
+    typeof result === 'object' &&
+    typeof (result as PromiseLike<unknown>).then === 'function'
+  ) {
+    (result as PromiseLike<unknown>).then(PASS, (err: unknown) => handlerFailed(err, res, errors));
+  }
+}
+
+/** The node handler of an app made by fromNodeHandler(), for servers that can run it as is. */
+const handlers = new WeakMap<App, NodeHandler>();
+
+/**
+ * The node:http request listener `app` runs when it was made by fromNodeHandler() (and not
+ * wrapped since), else null. tsgi's HTTP listener gives such a handler node's own req/res.
+ */
+export function nodeHandlerOf(app: App): NodeHandler | null {
+  return handlers.get(app) ?? null;
+}
+
 /** The shared state of one fromNodeHandler() app. */
 class Adapter {
   readonly defaultContentType: string;
@@ -865,9 +939,10 @@ class Adapter {
 
   /** The idle Wire of this client connection, or a new one. */
   private acquire(env: Environ): Wire {
-    const key = `${env.REMOTE_ADDR}|${env.REMOTE_PORT}|${env['tsgi.url_scheme']}|${env.SERVER_ADDR}|${env.SERVER_PORT}`;
+    const port = env.REMOTE_PORT;
+    const key = typeof port === 'string' ? port : '';
     const wire = this.idle.get(key);
-    if (wire !== undefined) {
+    if (wire !== undefined && wire.serves(env)) {
       this.idle.delete(key);
       return wire;
     }
@@ -888,20 +963,6 @@ class Adapter {
     if (this.idle.get(wire.key) === wire) this.idle.delete(wire.key);
   }
 
-  private handlerFailed(err: unknown, res: ServerResponse, ex: Exchange): void {
-    logError(ex.env, `tsgi: error in the node handler: ${errorText(err)}`);
-    if (res.writableEnded) return;
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    for (const name of res.getHeaderNames()) res.removeHeader(name);
-    res.statusCode = 500;
-    res.setHeader('Content-Type', 'text/plain; charset=us-ascii');
-    res.setHeader('Content-Length', String(HANDLER_ERROR_BODY.length));
-    res.end(HANDLER_ERROR_BODY);
-  }
-
   /** Runs one TSGI request. */
   run(env: Environ, startResponse: StartResponse): Body | Promise<Body> {
     const reason = unsupportedRequest(env);
@@ -910,27 +971,28 @@ class Adapter {
     const hasLength = typeof cl === 'string' && DIGITS.test(cl);
     const te = env.HTTP_TRANSFER_ENCODING;
     const chunked = !hasLength && typeof te === 'string' && te !== '';
-    const found = requestHeaders(env);
-    const raw: string[] = [];
-    for (let i = 0; i < found.length; i += 2) {
-      const name = found[i]!;
-      const value = found[i + 1]!;
+    const raw = requestHeaders(env);
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!;
+      let drop = false;
       switch (name.length) {
         case 10 /* hop-by-hop on the client's connection: a proxy drops them too */:
-          if (name === 'Connection' || name === 'Keep-Alive') continue;
+          drop = name === 'Connection' || name === 'Keep-Alive';
           break;
         case 14:
-          if (name === 'Content-Length' && !hasLength) continue;
+          drop = name === 'Content-Length' && !hasLength;
           break;
         case 17:
-          if (name === 'Transfer-Encoding' && !chunked) continue;
+          drop = name === 'Transfer-Encoding' && !chunked;
           break;
       }
-      if (BAD_VALUE.test(value)) {
+      if (drop) {
+        raw.splice(i, 2);
+        i -= 2;
+      } else if (BAD_VALUE.test(raw[i + 1]!)) {
         logError(env, `tsgi: refused the request: a control character in the ${name} header`);
         return badRequest(startResponse, `a control character in the ${name} header`);
       }
-      raw.push(name, value);
     }
 
     const wire = this.acquire(env);
@@ -962,26 +1024,12 @@ class Adapter {
     res.on('finish', onResFinish);
     res.assignSocket(wire as never);
 
-    let result: unknown;
-    try {
-      result = this.handler(req, res);
-    } catch (err) {
-      this.handlerFailed(err, res, ex);
-    }
+    callHandler(this.handler, req, res, ex);
     ex.inHandler = false;
     if (!hasBody) {
       /* node's parser completes a request without a body right after its 'request' event */
       req.complete = true;
       req.push(null);
-    }
-    if (
-      result !== null &&
-      typeof result === 'object' &&
-      typeof (result as PromiseLike<unknown>).then === 'function'
-    ) {
-      (result as PromiseLike<unknown>).then(PASS, (err: unknown) =>
-        this.handlerFailed(err, res, ex),
-      );
     }
     ex.handOver();
     /* A handler that answered at once is done: only a slower one needs tsgi.signal, which
@@ -1001,5 +1049,7 @@ export function fromNodeHandler(handler: NodeHandler, options: NodeAdapterOption
     throw new TypeError('fromNodeHandler() needs a (req, res) request listener function');
   }
   const adapter = new Adapter(handler, options);
-  return (env, startResponse) => adapter.run(env, startResponse);
+  const app: App = (env, startResponse) => adapter.run(env, startResponse);
+  handlers.set(app, handler);
+  return app;
 }

@@ -10,9 +10,19 @@
  * pose as X-Foo. tsgi.input is the request itself (node ends it at Content-Length or at the
  * last chunk of a chunked body); tsgi.signal aborts when the connection closes before the
  * response finished.
+ *
+ * An app made by fromNodeHandler() (`--interface node`: Express, Koa, Fastify, a bare
+ * handler) that no TSGI middleware wraps is not run through an environ at all: its handler
+ * gets node:http's own req and res, with nothing in between. What tsgi keeps for it: a throw
+ * or a rejected promise gives a 500 (or a cut response) with the error on tsgi.errors instead
+ * of ending the process, Upgrade and CONNECT requests are answered 501 as through the adapter,
+ * and drain() waits for running requests.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
+import { callHandler, nodeHandlerOf, type ErrorLog, type NodeHandler } from '../adapters/node.js';
+import { unsupportedRequest } from '../adapters/common.js';
 import { cgiVariables } from '../codec/environ.js';
 import { makeEnviron, percentDecodeLatin1, requestPath } from '../gateway/environ.js';
 import { stderrStream } from '../gateway/errors.js';
@@ -179,20 +189,32 @@ export function createHttpServer(app: App, options: HttpOptions = {}): HttpServe
     }
   };
 
-  const handler = (req: IncomingMessage, res: ServerResponse): void => {
-    const controller = new AbortController();
-    res.on('close', () => {
-      if (!res.writableFinished) controller.abort();
-    });
-    const env = httpEnviron(req, errors, controller.signal, multiprocess);
-    (env as unknown as Record<symbol, unknown>)[WATCHDOG_SOCKET] = req.socket;
-    running++;
-    const pending = respond(app, env, new HttpSink(res, isDraining, controller.signal));
-    if (pending === undefined) settle();
-    else pending.then(settle);
-  };
+  const direct = nodeHandlerOf(app);
+  const handler =
+    direct === null
+      ? (req: IncomingMessage, res: ServerResponse): void => {
+          const controller = new AbortController();
+          res.on('close', () => {
+            if (!res.writableFinished) controller.abort();
+          });
+          const env = httpEnviron(req, errors, controller.signal, multiprocess);
+          (env as unknown as Record<symbol, unknown>)[WATCHDOG_SOCKET] = req.socket;
+          running++;
+          const pending = respond(app, env, new HttpSink(res, isDraining, controller.signal));
+          if (pending === undefined) settle();
+          else pending.then(settle);
+        }
+      : nodeRequest(direct, errorLog(errors), (res) => {
+          running++;
+          if (draining) res.shouldKeepAlive = false;
+          res.once('close', settle);
+        });
 
   const server = createServer(handler) as HttpServer;
+  if (direct !== null) {
+    server.on('connect', refuseTunnel);
+    server.on('upgrade', refuseTunnel);
+  }
   if (options.keepAliveTimeout !== undefined) server.keepAliveTimeout = options.keepAliveTimeout;
   server.drain = () => {
     draining = true;
@@ -209,4 +231,48 @@ export function createHttpServer(app: App, options: HttpOptions = {}): HttpServe
   server.closeIdle = () => server.closeIdleConnections();
   Object.defineProperty(server, 'idle', { get: () => running === 0 });
   return server;
+}
+
+/** tsgi.errors of the direct node path: the server's error stream. */
+function errorLog(errors: Writable): ErrorLog {
+  return {
+    log(text: string): void {
+      try {
+        errors.write(text.endsWith('\n') ? text : text + '\n');
+      } catch {
+        /* nothing better to do */
+      }
+    },
+  };
+}
+
+/**
+ * node:http's 'connect' and 'upgrade' events (CONNECT, and Upgrade with Connection: upgrade):
+ * answered 501 as the adapters answer them, and the connection closes.
+ */
+function refuseTunnel(req: IncomingMessage, socket: Socket): void {
+  const reason =
+    unsupportedRequest({
+      REQUEST_METHOD: req.method,
+      HTTP_UPGRADE: req.headers.upgrade,
+      HTTP_CONNECTION: req.headers.connection,
+    } as unknown as Environ) ?? 'this request cannot be served';
+  const body = `501 Not Implemented: ${reason}\n`;
+  socket.on('error', () => {});
+  socket.end(
+    'HTTP/1.1 501 Not Implemented\r\nContent-Type: text/plain; charset=utf-8\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+/** The request listener of the direct node path: node's own req/res go to `handler`. */
+function nodeRequest(
+  handler: NodeHandler,
+  errors: ErrorLog,
+  started: (res: ServerResponse) => void,
+): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    started(res);
+    callHandler(handler, req, res, errors);
+  };
 }
