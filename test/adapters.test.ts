@@ -16,6 +16,7 @@ import { errorStream } from '../lib/gateway/errors.js';
 import { BodyInput } from '../lib/gateway/input.js';
 import { respond, type Sink } from '../lib/gateway/respond.js';
 import { adapt } from '../lib/server/app.js';
+import { createHttpServer } from '../lib/protocol/http.js';
 import type { App, Environ } from '../lib/gateway/types.js';
 import { validate } from '../lib/gateway/validate.js';
 
@@ -979,6 +980,73 @@ describe('fromNodeHandler against node:http itself', () => {
     expect(response(h.calls).body).toBe(
       chunk.toString('latin1') + 'small' + chunk.toString('latin1'),
     );
+  });
+});
+
+describe("tsgi's HTTP listener with a node handler", () => {
+  /** Sends `raw` to a createHttpServer(app) and gives back everything it answered. */
+  async function exchange(app: App, raw: string, errors: string[] = []): Promise<string> {
+    const server = createHttpServer(app, { errors: errorStream((b) => errors.push(latin1(b))) });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
+    let text = '';
+    socket.on('data', (d: Buffer) => (text += d.toString('latin1')));
+    socket.write(raw);
+    await new Promise<void>((r) => socket.on('close', () => r()));
+    await server.drain();
+    return text;
+  }
+
+  it("gives the handler node:http's own req and res, over the client's socket", async () => {
+    let socketClass = '';
+    let remote = '';
+    const app = fromNodeHandler((req, res) => {
+      socketClass = req.socket.constructor.name;
+      remote = `${req.socket.remoteAddress}`;
+      res.setHeader('Content-Type', 'text/plain');
+      res.end(`${req.method} ${req.url} ${req.headers['x-a']}`);
+    });
+    const text = await exchange(
+      app,
+      'GET /p?q=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nConnection: close\r\n\r\n',
+    );
+    expect(socketClass).toBe('Socket');
+    expect(remote).toBe('127.0.0.1');
+    expect(text.replace(/Date: [^\r]*\r\n/, '')).toBe(
+      'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n' +
+        'Content-Length: 12\r\n\r\nGET /p?q=1 1',
+    );
+  });
+
+  it('answers 500 when the handler throws, 501 to upgrades and CONNECT', async () => {
+    const errors: string[] = [];
+    const app = fromNodeHandler(() => {
+      throw new Error('boom');
+    });
+    const text = await exchange(
+      app,
+      'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+      errors,
+    );
+    expect(text).toMatch(/^HTTP\/1\.1 500 Internal Server Error\r\n/);
+    expect(text.endsWith('\r\n\r\nInternal Server Error\n')).toBe(true);
+    expect(errors.join('')).toMatch(/^tsgi: error in the node handler: Error: boom\n/);
+    const upgrade = await exchange(
+      fromNodeHandler(hello),
+      'GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n',
+    );
+    const reason =
+      '501 Not Implemented: protocol upgrades (Upgrade: websocket) cannot be served through ' +
+      'the TSGI interface: the gateway protocols do not hand over the client connection\n';
+    expect(upgrade).toBe(
+      'HTTP/1.1 501 Not Implemented\r\nContent-Type: text/plain; charset=utf-8\r\n' +
+        `Content-Length: ${reason.length}\r\nConnection: close\r\n\r\n${reason}`,
+    );
+    const tunnel = await exchange(
+      fromNodeHandler(hello),
+      'CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n',
+    );
+    expect(tunnel).toMatch(/^HTTP\/1\.1 501 Not Implemented\r\n[^]*CONNECT requests \(tunnels\)/);
   });
 });
 

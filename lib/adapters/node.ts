@@ -429,6 +429,10 @@ class Exchange implements AsyncIterator<Chunk> {
     }
   }
 
+  get queuedBytes(): number {
+    return this.queued;
+  }
+
   /** The response is complete: node ended it and every byte was written. */
   private get complete(): boolean {
     return this.res.writableEnded && this.failure === null;
@@ -755,8 +759,9 @@ class Wire extends EventEmitter {
     return this._writableState.corked;
   }
 
+  /** Bytes written and not taken by the gateway yet (node adds it to res.writableLength). */
   get writableLength(): number {
-    return 0;
+    return this.exchange?.queuedBytes ?? 0;
   }
 
   get connecting(): boolean {
