@@ -660,7 +660,7 @@ class Exchange implements AsyncIterator<Chunk> {
 
   /** Follows tsgi.signal from now on: the client going away destroys the Wire. */
   watch(): void {
-    if (this.finished) return;
+    if (this.finished || this.res.writableFinished) return;
     const signal = this.env['tsgi.signal'];
     if (signal.aborted) {
       this.wire.destroy();
@@ -1037,9 +1037,11 @@ class Adapter {
       req.push(null);
     }
     ex.handOver();
-    /* A handler that answered at once is done: only a slower one needs tsgi.signal, which
-     * costs an AbortController per request where the protocol makes it lazily. */
-    if (!res.writableEnded) process.nextTick(watchSignal, ex);
+    /* A handler that answered at once is done, and so is most of those that answer within
+     * promise jobs (Koa, Fastify): only a slower one needs tsgi.signal, which costs an
+     * AbortController per request where the protocol makes it lazily. A client that left in
+     * the meantime is seen by watch() at once. */
+    if (!res.writableEnded) setImmediate(watchSignal, ex);
     return ex.result();
   }
 }
