@@ -1089,6 +1089,41 @@ describe('fromFetch', () => {
     });
   });
 
+  it('gives a Request whose other members make the real one: body, signal, clone()', async () => {
+    const input = new BodyInput(5);
+    const seen: unknown[] = [];
+    const app = fromFetch(async (request) => {
+      seen.push(request instanceof Request, request.method, request.headers.get('x-a'));
+      const copy = new Request(request.clone());
+      seen.push(request.bodyUsed, await request.text(), request.bodyUsed);
+      seen.push(request.signal instanceof AbortSignal, request.signal.aborted);
+      seen.push(copy.url, copy.method, copy.headers.get('x-a'), await copy.text());
+      return new Response('ok');
+    });
+    const h = harness(
+      ['REQUEST_METHOD', 'PUT', 'CONTENT_LENGTH', '5', 'HTTP_X_A', '1', 'REQUEST_URI', '/u'],
+      { input },
+    );
+    const done = h.run(app);
+    input.feed(Buffer.from('hello'));
+    await done;
+    expect(seen).toEqual([
+      true,
+      'PUT',
+      '1',
+      false,
+      'hello',
+      true,
+      true,
+      false,
+      'http://example.org:8080/u',
+      'PUT',
+      '1',
+      'hello',
+    ]);
+    expect(response(h.calls).body).toBe('ok');
+  });
+
   it('builds the URL from the scheme and SERVER_NAME when there is no Host', async () => {
     let url = '';
     const app = fromFetch((request) => {
