@@ -9,7 +9,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { connect, type AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { fromFetch } from '../lib/adapters/fetch.js';
-import { fromNodeHandler, type NodeHandler } from '../lib/adapters/node.js';
+import { fromNodeHandler, missingNodeInternals, type NodeHandler } from '../lib/adapters/node.js';
 import { cgiVariables } from '../lib/codec/environ.js';
 import { makeEnviron } from '../lib/gateway/environ.js';
 import { errorStream } from '../lib/gateway/errors.js';
@@ -137,6 +137,12 @@ const hello: NodeHandler = (_req, res) => {
   res.setHeader('Content-Type', 'text/plain');
   res.end('hello');
 };
+
+describe('fromNodeHandler on this Node', () => {
+  it("finds every node internal it relies on (the Node version matrix's first check)", () => {
+    expect(missingNodeInternals()).toEqual([]);
+  });
+});
 
 describe('fromNodeHandler: the request node:http builds', () => {
   it('carries method, url, version, headers, rawHeaders and the client addresses', async () => {

@@ -114,21 +114,26 @@ interface NodeResponse {
   [key: symbol]: unknown;
 }
 
-/** The node internals in use, by name: what the Node version matrix checks. */
-export const NODE_INTERNALS = [
-  'IncomingMessage#_addHeaderLines',
-  'IncomingMessage#_consuming',
-  'IncomingMessage#_dump',
-  'IncomingMessage#_readableState.resumeScheduled',
-  'OutgoingMessage#_header',
-  'OutgoingMessage#_headerSent',
-  'OutgoingMessage#chunkedEncoding',
-  'OutgoingMessage#_closed',
-  'OutgoingMessage[kNeedDrain]',
-  'ServerResponse#assignSocket / detachSocket',
-  'socket._httpMessage (set by assignSocket)',
-  'socket._writableState.corked (set by OutgoingMessage#end)',
-] as const;
+/**
+ * The node internals this adapter needs that the running Node does not have (empty when all
+ * are there): the Node version matrix's first check, and fromNodeHandler()'s refusal.
+ */
+export function missingNodeInternals(): string[] {
+  const missing: string[] = [];
+  const inProto = IncomingMessage.prototype as unknown as Record<string, unknown>;
+  const outProto = ServerResponse.prototype as unknown as Record<string, unknown>;
+  if (typeof inProto._addHeaderLines !== 'function')
+    missing.push('IncomingMessage#_addHeaderLines');
+  if (typeof inProto._dump !== 'function') missing.push('IncomingMessage#_dump');
+  if (typeof outProto.assignSocket !== 'function') missing.push('ServerResponse#assignSocket');
+  if (typeof outProto.detachSocket !== 'function') missing.push('ServerResponse#detachSocket');
+  if (kNeedDrain === undefined) missing.push('OutgoingMessage[kNeedDrain]');
+  const out = new OutgoingMessage() as unknown as Record<string, unknown>;
+  for (const field of ['_header', '_headerSent', 'chunkedEncoding', '_closed']) {
+    if (!(field in out)) missing.push(`OutgoingMessage#${field}`);
+  }
+  return missing;
+}
 
 const asReq = (req: IncomingMessage): NodeRequest => req as unknown as NodeRequest;
 const asRes = (res: ServerResponse): NodeResponse => res as unknown as NodeResponse;
@@ -1054,6 +1059,12 @@ class Adapter {
 export function fromNodeHandler(handler: NodeHandler, options: NodeAdapterOptions = {}): App {
   if (typeof handler !== 'function') {
     throw new TypeError('fromNodeHandler() needs a (req, res) request listener function');
+  }
+  const missing = missingNodeInternals();
+  if (missing.length !== 0) {
+    throw new Error(
+      `fromNodeHandler() cannot run on Node ${process.version}: it lacks ${missing.join(', ')}`,
+    );
   }
   const adapter = new Adapter(handler, options);
   const app: App = (env, startResponse) => adapter.run(env, startResponse);
