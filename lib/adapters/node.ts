@@ -330,21 +330,35 @@ class Exchange implements AsyncIterator<Chunk> {
       const name = text.slice(pos, colon);
       const value = text.slice(colon + 2, eol);
       pos = eol + 2;
+      /* the candidates by length and first letter; toLowerCase() (a new string) only then */
+      const first = name.charCodeAt(0) | 0x20;
       switch (name.length) {
         case 10:
-          if (name === 'Connection' || name === 'Keep-Alive') continue;
-          if (name.toLowerCase() === 'connection' || name.toLowerCase() === 'keep-alive') continue;
+          if (
+            first === 0x63 /* c */ &&
+            (name === 'Connection' || name.toLowerCase() === 'connection')
+          )
+            continue;
+          if (first === 0x6b && (name === 'Keep-Alive' || name.toLowerCase() === 'keep-alive'))
+            continue;
           break;
         case 12:
-          if (name === 'Content-Type' || name.toLowerCase() === 'content-type') this.hasType = true;
+          if (first === 0x63 && (name === 'Content-Type' || name.toLowerCase() === 'content-type'))
+            this.hasType = true;
           break;
         case 14:
-          if (name === 'Content-Length' || name.toLowerCase() === 'content-length') {
+          if (
+            first === 0x63 &&
+            (name === 'Content-Length' || name.toLowerCase() === 'content-length')
+          )
             this.length = DIGITS.test(value) ? Number(value) : -1;
-          }
           break;
         case 17:
-          if (name === 'Transfer-Encoding' || name.toLowerCase() === 'transfer-encoding') continue;
+          if (
+            first === 0x74 /* t */ &&
+            (name === 'Transfer-Encoding' || name.toLowerCase() === 'transfer-encoding')
+          )
+            continue;
           break;
       }
       headers.push([name, value]);
@@ -937,6 +951,7 @@ class Adapter {
   readonly defaultContentType: string;
   /** Idle Wires by client connection, oldest first. */
   private readonly idle = new Map<string, Wire>();
+  private last: Wire | null = null;
   private readonly maxIdle: number;
 
   constructor(
@@ -951,6 +966,11 @@ class Adapter {
   private acquire(env: Environ): Wire {
     const port = env.REMOTE_PORT;
     const key = typeof port === 'string' ? port : '';
+    const last = this.last;
+    if (last !== null && last.key === key && last.serves(env)) {
+      this.last = null;
+      return last;
+    }
     const wire = this.idle.get(key);
     if (wire !== undefined && wire.serves(env)) {
       this.idle.delete(key);
@@ -959,18 +979,26 @@ class Adapter {
     return new Wire(env, key, this);
   }
 
-  /** The exchange on `wire` is over: keep it for the client connection's next request. */
+  /**
+   * The exchange on `wire` is over: keep it for the client connection's next request. The
+   * Wire released last waits outside the map (most next requests come from the same
+   * connection), the others in it.
+   */
   release(wire: Wire): void {
-    if (this.idle.has(wire.key)) return;
+    const last = this.last;
+    this.last = wire;
+    if (last === null || last === wire) return;
+    if (this.idle.has(last.key)) return;
     if (this.idle.size >= this.maxIdle) {
       const oldest = this.idle.keys().next().value as string;
       this.idle.delete(oldest);
     }
-    this.idle.set(wire.key, wire);
+    this.idle.set(last.key, last);
   }
 
   forget(wire: Wire): void {
-    if (this.idle.get(wire.key) === wire) this.idle.delete(wire.key);
+    if (this.last === wire) this.last = null;
+    else if (this.idle.get(wire.key) === wire) this.idle.delete(wire.key);
   }
 
   /** Runs one TSGI request. */
