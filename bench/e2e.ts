@@ -50,7 +50,7 @@ import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { WORKER_RATIOS, workerBackends, workerRows } from './e2e/workers.js';
-import { EXPRESS_RATIOS, expressBackends, expressRows } from './e2e/express.js';
+import { FRAMEWORK_RATIOS, frameworkBackends, frameworkRows } from './e2e/frameworks.js';
 import { cpuSeconds, runWrk } from './measure.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -310,7 +310,7 @@ const BACKENDS: Record<string, Backend> = {
   'scgi-floor': floorBackend('scgi'),
   'uwsgi-floor': floorBackend('uwsgi'),
   ...workerBackends(start),
-  ...expressBackends(start),
+  ...frameworkBackends(start),
 };
 
 /** One row: a backend, the upstream port it answers this row on, and nginx's location. */
@@ -402,7 +402,7 @@ const ROWS: RowSpec[] = [
     keepalive: false,
   },
   ...workerRows(fastcgi('')),
-  ...expressRows(fastcgi(''), proxy),
+  ...frameworkRows(fastcgi(''), proxy),
 ];
 
 interface Row extends RowSpec {
@@ -625,7 +625,8 @@ async function main(): Promise<void> {
       ['tsgi-uwsgi', 'uwsgi-floor', null],
       ['tsgi-uwsgi', 'uwsgi-canned', null],
       ...WORKER_RATIOS,
-      ...EXPRESS_RATIOS,
+      ...FRAMEWORK_RATIOS,
+      ['tsgi-http', 'node-http', 0.95],
     ];
     const checks: [string, boolean][] = [];
     for (const [a, b, min] of RATIOS) {

@@ -5,16 +5,18 @@
  * client going away; 204/304/HEAD; upgrade and CONNECT refused; validate() around both.
  */
 import { createHash } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { fromFetch } from '../lib/adapters/fetch.js';
-import { fromNodeHandler, type NodeHandler } from '../lib/adapters/node.js';
+import { fromNodeHandler, missingNodeInternals, type NodeHandler } from '../lib/adapters/node.js';
 import { cgiVariables } from '../lib/codec/environ.js';
 import { makeEnviron } from '../lib/gateway/environ.js';
 import { errorStream } from '../lib/gateway/errors.js';
 import { BodyInput } from '../lib/gateway/input.js';
 import { respond, type Sink } from '../lib/gateway/respond.js';
 import { adapt } from '../lib/server/app.js';
+import { createHttpServer } from '../lib/protocol/http.js';
 import type { App, Environ } from '../lib/gateway/types.js';
 import { validate } from '../lib/gateway/validate.js';
 
@@ -135,6 +137,12 @@ const hello: NodeHandler = (_req, res) => {
   res.setHeader('Content-Type', 'text/plain');
   res.end('hello');
 };
+
+describe('fromNodeHandler on this Node', () => {
+  it("finds every node internal it relies on (the Node version matrix's first check)", () => {
+    expect(missingNodeInternals()).toEqual([]);
+  });
+});
 
 describe('fromNodeHandler: the request node:http builds', () => {
   it('carries method, url, version, headers, rawHeaders and the client addresses', async () => {
@@ -263,8 +271,11 @@ describe('fromNodeHandler: the request node:http builds', () => {
 
   it('reuses the in-memory socket for the same client connection only', async () => {
     const { seen, app } = capture(hello);
+    /* the next request on a connection comes with I/O: after the ticks that finish this one */
     await harness(['REMOTE_PORT', '5000']).run(app);
+    await tick();
     await harness(['REMOTE_PORT', '5000']).run(app);
+    await tick();
     await harness(['REMOTE_PORT', '5001']).run(app);
     expect(seen[1]!.req.socket).toBe(seen[0]!.req.socket);
     expect(seen[2]!.req.socket).not.toBe(seen[0]!.req.socket);
@@ -377,21 +388,25 @@ describe('fromNodeHandler: the request node:http builds', () => {
     expect(response(h.calls).body).toBe(`${4 * 1024 * 1024} ${expected.digest('hex')}`);
   });
 
-  it('answers 400, with the reason on tsgi.errors, when node refuses a header', async () => {
+  it('answers 400, with the reason on tsgi.errors, to a header value node would refuse', async () => {
     const { seen, app } = capture(hello);
     const h = harness(['HTTP_X_BAD', 'a\x01b']);
     await h.run(app);
     expect(seen).toHaveLength(0);
+    const text = '400 Bad Request: a control character in the X-Bad header\n';
     expect(response(h.calls)).toEqual({
       status: '400 Bad Request',
-      headers: ['Content-Type', 'text/plain; charset=us-ascii', 'Content-Length', '16'],
-      body: '400 Bad Request\n',
+      headers: ['Content-Type', 'text/plain; charset=utf-8', 'Content-Length', String(text.length)],
+      body: text,
       ended: true,
       cut: false,
     });
-    expect(h.errors.join('')).toMatch(
-      /^tsgi: node:http refused the request: Parse Error: .* \(HPE_[A-Z_]+\)\n$/,
+    expect(h.errors.join('')).toBe(
+      'tsgi: refused the request: a control character in the X-Bad header\n',
     );
+    /* HTAB and obs-text are field content */
+    await harness(['HTTP_X_OK', 'a\tb\xe9']).run(app);
+    expect(seen[0]!.req.headers['x-ok']).toBe('a\tb\xe9');
   });
 
   it('answers 501 to protocol upgrades and CONNECT without calling the handler', async () => {
@@ -777,6 +792,270 @@ describe('fromNodeHandler: the response', () => {
   });
 });
 
+describe('fromNodeHandler against node:http itself', () => {
+  /**
+   * Runs `handler` on a real node:http server for a raw HTTP/1.1 request; `client` may cut the
+   * connection. Resolves once `settled` says the handler's side is over.
+   */
+  async function onNodeHttp(
+    raw: string,
+    handler: (req: IncomingMessage, res: ServerResponse, done: () => void) => void,
+    cut = false,
+  ): Promise<void> {
+    let finish: () => void = () => {};
+    const over = new Promise<void>((r) => (finish = r));
+    const server = createServer((req, res) => handler(req, res, finish));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
+    socket.on('error', () => {});
+    socket.on('data', () => {});
+    socket.write(raw);
+    if (cut) setTimeout(() => socket.destroy(), 30);
+    await over;
+    socket.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+
+  /* after Host: example.org:8080, the harness's first header */
+  const LINES: [string, string][] = [
+    ['Content-Type', 'text/plain'],
+    ['Content-Length', '0'],
+    ['Cookie', 'a=1; b=2'],
+    ['Set-Cookie', 'c=3'],
+    ['Accept', 'text/html, application/json'],
+    ['X-Forwarded-For', '10.0.0.1, 10.0.0.2'],
+    ['User-Agent', 'agent/1.0'],
+    ['Authorization', 'Basic Zm9vOmJhcg=='],
+  ];
+  /* the same header lines as CGI variables, in the same order */
+  const PAIRS = LINES.flatMap(([name, value]) => [
+    name.startsWith('Content-')
+      ? name.toUpperCase().replace('-', '_')
+      : 'HTTP_' + name.toUpperCase().replace(/-/g, '_'),
+    value,
+  ]);
+
+  it('builds req.headers, rawHeaders and headersDistinct exactly as node:http does', async () => {
+    const shape = (req: IncomingMessage) => ({
+      method: req.method,
+      url: req.url,
+      httpVersion: req.httpVersion,
+      headers: { ...req.headers },
+      rawHeaders: req.rawHeaders,
+      distinct: { ...req.headersDistinct },
+      complete: req.complete,
+    });
+    let direct: unknown = null;
+    await onNodeHttp(
+      `POST /p?q=1 HTTP/1.1\r\nHost: example.org:8080\r\n${LINES.map(([n, v]) => `${n}: ${v}\r\n`).join('')}\r\n`,
+      (req, res, done) => {
+        direct = shape(req);
+        res.end();
+        done();
+      },
+    );
+    let adapted: unknown = null;
+    const { app } = capture((req, res) => {
+      adapted = shape(req);
+      res.end();
+    });
+    await harness(['REQUEST_METHOD', 'POST', 'REQUEST_URI', '/p?q=1', ...PAIRS]).run(app);
+    expect(adapted).toEqual(direct);
+    expect((direct as { headers: Record<string, unknown> }).headers['set-cookie']).toEqual(['c=3']);
+  });
+
+  it("emits node:http's events in node:http's order: finish, res close, req end/close", async () => {
+    const record = (
+      req: IncomingMessage,
+      res: ServerResponse,
+      events: string[],
+      done: () => void,
+    ) => {
+      res.on('finish', () => events.push('res finish'));
+      res.on('close', () => {
+        events.push(`res close finished=${res.writableFinished}`);
+      });
+      req.on('end', () => events.push('req end'));
+      req.on('close', () => {
+        events.push('req close');
+        setTimeout(done, 10);
+      });
+    };
+    for (const body of ['', 'hello']) {
+      const direct: string[] = [];
+      const adapted: string[] = [];
+      const handler =
+        (events: string[]) => (req: IncomingMessage, res: ServerResponse, done: () => void) => {
+          record(req, res, events, done);
+          const answer = () => {
+            res.setHeader('Content-Type', 'text/plain');
+            res.end('ok');
+          };
+          if (body === '') answer();
+          else {
+            req.on('data', (d: Buffer) => events.push(`req data ${d.length}`));
+            req.on('end', answer);
+          }
+        };
+      await onNodeHttp(
+        `POST / HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+        handler(direct),
+      );
+      const input = new BodyInput(body.length);
+      let over: () => void = () => {};
+      const settled = new Promise<void>((r) => (over = r));
+      const h = harness(['REQUEST_METHOD', 'POST', 'CONTENT_LENGTH', String(body.length)], {
+        input,
+      });
+      const done = h.run(fromNodeHandler((req, res) => handler(adapted)(req, res, over)));
+      if (body !== '') {
+        input.feed(Buffer.from(body));
+      }
+      await done;
+      await settled;
+      expect(adapted).toEqual(direct);
+      expect(direct.indexOf('res finish')).toBeLessThan(direct.indexOf('req close'));
+    }
+  });
+
+  it('emits req "aborted", req "close" and res "close" as node:http does when the client goes away', async () => {
+    const handler =
+      (events: string[]) => (req: IncomingMessage, res: ServerResponse, done: () => void) => {
+        req.on('aborted', () => events.push(`req aborted`));
+        req.on('error', (e: Error & { code?: string }) =>
+          events.push(`req error ${e.message} ${e.code}`),
+        );
+        req.on('close', () => events.push('req close'));
+        res.on('close', () => {
+          events.push(`res close finished=${res.writableFinished}`);
+          setTimeout(done, 10);
+        });
+        /* reads the body that never completes, never answers */
+        req.on('data', () => {});
+      };
+    const direct: string[] = [];
+    await onNodeHttp(
+      'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc',
+      handler(direct),
+      true,
+    );
+    const adapted: string[] = [];
+    let over: () => void = () => {};
+    const settled = new Promise<void>((r) => (over = r));
+    const input = new BodyInput(100);
+    const h = harness(['REQUEST_METHOD', 'POST', 'CONTENT_LENGTH', '100'], { input });
+    const done = h.run(fromNodeHandler((req, res) => handler(adapted)(req, res, over)));
+    input.feed(Buffer.from('abc'));
+    await tick(30);
+    h.controller.abort();
+    await done;
+    await settled;
+    expect(adapted).toEqual(direct);
+    expect(direct).toContain('req aborted');
+  });
+
+  it('res.write() returns false past the socket buffer and "drain" comes once the peer took it', async () => {
+    let open: () => void = () => {};
+    let gate: Promise<void> | null = new Promise<void>((r) => (open = r));
+    const events: string[] = [];
+    const chunk = Buffer.alloc(20 * 1024, 0x63);
+    let res!: ServerResponse;
+    const app = fromNodeHandler((_req, r) => {
+      res = r;
+      r.setHeader('Content-Type', 'application/octet-stream');
+      r.on('drain', () => events.push('drain'));
+      events.push(`write ${r.write(chunk)}`); /* 20 KiB: more than a socket's 16 KiB */
+    });
+    const h = harness([], { ready: () => gate });
+    const done = h.run(app);
+    await tick(10);
+    /* the gateway took the first chunk (with the head) and the peer is slow */
+    expect(events).toEqual(['write false', 'drain']);
+    events.push(`write ${res.write('small')}`);
+    events.push(`write ${res.write(chunk)}`);
+    await tick(10);
+    expect(events).toEqual(['write false', 'drain', 'write true', 'write false']);
+    expect(res.writableNeedDrain).toBe(true);
+    gate = null;
+    open();
+    await tick(10);
+    expect(events).toEqual(['write false', 'drain', 'write true', 'write false', 'drain']);
+    expect(res.writableNeedDrain).toBe(false);
+    res.end();
+    await done;
+    expect(response(h.calls).body).toBe(
+      chunk.toString('latin1') + 'small' + chunk.toString('latin1'),
+    );
+  });
+});
+
+describe("tsgi's HTTP listener with a node handler", () => {
+  /** Sends `raw` to a createHttpServer(app) and gives back everything it answered. */
+  async function exchange(app: App, raw: string, errors: string[] = []): Promise<string> {
+    const server = createHttpServer(app, { errors: errorStream((b) => errors.push(latin1(b))) });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
+    let text = '';
+    socket.on('data', (d: Buffer) => (text += d.toString('latin1')));
+    socket.write(raw);
+    await new Promise<void>((r) => socket.on('close', () => r()));
+    await server.drain();
+    return text;
+  }
+
+  it("gives the handler node:http's own req and res, over the client's socket", async () => {
+    let socketClass = '';
+    let remote = '';
+    const app = fromNodeHandler((req, res) => {
+      socketClass = req.socket.constructor.name;
+      remote = `${req.socket.remoteAddress}`;
+      res.setHeader('Content-Type', 'text/plain');
+      res.end(`${req.method} ${req.url} ${req.headers['x-a']}`);
+    });
+    const text = await exchange(
+      app,
+      'GET /p?q=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nConnection: close\r\n\r\n',
+    );
+    expect(socketClass).toBe('Socket');
+    expect(remote).toBe('127.0.0.1');
+    expect(text.replace(/Date: [^\r]*\r\n/, '')).toBe(
+      'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n' +
+        'Content-Length: 12\r\n\r\nGET /p?q=1 1',
+    );
+  });
+
+  it('answers 500 when the handler throws, 501 to upgrades and CONNECT', async () => {
+    const errors: string[] = [];
+    const app = fromNodeHandler(() => {
+      throw new Error('boom');
+    });
+    const text = await exchange(
+      app,
+      'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+      errors,
+    );
+    expect(text).toMatch(/^HTTP\/1\.1 500 Internal Server Error\r\n/);
+    expect(text.endsWith('\r\n\r\nInternal Server Error\n')).toBe(true);
+    expect(errors.join('')).toMatch(/^tsgi: error in the node handler: Error: boom\n/);
+    const upgrade = await exchange(
+      fromNodeHandler(hello),
+      'GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n',
+    );
+    const reason =
+      '501 Not Implemented: protocol upgrades (Upgrade: websocket) cannot be served through ' +
+      'the TSGI interface: the gateway protocols do not hand over the client connection\n';
+    expect(upgrade).toBe(
+      'HTTP/1.1 501 Not Implemented\r\nContent-Type: text/plain; charset=utf-8\r\n' +
+        `Content-Length: ${reason.length}\r\nConnection: close\r\n\r\n${reason}`,
+    );
+    const tunnel = await exchange(
+      fromNodeHandler(hello),
+      'CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n',
+    );
+    expect(tunnel).toMatch(/^HTTP\/1\.1 501 Not Implemented\r\n[^]*CONNECT requests \(tunnels\)/);
+  });
+});
+
 /* ------------------------------------------------------------------------------------------ */
 
 describe('fromFetch', () => {
@@ -814,6 +1093,41 @@ describe('fromFetch', () => {
       ended: true,
       cut: false,
     });
+  });
+
+  it('gives a Request whose other members make the real one: body, signal, clone()', async () => {
+    const input = new BodyInput(5);
+    const seen: unknown[] = [];
+    const app = fromFetch(async (request) => {
+      seen.push(request instanceof Request, request.method, request.headers.get('x-a'));
+      const copy = new Request(request.clone());
+      seen.push(request.bodyUsed, await request.text(), request.bodyUsed);
+      seen.push(request.signal instanceof AbortSignal, request.signal.aborted);
+      seen.push(copy.url, copy.method, copy.headers.get('x-a'), await copy.text());
+      return new Response('ok');
+    });
+    const h = harness(
+      ['REQUEST_METHOD', 'PUT', 'CONTENT_LENGTH', '5', 'HTTP_X_A', '1', 'REQUEST_URI', '/u'],
+      { input },
+    );
+    const done = h.run(app);
+    input.feed(Buffer.from('hello'));
+    await done;
+    expect(seen).toEqual([
+      true,
+      'PUT',
+      '1',
+      false,
+      'hello',
+      true,
+      true,
+      false,
+      'http://example.org:8080/u',
+      'PUT',
+      '1',
+      'hello',
+    ]);
+    expect(response(h.calls).body).toBe('ok');
   });
 
   it('builds the URL from the scheme and SERVER_NAME when there is no Host', async () => {

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBuilt, ROOT } from './support/build.js';
 import { waitUntilAccepting } from './support/frontends.js';
+import { unsupportedOnThisNode, warnUnsupported } from './support/engines.js';
 import { freePort } from './support/peers.js';
 import { startChild, type Child } from './support/spawn.js';
 
@@ -22,9 +23,10 @@ interface Check {
   cookies?: string[];
 }
 
-const EXAMPLES: { file: string; checks: Check[] }[] = [
+const ALL_EXAMPLES: { file: string; packages: string[]; checks: Check[] }[] = [
   {
     file: 'examples/express/app.mjs',
+    packages: ['express'],
     checks: [
       {
         path: '/',
@@ -50,6 +52,7 @@ const EXAMPLES: { file: string; checks: Check[] }[] = [
   },
   {
     file: 'examples/koa/app.mjs',
+    packages: ['koa', '@koa/router', '@koa/bodyparser'],
     checks: [
       {
         path: '/',
@@ -69,6 +72,7 @@ const EXAMPLES: { file: string; checks: Check[] }[] = [
   },
   {
     file: 'examples/fastify/app.mjs',
+    packages: ['fastify'],
     checks: [
       {
         path: '/',
@@ -88,6 +92,7 @@ const EXAMPLES: { file: string; checks: Check[] }[] = [
   },
   {
     file: 'examples/hono/app.mjs',
+    packages: ['hono'],
     checks: [
       {
         path: '/',
@@ -113,6 +118,7 @@ const EXAMPLES: { file: string; checks: Check[] }[] = [
   },
   {
     file: 'examples/fetch/hello.mjs',
+    packages: [],
     checks: [
       {
         path: '/some/where',
@@ -140,6 +146,15 @@ function serveLine(file: string): string[] {
   if (m === null) throw new Error(`${file} has no "npx tsgi serve" line in its header`);
   return m[1]!.trim().split(/\s+/);
 }
+
+/* the Node version matrix: an example whose packages do not support this Node is skipped */
+const EXAMPLES = ALL_EXAMPLES.filter((e) => {
+  const reason = unsupportedOnThisNode(e.packages);
+  if (reason === null) return true;
+  warnUnsupported(e.file, reason);
+  describe.skip(`${e.file} (${reason})`, () => {});
+  return false;
+});
 
 describe.each(EXAMPLES)('$file', ({ file, checks }) => {
   let child: Child;

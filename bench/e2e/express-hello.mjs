@@ -1,4 +1,4 @@
-// bench:e2e rows "express-tsgi-fastcgi" and "express-node-http": an Express hello world with
+// bench:e2e rows "express-tsgi-fastcgi", "express-tsgi-http" and "express-own": an Express hello world with
 // the same body and Content-Type as every other row. res.send() runs (ETag, Content-Length);
 // the Content-Type is set with node's setHeader because Express's own setters add a charset.
 import express from 'express';

@@ -145,7 +145,125 @@ class StreamBody implements AsyncIterable<Chunk> {
   }
 }
 
+/** What a lazy request is made of (see lazyRequest). */
+interface RequestParts {
+  env: Environ;
+  method: string;
+  url: string;
+  headers: Headers | null;
+  real: Request | null;
+}
+
+const PARTS = Symbol('tsgi.request');
+type LazyRequest = Request & { [PARTS]: RequestParts };
+
+function headersOf(parts: RequestParts): Headers {
+  if (parts.headers === null) {
+    const raw = requestHeaders(parts.env);
+    const headers = new Headers();
+    for (let i = 0; i < raw.length; i += 2) headers.append(raw[i]!, raw[i + 1]!);
+    parts.headers = headers;
+  }
+  return parts.headers;
+}
+
+/** The real Request of a lazy one, made on first need: body, signal, clone(), … */
+function realRequest(self: LazyRequest): Request {
+  const parts = self[PARTS];
+  if (parts.real !== null) return parts.real;
+  const env = parts.env;
+  const init: RequestInit & { duplex?: 'half' } = {
+    method: parts.method,
+    headers: headersOf(parts),
+    signal: env['tsgi.signal'],
+  };
+  if (!NO_BODY_METHODS.has(parts.method.toUpperCase())) {
+    const cl = env.CONTENT_LENGTH;
+    const hasLength = typeof cl === 'string' && DIGITS.test(cl);
+    if ((hasLength && cl !== '0') || (!hasLength && env.HTTP_TRANSFER_ENCODING)) {
+      init.body = inputStream(env['tsgi.input']);
+      init.duplex = 'half';
+    }
+  }
+  parts.real = new Request(parts.url, init);
+  return parts.real;
+}
+
+/**
+ * The prototype of the requests handlers get: Request.prototype's own members, each
+ * forwarded to the real Request (made on first use), except method, url and headers, which
+ * are answered from the environ without making one. Request.prototype itself is not touched.
+ */
+const LAZY_REQUEST: object = (() => {
+  const proto = Object.create(Request.prototype) as Record<PropertyKey, unknown>;
+  for (const key of Reflect.ownKeys(Request.prototype)) {
+    if (key === 'constructor') continue;
+    const d = Object.getOwnPropertyDescriptor(Request.prototype, key)!;
+    if (typeof d.value === 'function') {
+      const method = d.value as (...args: unknown[]) => unknown;
+      Object.defineProperty(proto, key, {
+        configurable: true,
+        writable: true,
+        value: function (this: LazyRequest, ...args: unknown[]) {
+          return method.apply(realRequest(this), args);
+        },
+      });
+    } else if (d.get !== undefined) {
+      const get = d.get;
+      Object.defineProperty(proto, key, {
+        configurable: true,
+        get(this: LazyRequest) {
+          return get.call(realRequest(this));
+        },
+      });
+    }
+  }
+  Object.defineProperty(proto, 'method', {
+    configurable: true,
+    get(this: LazyRequest) {
+      return this[PARTS].method;
+    },
+  });
+  Object.defineProperty(proto, 'url', {
+    configurable: true,
+    get(this: LazyRequest) {
+      return this[PARTS].url;
+    },
+  });
+  Object.defineProperty(proto, 'headers', {
+    configurable: true,
+    get(this: LazyRequest) {
+      const parts = this[PARTS];
+      return parts.real !== null ? parts.real.headers : headersOf(parts);
+    },
+  });
+  return proto;
+})();
+
+/**
+ * The Request a handler gets: `instanceof Request`, with every member of one, but the real
+ * Request (its AbortSignal, body stream and header validation, most of a request's cost) is
+ * made only when the handler uses more than method, url and headers. Undici's own brand checks
+ * see through it: `fetch(request)` and `new Request(request)` need `request.clone()`.
+ */
+function lazyRequest(env: Environ, method: string, url: string): Request {
+  const req = Object.create(LAZY_REQUEST) as LazyRequest;
+  req[PARTS] = { env, method, url, headers: null, real: null };
+  return req;
+}
+
 const IMMEDIATE = Symbol('immediate');
+
+const toImmediate = (): typeof IMMEDIATE => IMMEDIATE;
+const pass = (): void => {};
+
+/**
+ * Settles after four promise jobs: the end of a body queued whole (a Response made from a
+ * string or bytes) is read after two on Node 18 to 26, without waiting for the event loop.
+ */
+function afterJobs(): Promise<typeof IMMEDIATE> {
+  return Promise.resolve().then(pass).then(pass).then(pass).then(toImmediate);
+}
 
 /** The body of `response` for the gateway: an array when it is complete at once. */
 async function responseBody(stream: ReadableStream<unknown>): Promise<Body> {
@@ -160,10 +278,7 @@ async function responseBody(stream: ReadableStream<unknown>): Promise<Body> {
   /* A Response made from a string or bytes has its whole body queued: the next read settles
    * at once. A live stream's does not; it is not waited for. */
   const second = reader.read();
-  const raced = await Promise.race([
-    second,
-    new Promise<typeof IMMEDIATE>((resolve) => setImmediate(resolve, IMMEDIATE)),
-  ]);
+  const raced = await Promise.race([second, afterJobs()]);
   if (raced !== IMMEDIATE && raced.done) return [first];
   return new StreamBody(reader, first, second);
 }
@@ -189,23 +304,7 @@ export function fromFetch(handler: FetchHandler, options: FetchAdapterOptions = 
     } catch {
       return badRequest(startResponse, 'the Host header and request target do not make a URL');
     }
-    const raw = requestHeaders(env);
-    const headers = new Headers();
-    for (let i = 0; i < raw.length; i += 2) headers.append(raw[i]!, raw[i + 1]!);
-    const init: RequestInit & { duplex?: 'half' } = {
-      method,
-      headers,
-      signal: env['tsgi.signal'],
-    };
-    if (!NO_BODY_METHODS.has(method.toUpperCase())) {
-      const cl = env.CONTENT_LENGTH;
-      const hasLength = typeof cl === 'string' && DIGITS.test(cl);
-      if ((hasLength && cl !== '0') || (!hasLength && env.HTTP_TRANSFER_ENCODING)) {
-        init.body = inputStream(env['tsgi.input']);
-        init.duplex = 'half';
-      }
-    }
-    const request = new Request(url, init);
+    const request = lazyRequest(env, method, url);
     const response: unknown = await handler(request, env);
     if (!isResponse(response)) {
       throw new TypeError(`the fetch handler returned ${describe(response)}, not a Response`);

@@ -2,49 +2,62 @@
  * fromNodeHandler(handler): runs a node:http request listener — an Express app, Koa's
  * `app.callback()`, Fastify's `routing`, a bare `(req, res) => …` — as a TSGI app.
  *
- * How: node:http itself makes the request and response objects. Each adapter owns a
- * `http.Server` that never listens; a request is written as HTTP/1.1 bytes into an in-memory
- * Duplex handed to that server with `server.emit('connection', duplex)` (the documented way to
- * inject a connection: "any Duplex stream can be passed"). node's own parser builds the
- * `IncomingMessage` and `ServerResponse`, with every behaviour of a real node:http request
- * (header folding, `rawHeaders`, body streaming, 100-continue, HEAD, keep-alive,
- * `res.on('close')`), and frameworks that swap prototypes (Express) or read private state get
- * what they get from node:http. Nothing of node is patched. The bytes node writes back are
- * parsed here (status line, headers, Content-Length / chunked / close-delimited body) and
- * leave through the gateway: startResponse with the headers, the body as an async iterable
- * whose next chunk is pulled only when the peer is ready — node's `res.write()` returns false
- * and `'drain'` follows, as on a socket.
+ * How: the request and response are node's own classes, made directly, as node:http's server
+ * makes them once its parser has read a request head (and as light-my-request does):
+ * `new IncomingMessage(socket)` filled with method, url, version and the header lines through
+ * node's own `_addHeaderLines` (so `req.headers` is built by node's code: set-cookie an array,
+ * cookie joined with "; ", duplicates of single-valued headers dropped), and
+ * `new ServerResponse(req)` attached (`assignSocket`) to a small socket-like object, the Wire.
+ * Nothing is serialised to HTTP and parsed again on the way in. Every behaviour of
+ * `res.setHeader`, `writeHead`, `flushHeaders`, `getHeaders`, Express's prototype swap and
+ * `instanceof` is node's. On the way out, node builds the response head itself (`res._header`)
+ * and writes it to the Wire: the status line and header lines are split from that string and
+ * leave through the gateway (startResponse), with the body as an array when the handler ended
+ * the response at once (the gateway then adds Content-Length), else as an async iterable
+ * whose next chunk is pulled only when the peer is ready. The Wire accepts 16 KiB that the
+ * gateway has not taken yet, as a socket's buffer does; past that `res.write()` returns false,
+ * and 'drain' follows once the gateway took it all. node's chunked framing (a response without
+ * Content-Length) is taken off again here. node's prototypes are never patched; the internal
+ * fields of node's classes the adapter reads or writes are all in `NODE` below.
  *
- * The in-memory connections are kept alive between requests and reused for the same client
- * connection (same REMOTE_ADDR, REMOTE_PORT and scheme), so `req.socket` behaves as on
- * node:http: one socket per client connection, with `remoteAddress`/`remotePort` from
- * REMOTE_ADDR/REMOTE_PORT, `localAddress`/`localPort` from SERVER_ADDR/SERVER_PORT, and
- * `encrypted: true` when the request came over HTTPS (so Express's `req.protocol`/`req.secure`,
- * Koa's `ctx.protocol` and Fastify's `request.protocol` say "https").
+ * Events are node:http's: 'finish', then res 'close', then req 'close' (once its body was
+ * read or dumped); when the client goes away (tsgi.signal) before the response finished, req
+ * is destroyed with an "aborted" ECONNRESET error (req 'aborted', req 'close') and res emits
+ * 'close' with `writableFinished` false.
  *
- * Request: method; `req.url` is REQUEST_URI below the app's mount point (SCRIPT_NAME; see
- * requestTarget in ./common.ts), raw bytes outside 0x21–0x7E percent-encoded, as node's parser
- * refuses them; headers rebuilt from HTTP_* / CONTENT_* (see ./common.ts for the name
- * mapping) except Connection and Keep-Alive, which belong to the client's connection to the
- * front server (a proxy drops them too); `req.httpVersion` from SERVER_PROTOCOL. The body
- * comes from tsgi.input with backpressure: Content-Length when CONTENT_LENGTH is given,
- * chunked when the request carried Transfer-Encoding and no length, else none.
+ * `req.socket` is the Wire, one per client connection (the same for keep-alive requests from
+ * one REMOTE_ADDR/REMOTE_PORT): `remoteAddress`/`remotePort` from REMOTE_ADDR/REMOTE_PORT,
+ * `localAddress`/`localPort` from SERVER_ADDR/SERVER_PORT, and `encrypted: true` when the
+ * request came over HTTPS (so Express's `req.ip`/`req.protocol`/`req.secure`, Koa's
+ * `ctx.protocol` and Fastify's `request.protocol` work without trusting a proxy).
  *
- * Response: node's framing headers (Connection, Keep-Alive, Transfer-Encoding) belong to the
- * in-memory hop and are removed; interim 1xx responses (writeContinue, writeEarlyHints) cannot
- * pass through a gateway and are dropped; trailers are dropped; a body without a Content-Type
- * gets `defaultContentType` (the gateway requires one). `flushHeaders()` is accepted, but the
- * head leaves the gateway with the first body byte (PEP 3333's rule). The client going away
- * (tsgi.signal) destroys the in-memory socket: `res` and `req` emit 'close' as on node:http.
- * CONNECT and Upgrade requests are answered 501. A handler that throws (or whose promise
- * rejects) gets a 500 when nothing was sent yet, else a cut response; the error goes to
- * tsgi.errors.
+ * Request: `req.url` is REQUEST_URI below the app's mount point (SCRIPT_NAME; see
+ * requestTarget in ./common.ts), raw bytes outside 0x21–0x7E percent-encoded; headers rebuilt
+ * from HTTP_* / CONTENT_* (see ./common.ts for the name mapping) except Connection and
+ * Keep-Alive, which belong to the client's connection to the front server; a header value
+ * with a control character is refused with 400, as node's parser refuses it;
+ * `req.httpVersion` from SERVER_PROTOCOL. The body streams from tsgi.input with
+ * backpressure (pushed into `req` while it wants more): up to CONTENT_LENGTH, or to the end
+ * of a chunked upload (Transfer-Encoding and no length); none otherwise. `Expect:
+ * 100-continue` is the front server's business: the handler is called at once, as node:http
+ * does without a 'checkContinue' listener.
+ *
+ * Response: node's framing headers (Connection, Keep-Alive, Transfer-Encoding) are removed;
+ * interim 1xx responses (writeContinue, writeEarlyHints) cannot pass through a gateway and
+ * are dropped; trailers are dropped; a body without a Content-Type gets `defaultContentType`
+ * (the gateway requires one). `flushHeaders()` is accepted, but the head leaves the gateway
+ * with the first body byte (PEP 3333's rule). A response that ends short of its
+ * Content-Length is cut; bytes past it are dropped. CONNECT and Upgrade requests are answered
+ * 501. A handler that throws (or whose promise rejects) gets a 500 when nothing was sent
+ * yet, else a cut response; the error goes to tsgi.errors.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { Duplex, type Readable } from 'node:stream';
+import { EventEmitter } from 'node:events';
+import { IncomingMessage, OutgoingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import type { App, Body, Chunk, Environ, Headers, StartResponse } from '../gateway/types.js';
 import {
   DEFAULT_CONTENT_TYPE,
+  badRequest,
   logError,
   notImplemented,
   requestHeaders,
@@ -62,94 +75,168 @@ export interface NodeAdapterOptions {
    * gateway refuses a body without a Content-Type, so one is always added.
    */
   defaultContentType?: string;
-  /** The largest request head node's parser accepts, in bytes (default 1 MiB: the front server limits it). */
-  maxHeaderSize?: number;
-  /** In-memory connections kept idle for reuse (default 1024). */
+  /** Idle per-client-connection sockets (`req.socket`) kept for reuse (default 1024). */
   maxIdleConnections?: number;
-  /** Milliseconds an idle in-memory connection is kept (default 60000). */
-  idleTimeout?: number;
 }
 
-/* Response parser phases. */
-const HEAD = 0;
-const LENGTH = 1;
-const CHUNK_SIZE = 2;
-const CHUNK_DATA = 3;
-const CHUNK_DATA_END = 4;
-const TRAILERS = 5;
-const UNTIL_CLOSE = 6;
-const DONE = 7;
+/* ------------------------------------------------------------------------------------------
+ * node internals: every field or method of node's http classes that is not public API and
+ * that this adapter reads, writes or calls. Each is what node:http's own server (lib/
+ * _http_server.js, _http_common.js) does with it; all exist unchanged in Node 18 to 26.
+ * ---------------------------------------------------------------------------------------- */
 
-const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
-const CRLF = Buffer.from('\r\n', 'latin1');
-const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
-const MAX_HEAD = 1024 * 1024;
-const MAX_LINE = 8 * 1024;
+/** OutgoingMessage's "write() returned false" flag (a module-private symbol of node's). */
+const kNeedDrain: symbol | undefined = Object.getOwnPropertySymbols(new OutgoingMessage()).find(
+  (s) => s.description === 'kNeedDrain',
+);
+
+interface NodeRequest {
+  /** Sets rawHeaders and how many lines req.headers is built from (the parser calls it). */
+  _addHeaderLines(raw: string[], n: number): void;
+  /** The request was read (req.read, 'data', pipe); else node dumps it when res finishes. */
+  _consuming: boolean;
+  /** Discards the unread request body (resOnFinish calls it). */
+  _dump(): void;
+  _readableState: { resumeScheduled: boolean };
+}
+
+interface NodeResponse {
+  /** The head node serialised ("HTTP/1.1 200 OK\r\nName: value\r\n…\r\n"), once made. */
+  _header: string | null;
+  /** The head was handed to the socket; false while only interim 1xx lines were written. */
+  _headerSent: boolean;
+  /** node frames the body as chunked (no Content-Length). */
+  chunkedEncoding: boolean;
+  /** Backs `res.closed` (emitCloseNT sets it with `destroyed`). */
+  _closed: boolean;
+  destroyed: boolean;
+  /** What node:http's socketOnDrain clears before emitting 'drain'. */
+  [key: symbol]: unknown;
+}
+
+/**
+ * The node internals this adapter needs that the running Node does not have (empty when all
+ * are there): the Node version matrix's first check, and fromNodeHandler()'s refusal.
+ */
+export function missingNodeInternals(): string[] {
+  const missing: string[] = [];
+  const inProto = IncomingMessage.prototype as unknown as Record<string, unknown>;
+  const outProto = ServerResponse.prototype as unknown as Record<string, unknown>;
+  if (typeof inProto._addHeaderLines !== 'function')
+    missing.push('IncomingMessage#_addHeaderLines');
+  if (typeof inProto._dump !== 'function') missing.push('IncomingMessage#_dump');
+  if (typeof outProto.assignSocket !== 'function') missing.push('ServerResponse#assignSocket');
+  if (typeof outProto.detachSocket !== 'function') missing.push('ServerResponse#detachSocket');
+  if (kNeedDrain === undefined) missing.push('OutgoingMessage[kNeedDrain]');
+  const out = new OutgoingMessage() as unknown as Record<string, unknown>;
+  for (const field of ['_header', '_headerSent', 'chunkedEncoding', '_closed']) {
+    if (!(field in out)) missing.push(`OutgoingMessage#${field}`);
+  }
+  return missing;
+}
+
+const asReq = (req: IncomingMessage): NodeRequest => req as unknown as NodeRequest;
+const asRes = (res: ServerResponse): NodeResponse => res as unknown as NodeResponse;
+
+/** node:http's emitCloseNT: res 'close', once. */
+function emitResClose(res: ServerResponse): void {
+  const r = asRes(res);
+  if (!r._closed) {
+    r.destroyed = true;
+    r._closed = true;
+    res.emit('close');
+  }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+const HIGH_WATER_MARK = 16 * 1024;
 const HANDLER_ERROR_BODY = 'Internal Server Error\n';
 const VERSION = /^HTTP\/(\d+)(?:\.(\d+))?$/;
 const DIGITS = /^[0-9]{1,15}$/;
+/** What node's parser refuses in a header value (field-content: VCHAR, obs-text, SP, HTAB). */
+const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+const MAX_CHUNK_LINE = 8 * 1024;
+
+/* Chunked-framing decoder phases (a response without Content-Length). */
+const CH_SIZE = 0;
+const CH_DATA = 1;
+const CH_DATA_END = 2;
+const CH_TRAILERS = 3;
+const CH_DONE = 4;
 
 function errorText(err: unknown): string {
   if (err instanceof Error) return err.stack ?? `${err.name}: ${err.message}`;
   return String(err);
 }
 
+type WriteCallback = (err?: Error | null) => void;
 const DONE_RESULT: IteratorResult<Chunk> = { done: true, value: undefined };
+const EXCHANGE = Symbol('tsgi.exchange');
+type Tagged = ServerResponse & { [EXCHANGE]?: Exchange };
+
+function callAll(cbs: WriteCallback[]): void {
+  for (const cb of cbs) cb();
+}
 
 /**
- * One request on an in-memory connection: feeds the request to node, parses node's response
- * and is the response body the gateway iterates.
+ * One request: its req/res, the response head and body on their way to the gateway, and the
+ * request body on its way from tsgi.input. Is the response body the gateway iterates.
  */
 class Exchange implements AsyncIterator<Chunk> {
-  private phase = HEAD;
-  private partial: Buffer | null = null;
-  private remaining = 0;
-  private line = '';
-  /** node did not say Connection: close. */
-  private keepAlive = true;
+  req!: IncomingMessage;
+  res!: ServerResponse;
+  /** The head was seen (status and headers known). */
+  private headSeen = false;
   private status = '';
   private headers: Headers = [];
-  /** Body chunks parsed and not yet taken by the gateway. */
+  private hasType = false;
+  /** Content-Length node sent, or -1. */
+  private length = -1;
+  /** Body bytes seen. */
+  private bytes = 0;
+  /** node frames this body as chunked: the framing is decoded here. */
+  private chunked = false;
+  private chPhase = CH_SIZE;
+  private chRemaining = 0;
+  private chLine = '';
+  /** Body bytes written by node, not taken by the gateway yet. */
   private queue: Buffer[] = [];
-  /** node's write callback, held while the gateway has not taken what that write carried. */
-  private held: (() => void) | null = null;
+  private queued = 0;
+  /** Write callbacks of what is queued (called once the gateway took it). */
+  private callbacks: WriteCallback[] = [];
   private waiter: {
     resolve: (r: IteratorResult<Chunk>) => void;
     reject: (e: unknown) => void;
   } | null = null;
-  private delivered = false;
+  /** The body went to the gateway (as an array or as this iterator). */
   private handedOver = false;
-  /** The whole response went to the gateway as an array. */
-  private arrayBody = false;
-  private complete = false;
+  private handOverQueued = false;
+  /** The handler is running (hand-over happens when it returns). */
+  inHandler = true;
   private failure: Error | null = null;
   private finished = false;
-  private aborted = false;
-  /** The request body was forwarded to its end (or there was none). */
-  bodyDone = true;
-  chunkedInput = false;
-  input: Readable | null = null;
-  private inputListeners: { ended: () => void; closed: () => void } | null = null;
-  /** tsgi.signal, listened to (by onAbort) until the exchange is over. */
+  private outcome: { body: Body } | { error: unknown } | null = null;
+  private pending: { resolve: (b: Body) => void; reject: (e: unknown) => void } | null = null;
+  /* request body */
+  private input: Readable | null = null;
+  private inputPaused = false;
   private signal: AbortSignal | null = null;
   private onAbort: (() => void) | null = null;
-  /** What the gateway gets, once known (before anyone waits for it). */
-  private outcome: { body: Body } | { error: unknown } | null = null;
-  /** The gateway's wait, made only when the answer was not there at once. */
-  private pending: { resolve: (b: Body) => void; reject: (e: unknown) => void } | null = null;
+
+  /** Writes a line on tsgi.errors. */
+  log(text: string): void {
+    logError(this.env, text);
+  }
 
   constructor(
     readonly env: Environ,
     private readonly startResponse: StartResponse,
-    readonly conn: Connection,
+    readonly wire: Wire,
     private readonly adapter: Adapter,
-    private readonly isHead: boolean,
   ) {}
 
-  /**
-   * The body for the gateway: itself when node answered while the request was pushed (most
-   * handlers do: node writes a response ended in the same tick at once), else a promise.
-   */
+  /** The body for the gateway: at once when known, else a promise. */
   result(): Body | Promise<Body> {
     const o = this.outcome;
     if (o !== null) {
@@ -177,299 +264,274 @@ class Exchange implements AsyncIterator<Chunk> {
     return this;
   }
 
-  /* ---- node → here: the response bytes ---- */
+  /* ---- node → gateway ---- */
 
-  /** Bytes node wrote; `cb` is node's write callback. */
-  written(chunks: Buffer[], cb: (err?: Error | null) => void): void {
-    this.delivered = false;
-    try {
-      for (const c of chunks) if (c.length !== 0) this.feed(c);
-    } catch (err) {
-      cb();
-      this.fail(err as Error);
-      return;
+  /** A write node made on the Wire. Returns what a socket's write() returns. */
+  write(
+    data: string | Uint8Array,
+    encoding: BufferEncoding | null,
+    cb: WriteCallback | null,
+  ): boolean {
+    if (this.failure !== null || this.finished) {
+      if (cb !== null) process.nextTick(cb);
+      return false;
     }
-    if (this.phase !== HEAD && !this.handedOver) this.handOver();
-    if (this.delivered && !this.arrayBody && !this.finished) {
-      this.held = cb;
-    } else {
-      cb();
-    }
-    if (this.complete && this.held === null) this.finish();
-  }
-
-  /** node ended its side of the connection. */
-  ended(): void {
-    if (this.phase === UNTIL_CLOSE) {
-      this.phase = DONE;
-      this.markComplete();
-      if (!this.handedOver) this.handOver();
-      if (this.held === null) this.finish();
-    } else if (!this.complete) {
-      this.fail(new Error('the node handler ended the connection in the middle of the response'));
-    }
-  }
-
-  /** The in-memory connection was destroyed (by the app, by the client leaving, by an error). */
-  closed(err: Error | null): void {
-    if (this.complete) {
-      this.finish();
-      return;
-    }
-    this.fail(
-      err ?? new Error('the node handler closed the connection before the response was complete'),
-    );
-  }
-
-  /** node's `res` emitted 'finish': everything was written. */
-  resFinished(): void {
-    if (this.complete || this.phase === UNTIL_CLOSE || this.phase === HEAD) return;
-    if (this.phase === LENGTH) {
-      this.fail(
-        new Error(
-          `the node handler ended the response ${this.remaining} bytes short of its Content-Length`,
-        ),
-      );
-    }
-  }
-
-  private feed(b: Buffer): void {
-    let i = 0;
-    while (i < b.length) {
-      switch (this.phase) {
-        case HEAD: {
-          let data = b;
-          let from = i;
-          if (this.partial !== null) {
-            data = Buffer.concat([this.partial, b.subarray(i)]);
-            from = 0;
-            this.partial = null;
-          }
-          const end = data.indexOf(CRLFCRLF, from);
-          if (end === -1) {
-            if (data.length - from > MAX_HEAD) throw new Error('the response head is too large');
-            this.partial = Buffer.from(data.subarray(from));
-            return;
-          }
-          this.parseHead(data.toString('latin1', from, end));
-          b = data;
-          i = end + 4;
-          break;
-        }
-        case LENGTH:
-        case CHUNK_DATA: {
-          const n = Math.min(this.remaining, b.length - i);
-          this.deliver(b.subarray(i, i + n));
-          i += n;
-          this.remaining -= n;
-          if (this.remaining === 0) {
-            if (this.phase === LENGTH) {
-              this.phase = DONE;
-              this.markComplete();
-            } else {
-              this.phase = CHUNK_DATA_END;
-              this.remaining = 2;
-            }
-          }
-          break;
-        }
-        case CHUNK_DATA_END: {
-          const n = Math.min(this.remaining, b.length - i);
-          i += n;
-          this.remaining -= n;
-          if (this.remaining === 0) this.phase = CHUNK_SIZE;
-          break;
-        }
-        case CHUNK_SIZE:
-        case TRAILERS: {
-          const lf = b.indexOf(10, i);
-          const stop = lf === -1 ? b.length : lf;
-          this.line += b.toString('latin1', i, stop);
-          if (this.line.length > MAX_LINE)
-            throw new Error('a chunk-size or trailer line is too long');
-          i = stop + 1;
-          if (lf === -1) break;
-          let line = this.line;
-          this.line = '';
-          if (line.endsWith('\r')) line = line.slice(0, -1);
-          if (this.phase === TRAILERS) {
-            if (line === '') {
-              this.phase = DONE;
-              this.markComplete();
-            }
-            break;
-          }
-          const semi = line.indexOf(';');
-          const hex = (semi === -1 ? line : line.slice(0, semi)).trim();
-          if (!/^[0-9a-fA-F]{1,12}$/.test(hex)) {
-            throw new Error(`bad chunk size line ${JSON.stringify(line)} from node`);
-          }
-          const size = parseInt(hex, 16);
-          if (size === 0) this.phase = TRAILERS;
-          else {
-            this.phase = CHUNK_DATA;
-            this.remaining = size;
-          }
-          break;
-        }
-        case UNTIL_CLOSE:
-          this.deliver(i === 0 ? b : b.subarray(i));
-          i = b.length;
-          break;
-        default:
-          /* DONE: node wrote more than the response framing allows (e.g. more bytes than its
-           * Content-Length): drop them, and the connection with them. */
-          if (this.keepAlive) {
-            logError(
-              this.env,
-              `tsgi: the node handler wrote ${b.length - i} bytes after the end of its response ` +
-                '(more than its Content-Length?); they were dropped',
-            );
-          }
-          this.keepAlive = false;
-          i = b.length;
+    let body: Buffer | null = null;
+    if (!this.headSeen) {
+      const res = asRes(this.res);
+      const head = res._header;
+      if (!res._headerSent || head === null) {
+        /* an interim response (writeContinue, writeEarlyHints), written raw: dropped */
+        if (cb !== null) process.nextTick(cb);
+        return true;
       }
-    }
-  }
-
-  private parseHead(text: string): void {
-    const eol = text.indexOf('\r\n');
-    const statusLine = eol === -1 ? text : text.slice(0, eol);
-    const code = Number(statusLine.slice(9, 12));
-    if (!(code >= 100 && code <= 999) || !statusLine.startsWith('HTTP/')) {
-      throw new Error(`bad status line ${JSON.stringify(statusLine)} from node`);
-    }
-    if (code < 200) {
-      if (code === 101)
-        throw new Error('the node handler switched protocols (101), which a gateway cannot carry');
-      return; /* interim response: dropped, the final one follows */
-    }
-    const headers: Headers = [];
-    let chunked = false;
-    let length = -1;
-    let hasType = false;
-    let pos = eol === -1 ? text.length : eol + 2;
-    while (pos < text.length) {
-      let next = text.indexOf('\r\n', pos);
-      if (next === -1) next = text.length;
-      const colon = text.indexOf(':', pos);
-      if (colon !== -1 && colon < next) {
-        const name = text.slice(pos, colon);
-        let v = colon + 1;
-        while (v < next && (text.charCodeAt(v) === 32 || text.charCodeAt(v) === 9)) v++;
-        const value = text.slice(v, next);
-        switch (name.length) {
-          case 10:
-            if (name.toLowerCase() === 'connection') {
-              if (value !== 'keep-alive' && /(?:^|,)\s*close\s*(?:,|$)/i.test(value)) {
-                this.keepAlive = false;
-              }
-              break;
-            }
-            if (name.toLowerCase() === 'keep-alive') break;
-            headers.push([name, value]);
-            break;
-          case 12:
-            if (name.toLowerCase() === 'content-type') hasType = true;
-            headers.push([name, value]);
-            break;
-          case 14:
-            if (name.toLowerCase() === 'content-length') length = Number(value);
-            headers.push([name, value]);
-            break;
-          case 17:
-            if (name.toLowerCase() === 'transfer-encoding') {
-              chunked = /chunked\s*$/i.test(value);
-              break;
-            }
-            headers.push([name, value]);
-            break;
-          default:
-            headers.push([name, value]);
-        }
+      this.takeHead(head);
+      if (typeof data === 'string') {
+        if (data.length > head.length)
+          body = Buffer.from(data.slice(head.length), encoding ?? 'utf8');
+      } else if (data.length !== 0) {
+        body =
+          data instanceof Buffer ? data : Buffer.from(data.buffer, data.byteOffset, data.length);
       }
-      pos = next + 2;
+      if (!this.inHandler && !this.handOverQueued) {
+        this.handOverQueued = true;
+        process.nextTick(handOverLater, this);
+      }
+    } else if (typeof data === 'string') {
+      if (data.length !== 0) body = Buffer.from(data, encoding ?? 'utf8');
+    } else if (data.length !== 0) {
+      body = data instanceof Buffer ? data : Buffer.from(data.buffer, data.byteOffset, data.length);
     }
-    const reason = statusLine.slice(13);
-    this.status = `${code} ${reason}`;
-    if (this.isHead || code === 204 || code === 304) {
-      this.phase = DONE;
-    } else if (chunked) {
-      this.phase = CHUNK_SIZE;
-    } else if (length >= 0) {
-      this.phase = length === 0 ? DONE : LENGTH;
-      this.remaining = length;
-    } else {
-      this.phase = UNTIL_CLOSE;
-      this.keepAlive = false;
+    if (body !== null) {
+      if (this.chunked) this.unchunk(body);
+      else this.deliver(body);
     }
-    if (!hasType && this.phase !== DONE) {
-      headers.push(['Content-Type', this.adapter.defaultContentType]);
+    /* a socket calls back once its buffer took the bytes: at once below its high-water mark
+     * (as the kernel takes a small write), else once the gateway took them */
+    const below = this.queued < HIGH_WATER_MARK;
+    if (cb !== null) {
+      if (below && this.callbacks.length === 0) process.nextTick(cb);
+      else this.callbacks.push(cb);
     }
-    this.headers = headers;
-    if (this.phase === DONE) this.markComplete();
+    return below;
   }
 
+  /** Status and headers from the head node serialised. */
+  private takeHead(text: string): void {
+    this.headSeen = true;
+    let eol = text.indexOf('\r\n');
+    this.status = text.slice(9, eol);
+    const headers = this.headers;
+    let pos = eol + 2;
+    const end = text.length - 2;
+    while (pos < end) {
+      eol = text.indexOf('\r\n', pos);
+      const colon = text.indexOf(': ', pos);
+      const name = text.slice(pos, colon);
+      const value = text.slice(colon + 2, eol);
+      pos = eol + 2;
+      /* the candidates by length and first letter; toLowerCase() (a new string) only then */
+      const first = name.charCodeAt(0) | 0x20;
+      switch (name.length) {
+        case 10:
+          if (
+            first === 0x63 /* c */ &&
+            (name === 'Connection' || name.toLowerCase() === 'connection')
+          )
+            continue;
+          if (first === 0x6b && (name === 'Keep-Alive' || name.toLowerCase() === 'keep-alive'))
+            continue;
+          break;
+        case 12:
+          if (first === 0x63 && (name === 'Content-Type' || name.toLowerCase() === 'content-type'))
+            this.hasType = true;
+          break;
+        case 14:
+          if (
+            first === 0x63 &&
+            (name === 'Content-Length' || name.toLowerCase() === 'content-length')
+          )
+            this.length = DIGITS.test(value) ? Number(value) : -1;
+          break;
+        case 17:
+          if (
+            first === 0x74 /* t */ &&
+            (name === 'Transfer-Encoding' || name.toLowerCase() === 'transfer-encoding')
+          )
+            continue;
+          break;
+      }
+      headers.push([name, value]);
+    }
+    this.chunked = asRes(this.res).chunkedEncoding;
+    if (this.chunked) this.length = -1;
+  }
+
+  /** Body bytes (unframed) for the gateway. */
   private deliver(b: Buffer): void {
-    if (b.length === 0) return;
-    this.delivered = true;
+    if (this.length >= 0) {
+      const room = this.length - this.bytes;
+      if (b.length > room) {
+        logError(
+          this.env,
+          `tsgi: the node handler wrote ${b.length - room} bytes past its Content-Length; ` +
+            'they were dropped',
+        );
+        if (room <= 0) return;
+        b = b.subarray(0, room);
+      }
+    }
+    this.bytes += b.length;
     const w = this.waiter;
-    if (w !== null && this.queue.length === 0) {
+    if (w !== null && this.queued === 0) {
       this.waiter = null;
       w.resolve({ done: false, value: b });
       return;
     }
     this.queue.push(b);
+    this.queued += b.length;
   }
 
-  private markComplete(): void {
-    this.complete = true;
-    const w = this.waiter;
-    if (w !== null && this.queue.length === 0) {
-      this.waiter = null;
-      w.resolve(DONE_RESULT);
+  /** Takes node's chunked framing off `b`. */
+  private unchunk(b: Buffer): void {
+    let i = 0;
+    while (i < b.length) {
+      switch (this.chPhase) {
+        case CH_DATA: {
+          const n = Math.min(this.chRemaining, b.length - i);
+          this.deliver(i === 0 && n === b.length ? b : b.subarray(i, i + n));
+          i += n;
+          this.chRemaining -= n;
+          if (this.chRemaining === 0) {
+            this.chPhase = CH_DATA_END;
+            this.chRemaining = 2;
+          }
+          break;
+        }
+        case CH_DATA_END: {
+          const n = Math.min(this.chRemaining, b.length - i);
+          i += n;
+          this.chRemaining -= n;
+          if (this.chRemaining === 0) this.chPhase = CH_SIZE;
+          break;
+        }
+        case CH_SIZE:
+        case CH_TRAILERS: {
+          const lf = b.indexOf(10, i);
+          const stop = lf === -1 ? b.length : lf;
+          this.chLine += b.toString('latin1', i, stop);
+          if (this.chLine.length > MAX_CHUNK_LINE)
+            throw new Error('a chunk line from node is too long');
+          i = stop + 1;
+          if (lf === -1) break;
+          let line = this.chLine;
+          this.chLine = '';
+          if (line.endsWith('\r')) line = line.slice(0, -1);
+          if (this.chPhase === CH_TRAILERS) {
+            if (line === '') this.chPhase = CH_DONE;
+            break;
+          }
+          const semi = line.indexOf(';');
+          const size = parseInt(semi === -1 ? line : line.slice(0, semi), 16);
+          if (!(size >= 0))
+            throw new Error(`bad chunk size line ${JSON.stringify(line)} from node`);
+          if (size === 0) this.chPhase = CH_TRAILERS;
+          else {
+            this.chPhase = CH_DATA;
+            this.chRemaining = size;
+          }
+          break;
+        }
+        default:
+          i = b.length; /* after the last chunk: nothing node writes belongs to the body */
+      }
     }
   }
 
-  /** The head is parsed: give the gateway the status, the headers and the body. */
-  private handOver(): void {
-    try {
-      this.startResponse(this.status, this.headers);
-    } catch (err) {
-      /* e.g. validate() refused a header: the gateway answers 500 */
-      this.fail(err as Error);
+  get queuedBytes(): number {
+    return this.queued;
+  }
+
+  /** The response is complete: node ended it and every byte was written. */
+  private get complete(): boolean {
+    return this.res.writableEnded && this.failure === null;
+  }
+
+  /** Why a complete response is not what it said it is, or null. */
+  private shortfall(): Error | null {
+    if (this.length >= 0 && this.bytes < this.length && this.mayHaveBody()) {
+      return new Error(
+        `the node handler ended the response ${this.length - this.bytes} bytes short of its ` +
+          'Content-Length',
+      );
+    }
+    return null;
+  }
+
+  /** The head and body go to the gateway: an array when complete, else this iterator. */
+  handOver(): void {
+    if (this.handedOver) return;
+    if (this.failure !== null) {
+      this.handedOver = true;
+      this.rejectBody(this.failure);
       return;
     }
+    if (!this.headSeen) return;
     this.handedOver = true;
-    if (this.complete) {
-      /* the whole response is here: an array body, so the gateway knows its length */
+    const complete = this.complete;
+    if (!this.hasType && (complete ? this.queued !== 0 : this.mayHaveBody())) {
+      this.headers.push(['Content-Type', this.adapter.defaultContentType]);
+    }
+    let error = complete ? this.shortfall() : null;
+    if (error === null) {
+      try {
+        this.startResponse(this.status, this.headers);
+      } catch (err) {
+        error = err as Error;
+      }
+    }
+    if (error !== null) {
+      this.failure = error;
+      this.rejectBody(error);
+      return;
+    }
+    if (complete) {
       const body = this.queue;
       this.queue = [];
-      this.arrayBody = true;
+      this.queued = 0;
+      const cbs = this.callbacks;
+      if (cbs.length !== 0) {
+        this.callbacks = [];
+        process.nextTick(callAll, cbs);
+      }
       this.resolveBody(body);
     } else {
       this.resolveBody(this);
     }
   }
 
-  /* ---- the gateway → here: pulling the body ---- */
+  private mayHaveBody(): boolean {
+    if (this.env.REQUEST_METHOD === 'HEAD') return false;
+    const code = Number(this.status.slice(0, 3));
+    return code !== 204 && code !== 304;
+  }
 
   next(): Promise<IteratorResult<Chunk>> {
-    if (this.queue.length !== 0) {
-      return Promise.resolve({ done: false, value: this.queue.shift()! });
-    }
-    const cb = this.held;
-    if (cb !== null) {
-      /* the gateway took everything node's last write carried: let node write again */
-      this.held = null;
-      cb();
-      if (this.queue.length !== 0) {
-        return Promise.resolve({ done: false, value: this.queue.shift()! });
-      }
+    if (this.queued !== 0) {
+      const q = this.queue;
+      const value = q.length === 1 ? q[0]! : Buffer.concat(q, this.queued);
+      this.queue = [];
+      this.queued = 0;
+      process.nextTick(tookAll, this);
+      return Promise.resolve({ done: false, value });
     }
     if (this.failure !== null) return Promise.reject(this.failure);
     if (this.complete) {
-      if (this.held === null) this.finish();
+      const short = this.shortfall();
+      if (short !== null) {
+        this.fail(short);
+        return Promise.reject(short);
+      }
       return Promise.resolve(DONE_RESULT);
     }
     return new Promise((resolve, reject) => {
@@ -477,33 +539,54 @@ class Exchange implements AsyncIterator<Chunk> {
     });
   }
 
+  /** The gateway took everything queued: node's callbacks run, and 'drain' as a socket's. */
+  tookAll(): void {
+    if (this.queued !== 0) return;
+    const cbs = this.callbacks;
+    if (cbs.length !== 0) {
+      this.callbacks = [];
+      callAll(cbs);
+    }
+    const res = this.res;
+    if (kNeedDrain !== undefined) {
+      const r = asRes(res);
+      if (!res.writableEnded && r[kNeedDrain] === true) {
+        r[kNeedDrain] = false;
+        res.emit('drain');
+      }
+    } else if (res.writableNeedDrain) {
+      res.emit('drain');
+    }
+  }
+
+  /** res emitted 'finish': wake a gateway waiting for the end. */
+  resFinished(): void {
+    const w = this.waiter;
+    if (w === null || this.queued !== 0) return;
+    this.waiter = null;
+    const short = this.shortfall();
+    if (short !== null) {
+      this.fail(short);
+      w.reject(short);
+      return;
+    }
+    w.resolve(DONE_RESULT);
+  }
+
   return(): Promise<IteratorResult<Chunk>> {
-    this.close();
     return Promise.resolve(DONE_RESULT);
   }
 
-  /** Body.close(): called by the gateway on every path; before the end it means "client gone". */
-  close(): void {
-    if (!this.complete) this.abort();
-  }
-
-  /* ---- the end ---- */
-
-  /** The client went away (tsgi.signal) or the gateway stopped: destroy the connection. */
-  abort(): void {
-    if (this.complete || this.aborted) return;
-    this.aborted = true;
-    this.conn.destroy();
-  }
-
-  private fail(err: Error): void {
-    if (this.failure !== null || this.complete) return;
+  /** The response cannot complete: the gateway gets the error (a 500, or a cut response). */
+  fail(err: Error): void {
+    if (this.failure !== null) return;
     this.failure = err;
-    this.keepAlive = false;
-    /* settle what the gateway waits on, also after an abort (it then ignores the error) */
     if (!this.handedOver) {
-      this.handedOver = true;
-      this.rejectBody(err);
+      /* while the handler runs, handOver() follows its return */
+      if (!this.inHandler) {
+        this.handedOver = true;
+        this.rejectBody(err);
+      }
     } else {
       const w = this.waiter;
       if (w !== null) {
@@ -511,104 +594,162 @@ class Exchange implements AsyncIterator<Chunk> {
         w.reject(err);
       }
     }
-    this.finish();
+    this.queue = [];
+    this.queued = 0;
   }
 
-  /** The exchange is over: detach from the input and give the connection back (or drop it). */
-  private finish(): void {
+  /** The Wire was destroyed (by the app, by the client leaving). */
+  closed(err: Error | null): void {
+    if (!this.complete) {
+      this.fail(
+        err ?? new Error('the node handler closed the connection before the response was complete'),
+      );
+    }
+    const req = this.req;
+    if (!this.res.writableFinished && !req.destroyed) {
+      /* node:http's abortIncoming */
+      req.destroy(Object.assign(new Error('aborted'), { code: 'ECONNRESET' }));
+    }
+    this.over();
+  }
+
+  /** The exchange is over: stop following tsgi.input and tsgi.signal. */
+  over(): void {
     if (this.finished) return;
     this.finished = true;
     if (this.onAbort !== null) this.signal!.removeEventListener('abort', this.onAbort);
     this.detachInput();
-    this.adapter.release(this.conn, this.keepAlive && this.bodyDone && this.failure === null);
   }
 
-  /** Forwards `input` (tsgi.input) to node as the request body. */
-  attachInput(input: Readable, chunked: boolean): void {
+  /* ---- tsgi.input → req ---- */
+
+  /** Streams `input` into req as its body. */
+  attachInput(input: Readable): void {
     this.input = input;
-    this.bodyDone = false;
-    this.chunkedInput = chunked;
-    const listeners = {
-      ended: (): void => {
-        if (this.chunkedInput) this.conn.push(LAST_CHUNK);
-        this.bodyDone = true;
-        this.detachInput();
-      },
-      closed: (): void => {
-        /* closed before its end: the request was aborted or its body ended short */
-        if (!this.bodyDone && !this.complete) this.abort();
-      },
-    };
-    this.inputListeners = listeners;
-    input.on('readable', this.conn.pump);
-    input.on('end', listeners.ended);
-    input.on('close', listeners.closed);
+    input.on('readable', this.onReadable);
+    input.on('end', this.inputEnded);
+    input.on('close', this.inputClosed);
   }
 
   private detachInput(): void {
     const input = this.input;
-    const listeners = this.inputListeners;
-    if (input === null || listeners === null) return;
-    input.off('readable', this.conn.pump);
-    input.off('end', listeners.ended);
-    input.off('close', listeners.closed);
+    if (input === null) return;
     this.input = null;
-    this.inputListeners = null;
+    input.off('readable', this.onReadable);
+    input.off('end', this.inputEnded);
+    input.off('close', this.inputClosed);
   }
 
-  get isFinished(): boolean {
-    return this.finished;
+  private readonly onReadable = (): void => {
+    if (!this.inputPaused) this.pump();
+  };
+
+  /** Moves body bytes from tsgi.input into req while req wants them. */
+  private pump(): void {
+    const input = this.input;
+    if (input === null) return;
+    const req = this.req;
+    for (;;) {
+      const c = input.read() as Buffer | null;
+      if (c === null) return;
+      if (!req.push(c)) {
+        this.inputPaused = true;
+        return;
+      }
+    }
   }
 
-  /** Follows tsgi.signal from now on: the client going away destroys the connection. */
+  /** req wants more (its _read called the Wire's resume()). */
+  resume(): void {
+    if (!this.inputPaused) return;
+    this.inputPaused = false;
+    this.pump();
+  }
+
+  private readonly inputEnded = (): void => {
+    this.detachInput();
+    this.req.complete = true;
+    this.req.push(null);
+  };
+
+  private readonly inputClosed = (): void => {
+    /* closed before its end: the request was aborted or its body ended short */
+    if (this.input !== null && !this.req.complete) this.wire.destroy();
+  };
+
+  /** Follows tsgi.signal from now on: the client going away destroys the Wire. */
   watch(): void {
-    if (this.finished) return;
+    if (this.finished || this.res.writableFinished) return;
     const signal = this.env['tsgi.signal'];
     if (signal.aborted) {
-      this.abort();
+      this.wire.destroy();
       return;
     }
     this.signal = signal;
-    this.onAbort = () => this.abort();
+    this.onAbort = () => this.wire.destroy();
     signal.addEventListener('abort', this.onAbort, { once: true });
-  }
-
-  /** Sets req.httpVersion* to SERVER_PROTOCOL's version (the in-memory hop is HTTP/1.1). */
-  setVersion(req: IncomingMessage): void {
-    const proto = this.env.SERVER_PROTOCOL;
-    if (proto === 'HTTP/1.1') return;
-    const m = VERSION.exec(proto);
-    if (m === null) return;
-    const major = Number(m[1]);
-    const minor = Number(m[2] ?? 0);
-    req.httpVersionMajor = major;
-    req.httpVersionMinor = minor;
-    req.httpVersion = `${major}.${minor}`;
   }
 }
 
+function handOverLater(ex: Exchange): void {
+  ex.handOver();
+}
+
+function tookAll(ex: Exchange): void {
+  ex.tookAll();
+}
+
+function watchSignal(ex: Exchange): void {
+  ex.watch();
+}
+
+/** node:http's resOnFinish, for a response on a Wire. */
+function onResFinish(this: ServerResponse): void {
+  const ex = (this as Tagged)[EXCHANGE];
+  if (ex === undefined) return;
+  const req = asReq(ex.req);
+  if (!req._consuming && !req._readableState.resumeScheduled) req._dump();
+  const wire = ex.wire;
+  if (wire._httpMessage === this) this.detachSocket(wire as never);
+  process.nextTick(emitResClose, this);
+  ex.resFinished();
+  ex.over();
+  ex.wire.exchange = null;
+  if (!wire.destroyed) ex.wire.adapter.release(wire);
+}
+
 /**
- * The in-memory socket node:http serves: what node writes is the response, what is pushed is
- * the request. Carries the client's addresses for `req.socket`.
+ * The socket node's req and res see (`req.socket`, `res.socket`): carries the client's
+ * addresses, takes what node writes to the current exchange, and lets req pull its body.
  */
-class Connection extends Duplex {
+class Wire extends EventEmitter {
   exchange: Exchange | null = null;
-  idleSince = 0;
-  private wanting = false;
+  /** The response attached to this socket (ServerResponse#assignSocket sets it). */
+  _httpMessage: ServerResponse | null = null;
+  /** What OutgoingMessage#end() resets; `writableCorked` reads it. */
+  readonly _writableState = { corked: 0 };
+  readable = true;
+  writable = true;
+  destroyed = false;
+  /** node's readStart() resumes a socket that is not `_paused`. */
+  readonly _paused = false;
+  readonly writableHighWaterMark = HIGH_WATER_MARK;
+  readonly readableHighWaterMark = HIGH_WATER_MARK;
   readonly remoteAddress: string | undefined;
   readonly remotePort: number | undefined;
   readonly remoteFamily: string | undefined;
   readonly localAddress: string | undefined;
   readonly localPort: number | undefined;
+  private readonly serverPort: string;
   /** true for HTTPS requests, as on a TLSSocket; absent otherwise, as on a net.Socket. */
   declare readonly encrypted?: boolean;
 
   constructor(
     env: Environ,
     readonly key: string,
-    private readonly adapter: Adapter,
+    readonly adapter: Adapter,
   ) {
-    super({ allowHalfOpen: true });
+    super();
     const addr = env.REMOTE_ADDR;
     this.remoteAddress = addr;
     const port = env.REMOTE_PORT;
@@ -616,10 +757,101 @@ class Connection extends Duplex {
     this.remoteFamily = addr === undefined ? undefined : addr.includes(':') ? 'IPv6' : 'IPv4';
     const local = env.SERVER_ADDR;
     this.localAddress = typeof local === 'string' ? local : undefined;
+    this.serverPort = env.SERVER_PORT;
     this.localPort = env.SERVER_PORT ? Number(env.SERVER_PORT) : undefined;
     if (env['tsgi.url_scheme'] === 'https') {
       Object.defineProperty(this, 'encrypted', { value: true, enumerable: true });
     }
+  }
+
+  /** Whether a request with this environ came over this Wire's client connection. */
+  serves(env: Environ): boolean {
+    return (
+      env.REMOTE_ADDR === this.remoteAddress &&
+      env.SERVER_PORT === this.serverPort &&
+      env.SERVER_ADDR === this.localAddress &&
+      (env['tsgi.url_scheme'] === 'https') === (this.encrypted === true)
+    );
+  }
+
+  get writableCorked(): number {
+    return this._writableState.corked;
+  }
+
+  /** Bytes written and not taken by the gateway yet (node adds it to res.writableLength). */
+  get writableLength(): number {
+    return this.exchange?.queuedBytes ?? 0;
+  }
+
+  get connecting(): boolean {
+    return false;
+  }
+
+  cork(): void {
+    this._writableState.corked++;
+  }
+
+  uncork(): void {
+    if (this._writableState.corked > 0) this._writableState.corked--;
+  }
+
+  write(
+    data: string | Uint8Array,
+    encoding?: BufferEncoding | WriteCallback | null,
+    cb?: WriteCallback,
+  ): boolean {
+    if (typeof encoding === 'function') {
+      cb = encoding;
+      encoding = null;
+    }
+    const ex = this.exchange;
+    if (ex === null || this.destroyed) {
+      if (cb !== undefined) process.nextTick(cb);
+      return false;
+    }
+    try {
+      return ex.write(data, encoding ?? null, cb ?? null);
+    } catch (err) {
+      ex.fail(err as Error);
+      if (cb !== undefined) process.nextTick(cb);
+      return false;
+    }
+  }
+
+  /** Like a socket's end(): what the app wrote so far is the response, the socket closes. */
+  end(data?: unknown, encoding?: unknown, cb?: unknown): this {
+    if (typeof data === 'string' || data instanceof Uint8Array) {
+      this.write(data, encoding as BufferEncoding | null, cb as WriteCallback | undefined);
+    }
+    this.destroy();
+    return this;
+  }
+
+  destroySoon(): void {
+    this.end();
+  }
+
+  destroy(err?: Error): this {
+    if (this.destroyed) return this;
+    this.destroyed = true;
+    this.readable = false;
+    this.writable = false;
+    this.adapter.forget(this);
+    const ex = this.exchange;
+    this.exchange = null;
+    if (ex !== null) ex.closed(err ?? null);
+    process.nextTick(emitWireClose, this, err !== undefined);
+    return this;
+  }
+
+  /** req's _read() resumes its socket: more of the request body. */
+  resume(): this {
+    this.exchange?.resume();
+    return this;
+  }
+
+  pause(): this {
+    return this;
   }
 
   /** Like net.Socket#address(): the local end. */
@@ -632,7 +864,7 @@ class Connection extends Duplex {
     };
   }
 
-  /* net.Socket methods frameworks call; an in-memory socket has nothing to tune. */
+  /* net.Socket methods frameworks call; there is nothing to tune here. */
   setTimeout(_ms: number, cb?: () => void): this {
     if (cb !== undefined) this.once('timeout', cb);
     return this;
@@ -649,97 +881,78 @@ class Connection extends Duplex {
   unref(): this {
     return this;
   }
+}
 
-  /** Sends the request head; the body (if any) follows from the exchange's input. */
-  send(head: Buffer): void {
-    this.wanting = this.push(head);
-    if (this.exchange?.input != null) this.pump();
-  }
-
-  override _read(): void {
-    this.wanting = true;
-    this.pump();
-  }
-
-  /** Moves request body bytes from tsgi.input to node while node wants them. */
-  readonly pump = (): void => {
-    const ex = this.exchange;
-    const input = ex?.input;
-    if (input == null) return;
-    while (this.wanting) {
-      const c = input.read() as Buffer | null;
-      if (c === null) return;
-      if (ex!.chunkedInput) {
-        this.wanting = this.push(
-          Buffer.concat([Buffer.from(`${c.length.toString(16)}\r\n`, 'latin1'), c, CRLF]),
-        );
-      } else {
-        this.wanting = this.push(c);
-      }
-    }
-  };
-
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    const ex = this.exchange;
-    if (ex === null) {
-      cb();
-      return;
-    }
-    ex.written([chunk], cb);
-  }
-
-  override _writev(
-    chunks: { chunk: Buffer; encoding: BufferEncoding }[],
-    cb: (err?: Error | null) => void,
-  ): void {
-    const ex = this.exchange;
-    if (ex === null) {
-      cb();
-      return;
-    }
-    const list: Buffer[] = new Array<Buffer>(chunks.length);
-    for (let i = 0; i < chunks.length; i++) list[i] = chunks[i]!.chunk;
-    ex.written(list, cb);
-  }
-
-  override _final(cb: (err?: Error | null) => void): void {
-    cb();
-    const ex = this.exchange;
-    if (ex !== null) ex.ended();
-    else setImmediate(() => this.destroy());
-  }
-
-  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    const ex = this.exchange;
-    this.exchange = null;
-    if (ex !== null) ex.closed(err);
-    cb(err);
-  }
+function emitWireClose(wire: Wire, hadError: boolean): void {
+  wire.emit('close', hadError);
 }
 
 const PASS = (): void => {};
 
-/** Where onRequest leaves a response's exchange for onResFinish. */
-const EXCHANGE = Symbol('tsgi.exchange');
-type ResponseWithExchange = ServerResponse & { [EXCHANGE]?: Exchange };
-
-function onResFinish(this: ServerResponse): void {
-  (this as ResponseWithExchange)[EXCHANGE]?.resFinished();
+/** Where a handler's error is written. */
+export interface ErrorLog {
+  log(text: string): void;
 }
 
-function watchSignal(ex: Exchange): void {
-  ex.watch();
+/**
+ * What happens when a node handler throws or its promise rejects: the error is logged, and
+ * the client gets a 500 when nothing was sent yet, else a cut response.
+ */
+export function handlerFailed(err: unknown, res: ServerResponse, errors: ErrorLog): void {
+  errors.log(`tsgi: error in the node handler: ${errorText(err)}\n`);
+  if (res.writableEnded) return;
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  for (const name of res.getHeaderNames()) res.removeHeader(name);
+  res.statusCode = 500;
+  res.setHeader('Content-Type', 'text/plain; charset=us-ascii');
+  res.setHeader('Content-Length', String(HANDLER_ERROR_BODY.length));
+  res.end(HANDLER_ERROR_BODY);
 }
 
-/** The shared state of one fromNodeHandler() app: its server and its idle connections. */
+/** Calls `handler` as node:http would, with handlerFailed() for a throw or a rejection. */
+export function callHandler(
+  handler: NodeHandler,
+  req: IncomingMessage,
+  res: ServerResponse,
+  errors: ErrorLog,
+): void {
+  let result: unknown;
+  try {
+    result = handler(req, res);
+  } catch (err) {
+    handlerFailed(err, res, errors);
+    return;
+  }
+  if (
+    result !== null &&
+    typeof result === 'object' &&
+    typeof (result as PromiseLike<unknown>).then === 'function'
+  ) {
+    (result as PromiseLike<unknown>).then(PASS, (err: unknown) => handlerFailed(err, res, errors));
+  }
+}
+
+/** The node handler of an app made by fromNodeHandler(), for servers that can run it as is. */
+const handlers = new WeakMap<App, NodeHandler>();
+
+/**
+ * The node:http request listener `app` runs when it was made by fromNodeHandler() (and not
+ * wrapped since), else null. tsgi's HTTP listener gives such a handler node's own req/res.
+ */
+export function nodeHandlerOf(app: App): NodeHandler | null {
+  return handlers.get(app) ?? null;
+}
+
+/** The shared state of one fromNodeHandler() app. */
 class Adapter {
-  readonly server: Server;
   readonly defaultContentType: string;
-  private readonly idle = new Map<string, Connection[]>();
-  private idleCount = 0;
+  /** Idle Wires by client connection, oldest first. */
+  private readonly idle = new Map<string, Wire>();
+  private last: Wire | null = null;
   private readonly maxIdle: number;
-  private readonly idleTimeout: number;
-  private sweeper: ReturnType<typeof setInterval> | null = null;
 
   constructor(
     private readonly handler: NodeHandler,
@@ -747,141 +960,51 @@ class Adapter {
   ) {
     this.defaultContentType = options.defaultContentType ?? DEFAULT_CONTENT_TYPE;
     this.maxIdle = options.maxIdleConnections ?? 1024;
-    this.idleTimeout = options.idleTimeout ?? 60_000;
-    const server = createServer({
-      maxHeaderSize: options.maxHeaderSize ?? MAX_HEAD,
-      requestTimeout: 0,
-      headersTimeout: 0,
-      keepAliveTimeout: 0,
-      requireHostHeader: false,
-    } as Parameters<typeof createServer>[0]);
-    server.keepAliveTimeout = 0;
-    server.maxHeadersCount = 0;
-    server.on('request', this.onRequest);
-    server.on('clientError', this.onClientError);
-    this.server = server;
   }
 
-  /** node made req/res for the request pushed into `req.socket`: run the handler. */
-  private readonly onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    const ex = (req.socket as unknown as Connection).exchange;
-    if (ex !== null) {
-      ex.setVersion(req);
-      (res as ResponseWithExchange)[EXCHANGE] = ex;
-      res.on('finish', onResFinish);
+  /** The idle Wire of this client connection, or a new one. */
+  private acquire(env: Environ): Wire {
+    const port = env.REMOTE_PORT;
+    const key = typeof port === 'string' ? port : '';
+    const last = this.last;
+    if (last !== null && last.key === key && last.serves(env)) {
+      this.last = null;
+      return last;
     }
-    let result: unknown;
-    try {
-      result = this.handler(req, res);
-    } catch (err) {
-      this.handlerFailed(err, res, ex);
-      return;
+    const wire = this.idle.get(key);
+    if (wire !== undefined && wire.serves(env)) {
+      this.idle.delete(key);
+      return wire;
     }
-    if (
-      result !== null &&
-      typeof result === 'object' &&
-      typeof (result as PromiseLike<unknown>).then === 'function'
-    ) {
-      (result as PromiseLike<unknown>).then(PASS, (err: unknown) =>
-        this.handlerFailed(err, res, ex),
-      );
-    }
-  };
-
-  private handlerFailed(err: unknown, res: ServerResponse, ex: Exchange | null): void {
-    if (ex !== null) logError(ex.env, `tsgi: error in the node handler: ${errorText(err)}`);
-    else process.stderr.write(`tsgi: error in the node handler: ${errorText(err)}\n`);
-    if (res.writableEnded) return;
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    for (const name of res.getHeaderNames()) res.removeHeader(name);
-    res.statusCode = 500;
-    res.setHeader('Content-Type', 'text/plain; charset=us-ascii');
-    res.setHeader('Content-Length', String(HANDLER_ERROR_BODY.length));
-    res.end(HANDLER_ERROR_BODY);
+    return new Wire(env, key, this);
   }
 
-  /** node's parser refused the request we wrote: a bug here, or a header node cannot take. */
-  private readonly onClientError = (err: Error & { code?: string }, socket: Duplex): void => {
-    const ex = (socket as Connection).exchange;
-    const message = `tsgi: node:http refused the request: ${err.message} (${err.code ?? 'no code'})`;
-    if (ex !== null) logError(ex.env, message);
-    if (!socket.writable) {
-      socket.destroy();
-      return;
+  /**
+   * The exchange on `wire` is over: keep it for the client connection's next request. The
+   * Wire released last waits outside the map (most next requests come from the same
+   * connection), the others in it.
+   */
+  release(wire: Wire): void {
+    const last = this.last;
+    this.last = wire;
+    if (last === null || last === wire) return;
+    if (this.idle.has(last.key)) return;
+    if (this.idle.size >= this.maxIdle) {
+      const oldest = this.idle.keys().next().value as string;
+      this.idle.delete(oldest);
     }
-    const status =
-      err.code === 'HPE_HEADER_OVERFLOW'
-        ? '431 Request Header Fields Too Large'
-        : '400 Bad Request';
-    socket.end(
-      `HTTP/1.1 ${status}\r\nContent-Type: text/plain; charset=us-ascii\r\n` +
-        `Content-Length: ${status.length + 1}\r\nConnection: close\r\n\r\n${status}\n`,
-    );
-  };
-
-  /** An idle connection for this client connection, or a new one. */
-  acquire(env: Environ): Connection {
-    const key = `${env.REMOTE_ADDR}|${env.REMOTE_PORT}|${env['tsgi.url_scheme']}|${env.SERVER_ADDR}|${env.SERVER_PORT}`;
-    const list = this.idle.get(key);
-    if (list !== undefined) {
-      while (list.length !== 0) {
-        const c = list.pop()!;
-        this.idleCount--;
-        if (list.length === 0) this.idle.delete(key);
-        if (!c.destroyed) return c;
-      }
-    }
-    const conn = new Connection(env, key, this);
-    this.server.emit('connection', conn);
-    return conn;
+    this.idle.set(last.key, last);
   }
 
-  /** The exchange on `conn` is over: keep the connection for the next request, or drop it. */
-  release(conn: Connection, reusable: boolean): void {
-    if (conn.exchange === null) return;
-    conn.exchange = null;
-    if (!reusable || conn.destroyed || this.idleCount >= this.maxIdle) {
-      setImmediate(() => conn.destroy());
-      return;
-    }
-    conn.idleSince = Date.now();
-    let list = this.idle.get(conn.key);
-    if (list === undefined) {
-      list = [];
-      this.idle.set(conn.key, list);
-    }
-    list.push(conn);
-    this.idleCount++;
-    if (this.sweeper === null) {
-      this.sweeper = setInterval(this.sweep, Math.max(1000, this.idleTimeout / 2));
-      this.sweeper.unref();
-    }
+  forget(wire: Wire): void {
+    if (this.last === wire) this.last = null;
+    else if (this.idle.get(wire.key) === wire) this.idle.delete(wire.key);
   }
-
-  private readonly sweep = (): void => {
-    const limit = Date.now() - this.idleTimeout;
-    for (const [key, list] of this.idle) {
-      const keep = list.filter((c) => c.idleSince > limit && !c.destroyed);
-      for (const c of list) if (!keep.includes(c)) c.destroy();
-      this.idleCount -= list.length - keep.length;
-      if (keep.length === 0) this.idle.delete(key);
-      else this.idle.set(key, keep);
-    }
-    if (this.idleCount === 0 && this.sweeper !== null) {
-      clearInterval(this.sweeper);
-      this.sweeper = null;
-    }
-  };
 
   /** Runs one TSGI request. */
   run(env: Environ, startResponse: StartResponse): Body | Promise<Body> {
     const reason = unsupportedRequest(env);
     if (reason !== null) return notImplemented(startResponse, reason);
-    const method = env.REQUEST_METHOD;
-    let head = `${method} ${requestTarget(env)} HTTP/1.1\r\n`;
     const cl = env.CONTENT_LENGTH;
     const hasLength = typeof cl === 'string' && DIGITS.test(cl);
     const te = env.HTTP_TRANSFER_ENCODING;
@@ -889,44 +1012,90 @@ class Adapter {
     const raw = requestHeaders(env);
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i]!;
-      if (name.length === 14 && name === 'Content-Length' && !hasLength) continue;
-      /* hop-by-hop on the client's connection (a proxy drops them too); the in-memory
-       * connection's keep-alive is the adapter's business */
-      if ((name.length === 10 && name === 'Connection') || name === 'Keep-Alive') continue;
-      if (name.length === 17 && name === 'Transfer-Encoding') {
-        if (!chunked) continue;
-        const value = raw[i + 1]!;
-        head += `Transfer-Encoding: ${/chunked\s*$/i.test(value) ? value : `${value}, chunked`}\r\n`;
-        continue;
+      let drop = false;
+      switch (name.length) {
+        case 10 /* hop-by-hop on the client's connection: a proxy drops them too */:
+          drop = name === 'Connection' || name === 'Keep-Alive';
+          break;
+        case 14:
+          drop = name === 'Content-Length' && !hasLength;
+          break;
+        case 17:
+          drop = name === 'Transfer-Encoding' && !chunked;
+          break;
       }
-      head += `${name}: ${raw[i + 1]}\r\n`;
+      if (drop) {
+        raw.splice(i, 2);
+        i -= 2;
+      } else if (BAD_VALUE.test(raw[i + 1]!)) {
+        logError(env, `tsgi: refused the request: a control character in the ${name} header`);
+        return badRequest(startResponse, `a control character in the ${name} header`);
+      }
     }
-    head += '\r\n';
 
-    const conn = this.acquire(env);
-    const ex = new Exchange(env, startResponse, conn, this, method === 'HEAD');
-    conn.exchange = ex;
-    if ((hasLength && cl !== '0') || chunked) {
-      ex.attachInput(env['tsgi.input'], chunked);
+    const wire = this.acquire(env);
+    const ex = new Exchange(env, startResponse, wire, this);
+    wire.exchange = ex;
+    const req = new IncomingMessage(wire as never);
+    ex.req = req;
+    req.method = env.REQUEST_METHOD;
+    req.url = requestTarget(env);
+    const proto = env.SERVER_PROTOCOL;
+    const m = proto === 'HTTP/1.1' ? null : VERSION.exec(proto);
+    if (m === null) {
+      req.httpVersionMajor = 1;
+      req.httpVersionMinor = 1;
+      req.httpVersion = '1.1';
+    } else {
+      req.httpVersionMajor = Number(m[1]);
+      req.httpVersionMinor = Number(m[2] ?? 0);
+      req.httpVersion = `${req.httpVersionMajor}.${req.httpVersionMinor}`;
     }
-    conn.send(Buffer.from(head, 'latin1'));
-    /* A handler that answers at once is done by the next tick (node writes the response when
-     * it uncorks, on a tick queued before this one): only a slower one needs tsgi.signal,
-     * which costs an AbortController per request where the protocol makes it lazily. */
-    if (!ex.isFinished) process.nextTick(watchSignal, ex);
+    (req as unknown as { upgrade: boolean }).upgrade = false;
+    asReq(req)._addHeaderLines(raw, raw.length);
+    const hasBody = (hasLength && cl !== '0') || chunked;
+    if (hasBody) ex.attachInput(env['tsgi.input']);
+
+    const res = new ServerResponse(req);
+    ex.res = res;
+    (res as Tagged)[EXCHANGE] = ex;
+    res.on('finish', onResFinish);
+    res.assignSocket(wire as never);
+
+    callHandler(this.handler, req, res, ex);
+    ex.inHandler = false;
+    if (!hasBody) {
+      /* node's parser completes a request without a body right after its 'request' event */
+      req.complete = true;
+      req.push(null);
+    }
+    ex.handOver();
+    /* A handler that answered at once is done, and so is most of those that answer within
+     * promise jobs (Koa, Fastify): only a slower one needs tsgi.signal, which costs an
+     * AbortController per request where the protocol makes it lazily. A client that left in
+     * the meantime is seen by watch() at once. */
+    if (!res.writableEnded) setImmediate(watchSignal, ex);
     return ex.result();
   }
 }
 
 /**
  * A TSGI app that runs a node:http request listener (`(req, res) => …`: an Express app, Koa's
- * `app.callback()`, Fastify's `routing`) with real `IncomingMessage` / `ServerResponse`
- * objects made by node:http. See the module comment for what is carried and what is not.
+ * `app.callback()`, Fastify's `routing`) with node's own `IncomingMessage` and
+ * `ServerResponse`. See the module comment for what is carried and what is not.
  */
 export function fromNodeHandler(handler: NodeHandler, options: NodeAdapterOptions = {}): App {
   if (typeof handler !== 'function') {
     throw new TypeError('fromNodeHandler() needs a (req, res) request listener function');
   }
+  const missing = missingNodeInternals();
+  if (missing.length !== 0) {
+    throw new Error(
+      `fromNodeHandler() cannot run on Node ${process.version}: it lacks ${missing.join(', ')}`,
+    );
+  }
   const adapter = new Adapter(handler, options);
-  return (env, startResponse) => adapter.run(env, startResponse);
+  const app: App = (env, startResponse) => adapter.run(env, startResponse);
+  handlers.set(app, handler);
+  return app;
 }

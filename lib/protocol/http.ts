@@ -10,11 +10,26 @@
  * pose as X-Foo. tsgi.input is the request itself (node ends it at Content-Length or at the
  * last chunk of a chunked body); tsgi.signal aborts when the connection closes before the
  * response finished.
+ *
+ * An app made by fromNodeHandler() (`--interface node`: Express, Koa, Fastify, a bare
+ * handler) that no TSGI middleware wraps is not run through an environ at all: its handler
+ * gets node:http's own req and res, with nothing in between. What tsgi keeps for it: a throw
+ * or a rejected promise gives a 500 (or a cut response) with the error on tsgi.errors instead
+ * of ending the process, Upgrade and CONNECT requests are answered 501 as through the adapter,
+ * and drain() waits for running requests.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Writable } from 'node:stream';
+import type { Socket } from 'node:net';
+import type { Readable, Writable } from 'node:stream';
+import { callHandler, nodeHandlerOf, type ErrorLog, type NodeHandler } from '../adapters/node.js';
+import { unsupportedRequest } from '../adapters/common.js';
 import { cgiVariables, type CgiVariables } from '../codec/environ.js';
-import { makeEnviron, percentDecodeLatin1, requestPath } from '../gateway/environ.js';
+import {
+  percentDecodeLatin1,
+  requestPath,
+  sourcedEnviron,
+  type EnvironSource,
+} from '../gateway/environ.js';
 import { stderrStream } from '../gateway/errors.js';
 import { respond, type Sink } from '../gateway/respond.js';
 import type { DrainOptions } from './socket.js';
@@ -36,8 +51,36 @@ export interface HttpOptions {
 const STATUS = /^([1-9][0-9][0-9])(?: ([\t\x20-\x7e\x80-\xff]*))?$/;
 const SOFTWARE = `tsgi/${VERSION}`;
 
+/** CGI variable names of request header names, as written by clients (bounded). */
+const cgiNames = new Map<string, string | null>();
+const CGI_NAME_CACHE_LIMIT = 1024;
+
+/**
+ * The CGI variable of a request header name: `X-Request-Id` → `HTTP_X_REQUEST_ID`,
+ * Content-Type/-Length → CONTENT_TYPE/CONTENT_LENGTH; null for a name containing "_".
+ */
+function cgiName(name: string): string | null {
+  const known = cgiNames.get(name);
+  if (known !== undefined) return known;
+  let cgi: string | null;
+  if (name.includes('_')) cgi = null;
+  else {
+    const upper = name.toUpperCase();
+    if (upper === 'CONTENT-TYPE') cgi = 'CONTENT_TYPE';
+    else if (upper === 'CONTENT-LENGTH') cgi = 'CONTENT_LENGTH';
+    else cgi = 'HTTP_' + upper.replace(/-/g, '_');
+  }
+  if (cgiNames.size < CGI_NAME_CACHE_LIMIT) cgiNames.set(name, cgi);
+  return cgi;
+}
+
 /** The CGI variables of one node:http request (the environ's, without the tsgi.* keys). */
 export function httpVariables(req: IncomingMessage): CgiVariables {
+  return cgiVariables(httpPairs(req));
+}
+
+/** The CGI variables of one node:http request as a name, value, name, value… list. */
+function httpPairs(req: IncomingMessage): string[] {
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   let query = q === -1 ? '' : url.slice(q + 1);
@@ -56,59 +99,92 @@ export function httpVariables(req: IncomingMessage): CgiVariables {
     'REQUEST_URI',
     url,
     'SERVER_PROTOCOL',
-    `HTTP/${req.httpVersion}`,
+    req.httpVersion === '1.1' ? 'HTTP/1.1' : `HTTP/${req.httpVersion}`,
     'GATEWAY_INTERFACE',
     'CGI/1.1',
     'SERVER_SOFTWARE',
     SOFTWARE,
   ];
-  if (socket.remoteAddress !== undefined) {
-    pairs.push('REMOTE_ADDR', socket.remoteAddress, 'REMOTE_PORT', String(socket.remotePort));
-  }
-  if (socket.localPort !== undefined) {
-    pairs.push('SERVER_ADDR', socket.localAddress ?? '', 'SERVER_PORT', String(socket.localPort));
-  }
+  const remote = socket.remoteAddress;
+  if (remote !== undefined)
+    pairs.push('REMOTE_ADDR', remote, 'REMOTE_PORT', String(socket.remotePort));
+  const port = socket.localPort;
+  if (port !== undefined)
+    pairs.push('SERVER_ADDR', socket.localAddress ?? '', 'SERVER_PORT', String(port));
   const raw = req.rawHeaders;
   for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = raw[i]!;
-    if (name.includes('_')) continue;
-    const upper = name.toUpperCase();
-    if (upper === 'CONTENT-TYPE') pairs.push('CONTENT_TYPE', raw[i + 1]!);
-    else if (upper === 'CONTENT-LENGTH') pairs.push('CONTENT_LENGTH', raw[i + 1]!);
-    else pairs.push('HTTP_' + upper.replace(/-/g, '_'), raw[i + 1]!);
+    const name = cgiName(raw[i]!);
+    if (name !== null) pairs.push(name, raw[i + 1]!);
   }
-  return cgiVariables(pairs);
+  return pairs;
 }
 
-/** The environ of one node:http request. */
-export function httpEnviron(
+/** The environ of one node:http request, `source` making its tsgi.input and tsgi.signal. */
+function httpEnviron(
   req: IncomingMessage,
   errors: Writable,
-  signal: AbortSignal,
-  multiprocess = false,
+  source: HttpSink,
+  multiprocess: boolean,
 ): Environ {
   const socket = req.socket;
-  const vars = httpVariables(req);
-  return makeEnviron(vars, {
-    protocol: 'http',
-    input: req,
-    errors,
-    signal,
+  return sourcedEnviron(
+    httpVariables(req),
+    'http',
     multiprocess,
-    local: () => ({ address: socket.localAddress, port: socket.localPort }),
-  });
+    source,
+    () => ({ address: socket.localAddress, port: socket.localPort }),
+    errors,
+  );
 }
 
-/** The gateway's Sink over a node:http response. */
-class HttpSink implements Sink {
+/**
+ * The gateway's Sink over a node:http response, and the source of the request's lazy
+ * tsgi.input (the request itself) and tsgi.signal (made on first use: aborts when the
+ * response closes before it finished).
+ */
+class HttpSink implements Sink, EnvironSource {
+  private controller: AbortController | null = null;
+
   constructor(
+    private readonly req: IncomingMessage,
     private readonly res: ServerResponse,
     private readonly draining: () => boolean,
-    readonly signal: AbortSignal,
+    private readonly errors: Writable,
   ) {}
 
+  get signal(): AbortSignal {
+    let c = this.controller;
+    if (c === null) {
+      c = new AbortController();
+      this.controller = c;
+      const res = this.res;
+      if (res.destroyed && !res.writableFinished) c.abort();
+      else {
+        res.on('close', () => {
+          if (!res.writableFinished) c!.abort();
+        });
+      }
+    }
+    return c.signal;
+  }
+
   get aborted(): boolean {
-    return this.signal.aborted;
+    const c = this.controller;
+    if (c !== null) return c.signal.aborted;
+    const res = this.res;
+    return res.destroyed && !res.writableFinished;
+  }
+
+  makeInput(): Readable {
+    return this.req;
+  }
+
+  makeErrors(): Writable {
+    return this.errors;
+  }
+
+  makeSignal(): AbortSignal {
+    return this.signal;
   }
 
   head(status: string, headers: string[], body: Uint8Array | null, last: boolean): void {
@@ -185,20 +261,29 @@ export function createHttpServer(app: App, options: HttpOptions = {}): HttpServe
     }
   };
 
-  const handler = (req: IncomingMessage, res: ServerResponse): void => {
-    const controller = new AbortController();
-    res.on('close', () => {
-      if (!res.writableFinished) controller.abort();
-    });
-    const env = httpEnviron(req, errors, controller.signal, multiprocess);
-    (env as unknown as Record<symbol, unknown>)[WATCHDOG_SOCKET] = req.socket;
-    running++;
-    const pending = respond(app, env, new HttpSink(res, isDraining, controller.signal));
-    if (pending === undefined) settle();
-    else pending.then(settle);
-  };
+  const direct = nodeHandlerOf(app);
+  const handler =
+    direct === null
+      ? (req: IncomingMessage, res: ServerResponse): void => {
+          const sink = new HttpSink(req, res, isDraining, errors);
+          const env = httpEnviron(req, errors, sink, multiprocess);
+          (env as unknown as Record<symbol, unknown>)[WATCHDOG_SOCKET] = req.socket;
+          running++;
+          const pending = respond(app, env, sink);
+          if (pending === undefined) settle();
+          else pending.then(settle);
+        }
+      : nodeRequest(direct, errorLog(errors), (res) => {
+          running++;
+          if (draining) res.shouldKeepAlive = false;
+          res.once('close', settle);
+        });
 
   const server = createServer(handler) as HttpServer;
+  if (direct !== null) {
+    server.on('connect', refuseTunnel);
+    server.on('upgrade', refuseTunnel);
+  }
   if (options.keepAliveTimeout !== undefined) server.keepAliveTimeout = options.keepAliveTimeout;
   server.drain = () => {
     draining = true;
@@ -215,4 +300,48 @@ export function createHttpServer(app: App, options: HttpOptions = {}): HttpServe
   server.closeIdle = () => server.closeIdleConnections();
   Object.defineProperty(server, 'idle', { get: () => running === 0 });
   return server;
+}
+
+/** tsgi.errors of the direct node path: the server's error stream. */
+function errorLog(errors: Writable): ErrorLog {
+  return {
+    log(text: string): void {
+      try {
+        errors.write(text.endsWith('\n') ? text : text + '\n');
+      } catch {
+        /* nothing better to do */
+      }
+    },
+  };
+}
+
+/**
+ * node:http's 'connect' and 'upgrade' events (CONNECT, and Upgrade with Connection: upgrade):
+ * answered 501 as the adapters answer them, and the connection closes.
+ */
+function refuseTunnel(req: IncomingMessage, socket: Socket): void {
+  const reason =
+    unsupportedRequest({
+      REQUEST_METHOD: req.method,
+      HTTP_UPGRADE: req.headers.upgrade,
+      HTTP_CONNECTION: req.headers.connection,
+    } as unknown as Environ) ?? 'this request cannot be served';
+  const body = `501 Not Implemented: ${reason}\n`;
+  socket.on('error', () => {});
+  socket.end(
+    'HTTP/1.1 501 Not Implemented\r\nContent-Type: text/plain; charset=utf-8\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+/** The request listener of the direct node path: node's own req/res go to `handler`. */
+function nodeRequest(
+  handler: NodeHandler,
+  errors: ErrorLog,
+  started: (res: ServerResponse) => void,
+): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    started(res);
+    callHandler(handler, req, res, errors);
+  };
 }
