@@ -36,7 +36,7 @@ const { createFastcgiServer } = await dist('protocol/fastcgi.js');
 const { fromNodeHandler } = await dist('adapters/node.js');
 const { headerName } = await dist('adapters/common.js');
 const { default: expressApp } = await import('./e2e/express-hello.mjs');
-const { RequestTracker } = await dist('server/requests.js');
+const { RequestTracker } = await dist('server/request-tracker.js');
 const { startWatchdog } = await dist('server/watchdog.js');
 
 const BODY = Buffer.from('Hello, world!\n');

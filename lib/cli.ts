@@ -16,12 +16,12 @@ import type { Server } from 'node:net';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { codec, codecProblem } from './codec/index.js';
-import { cgiMain } from './protocol/cgi.js';
+import { cgiMain } from './command/cgi.js';
 import { requestMain } from './client/command.js';
 import { serverTransport, transportProblem } from './protocol/transport.js';
 import type { App } from './gateway/types.js';
 import { exposureWarning } from './server/allow.js';
-import { AppLoadError, loadApp } from './server/app.js';
+import { AppLoadError, loadApp } from './server/app-loader.js';
 import {
   ConfigError,
   optionsHelp,

@@ -51,7 +51,8 @@ export {
   nativeTransport,
   type TransportName,
 } from './protocol/transport.js';
-export { cgiMain, runCgi, type CgiIo } from './protocol/cgi.js';
+export { runCgi, type CgiIo } from './protocol/cgi.js';
+export { cgiMain } from './command/cgi.js';
 export {
   StreamGateway,
   type StreamListener,

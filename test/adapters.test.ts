@@ -15,7 +15,7 @@ import { makeEnviron } from '../lib/gateway/environ.js';
 import { errorStream } from '../lib/gateway/errors.js';
 import { BodyInput } from '../lib/gateway/input.js';
 import { respond, type Sink } from '../lib/gateway/respond.js';
-import { adapt } from '../lib/server/app.js';
+import { adapt } from '../lib/server/app-loader.js';
 import { createHttpServer } from '../lib/protocol/http.js';
 import type { App, Environ } from '../lib/gateway/types.js';
 import { validate } from '../lib/gateway/validate.js';

@@ -6,7 +6,8 @@ import { PassThrough, Readable, Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App, Environ } from '../lib/gateway/types.js';
 import { validate } from '../lib/gateway/validate.js';
-import { cgiMain, isRequestVariable, runCgi, type CgiIo } from '../lib/protocol/cgi.js';
+import { cgiMain } from '../lib/command/cgi.js';
+import { isRequestVariable, runCgi, type CgiIo } from '../lib/protocol/cgi.js';
 import { ensureBuilt } from './support/build.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tsgi-cgi-'));

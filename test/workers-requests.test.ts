@@ -1,5 +1,5 @@
 /**
- * The request tracker (lib/server/requests.ts): the TSGI middleware behind --stats,
+ * The request tracker (lib/server/request-tracker.ts): the TSGI middleware behind --stats,
  * --max-requests, the access log and --timeout, run through the real gateway (respond()) with
  * a recording sink. Timeouts are fired by calling the sweep with a clock past the deadline.
  */
@@ -11,7 +11,7 @@ import { BodyInput } from '../lib/gateway/input.js';
 import { respond, type Sink } from '../lib/gateway/respond.js';
 import type { App, Body, Environ } from '../lib/gateway/types.js';
 import type { Logger, RequestLogFields } from '../lib/server/log.js';
-import { RequestTracker } from '../lib/server/requests.js';
+import { RequestTracker } from '../lib/server/request-tracker.js';
 
 type Call = (string | string[] | boolean | null)[];
 const latin1 = (b: Uint8Array): string => Buffer.from(b).toString('latin1');

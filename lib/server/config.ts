@@ -15,7 +15,7 @@ import { pathToFileURL } from 'node:url';
 import { parse as parseJsonc, ParseErrorCode, type ParseError } from 'jsonc-parser';
 import { parseAllowList } from './allow.js';
 import { parseMount } from './mount.js';
-import { INTERFACES, syntaxErrorLine, type AppInterface } from './app.js';
+import { INTERFACES, syntaxErrorLine, type AppInterface } from './app-loader.js';
 import { ListenError, parseAddress, type ListenAddress } from './listen.js';
 import { PROTOCOLS } from './protocols.js';
 import { CONNECTION_LIMITS, type ConnectionLimits } from '../protocol/socket.js';
@@ -280,7 +280,7 @@ export interface ServeConfig {
   /** Listeners given on the command line or in the config file (empty: the defaults apply). */
   listeners: ListenerSpec[];
   factory: boolean;
-  /** --interface; null: detected from the export (see lib/server/app.ts). */
+  /** --interface; null: detected from the export (see lib/server/app-loader.ts). */
   interface: AppInterface | null;
   /** --mount: the prefix in the environ's form (see lib/server/mount.ts); null: none. */
   mount: string | null;

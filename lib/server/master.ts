@@ -27,7 +27,7 @@ import { randomInt } from 'node:crypto';
 import type { Server } from 'node:http';
 import { codec } from '../codec/index.js';
 import { transport } from '../protocol/transport.js';
-import { splitAppSpec } from './app.js';
+import { splitAppSpec } from './app-loader.js';
 import type { ServeConfig } from './config.js';
 import { exposureWarning } from './allow.js';
 import {

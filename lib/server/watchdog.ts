@@ -10,7 +10,7 @@
  * no master: a lone process (`tsgi serve --timeout` under a process manager that restarts it,
  * mod_fcgid, systemd) ends the same way, with the same log line.
  *
- * The request tracker (requests.ts) registers each request before its app runs and removes it
+ * The request tracker (request-tracker.ts) registers each request before its app runs and removes it
  * before any byte of its response is written; a registration is one call into the addon.
  */
 import { loadNativeBinding } from '../codec/native.js';
