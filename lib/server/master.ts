@@ -30,19 +30,12 @@ import { transport } from '../protocol/transport.js';
 import { splitAppSpec } from './app-loader.js';
 import type { ServeConfig } from './config.js';
 import { exposureWarning } from './allow.js';
-import {
-  bindSocket,
-  listen,
-  ListenError,
-  unixSocketSetup,
-  type BoundSocket,
-  type ListenAddress,
-} from './listen.js';
+import { bindSocket, listen, ListenError, unixSocketSetup, type BoundSocket } from './listen.js';
 import type { Logger } from './log.js';
 import { dropPrivileges, type Ids } from './privileges.js';
+import { StartError, type ServeListener, type ServeOptions } from './start.js';
 import { EXIT_TIMEOUT } from './watchdog.js';
 import { watchForReload } from './reload.js';
-import type { Protocol } from './protocols.js';
 import {
   createStatsServer,
   type ListenerStats,
@@ -56,28 +49,6 @@ import {
   type WorkerConfig,
   type WorkerMessage,
 } from './worker.js';
-
-/** A listener the master binds. */
-export interface MasterListener {
-  protocol: Protocol;
-  addr: ListenAddress;
-}
-
-export interface MasterOptions {
-  config: ServeConfig;
-  listeners: MasterListener[];
-  log: Logger;
-  /** Privileges to drop to after binding, or null. */
-  ids: Ids | null;
-}
-
-/** The master cannot start; the message is for the user (exit status 1). */
-export class MasterStartError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'MasterStartError';
-  }
-}
 
 type HeartbeatNumbers = Extract<WorkerMessage, { t: 'hb' }>;
 
@@ -117,84 +88,207 @@ const START_ATTEMPTS = 5;
 const STABLE_MS = 5000;
 const BACKOFF_FIRST_MS = 100;
 const BACKOFF_MAX_MS = 30_000;
+/** How long a stats request waits for the workers' fresh numbers. */
+const REFRESH_MS = 1000;
+
 function describeExit(code: number | null, signal: NodeJS.Signals | null): string {
   return signal !== null ? `was killed by ${signal}` : `exited with status ${code}`;
 }
 
-/** Runs the master until it stops; resolves with the exit status. */
-export async function runMaster(options: MasterOptions): Promise<number> {
-  const { config, log } = options;
-  const n = config.workers ?? 1;
-  const heartbeatMs =
-    config.timeoutMs > 0 ? Math.max(50, Math.min(1000, Math.floor(config.timeoutMs / 4))) : 1000;
-  const startedAt = Date.now();
+/**
+ * The master of `tsgi serve --workers N`: its state, and one method per event — a worker
+ * spawned, ready, asking to recycle, handing over a connection, exiting; a reload, a retire,
+ * a heartbeat timeout, a stats request, a stop signal. {@link Master.run} binds, starts the
+ * workers and resolves with the exit status once it stopped.
+ */
+export class Master {
+  private readonly config: ServeConfig;
+  private readonly log: Logger;
+  private readonly listeners: ServeListener[];
+  private readonly ids: Ids | null;
+  /** Worker slots (--workers). */
+  private readonly n: number;
+  private readonly heartbeatMs: number;
+  private readonly startedAt = Date.now();
+  private readonly sockets: BoundSocket[] = [];
+  private statsServer: Server | null = null;
+  private statsShown = '';
+  private readonly workers = new Set<Worker>();
+  /** The serving (or starting) worker of each slot. */
+  private readonly owner = new Map<number, Worker>();
+  private readonly restarts = new Map<number, number>();
+  /** Slots that had a ready worker: the next ready one there is a restart. */
+  private readonly served = new Set<number>();
+  private readonly failures = new Map<number, number>();
+  private readonly respawnTimers = new Map<number, NodeJS.Timeout>();
+  /** Counters of the listeners, summed over the workers that exited. */
+  private gone: ListenerStats[] = [];
+  private generation = 1;
+  private reloads = 0;
+  private firstStart = true;
+  private stopping = false;
+  private readonly reportedFatal = new Set<string>();
+  /** --stats asks the workers for fresh numbers: each answers with a heartbeat. */
+  private readonly heartbeatWaiters = new Map<Worker, (() => void)[]>();
+  /** Kept connections a retiring worker hands over go to the serving workers in turn. */
+  private handoverTurn = 0;
+  private exitCode = 0;
+  private graceTimer: NodeJS.Timeout | null = null;
+  /** Resolves once stopping and every worker is gone. */
+  private finish: () => void = () => {};
+  private readonly finished = new Promise<void>((r) => (this.finish = r));
+  private started: (ok: boolean) => void = () => {};
+  private readonly startedOk = new Promise<boolean>((r) => (this.started = r));
+  private readonly workerPath = fileURLToPath(WORKER_MODULE);
+  private readonly onStopSignal = (signal: NodeJS.Signals): void => this.stop(signal);
+  private readonly onHup = (): void => this.reload('SIGHUP');
 
-  /* 1. Bind every listener (before dropping privileges). */
-  const sockets: BoundSocket[] = [];
-  const setup = unixSocketSetup(
-    config,
-    options.listeners.map((l) => l.addr),
-    options.ids,
-  );
-  if (setup.warning !== null) log.warn(setup.warning, { event: 'socket-mode' });
-  const unix = setup.options;
-  let statsServer: Server | null = null;
-  const closeSockets = (): void => {
-    for (const s of sockets.splice(0)) s.close();
-  };
-  try {
-    for (const l of options.listeners) sockets.push(await bindSocket(l.addr, unix));
-  } catch (err) {
-    closeSockets();
-    if (err instanceof ListenError) throw new MasterStartError(err.message);
-    throw err;
+  constructor(options: ServeOptions) {
+    this.config = options.config;
+    this.log = options.log;
+    this.listeners = options.listeners;
+    this.ids = options.ids;
+    this.n = this.config.workers ?? 1;
+    const timeoutMs = this.config.timeoutMs;
+    this.heartbeatMs =
+      timeoutMs > 0 ? Math.max(50, Math.min(1000, Math.floor(timeoutMs / 4))) : 1000;
   }
 
-  /* State. */
-  const workers = new Set<Worker>();
-  const owner = new Map<number, Worker>();
-  const restarts = new Map<number, number>();
-  /* slots that had a ready worker: the next ready one there is a restart */
-  const served = new Set<number>();
-  const failures = new Map<number, number>();
-  const respawnTimers = new Map<number, NodeJS.Timeout>();
-  const gone: ListenerStats[] = options.listeners.map((l, i) => ({
-    protocol: l.protocol.flag,
-    address: sockets[i]!.shown,
-    connections: 0,
-    requests: 0,
-    refused: 0,
-  }));
-  let generation = 1;
-  let reloads = 0;
-  let firstStart = true;
-  let stopping = false;
-  const reportedFatal = new Set<string>();
+  /** Runs the master until it stops; resolves with the exit status. */
+  async run(): Promise<number> {
+    const { config, log } = this;
+    /* 1. Bind every listener (before dropping privileges). */
+    const setup = unixSocketSetup(
+      config,
+      this.listeners.map((l) => l.addr),
+      this.ids,
+    );
+    if (setup.warning !== null) log.warn(setup.warning, { event: 'socket-mode' });
+    const unix = setup.options;
+    try {
+      for (const l of this.listeners) this.sockets.push(await bindSocket(l.addr, unix));
+    } catch (err) {
+      this.closeSockets();
+      if (err instanceof ListenError) throw new StartError(err.message);
+      throw err;
+    }
+    this.gone = this.listeners.map((l, i) => ({
+      protocol: l.protocol.flag,
+      address: this.sockets[i]!.shown,
+      connections: 0,
+      requests: 0,
+      refused: 0,
+    }));
 
-  /* --stats asks the workers for fresh numbers: each answers with a heartbeat */
-  const heartbeatWaiters = new Map<Worker, (() => void)[]>();
-  const REFRESH_MS = 1000;
-  const refresh = async (): Promise<void> => {
-    const asked = [...workers].filter((w) => w.state !== 'starting' && w.proc.connected);
+    /* 2. The stats endpoint, also bound before dropping privileges. */
+    if (config.stats !== null) {
+      this.statsServer = createStatsServer(() => this.refresh().then(() => this.snapshot()));
+      try {
+        this.statsShown = await listen(this.statsServer, config.stats, unix);
+      } catch (err) {
+        this.closeSockets();
+        throw new StartError((err as Error).message);
+      }
+    }
+
+    /* 3. Drop privileges. */
+    if (this.ids !== null) {
+      try {
+        dropPrivileges(this.ids);
+      } catch (err) {
+        this.closeSockets();
+        this.statsServer?.close();
+        throw new StartError((err as Error).message);
+      }
+    }
+
+    /* Heartbeat watch: a ready worker silent longer than the timeout is stuck. */
+    const watchdog = setInterval(
+      () => this.checkHeartbeats(),
+      Math.max(25, Math.floor(this.heartbeatMs / 2)),
+    );
+    watchdog.unref();
+    process.on('SIGINT', this.onStopSignal);
+    process.on('SIGTERM', this.onStopSignal);
+    process.on('SIGHUP', this.onHup);
+    /* --reload: watch the app's directory. */
+    const watcher = config.reload
+      ? watchForReload(dirname(resolve(splitAppSpec(config.app).file)), log, (why) =>
+          this.reload(why),
+        )
+      : null;
+
+    /* 4. Start the workers. */
+    for (let id = 1; id <= this.n; id++) this.spawn(id, null);
+    if (await this.startedOk) this.announce();
+    await this.finished;
+
+    /* 5. Stopped. */
+    if (this.graceTimer !== null) clearTimeout(this.graceTimer);
+    clearInterval(watchdog);
+    await watcher?.close();
+    process.off('SIGINT', this.onStopSignal);
+    process.off('SIGTERM', this.onStopSignal);
+    process.off('SIGHUP', this.onHup);
+    this.closeSockets();
+    if (this.statsServer !== null) {
+      this.statsServer.close();
+      this.statsServer.closeAllConnections?.();
+    }
+    if (this.exitCode === 0) log.info('stopped', { event: 'stopped' });
+    return this.exitCode;
+  }
+
+  /** Every worker is ready for the first time: the "serving ..." lines. */
+  private announce(): void {
+    const { config, log, n } = this;
+    this.listeners.forEach((l, i) => {
+      const shown = this.sockets[i]!.shown;
+      const host = l.addr.type === 'tcp' ? shown.replace(/:[0-9]+$/, '') : null;
+      const exposed = exposureWarning(l.protocol, shown, host, config.allow);
+      if (exposed !== null) log.warn(exposed, { event: 'exposed', address: shown });
+      log.info(
+        `serving ${config.app} over ${l.protocol.title} on ${shown} ` +
+          `(${codec.name} codec, ${l.protocol.flag === 'http' ? '' : `${transport} transport, `}` +
+          `${n} worker${n === 1 ? '' : 's'})`,
+        { event: 'listening', protocol: l.protocol.flag, address: shown },
+      );
+    });
+    if (this.statsServer !== null) {
+      log.info(`statistics on ${this.statsShown}: JSON at /, Prometheus text at /metrics`, {
+        event: 'stats',
+        address: this.statsShown,
+      });
+    }
+  }
+
+  private closeSockets(): void {
+    for (const s of this.sockets.splice(0)) s.close();
+  }
+
+  /** Stats: asks every started worker for a heartbeat, waiting at most REFRESH_MS. */
+  private async refresh(): Promise<void> {
+    const asked = [...this.workers].filter((w) => w.state !== 'starting' && w.proc.connected);
     await Promise.all(
       asked.map(
         (w) =>
           new Promise<void>((done) => {
             const timer = setTimeout(done, REFRESH_MS);
-            const list = heartbeatWaiters.get(w) ?? [];
+            const list = this.heartbeatWaiters.get(w) ?? [];
             list.push(() => {
               clearTimeout(timer);
               done();
             });
-            heartbeatWaiters.set(w, list);
-            send(w, { t: 'report' });
+            this.heartbeatWaiters.set(w, list);
+            this.send(w, { t: 'report' });
           }),
       ),
     );
-  };
+  }
 
-  const snapshot = (): StatsSnapshot => {
-    const ws: WorkerStats[] = [...workers]
+  /** Stats: the workers' last heartbeats and the listeners' counters. */
+  private snapshot(): StatsSnapshot {
+    const ws: WorkerStats[] = [...this.workers]
       .sort((a, b) => a.id - b.id || a.startedAt - b.startedAt)
       .map((w) => ({
         id: w.id,
@@ -207,11 +301,11 @@ export async function runMaster(options: MasterOptions): Promise<number> {
         totalMs: w.numbers?.totalMs ?? 0,
         maxMs: w.numbers?.maxMs ?? 0,
         rssBytes: w.numbers?.rss ?? 0,
-        restarts: restarts.get(w.id) ?? 0,
+        restarts: this.restarts.get(w.id) ?? 0,
       }));
-    const listeners = gone.map((g, i) => {
+    const listeners = this.gone.map((g, i) => {
       const l = { ...g };
-      for (const w of workers) {
+      for (const w of this.workers) {
         const x = w.numbers?.listeners[i];
         if (x === undefined) continue;
         l.connections += x.connections;
@@ -223,75 +317,44 @@ export async function runMaster(options: MasterOptions): Promise<number> {
     return {
       mode: 'master',
       pid: process.pid,
-      startedAt,
-      generation,
-      reloads,
+      startedAt: this.startedAt,
+      generation: this.generation,
+      reloads: this.reloads,
       workers: ws,
       listeners,
     };
-  };
-
-  /* 2. The stats endpoint, also bound before dropping privileges. */
-  let statsShown = '';
-  if (config.stats !== null) {
-    statsServer = createStatsServer(() => refresh().then(snapshot));
-    try {
-      statsShown = await listen(statsServer, config.stats, unix);
-    } catch (err) {
-      closeSockets();
-      throw new MasterStartError((err as Error).message);
-    }
   }
 
-  /* 3. Drop privileges. */
-  if (options.ids !== null) {
-    try {
-      dropPrivileges(options.ids);
-    } catch (err) {
-      closeSockets();
-      statsServer?.close();
-      throw new MasterStartError((err as Error).message);
-    }
-  }
-
-  /* Resolves once stopping and every worker is gone. */
-  let finish: () => void = () => {};
-  const finished = new Promise<void>((r) => (finish = r));
-  let exitCode = 0;
-  let started: (ok: boolean) => void = () => {};
-  const startedOk = new Promise<boolean>((r) => (started = r));
-
-  const workerPath = fileURLToPath(WORKER_MODULE);
-  const fds = sockets.map((s) => s.fd);
-
-  const send = (w: Worker, msg: MasterMessage): void => {
+  private send(w: Worker, msg: MasterMessage): void {
     if (!w.proc.connected) return;
     try {
       w.proc.send(msg);
     } catch {
       /* it is exiting */
     }
-  };
+  }
 
-  const kill = (w: Worker, signal: NodeJS.Signals = 'SIGKILL'): void => {
+  private kill(w: Worker, signal: NodeJS.Signals = 'SIGKILL'): void {
     try {
       w.proc.kill(signal);
     } catch {
       /* already gone */
     }
-  };
+  }
 
-  const spawn = (id: number, replacing: Worker | null): Worker => {
-    respawnTimers.delete(id);
+  /** Forks a worker for slot `id`, to replace `replacing` once ready (or to own the slot). */
+  private spawn(id: number, replacing: Worker | null): Worker {
+    const { config, log } = this;
+    this.respawnTimers.delete(id);
     const jitter = config.maxRequestsJitter > 0 ? randomInt(config.maxRequestsJitter + 1) : 0;
     const wc: WorkerConfig = {
       id,
-      generation,
+      generation: this.generation,
       app: config.app,
       factory: config.factory,
       interface: config.interface,
-      listeners: sockets.map((s, i) => ({
-        protocol: options.listeners[i]!.protocol.flag,
+      listeners: this.sockets.map((s, i) => ({
+        protocol: this.listeners[i]!.protocol.flag,
         fd: 4 + i,
         shown: s.shown,
       })),
@@ -299,7 +362,7 @@ export async function runMaster(options: MasterOptions): Promise<number> {
       maxRequests: config.maxRequests > 0 ? config.maxRequests + jitter : 0,
       maxRssBytes: config.maxRssBytes,
       graceMs: config.graceMs,
-      heartbeatMs,
+      heartbeatMs: this.heartbeatMs,
       accessLog: config.accessLog,
       exitOnError: config.exitOnError,
       logFormat: config.logFormat,
@@ -309,14 +372,14 @@ export async function runMaster(options: MasterOptions): Promise<number> {
       keepAliveMs: config.keepAliveMs,
       connectionLimits: config.connectionLimits,
     };
-    const proc = fork(workerPath, [], {
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...fds],
+    const proc = fork(this.workerPath, [], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...this.sockets.map((s) => s.fd)],
       env: { ...process.env, [WORKER_ENV]: JSON.stringify(wc) },
       execArgv: process.execArgv,
     });
     const w: Worker = {
       id,
-      generation,
+      generation: this.generation,
       proc,
       pid: proc.pid ?? 0,
       state: 'starting',
@@ -335,230 +398,257 @@ export async function runMaster(options: MasterOptions): Promise<number> {
       exited: false,
     };
     if (replacing !== null) replacing.replacement = w;
-    workers.add(w);
-    if (replacing === null) owner.set(id, w);
-    proc.on('message', (m: WorkerMessage, handle: unknown) => onMessage(w, m, handle));
+    this.workers.add(w);
+    if (replacing === null) this.owner.set(id, w);
+    proc.on('message', (m: WorkerMessage, handle: unknown) => this.onMessage(w, m, handle));
     /* 'close' comes after every message the worker sent ('exit' may come before them) */
-    proc.on('close', (code, signal) => onExit(w, code, signal));
+    proc.on('close', (code, signal) => this.onExit(w, code, signal));
     proc.on('error', (err) => {
       log.error(`worker ${id}: ${err.message}`, { event: 'worker-error', worker: id });
       /* a fork that failed has no process to wait for */
-      if (proc.pid === undefined) onExit(w, null, null);
+      if (proc.pid === undefined) this.onExit(w, null, null);
     });
     return w;
-  };
+  }
 
-  const retire = (w: Worker, why: string): void => {
+  /** Tells `w` to finish its requests and exit; kills it after --graceful-timeout. */
+  private retire(w: Worker, why: string): void {
     if (w.state === 'stopping') return;
     w.state = 'stopping';
-    log.info(`worker ${w.id} (pid ${w.pid}) ${why}: finishing its requests`, {
+    this.log.info(`worker ${w.id} (pid ${w.pid}) ${why}: finishing its requests`, {
       event: 'worker-retire',
       worker: w.id,
       worker_pid: w.pid,
     });
-    send(w, { t: 'stop', retire: true });
+    this.send(w, { t: 'stop', retire: true });
     w.graceTimer = setTimeout(() => {
-      w.killedFor = `requests still running after --graceful-timeout ${config.graceMs / 1000}s`;
-      kill(w);
-    }, config.graceMs + 1000);
+      w.killedFor = `requests still running after --graceful-timeout ${this.config.graceMs / 1000}s`;
+      this.kill(w);
+    }, this.config.graceMs + 1000);
     w.graceTimer.unref();
-  };
+  }
 
-  const allReady = (): boolean => {
-    for (let id = 1; id <= n; id++) if (owner.get(id)?.state !== 'ready') return false;
+  private allReady(): boolean {
+    for (let id = 1; id <= this.n; id++) if (this.owner.get(id)?.state !== 'ready') return false;
     return true;
-  };
+  }
 
-  /* Workers whose memory is above --max-rss retire as soon as another worker serves. */
-  const retireSoon = (): void => {
-    for (const w of owner.values()) {
+  /** Workers whose memory is above --max-rss retire as soon as another worker serves. */
+  private retireEarly(): void {
+    for (const w of this.owner.values()) {
       if (!w.retireSoon || w.state !== 'ready') continue;
-      const others = [...owner.values()].some((x) => x !== w && x.state === 'ready');
-      if (others) retire(w, 'retired at once');
+      const others = [...this.owner.values()].some((x) => x !== w && x.state === 'ready');
+      if (others) this.retire(w, 'retired at once');
     }
-  };
+  }
 
-  /* Kept connections a retiring worker hands over go to the serving workers in turn. */
-  let handoverTurn = 0;
-  const handOver = (from: Worker, listener: number, handle: { close(): void }): void => {
-    const serving = [...owner.values()].filter(
+  /** A kept connection a retiring worker hands over goes to the next serving worker. */
+  private handOver(from: Worker, listener: number, handle: { close(): void }): void {
+    const serving = [...this.owner.values()].filter(
       (x) => x !== from && x.state === 'ready' && x.proc.connected,
     );
     if (serving.length === 0) {
       handle.close();
       return;
     }
-    const to = serving[handoverTurn++ % serving.length]!;
+    const to = serving[this.handoverTurn++ % serving.length]!;
     try {
       to.proc.send({ t: 'conn', listener } satisfies MasterMessage, handle as never);
     } catch {
       handle.close();
     }
-  };
+  }
 
-  const onMessage = (w: Worker, m: WorkerMessage, handle?: unknown): void => {
+  private onMessage(w: Worker, m: WorkerMessage, handle?: unknown): void {
     if (m === null || typeof m !== 'object') return;
     switch (m.t) {
       case 'conn':
         if (handle !== undefined && handle !== null) {
-          handOver(w, m.listener, handle as { close(): void });
+          this.handOver(w, m.listener, handle as { close(): void });
         }
         break;
       case 'hb':
-        w.lastHeartbeat = Date.now();
-        w.numbers = m;
-        for (const wake of heartbeatWaiters.get(w) ?? []) wake();
-        heartbeatWaiters.delete(w);
+        this.onHeartbeat(w, m);
         break;
-      case 'ready': {
-        if (w.state !== 'starting') return;
-        if (stopping) {
-          w.state = 'ready';
-          retire(w, 'started while stopping');
-          return;
-        }
-        w.state = 'ready';
-        w.readyAt = Date.now();
-        w.watchdog = m.watchdog === true;
-        if (served.has(w.id)) restarts.set(w.id, (restarts.get(w.id) ?? 0) + 1);
-        served.add(w.id);
-        w.lastHeartbeat = Date.now();
-        const old = w.replacing;
-        w.replacing = null;
-        owner.set(w.id, w);
-        log.info(`worker ${w.id} (pid ${w.pid}) ready`, {
-          event: 'worker-ready',
-          worker: w.id,
-          worker_pid: w.pid,
-          generation: w.generation,
-        });
-        if (old !== null) {
-          old.replacement = null;
-          if (workers.has(old))
-            retire(old, old.generation < w.generation ? 'replaced by the reload' : 'replaced');
-        }
-        retireSoon();
-        if (firstStart && allReady()) {
-          firstStart = false;
-          started(true);
-        }
+      case 'ready':
+        this.onReady(w, m.watchdog === true);
         break;
-      }
       case 'fatal':
         w.fatal = m.message;
         break;
-      case 'recycle': {
-        if (w.state !== 'ready' || w.replacement !== null || stopping) return;
-        log.info(`worker ${w.id} (pid ${w.pid}) ${m.reason}: starting its replacement`, {
-          event: 'worker-recycle',
-          worker: w.id,
-          worker_pid: w.pid,
-          reason: m.reason,
-        });
-        spawn(w.id, w);
-        /* memory still growing: when another worker serves, retire now (its kept
-           connections go to that one) rather than once the replacement is ready */
-        if (m.now === true) {
-          w.retireSoon = true;
-          retireSoon();
-        }
+      case 'recycle':
+        this.onRecycle(w, m.reason, m.now === true);
         break;
-      }
     }
-  };
+  }
 
-  const scheduleRespawn = (id: number): void => {
-    if (stopping || respawnTimers.has(id) || owner.has(id)) return;
-    const k = failures.get(id) ?? 0;
+  private onHeartbeat(w: Worker, numbers: HeartbeatNumbers): void {
+    w.lastHeartbeat = Date.now();
+    w.numbers = numbers;
+    for (const wake of this.heartbeatWaiters.get(w) ?? []) wake();
+    this.heartbeatWaiters.delete(w);
+  }
+
+  /** `w` loaded the app and serves: it takes its slot and the worker it replaces retires. */
+  private onReady(w: Worker, watchdog: boolean): void {
+    if (w.state !== 'starting') return;
+    if (this.stopping) {
+      w.state = 'ready';
+      this.retire(w, 'started while stopping');
+      return;
+    }
+    w.state = 'ready';
+    w.readyAt = Date.now();
+    w.watchdog = watchdog;
+    if (this.served.has(w.id)) this.restarts.set(w.id, (this.restarts.get(w.id) ?? 0) + 1);
+    this.served.add(w.id);
+    w.lastHeartbeat = Date.now();
+    const old = w.replacing;
+    w.replacing = null;
+    this.owner.set(w.id, w);
+    this.log.info(`worker ${w.id} (pid ${w.pid}) ready`, {
+      event: 'worker-ready',
+      worker: w.id,
+      worker_pid: w.pid,
+      generation: w.generation,
+    });
+    if (old !== null) {
+      old.replacement = null;
+      if (this.workers.has(old))
+        this.retire(old, old.generation < w.generation ? 'replaced by the reload' : 'replaced');
+    }
+    this.retireEarly();
+    if (this.firstStart && this.allReady()) {
+      this.firstStart = false;
+      this.started(true);
+    }
+  }
+
+  /** `w` asks to be recycled (--max-requests, --max-rss): its replacement starts first. */
+  private onRecycle(w: Worker, reason: string, now: boolean): void {
+    if (w.state !== 'ready' || w.replacement !== null || this.stopping) return;
+    this.log.info(`worker ${w.id} (pid ${w.pid}) ${reason}: starting its replacement`, {
+      event: 'worker-recycle',
+      worker: w.id,
+      worker_pid: w.pid,
+      reason,
+    });
+    this.spawn(w.id, w);
+    /* memory still growing: when another worker serves, retire now (its kept
+       connections go to that one) rather than once the replacement is ready */
+    if (now) {
+      w.retireSoon = true;
+      this.retireEarly();
+    }
+  }
+
+  /** Starts a worker in slot `id` again, after the slot's backoff. */
+  private scheduleRespawn(id: number): void {
+    if (this.stopping || this.respawnTimers.has(id) || this.owner.has(id)) return;
+    const k = this.failures.get(id) ?? 0;
     const delay = k === 0 ? 0 : Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** (k - 1));
     const t = setTimeout(() => {
-      respawnTimers.delete(id);
-      if (!stopping && !owner.has(id)) spawn(id, null);
+      this.respawnTimers.delete(id);
+      if (!this.stopping && !this.owner.has(id)) this.spawn(id, null);
     }, delay);
-    respawnTimers.set(id, t);
-  };
+    this.respawnTimers.set(id, t);
+  }
 
-  const fatalStop = (message: string): void => {
-    if (stopping) return;
-    stopping = true;
-    exitCode = 1;
-    log.error(message, { event: 'app-load-failed' });
-    for (const w of workers) kill(w);
-    if (workers.size === 0) finish();
-    started(false);
-  };
+  /** The app cannot be loaded at the first start: stop everything, exit status 1. */
+  private fatalStop(message: string): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.exitCode = 1;
+    this.log.error(message, { event: 'app-load-failed' });
+    for (const w of this.workers) this.kill(w);
+    if (this.workers.size === 0) this.finish();
+    this.started(false);
+  }
 
-  const onExit = (w: Worker, code: number | null, signal: NodeJS.Signals | null): void => {
+  private onExit(w: Worker, code: number | null, signal: NodeJS.Signals | null): void {
     if (w.exited) return;
     w.exited = true;
-    workers.delete(w);
+    this.workers.delete(w);
     if (w.graceTimer !== null) clearTimeout(w.graceTimer);
     const x = w.numbers?.listeners;
     if (x !== undefined) {
-      gone.forEach((g, i) => {
+      this.gone.forEach((g, i) => {
         g.connections += x[i]?.connections ?? 0;
         g.requests += x[i]?.requests ?? 0;
         g.refused += x[i]?.refused ?? 0;
       });
     }
     if (w.discarded) return;
-    const wasOwner = owner.get(w.id) === w;
-    if (wasOwner) owner.delete(w.id);
+    const wasOwner = this.owner.get(w.id) === w;
+    if (wasOwner) this.owner.delete(w.id);
     if (w.replacing !== null) w.replacing.replacement = null;
     const replacement = w.replacement;
     if (replacement !== null) {
       /* the replacement takes the slot at once */
       replacement.replacing = null;
-      owner.set(w.id, replacement);
+      this.owner.set(w.id, replacement);
     }
-    if (stopping) {
-      if (workers.size === 0) finish();
+    if (this.stopping) {
+      if (this.workers.size === 0) this.finish();
       return;
     }
     const how = describeExit(code, signal);
     if (w.state === 'stopping' && w.killedFor === null) {
-      log.info(`worker ${w.id} (pid ${w.pid}) stopped`, {
+      this.log.info(`worker ${w.id} (pid ${w.pid}) stopped`, {
         event: 'worker-exit',
         worker: w.id,
         worker_pid: w.pid,
       });
       return;
     }
-    if (w.state === 'starting') {
-      const message = w.fatal ?? `worker ${w.id} (pid ${w.pid}) ${how} before it was ready`;
-      /* reported once: the same failure of the next attempts (another pid) is not repeated */
-      const key = w.fatal ?? `${w.id} ${how}`;
-      if (firstStart) {
-        const k = (failures.get(w.id) ?? 0) + 1;
-        failures.set(w.id, k);
-        if (w.fatal !== null || k >= START_ATTEMPTS) {
-          fatalStop(w.fatal ?? `${message} (${k} times in a row): giving up`);
-          return;
-        }
-      } else if (w.replacing !== null || !wasOwner) {
-        /* a reload or recycle whose new worker failed: the old one keeps serving */
-        if (!reportedFatal.has(key)) {
-          reportedFatal.add(key);
-          log.error(`${message}; the running worker keeps serving`, {
-            event: 'worker-start-failed',
-            worker: w.id,
-          });
-        }
+    if (w.state === 'starting') this.onStartFailure(w, how, wasOwner);
+    else this.onServingExit(w, code, signal, how);
+  }
+
+  /** A worker died before it was ready. */
+  private onStartFailure(w: Worker, how: string, wasOwner: boolean): void {
+    const { log, failures } = this;
+    const message = w.fatal ?? `worker ${w.id} (pid ${w.pid}) ${how} before it was ready`;
+    /* reported once: the same failure of the next attempts (another pid) is not repeated */
+    const key = w.fatal ?? `${w.id} ${how}`;
+    if (this.firstStart) {
+      const k = (failures.get(w.id) ?? 0) + 1;
+      failures.set(w.id, k);
+      if (w.fatal !== null || k >= START_ATTEMPTS) {
+        this.fatalStop(w.fatal ?? `${message} (${k} times in a row): giving up`);
         return;
-      } else {
-        failures.set(w.id, (failures.get(w.id) ?? 0) + 1);
       }
-      if (!reportedFatal.has(key)) {
-        reportedFatal.add(key);
-        log.error(`${message}; retrying with backoff`, {
+    } else if (w.replacing !== null || !wasOwner) {
+      /* a reload or recycle whose new worker failed: the old one keeps serving */
+      if (!this.reportedFatal.has(key)) {
+        this.reportedFatal.add(key);
+        log.error(`${message}; the running worker keeps serving`, {
           event: 'worker-start-failed',
           worker: w.id,
         });
       }
-      if (!owner.has(w.id)) scheduleRespawn(w.id);
       return;
+    } else {
+      failures.set(w.id, (failures.get(w.id) ?? 0) + 1);
     }
-    /* it was serving (or retiring and had to be killed) */
+    if (!this.reportedFatal.has(key)) {
+      this.reportedFatal.add(key);
+      log.error(`${message}; retrying with backoff`, {
+        event: 'worker-start-failed',
+        worker: w.id,
+      });
+    }
+    if (!this.owner.has(w.id)) this.scheduleRespawn(w.id);
+  }
+
+  /** A worker that was serving (or retiring and had to be killed) exited. */
+  private onServingExit(
+    w: Worker,
+    code: number | null,
+    signal: NodeJS.Signals | null,
+    how: string,
+  ): void {
+    const { config, log, failures } = this;
     if (w.watchdog && code === EXIT_TIMEOUT && w.killedFor === null) {
       w.killedFor = `its event loop was blocked longer than --timeout ${config.timeoutMs / 1000}s: it answered the requests it held 504 and exited`;
       log.warn(`worker ${w.id} (pid ${w.pid}) ${how}: ${w.killedFor}`, {
@@ -569,7 +659,7 @@ export async function runMaster(options: MasterOptions): Promise<number> {
         reason: w.killedFor,
       });
       failures.set(w.id, 0);
-      if (!owner.has(w.id)) scheduleRespawn(w.id);
+      if (!this.owner.has(w.id)) this.scheduleRespawn(w.id);
       return;
     }
     const why = w.killedFor !== null ? `killed: ${w.killedFor}` : how;
@@ -585,47 +675,45 @@ export async function runMaster(options: MasterOptions): Promise<number> {
     const stable = w.readyAt > 0 && Date.now() - w.readyAt >= STABLE_MS;
     if (stable || w.killedFor !== null) failures.set(w.id, 0);
     else failures.set(w.id, (failures.get(w.id) ?? 0) + 1);
-    if (!owner.has(w.id)) scheduleRespawn(w.id);
-  };
+    if (!this.owner.has(w.id)) this.scheduleRespawn(w.id);
+  }
 
-  /* Heartbeat watch: a ready worker silent longer than the timeout is stuck. */
-  const watchdog = setInterval(
-    () => {
-      if (config.timeoutMs <= 0) return;
-      const now = Date.now();
-      for (const w of workers) {
-        if (w.state === 'starting' || w.killedFor !== null) continue;
-        const silent = now - w.lastHeartbeat;
-        /* a worker with the request watchdog ends itself first, after answering 504: this
-           is the fallback (a watchdog that could not act) */
-        const limit = w.watchdog
-          ? 2 * config.timeoutMs + 1000 + heartbeatMs
-          : config.timeoutMs + heartbeatMs;
-        if (silent > limit) {
-          w.killedFor = `it did not answer for ${(silent / 1000).toFixed(1)}s (--timeout ${config.timeoutMs / 1000}s): a request is stuck`;
-          kill(w);
-        }
+  /** Timeout: kills a ready worker whose heartbeat stopped (a request stuck in a busy loop). */
+  private checkHeartbeats(): void {
+    const { config, heartbeatMs } = this;
+    if (config.timeoutMs <= 0) return;
+    const now = Date.now();
+    for (const w of this.workers) {
+      if (w.state === 'starting' || w.killedFor !== null) continue;
+      const silent = now - w.lastHeartbeat;
+      /* a worker with the request watchdog ends itself first, after answering 504: this
+         is the fallback (a watchdog that could not act) */
+      const limit = w.watchdog
+        ? 2 * config.timeoutMs + 1000 + heartbeatMs
+        : config.timeoutMs + heartbeatMs;
+      if (silent > limit) {
+        w.killedFor = `it did not answer for ${(silent / 1000).toFixed(1)}s (--timeout ${config.timeoutMs / 1000}s): a request is stuck`;
+        this.kill(w);
       }
-    },
-    Math.max(25, Math.floor(heartbeatMs / 2)),
-  );
-  watchdog.unref();
+    }
+  }
 
-  /* Reload: new workers for every slot; each old one retires when its replacement is ready. */
-  const reload = (why: string): void => {
-    if (stopping || firstStart) return;
-    generation++;
-    reloads++;
-    reportedFatal.clear();
-    log.info(`${why}: starting ${n} new worker${n === 1 ? '' : 's'} (generation ${generation})`, {
-      event: 'reload',
-      generation,
-    });
+  /** Reload: new workers for every slot; each old one retires when its replacement is ready. */
+  reload(why: string): void {
+    const { n, log, owner } = this;
+    if (this.stopping || this.firstStart) return;
+    this.generation++;
+    this.reloads++;
+    this.reportedFatal.clear();
+    log.info(
+      `${why}: starting ${n} new worker${n === 1 ? '' : 's'} (generation ${this.generation})`,
+      { event: 'reload', generation: this.generation },
+    );
     for (let id = 1; id <= n; id++) {
-      const timer = respawnTimers.get(id);
+      const timer = this.respawnTimers.get(id);
       if (timer !== undefined) {
         clearTimeout(timer);
-        respawnTimers.delete(id);
+        this.respawnTimers.delete(id);
       }
       const old = owner.get(id) ?? null;
       if (old !== null && old.replacement !== null) {
@@ -633,96 +721,52 @@ export async function runMaster(options: MasterOptions): Promise<number> {
         old.replacement = null;
         pending.replacing = null;
         pending.discarded = true;
-        workers.delete(pending);
-        kill(pending);
+        this.workers.delete(pending);
+        this.kill(pending);
       }
       if (old !== null && old.state === 'starting') {
         owner.delete(id);
         old.discarded = true;
-        workers.delete(old);
-        kill(old);
-        spawn(id, null);
+        this.workers.delete(old);
+        this.kill(old);
+        this.spawn(id, null);
       } else {
-        spawn(id, old);
+        this.spawn(id, old);
       }
     }
-  };
+  }
 
-  /* Signals. */
-  let graceTimer: NodeJS.Timeout | null = null;
-  const onStop = (signal: NodeJS.Signals): void => {
-    if (stopping) {
+  /** SIGINT/SIGTERM: every worker finishes its requests; a second signal kills them. */
+  stop(signal: NodeJS.Signals): void {
+    const { log, config } = this;
+    if (this.stopping) {
       log.warn(`${signal} again: exiting now`, { event: 'stop-now' });
-      exitCode = 1;
-      for (const w of workers) kill(w);
+      this.exitCode = 1;
+      for (const w of this.workers) this.kill(w);
       return;
     }
-    stopping = true;
-    started(false);
+    this.stopping = true;
+    this.started(false);
     log.info(`${signal}: finishing running requests`, { event: 'stop', signal });
-    for (const t of respawnTimers.values()) clearTimeout(t);
-    respawnTimers.clear();
-    for (const w of workers) {
+    for (const t of this.respawnTimers.values()) clearTimeout(t);
+    this.respawnTimers.clear();
+    for (const w of this.workers) {
       if (w.graceTimer !== null) clearTimeout(w.graceTimer);
-      send(w, { t: 'stop' });
+      this.send(w, { t: 'stop' });
     }
-    if (workers.size === 0) finish();
-    graceTimer = setTimeout(() => {
+    if (this.workers.size === 0) this.finish();
+    this.graceTimer = setTimeout(() => {
       log.warn(`requests still running after ${config.graceMs / 1000}s: exiting`, {
         event: 'stop-timeout',
       });
-      exitCode = 1;
-      for (const w of workers) kill(w);
+      this.exitCode = 1;
+      for (const w of this.workers) this.kill(w);
     }, config.graceMs);
-    graceTimer.unref();
-  };
-  const onHup = (): void => reload('SIGHUP');
-  process.on('SIGINT', onStop);
-  process.on('SIGTERM', onStop);
-  process.on('SIGHUP', onHup);
-
-  /* --reload: watch the app's directory. */
-  const watcher = config.reload
-    ? watchForReload(dirname(resolve(splitAppSpec(config.app).file)), log, reload)
-    : null;
-
-  /* 4. Start the workers. */
-  for (let id = 1; id <= n; id++) spawn(id, null);
-  const ok = await startedOk;
-  if (ok) {
-    options.listeners.forEach((l, i) => {
-      const shown = sockets[i]!.shown;
-      const host = l.addr.type === 'tcp' ? shown.replace(/:[0-9]+$/, '') : null;
-      const exposed = exposureWarning(l.protocol, shown, host, config.allow);
-      if (exposed !== null) log.warn(exposed, { event: 'exposed', address: shown });
-      log.info(
-        `serving ${config.app} over ${l.protocol.title} on ${sockets[i]!.shown} ` +
-          `(${codec.name} codec, ${l.protocol.flag === 'http' ? '' : `${transport} transport, `}` +
-          `${n} worker${n === 1 ? '' : 's'})`,
-        { event: 'listening', protocol: l.protocol.flag, address: sockets[i]!.shown },
-      );
-    });
-    if (statsServer !== null) {
-      log.info(`statistics on ${statsShown}: JSON at /, Prometheus text at /metrics`, {
-        event: 'stats',
-        address: statsShown,
-      });
-    }
+    this.graceTimer.unref();
   }
-  await finished;
+}
 
-  /* 5. Stopped. */
-  if (graceTimer !== null) clearTimeout(graceTimer);
-  clearInterval(watchdog);
-  await watcher?.close();
-  process.off('SIGINT', onStop);
-  process.off('SIGTERM', onStop);
-  process.off('SIGHUP', onHup);
-  closeSockets();
-  if (statsServer !== null) {
-    statsServer.close();
-    statsServer.closeAllConnections?.();
-  }
-  if (exitCode === 0) log.info('stopped', { event: 'stopped' });
-  return exitCode;
+/** Runs the master until it stops; resolves with the exit status. */
+export function runMaster(options: ServeOptions): Promise<number> {
+  return new Master(options).run();
 }
