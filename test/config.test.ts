@@ -4,20 +4,23 @@
  * and the messages for bad values; then the command itself reading a config file.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   ConfigError,
   optionsHelp,
+  optionsMarkdown,
+  README_OPTIONS_BEGIN,
+  README_OPTIONS_END,
   parseCommandLine,
   readConfigFile,
   resolveConfig,
   type ServeConfig,
 } from '../lib/server/config.js';
 import { PROTOCOLS } from '../lib/server/protocols.js';
-import { ensureBuilt } from './support/build.js';
+import { ensureBuilt, ROOT } from './support/build.js';
 import { freePort } from './support/peers.js';
 import { httpGet, startTsgi } from './support/process-manager.js';
 import type { Child } from './support/spawn.js';
@@ -300,6 +303,27 @@ describe('config: precedence and values', () => {
       expect(help).toContain(`  ${flag}`);
     }
     for (const line of help.split('\n')) expect(line.length).toBeLessThanOrEqual(100);
+  });
+
+  it("the README's option table is the one the table writes (npm run docs:options)", () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const begin = readme.indexOf(README_OPTIONS_BEGIN);
+    const end = readme.indexOf(README_OPTIONS_END);
+    expect(begin, 'README.md has the option table markers').toBeGreaterThan(0);
+    expect(readme.slice(begin + README_OPTIONS_BEGIN.length + 1, end)).toBe(optionsMarkdown());
+    /* every flag of --help has its row, under its config key */
+    const rows = optionsMarkdown().split('\n');
+    expect(rows).toContain(
+      '| `--max-requests N` | `maxRequests` | recycle a worker after about N requests (needs a master: implies --workers 1) |',
+    );
+    expect(rows).toContain('| `--fastcgi ADDR` | `fastcgi` | serve FastCGI on ADDR (repeatable) |');
+    for (const m of optionsHelp().matchAll(/^ {2}--([a-z-]+)/gm)) {
+      if (m[1] === 'help' || m[1] === 'version') continue;
+      expect(
+        rows.some((r) => r.startsWith(`| \`--${m[1]}`)),
+        m[1],
+      ).toBe(true);
+    }
   });
 });
 

@@ -1,7 +1,9 @@
 /**
- * The options of `tsgi serve`: one table gives every option its flag, its config-file key, its
- * type and its help line, so the command line, the config file (tsgi.config.json or
- * tsgi.config.mjs), `tsgi --help` and docs/process-manager.md cannot drift apart.
+ * The options of `tsgi serve`: one table (OPTIONS) gives every option its flag, its config-file
+ * key, its type, its parser and validator, its default and its help line, so the command line,
+ * the config file (tsgi.config.json or tsgi.config.mjs), `tsgi --help` and the README's option
+ * table (written by `npm run docs:options`) cannot drift apart. A new option is one entry
+ * there, plus its field in ServeConfig.
  *
  * Precedence: built-in defaults < config file < command line. The listener flags (--fastcgi,
  * --http, ... from the PROTOCOLS table) form one group: any listener on the command line
@@ -31,227 +33,318 @@ export class ConfigError extends Error {
 
 type Kind = 'string' | 'strings' | 'boolean';
 
-interface OptionSpec {
+/** Turns a value typed on the command line or read from a config file into the config's. */
+type Parse<T> = (where: string, key: string, v: unknown) => T;
+
+/** What every option declares: how it is typed and what `tsgi --help` says of it. */
+interface OptionText {
   /** Flag without dashes. */
   flag: string;
-  /** Key in the config file (camelCase of the flag). */
-  key: string;
+  /** Key in the config file (default: camelCase of the flag). */
+  key?: string;
   kind: Kind;
   /** Placeholder in the help ("SECS"). */
   arg?: string;
-  short?: string;
   help: string;
   /** Only on the command line (not a config-file key). */
   cliOnly?: boolean;
 }
 
+/** One option of `tsgi serve`, declared once: flag, config key, type, parser, default, help. */
+interface OptionSpec extends OptionText {
+  key: string;
+  /** The ServeConfig field the option sets, and its value when the option is not given. */
+  field?: keyof ServeConfig;
+  default?: unknown;
+  /** Stores a given value (`where`: "command line" or the config file's name). */
+  set: (config: ServeConfig, where: string, v: unknown) => void;
+}
+
 const camel = (flag: string): string =>
   flag.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
 
+/** An option that sets its own ServeConfig field. */
+function option<F extends keyof ServeConfig>(
+  spec: OptionText & { field: F; default: ServeConfig[F]; parse: Parse<ServeConfig[F]> },
+): OptionSpec {
+  const { parse, ...rest } = spec;
+  const key = spec.key ?? camel(spec.flag);
+  return {
+    ...rest,
+    key,
+    set: (config, where, v) => {
+      config[spec.field] = parse(where, key, v);
+    },
+  };
+}
+
+/** A FastCGI, SCGI and uwsgi deadline or cap: one entry of ServeConfig.connectionLimits. */
+function limit(
+  spec: OptionText & { limit: keyof ConnectionLimits; parse: Parse<number> },
+): OptionSpec {
+  const { parse, limit: entry, ...rest } = spec;
+  const key = spec.key ?? camel(spec.flag);
+  return {
+    ...rest,
+    key,
+    set: (config, where, v) => {
+      config.connectionLimits[entry] = parse(where, key, v);
+    },
+  };
+}
+
+/** An option that acts on other options' fields. */
+function action(
+  spec: OptionText & { set: (config: ServeConfig, where: string, v: unknown) => void },
+): OptionSpec {
+  return { ...spec, key: spec.key ?? camel(spec.flag) };
+}
+
 /** Every option except the listener flags, in help order. */
 const OPTIONS: readonly OptionSpec[] = [
-  {
+  option({
     flag: 'factory',
-    key: 'factory',
     kind: 'boolean',
     help: 'the export is a factory: call it once at start-up (it may be async) and serve the app it returns',
-  },
-  {
+    field: 'factory',
+    default: false,
+    parse: bool,
+  }),
+  option({
     flag: 'interface',
-    key: 'interface',
     kind: 'string',
     arg: 'NAME',
     help: `what the export is: ${INTERFACES.join(', ')} (default: detected: an Express, Koa or Fastify app is node, an object with fetch() is fetch, another function is tsgi)`,
-  },
-  {
+    field: 'interface',
+    default: null,
+    parse: appInterface,
+  }),
+  option({
     flag: 'mount',
-    key: 'mount',
     kind: 'string',
     arg: 'PREFIX',
     help: 'serve the app under PREFIX: SCRIPT_NAME becomes PREFIX and PATH_INFO the rest of the path, whatever the front server sent (nginx scgi_params/uwsgi_params send no SCRIPT_NAME, Apache mod_proxy_scgi the whole path); other paths get 404',
-  },
-  {
+    field: 'mount',
+    default: null,
+    parse: mountPrefix,
+  }),
+  option({
     flag: 'workers',
-    key: 'workers',
     kind: 'string',
     arg: 'N',
     help: 'run a master and N worker processes sharing every listener ("auto": one per CPU); without it, one process serves alone',
-  },
-  {
+    field: 'workers',
+    default: null,
+    parse: workerCount,
+  }),
+  option({
     flag: 'timeout',
-    key: 'timeout',
     kind: 'string',
     arg: 'SECS',
     help: 'abort a request running longer (504; tsgi.signal aborts); a request stuck in a busy loop gets a 504 written by the native watchdog, then the process exits with status 124 (a worker is replaced at once) (default: off)',
-  },
-  {
+    field: 'timeoutMs',
+    default: 0,
+    parse: seconds,
+  }),
+  option({
     flag: 'max-requests',
-    key: 'maxRequests',
     kind: 'string',
     arg: 'N',
     help: 'recycle a worker after about N requests (needs a master: implies --workers 1)',
-  },
-  {
+    field: 'maxRequests',
+    default: 0,
+    parse: count,
+  }),
+  option({
     flag: 'max-requests-jitter',
-    key: 'maxRequestsJitter',
     kind: 'string',
     arg: 'N',
     help: "add a random 0..N to each worker's --max-requests so workers do not recycle together (default: N/10)",
-  },
-  {
+    field: 'maxRequestsJitter',
+    /* -1: a tenth of --max-requests, worked out once both are known */
+    default: -1,
+    parse: count,
+  }),
+  option({
     flag: 'max-rss',
-    key: 'maxRss',
     kind: 'string',
     arg: 'MB',
     help: 'recycle a worker whose resident memory exceeds MB megabytes, checked after requests and every 20 ms; it retires at once when another worker serves (implies --workers 1)',
-  },
-  {
+    field: 'maxRssBytes',
+    default: 0,
+    parse: (where, key, v) => megabytes(where, key, v, false),
+  }),
+  option({
     flag: 'graceful-timeout',
-    key: 'gracefulTimeout',
     kind: 'string',
     arg: 'SECS',
     help: "on SIGINT/SIGTERM, and for a worker being retired, wait this long for running requests (default 30); a retiring worker hands its kept connections to the others, and closes what is still idle at this point: keep nginx's upstream keepalive_timeout below it",
-  },
-  {
+    field: 'graceMs',
+    default: 30_000,
+    parse: seconds,
+  }),
+  option({
     flag: 'exit-on-error',
-    key: 'exitOnError',
     kind: 'boolean',
     help: 'on an uncaught exception or unhandled rejection outside a request, exit as Node does (a worker is replaced first, a lone process finishes its requests and exits with status 70); default: log it with its stack and keep serving',
-  },
-  {
+    field: 'exitOnError',
+    default: false,
+    parse: bool,
+  }),
+  option({
     flag: 'reload',
-    key: 'reload',
     kind: 'boolean',
     help: "development: watch the app's directory (not node_modules) and reload the workers on a change (implies --workers 1)",
-  },
-  {
+    field: 'reload',
+    default: false,
+    parse: bool,
+  }),
+  option({
     flag: 'keep-alive',
-    key: 'keepAlive',
     kind: 'string',
     arg: 'SECS',
     help: "HTTP listeners: close a keep-alive connection idle this long (default 5, node:http's; 0: never); behind nginx proxy_pass with an upstream keepalive pool, make it longer than that pool's keepalive_timeout",
-  },
-  {
+    field: 'keepAliveMs',
+    default: null,
+    parse: seconds,
+  }),
+  limit({
     flag: 'header-timeout',
-    key: 'headerTimeout',
     kind: 'string',
     arg: 'SECS',
     help: `FastCGI, SCGI, uwsgi: close a connection whose request head (PARAMS, netstring, vars) is not complete SECS after its first byte (default ${CONNECTION_LIMITS.headerTimeoutMs / 1000}; 0: never)`,
-  },
-  {
+    limit: 'headerTimeoutMs',
+    parse: seconds,
+  }),
+  limit({
     flag: 'first-byte-timeout',
-    key: 'firstByteTimeout',
     kind: 'string',
     arg: 'SECS',
     help: `FastCGI, SCGI, uwsgi: close a new connection that sends nothing for SECS (default ${CONNECTION_LIMITS.firstByteTimeoutMs / 1000}; 0: never)`,
-  },
-  {
+    limit: 'firstByteTimeoutMs',
+    parse: seconds,
+  }),
+  limit({
     flag: 'idle-timeout',
-    key: 'idleTimeout',
     kind: 'string',
     arg: 'SECS',
     help: `FastCGI (KEEP_CONN), uwsgi keep-alive: close a kept connection idle between requests for SECS (default ${CONNECTION_LIMITS.idleTimeoutMs / 1000}, longer than nginx's upstream keepalive_timeout 60 s; 0: never)`,
-  },
-  {
+    limit: 'idleTimeoutMs',
+    parse: seconds,
+  }),
+  limit({
     flag: 'tcp-keepalive',
-    key: 'tcpKeepalive',
     kind: 'string',
     arg: 'SECS',
     help: `FastCGI, SCGI, uwsgi TCP listeners: probe a connection silent for SECS so a vanished peer is found (default ${CONNECTION_LIMITS.tcpKeepAliveMs / 1000}; 0: off)`,
-  },
-  {
+    limit: 'tcpKeepAliveMs',
+    parse: seconds,
+  }),
+  limit({
     flag: 'max-head-memory',
-    key: 'maxHeadMemory',
     kind: 'string',
     arg: 'MB',
     help: `FastCGI, SCGI, uwsgi: bytes held in unfinished request heads over all connections of a listener; the connection that passes it is closed (default ${CONNECTION_LIMITS.maxHeadBytes / 1024 / 1024})`,
-  },
-  {
+    limit: 'maxHeadBytes',
+    parse: (where, key, v) => megabytes(where, key, v, true),
+  }),
+  limit({
     flag: 'max-unfinished',
-    key: 'maxUnfinished',
     kind: 'string',
     arg: 'N',
     help: `FastCGI, SCGI, uwsgi: requests whose head is not complete, over all connections of a listener; more are refused (FastCGI: END_REQUEST OVERLOADED; SCGI, uwsgi: the connection is closed) (default ${CONNECTION_LIMITS.maxUnfinished})`,
-  },
-  {
+    limit: 'maxUnfinished',
+    parse: (where, key, v) => count(where, key, v, 1),
+  }),
+  limit({
     flag: 'fastcgi-max-reqs',
-    key: 'fastcgiMaxReqs',
     kind: 'string',
     arg: 'N',
     help: `FastCGI: live requests on one connection, reported as FCGI_MAX_REQS; one more gets END_REQUEST OVERLOADED (default ${CONNECTION_LIMITS.maxConnRequests})`,
-  },
-  {
+    limit: 'maxConnRequests',
+    parse: (where, key, v) => count(where, key, v, 1),
+  }),
+  option({
     flag: 'socket-mode',
-    key: 'socketMode',
     kind: 'string',
     arg: 'MODE',
     help: 'permissions of unix sockets tsgi creates, in octal (e.g. 660)',
-  },
-  {
+    field: 'socketMode',
+    default: null,
+    parse: socketMode,
+  }),
+  option({
     flag: 'user',
-    key: 'user',
     kind: 'string',
     arg: 'USER',
     help: 'after binding, run as this user (name or uid; needs root); unix sockets are chowned to it',
-  },
-  {
+    field: 'user',
+    default: null,
+    parse: name,
+  }),
+  option({
     flag: 'group',
-    key: 'group',
     kind: 'string',
     arg: 'GROUP',
     help: "after binding, run as this group (name or gid; default: the user's group)",
-  },
-  {
+    field: 'group',
+    default: null,
+    parse: name,
+  }),
+  option({
     flag: 'allow',
-    key: 'allow',
     kind: 'strings',
     arg: 'ADDR[,ADDR]',
     help: 'accept TCP connections only from these addresses or CIDR ranges (repeatable); FastCGI listeners also honour FCGI_WEB_SERVER_ADDRS; unix sockets are always allowed',
-  },
-  {
+    field: 'allow',
+    default: null,
+    parse: allowList,
+  }),
+  option({
     flag: 'stats',
-    key: 'stats',
     kind: 'string',
     arg: 'ADDR',
     help: 'serve statistics over HTTP on ADDR: JSON at /, Prometheus text at /metrics',
-  },
-  {
+    field: 'stats',
+    default: null,
+    parse: statsAddress,
+  }),
+  option({
     flag: 'access-log',
-    key: 'accessLog',
     kind: 'boolean',
     help: 'log one line per request: method, path, status, bytes, duration (default: off; the front server logs requests already)',
-  },
-  {
+    field: 'accessLog',
+    default: false,
+    parse: bool,
+  }),
+  action({
     flag: 'no-access-log',
-    key: 'noAccessLog',
     kind: 'boolean',
     help: 'turn the access log off (overrides the config file)',
     cliOnly: true,
-  },
-  {
+    set: (config, _where, v) => {
+      if (v === true) config.accessLog = false;
+    },
+  }),
+  option({
     flag: 'log-format',
-    key: 'logFormat',
     kind: 'string',
     arg: 'FORMAT',
     help: 'text (default: "tsgi: ..." lines) or json (one JSON object per line, for log shippers)',
-  },
-  {
+    field: 'logFormat',
+    default: 'text',
+    parse: logFormat,
+  }),
+  action({
     flag: 'config',
-    key: 'config',
     kind: 'string',
     arg: 'FILE',
     help: 'read options from FILE (.json or .mjs); default: tsgi.config.json or tsgi.config.mjs in the current directory if present',
     cliOnly: true,
-  },
+    /* read before the others: see readConfigFile */
+    set: () => {},
+  }),
 ];
-
-/** The connection deadlines by config key: the ConnectionLimits entry each one sets (in ms). */
-const LIMIT_TIMES = {
-  headerTimeout: 'headerTimeoutMs',
-  firstByteTimeout: 'firstByteTimeoutMs',
-  idleTimeout: 'idleTimeoutMs',
-  tcpKeepalive: 'tcpKeepAliveMs',
-} as const satisfies Record<string, keyof ConnectionLimits>;
 
 /** Config-file keys, with the value types they accept. */
 const LISTENER_KEYS = PROTOCOLS.map((p) => p.flag);
@@ -604,11 +697,107 @@ export function parseMode(text: string): number {
 }
 
 /** `n`, "auto" (one per CPU). */
-function workerCount(where: string, v: unknown): number {
+function workerCount(where: string, key: string, v: unknown): number {
   if (v === 'auto') {
     return typeof availableParallelism === 'function' ? availableParallelism() : cpus().length;
   }
-  return count(where, 'workers', v, 1);
+  return count(where, key, v, 1);
+}
+
+/** Runs `parse`; its error becomes the option's message. */
+function checked<T>(where: string, key: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    return fail(where, key, (err as Error).message);
+  }
+}
+
+/** A number of megabytes, in bytes (`positive`: more than 0). */
+function megabytes(where: string, key: string, v: unknown, positive: boolean): number {
+  const s = scalar(where, key, v);
+  const n = Number(s);
+  if (s.trim() === '' || !Number.isFinite(n) || n < 0 || (positive && n === 0)) {
+    fail(where, key, `needs a ${positive ? 'positive ' : ''}number of megabytes, not "${s}"`);
+  }
+  return Math.round(n * 1024 * 1024);
+}
+
+function mountPrefix(where: string, key: string, v: unknown): string | null {
+  const s = scalar(where, key, v);
+  return checked(where, key, () => parseMount(s));
+}
+
+function appInterface(where: string, key: string, v: unknown): AppInterface {
+  const s = scalar(where, key, v);
+  if (!(INTERFACES as readonly string[]).includes(s)) {
+    fail(
+      where,
+      key,
+      `${s} is not available; this version serves ${INTERFACES.map((i) => `"${i}"`).join(', ')} apps`,
+    );
+  }
+  return s as AppInterface;
+}
+
+function socketMode(where: string, key: string, v: unknown): number {
+  if (typeof v !== 'string') {
+    fail(where, key, `needs the mode as an octal string such as "660", not ${JSON.stringify(v)}`);
+  }
+  return checked(where, key, () => parseMode(v));
+}
+
+/** A user or group: a name or a number. */
+function name(where: string, key: string, v: unknown): string {
+  const s = scalar(where, key, v);
+  if (s === '') fail(where, key, 'needs a name or a number');
+  return s;
+}
+
+function allowList(where: string, key: string, v: unknown): string[] {
+  const list = strings(where, key, v)
+    .flatMap((s) => s.split(','))
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  if (list.length === 0) fail(where, key, 'needs at least one address');
+  checked(where, key, () => parseAllowList(list));
+  return list;
+}
+
+function statsAddress(where: string, key: string, v: unknown): ListenAddress {
+  const s = scalar(where, key, v);
+  try {
+    const addr = parseAddress(s);
+    if (addr.type === 'fd') throw new ListenError(`"${s}": the stats endpoint cannot use fd:N`);
+    return addr;
+  } catch (err) {
+    throw new ConfigError(
+      where === 'command line'
+        ? `--stats: ${(err as Error).message}`
+        : `${where}: "stats": ${(err as Error).message}`,
+    );
+  }
+}
+
+function logFormat(where: string, key: string, v: unknown): LogFormat {
+  const s = scalar(where, key, v);
+  if (s !== 'text' && s !== 'json') fail(where, key, `needs text or json, not "${s}"`);
+  return s;
+}
+
+/** The options by config key. */
+const BY_KEY = new Map(OPTIONS.map((o) => [o.key, o]));
+
+/** The config before any option is applied: each option's default. */
+function defaults(configFile: string | null): ServeConfig {
+  const config: Record<string, unknown> = {
+    app: '',
+    listeners: [],
+    connectionLimits: {},
+    configFile,
+  };
+  for (const o of OPTIONS) if (o.field !== undefined) config[o.field] = o.default;
+  return config as unknown as ServeConfig;
 }
 
 /**
@@ -620,186 +809,19 @@ export function resolveConfig(
   file: { path: string; values: Record<string, unknown> } | null,
 ): ServeConfig {
   const fileName = file === null ? '' : basename(file.path);
-  const config: ServeConfig = {
-    app: '',
-    listeners: [],
-    factory: false,
-    interface: null,
-    mount: null,
-    workers: null,
-    timeoutMs: 0,
-    maxRequests: 0,
-    maxRequestsJitter: -1,
-    maxRssBytes: 0,
-    graceMs: 30_000,
-    reload: false,
-    keepAliveMs: null,
-    connectionLimits: {},
-    socketMode: null,
-    user: null,
-    group: null,
-    allow: null,
-    stats: null,
-    accessLog: false,
-    exitOnError: false,
-    logFormat: 'text',
-    configFile: file?.path ?? null,
-  };
+  const config = defaults(file?.path ?? null);
   const apply = (where: string, values: Record<string, unknown>): void => {
     for (const [key, v] of Object.entries(values)) {
       if (v === undefined) continue;
-      switch (key) {
-        case 'app':
-          if (typeof v !== 'string' || v === '') fail(where, key, 'needs the app module path');
-          config.app = v;
-          break;
-        case 'factory':
-          config.factory = bool(where, key, v);
-          break;
-        case 'interface': {
-          const s = scalar(where, key, v);
-          if (!(INTERFACES as readonly string[]).includes(s)) {
-            fail(
-              where,
-              key,
-              `${s} is not available; this version serves ${INTERFACES.map((i) => `"${i}"`).join(', ')} apps`,
-            );
-          }
-          config.interface = s as AppInterface;
-          break;
-        }
-        case 'workers':
-          config.workers = workerCount(where, v);
-          break;
-        case 'timeout':
-          config.timeoutMs = seconds(where, key, v);
-          break;
-        case 'maxRequests':
-          config.maxRequests = count(where, key, v);
-          break;
-        case 'maxRequestsJitter':
-          config.maxRequestsJitter = count(where, key, v);
-          break;
-        case 'maxRss': {
-          const s = scalar(where, key, v);
-          const n = Number(s);
-          if (s.trim() === '' || !Number.isFinite(n) || n < 0) {
-            fail(where, key, `needs a number of megabytes, not "${s}"`);
-          }
-          config.maxRssBytes = Math.round(n * 1024 * 1024);
-          break;
-        }
-        case 'gracefulTimeout':
-          config.graceMs = seconds(where, key, v);
-          break;
-        case 'keepAlive':
-          config.keepAliveMs = seconds(where, key, v);
-          break;
-        case 'reload':
-          config.reload = bool(where, key, v);
-          break;
-        case 'headerTimeout':
-        case 'firstByteTimeout':
-        case 'idleTimeout':
-        case 'tcpKeepalive':
-          config.connectionLimits[LIMIT_TIMES[key]] = seconds(where, key, v);
-          break;
-        case 'maxHeadMemory': {
-          const s = scalar(where, key, v);
-          const n = Number(s);
-          if (s.trim() === '' || !Number.isFinite(n) || n <= 0) {
-            fail(where, key, `needs a positive number of megabytes, not "${s}"`);
-          }
-          config.connectionLimits.maxHeadBytes = Math.round(n * 1024 * 1024);
-          break;
-        }
-        case 'maxUnfinished':
-          config.connectionLimits.maxUnfinished = count(where, key, v, 1);
-          break;
-        case 'fastcgiMaxReqs':
-          config.connectionLimits.maxConnRequests = count(where, key, v, 1);
-          break;
-        case 'mount': {
-          const s = scalar(where, key, v);
-          try {
-            config.mount = parseMount(s);
-          } catch (err) {
-            fail(where, key, (err as Error).message);
-          }
-          break;
-        }
-        case 'socketMode': {
-          if (typeof v !== 'string') {
-            fail(
-              where,
-              key,
-              `needs the mode as an octal string such as "660", not ${JSON.stringify(v)}`,
-            );
-          }
-          try {
-            config.socketMode = parseMode(v);
-          } catch (err) {
-            fail(where, key, (err as Error).message);
-          }
-          break;
-        }
-        case 'user':
-        case 'group': {
-          const s = scalar(where, key, v);
-          if (s === '') fail(where, key, 'needs a name or a number');
-          config[key] = s;
-          break;
-        }
-        case 'allow': {
-          const list = strings(where, key, v)
-            .flatMap((s) => s.split(','))
-            .map((s) => s.trim())
-            .filter((s) => s !== '');
-          if (list.length === 0) fail(where, key, 'needs at least one address');
-          try {
-            parseAllowList(list);
-          } catch (err) {
-            fail(where, key, (err as Error).message);
-          }
-          config.allow = list;
-          break;
-        }
-        case 'stats': {
-          const s = scalar(where, key, v);
-          try {
-            const addr = parseAddress(s);
-            if (addr.type === 'fd')
-              throw new ListenError(`"${s}": the stats endpoint cannot use fd:N`);
-            config.stats = addr;
-          } catch (err) {
-            throw new ConfigError(
-              where === 'command line'
-                ? `--stats: ${(err as Error).message}`
-                : `${where}: "stats": ${(err as Error).message}`,
-            );
-          }
-          break;
-        }
-        case 'accessLog':
-          config.accessLog = bool(where, key, v);
-          break;
-        case 'exitOnError':
-          config.exitOnError = bool(where, key, v);
-          break;
-        case 'noAccessLog':
-          if (v === true) config.accessLog = false;
-          break;
-        case 'logFormat': {
-          const s = scalar(where, key, v);
-          if (s !== 'text' && s !== 'json') fail(where, key, `needs text or json, not "${s}"`);
-          config.logFormat = s;
-          break;
-        }
-        case 'config':
-          break;
-        default:
-          /* listener keys are handled below */
-          if (!LISTENER_KEYS.includes(key)) fail(where, key, 'is not an option');
+      if (key === 'app') {
+        if (typeof v !== 'string' || v === '') fail(where, key, 'needs the app module path');
+        config.app = v;
+        continue;
+      }
+      const spec = BY_KEY.get(key);
+      if (spec !== undefined) spec.set(config, where, v);
+      /* listener keys are handled below */ else if (!LISTENER_KEYS.includes(key)) {
+        fail(where, key, 'is not an option');
       }
     }
   };
@@ -843,4 +865,25 @@ export function resolveConfig(
   }
   if (config.maxRequestsJitter < 0) config.maxRequestsJitter = Math.floor(config.maxRequests / 10);
   return config;
+}
+
+/** The comments around the README's option table (written by `npm run docs:options`). */
+export const README_OPTIONS_BEGIN =
+  '<!-- options: written by npm run docs:options from lib/server/config.ts -->';
+export const README_OPTIONS_END = '<!-- end of options -->';
+
+/**
+ * The README's option table in markdown: the listener flags, then every option, each with
+ * its config key and its `--help` text.
+ */
+export function optionsMarkdown(): string {
+  const cell = (text: string): string => text.replace(/\|/g, '\\|');
+  const rows = ['| option | config key | meaning |', '|---|---|---|'];
+  for (const p of PROTOCOLS)
+    rows.push(`| \`--${p.flag} ADDR\` | \`${p.flag}\` | ${cell(p.help)} |`);
+  for (const o of OPTIONS) {
+    const key = o.cliOnly === true ? '—' : `\`${o.key}\``;
+    rows.push(`| \`--${o.flag}${o.arg ? ` ${o.arg}` : ''}\` | ${key} | ${cell(o.help)} |`);
+  }
+  return `${rows.join('\n')}\n`;
 }
