@@ -42,6 +42,7 @@ import {
   type ListenAddress,
 } from './server/listen.js';
 import { createLogger, type Logger } from './server/log.js';
+import { applySpawnedDefaults, exitOnChange, spawnedByWebServer } from './server/hosting.js';
 import { MasterStartError, runMaster } from './server/master.js';
 import { dropPrivileges, PrivilegeError, resolveIds, type Ids } from './server/privileges.js';
 import { PROTOCOLS, protocolByFlag, type Protocol } from './server/protocols.js';
@@ -125,6 +126,7 @@ function chooseListeners(config: ServeConfig): Listener[] {
 
 async function serve(args: string[]): Promise<number> {
   let config: ServeConfig;
+  let given: (key: string) => boolean;
   try {
     const cli = parseCommandLine(args);
     if (cli.help) {
@@ -133,12 +135,14 @@ async function serve(args: string[]): Promise<number> {
     }
     const file = await readConfigFile(cli.values.config as string | undefined);
     config = resolveConfig(cli, file);
+    given = (k) => cli.values[k] !== undefined || file?.values[k] !== undefined;
   } catch (err) {
     if (err instanceof ConfigError) throw new UsageError(err.message);
     throw err;
   }
   log = createLogger(config.logFormat);
   const listeners = chooseListeners(config);
+  if (spawnedByWebServer(config, listeners)) applySpawnedDefaults(config, given);
   let ids: Ids | null;
   try {
     ids = resolveIds(config.user, config.group);
@@ -347,6 +351,7 @@ async function serveAlone(
     if (err instanceof ListenError) throw new StartError(err.message);
     throw err;
   }
+  if (spawnedByWebServer(config, listeners)) exitOnChange(config, log, stop);
   return finished;
 }
 

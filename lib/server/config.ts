@@ -125,6 +125,12 @@ const OPTIONS: readonly OptionSpec[] = [
     help: "development: watch the app's directory (not node_modules) and reload the workers on a change (implies --workers 1)",
   },
   {
+    flag: 'no-exit-on-change',
+    key: 'noExitOnChange',
+    kind: 'boolean',
+    help: "spawned by a web server (FastCGI on fd 0: mod_fcgid, lighttpd bin-path): do not exit when the app's files change; by default such a process finishes its request and exits on a change, and the web server starts a fresh one (docs/hosting.md)",
+  },
+  {
     flag: 'keep-alive',
     key: 'keepAlive',
     kind: 'string',
@@ -295,6 +301,8 @@ export interface ServeConfig {
   maxRssBytes: number;
   graceMs: number;
   reload: boolean;
+  /** Spawned by a web server: stay when the app's files change (see lib/server/hosting.ts). */
+  noExitOnChange: boolean;
   /** --keep-alive in ms (HTTP listeners); null: node:http's default. */
   keepAliveMs: number | null;
   /**
@@ -633,6 +641,7 @@ export function resolveConfig(
     maxRssBytes: 0,
     graceMs: 30_000,
     reload: false,
+    noExitOnChange: false,
     keepAliveMs: null,
     connectionLimits: {},
     socketMode: null,
@@ -697,6 +706,9 @@ export function resolveConfig(
           break;
         case 'reload':
           config.reload = bool(where, key, v);
+          break;
+        case 'noExitOnChange':
+          config.noExitOnChange = bool(where, key, v);
           break;
         case 'headerTimeout':
         case 'firstByteTimeout':

@@ -1,0 +1,77 @@
+/**
+ * A process spawned by a web server (FastCGI on fd 0: Apache mod_fcgid, lighttpd's
+ * `bin-path`): the defaults of shared hosting, where there is no master, no shell and no
+ * restart button (docs/hosting.md).
+ *
+ * - `--timeout` defaults to {@link SPAWNED_TIMEOUT_MS}, below mod_fcgid's FcgidIOTimeout
+ *   (40 s): a request stuck in a busy loop is answered 504 by the native watchdog
+ *   (lib/server/watchdog.ts), which logs one line and ends the process; the web server
+ *   starts another for the next request.
+ * - The app's folder is watched (chokidar, as --reload): on a change to a source file or to
+ *   the entry file itself, the process finishes the requests it runs and exits, so the web
+ *   server's next request starts a process that loads the edited code.
+ *   `--no-exit-on-change` turns this off.
+ */
+import { dirname, resolve } from 'node:path';
+import type { ServeConfig } from './config.js';
+import type { ListenAddress } from './listen.js';
+import type { Logger } from './log.js';
+import { splitAppSpec } from './app.js';
+import { watchForReload, type ReloadWatcher } from './reload.js';
+
+/** --timeout of a process spawned by a web server, unless one is given (ms). */
+export const SPAWNED_TIMEOUT_MS = 30_000;
+
+/**
+ * True when tsgi serves the listening socket a web server gave it on fd 0 (no listener
+ * configured, none from systemd).
+ */
+export function spawnedByWebServer(
+  config: ServeConfig,
+  listeners: readonly { addr: ListenAddress }[],
+): boolean {
+  const only = listeners.length === 1 ? listeners[0]!.addr : null;
+  return config.listeners.length === 0 && only !== null && only.type === 'fd' && only.fd === 0;
+}
+
+/**
+ * Sets the defaults of a spawned process on `config`: --timeout when neither the command
+ * line nor the config file gave one (`given` tells).
+ */
+export function applySpawnedDefaults(config: ServeConfig, given: (key: string) => boolean): void {
+  if (!given('timeout')) config.timeoutMs = SPAWNED_TIMEOUT_MS;
+}
+
+/**
+ * Watches the app's folder and calls `stop` (finish running requests, exit) once, on the
+ * first change; null when --no-exit-on-change.
+ */
+export function exitOnChange(
+  config: ServeConfig,
+  log: Logger,
+  stop: () => void,
+): ReloadWatcher | null {
+  if (config.noExitOnChange) return null;
+  const entry = resolve(splitAppSpec(config.app).file);
+  let done = false;
+  const watcher = watchForReload(
+    dirname(entry),
+    log,
+    (why) => {
+      if (done) return;
+      done = true;
+      log.info(
+        `${why}: finishing running requests and exiting, so that the web server starts the new code`,
+        {
+          event: 'exit-on-change',
+        },
+      );
+      void watcher.close();
+      stop();
+    },
+    undefined,
+    new Set([entry]),
+    'exit on change',
+  );
+  return watcher;
+}
