@@ -42,7 +42,7 @@ import {
   type ListenAddress,
 } from './server/listen.js';
 import { createLogger, type Logger } from './server/log.js';
-import { applySpawnedDefaults, exitOnChange, spawnedByWebServer } from './server/hosting.js';
+import { applySpawnedDefaults, spawnedByWebServer, superviseSpawned } from './server/hosting.js';
 import { MasterStartError, runMaster } from './server/master.js';
 import { dropPrivileges, PrivilegeError, resolveIds, type Ids } from './server/privileges.js';
 import { PROTOCOLS, protocolByFlag, type Protocol } from './server/protocols.js';
@@ -351,7 +351,7 @@ async function serveAlone(
     if (err instanceof ListenError) throw new StartError(err.message);
     throw err;
   }
-  if (spawnedByWebServer(config, listeners)) exitOnChange(config, log, stop);
+  if (spawnedByWebServer(config, listeners)) superviseSpawned(config, log, stop);
   return finished;
 }
 

@@ -11,6 +11,8 @@
  *   the entry file itself, the process finishes the requests it runs and exits, so the web
  *   server's next request starts a process that loads the edited code.
  *   `--no-exit-on-change` turns this off.
+ * - The watchdog stops listening on fd 0 before it answers and exits, so that mod_fcgid does
+ *   not hand its next request to the dying process (a reset connection, a 500).
  */
 import { dirname, resolve } from 'node:path';
 import type { ServeConfig } from './config.js';
@@ -18,6 +20,7 @@ import type { ListenAddress } from './listen.js';
 import type { Logger } from './log.js';
 import { splitAppSpec } from './app.js';
 import { watchForReload, type ReloadWatcher } from './reload.js';
+import { closeOnFire } from './watchdog.js';
 
 /** --timeout of a process spawned by a web server, unless one is given (ms). */
 export const SPAWNED_TIMEOUT_MS = 30_000;
@@ -43,14 +46,16 @@ export function applySpawnedDefaults(config: ServeConfig, given: (key: string) =
 }
 
 /**
- * Watches the app's folder and calls `stop` (finish running requests, exit) once, on the
- * first change; null when --no-exit-on-change.
+ * What a spawned process does once it serves: the watchdog stops listening on fd 0 before it
+ * answers a stuck request and exits; the app's folder is watched and `stop` (finish running
+ * requests, exit) called once, on the first change (a null watcher with --no-exit-on-change).
  */
-export function exitOnChange(
+export function superviseSpawned(
   config: ServeConfig,
   log: Logger,
   stop: () => void,
 ): ReloadWatcher | null {
+  closeOnFire(0);
   if (config.noExitOnChange) return null;
   const entry = resolve(splitAppSpec(config.app).file);
   let done = false;
