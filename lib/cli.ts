@@ -42,7 +42,12 @@ import {
   type ListenAddress,
 } from './server/listen.js';
 import { createLogger, type Logger } from './server/log.js';
-import { applySpawnedDefaults, spawnedByWebServer, superviseSpawned } from './server/hosting.js';
+import {
+  applySpawnedDefaults,
+  spawnedApp,
+  spawnedByWebServer,
+  superviseSpawned,
+} from './server/hosting.js';
 import { MasterStartError, runMaster } from './server/master.js';
 import { dropPrivileges, PrivilegeError, resolveIds, type Ids } from './server/privileges.js';
 import { PROTOCOLS, protocolByFlag, type Protocol } from './server/protocols.js';
@@ -202,7 +207,8 @@ async function serveAlone(
   /* With --user the sockets are bound first and the app is loaded after dropping privileges;
      the servers then call it through a forwarding function. */
   let app: App | null = ids === null ? await load() : null;
-  const target: App = app ?? ((env, start) => app!(env, start));
+  const loaded: App = app ?? ((env, start) => app!(env, start));
+  const target = spawnedByWebServer(config, listeners) ? spawnedApp(loaded) : loaded;
   if (config.timeoutMs > 0 && serving.watchdog === null) {
     log.info(
       'the native addon is not loaded: --timeout ends requests that wait, but a request stuck ' +

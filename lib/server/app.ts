@@ -177,11 +177,7 @@ export async function loadApp(spec: string, options: LoadOptions = {}): Promise<
   if (!existsSync(abs)) throw new AppLoadError(`cannot find the app module "${file}" (${abs})`);
   let mod: Record<string, unknown>;
   try {
-    mod = await catchingListen(
-      file,
-      options.onWarning,
-      async () => importEntry(abs),
-    );
+    mod = await catchingListen(file, options.onWarning, async () => importEntry(abs));
   } catch (err) {
     if (TYPESCRIPT.has(extname(abs))) {
       const advice = typescriptAdvice(file, err);

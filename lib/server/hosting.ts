@@ -21,6 +21,8 @@ import type { Logger } from './log.js';
 import { splitAppSpec } from './app.js';
 import { watchForReload, type ReloadWatcher } from './reload.js';
 import { closeOnFire } from './watchdog.js';
+import { adoptSiteVariables } from './site-env.js';
+import type { App } from '../gateway/types.js';
 
 /** --timeout of a process spawned by a web server, unless one is given (ms). */
 export const SPAWNED_TIMEOUT_MS = 30_000;
@@ -35,6 +37,21 @@ export function spawnedByWebServer(
 ): boolean {
   const only = listeners.length === 1 ? listeners[0]!.addr : null;
   return config.listeners.length === 0 && only !== null && only.type === 'fd' && only.fd === 0;
+}
+
+/**
+ * The app of a spawned process: the first request's site variables (NODE_ENV) are copied
+ * into process.env where it has none (lib/server/site-env.ts).
+ */
+export function spawnedApp(app: App): App {
+  let first = true;
+  return (environ, start) => {
+    if (first) {
+      first = false;
+      adoptSiteVariables(environ);
+    }
+    return app(environ, start);
+  };
 }
 
 /**
