@@ -208,7 +208,9 @@ async function serveAlone(
      the servers then call it through a forwarding function. */
   let app: App | null = ids === null ? await load() : null;
   const loaded: App = app ?? ((env, start) => app!(env, start));
-  const target = spawnedByWebServer(config, listeners) ? spawnedApp(loaded) : loaded;
+  const target = spawnedByWebServer(config, listeners)
+    ? spawnedApp(loaded, config, log, () => stop())
+    : loaded;
   if (config.timeoutMs > 0 && serving.watchdog === null) {
     log.info(
       'the native addon is not loaded: --timeout ends requests that wait, but a request stuck ' +

@@ -131,6 +131,13 @@ const OPTIONS: readonly OptionSpec[] = [
     help: "spawned by a web server (FastCGI on fd 0: mod_fcgid, lighttpd bin-path): do not exit when the app's files change; by default such a process finishes its request and exits on a change, and the web server starts a fresh one (docs/hosting.md)",
   },
   {
+    flag: 'idle-exit',
+    key: 'idleExit',
+    kind: 'string',
+    arg: 'SECS',
+    help: "exit after SECS without a request (the process tsgi-cgi-bridge starts for mod_cgi hosts; docs/hosting.md); such a process also exits when the app's files change, and its --timeout defaults to 30 (default: off)",
+  },
+  {
     flag: 'keep-alive',
     key: 'keepAlive',
     kind: 'string',
@@ -303,6 +310,8 @@ export interface ServeConfig {
   reload: boolean;
   /** Spawned by a web server: stay when the app's files change (see lib/server/hosting.ts). */
   noExitOnChange: boolean;
+  /** --idle-exit in ms; 0: off. */
+  idleExitMs: number;
   /** --keep-alive in ms (HTTP listeners); null: node:http's default. */
   keepAliveMs: number | null;
   /**
@@ -642,6 +651,7 @@ export function resolveConfig(
     graceMs: 30_000,
     reload: false,
     noExitOnChange: false,
+    idleExitMs: 0,
     keepAliveMs: null,
     connectionLimits: {},
     socketMode: null,
@@ -709,6 +719,9 @@ export function resolveConfig(
           break;
         case 'noExitOnChange':
           config.noExitOnChange = bool(where, key, v);
+          break;
+        case 'idleExit':
+          config.idleExitMs = seconds(where, key, v);
           break;
         case 'headerTimeout':
         case 'firstByteTimeout':

@@ -28,24 +28,43 @@ import type { App } from '../gateway/types.js';
 export const SPAWNED_TIMEOUT_MS = 30_000;
 
 /**
- * True when tsgi serves the listening socket a web server gave it on fd 0 (no listener
- * configured, none from systemd).
+ * True when a web server started this process: it serves the listening socket the web server
+ * gave it on fd 0 (no listener configured, none from systemd), or it was started by
+ * tsgi-cgi-bridge (--idle-exit).
  */
 export function spawnedByWebServer(
   config: ServeConfig,
   listeners: readonly { addr: ListenAddress }[],
 ): boolean {
+  return config.idleExitMs > 0 || onFd0(config, listeners);
+}
+
+function onFd0(config: ServeConfig, listeners: readonly { addr: ListenAddress }[]): boolean {
   const only = listeners.length === 1 ? listeners[0]!.addr : null;
   return config.listeners.length === 0 && only !== null && only.type === 'fd' && only.fd === 0;
 }
 
 /**
  * The app of a spawned process: the first request's site variables (NODE_ENV) are copied
- * into process.env where it has none (lib/server/site-env.ts).
+ * into process.env where it has none (lib/server/site-env.ts); with --idle-exit, `stop` is
+ * called after that long without a request.
  */
-export function spawnedApp(app: App): App {
+export function spawnedApp(app: App, config: ServeConfig, log: Logger, stop: () => void): App {
   let first = true;
+  const idleMs = config.idleExitMs;
+  let idle: NodeJS.Timeout | null = null;
+  const arm = (): void => {
+    if (idleMs <= 0) return;
+    if (idle !== null) clearTimeout(idle);
+    idle = setTimeout(() => {
+      log.info(`no request for ${idleMs / 1000}s (--idle-exit): exiting`, { event: 'idle-exit' });
+      stop();
+    }, idleMs);
+    idle.unref();
+  };
+  arm();
   return (environ, start) => {
+    arm();
     if (first) {
       first = false;
       adoptSiteVariables(environ);
@@ -72,7 +91,7 @@ export function superviseSpawned(
   log: Logger,
   stop: () => void,
 ): ReloadWatcher | null {
-  closeOnFire(0);
+  if (config.listeners.length === 0) closeOnFire(0);
   if (config.noExitOnChange) return null;
   const entry = resolve(splitAppSpec(config.app).file);
   let done = false;
