@@ -6,7 +6,9 @@
  * module from its own folder. Proves: both answer, with the same environment rule (SetEnv
  * NODE_ENV in the .htaccess); an edit of the app's module, in place and by rename, is served
  * by the next request once the old process is gone; an infinite loop ends in a 504 within
- * --timeout + 2 s and a memory explosion in a 500, and the next request succeeds each time.
+ * --timeout + 2 s and a memory explosion in a 500, and the next request succeeds each time;
+ * tsgi-cgi-bridge under mod_cgi starts one persistent process, even for concurrent first
+ * requests, and every later request reaches that same process.
  * Skipped loudly without apache2 or mod_fcgid; failing under CI=true.
  */
 import {
@@ -19,16 +21,19 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, ensureBuilt } from './support/build.js';
+import { bridgeBinary } from '../lib/server/bridge.js';
 import { apacheBinary, apacheModuleDir, startApache } from './support/frontends.js';
 import { freePort, isCI } from './support/peers.js';
 import type { Child } from './support/spawn.js';
 
 const apache = apacheBinary();
+const bridge = bridgeBinary();
 const modules = apacheModuleDir();
 const fcgid = modules !== null && existsSync(join(modules, 'mod_fcgid.so'));
 const missing =
@@ -36,7 +41,9 @@ const missing =
     ? 'apache2 is not installed (Debian: apt-get install apache2 libapache2-mod-fcgid)'
     : !fcgid
       ? 'mod_fcgid is not installed (Debian: apt-get install libapache2-mod-fcgid)'
-      : null;
+      : bridge === null
+        ? 'tsgi-cgi-bridge is not built (npm run build:native)'
+        : null;
 
 interface Reply {
   status: number;
@@ -100,6 +107,7 @@ describe.skipIf(missing !== null)(
     let dir = '';
     let port = 0;
     let apacheChild: Child | null = null;
+    const started: number[] = [];
     const www = () => join(dir, 'www');
     const errorLog = () => {
       try {
@@ -148,6 +156,23 @@ ${APP_BODY}
 module.exports = handler;
 `,
       );
+      mkdirSync(join(www(), 'bridge'));
+      /* the bridge's socket, lock and log go beside the app: its folder belongs to the CGI user */
+      if (process.getuid?.() === 0) execFileSync('chown', ['nobody', join(www(), 'bridge')]);
+      writeFileSync(
+        join(www(), 'bridge', '.htaccess'),
+        'Options +ExecCGI\nAddHandler cgi-script .cgi\nSetEnv NODE_ENV production\n',
+      );
+      writeFileSync(join(www(), 'bridge', 'lib.mjs'), "export const word = 'b1';\n");
+      writeFileSync(
+        join(www(), 'bridge', 'app.cgi'),
+        `#!${bridge}
+import { word } from './lib.mjs';
+${APP_BODY}
+export default handler;
+`,
+      );
+      chmodSync(join(www(), 'bridge', 'app.cgi'), 0o755);
       chmodSync(join(www(), 'fcgi', 'app.fcgi'), 0o755);
       chmodSync(join(www(), 'cgi', 'app.cgi'), 0o755);
       port = await freePort();
@@ -172,6 +197,10 @@ DocumentRoot "${www()}"
 
     afterAll(async () => {
       await apacheChild?.stop();
+      /* the processes tsgi-cgi-bridge started outlive Apache (until --idle-exit) */
+      for (const pid of started) {
+        if (!gone(pid)) process.kill(pid, 'SIGTERM');
+      }
       /* mod_fcgid's processes end with Apache; wait for them before the folder goes */
       await tick(200);
       if (dir !== '') rmSync(dir, { recursive: true, force: true });
@@ -245,6 +274,40 @@ DocumentRoot "${www()}"
       expect(pidOf(after.body)).not.toBe(pidOf(before.body));
       expect(errorLog()).toContain('JavaScript heap out of memory');
     }, 30_000);
+
+    it('tsgi-cgi-bridge under mod_cgi starts the persistent process once and reuses it', async () => {
+      /* four first requests at once: the lock lets one bridge start the process */
+      const first = await Promise.all([1, 2, 3, 4].map(() => get(port, '/bridge/app.cgi/a/b?x=1')));
+      const pid = pidOf(first[0]!.body);
+      started.push(pid);
+      for (const r of first) {
+        expect(r.status).toBe(200);
+        expect(r.body).toBe(
+          `b1 pid=${pid} script=/bridge/app.cgi path=/a/b environ.NODE_ENV=production process.env.NODE_ENV=production\n`,
+        );
+      }
+      for (let i = 0; i < 5; i++) {
+        expect(pidOf((await get(port, '/bridge/app.cgi')).body)).toBe(pid);
+      }
+      const log = readFileSync(join(www(), 'bridge', '.app.cgi.tsgi.log'), 'latin1');
+      expect(count(log, 'tsgi: serving ')).toBe(1);
+      expect(gone(pid)).toBe(false);
+      await until('the bridge-started process to watch', () =>
+        readFileSync(join(www(), 'bridge', '.app.cgi.tsgi.log'), 'latin1').includes(
+          'exit on change: watching',
+        ),
+      );
+      /* an edit: that process exits, and the bridge starts one that serves the new code */
+      writeFileSync(join(www(), 'bridge', 'lib.mjs'), "export const word = 'b2';\n");
+      await until(`process ${pid} to exit`, () => gone(pid));
+      const edited = await get(port, '/bridge/app.cgi');
+      const pid2 = pidOf(edited.body);
+      started.push(pid2);
+      expect(edited.body.startsWith(`b2 pid=${pid2} `)).toBe(true);
+      expect(pid2).not.toBe(pid);
+      process.kill(pid2, 'SIGTERM');
+      await until('the bridge-started process to stop', () => gone(pid2));
+    }, 60_000);
   },
 );
 
