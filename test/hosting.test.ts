@@ -179,8 +179,6 @@ export default handler;
       apacheChild = await startApache(
         dir,
         `Listen 127.0.0.1:${port}
-LoadModule mime_module "${join(modules!, 'mod_mime.so')}"
-LoadModule env_module "${join(modules!, 'mod_env.so')}"
 TypesConfig /dev/null
 FcgidIPCDir "${join(dir, 'fcgid')}"
 FcgidProcessTableFile "${join(dir, 'fcgid-shm')}"
@@ -191,7 +189,7 @@ DocumentRoot "${www()}"
 </Directory>
 `,
         port,
-        { modules: ['fcgid'], path: `${bin}:/usr/local/bin:/usr/bin:/bin` },
+        { modules: ['fcgid', 'mime', 'env'], path: `${bin}:/usr/local/bin:/usr/bin:/bin` },
       );
     }, 60_000);
 

@@ -15,22 +15,17 @@
  *
  *   npm run bench:hosting -- [--rounds 5] [--requests 2000] [--cgi-requests 100] [--connections 4]
  */
-import { execFileSync, spawn } from 'node:child_process';
-import {
-  chmodSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { createServer } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { codec } from '../lib/codec/index.js';
+import { bridgeBinary } from '../lib/server/bridge.js';
+import { CLI, ensureBuilt } from '../test/support/build.js';
+import { apacheBinary, apacheModuleDir, startApache } from '../test/support/frontends.js';
+import { findBinary, freePort } from '../test/support/peers.js';
 
 const { values: opts } = parseArgs({
   options: {
@@ -45,57 +40,30 @@ const requests = Number(opts.requests);
 const cgiRequests = Number(opts['cgi-requests']);
 const connections = Number(opts.connections);
 
-const root = fileURLToPath(new URL('..', import.meta.url));
-const cli = join(root, 'dist', 'cli.js');
-const { codec } = await import(new URL('../dist/codec/index.js', import.meta.url).href);
-const { bridgeBinary } = await import(new URL('../dist/server/bridge.js', import.meta.url).href);
-
-const which = (name) => {
-  try {
-    return execFileSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).trim() || null;
-  } catch {
-    return null;
-  }
-};
-const apache =
-  which('apache2') ??
-  which('httpd') ??
-  (existsSync('/usr/sbin/apache2') ? '/usr/sbin/apache2' : null);
-const modules = [
-  '/usr/lib/apache2/modules',
-  '/usr/lib64/httpd/modules',
-  '/usr/libexec/apache2',
-].find((d) => existsSync(join(d, 'mod_fcgid.so')));
-const phpCgi = which('php-cgi');
-const bridge = bridgeBinary();
-if (apache === null || modules === undefined) {
+const apache = apacheBinary();
+const modules = apacheModuleDir();
+const phpCgi = findBinary('php-cgi');
+if (apache === null || modules === null || !existsSync(join(modules, 'mod_fcgid.so'))) {
   console.error(
     'bench:hosting needs apache2 and mod_fcgid (Debian: apt-get install apache2 libapache2-mod-fcgid)',
   );
   process.exit(1);
 }
-
-const freePort = () =>
-  new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
+await ensureBuilt();
+const bridge = bridgeBinary();
 
 const dir = mkdtempSync(join(tmpdir(), 'tsgi-bench-hosting-'));
-chmodSync(dir, 0o755);
 const asRoot = process.getuid?.() === 0;
 const www = join(dir, 'www');
 const bin = join(dir, 'bin');
 for (const d of [bin, join(www, 'fcgi'), join(www, 'cgi'), join(www, 'bridge')])
   mkdirSync(d, { recursive: true });
 if (asRoot) execFileSync('chown', ['nobody', join(www, 'bridge')]);
-const script = (path, text) => {
+const script = (path: string, text: string): void => {
   writeFileSync(path, text);
   chmodSync(path, 0o755);
 };
-script(join(bin, 'tsgi'), `#!/bin/sh\nexec "${process.execPath}" "${cli}" "$@"\n`);
+script(join(bin, 'tsgi'), `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@"\n`);
 const HELLO = `(env, start) => {
   if (env.QUERY_STRING === 'loop') for (;;);
   if (env.QUERY_STRING === 'pid') {
@@ -133,71 +101,37 @@ if (phpCgi !== null) {
 }
 
 const port = await freePort();
-const mod = (m) => `LoadModule ${m}_module "${join(modules, `mod_${m}.so`)}"`;
-writeFileSync(
-  join(dir, 'httpd.conf'),
-  [
-    `ServerRoot "${dir}"`,
-    `DefaultRuntimeDir "${dir}"`,
-    `PidFile "${join(dir, 'apache.pid')}"`,
-    `ErrorLog "${join(dir, 'error.log')}"`,
-    'LogLevel warn',
-    `Mutex file:${dir} default`,
-    `ScoreBoardFile "${join(dir, 'scoreboard')}"`,
-    'ServerName localhost',
-    ...['mpm_event', 'authz_core', 'mime', 'env', 'cgi', 'fcgid'].map(mod),
-    ...(asRoot ? ['User nobody', 'Group nogroup'] : []),
-    `Listen 127.0.0.1:${port}`,
-    'TypesConfig /dev/null',
-    'MaxKeepAliveRequests 0',
-    `FcgidIPCDir "${join(dir, 'fcgid')}"`,
-    `FcgidProcessTableFile "${join(dir, 'fcgid-shm')}"`,
-    `DocumentRoot "${www}"`,
-    `<Directory "${www}">`,
-    '  AllowOverride All',
-    '  Require all granted',
-    '</Directory>',
-    '',
-  ].join('\n'),
+const httpd = await startApache(
+  dir,
+  `Listen 127.0.0.1:${port}
+TypesConfig /dev/null
+MaxKeepAliveRequests 0
+FcgidIPCDir "${join(dir, 'fcgid')}"
+FcgidProcessTableFile "${join(dir, 'fcgid-shm')}"
+DocumentRoot "${www}"
+<Directory "${www}">
+  AllowOverride All
+  Require all granted
+</Directory>
+`,
+  port,
+  { modules: ['fcgid', 'mime', 'env'], path: `${bin}:/usr/local/bin:/usr/bin:/bin` },
 );
-const httpd = spawn(apache, ['-X', '-f', join(dir, 'httpd.conf')], {
-  env: { PATH: `${bin}:/usr/local/bin:/usr/bin:/bin`, LANG: 'C' },
-  stdio: 'inherit',
-});
-const stopAll = () => {
-  try {
-    process.kill(httpd.pid, 'SIGTERM');
-  } catch {
-    /* gone */
-  }
-};
-process.on('exit', stopAll);
 
-const get = (path, agent) =>
+const get = (path: string, agent: Agent): Promise<{ status: number; body: string }> =>
   new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port, path, agent }, (res) => {
       let body = '';
       res.setEncoding('latin1');
-      res.on('data', (c) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode, body }));
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
     });
     req.on('error', reject);
     req.end();
   });
 
-for (let i = 0; ; i++) {
-  try {
-    await get('/', new Agent());
-    break;
-  } catch {
-    if (i > 100)
-      throw new Error(`apache did not start: ${readFileSync(join(dir, 'error.log'), 'utf8')}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 /** req/s of `n` requests over `connections` keep-alive connections; every answer checked. */
-async function run(path, n) {
+async function run(path: string, n: number): Promise<number> {
   const agent = new Agent({ keepAlive: true, maxSockets: connections });
   let next = 0;
   const t0 = performance.now();
@@ -217,39 +151,40 @@ async function run(path, n) {
   return n / s;
 }
 
-const rows = [
+type Row = [name: string, path: string, requests: number];
+const rows: Row[] = [
   ['mod_fcgid: tsgi serve (entry file hello.fcgi)', '/fcgi/hello.fcgi', requests],
   ...(phpCgi
-    ? [['mod_fcgid: php-cgi (PHP_FCGI_MAX_REQUESTS=0)', '/fcgi/hello.php', requests]]
+    ? [['mod_fcgid: php-cgi (PHP_FCGI_MAX_REQUESTS=0)', '/fcgi/hello.php', requests] as Row]
     : []),
   ...(bridge
-    ? [['mod_cgi: tsgi-cgi-bridge -> persistent tsgi', '/bridge/hello.cgi', requests]]
+    ? [['mod_cgi: tsgi-cgi-bridge -> persistent tsgi', '/bridge/hello.cgi', requests] as Row]
     : []),
   ['mod_cgi: tsgi cgi (Node start per request)', '/cgi/hello.cgi', cgiRequests],
-  ...(phpCgi ? [['mod_cgi: php-cgi as a CGI program', '/cgi/php.cgi', cgiRequests]] : []),
+  ...(phpCgi ? [['mod_cgi: php-cgi as a CGI program', '/cgi/php.cgi', cgiRequests] as Row] : []),
 ];
 /* warm-up: start the persistent processes */
 for (const [, path] of rows) await run(path, connections * 2);
-const results = rows.map(() => []);
+const results: number[][] = rows.map(() => []);
 for (let r = 0; r < rounds; r++) {
-  for (let i = 0; i < rows.length; i++) results[i].push(await run(rows[i][1], rows[i][2]));
+  for (const [i, row] of rows.entries()) results[i]!.push(await run(row[1], row[2]));
 }
-const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
+const median = (a: number[]): number => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
 
 /* the infinite loop: time to its 504, and the next request */
-const loopTimes = [];
+const loopTimes: string[] = [];
 for (let i = 0; i < 3; i++) {
   await get('/fcgi/loop.fcgi', new Agent());
   const t0 = performance.now();
   const stuck = await get('/fcgi/loop.fcgi?loop', new Agent());
-  loopTimes.push(`${stuck.status} in ${((performance.now() - t0) / 1000).toFixed(2)} s`);
+  const took = ((performance.now() - t0) / 1000).toFixed(2);
   const after = await get('/fcgi/loop.fcgi', new Agent());
-  loopTimes[i] += `, next ${after.status}`;
+  loopTimes.push(`${stuck.status} in ${took} s, next ${after.status}`);
 }
 
 console.log(
   `bench:hosting: Apache ${execFileSync(apache, ['-v'], { encoding: 'utf8' })
-    .split('\n')[0]
+    .split('\n')[0]!
     .replace(/^Server version: /, '')}, ` +
     `mpm_event, mod_fcgid, mod_cgi; ${cpus().length} cores, load ${loadavg()
       .map((l) => l.toFixed(2))
@@ -258,17 +193,21 @@ console.log(
     `${connections} keep-alive connections; median of ${rounds} interleaved rounds`,
 );
 const w = Math.max(...rows.map((r) => r[0].length));
-for (let i = 0; i < rows.length; i++) {
+for (const [i, row] of rows.entries()) {
+  const rs = results[i]!;
   console.log(
-    `  ${rows[i][0].padEnd(w)}  ${median(results[i]).toFixed(1).padStart(8)} req/s   (rounds: ${results[i].map((x) => x.toFixed(0)).join(' ')})`,
+    `  ${row[0].padEnd(w)}  ${median(rs).toFixed(1).padStart(8)} req/s   (rounds: ${rs.map((x) => x.toFixed(0)).join(' ')})`,
   );
 }
-const rate = (name) => {
+const rate = (name: string): number | null => {
   const i = rows.findIndex((r) => r[0].startsWith(name));
-  return i < 0 ? null : median(results[i]);
+  return i < 0 ? null : median(results[i]!);
 };
-const ratio = (a, b) =>
-  rate(a) !== null && rate(b) !== null ? (rate(a) / rate(b)).toFixed(1) : 'n/a';
+const ratio = (a: string, b: string): string => {
+  const x = rate(a);
+  const y = rate(b);
+  return x !== null && y !== null ? (x / y).toFixed(1) : 'n/a';
+};
 console.log(
   `  mod_fcgid tsgi / php-cgi: ${ratio('mod_fcgid: tsgi', 'mod_fcgid: php')}x (target >= 1)`,
 );
@@ -283,6 +222,5 @@ if (bridge === null) console.log('  (tsgi-cgi-bridge is not built: npm run build
 /* the process the bridge started outlives Apache (until its --idle-exit): stop it */
 if (bridge !== null)
   process.kill(Number((await get('/bridge/hello.cgi?pid', new Agent())).body), 'SIGTERM');
-stopAll();
-await new Promise((r) => setTimeout(r, 300));
+await httpd.stop();
 rmSync(dir, { recursive: true, force: true });
