@@ -62,5 +62,14 @@
         ],
       ],
     },
+    {
+      # The CGI program of mod_cgi-only hosts (docs/hosting.md): a plain C executable, no Node.
+      "target_name": "tsgi-cgi-bridge",
+      "type": "executable",
+      "sources": ["native/bridge/tsgi-cgi-bridge.c"],
+      "cflags": ["-Wall", "-Wextra", "-Werror", "-O2"],
+      "xcode_settings": {"GCC_TREAT_WARNINGS_AS_ERRORS": "YES"},
+      "conditions": [["OS=='win'", {"type": "none", "sources": []}]],
+    },
   ],
 }

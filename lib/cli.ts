@@ -29,6 +29,7 @@ import {
   isServeOption,
   unknownOptionMessage,
 } from './server/config.js';
+import { applySpawnedDefaults, spawnedByWebServer } from './server/hosting.js';
 import { createLogger, type Logger } from './server/log.js';
 import { runMaster } from './server/master.js';
 import { PrivilegeError, resolveIds, type Ids } from './server/privileges.js';
@@ -87,6 +88,7 @@ let log: Logger = createLogger('text');
 
 async function serve(args: string[]): Promise<number> {
   let config: ServeConfig;
+  let given: (key: string) => boolean;
   try {
     const cli = parseCommandLine(args);
     if (cli.help) {
@@ -95,12 +97,14 @@ async function serve(args: string[]): Promise<number> {
     }
     const file = await readConfigFile(cli.values.config as string | undefined);
     config = resolveConfig(cli, file);
+    given = (k) => cli.values[k] !== undefined || file?.values[k] !== undefined;
   } catch (err) {
     if (err instanceof ConfigError) throw new UsageError(err.message);
     throw err;
   }
   log = createLogger(config.logFormat);
   const listeners = chooseListeners(config);
+  if (spawnedByWebServer(config, listeners)) applySpawnedDefaults(config, given);
   let ids: Ids | null;
   try {
     ids = resolveIds(config.user, config.group);

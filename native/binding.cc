@@ -1191,11 +1191,23 @@ napi_value WatchdogRemove(napi_env env, napi_callback_info info) {
   return Undefined(env);
 }
 
+// watchdogCloseOnFire(fd): the listening socket closed first when the watchdog fires.
+napi_value WatchdogCloseOnFire(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  int32_t fd = -1;
+  if (argc >= 1 && napi_get_value_int32(env, argv[0], &fd) == napi_ok) g_watchdog.CloseOnFire(fd);
+  return Undefined(env);
+}
+
 bool DefineWatchdog(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"watchdogStart", nullptr, WatchdogStart, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"watchdogAdd", nullptr, WatchdogAdd, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"watchdogRemove", nullptr, WatchdogRemove, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"watchdogCloseOnFire", nullptr, WatchdogCloseOnFire, nullptr, nullptr, nullptr, napi_default,
+       nullptr},
   };
   return napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) == napi_ok;
 }

@@ -70,6 +70,8 @@ describe('config: precedence and values', () => {
       maxRssBytes: 0,
       graceMs: 30_000,
       reload: false,
+      noExitOnChange: false,
+      idleExitMs: 0,
       socketMode: null,
       user: null,
       group: null,
@@ -213,7 +215,7 @@ describe('config: precedence and values', () => {
     });
     const known = ['app', ...PROTOCOLS.map((p) => p.flag)].concat(
       'factory, interface, mount, workers, timeout, maxRequests, maxRequestsJitter, maxRss, ' +
-        'gracefulTimeout, exitOnError, reload, keepAlive, headerTimeout, firstByteTimeout, idleTimeout, ' +
+        'gracefulTimeout, exitOnError, reload, noExitOnChange, idleExit, keepAlive, headerTimeout, firstByteTimeout, idleTimeout, ' +
         'tcpKeepalive, maxHeadMemory, maxUnfinished, fastcgiMaxReqs, socketMode, user, group, ' +
         'allow, stats, accessLog, logFormat',
     );

@@ -13,7 +13,8 @@
  * - Only request variables are taken from the environment: the CGI/1.1 meta-variables, the
  *   common server extensions (REQUEST_URI, DOCUMENT_ROOT, SCRIPT_FILENAME, HTTPS, ...) and
  *   every HTTP_*, SSL_* and REDIRECT_* variable; the rest of the process environment (PATH,
- *   HOME, TSGI_APP, ...) is not part of the request and stays out (it is in process.env).
+ *   HOME, TSGI_APP, ...) is not part of the request and stays out (it is in process.env),
+ *   except the site variables (NODE_ENV: lib/gateway/site-env.ts), in both.
  * - On Linux the environment is read as bytes from /proc/self/environ: values are latin-1
  *   strings of the exact bytes the web server sent (as with every other protocol), and a
  *   variable given twice is joined like repeated params (see cgiVariables). Elsewhere it
@@ -39,6 +40,7 @@ import { errorStream } from '../gateway/errors.js';
 import { BodyInput, contentLength } from '../gateway/input.js';
 import { respond, type Sink } from '../gateway/respond.js';
 import type { App, Environ } from '../gateway/types.js';
+import { SITE_VARIABLES } from '../gateway/site-env.js';
 import { DrainWait } from './socket.js';
 
 /** Where one CGI run reads and writes; every field defaults to the process's own. */
@@ -95,7 +97,7 @@ const REQUEST_PREFIX = /^(?:HTTP|SSL|REDIRECT)_/;
 
 /** True for the environment variables that describe the request (see the module comment). */
 export function isRequestVariable(name: string): boolean {
-  return REQUEST_VARIABLES.has(name) || REQUEST_PREFIX.test(name);
+  return REQUEST_VARIABLES.has(name) || REQUEST_PREFIX.test(name) || SITE_VARIABLES.has(name);
 }
 
 /**

@@ -32,10 +32,10 @@ import { existsSync } from 'node:fs';
 import { Server as NetServer } from 'node:net';
 import { extname } from 'node:path';
 import { resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { fromFetch, type FetchHandler } from '../adapters/fetch.js';
 import { fromNodeHandler, type NodeHandler } from '../adapters/node.js';
 import { describe } from '../gateway/respond.js';
+import { importEntry } from './entry.js';
 import type { App } from '../gateway/types.js';
 
 /** What the export is: a TSGI app, a node:http request listener, or a fetch handler. */
@@ -177,11 +177,7 @@ export async function loadApp(spec: string, options: LoadOptions = {}): Promise<
   if (!existsSync(abs)) throw new AppLoadError(`cannot find the app module "${file}" (${abs})`);
   let mod: Record<string, unknown>;
   try {
-    mod = await catchingListen(
-      file,
-      options.onWarning,
-      async () => (await import(pathToFileURL(abs).href)) as Record<string, unknown>,
-    );
+    mod = await catchingListen(file, options.onWarning, async () => importEntry(abs));
   } catch (err) {
     if (TYPESCRIPT.has(extname(abs))) {
       const advice = typescriptAdvice(file, err);

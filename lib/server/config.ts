@@ -200,6 +200,23 @@ const OPTIONS: readonly OptionSpec[] = [
     parse: bool,
   }),
   option({
+    flag: 'no-exit-on-change',
+    kind: 'boolean',
+    help: "spawned by a web server (FastCGI on fd 0: mod_fcgid, lighttpd bin-path): do not exit when the app's files change; by default such a process finishes its request and exits on a change, and the web server starts a fresh one (docs/hosting.md)",
+    field: 'noExitOnChange',
+    default: false,
+    parse: bool,
+  }),
+  option({
+    flag: 'idle-exit',
+    kind: 'string',
+    arg: 'SECS',
+    help: "exit after SECS without a request (the process tsgi-cgi-bridge starts for mod_cgi hosts; docs/hosting.md); such a process also exits when the app's files change, and its --timeout defaults to 30 (default: off)",
+    field: 'idleExitMs',
+    default: 0,
+    parse: seconds,
+  }),
+  option({
     flag: 'keep-alive',
     kind: 'string',
     arg: 'SECS',
@@ -388,6 +405,10 @@ export interface ServeConfig {
   maxRssBytes: number;
   graceMs: number;
   reload: boolean;
+  /** Spawned by a web server: stay when the app's files change (see lib/server/hosting.ts). */
+  noExitOnChange: boolean;
+  /** --idle-exit in ms; 0: off. */
+  idleExitMs: number;
   /** --keep-alive in ms (HTTP listeners); null: node:http's default. */
   keepAliveMs: number | null;
   /**

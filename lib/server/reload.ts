@@ -35,12 +35,16 @@ export interface ReloadWatcher {
 /**
  * Watches `dir`; after a burst of changes (no further change for `debounceMs`), calls
  * `reload` with what changed ("app.mjs changed", "app.mjs and 2 other files changed").
+ * `also`: files (absolute paths) watched whatever their extension (an `app.fcgi` entry
+ * file); `label`: what the log lines say is watching.
  */
 export function watchForReload(
   dir: string,
   log: Logger,
   reload: (why: string) => void,
   debounceMs: number = RELOAD_DEBOUNCE_MS,
+  also: ReadonlySet<string> = new Set(),
+  label = '--reload',
 ): ReloadWatcher {
   const skipped = (path: string): boolean => {
     const rel = relative(dir, path);
@@ -57,7 +61,7 @@ export function watchForReload(
   let timer: NodeJS.Timeout | null = null;
   const changed = new Set<string>();
   const onChange = (path: string): void => {
-    if (!SOURCE_EXTENSIONS.has(extname(path))) return;
+    if (!SOURCE_EXTENSIONS.has(extname(path)) && !also.has(path)) return;
     changed.add(relative(dir, path));
     if (timer !== null) clearTimeout(timer);
     timer = setTimeout(() => {
@@ -76,12 +80,12 @@ export function watchForReload(
   watcher.on('change', onChange);
   watcher.on('unlink', onChange);
   watcher.on('ready', () =>
-    log.info(`--reload: watching ${dir} for changes`, { event: 'reload-watch', dir }),
+    log.info(`${label}: watching ${dir} for changes`, { event: 'reload-watch', dir }),
   );
   watcher.on('error', (err) => {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EACCES' || code === 'EPERM') return;
-    log.warn(`--reload: watching ${dir}: ${(err as Error).message}`, { event: 'reload-watch' });
+    log.warn(`${label}: watching ${dir}: ${(err as Error).message}`, { event: 'reload-watch' });
   });
   return {
     close: async () => {

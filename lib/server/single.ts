@@ -5,6 +5,7 @@
  * privileges, SIGINT/SIGTERM, stray errors (--exit-on-error), --stats and the note when the
  * request watchdog is missing.
  */
+import { spawnedApp, spawnedByWebServer, superviseSpawned } from './hosting.js';
 import type { Server as NetServer } from 'node:net';
 import type { Server } from 'node:http';
 import { codec } from '../codec/index.js';
@@ -80,7 +81,9 @@ export class Solo {
     /* With --user the sockets are bound first and the app is loaded after dropping privileges;
        the servers then call it through a forwarding function. */
     this.app = ids === null ? await this.load() : null;
-    const target: App = this.app ?? ((env, start) => this.app!(env, start));
+    const loaded: App = this.app ?? ((env, start) => this.app!(env, start));
+    const spawned = spawnedByWebServer(config, this.listeners);
+    const target = spawned ? spawnedApp(loaded, config, log, () => this.stop()) : loaded;
     if (config.timeoutMs > 0 && this.serving.watchdog === null) {
       log.info(
         'the native addon is not loaded: --timeout ends requests that wait, but a request stuck ' +
@@ -115,6 +118,7 @@ export class Solo {
       if (err instanceof ListenError) throw new StartError(err.message);
       throw err;
     }
+    if (spawned) superviseSpawned(config, log, () => this.stop());
     return this.finished;
   }
 

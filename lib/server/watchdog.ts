@@ -76,3 +76,15 @@ export function startWatchdog(
   };
   return started;
 }
+
+/**
+ * Makes the watchdog stop listening on `fd` before it answers and exits (a process spawned
+ * by a web server on fd 0: the web server's next connection is refused, so it starts another
+ * process instead of handing the request to this one). False without the addon.
+ */
+export function closeOnFire(fd: number): boolean {
+  const b = loadNativeBinding() as { watchdogCloseOnFire?: (fd: number) => void } | null;
+  if (b === null || typeof b.watchdogCloseOnFire !== 'function') return false;
+  b.watchdogCloseOnFire(fd);
+  return true;
+}

@@ -217,6 +217,11 @@ void WriteText(const std::string& s) {
 }  // namespace
 
 void Watchdog::Fire(size_t live) {
+  const int listener = close_on_fire_.load(std::memory_order_relaxed);
+  if (listener >= 0) {
+    shutdown(listener, SHUT_RDWR);
+    close(listener);
+  }
   uint8_t answer[kAnswerMax];
   for (const Slot& s : slots_) {
     if (s.fd < 0) continue;

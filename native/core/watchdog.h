@@ -54,6 +54,10 @@ class Watchdog {
   void Remove(int32_t slot);
   // The event loop turned.
   void Beat() { beat_ms_.store(NowMs(), std::memory_order_relaxed); }
+  // When it fires, first stop listening on `fd` (-1: none): a web server that spawned the
+  // process on that socket (mod_fcgid) then gets a refused connection for its next request,
+  // and starts another process, instead of handing it to this one as it exits.
+  void CloseOnFire(int fd) { close_on_fire_.store(fd, std::memory_order_relaxed); }
   // Stops the thread (process teardown).
   void Stop();
 
@@ -78,6 +82,7 @@ class Watchdog {
   uint32_t timeout_ms_ = 0;
   std::string prefix_, suffix_;
   bool json_ = false;
+  std::atomic<int> close_on_fire_{-1};
   std::vector<Slot> slots_;
   std::vector<int32_t> free_;
   size_t live_ = 0;

@@ -170,9 +170,15 @@ export const APACHE_MODULES = [
  * dir/error.log, Mutex and runtime files under dir, LoadModule lines for
  * {@link APACHE_MODULES} from the module directory, and User nobody with its group when the
  * tests run as root, because Apache refuses to serve as root). `conf` says Listen and the rest. Waits
- * until Apache accepts on `port`.
+ * until Apache accepts on `port`. `extra`: more modules to load (mod_fcgid: "fcgid"), and the
+ * PATH Apache passes on to its CGI scripts and FastCGI processes.
  */
-export async function startApache(dir: string, conf: string, port: number): Promise<Child> {
+export async function startApache(
+  dir: string,
+  conf: string,
+  port: number,
+  extra: { modules?: readonly string[]; path?: string } = {},
+): Promise<Child> {
   const bin = apacheBinary();
   if (bin === null) throw new Error('apache2 is not installed');
   const modules = apacheModuleDir();
@@ -188,14 +194,16 @@ export async function startApache(dir: string, conf: string, port: number): Prom
     `Mutex file:${dir} default`,
     `ScoreBoardFile "${join(dir, 'scoreboard')}"`,
     'ServerName localhost',
-    ...APACHE_MODULES.map((m) => `LoadModule ${m}_module "${join(modules, `mod_${m}.so`)}"`),
+    ...[...APACHE_MODULES, ...(extra.modules ?? [])].map(
+      (m) => `LoadModule ${m}_module "${join(modules, `mod_${m}.so`)}"`,
+    ),
     ...(runningAsRoot ? ['User nobody', `Group "${nobodyGroup()}"`] : []),
     '',
   ].join('\n');
   writeFileSync(join(dir, 'httpd.conf'), `${prelude}\n${conf}`);
   const child = startChild(bin, ['-X', '-f', join(dir, 'httpd.conf')], {
     /* Apache passes its PATH on to every backend and CGI script */
-    env: { PATH: '/usr/local/bin:/usr/bin:/bin', LANG: 'C' },
+    env: { PATH: extra.path ?? '/usr/local/bin:/usr/bin:/bin', LANG: 'C' },
   });
   return waitUntilAccepting(
     child,
