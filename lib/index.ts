@@ -57,7 +57,7 @@ export {
   type StreamListener,
   type StreamOptions,
   type StreamProtocol,
-} from './protocol/stream.js';
+} from './protocol/scgi-uwsgi-connection.js';
 export {
   parseAddress,
   formatAddress,

@@ -17,7 +17,7 @@ import { validate } from '../lib/gateway/validate.js';
 import { createFastcgiServer, type FastcgiListener } from '../lib/protocol/fastcgi.js';
 import { createScgiServer } from '../lib/protocol/scgi.js';
 import type { ConnectionLimits, DrainableServer } from '../lib/protocol/socket.js';
-import type { StreamListener } from '../lib/protocol/stream.js';
+import type { StreamListener } from '../lib/protocol/scgi-uwsgi-connection.js';
 import type { TransportName } from '../lib/protocol/transport.js';
 import { createUwsgiServer } from '../lib/protocol/uwsgi.js';
 import { listen } from '../lib/server/listen.js';

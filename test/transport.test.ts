@@ -17,7 +17,7 @@ import { describe, expect, it } from 'vitest';
 import { codec } from '../lib/codec/index.js';
 import type { Environ } from '../lib/gateway/types.js';
 import { createScgiServer } from '../lib/protocol/scgi.js';
-import type { StreamListener } from '../lib/protocol/stream.js';
+import type { StreamListener } from '../lib/protocol/scgi-uwsgi-connection.js';
 import {
   nativeTransport,
   serverTransport,

@@ -33,6 +33,7 @@ import {
   type ScgiEvent,
   type UwsgiEvent,
 } from './types.js';
+import { isFieldValue, isStatus, isToken } from '../http/grammar.js';
 
 /** The addon's exports (native/binding.cc). */
 interface Binding {
@@ -193,9 +194,6 @@ const MAX_STREAM_RECORD = 65528;
 const TWO_32 = 4294967296;
 
 /* Only for the rare path that finds a non-string among encoder strings (see typeError()). */
-const STATUS_RE = /^[1-9][0-9][0-9](?: [\t\x20-\x7e\x80-\xff]*)?$/;
-const NAME_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const VALUE_RE = /^[\t\x20-\x7e\x80-\xff]*$/;
 const NOT_LATIN1_RE = /[\u0100-\uffff]/;
 
 /* What a string list is for: per-string checks differ (see typeError()). */
@@ -700,12 +698,12 @@ function createNativeCodec(B: Binding): Codec {
 
   /** As typeError() for a head: status, then each header name before its value. */
   function headTypeError(status: string, headers: readonly unknown[], bad: number): Error {
-    if (!STATUS_RE.test(status)) return codecError('HEAD_BAD_STATUS');
+    if (!isStatus(status)) return codecError('HEAD_BAD_STATUS');
     for (let i = 0; i < bad; i++) {
       const x = headers[i] as string;
       if ((i & 1) === 0) {
-        if (!NAME_RE.test(x)) return codecError('HEAD_BAD_NAME', 0, 0, x);
-      } else if (!VALUE_RE.test(x)) {
+        if (!isToken(x)) return codecError('HEAD_BAD_NAME', 0, 0, x);
+      } else if (!isFieldValue(x)) {
         return codecError('HEAD_BAD_VALUE', 0, 0, headers[i - 1] as string);
       }
     }

@@ -11,7 +11,7 @@
  * A missing or non-numeric CONTENT_LENGTH, a missing SCGI=1, a bad netstring or a header block
  * over `limits.maxParamsBytes`: the connection is closed with a logged reason (the codec's
  * message and code); a connection that sends nothing is closed quietly. The rest (body
- * backpressure, abort, drain) is shared with uwsgi: see lib/protocol/stream.ts.
+ * backpressure, abort, drain) is shared with uwsgi: see lib/protocol/scgi-uwsgi-connection.ts.
  */
 import { codec } from '../codec/index.js';
 import type { App } from '../gateway/types.js';
@@ -20,7 +20,7 @@ import {
   type StreamListener,
   type StreamOptions,
   type StreamProtocol,
-} from './stream.js';
+} from './scgi-uwsgi-connection.js';
 
 /** Options of {@link createScgiServer}. */
 export type ScgiOptions = StreamOptions;

@@ -14,7 +14,7 @@
  * reuses a connection) and lighttpd accept either, but Apache's mod_proxy_uwsgi reads the
  * response until the connection closes, whatever its Content-Length. With `keepAlive`, a
  * connection the peer keeps open serves several requests in sequence (see
- * lib/protocol/stream.ts for when a response leaves it open).
+ * lib/protocol/scgi-uwsgi-connection.ts for when a response leaves it open).
  */
 import { codec } from '../codec/index.js';
 import type { App } from '../gateway/types.js';
@@ -23,7 +23,7 @@ import {
   type StreamListener,
   type StreamOptions,
   type StreamProtocol,
-} from './stream.js';
+} from './scgi-uwsgi-connection.js';
 
 /** Options of {@link createUwsgiServer}. */
 export interface UwsgiOptions extends StreamOptions {

@@ -1,5 +1,5 @@
 /**
- * The behaviour SCGI and uwsgi share (lib/protocol/stream.ts), registered once per protocol by
+ * The behaviour SCGI and uwsgi share (lib/protocol/scgi-uwsgi-connection.ts), registered once per protocol by
  * test/scgi-server.test.ts and test/uwsgi-server.test.ts: body framing and backpressure both
  * ways, abort, errors, streaming, drain, unix sockets, repeated headers, and the command's
  * graceful stop on SIGTERM.
@@ -14,7 +14,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Limits } from '../../lib/codec/index.js';
 import type { App, Environ } from '../../lib/gateway/types.js';
 import { validate } from '../../lib/gateway/validate.js';
-import type { StreamListener } from '../../lib/protocol/stream.js';
+import type { StreamListener } from '../../lib/protocol/scgi-uwsgi-connection.js';
 import {
   nativeTransport,
   serverTransport,
