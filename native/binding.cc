@@ -56,17 +56,26 @@ using tsgi::Pair;
 using tsgi::PushResult;
 using tsgi::StrList;
 
-constexpr size_t kIoPos = 0;
-constexpr size_t kIoEvents = 1;
-constexpr size_t kIoMore = 2;
-constexpr size_t kIoPairsGrown = 3;
-constexpr size_t kIoErrCode = 4;
-constexpr size_t kIoErrVariant = 5;
-constexpr size_t kIoErrA = 6;  // float64 at word 6
-constexpr size_t kIoErrB = 8;  // float64 at word 8
-constexpr size_t kIoStanding = 10;
-constexpr size_t kIoSlot = 11;
-constexpr size_t kIoData = 12;
+// The io layout and pair flags: native/core/boundary.h, generated from native/boundary.json.
+using tsgi::boundary::kIoCount;
+using tsgi::boundary::kIoData;
+using tsgi::boundary::kIoErrA;
+using tsgi::boundary::kIoErrB;
+using tsgi::boundary::kIoErrCode;
+using tsgi::boundary::kIoErrVariant;
+using tsgi::boundary::kIoEvents;
+using tsgi::boundary::kIoLimits;
+using tsgi::boundary::kIoMore;
+using tsgi::boundary::kIoOutLen;
+using tsgi::boundary::kIoOutOff;
+using tsgi::boundary::kIoPairsGrown;
+using tsgi::boundary::kIoPos;
+using tsgi::boundary::kIoSlot;
+using tsgi::boundary::kIoStanding;
+using tsgi::boundary::kIoX;
+using tsgi::boundary::kIoY;
+using tsgi::boundary::kValueCached;
+using tsgi::boundary::kValueStore;
 constexpr size_t kMinIoWords = kIoData + 4 * 16;
 
 struct ParserBox {
@@ -315,8 +324,6 @@ napi_value Release(napi_env env, napi_callback_info info) {
 // for the first time: cut it and keep a copy). A value that changes on every request
 // (REMOTE_PORT, cookies) is never stored. The two sides stay in step because TypeScript
 // materialises every published block at once, pair by pair in this order.
-constexpr uint32_t kValueCached = 1u << 8;
-constexpr uint32_t kValueStore = 2u << 8;
 constexpr size_t kMaxCachedValue = 256;
 
 void MarkCachedValues(Instance* inst, const std::vector<uint8_t>& block, size_t words) {
@@ -390,9 +397,9 @@ napi_value Push(napi_env env, napi_callback_info info) {
   uint32_t slot = static_cast<uint32_t>(given);
   if (given < 0) {
     Limits limits;
-    std::memcpy(&limits.max_params_bytes, inst->io + kIoErrCode, sizeof(double));
-    std::memcpy(&limits.max_pairs, inst->io + kIoErrA, sizeof(double));
-    std::memcpy(&limits.max_record_body, inst->io + kIoErrB, sizeof(double));
+    std::memcpy(&limits.max_params_bytes, inst->io + kIoLimits, sizeof(double));
+    std::memcpy(&limits.max_pairs, inst->io + kIoLimits + 2, sizeof(double));
+    std::memcpy(&limits.max_record_body, inst->io + kIoLimits + 4, sizeof(double));
     if (!TakeSlot(inst, B::kKind, limits, &slot)) return Throw(env, "tsgi: cannot create parser");
     inst->io[kIoSlot] = static_cast<int32_t>(slot);
   } else if (slot >= inst->slots.size() || !inst->slots[slot]->in_use ||
@@ -501,8 +508,8 @@ napi_value SetOut(napi_env env, napi_callback_info info) {
 
 // The output span io[0..1] in the slab, or false.
 bool OutSpan(Instance* inst, uint8_t** out, size_t* len) {
-  uint32_t off = static_cast<uint32_t>(inst->io[0]);
-  uint32_t n = static_cast<uint32_t>(inst->io[1]);
+  uint32_t off = static_cast<uint32_t>(inst->io[kIoOutOff]);
+  uint32_t n = static_cast<uint32_t>(inst->io[kIoOutLen]);
   if (inst->out_base == nullptr || off > inst->out_size || n > inst->out_size - off) return false;
   *out = inst->out_base + off;
   *len = n;
@@ -525,10 +532,10 @@ napi_value EncodeHead(napi_env env, napi_callback_info info) {
   size_t out_len = 0;
   StrList<char16_t> list{};
   if (argc < 1 || !OutSpan(inst, &out, &out_len) ||
-      !GetStrings(env, inst, argv[0], inst->io[2], &list) || list.count % 2 != 1) {
+      !GetStrings(env, inst, argv[0], inst->io[kIoCount], &list) || list.count % 2 != 1) {
     return BadArgument(env, inst);
   }
-  tsgi::HeadStyle style = inst->io[11] != 0 ? tsgi::HeadStyle::kHttp : tsgi::HeadStyle::kCgi;
+  tsgi::HeadStyle style = inst->io[kIoY] != 0 ? tsgi::HeadStyle::kHttp : tsgi::HeadStyle::kCgi;
   if (tsgi::HeadSize(list, style) != out_len) return BadArgument(env, inst);
   Error e = tsgi::WriteHead(out, list, style);
   if (!e.ok()) return Fail(env, inst, e);
@@ -546,12 +553,12 @@ napi_value FcgiResponse(napi_env env, napi_callback_info info) {
   size_t out_len = 0;
   uint8_t* body = nullptr;
   size_t body_len = 0;
-  uint32_t id = static_cast<uint32_t>(inst->io[3]);
-  bool end = inst->io[11] != 0;
+  uint32_t id = static_cast<uint32_t>(inst->io[kIoX]);
+  bool end = inst->io[kIoY] != 0;
   StrList<char16_t> list{};
   if (argc < 2 || id > 0xFFFF || !OutSpan(inst, &out, &out_len) ||
       !GetBytes(env, argv[1], &body, &body_len) ||
-      !GetStrings(env, inst, argv[0], inst->io[2], &list) || list.count % 2 != 1) {
+      !GetStrings(env, inst, argv[0], inst->io[kIoCount], &list) || list.count % 2 != 1) {
     return BadArgument(env, inst);
   }
   size_t head = tsgi::HeadSize(list, tsgi::HeadStyle::kCgi);
@@ -572,11 +579,11 @@ napi_value FcgiResponseText(napi_env env, napi_callback_info info) {
   if (inst == nullptr) return Throw(env, "tsgi: not initialised");
   uint8_t* out = nullptr;
   size_t out_len = 0;
-  uint32_t id = static_cast<uint32_t>(inst->io[3]);
-  bool end = inst->io[11] != 0;
+  uint32_t id = static_cast<uint32_t>(inst->io[kIoX]);
+  bool end = inst->io[kIoY] != 0;
   StrList<char16_t> list{};
   if (argc < 1 || id > 0xFFFF || !OutSpan(inst, &out, &out_len) ||
-      !GetStrings(env, inst, argv[0], inst->io[2], &list) || list.count < 2 ||
+      !GetStrings(env, inst, argv[0], inst->io[kIoCount], &list) || list.count < 2 ||
       list.count % 2 != 0) {
     return BadArgument(env, inst);
   }
@@ -610,10 +617,10 @@ napi_value FcgiStream(napi_env env, napi_callback_info info) {
   size_t out_len = 0;
   uint8_t* data = nullptr;
   size_t data_len = 0;
-  uint32_t x = static_cast<uint32_t>(inst->io[3]);
+  uint32_t x = static_cast<uint32_t>(inst->io[kIoX]);
   uint32_t type = x & 0xFF;
   uint32_t id = x >> 8;
-  bool end = inst->io[11] != 0;
+  bool end = inst->io[kIoY] != 0;
   if (argc < 1 || type == 0 || id > 0xFFFF || !OutSpan(inst, &out, &out_len) ||
       !GetBytes(env, argv[0], &data, &data_len) ||
       tsgi::FcgiStreamSize(data_len) + (end ? tsgi::kFcgiHeaderSize : 0) != out_len) {
@@ -632,11 +639,11 @@ napi_value FcgiRecord(napi_env env, napi_callback_info) {
   if (inst == nullptr) return Throw(env, "tsgi: not initialised");
   uint8_t* out = nullptr;
   size_t out_len = 0;
-  uint32_t x = static_cast<uint32_t>(inst->io[3]);
+  uint32_t x = static_cast<uint32_t>(inst->io[kIoX]);
   uint32_t type = x & 0xFF;
   uint32_t id = x >> 8;
-  uint32_t a = static_cast<uint32_t>(inst->io[2]);
-  uint32_t b = static_cast<uint32_t>(inst->io[11]);
+  uint32_t a = static_cast<uint32_t>(inst->io[kIoCount]);
+  uint32_t b = static_cast<uint32_t>(inst->io[kIoY]);
   if (id > 0xFFFF || b > 0xFF || !OutSpan(inst, &out, &out_len)) return BadArgument(env, inst);
   uint16_t rid = static_cast<uint16_t>(id);
   switch (type) {
