@@ -13,7 +13,6 @@
  * message and code); a connection that sends nothing is closed quietly. The rest (body
  * backpressure, abort, drain) is shared with uwsgi: see lib/protocol/scgi-uwsgi-connection.ts.
  */
-import { codec } from '../codec/index.js';
 import type { App } from '../gateway/types.js';
 import {
   createStreamServer,
@@ -33,7 +32,7 @@ export const SCGI: StreamProtocol = Object.freeze<StreamProtocol>({
   name: 'scgi',
   title: 'SCGI',
   headStyle: 'cgi',
-  createParser: (limits) => codec.createScgiParser(limits),
+  createParser: (codec, limits) => codec.createScgiParser(limits),
 });
 
 /** A net.Server for SCGI; bind it with lib/server/listen.ts or server.listen(). */

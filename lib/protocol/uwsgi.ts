@@ -16,7 +16,6 @@
  * connection the peer keeps open serves several requests in sequence (see
  * lib/protocol/scgi-uwsgi-connection.ts for when a response leaves it open).
  */
-import { codec } from '../codec/index.js';
 import type { App } from '../gateway/types.js';
 import {
   createStreamServer,
@@ -43,7 +42,7 @@ export const UWSGI: StreamProtocol = Object.freeze<StreamProtocol>({
   name: 'uwsgi',
   title: 'uwsgi',
   headStyle: 'http',
-  createParser: (limits) => codec.createUwsgiParser(limits),
+  createParser: (codec, limits) => codec.createUwsgiParser(limits),
 });
 
 /** A net.Server for uwsgi; bind it with lib/server/listen.ts or server.listen(). */
