@@ -4,19 +4,18 @@
  * well-known CGI names by id (native/core/boundary.h holds the same, from the same source).
  */
 
-/* Words of the io array. */
+/* Words of the io array (float64s at errA, errB and limits take two words). */
 export const IO_POS = 0;
 export const IO_EVENTS = 1;
 export const IO_MORE = 2;
 export const IO_PAIRS_GROWN = 3;
 export const IO_ERR_CODE = 4;
 export const IO_ERR_VARIANT = 5;
+export const F64_ERR_A = 3;
+export const F64_ERR_B = 4;
 export const IO_STANDING = 10;
 export const IO_SLOT = 11;
 export const IO_DATA = 12;
-/* Float64 indexes into the same buffer. */
-export const F64_ERR_A = 3;
-export const F64_ERR_B = 4;
 export const F64_LIMITS = 2;
 /* Encoder inputs in the io array. */
 export const IO_OUT_OFF = 0;
