@@ -58,7 +58,7 @@ export {
   type StreamListener,
   type StreamOptions,
   type StreamProtocol,
-} from './protocol/stream.js';
+} from './protocol/scgi-uwsgi-connection.js';
 export {
   parseAddress,
   formatAddress,

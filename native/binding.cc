@@ -56,17 +56,26 @@ using tsgi::Pair;
 using tsgi::PushResult;
 using tsgi::StrList;
 
-constexpr size_t kIoPos = 0;
-constexpr size_t kIoEvents = 1;
-constexpr size_t kIoMore = 2;
-constexpr size_t kIoPairsGrown = 3;
-constexpr size_t kIoErrCode = 4;
-constexpr size_t kIoErrVariant = 5;
-constexpr size_t kIoErrA = 6;  // float64 at word 6
-constexpr size_t kIoErrB = 8;  // float64 at word 8
-constexpr size_t kIoStanding = 10;
-constexpr size_t kIoSlot = 11;
-constexpr size_t kIoData = 12;
+// The io layout and pair flags: native/core/boundary.h, generated from native/boundary.json.
+using tsgi::boundary::kIoCount;
+using tsgi::boundary::kIoData;
+using tsgi::boundary::kIoErrA;
+using tsgi::boundary::kIoErrB;
+using tsgi::boundary::kIoErrCode;
+using tsgi::boundary::kIoErrVariant;
+using tsgi::boundary::kIoEvents;
+using tsgi::boundary::kIoLimits;
+using tsgi::boundary::kIoMore;
+using tsgi::boundary::kIoOutLen;
+using tsgi::boundary::kIoOutOff;
+using tsgi::boundary::kIoPairsGrown;
+using tsgi::boundary::kIoPos;
+using tsgi::boundary::kIoSlot;
+using tsgi::boundary::kIoStanding;
+using tsgi::boundary::kIoX;
+using tsgi::boundary::kIoY;
+using tsgi::boundary::kValueCached;
+using tsgi::boundary::kValueStore;
 constexpr size_t kMinIoWords = kIoData + 4 * 16;
 
 struct ParserBox {
@@ -315,8 +324,6 @@ napi_value Release(napi_env env, napi_callback_info info) {
 // for the first time: cut it and keep a copy). A value that changes on every request
 // (REMOTE_PORT, cookies) is never stored. The two sides stay in step because TypeScript
 // materialises every published block at once, pair by pair in this order.
-constexpr uint32_t kValueCached = 1u << 8;
-constexpr uint32_t kValueStore = 2u << 8;
 constexpr size_t kMaxCachedValue = 256;
 
 void MarkCachedValues(Instance* inst, const std::vector<uint8_t>& block, size_t words) {
@@ -390,9 +397,9 @@ napi_value Push(napi_env env, napi_callback_info info) {
   uint32_t slot = static_cast<uint32_t>(given);
   if (given < 0) {
     Limits limits;
-    std::memcpy(&limits.max_params_bytes, inst->io + kIoErrCode, sizeof(double));
-    std::memcpy(&limits.max_pairs, inst->io + kIoErrA, sizeof(double));
-    std::memcpy(&limits.max_record_body, inst->io + kIoErrB, sizeof(double));
+    std::memcpy(&limits.max_params_bytes, inst->io + kIoLimits, sizeof(double));
+    std::memcpy(&limits.max_pairs, inst->io + kIoLimits + 2, sizeof(double));
+    std::memcpy(&limits.max_record_body, inst->io + kIoLimits + 4, sizeof(double));
     if (!TakeSlot(inst, B::kKind, limits, &slot)) return Throw(env, "tsgi: cannot create parser");
     inst->io[kIoSlot] = static_cast<int32_t>(slot);
   } else if (slot >= inst->slots.size() || !inst->slots[slot]->in_use ||
@@ -501,8 +508,8 @@ napi_value SetOut(napi_env env, napi_callback_info info) {
 
 // The output span io[0..1] in the slab, or false.
 bool OutSpan(Instance* inst, uint8_t** out, size_t* len) {
-  uint32_t off = static_cast<uint32_t>(inst->io[0]);
-  uint32_t n = static_cast<uint32_t>(inst->io[1]);
+  uint32_t off = static_cast<uint32_t>(inst->io[kIoOutOff]);
+  uint32_t n = static_cast<uint32_t>(inst->io[kIoOutLen]);
   if (inst->out_base == nullptr || off > inst->out_size || n > inst->out_size - off) return false;
   *out = inst->out_base + off;
   *len = n;
@@ -514,49 +521,79 @@ Instance* EncoderInstance(napi_env env) {
   return inst != nullptr && inst->io != nullptr ? inst : nullptr;
 }
 
-// encodeHead(str): io[2] count (status + headers), io[11] 1 for http style.
-napi_value EncodeHead(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
-  Instance* inst = EncoderInstance(env);
-  if (inst == nullptr) return Throw(env, "tsgi: not initialised");
+// What every slab encoder unpacks first: its JavaScript arguments (up to two), the instance,
+// the output span in the slab and the numbers in io (setOut() above).
+struct EncoderCall {
+  Instance* inst = nullptr;
+  size_t argc = 2;
+  napi_value argv[2] = {nullptr, nullptr};
   uint8_t* out = nullptr;
   size_t out_len = 0;
+  uint32_t count = 0;  // io[kIoCount]
+  uint32_t x = 0;      // io[kIoX]
+  uint32_t y = 0;      // io[kIoY]
+};
+
+// Fills `call` and returns true; else returns false with `*result` the value to return: a
+// thrown error without an instance, ENCODE_BAD_ARGUMENT with fewer than `min_args` arguments
+// or an output span outside the slab.
+bool StartEncoder(napi_env env, napi_callback_info info, size_t min_args, EncoderCall* call,
+                  napi_value* result) {
+  *result = nullptr;
+  if (napi_get_cb_info(env, info, &call->argc, call->argv, nullptr, nullptr) != napi_ok) {
+    return false;
+  }
+  call->inst = EncoderInstance(env);
+  if (call->inst == nullptr) {
+    *result = Throw(env, "tsgi: not initialised");
+    return false;
+  }
+  const int32_t* io = call->inst->io;
+  call->count = static_cast<uint32_t>(io[kIoCount]);
+  call->x = static_cast<uint32_t>(io[kIoX]);
+  call->y = static_cast<uint32_t>(io[kIoY]);
+  if (call->argc < min_args || !OutSpan(call->inst, &call->out, &call->out_len)) {
+    *result = BadArgument(env, call->inst);
+    return false;
+  }
+  return true;
+}
+
+// encodeHead(str): io[2] count (status + headers), io[11] 1 for http style.
+napi_value EncodeHead(napi_env env, napi_callback_info info) {
+  EncoderCall c;
+  napi_value result;
+  if (!StartEncoder(env, info, 1, &c, &result)) return result;
+  Instance* inst = c.inst;
   StrList<char16_t> list{};
-  if (argc < 1 || !OutSpan(inst, &out, &out_len) ||
-      !GetStrings(env, inst, argv[0], inst->io[2], &list) || list.count % 2 != 1) {
+  if (!GetStrings(env, inst, c.argv[0], c.count, &list) || list.count % 2 != 1) {
     return BadArgument(env, inst);
   }
-  tsgi::HeadStyle style = inst->io[11] != 0 ? tsgi::HeadStyle::kHttp : tsgi::HeadStyle::kCgi;
-  if (tsgi::HeadSize(list, style) != out_len) return BadArgument(env, inst);
-  Error e = tsgi::WriteHead(out, list, style);
+  tsgi::HeadStyle style = c.y != 0 ? tsgi::HeadStyle::kHttp : tsgi::HeadStyle::kCgi;
+  if (tsgi::HeadSize(list, style) != c.out_len) return BadArgument(env, inst);
+  Error e = tsgi::WriteHead(c.out, list, style);
   if (!e.ok()) return Fail(env, inst, e);
   return Int(env, 0);
 }
 
 // fcgiResponse(str, body): io[2] count, io[3] requestId, io[11] end.
 napi_value FcgiResponse(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
-  Instance* inst = EncoderInstance(env);
-  if (inst == nullptr) return Throw(env, "tsgi: not initialised");
-  uint8_t* out = nullptr;
-  size_t out_len = 0;
+  EncoderCall c;
+  napi_value result;
+  if (!StartEncoder(env, info, 2, &c, &result)) return result;
+  Instance* inst = c.inst;
   uint8_t* body = nullptr;
   size_t body_len = 0;
-  uint32_t id = static_cast<uint32_t>(inst->io[3]);
-  bool end = inst->io[11] != 0;
+  uint32_t id = c.x;
+  bool end = c.y != 0;
   StrList<char16_t> list{};
-  if (argc < 2 || id > 0xFFFF || !OutSpan(inst, &out, &out_len) ||
-      !GetBytes(env, argv[1], &body, &body_len) ||
-      !GetStrings(env, inst, argv[0], inst->io[2], &list) || list.count % 2 != 1) {
+  if (id > 0xFFFF || !GetBytes(env, c.argv[1], &body, &body_len) ||
+      !GetStrings(env, inst, c.argv[0], c.count, &list) || list.count % 2 != 1) {
     return BadArgument(env, inst);
   }
   size_t head = tsgi::HeadSize(list, tsgi::HeadStyle::kCgi);
-  if (tsgi::FcgiResponseSize(head, body_len, end) != out_len) return BadArgument(env, inst);
-  Error e = tsgi::WriteFcgiResponse(out, static_cast<uint16_t>(id), list, body, body_len, end,
+  if (tsgi::FcgiResponseSize(head, body_len, end) != c.out_len) return BadArgument(env, inst);
+  Error e = tsgi::WriteFcgiResponse(c.out, static_cast<uint16_t>(id), list, body, body_len, end,
                                     &inst->scratch);
   if (!e.ok()) return Fail(env, inst, e);
   return Int(env, 0);
@@ -565,18 +602,14 @@ napi_value FcgiResponse(napi_env env, napi_callback_info info) {
 // fcgiResponseText(str): fcgiResponse with the body as the last of the io[2] strings (a
 // latin-1 string: a character above 0xFF is ENCODE_NOT_LATIN1, checked before the head).
 napi_value FcgiResponseText(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
-  Instance* inst = EncoderInstance(env);
-  if (inst == nullptr) return Throw(env, "tsgi: not initialised");
-  uint8_t* out = nullptr;
-  size_t out_len = 0;
-  uint32_t id = static_cast<uint32_t>(inst->io[3]);
-  bool end = inst->io[11] != 0;
+  EncoderCall c;
+  napi_value result;
+  if (!StartEncoder(env, info, 1, &c, &result)) return result;
+  Instance* inst = c.inst;
+  uint32_t id = c.x;
+  bool end = c.y != 0;
   StrList<char16_t> list{};
-  if (argc < 1 || id > 0xFFFF || !OutSpan(inst, &out, &out_len) ||
-      !GetStrings(env, inst, argv[0], inst->io[2], &list) || list.count < 2 ||
+  if (id > 0xFFFF || !GetStrings(env, inst, c.argv[0], c.count, &list) || list.count < 2 ||
       list.count % 2 != 0) {
     return BadArgument(env, inst);
   }
@@ -591,8 +624,10 @@ napi_value FcgiResponseText(napi_env env, napi_callback_info info) {
   inst->body.resize(text_len);
   for (size_t i = 0; i < text_len; ++i) inst->body[i] = static_cast<uint8_t>(text[i]);
   size_t head_size = tsgi::HeadSize(head, tsgi::HeadStyle::kCgi);
-  if (tsgi::FcgiResponseSize(head_size, text_len, end) != out_len) return BadArgument(env, inst);
-  Error e = tsgi::WriteFcgiResponse(out, static_cast<uint16_t>(id), head, inst->body.data(),
+  if (tsgi::FcgiResponseSize(head_size, text_len, end) != c.out_len) {
+    return BadArgument(env, inst);
+  }
+  Error e = tsgi::WriteFcgiResponse(c.out, static_cast<uint16_t>(id), head, inst->body.data(),
                                     text_len, end, &inst->scratch);
   tsgi::Trim(&inst->body);
   if (!e.ok()) return Fail(env, inst, e);
@@ -601,43 +636,39 @@ napi_value FcgiResponseText(napi_env env, napi_callback_info info) {
 
 // fcgiStream(data): io[3] type | requestId << 8, io[11] end.
 napi_value FcgiStream(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
-  Instance* inst = EncoderInstance(env);
-  if (inst == nullptr) return Throw(env, "tsgi: not initialised");
-  uint8_t* out = nullptr;
-  size_t out_len = 0;
+  EncoderCall c;
+  napi_value result;
+  if (!StartEncoder(env, info, 1, &c, &result)) return result;
   uint8_t* data = nullptr;
   size_t data_len = 0;
-  uint32_t x = static_cast<uint32_t>(inst->io[3]);
-  uint32_t type = x & 0xFF;
-  uint32_t id = x >> 8;
-  bool end = inst->io[11] != 0;
-  if (argc < 1 || type == 0 || id > 0xFFFF || !OutSpan(inst, &out, &out_len) ||
-      !GetBytes(env, argv[0], &data, &data_len) ||
-      tsgi::FcgiStreamSize(data_len) + (end ? tsgi::kFcgiHeaderSize : 0) != out_len) {
-    return BadArgument(env, inst);
+  uint32_t type = c.x & 0xFF;
+  uint32_t id = c.x >> 8;
+  bool end = c.y != 0;
+  if (type == 0 || id > 0xFFFF || !GetBytes(env, c.argv[0], &data, &data_len) ||
+      tsgi::FcgiStreamSize(data_len) + (end ? tsgi::kFcgiHeaderSize : 0) != c.out_len) {
+    return BadArgument(env, c.inst);
   }
   tsgi::Span span{data, data_len};
-  tsgi::FcgiWriteStream(out, static_cast<uint8_t>(type), static_cast<uint16_t>(id), &span, 1, end);
+  tsgi::FcgiWriteStream(c.out, static_cast<uint8_t>(type), static_cast<uint16_t>(id), &span, 1,
+                        end);
   return Int(env, 0);
 }
 
 // fcgiRecord(): io[3] type | requestId << 8, io[2] a (u32: role, appStatus or record type),
 // io[11] b (flags or protocolStatus): BEGIN_REQUEST, ABORT_REQUEST, END_REQUEST, UNKNOWN_TYPE.
 // Arguments are range-checked by the caller.
-napi_value FcgiRecord(napi_env env, napi_callback_info) {
-  Instance* inst = EncoderInstance(env);
-  if (inst == nullptr) return Throw(env, "tsgi: not initialised");
-  uint8_t* out = nullptr;
-  size_t out_len = 0;
-  uint32_t x = static_cast<uint32_t>(inst->io[3]);
-  uint32_t type = x & 0xFF;
-  uint32_t id = x >> 8;
-  uint32_t a = static_cast<uint32_t>(inst->io[2]);
-  uint32_t b = static_cast<uint32_t>(inst->io[11]);
-  if (id > 0xFFFF || b > 0xFF || !OutSpan(inst, &out, &out_len)) return BadArgument(env, inst);
+napi_value FcgiRecord(napi_env env, napi_callback_info info) {
+  EncoderCall c;
+  napi_value result;
+  if (!StartEncoder(env, info, 0, &c, &result)) return result;
+  Instance* inst = c.inst;
+  uint8_t* out = c.out;
+  size_t out_len = c.out_len;
+  uint32_t type = c.x & 0xFF;
+  uint32_t id = c.x >> 8;
+  uint32_t a = c.count;
+  uint32_t b = c.y;
+  if (id > 0xFFFF || b > 0xFF) return BadArgument(env, inst);
   uint16_t rid = static_cast<uint16_t>(id);
   switch (type) {
     case 1:

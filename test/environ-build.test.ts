@@ -15,7 +15,7 @@ import { pathToFileURL } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { cgiVariables } from '../lib/codec/environ.js';
-import { NAMES } from '../lib/codec/native.js';
+import { NAMES } from '../lib/codec/boundary.js';
 import { tsCodec } from '../lib/codec/ts/index.js';
 import type { Codec, FcgiEvent, FcgiVarsEvent } from '../lib/codec/types.js';
 import { makeEnviron, sourcedEnviron, type EnvironSource } from '../lib/gateway/environ.js';

@@ -4,7 +4,7 @@ import { Socket, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { codec, FCGI } from '../lib/codec/index.js';
+import { codec, FCGI, type Codec } from '../lib/codec/index.js';
 import type { App, Environ } from '../lib/gateway/types.js';
 import { validate } from '../lib/gateway/validate.js';
 import { createFastcgiServer, type FastcgiListener } from '../lib/protocol/fastcgi.js';
@@ -20,6 +20,8 @@ import { FcgiClient, params, parseCgi } from './support/fcgi-client.js';
 
 /** The transport of the servers start() makes (set by each eachTransport block). */
 let transport: TransportName = 'node';
+/** The codec of the servers start() makes (set by each eachTransport block). */
+let serverCodec: Codec = codec;
 const servers: FastcgiListener[] = [];
 const clients: FcgiClient[] = [];
 const dir = mkdtempSync(join(tmpdir(), 'tsgi-fcgi-'));
@@ -35,7 +37,11 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 async function start(app: App, where: 'tcp' | 'unix' = 'tcp') {
   const logs: string[] = [];
-  const server = createFastcgiServer(validate(app), { log: (l) => logs.push(l), transport });
+  const server = createFastcgiServer(validate(app), {
+    log: (l) => logs.push(l),
+    transport,
+    codec: serverCodec,
+  });
   servers.push(server);
   let target: number | string;
   if (where === 'tcp') {
@@ -80,9 +86,10 @@ const readAll = async (env: Environ, key: 'tsgi.input' | 'tsgi.data' = 'tsgi.inp
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const tick = (ms = 10) => new Promise((r) => setTimeout(r, ms));
 
-eachTransport('FastCGI responder', (t) => {
+eachTransport('FastCGI responder', (t, c) => {
   beforeAll(() => {
     transport = t;
+    serverCodec = c;
   });
 
   it('answers a request over TCP with exact bytes and closes when KEEP_CONN is off', async () => {

@@ -733,6 +733,20 @@ describe('validate(app)', () => {
       ['end'],
     ]);
     expect(g.errors).toEqual([]);
+    // The reason phrase is optional, as on the wire: a bare code passes through unchanged.
+    for (const status of ['200', '200 ']) {
+      const b = harness();
+      await b.run(
+        validate((_e, start) => {
+          start(status, TEXT);
+          return ['fine'];
+        }),
+      );
+      expect(b.calls).toEqual([
+        ['head', status, ['Content-Type', 'text/plain', 'Content-Length', '4'], 'fine', true],
+      ]);
+      expect(b.errors).toEqual([]);
+    }
   });
 
   it('lists every environ violation in one error', () => {
@@ -775,10 +789,10 @@ describe('validate(app)', () => {
     const cases: [App, string][] = [
       [
         (_e, start) => {
-          start('200', TEXT);
+          start('200OK', TEXT);
           return ['x'];
         },
-        'tsgi.validate: status must be three digits, a space and a reason ("200 OK"): "200"',
+        'tsgi.validate: status must be three digits, optionally a space and a reason ("200 OK", "200"): "200OK"',
       ],
       [
         (_e, start) => {

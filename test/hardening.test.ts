@@ -11,13 +11,13 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { codec, FCGI } from '../lib/codec/index.js';
+import { codec, FCGI, type Codec } from '../lib/codec/index.js';
 import type { App } from '../lib/gateway/types.js';
 import { validate } from '../lib/gateway/validate.js';
 import { createFastcgiServer, type FastcgiListener } from '../lib/protocol/fastcgi.js';
 import { createScgiServer } from '../lib/protocol/scgi.js';
 import type { ConnectionLimits, DrainableServer } from '../lib/protocol/socket.js';
-import type { StreamListener } from '../lib/protocol/stream.js';
+import type { StreamListener } from '../lib/protocol/scgi-uwsgi-connection.js';
 import type { TransportName } from '../lib/protocol/transport.js';
 import { createUwsgiServer } from '../lib/protocol/uwsgi.js';
 import { listen } from '../lib/server/listen.js';
@@ -32,6 +32,7 @@ import { eachTransport } from './support/stream-suite.js';
 import { uwsgiHead, uwsgiRequest } from './support/uwsgi-client.js';
 
 let transport: TransportName = 'node';
+let serverCodec: Codec = codec;
 const servers: DrainableServer[] = [];
 const clients: RawClient[] = [];
 
@@ -79,7 +80,12 @@ const PROTOS: Proto[] = [
   {
     name: 'FastCGI',
     create: (app, limits, log) =>
-      createFastcgiServer(validate(app), { transport, log, connectionLimits: limits }),
+      createFastcgiServer(validate(app), {
+        transport,
+        codec: serverCodec,
+        log,
+        connectionLimits: limits,
+      }),
     whole: (path) =>
       Buffer.concat([
         codec.fcgiBeginRequest(1, FCGI.RESPONDER, 0),
@@ -99,7 +105,12 @@ const PROTOS: Proto[] = [
   {
     name: 'SCGI',
     create: (app, limits, log) =>
-      createScgiServer(validate(app), { transport, log, connectionLimits: limits }),
+      createScgiServer(validate(app), {
+        transport,
+        codec: serverCodec,
+        log,
+        connectionLimits: limits,
+      }),
     whole: (path) => scgiRequest(scgiParams(path)),
     answer: (path) => `hello ${path}`,
     partial: (size) => {
@@ -110,7 +121,12 @@ const PROTOS: Proto[] = [
   {
     name: 'uwsgi',
     create: (app, limits, log) =>
-      createUwsgiServer(validate(app), { transport, log, connectionLimits: limits }),
+      createUwsgiServer(validate(app), {
+        transport,
+        codec: serverCodec,
+        log,
+        connectionLimits: limits,
+      }),
     whole: (path) => uwsgiRequest(scgiParams(path)),
     answer: (path) => `hello ${path}`,
     partial: (size) => {
@@ -158,9 +174,10 @@ async function settle(check: () => boolean, ms = 5000): Promise<void> {
 }
 const gone = (c: RawClient) => c.closed || c.ended;
 
-eachTransport('connection hardening', (t) => {
+eachTransport('connection hardening', (t, c) => {
   beforeAll(() => {
     transport = t;
+    serverCodec = c;
   });
 
   it('FastCGI: 10,000 BEGIN_REQUEST without PARAMS on one connection, then FIN: the connection closes, other connections are served', async () => {

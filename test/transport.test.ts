@@ -14,10 +14,12 @@ import { connect, type AddressInfo, type Server } from 'node:net';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { codec } from '../lib/codec/index.js';
+import { codec, type Codec } from '../lib/codec/index.js';
 import type { Environ } from '../lib/gateway/types.js';
+import { createFastcgiServer } from '../lib/protocol/fastcgi.js';
 import { createScgiServer } from '../lib/protocol/scgi.js';
-import type { StreamListener } from '../lib/protocol/stream.js';
+import { createUwsgiServer } from '../lib/protocol/uwsgi.js';
+import type { StreamListener } from '../lib/protocol/scgi-uwsgi-connection.js';
 import {
   nativeTransport,
   serverTransport,
@@ -29,6 +31,7 @@ import { guardServer, parseAllowList } from '../lib/server/allow.js';
 import { bindSocket, listen } from '../lib/server/listen.js';
 import { ensureBuilt, ROOT } from './support/build.js';
 import { RawClient } from './support/raw-client.js';
+import { FcgiClient, params as fcgiParams } from './support/fcgi-client.js';
 import { scgiRequest } from './support/scgi-client.js';
 import {
   eachTransport,
@@ -115,7 +118,7 @@ describe('transport selection', () => {
   });
 });
 
-eachTransport('transport', (t: TransportName) => {
+eachTransport('transport', (t: TransportName, serverCodec: Codec) => {
   it('a worker thread serving with open connections can be terminated (the addon is context-aware)', async () => {
     await ensureBuilt();
     const index = pathToFileURL(join(ROOT, 'dist', 'index.js')).href;
@@ -220,7 +223,7 @@ const net = require('node:net');
         startResponse('200 OK', [['Content-Type', 'text/plain']]);
         return [Buffer.alloc(200_000, 97)];
       },
-      { transport: t, log: (l) => lines.push(l) },
+      { transport: t, codec: serverCodec, log: (l) => lines.push(l) },
     );
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const port = (server.address() as AddressInfo).port;
@@ -243,8 +246,8 @@ const net = require('node:net');
     expect(lines.filter((l) => /ENOTCONN|EPIPE|ECONNRESET/.test(l))).toEqual([]);
   });
 
-  const { start, dir } = streamServers(SCGI, t);
-  const uwsgi = streamServers(UWSGI, t);
+  const { start, dir } = streamServers(SCGI, t, serverCodec);
+  const uwsgi = streamServers(UWSGI, t, serverCodec);
 
   /** The server runs on the transport under test. */
   const onTransport = (server: StreamListener): void => expect(serverTransport(server)).toBe(t);
@@ -488,7 +491,7 @@ const net = require('node:net');
 
   it('a busy TCP port is reported as before (the bind error libuv reports late)', async () => {
     const { target } = await start(() => []);
-    const second = createScgiServer(() => [], { transport: t, log: () => {} });
+    const second = createScgiServer(() => [], { transport: t, codec: serverCodec, log: () => {} });
     await expect(
       listen(second, { type: 'tcp', host: '127.0.0.1', port: target as number }),
     ).rejects.toThrow(`cannot listen on 127.0.0.1:${target as number}: address already in use`);
@@ -508,7 +511,7 @@ const net = require('node:net');
           begin('200 OK', TEXT);
           return [`fd ${env.PATH_INFO}`];
         },
-        { transport: t, log: () => {} },
+        { transport: t, codec: serverCodec, log: () => {} },
       );
       try {
         await listen(server, { type: 'fd', fd: bound.fd });
@@ -589,5 +592,53 @@ const net = require('node:net');
     }
     /* a store entered around the server's creation is not what a request sees either */
     expect(als.getStore()).toBeUndefined();
+  });
+});
+
+describe('options.codec', () => {
+  /** `base` with the name of every method called on it recorded in `used`. */
+  const recording = (base: Codec, used: Set<string>): Codec =>
+    new Proxy({} as Codec, {
+      get(_target, p) {
+        const v: unknown = Reflect.get(base, p);
+        if (typeof v !== 'function') return v;
+        used.add(String(p));
+        return (v as (...a: unknown[]) => unknown).bind(base);
+      },
+    });
+  const app = (_e: Environ, start: (s: string, h: [string, string][]) => unknown) => {
+    start('200 OK', [['Content-Type', 'text/plain']]);
+    return ['hi'];
+  };
+
+  it('FastCGI, SCGI and uwsgi servers parse and frame with the codec they are given', async () => {
+    const cases = [
+      {
+        create: (c: Codec) => createFastcgiServer(app, { codec: c, log: () => {} }),
+        request: (c: FcgiClient) => c.request(1, fcgiParams('/')),
+        expected: ['createFcgiParser', 'fcgiResponseText'],
+      },
+      {
+        create: (c: Codec) => createScgiServer(app, { codec: c, log: () => {} }),
+        request: (c: FcgiClient) => c.write(SCGI.request(SCGI.params('/'))),
+        expected: ['createScgiParser', 'encodeHead'],
+      },
+      {
+        create: (c: Codec) => createUwsgiServer(app, { codec: c, log: () => {} }),
+        request: (c: FcgiClient) => c.write(UWSGI.request(UWSGI.params('/'))),
+        expected: ['createUwsgiParser', 'encodeHead'],
+      },
+    ];
+    for (const { create, request, expected } of cases) {
+      const used = new Set<string>();
+      const server = create(recording(codec, used));
+      await listen(server, { type: 'tcp', host: '127.0.0.1', port: 0 });
+      const c = await FcgiClient.connect((server.address() as AddressInfo).port);
+      request(c);
+      await c.whenClosed();
+      await new Promise((r) => server.close(r));
+      expect(c.text()).toContain('hi');
+      expect(expected.filter((m) => used.has(m))).toEqual(expected);
+    }
   });
 });

@@ -12,11 +12,11 @@
  * gateway (", ", and "; " for Cookie), and HTTP_PROXY never arrives (httpoxy).
  */
 import type { Environ, StartResponse } from '../gateway/types.js';
+import { isToken } from '../http/grammar.js';
 
 /** What an adapter sends when the app's response has a body but no Content-Type. */
 export const DEFAULT_CONTENT_TYPE = 'application/octet-stream';
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const NAME_CACHE_LIMIT = 1024;
 const names = new Map<string, string>([
   ['CONTENT_TYPE', 'Content-Type'],
@@ -38,7 +38,7 @@ export function headerName(cgi: string): string | null {
     if (i !== 0) name += '-';
     name += w.length === 0 ? '' : w[0]!.toUpperCase() + w.slice(1);
   }
-  if (!TOKEN.test(name)) return null;
+  if (!isToken(name)) return null;
   if (names.size < NAME_CACHE_LIMIT) names.set(cgi, name);
   return name;
 }

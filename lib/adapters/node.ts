@@ -64,6 +64,7 @@ import {
   requestTarget,
   unsupportedRequest,
 } from './common.js';
+import { FIELD_VALUE_BAD as BAD_VALUE } from '../http/grammar.js';
 
 /** A node:http request listener. */
 export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => unknown;
@@ -154,8 +155,6 @@ const HIGH_WATER_MARK = 16 * 1024;
 const HANDLER_ERROR_BODY = 'Internal Server Error\n';
 const VERSION = /^HTTP\/(\d+)(?:\.(\d+))?$/;
 const DIGITS = /^[0-9]{1,15}$/;
-/** What node's parser refuses in a header value (field-content: VCHAR, obs-text, SP, HTAB). */
-const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 const MAX_CHUNK_LINE = 8 * 1024;
 
 /* Chunked-framing decoder phases (a response without Content-Length). */

@@ -6,6 +6,7 @@
  * end of the line (colons inside it kept), repeated headers kept in order. A head that starts
  * with an HTTP status line (`HTTP/1.1 200 OK`, what uWSGI answers over uwsgi) is accepted too.
  */
+import { STATUS_READ as STATUS, TOKEN as NAME } from '../http/grammar.js';
 
 /** A parsed response head. */
 export interface ResponseHead {
@@ -32,8 +33,6 @@ export class HeadError extends Error {
   }
 }
 
-const NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const STATUS = /^([1-9][0-9][0-9])(?:[ \t]+(.*))?$/;
 const HTTP_LINE = /^HTTP\/[0-9]\.[0-9] ([1-9][0-9][0-9])(?: (.*))?$/;
 
 /** The reason phrases used when a redirect or a default status has none of its own. */

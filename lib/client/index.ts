@@ -3,7 +3,7 @@
  * Node (docs in the README, "Talking to php-fpm and uWSGI").
  */
 import { FastcgiClient, type FastcgiClientOptions } from './fastcgi.js';
-import { ScgiClient, UwsgiClient, type UwsgiClientOptions } from './stream.js';
+import { ScgiClient, UwsgiClient, type UwsgiClientOptions } from './scgi-uwsgi.js';
 import type { ClientRequest, ClientResponse } from './common.js';
 
 export { FastcgiClient, type FastcgiClientOptions, type FastcgiValues } from './fastcgi.js';
@@ -12,7 +12,7 @@ export {
   UwsgiClient,
   type StreamClientOptions,
   type UwsgiClientOptions,
-} from './stream.js';
+} from './scgi-uwsgi.js';
 export {
   backendAddress,
   type BackendAddress,

@@ -18,6 +18,29 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import {
+  F64_ERR_A,
+  F64_ERR_B,
+  F64_LIMITS,
+  IO_COUNT,
+  IO_DATA,
+  IO_ERR_CODE,
+  IO_ERR_VARIANT,
+  IO_EVENTS,
+  IO_MORE,
+  IO_OUT_LEN,
+  IO_OUT_OFF,
+  IO_PAIRS_GROWN,
+  IO_POS,
+  IO_SLOT,
+  IO_STANDING,
+  IO_X,
+  IO_Y,
+  NAMES,
+  PAIR_WORDS,
+  VALUE_CACHED,
+  VALUE_STORE,
+} from './boundary.js';
 import { addVariable, environObject, type CgiVariables } from './environ.js';
 import { ERROR_CODES, codecError, errorEvent } from './errors.js';
 import {
@@ -33,6 +56,7 @@ import {
   type ScgiEvent,
   type UwsgiEvent,
 } from './types.js';
+import { isFieldValue, isStatus, isToken } from '../http/grammar.js';
 
 /** The addon's exports (native/binding.cc). */
 interface Binding {
@@ -51,119 +75,10 @@ interface Binding {
   encodeRequest(kind: number, s: string, count: number, x: number, y: number): Uint8Array | number;
 }
 
-/**
- * Well-known CGI names by id (id 0: none). Must equal the table in native/core/names.cc; the
- * loader checks it against the addon's copy.
- */
-export const NAMES: readonly string[] = [
-  '',
-  'REQUEST_METHOD',
-  'REQUEST_URI',
-  'REQUEST_SCHEME',
-  'QUERY_STRING',
-  'CONTENT_TYPE',
-  'CONTENT_LENGTH',
-  'SCRIPT_NAME',
-  'SCRIPT_FILENAME',
-  'PATH_INFO',
-  'PATH_TRANSLATED',
-  'DOCUMENT_URI',
-  'DOCUMENT_ROOT',
-  'SERVER_PROTOCOL',
-  'SERVER_SOFTWARE',
-  'SERVER_NAME',
-  'SERVER_PORT',
-  'SERVER_ADDR',
-  'SERVER_ADMIN',
-  'SERVER_SIGNATURE',
-  'GATEWAY_INTERFACE',
-  'REMOTE_ADDR',
-  'REMOTE_PORT',
-  'REMOTE_HOST',
-  'REMOTE_USER',
-  'AUTH_TYPE',
-  'HTTPS',
-  'REDIRECT_STATUS',
-  'CONTEXT_PREFIX',
-  'CONTEXT_DOCUMENT_ROOT',
-  'PATH',
-  'SCGI',
-  'UWSGI_SCHEME',
-  'FCGI_MAX_CONNS',
-  'FCGI_MAX_REQS',
-  'FCGI_MPXS_CONNS',
-  'HTTP_HOST',
-  'HTTP_USER_AGENT',
-  'HTTP_ACCEPT',
-  'HTTP_ACCEPT_ENCODING',
-  'HTTP_ACCEPT_LANGUAGE',
-  'HTTP_ACCEPT_CHARSET',
-  'HTTP_CONNECTION',
-  'HTTP_KEEP_ALIVE',
-  'HTTP_COOKIE',
-  'HTTP_REFERER',
-  'HTTP_ORIGIN',
-  'HTTP_CACHE_CONTROL',
-  'HTTP_PRAGMA',
-  'HTTP_AUTHORIZATION',
-  'HTTP_CONTENT_TYPE',
-  'HTTP_CONTENT_LENGTH',
-  'HTTP_TRANSFER_ENCODING',
-  'HTTP_TE',
-  'HTTP_EXPECT',
-  'HTTP_RANGE',
-  'HTTP_IF_RANGE',
-  'HTTP_IF_MATCH',
-  'HTTP_IF_NONE_MATCH',
-  'HTTP_IF_MODIFIED_SINCE',
-  'HTTP_IF_UNMODIFIED_SINCE',
-  'HTTP_UPGRADE',
-  'HTTP_UPGRADE_INSECURE_REQUESTS',
-  'HTTP_DNT',
-  'HTTP_X_FORWARDED_FOR',
-  'HTTP_X_FORWARDED_PROTO',
-  'HTTP_X_FORWARDED_HOST',
-  'HTTP_X_FORWARDED_PORT',
-  'HTTP_X_REAL_IP',
-  'HTTP_X_REQUESTED_WITH',
-  'HTTP_FORWARDED',
-  'HTTP_VIA',
-  'HTTP_SEC_FETCH_DEST',
-  'HTTP_SEC_FETCH_MODE',
-  'HTTP_SEC_FETCH_SITE',
-  'HTTP_SEC_FETCH_USER',
-  'HTTP_SEC_CH_UA',
-  'HTTP_SEC_CH_UA_MOBILE',
-  'HTTP_SEC_CH_UA_PLATFORM',
-  'HTTP_PROXY',
-];
-
-/* io layout (native/binding.cc): words 0-11 control, events or string lengths from 12. */
-const IO_POS = 0;
-const IO_EVENTS = 1;
-const IO_MORE = 2;
-const IO_PAIRS_GROWN = 3;
-const IO_ERR_CODE = 4;
-const IO_ERR_VARIANT = 5;
-const F64_ERR_A = 3; // float64 index (words 6-7)
-const F64_ERR_B = 4; // float64 index (words 8-9)
-const IO_STANDING = 10;
-const IO_SLOT = 11;
-const F64_LIMITS = 2; // float64 index (words 4-5): limits for a push with slot -1
-/* Encoder inputs (native/binding.cc): output span, string count, numbers. */
-const IO_OUT_OFF = 0;
-const IO_OUT_LEN = 1;
-const IO_COUNT = 2;
-const IO_X = 3;
-const IO_Y = 11;
+/* The io layout and pair flags: lib/codec/boundary.ts (generated from native/boundary.json). */
 const SLAB_SIZE = 65536;
 const SLAB_SHARE = 8192;
-const IO_DATA = 12;
 const IO_EVENT_SLOTS = 1024;
-const PAIR_WORDS = 5;
-/* Flags on a pair's name id word (native/binding.cc). */
-const VALUE_CACHED = 1 << 8;
-const VALUE_STORE = 2 << 8;
 
 /* Event kinds (native/core/common.h). */
 const EV_BEGIN = 1;
@@ -193,9 +108,6 @@ const MAX_STREAM_RECORD = 65528;
 const TWO_32 = 4294967296;
 
 /* Only for the rare path that finds a non-string among encoder strings (see typeError()). */
-const STATUS_RE = /^[1-9][0-9][0-9](?: [\t\x20-\x7e\x80-\xff]*)?$/;
-const NAME_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const VALUE_RE = /^[\t\x20-\x7e\x80-\xff]*$/;
 const NOT_LATIN1_RE = /[\u0100-\uffff]/;
 
 /* What a string list is for: per-string checks differ (see typeError()). */
@@ -332,13 +244,14 @@ function createNativeCodec(B: Binding): Codec {
       const id = w & 0xff;
       /*
        * A well-known name is stored by name: each store has an inline cache of its own (one
-       * generic store for every name costs several times more). Generated from NAMES; the
-       * rules are addVariable()'s: HTTP_CONTENT_TYPE, HTTP_CONTENT_LENGTH and HTTP_PROXY are
-       * dropped, a repeated HTTP_* variable is joined (", ", HTTP_COOKIE "; "), any other
-       * repeat replaces. test/environ-build.test.ts checks every name against cgiVariables().
+       * generic store for every name costs several times more). The cases are generated by
+       * scripts/gen-boundary.mjs from native/boundary.json, by addVariable()'s rules:
+       * HTTP_CONTENT_TYPE, HTTP_CONTENT_LENGTH and HTTP_PROXY are dropped, a repeated HTTP_*
+       * variable is joined (", ", HTTP_COOKIE "; "), any other repeat replaces. test/environ-build.test.ts checks every name against cgiVariables().
        */
       // prettier-ignore
       switch (id) {
+        // BEGIN generated by scripts/gen-boundary.mjs from native/boundary.json
         case 1: vars.REQUEST_METHOD = v; continue;
         case 2: vars.REQUEST_URI = v; continue;
         case 3: vars.REQUEST_SCHEME = v; continue;
@@ -418,6 +331,7 @@ function createNativeCodec(B: Binding): Codec {
         case 77: { const p = vars.HTTP_SEC_CH_UA_MOBILE; vars.HTTP_SEC_CH_UA_MOBILE = p === undefined ? v : p + ', ' + v; continue; }
         case 78: { const p = vars.HTTP_SEC_CH_UA_PLATFORM; vars.HTTP_SEC_CH_UA_PLATFORM = p === undefined ? v : p + ', ' + v; continue; }
         case 79: /* HTTP_PROXY: dropped */ continue;
+        // END generated
         default: {
           const no = P[k + 1];
           addVariable(vars, id === 0 ? s.substring(no, no + P[k + 2]) : NAMES[id], v);
@@ -700,12 +614,12 @@ function createNativeCodec(B: Binding): Codec {
 
   /** As typeError() for a head: status, then each header name before its value. */
   function headTypeError(status: string, headers: readonly unknown[], bad: number): Error {
-    if (!STATUS_RE.test(status)) return codecError('HEAD_BAD_STATUS');
+    if (!isStatus(status)) return codecError('HEAD_BAD_STATUS');
     for (let i = 0; i < bad; i++) {
       const x = headers[i] as string;
       if ((i & 1) === 0) {
-        if (!NAME_RE.test(x)) return codecError('HEAD_BAD_NAME', 0, 0, x);
-      } else if (!VALUE_RE.test(x)) {
+        if (!isToken(x)) return codecError('HEAD_BAD_NAME', 0, 0, x);
+      } else if (!isFieldValue(x)) {
         return codecError('HEAD_BAD_VALUE', 0, 0, headers[i - 1] as string);
       }
     }

@@ -14,8 +14,9 @@ export type Write = (chunk: Chunk) => void;
 export type Headers = [string, string][];
 
 /**
- * startResponse(status, headers, excInfo?): `status` is `"200 OK"` (three digits, a space and a
- * reason). A second call is legal only with `excInfo` and only before the headers left.
+ * startResponse(status, headers, excInfo?): `status` is `"200 OK"` (three digits, optionally a
+ * space and a reason: `"200"` is a status too; lib/http/grammar.ts). A second call is legal only
+ * with `excInfo` and only before the headers left.
  */
 export type StartResponse = (status: string, headers: Headers, excInfo?: unknown) => Write;
 

@@ -8,6 +8,7 @@
  */
 import type { App, Body, Chunk, Environ, Headers, StartResponse, Write } from './types.js';
 import { describe } from './respond.js';
+import { FIELD_VALUE_BAD as BAD_VALUE, isStatus, isToken } from '../http/grammar.js';
 
 /** One or more violations of the TSGI interface. */
 export class ValidationError extends Error {
@@ -23,10 +24,7 @@ export class ValidationError extends Error {
   }
 }
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const NOT_LATIN1 = /[\u0100-\uffff]/;
-const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
-const STATUS = /^[1-9][0-9][0-9] [\t\x20-\x7e\x80-\xff]*$/;
 const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',
@@ -83,7 +81,7 @@ export function checkEnviron(env: unknown): string[] {
     if (typeof e[key] === 'string' && e[key] === '') v.push(`environ.${key} must not be empty`);
   }
   const method = e.REQUEST_METHOD;
-  if (typeof method === 'string' && method !== '' && !TOKEN.test(method)) {
+  if (typeof method === 'string' && method !== '' && !isToken(method)) {
     v.push(`environ.REQUEST_METHOD is not a method token: ${JSON.stringify(method)}`);
   }
   if (!('SCRIPT_NAME' in e) && !('PATH_INFO' in e)) {
@@ -138,9 +136,9 @@ export function checkStartResponse(status: unknown, headers: unknown): string[] 
   const v: string[] = [];
   if (typeof status !== 'string') {
     v.push(`status must be a string, not ${describe(status)}`);
-  } else if (!STATUS.test(status)) {
+  } else if (!isStatus(status)) {
     v.push(
-      `status must be three digits, a space and a reason ("200 OK"): ${JSON.stringify(status)}`,
+      `status must be three digits, optionally a space and a reason ("200 OK", "200"): ${JSON.stringify(status)}`,
     );
   }
   if (!Array.isArray(headers)) {
@@ -157,7 +155,7 @@ export function checkStartResponse(status: unknown, headers: unknown): string[] 
       v.push(`headers[${i}] name and value must be strings`);
       return;
     }
-    if (!TOKEN.test(name)) v.push(`header name ${JSON.stringify(name)} is not a token`);
+    if (!isToken(name)) v.push(`header name ${JSON.stringify(name)} is not a token`);
     const lower = name.toLowerCase();
     if (lower === 'status')
       v.push('the "Status" header is not allowed (the status is an argument)');

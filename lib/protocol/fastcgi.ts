@@ -40,7 +40,7 @@
  */
 import type { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
-import { codec, FCGI, type FcgiVarsEvent, type Limits } from '../codec/index.js';
+import { codec, FCGI, type Codec, type FcgiVarsEvent, type Limits } from '../codec/index.js';
 import type { CgiVariables } from '../codec/environ.js';
 import { sourcedEnviron, type EnvironSource } from '../gateway/environ.js';
 import { ErrorStream, type ErrorTarget } from '../gateway/errors.js';
@@ -72,6 +72,11 @@ import {
 export interface FastcgiOptions {
   /** Codec limits for params and records. */
   limits?: Partial<Limits>;
+  /**
+   * The codec that parses requests and frames responses. Default: the process's choice
+   * ({@link codec}: TSGI_CODEC, the native codec when it loads, else the TypeScript one).
+   */
+  codec?: Codec;
   /** Live requests at once over all connections; more get OVERLOADED. Default 10000. */
   maxRequests?: number;
   /** Deadlines and caps of connections (FCGI_MAX_REQS is maxConnRequests). */
@@ -110,6 +115,8 @@ const MAX_UNREAD = 256 * 1024;
 export class FastcgiServer extends ConnectionGateway<FastcgiConnection> {
   readonly app: App;
   readonly limits: Partial<Limits> | undefined;
+  /** The codec of this server's connections. */
+  readonly codec: Codec;
   readonly maxRequests: number;
   readonly multiprocess: boolean;
   readonly log: (line: string) => void;
@@ -121,6 +128,7 @@ export class FastcgiServer extends ConnectionGateway<FastcgiConnection> {
     super(options.connectionLimits);
     this.app = app;
     this.limits = options.limits;
+    this.codec = options.codec ?? codec;
     this.maxRequests = options.maxRequests ?? 10000;
     this.multiprocess = options.multiprocess ?? false;
     this.log = options.log ?? defaultLog;
@@ -189,7 +197,7 @@ export class FastcgiConnection {
     readonly server: FastcgiServer,
     readonly socket: StreamSocket,
   ) {
-    this.parser = codec.createFcgiParser(server.limits);
+    this.parser = server.codec.createFcgiParser(server.limits);
     this.drainWait = new DrainWait(socket);
     this.held = new HeldBytes(server);
     this.mark = server.clock;
@@ -277,10 +285,10 @@ export class FastcgiConnection {
         break;
       }
       case 'getValues':
-        this.write(codec.fcgiGetValuesResult(this.server.getValues(ev.names)));
+        this.write(this.server.codec.fcgiGetValuesResult(this.server.getValues(ev.names)));
         break;
       case 'unknown':
-        if (ev.requestId === 0) this.write(codec.fcgiUnknownType(ev.recordType));
+        if (ev.requestId === 0) this.write(this.server.codec.fcgiUnknownType(ev.recordType));
         break;
       case 'error':
         this.server.log(`closing FastCGI connection${this.peer()}: ${ev.message} (${ev.code})`);
@@ -311,7 +319,7 @@ export class FastcgiConnection {
       status = FCGI.OVERLOADED;
     }
     if (status !== -1) {
-      this.write(codec.fcgiEndRequest(id, 0, status));
+      this.write(this.server.codec.fcgiEndRequest(id, 0, status));
       if (this.socket.writableLength > MAX_UNREAD) {
         /* the refusals pile up unread: the peer floods */
         server.logLimit(
@@ -796,16 +804,17 @@ class FastcgiRequest implements Sink, EnvironSource, ErrorTarget {
       return;
     }
     this.stderrUsed = true;
-    this.conn.write(codec.fcgiStream(FCGI.STDERR, this.id, bytes, false));
+    this.conn.write(this.conn.server.codec.fcgiStream(FCGI.STDERR, this.id, bytes, false));
   }
 
   /** The empty STDERR (when used), the empty STDOUT and END_REQUEST, then the id is free. */
   private sendEnd(): void {
     this.done = true;
     const id = this.id;
-    if (this.stderrUsed) this.conn.write(codec.fcgiStream(FCGI.STDERR, id, EMPTY, true));
-    this.conn.write(codec.fcgiStream(FCGI.STDOUT, id, EMPTY, true));
-    this.conn.write(codec.fcgiEndRequest(id, 0, FCGI.REQUEST_COMPLETE));
+    if (this.stderrUsed)
+      this.conn.write(this.conn.server.codec.fcgiStream(FCGI.STDERR, id, EMPTY, true));
+    this.conn.write(this.conn.server.codec.fcgiStream(FCGI.STDOUT, id, EMPTY, true));
+    this.conn.write(this.conn.server.codec.fcgiEndRequest(id, 0, FCGI.REQUEST_COMPLETE));
     this.finish();
   }
 
@@ -817,7 +826,13 @@ class FastcgiRequest implements Sink, EnvironSource, ErrorTarget {
   head(status: string, headers: string[], body: Uint8Array | null, last: boolean): void {
     if (this.done) return;
     const whole = last && !this.stderrUsed;
-    const bytes = codec.fcgiResponse(this.id, status, headers, body ?? EMPTY, whole);
+    const bytes = this.conn.server.codec.fcgiResponse(
+      this.id,
+      status,
+      headers,
+      body ?? EMPTY,
+      whole,
+    );
     this.conn.write(bytes);
     if (whole) {
       this.done = true;
@@ -830,7 +845,7 @@ class FastcgiRequest implements Sink, EnvironSource, ErrorTarget {
   headText(status: string, headers: string[], body: string, last: boolean): void {
     if (this.done) return;
     const whole = last && !this.stderrUsed;
-    const bytes = codec.fcgiResponseText(this.id, status, headers, body, whole);
+    const bytes = this.conn.server.codec.fcgiResponseText(this.id, status, headers, body, whole);
     this.conn.write(bytes);
     if (whole) {
       this.done = true;
@@ -842,7 +857,7 @@ class FastcgiRequest implements Sink, EnvironSource, ErrorTarget {
 
   write(chunk: Uint8Array): void {
     if (this.done) return;
-    this.conn.write(codec.fcgiStream(FCGI.STDOUT, this.id, chunk, false));
+    this.conn.write(this.conn.server.codec.fcgiStream(FCGI.STDOUT, this.id, chunk, false));
   }
 
   end(): void {

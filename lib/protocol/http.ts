@@ -36,6 +36,7 @@ import type { DrainOptions } from './socket.js';
 import { WATCHDOG_SOCKET } from './transport.js';
 import type { App, Environ } from '../gateway/types.js';
 import { VERSION } from '../version.js';
+import { STATUS } from '../http/grammar.js';
 
 export interface HttpOptions {
   /** tsgi.errors for every request (default: the process's stderr). */
@@ -48,7 +49,6 @@ export interface HttpOptions {
   keepAliveTimeout?: number;
 }
 
-const STATUS = /^([1-9][0-9][0-9])(?: ([\t\x20-\x7e\x80-\xff]*))?$/;
 const SOFTWARE = `tsgi/${VERSION}`;
 
 /** CGI variable names of request header names, as written by clients (bounded). */

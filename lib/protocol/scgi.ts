@@ -11,16 +11,15 @@
  * A missing or non-numeric CONTENT_LENGTH, a missing SCGI=1, a bad netstring or a header block
  * over `limits.maxParamsBytes`: the connection is closed with a logged reason (the codec's
  * message and code); a connection that sends nothing is closed quietly. The rest (body
- * backpressure, abort, drain) is shared with uwsgi: see lib/protocol/stream.ts.
+ * backpressure, abort, drain) is shared with uwsgi: see lib/protocol/scgi-uwsgi-connection.ts.
  */
-import { codec } from '../codec/index.js';
 import type { App } from '../gateway/types.js';
 import {
   createStreamServer,
   type StreamListener,
   type StreamOptions,
   type StreamProtocol,
-} from './stream.js';
+} from './scgi-uwsgi-connection.js';
 
 /** Options of {@link createScgiServer}. */
 export type ScgiOptions = StreamOptions;
@@ -33,7 +32,7 @@ export const SCGI: StreamProtocol = Object.freeze<StreamProtocol>({
   name: 'scgi',
   title: 'SCGI',
   headStyle: 'cgi',
-  createParser: (limits) => codec.createScgiParser(limits),
+  createParser: (codec, limits) => codec.createScgiParser(limits),
 });
 
 /** A net.Server for SCGI; bind it with lib/server/listen.ts or server.listen(). */

@@ -1,6 +1,6 @@
 /**
  * Socket-side pieces the gateway protocol servers share (FastCGI in fastcgi.ts, SCGI and uwsgi
- * in stream.ts): running an app for one request while counting it for drain(), waiting for a
+ * in scgi-uwsgi-connection.ts): running an app for one request while counting it for drain(), waiting for a
  * socket to drain, the lazily made abort signal of a request, naming the peer in log lines,
  * the deadlines and caps every connection is held to ({@link ConnectionLimits}, kept by one
  * coarse sweep timer per server), and the net.Server with drain() that each create*Server()

@@ -22,7 +22,7 @@
  * with node:net.
  *
  * The connections are {@link NativeConnection}s: the part of net.Socket that
- * lib/protocol/stream.ts and lib/protocol/fastcgi.ts use, with the same events ('data', 'end',
+ * lib/protocol/scgi-uwsgi-connection.ts and lib/protocol/fastcgi.ts use, with the same events ('data', 'end',
  * 'drain', 'error', 'close') and semantics (half-open connections, Nagle off, write()
  * returning false above the high-water mark and 'drain' once the buffer emptied, pause()
  * stopping reads).

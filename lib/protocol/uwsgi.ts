@@ -14,16 +14,15 @@
  * reuses a connection) and lighttpd accept either, but Apache's mod_proxy_uwsgi reads the
  * response until the connection closes, whatever its Content-Length. With `keepAlive`, a
  * connection the peer keeps open serves several requests in sequence (see
- * lib/protocol/stream.ts for when a response leaves it open).
+ * lib/protocol/scgi-uwsgi-connection.ts for when a response leaves it open).
  */
-import { codec } from '../codec/index.js';
 import type { App } from '../gateway/types.js';
 import {
   createStreamServer,
   type StreamListener,
   type StreamOptions,
   type StreamProtocol,
-} from './stream.js';
+} from './scgi-uwsgi-connection.js';
 
 /** Options of {@link createUwsgiServer}. */
 export interface UwsgiOptions extends StreamOptions {
@@ -43,7 +42,7 @@ export const UWSGI: StreamProtocol = Object.freeze<StreamProtocol>({
   name: 'uwsgi',
   title: 'uwsgi',
   headStyle: 'http',
-  createParser: (limits) => codec.createUwsgiParser(limits),
+  createParser: (codec, limits) => codec.createUwsgiParser(limits),
 });
 
 /** A net.Server for uwsgi; bind it with lib/server/listen.ts or server.listen(). */

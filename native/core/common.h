@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "boundary.h"
+
 namespace tsgi {
 
 // Limits given by the caller (see Limits in lib/codec/types.ts). Doubles, so that any JS
@@ -59,7 +61,7 @@ struct Pair {
   uint32_t val_off;
   uint32_t val_len;
 };
-constexpr size_t kPairWords = 5;
+using boundary::kPairWords;  // native/core/boundary.h
 
 // Where a push() stopped: the bytes consumed from the chunk, the events written and whether
 // the parser stopped early (event space full, or a second params block pending) with work

@@ -1,6 +1,7 @@
 // Well-known CGI variable names interned into small ids, so that the TypeScript side takes
 // them from a constant table instead of creating a string for each. Id 0 means "not
-// well-known". The TypeScript table (lib/codec/native.ts) is checked against NameAt() when
+// well-known". The table is native/core/boundary.h, generated from native/boundary.json with
+// the TypeScript one (lib/codec/boundary.ts), which is checked against NameAt() when
 // the addon loads.
 #ifndef TSGI_CORE_NAMES_H_
 #define TSGI_CORE_NAMES_H_

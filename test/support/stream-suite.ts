@@ -1,5 +1,5 @@
 /**
- * The behaviour SCGI and uwsgi share (lib/protocol/stream.ts), registered once per protocol by
+ * The behaviour SCGI and uwsgi share (lib/protocol/scgi-uwsgi-connection.ts), registered once per protocol by
  * test/scgi-server.test.ts and test/uwsgi-server.test.ts: body framing and backpressure both
  * ways, abort, errors, streaming, drain, unix sockets, repeated headers, and the command's
  * graceful stop on SIGTERM.
@@ -11,10 +11,11 @@ import { Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Limits } from '../../lib/codec/index.js';
+import type { Codec, Limits } from '../../lib/codec/index.js';
+import { codecEntries, isCI, native } from '../codecs.js';
 import type { App, Environ } from '../../lib/gateway/types.js';
 import { validate } from '../../lib/gateway/validate.js';
-import type { StreamListener } from '../../lib/protocol/stream.js';
+import type { StreamListener } from '../../lib/protocol/scgi-uwsgi-connection.js';
 import {
   nativeTransport,
   serverTransport,
@@ -33,6 +34,8 @@ export interface ServerOptions {
   limits?: Partial<Limits>;
   /** The connection transport (default: the process's choice). */
   transport?: TransportName;
+  /** The codec (default: the process's choice). */
+  codec?: Codec;
 }
 
 /** How a test talks one protocol. */
@@ -61,7 +64,7 @@ export async function readAll(env: Environ): Promise<Buffer> {
 }
 
 /** Servers started by one test file (on `transport`, by default the process's), stopped after each test. */
-export function streamServers(kind: StreamKind, transport?: TransportName) {
+export function streamServers(kind: StreamKind, transport?: TransportName, codec?: Codec) {
   const servers: StreamListener[] = [];
   const clients: RawClient[] = [];
   const dir = mkdtempSync(join(tmpdir(), `tsgi-${kind.name}-`));
@@ -92,6 +95,7 @@ export function streamServers(kind: StreamKind, transport?: TransportName) {
       }),
       ...(opts.limits ? { limits: opts.limits } : {}),
       ...(transport ? { transport } : {}),
+      ...(codec ? { codec } : {}),
     });
     servers.push(server);
     let target: number | string;
@@ -151,42 +155,57 @@ export function refusalTests(kind: StreamKind, refusals: readonly Refusal[]): vo
   }
 }
 
-/** True on CI, where a native transport that is unavailable on Linux is a failure. */
-const isCI = process.env.CI === 'true' || process.env.CI === '1';
-
 /**
- * Runs `body` once per connection transport: node:net always, the native transport when it is
- * available. An unavailable native transport is a failing test on CI on Linux (a silent
- * fallback there would prove nothing), a loudly skipped block elsewhere.
+ * Declares `body` once per transport and codec: the native and the node transport, each with
+ * the TypeScript and the native codec (`options.codec` of the servers it starts). A native part
+ * that is unavailable: skipped with a loud message on a developer's machine, a failing test on
+ * CI (Linux for the transport).
  */
-export function eachTransport(title: string, body: (transport: TransportName) => void): void {
+export function eachTransport(
+  title: string,
+  body: (transport: TransportName, codec: Codec) => void,
+): void {
   for (const t of ['native', 'node'] as const) {
     if (t === 'node' || nativeTransport.available) {
-      describe(`${title} [${t}]`, () => body(t));
-    } else if (isCI && process.platform === 'linux') {
-      describe(`${title} [${t}]`, () => {
-        it('the native transport is available on CI', () => {
-          throw new Error(`the native transport is unavailable on CI: ${nativeTransport.reason}`);
-        });
-      });
+      for (const entry of codecEntries) {
+        const name = `${title} [${t} transport, ${entry.name} codec]`;
+        const c = entry.codec;
+        if (c !== null) describe(name, () => body(t, c));
+        else unavailable(name, `native codec: ${native.reason}`, isCI);
+      }
     } else {
-      console.warn(
-        `*** tsgi tests: native transport unavailable (${nativeTransport.reason}); skipped`,
+      unavailable(
+        `${title} [${t} transport]`,
+        `native transport: ${nativeTransport.reason}`,
+        isCI && process.platform === 'linux',
       );
-      describe.skip(`${title} [${t}] (native transport unavailable: ${nativeTransport.reason})`, () => {
-        it('skipped', () => {});
-      });
     }
   }
 }
 
-/** Registers the shared tests for `kind`, once per transport. */
-export function streamServerSuite(kind: StreamKind): void {
-  eachTransport(`${kind.title} server`, (t) => transportSuite(kind, t));
+/** A block that cannot run here: failing when `required`, else skipped with a warning. */
+function unavailable(name: string, why: string, required: boolean): void {
+  if (required) {
+    describe(name, () => {
+      it('is available on CI', () => {
+        throw new Error(`unavailable on CI: ${why}`);
+      });
+    });
+    return;
+  }
+  console.warn(`*** tsgi tests: ${why} unavailable; skipped`);
+  describe.skip(`${name} (unavailable: ${why})`, () => {
+    it('skipped', () => {});
+  });
 }
 
-function transportSuite(kind: StreamKind, transport: TransportName): void {
-  const { start, dir } = streamServers(kind, transport);
+/** Registers the shared tests for `kind`, once per transport. */
+export function streamServerSuite(kind: StreamKind): void {
+  eachTransport(`${kind.title} server`, (t, codec) => transportSuite(kind, t, codec));
+}
+
+function transportSuite(kind: StreamKind, transport: TransportName, codec: Codec): void {
+  const { start, dir } = streamServers(kind, transport, codec);
   const ok = kind.statusLine('200 OK');
   const head = (len: number) =>
     `${ok}\r\nContent-Type: text/plain\r\nContent-Length: ${len}\r\n\r\n`;

@@ -5,13 +5,7 @@
 import { codecError } from '../errors.js';
 import type { HeadStyle } from '../types.js';
 import { latin1Write } from './pairs.js';
-
-/* Three digits, the first 1-9, optionally a space and a reason of \t, 0x20-0x7E, 0x80-0xFF. */
-const STATUS_RE = /^[1-9][0-9][0-9](?: [\t\x20-\x7e\x80-\xff]*)?$/;
-/* RFC 9110 token: one or more tchar. */
-const NAME_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/* Field value characters: \t, 0x20-0x7E, 0x80-0xFF. */
-const VALUE_RE = /^[\t\x20-\x7e\x80-\xff]*$/;
+import { isFieldValue, isStatus, isToken } from '../../http/grammar.js';
 
 /**
  * Validates a response head and returns it as one latin-1 string (every character ≤ U+00FF):
@@ -29,15 +23,15 @@ export function headString(status: string, headers: readonly string[], style: He
     throw codecError('ENCODE_BAD_ARGUMENT');
   const n = headers.length;
   if ((n & 1) !== 0) throw codecError('ENCODE_BAD_ARGUMENT', 0, 0, '', 1);
-  if (!STATUS_RE.test(status)) throw codecError('HEAD_BAD_STATUS');
+  if (!isStatus(status)) throw codecError('HEAD_BAD_STATUS');
   s += status + '\r\n';
   for (let i = 0; i < n; i += 2) {
     const name = headers[i];
     const value = headers[i + 1];
     if (typeof name !== 'string') throw codecError('ENCODE_BAD_ARGUMENT');
-    if (!NAME_RE.test(name)) throw codecError('HEAD_BAD_NAME', 0, 0, name);
+    if (!isToken(name)) throw codecError('HEAD_BAD_NAME', 0, 0, name);
     if (typeof value !== 'string') throw codecError('ENCODE_BAD_ARGUMENT');
-    if (!VALUE_RE.test(value)) throw codecError('HEAD_BAD_VALUE', 0, 0, name);
+    if (!isFieldValue(value)) throw codecError('HEAD_BAD_VALUE', 0, 0, name);
     s += name + ': ' + value + '\r\n';
   }
   return s + '\r\n';

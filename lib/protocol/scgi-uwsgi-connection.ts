@@ -43,6 +43,7 @@ import type { Readable, Writable } from 'node:stream';
 import { cgiVariables } from '../codec/environ.js';
 import {
   codec,
+  type Codec,
   type HeadStyle,
   type Limits,
   type Parser,
@@ -88,13 +89,18 @@ export interface StreamProtocol {
   /** How the response head starts: `Status: 200 OK` (cgi) or `HTTP/1.1 200 OK` (http). */
   readonly headStyle: HeadStyle;
   /** A request parser for one connection. */
-  createParser(limits?: Partial<Limits>): Parser<StreamEvent>;
+  createParser(codec: Codec, limits?: Partial<Limits>): Parser<StreamEvent>;
 }
 
 /** Options of the SCGI and uwsgi servers. */
 export interface StreamOptions {
   /** Codec limits for the header block (maxParamsBytes, maxPairs). */
   limits?: Partial<Limits>;
+  /**
+   * The codec that parses requests and frames responses. Default: the process's choice
+   * ({@link codec}: TSGI_CODEC, the native codec when it loads, else the TypeScript one).
+   */
+  codec?: Codec;
   /** Deadlines and caps of connections (maxConnRequests is FastCGI's only). */
   connectionLimits?: Partial<ConnectionLimits>;
   /** Sets tsgi.multiprocess. */
@@ -122,6 +128,8 @@ const CONCAT_LIMIT = 16 * 1024;
 /** Serves connections of one protocol for one app; give it sockets with {@link handle}. */
 export class StreamGateway extends ConnectionGateway<StreamConnection> {
   readonly limits: Partial<Limits> | undefined;
+  /** The codec of this server's connections. */
+  readonly codec: Codec;
   readonly multiprocess: boolean;
   readonly log: (line: string) => void;
   private errorStream: Writable | undefined;
@@ -135,6 +143,7 @@ export class StreamGateway extends ConnectionGateway<StreamConnection> {
   ) {
     super(options.connectionLimits);
     this.limits = options.limits;
+    this.codec = options.codec ?? codec;
     this.multiprocess = options.multiprocess ?? false;
     this.log = options.log ?? defaultLog;
     this.errorStream = options.errors;
@@ -187,7 +196,7 @@ export class StreamConnection implements FlowControl {
     readonly gateway: StreamGateway,
     readonly socket: StreamSocket,
   ) {
-    this.parser = this.ownParser = gateway.protocol.createParser(gateway.limits);
+    this.parser = this.ownParser = gateway.protocol.createParser(gateway.codec, gateway.limits);
     this.drainWait = new DrainWait(socket);
     this.held = new HeldBytes(gateway);
     this.mark = gateway.clock;
@@ -610,7 +619,8 @@ class StreamRequest implements Sink, EnvironSource {
 
   head(status: string, headers: string[], body: Uint8Array | null, last: boolean): void {
     if (this.done) return;
-    const head = codec.encodeHead(status, headers, this.conn.gateway.protocol.headStyle);
+    const gateway = this.conn.gateway;
+    const head = gateway.codec.encodeHead(status, headers, gateway.protocol.headStyle);
     if (this.conn.keepAlive) this.framing(status, headers);
     this.conn.writeHead(head, body);
     if (body !== null) this.sent += body.length;
