@@ -3,8 +3,8 @@
  * directories. A missing binary skips the tests with a loud message, except under CI=true,
  * where it is a failure.
  */
-import { accessSync, constants } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
+import { accessSync, constants, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { delimiter, join } from 'node:path';
 
 export function findBinary(name: string): string | null {
@@ -48,14 +48,38 @@ export function missingPeerMessage(name: string, pkg: string): string {
   return `${name} is required under CI=true: apt-get install ${pkg}`;
 }
 
-/** A TCP port on 127.0.0.1 that was free a moment ago (for servers that cannot take port 0). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * A TCP port on 127.0.0.1 that was free a moment ago (for servers that cannot take port 0).
+ * It is picked below the kernel's ephemeral range (ip_local_port_range, 32768 and up on
+ * Linux): a port from that range can be taken as the source port of any outgoing connection
+ * of the suites running beside this one before the server binds it (seen as nginx's
+ * "bind() ... Address already in use").
+ */
+export async function freePort(): Promise<number> {
+  for (let tries = 0; tries < 50; tries++) {
+    const port = 10000 + Math.floor(Math.random() * (EPHEMERAL_LOW - 10000));
+    if (await bindable(port)) return port;
+  }
+  throw new Error('freePort: no free port found below the ephemeral range');
+}
+
+/** The low end of the kernel's ephemeral port range (32768 where it cannot be read). */
+const EPHEMERAL_LOW = ((): number => {
+  try {
+    const low = Number(
+      readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'latin1').split(/\s+/)[0],
+    );
+    return Number.isInteger(low) && low > 11000 ? low : 32768;
+  } catch {
+    return 32768;
+  }
+})();
+
+/** True when a server could listen on 127.0.0.1:`port` just now. */
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const s = createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
+    s.on('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
   });
 }
