@@ -93,7 +93,13 @@ try {
     const src = join(work, 'src');
     mkdirSync(src);
     /* A copy of what the package ships to build from: the checkout's build/ stays x64. */
-    stagePackage(src, ['binding.gyp', 'native/binding.cc', 'native/core', 'native/transport']);
+    stagePackage(src, [
+      'binding.gyp',
+      'native/binding.cc',
+      'native/core',
+      'native/transport',
+      'native/bridge',
+    ]);
     rmSync(join(src, 'dist'), { recursive: true });
     run(
       'npm',

@@ -301,7 +301,7 @@ try {
       problems.push('missing native/transport/transport.cc');
     }
     const allowed =
-      /^(package\.json|README(\.md)?|LICEN[SC]E(\.md)?|binding\.gyp|dist\/.+|prebuilds\/[^/]+\/[^/]+\.node|native\/binding\.cc|native\/(core|transport)\/[^/]+\.(cc|h))$/;
+      /^(package\.json|README(\.md)?|LICEN[SC]E(\.md)?|binding\.gyp|dist\/.+|prebuilds\/[^/]+\/([^/]+\.node|tsgi-cgi-bridge)|native\/binding\.cc|native\/(core|transport)\/[^/]+\.(cc|h)|native\/bridge\/[^/]+\.c)$/;
     for (const f of files) if (!allowed.test(f)) problems.push(`should not ship ${f}`);
     if (problems.length) throw new Error(problems.join('\n'));
     return `${files.length} files`;
