@@ -204,8 +204,10 @@ try {
     for (const group of [
       'conformance [native]',
       'conformance [ts]',
-      'FastCGI responder [native]',
-      'FastCGI responder [node]',
+      'FastCGI responder [native transport, native codec]',
+      'FastCGI responder [native transport, ts codec]',
+      'FastCGI responder [node transport, native codec]',
+      'FastCGI responder [node transport, ts codec]',
     ]) {
       if (!tests.some((t) => t.group.includes(group))) {
         throw new Error(`no "${group}" tests ran:\n${tail(out)}`);
