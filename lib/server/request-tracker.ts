@@ -435,20 +435,25 @@ export class RequestTracker {
     return wrapped;
   }
 
+  /**
+   * Counts one step of a response body: a chunk with bytes marks the response as begun (the
+   * watchdog can no longer answer it) and adds to its size; the end takes it off the watchdog.
+   */
+  private counted(req: Req, r: IteratorResult<Chunk>): IteratorResult<Chunk> {
+    if (!r.done) {
+      const n = chunkLength(r.value);
+      if (n > 0) {
+        this.unwatch(req);
+        req.sent = true;
+        req.bytes += n;
+      }
+    } else this.unwatch(req);
+    return r;
+  }
+
   private syncIterator(req: Req, it: Iterator<Chunk>): Iterator<Chunk> {
     return {
-      next: () => {
-        const r = it.next();
-        if (!r.done) {
-          const n = chunkLength(r.value);
-          if (n > 0) {
-            this.unwatch(req);
-            req.sent = true;
-            req.bytes += n;
-          }
-        } else this.unwatch(req);
-        return r;
-      },
+      next: () => this.counted(req, it.next()),
       return: (value?: unknown) =>
         typeof it.return === 'function' ? it.return(value) : { done: true, value: undefined },
     };
@@ -456,17 +461,7 @@ export class RequestTracker {
 
   private asyncIterator(req: Req, it: AsyncIterator<Chunk>): AsyncIterator<Chunk> {
     let ended = false;
-    const count = (r: IteratorResult<Chunk>): IteratorResult<Chunk> => {
-      if (!r.done) {
-        const n = chunkLength(r.value);
-        if (n > 0) {
-          this.unwatch(req);
-          req.sent = true;
-          req.bytes += n;
-        }
-      } else this.unwatch(req);
-      return r;
-    };
+    const count = (r: IteratorResult<Chunk>): IteratorResult<Chunk> => this.counted(req, r);
     const stopInner = (): void => {
       if (typeof it.return !== 'function') return;
       try {
