@@ -1,7 +1,7 @@
 /**
  * Writes the README's option table from the options table of lib/server/config.ts (the one
  * `tsgi serve --help` and the config loader use), between the two marker comments.
- * `npm run docs:options` builds first; test/config.test.ts fails when the README is stale.
+ * `npm run docs:options` builds first; test/server/config.test.ts fails when the README is stale.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';

@@ -41,9 +41,9 @@ import {
 const SYSROOT = '/usr/aarch64-linux-gnu';
 const PREBUILD = 'prebuilds/linux-arm64/tsgi.glibc.node';
 const SUITES = [
-  'test/conformance.test.ts',
-  'test/differential.test.ts',
-  'test/fastcgi-server.test.ts',
+  'test/codec/vectors.test.ts',
+  'test/codec/differential.test.ts',
+  'test/protocol/fastcgi.test.ts',
 ];
 
 let tools;
@@ -147,7 +147,7 @@ try {
     mkdirSync(join(pkg, 'prebuilds', 'linux-arm64'), { recursive: true });
     copyFileSync(built, join(pkg, PREBUILD));
     copyFileSync(
-      join(repo, 'test', 'package', 'fixtures', 'check-codec.mjs'),
+      join(repo, 'test', 'project', 'package', 'fixtures', 'check-codec.mjs'),
       join(pkg, 'check-codec.mjs'),
     );
   });

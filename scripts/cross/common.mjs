@@ -1,5 +1,5 @@
 // What the cross-platform checks (`npm run test:arm64`, `npm run test:win32`) share (and
-// test/package/run.mjs takes freePort from): the Node
+// test/project/package/run.mjs takes freePort from): the Node
 // binary they run the addon under (a registry package of that platform's Node, fetched with
 // `npm pack` and kept in node_modules/.cache/), the addon's build recipe as binding.gyp states
 // it, a staged package folder, and named checks with a closing "N passed, N failed" line.

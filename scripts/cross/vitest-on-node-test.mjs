@@ -1,4 +1,4 @@
-// What test/conformance.test.ts takes from vitest, on Node's own test runner, for a bundle of
+// What test/codec/vectors.test.ts takes from vitest, on Node's own test runner, for a bundle of
 // that suite run where vitest cannot (Node for Windows under wine: vite's esbuild binary does
 // not start there). `expect` keeps the matchers the suite uses; toEqual is
 // assert.deepStrictEqual, which is stricter than vitest's toEqual (it also compares prototypes

@@ -15,7 +15,7 @@
 //     (a) node-gyp-build resolves prebuilds/win32-x64/tsgi.node and the native codec loads;
 //     (b) the codec conformance vectors pass for the native and the ts codec (CI=true,
 //         TSGI_CODEC=native). vitest cannot start there (vite's esbuild.exe needs
-//         bcryptprimitives.dll, which wine lacks), so test/conformance.test.ts is bundled here
+//         bcryptprimitives.dll, which wine lacks), so test/codec/vectors.test.ts is bundled here
 //         with esbuild and runs on Node's test runner (scripts/cross/vitest-on-node-test.mjs),
 //         its lib/ imports pointing at the package's dist/;
 //     (c) `tsgi serve --fastcgi 127.0.0.1:PORT` starts with the native codec on the node:net
@@ -291,22 +291,26 @@ try {
 
   await check('stage: dist/, the win32 prebuild, the bundled conformance suite', async () => {
     stagePackage(pkg);
-    /* The suite's '../lib/…' imports resolve to the package's compiled code. */
+    /* The suite's '../../lib/…' imports resolve to the package's compiled code. */
     cpSync(join(repo, 'dist'), join(pkg, 'lib'), { recursive: true });
-    cpSync(join(repo, 'test', 'vectors'), join(pkg, 'test', 'vectors'), { recursive: true });
+    const vectors = join('test', 'codec', 'vectors');
+    cpSync(join(repo, vectors), join(pkg, vectors), { recursive: true });
     await build({
-      entryPoints: [join(repo, 'test', 'conformance.test.ts')],
-      outfile: join(pkg, 'test', 'conformance.mjs'),
+      entryPoints: [join(repo, 'test', 'codec', 'vectors.test.ts')],
+      outfile: join(pkg, 'test', 'codec', 'vectors.mjs'),
       bundle: true,
       platform: 'node',
       format: 'esm',
       target: 'node18',
       packages: 'external',
-      external: ['../lib/*'],
+      external: ['../../lib/*'],
       alias: { vitest: join(repo, 'scripts', 'cross', 'vitest-on-node-test.mjs') },
       logLevel: 'warning',
     });
-    copyFileSync(join(repo, 'test', 'package', 'fixtures', 'app.mjs'), join(pkg, 'app.mjs'));
+    copyFileSync(
+      join(repo, 'test', 'project', 'package', 'fixtures', 'app.mjs'),
+      join(pkg, 'app.mjs'),
+    );
     writeFileSync(join(pkg, 'request.bin'), REQUEST);
     writeFileSync(
       join(pkg, 'pipe-client.mjs'),
@@ -354,7 +358,7 @@ try {
   await check(
     '(b) conformance vectors under node.exe (native and ts codecs)',
     async () => {
-      const r = await wineNode('conformance', ['--test-reporter=tap', 'test/conformance.mjs']);
+      const r = await wineNode('conformance', ['--test-reporter=tap', 'test/codec/vectors.mjs']);
       const count = (what) => Number(new RegExp(`^# ${what} (\\d+)$`, 'm').exec(r.stdout)?.[1]);
       const [tests, pass] = [count('tests'), count('pass')];
       if (!(tests > 0) || pass !== tests) throw new Error(`${pass} of ${tests} passed`);

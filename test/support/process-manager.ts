@@ -1,6 +1,6 @@
 /**
- * Helpers for the process-manager tests (test/workers*.test.ts, test/process-faults.test.ts,
- * test/stats.test.ts): starting `tsgi serve` and waiting until it serves, reading its stats
+ * Helpers for the process-manager tests (test/server/master*.test.ts, test/server/master-faults.test.ts,
+ * test/server/stats.test.ts): starting `tsgi serve` and waiting until it serves, reading its stats
  * endpoint, and driving load through keep-alive connections while counting every outcome.
  */
 import { Agent, request, type IncomingHttpHeaders } from 'node:http';

@@ -1,6 +1,6 @@
 /**
  * The behaviour SCGI and uwsgi share (lib/protocol/scgi-uwsgi-connection.ts), registered once per protocol by
- * test/scgi-server.test.ts and test/uwsgi-server.test.ts: body framing and backpressure both
+ * test/protocol/scgi.test.ts and test/protocol/uwsgi.test.ts: body framing and backpressure both
  * ways, abort, errors, streaming, drain, unix sockets, repeated headers, and the command's
  * graceful stop on SIGTERM.
  */
@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Codec, Limits } from '../../lib/codec/index.js';
-import { codecEntries, isCI, native } from '../codecs.js';
+import { codecEntries, isCI, native } from './codecs.js';
 import type { App, Environ } from '../../lib/gateway/types.js';
 import { validate } from '../../lib/gateway/validate.js';
 import type { StreamListener } from '../../lib/protocol/scgi-uwsgi-connection.js';

@@ -1,0 +1,240 @@
+import { createHash } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { App, Environ } from '../../lib/gateway/types.js';
+import { errorStream } from '../../lib/gateway/errors.js';
+import { validate } from '../../lib/gateway/validate.js';
+import { createHttpServer, type HttpServer } from '../../lib/protocol/http.js';
+import { VERSION } from '../../lib/version.js';
+
+const servers: HttpServer[] = [];
+afterEach(async () => {
+  for (const s of servers.splice(0)) {
+    s.closeAllConnections();
+    await new Promise((r) => s.close(r));
+  }
+});
+
+async function start(app: App, options: { keepAliveTimeout?: number } = {}) {
+  const errors: string[] = [];
+  const server = createHttpServer(validate(app), {
+    errors: errorStream((b) => errors.push(Buffer.from(b).toString('latin1'))),
+    ...options,
+  });
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, port: (server.address() as AddressInfo).port, errors };
+}
+
+/** Sends raw request bytes and returns everything the server sent until it closed. */
+function raw(port: number, bytes: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1');
+    const parts: Buffer[] = [];
+    s.on('data', (d) => parts.push(d));
+    s.on('error', reject);
+    s.on('close', () => resolve(Buffer.concat(parts).toString('latin1')));
+    s.write(Buffer.from(bytes, 'latin1'));
+  });
+}
+
+const withoutDate = (s: string) => s.replace(/Date: [^\r]*\r\n/, '');
+const TEXT: [string, string][] = [['Content-Type', 'text/plain']];
+const tick = (ms = 10) => new Promise((r) => setTimeout(r, ms));
+const readAll = async (env: Environ) => {
+  const parts: Buffer[] = [];
+  for await (const c of env['tsgi.input']) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+};
+
+describe('HTTP server (node:http)', () => {
+  it('builds the exact environ, percent-decoded path, raw 0x80-0xFF in a header', async () => {
+    let seen: Record<string, unknown> = {};
+    const { port } = await start((env, startResponse) => {
+      seen = Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith('tsgi.')));
+      seen['tsgi.url_scheme'] = env['tsgi.url_scheme'];
+      seen['tsgi.protocol'] = env['tsgi.protocol'];
+      startResponse('200 OK', TEXT);
+      return ['ok'];
+    });
+    const out = await raw(
+      port,
+      'POST /p%C3%A9/%e9%2F?q=%ff&r=%FF HTTP/1.1\r\nHost: example.org:8080\r\n' +
+        'X-High: \x80\xff\r\nX_Under: dropped\r\nProxy: http://evil/\r\nCookie: a=1\r\n' +
+        'Cookie: b=2\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n' +
+        'Connection: close\r\n\r\nabc',
+    );
+    expect(out).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(seen).toEqual({
+      REQUEST_METHOD: 'POST',
+      SCRIPT_NAME: '',
+      PATH_INFO: '/p\xc3\xa9/\xe9/',
+      QUERY_STRING: 'q=%ff&r=%FF',
+      REQUEST_URI: '/p%C3%A9/%e9%2F?q=%ff&r=%FF',
+      SERVER_PROTOCOL: 'HTTP/1.1',
+      GATEWAY_INTERFACE: 'CGI/1.1',
+      SERVER_SOFTWARE: `tsgi/${VERSION}`,
+      REMOTE_ADDR: '127.0.0.1',
+      REMOTE_PORT: seen.REMOTE_PORT,
+      SERVER_ADDR: '127.0.0.1',
+      SERVER_PORT: String(port),
+      SERVER_NAME: 'example.org',
+      HTTP_HOST: 'example.org:8080',
+      HTTP_X_HIGH: '\x80\xff',
+      HTTP_COOKIE: 'a=1; b=2',
+      HTTP_CONNECTION: 'close',
+      CONTENT_TYPE: 'text/plain',
+      CONTENT_LENGTH: '3',
+      'tsgi.url_scheme': 'http',
+      'tsgi.protocol': 'http',
+    });
+    expect(seen.REMOTE_PORT).toMatch(/^[0-9]+$/);
+  });
+
+  it('sends an exact response with Content-Length for an array body', async () => {
+    const { port } = await start((_env, startResponse) => {
+      startResponse('201 Made It', [...TEXT, ['X-Bytes', '\xe9\xff']]);
+      return ['he', 'llo\xff'];
+    });
+    const out = await raw(port, 'GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n');
+    expect(withoutDate(out)).toBe(
+      'HTTP/1.1 201 Made It\r\nContent-Type: text/plain\r\nX-Bytes: \xe9\xff\r\n' +
+        'Content-Length: 6\r\nConnection: close\r\n\r\nhello\xff',
+    );
+  });
+
+  it('streams a generator body with chunked encoding', async () => {
+    const { port } = await start((_env, startResponse) => {
+      startResponse('200 OK', TEXT);
+      return (async function* () {
+        yield 'one,';
+        await tick(1);
+        yield 'two';
+      })();
+    });
+    const out = await raw(port, 'GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n');
+    expect(withoutDate(out)).toBe(
+      'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n' +
+        'Transfer-Encoding: chunked\r\n\r\n4\r\none,\r\n3\r\ntwo\r\n0\r\n\r\n',
+    );
+  });
+
+  it('reads a Content-Length body and a chunked upload (no CONTENT_LENGTH)', async () => {
+    const { port } = await start(async (env, startResponse) => {
+      const body = await readAll(env);
+      startResponse('200 OK', TEXT);
+      return [`${env.CONTENT_LENGTH ?? '-'} ${createHash('sha256').update(body).digest('hex')}`];
+    });
+    const sha = (s: string) => createHash('sha256').update(s).digest('hex');
+    const a = await raw(
+      port,
+      'PUT / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello',
+    );
+    expect(a.endsWith(`\r\n\r\n5 ${sha('hello')}`)).toBe(true);
+    const b = await raw(
+      port,
+      'PUT / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n' +
+        '3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n',
+    );
+    expect(b.endsWith(`\r\n\r\n- ${sha('abcde')}`)).toBe(true);
+  });
+
+  it('answers 500 for an app error and for a header node refuses', async () => {
+    const { port, errors } = await start((env, startResponse) => {
+      if (env.PATH_INFO === '/throw') throw new Error('http boom');
+      startResponse('200 OK', [...TEXT, ['X-Bad', 'a\u0100']]);
+      return ['x'];
+    });
+    for (const path of ['/throw', '/badheader']) {
+      const out = await raw(port, `GET ${path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n`);
+      expect(withoutDate(out)).toBe(
+        'HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain; charset=us-ascii\r\n' +
+          'Content-Length: 22\r\nConnection: close\r\n\r\nInternal Server Error\n',
+      );
+    }
+    expect(errors.join('')).toContain('Error: http boom');
+    expect(errors.join('')).toContain('ValidationError: tsgi.validate: header "X-Bad"');
+  });
+
+  it('cuts a chunked response when the app fails after the headers', async () => {
+    const { port } = await start((_env, startResponse) => {
+      startResponse('200 OK', TEXT);
+      return (async function* () {
+        yield 'partial';
+        await tick(1);
+        throw new Error('late');
+      })();
+    });
+    const out = await raw(port, 'GET / HTTP/1.1\r\nHost: h\r\n\r\n');
+    expect(out.endsWith('7\r\npartial\r\n')).toBe(true);
+  });
+
+  it('aborts tsgi.signal and runs close() when the client goes away', async () => {
+    let closed = 0;
+    let signal: AbortSignal | null = null;
+    const { port } = await start((env, startResponse) => {
+      signal = env['tsgi.signal'];
+      startResponse('200 OK', TEXT);
+      return Object.assign(
+        (async function* () {
+          for (;;) {
+            yield 'data '.repeat(100);
+            await tick(1);
+          }
+        })(),
+        { close: () => void closed++ },
+      );
+    });
+    await new Promise<void>((resolve) => {
+      const req = httpRequest({ port, host: '127.0.0.1', path: '/' }, (res) => {
+        res.once('data', () => {
+          req.destroy();
+          resolve();
+        });
+      });
+      req.on('error', () => {});
+      req.end();
+    });
+    while (closed === 0) await tick(5);
+    expect(signal!.aborted).toBe(true);
+    expect(closed).toBe(1);
+  });
+
+  it('drain() lets a running request finish and closes kept-alive connections', async () => {
+    let release: () => void = () => {};
+    const { server, port } = await start(async (_env, startResponse) => {
+      await new Promise<void>((r) => (release = r));
+      startResponse('200 OK', TEXT);
+      return ['finished'];
+    });
+    const response = raw(port, 'GET / HTTP/1.1\r\nHost: h\r\n\r\n');
+    await tick(20);
+    let drained = false;
+    const draining = server.drain().then(() => (drained = true));
+    await tick(20);
+    expect(drained).toBe(false);
+    release();
+    const out = await response;
+    await draining;
+    expect(withoutDate(out)).toBe(
+      'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n' +
+        'Connection: close\r\n\r\nfinished',
+    );
+  });
+
+  it('closes an idle keep-alive connection after keepAliveTimeout (--keep-alive)', async () => {
+    const { port } = await start(
+      (_env, startResponse) => {
+        startResponse('200 OK', [['Content-Type', 'text/plain']]);
+        return ['kept'];
+      },
+      { keepAliveTimeout: 150 },
+    );
+    /* HTTP/1.1 without Connection: close: the server keeps the connection, then closes it
+       (raw() resolves on close; with node's default 5 s this would outlast the test) */
+    const answer = await raw(port, 'GET / HTTP/1.1\r\nHost: t\r\n\r\n');
+    expect(answer).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(answer.endsWith('\r\n\r\nkept')).toBe(true);
+  });
+});
