@@ -17,7 +17,7 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { codecProblem } from './codec/index.js';
 import { cgiMain } from './command/cgi.js';
-import { requestMain } from './client/command.js';
+import { requestMain } from './command/request.js';
 import { transportProblem } from './protocol/transport.js';
 import {
   ConfigError,

@@ -2,6 +2,7 @@
  * `tsgi request`: one request to a FastCGI, SCGI or uwsgi backend from the command line, like
  * cgi-fcgi or `curl -i`. Prints the status line, the headers as received (one per line,
  * repeats kept), an empty line and the body byte for byte; FastCGI STDERR goes to stderr.
+ * This file parses the arguments and prints; the clients themselves are lib/client.
  *
  * Exit status: 0 when a response arrived (whatever its status), 1 on a connection, protocol or
  * timeout error, 2 for a usage error.
@@ -13,8 +14,8 @@ import type { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { percentDecodeLatin1 } from '../gateway/environ.js';
 import { VERSION } from '../version.js';
-import { bufferBody } from './common.js';
-import { createClient, type ClientProtocol } from './index.js';
+import { bufferBody } from '../client/common.js';
+import { createClient, type ClientProtocol } from '../client/index.js';
 
 /** The most `--data -` reads from stdin (1 GiB). */
 const STDIN_LIMIT = 1024 * 1024 * 1024;
