@@ -7,6 +7,7 @@
  * which the tsgi command reports in one line before it starts, and any use of {@link codec}
  * then throws the same message (a program importing tsgi sees it at its first use).
  */
+import { debuglog } from 'node:util';
 import { loadNativeCodec } from './native.js';
 import { tsCodec } from './ts/index.js';
 import type { Codec } from './types.js';
@@ -25,6 +26,8 @@ export interface EnvironmentProblem {
    */
   status: 0 | 1 | 2;
 }
+
+const debug = debuglog('tsgi');
 
 function select(): { codec: Codec; problem: EnvironmentProblem | null } {
   const forced = process.env.TSGI_CODEC;
@@ -49,11 +52,11 @@ function select(): { codec: Codec; problem: EnvironmentProblem | null } {
   }
   const result = loadNativeCodec();
   if (result.codec) return { codec: result.codec, problem: null };
-  if (process.env.NODE_DEBUG?.split(',').includes('tsgi')) {
-    process.stderr.write(
-      `tsgi: native codec unavailable (${result.reason.replace(/\s*\n\s*/g, ' ')}); using ts\n`,
-    );
-  }
+  /* NODE_DEBUG=tsgi (or a pattern naming it) says why, as node's own debug sections do */
+  debug(
+    'native codec unavailable (%s); tsgi uses the ts codec',
+    result.reason.replace(/\s*\n\s*/g, ' '),
+  );
   const path = process.env.TSGI_NATIVE_PATH;
   if (path !== undefined && path !== '') {
     /* the user named a binary: say that it was not the one used */
