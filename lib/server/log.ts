@@ -7,6 +7,7 @@
  */
 import { createRequire } from 'node:module';
 import { Writable } from 'node:stream';
+import type { pino as Pino } from 'pino';
 import { stderrStream } from '../gateway/errors.js';
 import type { LogFormat } from './config.js';
 
@@ -39,21 +40,6 @@ export interface Logger {
   flush(): void;
 }
 
-interface PinoLike {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-  flush?(): void;
-}
-
-type PinoFactory = (options: object, destination: unknown) => PinoLike;
-interface PinoModule {
-  pino: PinoFactory & {
-    destination(options: object): unknown;
-    stdTimeFunctions: { isoTime: () => string };
-  };
-}
-
 const require = createRequire(import.meta.url);
 
 function textRequest(f: RequestLogFields): string {
@@ -80,13 +66,14 @@ export function createLogger(format: LogFormat, base: LogFields = {}): Logger {
       flush: () => {},
     };
   }
-  const { pino } = require('pino') as PinoModule;
+  /* required here, not imported: text logs (the default) never load pino */
+  const { pino } = require('pino') as { pino: typeof Pino };
   const logger = pino(
     {
       base: { pid: process.pid, ...base },
       messageKey: 'msg',
       timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: { level: (label: string) => ({ level: label }) },
+      formatters: { level: (label) => ({ level: label }) },
     },
     pino.destination({ fd: 2, sync: true }),
   );
@@ -109,7 +96,7 @@ export function createLogger(format: LogFormat, base: LogFields = {}): Logger {
         },
         'request',
       ),
-    flush: () => logger.flush?.(),
+    flush: () => logger.flush(),
   };
 }
 
