@@ -42,7 +42,11 @@ export interface Sink {
   readonly signal: AbortSignal;
 }
 
-const HOP_BY_HOP = new Set([
+/**
+ * The hop-by-hop response headers (RFC 9110 section 7.6.1 and the ones proxies use): the
+ * gateway drops them from a response, validate() reports them.
+ */
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'connection',
   'keep-alive',
   'proxy-authenticate',

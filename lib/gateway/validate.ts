@@ -7,7 +7,7 @@
  * gateway turns it into a 500 (or a cut response) with the message on tsgi.errors.
  */
 import type { App, Body, Chunk, Environ, Headers, StartResponse, Write } from './types.js';
-import { describe } from './respond.js';
+import { describe, HOP_BY_HOP } from './respond.js';
 import { FIELD_VALUE_BAD as BAD_VALUE, isStatus, isToken } from '../http/grammar.js';
 
 /** One or more violations of the TSGI interface. */
@@ -25,18 +25,6 @@ export class ValidationError extends Error {
 }
 
 const NOT_LATIN1 = /[\u0100-\uffff]/;
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'trailers',
-  'transfer-encoding',
-  'upgrade',
-]);
 const REQUIRED_CGI = ['REQUEST_METHOD', 'SERVER_NAME', 'SERVER_PORT', 'SERVER_PROTOCOL'];
 const REQUIRED_TSGI = [
   'tsgi.version',

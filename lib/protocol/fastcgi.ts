@@ -826,26 +826,22 @@ class FastcgiRequest implements Sink, EnvironSource, ErrorTarget {
   head(status: string, headers: string[], body: Uint8Array | null, last: boolean): void {
     if (this.done) return;
     const whole = last && !this.stderrUsed;
-    const bytes = this.conn.server.codec.fcgiResponse(
-      this.id,
-      status,
-      headers,
-      body ?? EMPTY,
-      whole,
-    );
-    this.conn.write(bytes);
-    if (whole) {
-      this.done = true;
-      this.finish();
-    } else if (last) {
-      this.sendEnd();
-    }
+    const codec = this.conn.server.codec;
+    this.writeHead(codec.fcgiResponse(this.id, status, headers, body ?? EMPTY, whole), whole, last);
   }
 
   headText(status: string, headers: string[], body: string, last: boolean): void {
     if (this.done) return;
     const whole = last && !this.stderrUsed;
-    const bytes = this.conn.server.codec.fcgiResponseText(this.id, status, headers, body, whole);
+    const codec = this.conn.server.codec;
+    this.writeHead(codec.fcgiResponseText(this.id, status, headers, body, whole), whole, last);
+  }
+
+  /**
+   * Writes the head's records; `whole` when they end the request (END_REQUEST included),
+   * else `last` when only END_REQUEST is left to send.
+   */
+  private writeHead(bytes: Uint8Array, whole: boolean, last: boolean): void {
     this.conn.write(bytes);
     if (whole) {
       this.done = true;
