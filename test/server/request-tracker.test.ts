@@ -8,14 +8,12 @@ import { cgiVariables } from '../../lib/codec/environ.js';
 import { makeEnviron } from '../../lib/gateway/environ.js';
 import { errorStream } from '../../lib/gateway/errors.js';
 import { BodyInput } from '../../lib/gateway/input.js';
-import { respond, type Sink } from '../../lib/gateway/respond.js';
+import { respond } from '../../lib/gateway/respond.js';
 import type { App, Body, Environ } from '../../lib/gateway/types.js';
 import type { Logger, RequestLogFields } from '../../lib/server/log.js';
 import { RequestTracker } from '../../lib/server/request-tracker.js';
+import { recordingSink, TEXT, type Call } from '../support/gateway-sink.js';
 
-type Call = (string | string[] | boolean | null)[];
-const latin1 = (b: Uint8Array): string => Buffer.from(b).toString('latin1');
-const TEXT: [string, string][] = [['Content-Type', 'text/plain']];
 const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
 const LATER = () => performance.now() + 60_000;
 
@@ -35,20 +33,8 @@ function recorder() {
 }
 
 function harness(path = '/x') {
-  const calls: Call[] = [];
   const controller = new AbortController();
-  const sink: Sink = {
-    head: (status, headers, body, last) =>
-      calls.push(['head', status, headers, body === null ? null : latin1(body), last]),
-    write: (chunk) => calls.push(['write', latin1(chunk)]),
-    end: () => calls.push(['end']),
-    ready: () => null,
-    cut: () => calls.push(['cut']),
-    get aborted() {
-      return controller.signal.aborted;
-    },
-    signal: controller.signal,
-  };
+  const { calls, sink } = recordingSink(controller);
   const env = makeEnviron(
     cgiVariables([
       'REQUEST_METHOD',

@@ -13,23 +13,32 @@ export type Call = (string | string[] | boolean | null)[];
 
 export const latin1 = (b: Uint8Array): string => Buffer.from(b).toString('latin1');
 
-/** A sink that records what the gateway sends, and the environ's error output. */
-export function harness(pairs: string[] = [], opts: { ready?: () => Promise<void> | null } = {}) {
+/** A sink that records each call the gateway makes, aborted through `controller`. */
+export function recordingSink(
+  controller: AbortController,
+  ready: () => Promise<void> | null = () => null,
+): { calls: Call[]; sink: Sink } {
   const calls: Call[] = [];
-  const errors: string[] = [];
-  const controller = new AbortController();
   const sink: Sink = {
     head: (status, headers, body, last) =>
       calls.push(['head', status, headers, body === null ? null : latin1(body), last]),
     write: (chunk) => calls.push(['write', latin1(chunk)]),
     end: () => calls.push(['end']),
-    ready: opts.ready ?? (() => null),
+    ready,
     cut: () => calls.push(['cut']),
     get aborted() {
       return controller.signal.aborted;
     },
     signal: controller.signal,
   };
+  return { calls, sink };
+}
+
+/** A GET environ and a recording sink, and the environ's error output. */
+export function harness(pairs: string[] = [], opts: { ready?: () => Promise<void> | null } = {}) {
+  const errors: string[] = [];
+  const controller = new AbortController();
+  const { calls, sink } = recordingSink(controller, opts.ready);
   const env = makeEnviron(
     cgiVariables([
       'REQUEST_METHOD',
