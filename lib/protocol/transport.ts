@@ -62,7 +62,7 @@ export interface StreamSocket {
   readonly remotePort?: number | undefined;
 }
 
-/** The addon's Transport class (native/binding.cc). */
+/** The addon's Transport class (native/binding/transport.cc). */
 interface NativeTransport {
   listen(fd: number, backlog: number): number;
   write(id: number, a: Uint8Array, b?: Uint8Array): number;
@@ -88,7 +88,7 @@ type NativeTransportClass = new (
   onEvent: (kind: number, id: number, arg: Buffer | number) => void,
 ) => NativeTransport;
 
-/* Event kinds (native/binding.cc). */
+/* Event kinds (native/binding/transport.cc). */
 const EV_DATA = 0;
 const EV_END = 1;
 const EV_DRAIN = 2;
