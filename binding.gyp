@@ -7,7 +7,10 @@
     {
       "target_name": "tsgi",
       "sources": [
-        "native/binding.cc",
+        "native/binding/codec.cc",
+        "native/binding/module.cc",
+        "native/binding/transport.cc",
+        "native/binding/watchdog.cc",
         "native/core/fastcgi.cc",
         "native/core/head.cc",
         "native/core/names.cc",

@@ -154,7 +154,7 @@ function shellWord(w: string): string {
  * tsgi goes on with a fallback, else an error before anything starts.
  */
 function environmentCheck(): void {
-  for (const problem of [codecProblem, transportProblem]) {
+  for (const problem of [codecProblem(), transportProblem()]) {
     if (problem === null) continue;
     if (problem.status === 0) log.warn(problem.message, { event: 'environment' });
     else if (problem.status === 2) throw new UsageError(problem.message);

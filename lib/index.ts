@@ -3,6 +3,7 @@
  */
 export {
   codec,
+  selectedCodec,
   tsCodec,
   loadNativeCodec,
   CodecError,
@@ -46,10 +47,10 @@ export { createHttpServer, type HttpServer, type HttpOptions } from './protocol/
 export { createScgiServer, type ScgiListener, type ScgiOptions } from './protocol/scgi.js';
 export { createUwsgiServer, type UwsgiListener, type UwsgiOptions } from './protocol/uwsgi.js';
 export {
-  transport,
-  transportReason,
+  selectedTransport,
   nativeTransport,
   type TransportName,
+  type TransportSelection,
 } from './protocol/transport.js';
 export { runCgi, type CgiIo } from './protocol/cgi.js';
 export { cgiMain } from './command/cgi.js';

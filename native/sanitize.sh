@@ -68,7 +68,7 @@ reports() {
 }
 
 echo "test:asan: building build-asan/tsgi.node with $("$cxx" --version | head -n 1)"
-LD_PRELOAD= "$cxx" "${cflags[@]}" "$root/native/binding.cc" "$root"/native/core/*.cc "$root"/native/transport/*.cc \
+LD_PRELOAD= "$cxx" "${cflags[@]}" "$root"/native/binding/*.cc "$root"/native/core/*.cc "$root"/native/transport/*.cc \
   -o "$out/tsgi.node" || die "build failed"
 
 # Self-check: a throwaway addon that reads past a heap block, and one with a signed overflow,

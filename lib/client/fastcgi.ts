@@ -16,7 +16,7 @@
  *   reused once the backend ends that request, and closed when it does not within a second.
  */
 import type { Socket } from 'node:net';
-import { codec as defaultCodec } from '../codec/index.js';
+import { selectedCodec } from '../codec/index.js';
 import { FCGI, type Codec, type FcgiEvent, type FcgiParser } from '../codec/types.js';
 import {
   abortError,
@@ -133,7 +133,7 @@ export class FastcgiClient extends LimitedClient {
 
   constructor(options: FastcgiClientOptions) {
     super(options);
-    this.codec = options.codec ?? defaultCodec;
+    this.codec = options.codec ?? selectedCodec();
     this.keepAlive = options.keepAlive ?? true;
     this.idleTimeout = options.idleTimeout ?? 30000;
     this.multiplex = options.multiplex ?? false;

@@ -11,7 +11,7 @@
  * beyond with EBODYTOOLARGE (413), as nginx's client_max_body_size refuses it.
  */
 import type { Socket } from 'node:net';
-import { codec as defaultCodec } from '../codec/index.js';
+import { selectedCodec } from '../codec/index.js';
 import type { Codec } from '../codec/types.js';
 import {
   abortError,
@@ -53,7 +53,7 @@ abstract class StreamClient extends LimitedClient {
 
   constructor(options: StreamClientOptions) {
     super(options);
-    this.codec = options.codec ?? defaultCodec;
+    this.codec = options.codec ?? selectedCodec();
     this.maxBuffered = options.maxBufferedBody ?? DEFAULT_MAX_BUFFERED_BODY;
   }
 

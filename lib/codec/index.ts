@@ -3,9 +3,12 @@
  * `TSGI_CODEC=ts` forces the TypeScript codec; `TSGI_CODEC=native` forces the native one.
  * `TSGI_NATIVE_PATH` names the native binary to load instead of the package's own.
  *
- * A bad setting never throws while this module loads: it is kept in {@link codecProblem},
- * which the tsgi command reports in one line before it starts, and any use of {@link codec}
- * then throws the same message (a program importing tsgi sees it at its first use).
+ * Nothing is chosen while this module loads: the choice is made at the first call of
+ * {@link selectedCodec} (a protocol server makes it when it is created without
+ * `options.codec`), and kept for the process. A bad setting never throws at import: it is
+ * returned by {@link codecProblem}, which the tsgi command reports in one line before it
+ * starts, and {@link selectedCodec} (so creating a server that uses it) throws the same
+ * message. {@link codec} is the selected codec under its old name, resolved at its first use.
  */
 import { debuglog } from 'node:util';
 import { loadNativeCodec } from './native.js';
@@ -71,22 +74,45 @@ function select(): { codec: Codec; problem: EnvironmentProblem | null } {
   return { codec: tsCodec, problem: null };
 }
 
-/** A codec whose every use throws `message`. */
-function unusable(message: string): Codec {
-  return new Proxy({} as Codec, {
-    get() {
-      throw new Error(message);
-    },
-  });
+let selection: { codec: Codec; problem: EnvironmentProblem | null } | undefined;
+
+/** The environment's choice, made at the first call. */
+function selected(): { codec: Codec; problem: EnvironmentProblem | null } {
+  selection ??= select();
+  return selection;
 }
 
-const selection = select();
+/**
+ * Why the environment's choice of codec failed or fell back, or null when it did not. Makes the
+ * choice when it is not made yet; never throws.
+ */
+export function codecProblem(): EnvironmentProblem | null {
+  return selected().problem;
+}
 
-/** Why the environment's choice of codec failed or fell back, or null when it did not. */
-export const codecProblem: EnvironmentProblem | null = selection.problem;
+/**
+ * The codec the environment selects (TSGI_CODEC, TSGI_NATIVE_PATH; the native codec when it
+ * loads, else the TypeScript one), chosen at the first call and kept for the process. Throws
+ * the {@link codecProblem} message when the setting is invalid or asks for what cannot be had.
+ */
+export function selectedCodec(): Codec {
+  const { codec, problem } = selected();
+  if (problem !== null && problem.status !== 0) throw new Error(problem.message);
+  return codec;
+}
 
-/** The active codec (see {@link Codec.name} for which one). */
-export const codec: Codec =
-  codecProblem !== null && codecProblem.status !== 0
-    ? unusable(codecProblem.message)
-    : selection.codec;
+/**
+ * The selected codec ({@link selectedCodec}) under the name it always had: the choice is made
+ * at its first use, which throws when the environment's setting is bad. Code on a hot path
+ * should hold {@link selectedCodec}'s result instead (every use of this one goes through a
+ * Proxy).
+ */
+export const codec: Codec = new Proxy({} as Codec, {
+  get: (_target, key) => Reflect.get(selectedCodec(), key) as unknown,
+  has: (_target, key) => Reflect.has(selectedCodec(), key),
+  ownKeys: () => Reflect.ownKeys(selectedCodec()),
+  getOwnPropertyDescriptor: (_target, key) => {
+    const d = Reflect.getOwnPropertyDescriptor(selectedCodec(), key);
+    return d && { ...d, configurable: true };
+  },
+});

@@ -1,5 +1,5 @@
 /**
- * The native codec: loads the C++ addon (native/binding.cc over native/core) and wraps it in
+ * The native codec: loads the C++ addon (native/binding over native/core) and wraps it in
  * the {@link Codec} interface, event for event and byte for byte the same as the TypeScript
  * codec (docs/codec.md).
  *
@@ -58,7 +58,7 @@ import {
 } from './types.js';
 import { isFieldValue, isStatus, isToken } from '../http/grammar.js';
 
-/** The addon's exports (native/binding.cc). */
+/** The addon's exports (native/binding). */
 interface Binding {
   init(io: Int32Array, pairs: Int32Array): string[];
   pairArea(): Int32Array;
@@ -188,7 +188,7 @@ function createNativeCodec(B: Binding): Codec {
   }
 
   /*
-   * The last value string of each well-known name (native/binding.cc, MarkCachedValues): the
+   * The last value string of each well-known name (native/binding/codec.cc, MarkCachedValues): the
    * addon flags a value equal to the cached one, so that a value repeated from request to
    * request is made once.
    */
@@ -356,7 +356,7 @@ function createNativeCodec(B: Binding): Codec {
   const registry = new FinalizationRegistry<number>((slot) => B.release(slot));
 
   /**
-   * A parser's hold on a native slot. Native parsers live in pooled slots (native/binding.cc):
+   * A parser's hold on a native slot. Native parsers live in pooled slots (native/binding/codec.cc):
    * a slot is taken at a push and given back by the addon as soon as the parser is not busy
    * (between records or requests, finished or dead), so a request that arrives whole costs no
    * native allocation and no finalizer. Only while busy between pushes is the parser tracked

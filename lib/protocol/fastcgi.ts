@@ -40,7 +40,13 @@
  */
 import type { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
-import { codec, FCGI, type Codec, type FcgiVarsEvent, type Limits } from '../codec/index.js';
+import {
+  FCGI,
+  selectedCodec,
+  type Codec,
+  type FcgiVarsEvent,
+  type Limits,
+} from '../codec/index.js';
 import type { CgiVariables } from '../codec/environ.js';
 import { sourcedEnviron, type EnvironSource } from '../gateway/environ.js';
 import { ErrorStream, type ErrorTarget } from '../gateway/errors.js';
@@ -74,7 +80,8 @@ export interface FastcgiOptions {
   limits?: Partial<Limits>;
   /**
    * The codec that parses requests and frames responses. Default: the process's choice
-   * ({@link codec}: TSGI_CODEC, the native codec when it loads, else the TypeScript one).
+   * ({@link selectedCodec}: TSGI_CODEC, the native codec when it loads, else the TypeScript
+   * one), made when the server is created; a bad TSGI_CODEC makes creating it throw.
    */
   codec?: Codec;
   /** Live requests at once over all connections; more get OVERLOADED. Default 10000. */
@@ -128,7 +135,7 @@ export class FastcgiServer extends ConnectionGateway<FastcgiConnection> {
     super(options.connectionLimits);
     this.app = app;
     this.limits = options.limits;
-    this.codec = options.codec ?? codec;
+    this.codec = options.codec ?? selectedCodec();
     this.maxRequests = options.maxRequests ?? 10000;
     this.multiprocess = options.multiprocess ?? false;
     this.log = options.log ?? defaultLog;

@@ -42,7 +42,7 @@ import type { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { cgiVariables } from '../codec/environ.js';
 import {
-  codec,
+  selectedCodec,
   type Codec,
   type HeadStyle,
   type Limits,
@@ -98,7 +98,8 @@ export interface StreamOptions {
   limits?: Partial<Limits>;
   /**
    * The codec that parses requests and frames responses. Default: the process's choice
-   * ({@link codec}: TSGI_CODEC, the native codec when it loads, else the TypeScript one).
+   * ({@link selectedCodec}: TSGI_CODEC, the native codec when it loads, else the TypeScript
+   * one), made when the server is created; a bad TSGI_CODEC makes creating it throw.
    */
   codec?: Codec;
   /** Deadlines and caps of connections (maxConnRequests is FastCGI's only). */
@@ -143,7 +144,7 @@ export class StreamGateway extends ConnectionGateway<StreamConnection> {
   ) {
     super(options.connectionLimits);
     this.limits = options.limits;
-    this.codec = options.codec ?? codec;
+    this.codec = options.codec ?? selectedCodec();
     this.multiprocess = options.multiprocess ?? false;
     this.log = options.log ?? defaultLog;
     this.errorStream = options.errors;

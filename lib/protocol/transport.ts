@@ -6,11 +6,12 @@
  * and when the peer closed a connection. No net.Socket, TCPWrap or stream machinery is made
  * per connection; a connection that closes without sending a byte costs no JavaScript at all.
  *
- * Selection (once per process; a server may also ask for one with its `transport` option):
+ * Selection (once per process, at the first call of {@link selectedTransport}, not at import; a
+ * server may also ask for one with its `transport` option):
  * `TSGI_TRANSPORT=node` forces node:net; `TSGI_TRANSPORT=native` requires the native transport
  * (an error when it is unavailable); unset, the native transport is used when the native codec
  * is in use and the addon has it (POSIX: Linux, macOS; the Windows build compiles it out).
- * {@link transport} says which one was chosen.
+ * {@link selectedTransport} says which one was chosen.
  *
  * Listening stays with net.Server, so that everything lib/server/listen.ts does (TCP, unix
  * sockets with mode and stale-socket cleanup, inherited fds, systemd sockets, address(),
@@ -31,7 +32,7 @@ import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
 import * as stream from 'node:stream';
 import { getSystemErrorName } from 'node:util';
-import { codec, codecProblem, type EnvironmentProblem } from '../codec/index.js';
+import { codecProblem, selectedCodec, type EnvironmentProblem } from '../codec/index.js';
 import { loadNativeBinding } from '../codec/native.js';
 
 /** The transports a stream server can run on. */
@@ -62,7 +63,7 @@ export interface StreamSocket {
   readonly remotePort?: number | undefined;
 }
 
-/** The addon's Transport class (native/binding.cc). */
+/** The addon's Transport class (native/binding/transport.cc). */
 interface NativeTransport {
   listen(fd: number, backlog: number): number;
   write(id: number, a: Uint8Array, b?: Uint8Array): number;
@@ -88,7 +89,7 @@ type NativeTransportClass = new (
   onEvent: (kind: number, id: number, arg: Buffer | number) => void,
 ) => NativeTransport;
 
-/* Event kinds (native/binding.cc). */
+/* Event kinds (native/binding/transport.cc). */
 const EV_DATA = 0;
 const EV_END = 1;
 const EV_DRAIN = 2;
@@ -148,13 +149,30 @@ function findNative(): { cls: NativeTransportClass | null; why: string } {
   return { cls: binding.Transport, why: '' };
 }
 
-const found = findNative();
+let native: { cls: NativeTransportClass | null; why: string } | undefined;
 
-function selectTransport(): {
-  name: TransportName;
-  reason: string;
-  problem: EnvironmentProblem | null;
-} {
+/** {@link findNative}, looked at once. */
+function foundNative(): { cls: NativeTransportClass | null; why: string } {
+  native ??= findNative();
+  return native;
+}
+
+/** The environment's choice of transport, and why. */
+export interface TransportSelection {
+  /** The transport FastCGI, SCGI and uwsgi servers use by default in this process. */
+  readonly name: TransportName;
+  /** Why it is that one (for logs and tests). */
+  readonly reason: string;
+  /**
+   * A bad TSGI_TRANSPORT, or TSGI_TRANSPORT=native where it is unavailable, or null. Never
+   * thrown by the selection: the tsgi command reports it in one line, and creating a FastCGI,
+   * SCGI or uwsgi server throws it.
+   */
+  readonly problem: EnvironmentProblem | null;
+}
+
+function selectTransport(): TransportSelection {
+  const found = foundNative();
   const forced = process.env.TSGI_TRANSPORT;
   if (forced === 'node') return { name: 'node', reason: 'TSGI_TRANSPORT=node', problem: null };
   if (forced !== undefined && forced !== '' && forced !== 'native') {
@@ -169,33 +187,42 @@ function selectTransport(): {
     return { name: 'native', reason: 'TSGI_TRANSPORT=native', problem: null };
   }
   if (found.cls === null) return { name: 'node', reason: found.why, problem: null };
-  if (codecProblem !== null || codec.name !== 'native') {
+  if (codecProblem() !== null || selectedCodec().name !== 'native') {
     return { name: 'node', reason: 'the TypeScript codec is in use', problem: null };
   }
   return { name: 'native', reason: 'the native addon is loaded', problem: null };
 }
 
-const selected = selectTransport();
-
-/** The transport FastCGI, SCGI and uwsgi servers use by default in this process. */
-export const transport: TransportName = selected.name;
-
-/** Why {@link transport} is what it is (for logs and tests). */
-export const transportReason: string = selected.reason;
+let selection: TransportSelection | undefined;
 
 /**
- * A bad TSGI_TRANSPORT, or TSGI_TRANSPORT=native where it is unavailable, or null. Never
- * thrown while this module loads: the tsgi command reports it in one line, and creating a
- * FastCGI, SCGI or uwsgi server throws it.
+ * The transport the environment selects (TSGI_TRANSPORT; unset, the native one with the native
+ * codec where the addon has it), chosen at the first call and kept for the process. Never
+ * throws: a bad setting is its `problem`.
  */
-export const transportProblem: EnvironmentProblem | null = selected.problem;
+export function selectedTransport(): TransportSelection {
+  selection ??= Object.freeze(selectTransport());
+  return selection;
+}
+
+/** The {@link selectedTransport} problem, or null (never throws). */
+export function transportProblem(): EnvironmentProblem | null {
+  return selectedTransport().problem;
+}
 
 /**
- * Whether the native transport can be used in this process (whatever {@link transport}
- * chose), and why not.
+ * Whether the native transport can be used in this process (whatever {@link selectedTransport}
+ * chose), and why not; looked at when first read.
  */
 export const nativeTransport: { readonly available: boolean; readonly reason: string } =
-  Object.freeze({ available: found.cls !== null, reason: found.why });
+  Object.freeze({
+    get available(): boolean {
+      return foundNative().cls !== null;
+    },
+    get reason(): string {
+      return foundNative().why;
+    },
+  });
 
 /* Node's default for sockets (16 KiB on Node 20, 64 KiB on Node 22). */
 const HIGH_WATER_MARK =
@@ -208,8 +235,9 @@ const LISTENER = Symbol('tsgi.nativeListener');
 /**
  * Makes `server` (a net.Server made with `{ allowHalfOpen: true, noDelay: true }` whose
  * 'connection' listeners take {@link StreamSocket}s) accept with the native transport when
- * `which` (default: {@link transport}) is "native". Call before listen(). Throws when "native"
- * is asked and unavailable.
+ * `which` is "native", or when it is not given and {@link selectedTransport} chose the native
+ * one. Call before listen(). Throws when "native" is asked and unavailable, and without `which`
+ * when TSGI_TRANSPORT is bad.
  *
  * 'connection' is emitted when a connection's first bytes arrive while `handler` (the
  * server's own connection listener) is the only one; as soon as there is another (the --allow
@@ -218,13 +246,17 @@ const LISTENER = Symbol('tsgi.nativeListener');
  */
 export function useTransport(
   server: net.Server,
-  which: TransportName = transport,
+  which?: TransportName,
   handler?: (...args: never[]) => unknown,
 ): void {
-  if (transportProblem !== null) throw new Error(transportProblem.message);
+  if (which === undefined) {
+    const selected = selectedTransport();
+    if (selected.problem !== null) throw new Error(selected.problem.message);
+    which = selected.name;
+  }
   if (which === 'node') return;
-  const cls = found.cls;
-  if (cls === null) throw new Error(`the native transport is unavailable: ${found.why}`);
+  const { cls, why } = foundNative();
+  if (cls === null) throw new Error(`the native transport is unavailable: ${why}`);
   const internals = server as unknown as ServerInternals;
   const original = (net.Server.prototype as unknown as ServerInternals)._listen2;
   const create = (net as unknown as { _createServerHandle: CreateServerHandle })

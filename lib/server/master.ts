@@ -26,7 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { randomInt } from 'node:crypto';
 import type { Server } from 'node:http';
 import { codec } from '../codec/index.js';
-import { transport } from '../protocol/transport.js';
+import { selectedTransport } from '../protocol/transport.js';
 import { splitAppSpec } from './app-loader.js';
 import type { ServeConfig } from './config.js';
 import { exposureWarning } from './allow.js';
@@ -249,7 +249,7 @@ export class Master {
       if (exposed !== null) log.warn(exposed, { event: 'exposed', address: shown });
       log.info(
         `serving ${config.app} over ${l.protocol.title} on ${shown} ` +
-          `(${codec.name} codec, ${l.protocol.flag === 'http' ? '' : `${transport} transport, `}` +
+          `(${codec.name} codec, ${l.protocol.flag === 'http' ? '' : `${selectedTransport().name} transport, `}` +
           `${n} worker${n === 1 ? '' : 's'})`,
         { event: 'listening', protocol: l.protocol.flag, address: shown },
       );

@@ -1,6 +1,6 @@
 // The native connection transport of the FastCGI, SCGI and uwsgi servers: a listening socket and
-// its connections on libuv (Node's own loop), with no Node headers. native/binding.cc wires it to
-// JavaScript (lib/protocol/transport.ts).
+// its connections on libuv (Node's own loop), with no Node headers. native/binding/transport.cc
+// wires it to JavaScript (lib/protocol/transport.ts).
 //
 // The listener accepts, reads, writes, half-closes and closes; it calls its Sink only when
 // bytes arrive (one call per read), when the peer ends its side, when a full write buffer

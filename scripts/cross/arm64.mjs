@@ -95,7 +95,7 @@ try {
     /* A copy of what the package ships to build from: the checkout's build/ stays x64. */
     stagePackage(src, [
       'binding.gyp',
-      'native/binding.cc',
+      'native/binding',
       'native/core',
       'native/transport',
       'native/bridge',

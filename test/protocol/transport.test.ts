@@ -22,9 +22,8 @@ import { createUwsgiServer } from '../../lib/protocol/uwsgi.js';
 import type { StreamListener } from '../../lib/protocol/scgi-uwsgi-connection.js';
 import {
   nativeTransport,
+  selectedTransport,
   serverTransport,
-  transport,
-  transportReason,
   type TransportName,
 } from '../../lib/protocol/transport.js';
 import { guardServer, parseAllowList } from '../../lib/server/allow.js';
@@ -67,6 +66,7 @@ function connections(server: Server): Promise<number> {
 }
 
 describe('transport selection', () => {
+  const { name: transport, reason: transportReason } = selectedTransport();
   it(`reports the transport in use (${transport}: ${transportReason})`, () => {
     expect(['native', 'node']).toContain(transport);
     if (process.env.TSGI_TRANSPORT === 'node') expect(transport).toBe('node');
@@ -93,7 +93,7 @@ describe('transport selection', () => {
         [
           '--input-type=module',
           '-e',
-          `const t = await import(${JSON.stringify(url)}); if (t.transportProblem) { process.stderr.write(t.transportProblem.message); process.exit(1); } process.stdout.write(t.transport);`,
+          `const t = await import(${JSON.stringify(url)}); const s = t.selectedTransport(); if (s.problem) { process.stderr.write(s.problem.message); process.exit(1); } process.stdout.write(s.name);`,
         ],
         { env: { ...process.env, TSGI_TRANSPORT: '', TSGI_CODEC: '', ...env }, encoding: 'utf8' },
       );

@@ -10,7 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBuilt } from '../support/build.js';
 import { freePort } from '../support/peers.js';
 import { httpGet, startTsgi, waitFor } from '../support/process-manager.js';
-import { transport } from '../../lib/protocol/transport.js';
+import { selectedTransport } from '../../lib/protocol/transport.js';
 import { RawClient } from '../support/raw-client.js';
 import type { Child } from '../support/spawn.js';
 
@@ -126,7 +126,7 @@ describe('logs', () => {
     const listening = jsonLines(c).filter((l) => l.event === 'listening');
     expect(listening.find((l) => l.protocol === 'scgi')!.msg).toMatch(
       new RegExp(
-        `^serving throws\\.mjs over SCGI on .* \\((native|ts) codec, ${transport} transport\\)$`,
+        `^serving throws\\.mjs over SCGI on .* \\((native|ts) codec, ${selectedTransport().name} transport\\)$`,
       ),
     );
     expect(listening.find((l) => l.protocol === 'http')!.msg).toMatch(/ \((native|ts) codec\)$/);

@@ -39,7 +39,7 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort } from '../../../scripts/cross/common.mjs';
+import { bindingRecipe, freePort } from '../../../scripts/cross/common.mjs';
 
 const repo = realpathSync(fileURLToPath(new URL('../../..', import.meta.url)));
 const fixtures = join(repo, 'test', 'project', 'package', 'fixtures');
@@ -287,7 +287,9 @@ try {
     const must = [
       'package.json',
       'binding.gyp',
-      'native/binding.cc',
+      /* every source the addon builds from (a user without a prebuild compiles them) */
+      ...bindingRecipe().sources,
+      'native/binding/common.h',
       'dist/index.js',
       'dist/index.d.ts',
       'dist/cjs/index.js',
@@ -296,12 +298,8 @@ try {
       PREBUILD,
     ];
     const problems = must.filter((f) => !files.includes(f)).map((f) => `missing ${f}`);
-    if (!files.some((f) => /^native\/core\/.+\.cc$/.test(f))) problems.push('no native/core/*.cc');
-    if (!files.includes('native/transport/transport.cc')) {
-      problems.push('missing native/transport/transport.cc');
-    }
     const allowed =
-      /^(package\.json|README(\.md)?|LICEN[SC]E(\.md)?|binding\.gyp|dist\/.+|prebuilds\/[^/]+\/([^/]+\.node|tsgi-cgi-bridge)|native\/binding\.cc|native\/(core|transport)\/[^/]+\.(cc|h)|native\/bridge\/[^/]+\.c)$/;
+      /^(package\.json|README(\.md)?|LICEN[SC]E(\.md)?|binding\.gyp|dist\/.+|prebuilds\/[^/]+\/([^/]+\.node|tsgi-cgi-bridge)|native\/(binding|core|transport)\/[^/]+\.(cc|h)|native\/bridge\/[^/]+\.c)$/;
     for (const f of files) if (!allowed.test(f)) problems.push(`should not ship ${f}`);
     if (problems.length) throw new Error(problems.join('\n'));
     return `${files.length} files`;

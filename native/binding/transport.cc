@@ -1,0 +1,421 @@
+// The transport part of the N-API binding (native/binding/common.h lists the others).
+//
+// The native connection transport (native/transport) as a JS class, used by
+// lib/protocol/transport.ts. One JS call per event: onEvent(kind, id, arg) with kind
+// 0 data (arg: a Buffer with a copy of the bytes), 1 end, 2 drain, 3 close (arg: 0 or a
+// negative libuv error), 4 accepted (only after announce(true)). Calls go through
+// napi_make_callback with an async context of their connection (made at its first bytes, destroyed
+// at its close), so that async_hooks and AsyncLocalStorage see one async resource per connection,
+// as with node:net's sockets.
+
+#include "transport/transport.h"
+
+#if TSGI_HAS_TRANSPORT
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "binding/common.h"
+
+namespace {
+
+using tsgi::binding::GetBytes;
+using tsgi::binding::Int;
+using tsgi::binding::Throw;
+using tsgi::binding::Undefined;
+
+constexpr int kEvData = 0;
+constexpr int kEvEnd = 1;
+constexpr int kEvDrain = 2;
+constexpr int kEvClose = 3;
+constexpr int kEvAccept = 4;
+
+class TransportBox final : public tsgi::transport::Sink {
+ public:
+  explicit TransportBox(napi_env e) : env(e) {}
+
+  void Accepted(uint32_t id) override { Call(kEvAccept, id, nullptr, 0, 0); }
+  void Data(uint32_t id, const char* data, size_t len) override { Call(kEvData, id, data, len, 0); }
+  void End(uint32_t id) override { Call(kEvEnd, id, nullptr, 0, 0); }
+  void Drain(uint32_t id) override { Call(kEvDrain, id, nullptr, 0, 0); }
+  void Closed(uint32_t id, int error) override { Call(kEvClose, id, nullptr, 0, error); }
+  void Freed() override {
+    listener = nullptr;
+    if (!torn_down) Drop();
+    // The addon may be unloaded once the hook is removed: nothing of ours is pending now.
+    if (cleanup != nullptr) {
+      napi_async_cleanup_hook_handle h = cleanup;
+      cleanup = nullptr;
+      napi_remove_async_cleanup_hook(h);
+    }
+    if (!js_alive) delete this;
+  }
+
+  // The environment is going away: close every handle and call no more JS. The cleanup is
+  // asynchronous (Node waits for Freed(), after the close callbacks ran): the close callbacks
+  // live in this addon, which a worker thread unloads when its environment is gone.
+  static void Cleanup(napi_async_cleanup_hook_handle handle, void* arg) {
+    TransportBox* box = static_cast<TransportBox*>(arg);
+    box->torn_down = true;
+    box->cleanup = handle;
+    if (box->listener != nullptr) {
+      box->listener->Teardown();
+    } else {
+      box->cleanup = nullptr;
+      napi_remove_async_cleanup_hook(handle);
+    }
+  }
+
+  static void Finalize(napi_env, void* data, void*) {
+    TransportBox* box = static_cast<TransportBox*>(data);
+    box->js_alive = false;
+    if (box->listener == nullptr) {
+      if (!box->torn_down && box->on_event != nullptr) box->Drop();
+      delete box;
+    }
+  }
+
+  // Releases the references that keep the JS side alive while the listener runs.
+  void Drop() {
+    if (self != nullptr) napi_delete_reference(env, self);
+    if (on_event != nullptr) napi_delete_reference(env, on_event);
+    if (context != nullptr) napi_async_destroy(env, context);
+    for (napi_async_context& c : contexts) {
+      if (c != nullptr) napi_async_destroy(env, c);
+      c = nullptr;
+    }
+    self = on_event = nullptr;
+    context = nullptr;
+  }
+
+  napi_env env;
+  napi_ref self = nullptr;                   // the JS object, held while the listener is open
+  napi_ref on_event = nullptr;               // the event function
+  napi_async_context context = nullptr;      // the listener's
+  std::vector<napi_async_context> contexts;  // by connection id
+  tsgi::transport::Listener* listener = nullptr;
+  napi_async_cleanup_hook_handle cleanup = nullptr;
+  bool js_alive = true;
+  bool torn_down = false;
+
+  // JavaScript closed connection `id` itself: no more events for it.
+  void Forget(uint32_t id) {
+    if (id < contexts.size() && contexts[id] != nullptr) {
+      napi_async_destroy(env, contexts[id]);
+      contexts[id] = nullptr;
+    }
+  }
+
+ private:
+  // The async context of connection `id`, made on first use; nullptr when none can be made.
+  // napi_async_init runs async_hooks' init hooks (JavaScript) without checking that JavaScript
+  // may run; while Node tears an environment down it runs the loop once more with JavaScript
+  // forbidden, and an init hook then is a fatal error. napi_create_buffer checks (it fails when
+  // JavaScript cannot run), so it goes first: once per connection.
+  napi_async_context ContextOf(uint32_t id) {
+    if (id >= contexts.size()) contexts.resize(id + 1, nullptr);
+    if (contexts[id] == nullptr) {
+      napi_value probe = nullptr;
+      void* bytes = nullptr;
+      if (napi_create_buffer(env, 0, &bytes, &probe) != napi_ok) return nullptr;
+      napi_value name = nullptr;
+      if (napi_create_string_latin1(env, "TSGI_CONNECTION", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+          napi_async_init(env, nullptr, name, &contexts[id]) != napi_ok) {
+        contexts[id] = nullptr;
+      }
+    }
+    return contexts[id];
+  }
+
+  void Call(int kind, uint32_t id, const char* data, size_t len, int number) {
+    if (torn_down || on_event == nullptr) return;
+    napi_handle_scope scope = nullptr;
+    if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+    napi_async_context ctx = ContextOf(id);
+    if (ctx == nullptr) ctx = context;
+    napi_value recv = nullptr;
+    napi_value fn = nullptr;
+    napi_value argv[3] = {nullptr, nullptr, nullptr};
+    bool ok = napi_get_reference_value(env, self, &recv) == napi_ok &&
+              napi_get_reference_value(env, on_event, &fn) == napi_ok &&
+              napi_create_int32(env, kind, &argv[0]) == napi_ok &&
+              napi_create_uint32(env, id, &argv[1]) == napi_ok;
+    if (ok) {
+      if (kind == kEvData) {
+        void* copy = nullptr;
+        ok = napi_create_buffer_copy(env, len, data, &copy, &argv[2]) == napi_ok;
+      } else {
+        ok = napi_create_int32(env, number, &argv[2]) == napi_ok;
+      }
+    }
+    if (ok) {
+      napi_value result = nullptr;
+      if (napi_make_callback(env, ctx, recv, fn, 3, argv, &result) != napi_ok) {
+        bool pending = false;
+        napi_is_exception_pending(env, &pending);
+        if (pending) {
+          napi_value err = nullptr;
+          napi_get_and_clear_last_exception(env, &err);
+          napi_fatal_exception(env, err);
+        }
+      }
+    }
+    // Bytes that could not be handed over must not leave a gap in the stream: end the
+    // connection instead (with RST, as for an aborted one).
+    if (!ok && kind == kEvData && listener != nullptr) listener->Close(id, true, false);
+    if (kind == kEvClose && id < contexts.size() && contexts[id] != nullptr) {
+      napi_async_destroy(env, contexts[id]);
+      contexts[id] = nullptr;
+    }
+    napi_close_handle_scope(env, scope);
+  }
+};
+
+TransportBox* ThisBox(napi_env env, napi_callback_info info, size_t* argc, napi_value* argv) {
+  napi_value self = nullptr;
+  if (napi_get_cb_info(env, info, argc, argv, &self, nullptr) != napi_ok) return nullptr;
+  void* data = nullptr;
+  if (napi_unwrap(env, self, &data) != napi_ok) return nullptr;
+  return static_cast<TransportBox*>(data);
+}
+
+uint32_t ArgU32(napi_env env, napi_value v) {
+  uint32_t out = 0;
+  napi_get_value_uint32(env, v, &out);
+  return out;
+}
+
+// new Transport(onEvent)
+napi_value TransportNew(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_value self = nullptr;
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, &self, nullptr));
+  napi_valuetype type = napi_undefined;
+  if (argc < 1 || napi_typeof(env, argv[0], &type) != napi_ok || type != napi_function) {
+    return Throw(env, "tsgi: Transport needs an event function");
+  }
+  TransportBox* box = new (std::nothrow) TransportBox(env);
+  if (box == nullptr) return Throw(env, "tsgi: out of memory");
+  if (napi_wrap(env, self, box, TransportBox::Finalize, nullptr, nullptr) != napi_ok) {
+    delete box;
+    return Throw(env, "tsgi: cannot wrap Transport");
+  }
+  if (napi_create_reference(env, argv[0], 1, &box->on_event) != napi_ok) return nullptr;
+  return self;
+}
+
+// listen(fd, backlog): 0, or a negative libuv error. Takes a duplicate of fd.
+napi_value TransportListen(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_value self = nullptr;
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, &self, nullptr));
+  void* data = nullptr;
+  if (argc < 2 || napi_unwrap(env, self, &data) != napi_ok) return Throw(env, "tsgi: bad listen");
+  TransportBox* box = static_cast<TransportBox*>(data);
+  if (box->listener != nullptr || box->on_event == nullptr) return Int(env, UV_EINVAL);
+  uv_loop_t* loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) return Int(env, UV_EINVAL);
+  int32_t fd = -1;
+  int32_t backlog = 511;
+  napi_get_value_int32(env, argv[0], &fd);
+  napi_get_value_int32(env, argv[1], &backlog);
+  if (fd < 0) return Int(env, UV_EBADF);
+  napi_value name = nullptr;
+  CHECK_NAPI(napi_create_string_latin1(env, "TSGI_TRANSPORT", NAPI_AUTO_LENGTH, &name));
+  CHECK_NAPI(napi_async_init(env, self, name, &box->context));
+  int r = tsgi::transport::Listener::Open(loop, fd, backlog, box, &box->listener);
+  if (r != 0) {
+    napi_async_destroy(env, box->context);
+    box->context = nullptr;
+    box->listener = nullptr;
+    return Int(env, r);
+  }
+  if (napi_create_reference(env, self, 1, &box->self) != napi_ok ||
+      napi_add_async_cleanup_hook(env, TransportBox::Cleanup, box, &box->cleanup) != napi_ok) {
+    // Without its reference or its teardown hook the listener must not run: stop it (Freed()
+    // follows once its handles are closed).
+    box->listener->Stop();
+    return Throw(env, "tsgi: cannot keep the Transport listener");
+  }
+  return Int(env, 0);
+}
+
+// write(id, a, b?): the bytes still queued after this write (0: all went to the kernel).
+napi_value TransportWrite(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  TransportBox* box = ThisBox(env, info, &argc, argv);
+  if (box == nullptr || argc < 2) return Throw(env, "tsgi: bad write");
+  if (box->listener == nullptr) return Int(env, 0);
+  uv_buf_t bufs[2];
+  unsigned count = 0;
+  for (size_t i = 1; i < argc && i < 3; ++i) {
+    uint8_t* bytes = nullptr;
+    size_t len = 0;
+    napi_valuetype type = napi_undefined;
+    napi_typeof(env, argv[i], &type);
+    if (type == napi_undefined) continue;
+    if (!GetBytes(env, argv[i], &bytes, &len)) return Throw(env, "tsgi: write takes bytes");
+    if (len == 0) continue;
+    // uv_buf_t's len is a size_t on POSIX (uv_buf_init would cut it to 32 bits)
+    bufs[count].base = reinterpret_cast<char*>(bytes);
+    bufs[count].len = len;
+    ++count;
+  }
+  size_t queued = 0;
+  if (count > 0) {
+    box->listener->Write(ArgU32(env, argv[0]), bufs, count, &queued);
+  } else {
+    queued = box->listener->Queued(ArgU32(env, argv[0]));
+  }
+  napi_value result = nullptr;
+  napi_create_double(env, static_cast<double>(queued), &result);
+  return result;
+}
+
+// shutdown(id) / pause(id) / resume(id) / close(id, reset). close() is quiet: no close event
+// follows (JavaScript emits its own 'close').
+template <int kOp>
+napi_value TransportOp(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  TransportBox* box = ThisBox(env, info, &argc, argv);
+  if (box == nullptr || argc < 1) return Throw(env, "tsgi: bad transport call");
+  if (box->listener == nullptr) return Undefined(env);
+  uint32_t id = ArgU32(env, argv[0]);
+  tsgi::transport::Listener* l = box->listener;
+  if (kOp == 0) {
+    l->Shutdown(id);
+  } else if (kOp == 1) {
+    l->Pause(id);
+  } else if (kOp == 2) {
+    l->Resume(id);
+  } else {
+    bool reset = false;
+    if (argc > 1) napi_get_value_bool(env, argv[1], &reset);
+    box->Forget(id);
+    l->Close(id, reset, true);
+  }
+  return Undefined(env);
+}
+
+// fileno(id): the connection's descriptor; dup(id): a new descriptor for its socket (to hand
+// the connection to another process). Either, or a negative libuv error.
+template <bool kDup>
+napi_value TransportFd(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  TransportBox* box = ThisBox(env, info, &argc, argv);
+  if (box == nullptr || argc < 1) return Throw(env, "tsgi: bad fileno/dup call");
+  if (box->listener == nullptr) return Int(env, UV_EBADF);
+  const uint32_t id = ArgU32(env, argv[0]);
+  return Int(env, kDup ? box->listener->Dup(id) : box->listener->Fileno(id));
+}
+
+// address(id, peer): [address, port], or undefined (a unix socket, a closed connection).
+napi_value TransportAddress(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  TransportBox* box = ThisBox(env, info, &argc, argv);
+  if (box == nullptr || argc < 2) return Throw(env, "tsgi: bad address call");
+  if (box->listener == nullptr) return Undefined(env);
+  bool peer = false;
+  napi_get_value_bool(env, argv[1], &peer);
+  struct sockaddr_storage ss;
+  std::memset(&ss, 0, sizeof(ss));
+  if (box->listener->Address(ArgU32(env, argv[0]), peer, &ss) != 0) return Undefined(env);
+  char text[64] = {0};
+  int port = 0;
+  if (ss.ss_family == AF_INET6) {
+    const sockaddr_in6* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    uv_ip6_name(a, text, sizeof(text));
+    port = ntohs(a->sin6_port);
+  } else if (ss.ss_family == AF_INET) {
+    const sockaddr_in* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    uv_ip4_name(a, text, sizeof(text));
+    port = ntohs(a->sin_port);
+  } else {
+    return Undefined(env);
+  }
+  napi_value result = nullptr;
+  napi_value s = nullptr;
+  CHECK_NAPI(napi_create_array_with_length(env, 2, &result));
+  CHECK_NAPI(napi_create_string_latin1(env, text, NAPI_AUTO_LENGTH, &s));
+  CHECK_NAPI(napi_set_element(env, result, 0, s));
+  CHECK_NAPI(napi_set_element(env, result, 1, Int(env, port)));
+  return result;
+}
+
+// stop() / closeSilent(ageMs) / ref() / unref()
+template <int kOp>
+napi_value TransportListenerOp(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1] = {nullptr};
+  TransportBox* box = ThisBox(env, info, &argc, argv);
+  if (box == nullptr) return Throw(env, "tsgi: bad transport call");
+  tsgi::transport::Listener* l = box->listener;
+  if (l == nullptr) return Undefined(env);
+  if (kOp == 0) {
+    l->Stop();
+  } else if (kOp == 1) {
+    double age = 0;
+    if (argc > 0) napi_get_value_double(env, argv[0], &age);
+    l->CloseSilent(age > 0 ? static_cast<uint64_t>(age) : 0);
+  } else {
+    l->Ref(kOp == 2);
+  }
+  return Undefined(env);
+}
+
+// announce(on): calls onEvent(4, id) for every connection accepted from now on.
+napi_value TransportAnnounce(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  TransportBox* box = ThisBox(env, info, &argc, argv);
+  if (box == nullptr || argc < 1) return Throw(env, "tsgi: bad announce call");
+  bool on = false;
+  napi_get_value_bool(env, argv[0], &on);
+  if (box->listener != nullptr) box->listener->Announce(on);
+  return Undefined(env);
+}
+
+}  // namespace
+
+namespace tsgi {
+namespace binding {
+
+bool DefineTransport(napi_env env, napi_value exports) {
+  const napi_property_descriptor methods[] = {
+      {"listen", nullptr, TransportListen, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"write", nullptr, TransportWrite, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"shutdown", nullptr, TransportOp<0>, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"pause", nullptr, TransportOp<1>, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"resume", nullptr, TransportOp<2>, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"close", nullptr, TransportOp<3>, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"address", nullptr, TransportAddress, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"dup", nullptr, TransportFd<true>, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"fileno", nullptr, TransportFd<false>, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"stop", nullptr, TransportListenerOp<0>, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"closeSilent", nullptr, TransportListenerOp<1>, nullptr, nullptr, nullptr, napi_default,
+       nullptr},
+      {"ref", nullptr, TransportListenerOp<2>, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"unref", nullptr, TransportListenerOp<3>, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"announce", nullptr, TransportAnnounce, nullptr, nullptr, nullptr, napi_default, nullptr},
+  };
+  napi_value cls = nullptr;
+  return napi_define_class(env, "Transport", NAPI_AUTO_LENGTH, TransportNew, nullptr,
+                           sizeof(methods) / sizeof(methods[0]), methods, &cls) == napi_ok &&
+         napi_set_named_property(env, exports, "Transport", cls) == napi_ok;
+}
+
+}  // namespace binding
+}  // namespace tsgi
+
+#endif  // TSGI_HAS_TRANSPORT
