@@ -66,7 +66,7 @@ export interface BoundFd {
 }
 
 /**
- * Binds `target` with the addon (the socket is not yet listening); host names are resolved
+ * Binds `target` with the addon and listens; host names are resolved
  * first. Throws a node:net-like error (code EADDRINUSE, EACCES, ...). A unix socket path must
  * be free (lib/server/listen.ts clearSocketPath removes a stale one).
  */
@@ -83,7 +83,7 @@ export function bindFdNow(calls: SocketCalls, target: BindTarget): BoundFd {
   if ('path' in target) {
     const fd = calls.bindUnix(target.path);
     if (fd < 0) throw socketError(fd, 'listen', target.path);
-    return boundFd(fd, target.path);
+    return listening(calls, fd, target.path, target.path);
   }
   let fd: number;
   if (target.host === '') {
@@ -94,8 +94,24 @@ export function bindFdNow(calls: SocketCalls, target: BindTarget): BoundFd {
     fd = calls.bindTcp(target.host, target.port);
   }
   if (fd < 0) throw socketError(fd, 'listen', `${target.host}:${target.port}`);
-  return boundFd(fd, null);
+  return listening(calls, fd, null, `${target.host}:${target.port}`);
 }
+
+/*
+ * Listens at once: the kernel queues connections until someone accepts (a worker that is
+ * still starting), and only a listening socket holds its port against another bind (two
+ * bound sockets with SO_REUSEADDR may share one until either listens).
+ */
+function listening(calls: SocketCalls, fd: number, path: string | null, where: string): BoundFd {
+  const bound = boundFd(fd, path);
+  const r = calls.listenFd(fd, BACKLOG);
+  if (r === 0) return bound;
+  bound.close();
+  throw socketError(r, 'listen', where);
+}
+
+/** The backlog of listening sockets (as node:net's default). */
+export const BACKLOG = 511;
 
 function boundFd(fd: number, path: string | null): BoundFd {
   /* the file this socket made: removed on close only while it is still this one */

@@ -34,6 +34,7 @@ import { getSystemErrorName } from 'node:util';
 import { codec, codecProblem, type EnvironmentProblem } from '../codec/index.js';
 import { loadNativeBinding } from '../codec/native.js';
 import {
+  BACKLOG,
   bindFd,
   bindFdNow,
   socketCalls,
@@ -226,7 +227,7 @@ function listenRequest(args: unknown[]): ListenRequest | null {
   const list = [...args];
   const last = list[list.length - 1];
   const callback = typeof last === 'function' ? (list.pop() as () => void) : undefined;
-  const req: ListenRequest = { backlog: 511, callback };
+  const req: ListenRequest = { backlog: BACKLOG, callback };
   const first = list[0];
   if (first !== null && typeof first === 'object') {
     const o = first as Record<string, unknown>;
