@@ -311,15 +311,12 @@ class NativeServer {
     private readonly handler: ((...args: never[]) => unknown) | undefined,
   ) {
     const proto = net.Server.prototype;
-    const self = this;
     const listening = Object.getOwnPropertyDescriptor(proto, 'listening')?.get;
     Object.defineProperty(server, 'listening', {
       configurable: true,
-      get(): boolean {
-        return self.bound !== null || (listening?.call(server) as boolean);
-      },
+      get: (): boolean => this.bound !== null || (listening?.call(server) as boolean),
     });
-    server.listen = function (this: net.Server, ...args: unknown[]): net.Server {
+    server.listen = ((...args: unknown[]): net.Server => {
       const req = cluster.isWorker ? null : listenRequest(args);
       if (req === null) return proto.listen.apply(server, args as never);
       if (server.listening) {
@@ -329,31 +326,31 @@ class NativeServer {
         );
       }
       if (req.callback !== undefined) server.once('listening', req.callback);
-      self.start(req);
+      this.start(req);
       return server;
-    } as net.Server['listen'];
-    server.close = function (this: net.Server, cb?: (err?: Error) => void): net.Server {
-      if (self.listener === null) return proto.close.call(server, cb);
+    }) as net.Server['listen'];
+    server.close = (cb?: (err?: Error) => void): net.Server => {
+      if (this.listener === null) return proto.close.call(server, cb);
       if (typeof cb === 'function') server.once('close', cb);
-      self.stop();
+      this.stop();
       return server;
     };
-    server.address = function (this: net.Server) {
-      return self.bound === null ? proto.address.call(server) : self.address();
+    server.address = () => {
+      return this.bound === null ? proto.address.call(server) : this.address();
     };
-    server.ref = function (this: net.Server): net.Server {
-      self.refed = true;
-      self.listener?.native.ref();
+    server.ref = (): net.Server => {
+      this.refed = true;
+      this.listener?.native.ref();
       return proto.ref.call(server);
     };
-    server.unref = function (this: net.Server): net.Server {
-      self.refed = false;
-      self.listener?.native.unref();
+    server.unref = (): net.Server => {
+      this.refed = false;
+      this.listener?.native.unref();
       return proto.unref.call(server);
     };
-    server.getConnections = function (this: net.Server, cb) {
-      if (self.listener === null) return proto.getConnections.call(server, cb);
-      const n = self.listener.count;
+    server.getConnections = (cb) => {
+      if (this.listener === null) return proto.getConnections.call(server, cb);
+      const n = this.listener.count;
       process.nextTick(() => cb(null, n));
       return server;
     };
