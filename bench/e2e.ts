@@ -17,6 +17,9 @@
  *                  the request head, write a fixed answer, close — the least any SCGI backend
  *                  can cost behind nginx, which opens a connection per request
  *   uwsgi-floor    the same for uwsgi
+ *   fastcgi-floor  the same program for FastCGI with fastcgi_keep_conn: kept connections, record
+ *                  headers read, each request's empty STDIN answered with a fixed response, no
+ *                  params decoded — the limit behind one nginx worker
  *   uwsgi-python   uWSGI (Debian uwsgi-core + python3 plugin) running a WSGI hello world in
  *                  one process, uwsgi_pass
  *   php-fpm        php-fpm (Debian php8.2-fpm, pm static with one child) running hello.php,
@@ -203,8 +206,8 @@ function floorBinary(dir: string): string {
   return out;
 }
 
-/** The C responder of bench/e2e/floor.c for `proto` (rows scgi-floor, uwsgi-floor). */
-function floorBackend(proto: 'scgi' | 'uwsgi'): Backend {
+/** The C responder of bench/e2e/floor.c for `proto` (rows scgi-floor, uwsgi-floor, fastcgi-floor). */
+function floorBackend(proto: 'scgi' | 'uwsgi' | 'fastcgi'): Backend {
   return {
     missing: () =>
       findBinary('cc') === null || process.platform === 'win32' ? 'a C compiler (cc)' : null,
@@ -309,6 +312,7 @@ const BACKENDS: Record<string, Backend> = {
   },
   'scgi-floor': floorBackend('scgi'),
   'uwsgi-floor': floorBackend('uwsgi'),
+  'fastcgi-floor': floorBackend('fastcgi'),
   ...workerBackends(start),
   ...frameworkBackends(start),
 };
@@ -389,6 +393,7 @@ const ROWS: RowSpec[] = [
   { name: 'uwsgi-canned', backend: 'canned-stream', location: uwsgi, keepalive: false },
   { name: 'scgi-floor', backend: 'scgi-floor', location: scgi, keepalive: false },
   { name: 'uwsgi-floor', backend: 'uwsgi-floor', location: uwsgi, keepalive: false },
+  { name: 'fastcgi-floor', backend: 'fastcgi-floor', location: fastcgi(''), keepalive: true },
   { name: 'uwsgi-python', backend: 'uwsgi', location: uwsgi, keepalive: false },
   {
     name: 'php-fpm',
@@ -610,6 +615,7 @@ async function main(): Promise<void> {
     const RATIOS: [string, string, number | null][] = [
       ['tsgi-fastcgi', 'node-http', 1.1],
       ['tsgi-fastcgi', 'canned', 0.85],
+      ['tsgi-fastcgi', 'fastcgi-floor', 0.9],
       ['tsgi-fastcgi', 'node-fastcgi', 5],
       ['tsgi-fastcgi', 'tsgi-http', null],
       ['tsgi-uwsgi', 'uwsgi-python', 1.5],

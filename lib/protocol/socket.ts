@@ -13,6 +13,7 @@ import { respond, type Sink } from '../gateway/respond.js';
 import type { App, Environ } from '../gateway/types.js';
 import {
   closeSilentConnections,
+  listenerKeepAlive,
   useTransport,
   type StreamSocket,
   type TransportName,
@@ -466,7 +467,12 @@ export function gatewayServer<K extends string, G extends GatewaySide>(
   const handler = (socket: Socket): unknown => gateway.handle(socket);
   const limits = gateway.connectionLimits;
   const server = createServer(
-    { allowHalfOpen: true, noDelay: true },
+    {
+      allowHalfOpen: true,
+      noDelay: true,
+      keepAlive: limits.tcpKeepAliveMs > 0,
+      keepAliveInitialDelay: limits.tcpKeepAliveMs,
+    },
     handler,
   ) as DrainableServer & {
     readonly [P in K]: G;
@@ -477,11 +483,11 @@ export function gatewayServer<K extends string, G extends GatewaySide>(
   server.on('listening', () => {
     gateway.listening = true;
     gateway.startSweep();
-    /* Set on the listening socket, TCP keepalive is inherited by every accepted connection
-       (Linux, the BSDs, macOS): no system call per connection. */
-    const handle = (server as unknown as { _handle?: { setKeepAlive?: KeepAliveFn } })._handle;
-    if (limits.tcpKeepAliveMs > 0 && typeof handle?.setKeepAlive === 'function') {
-      handle.setKeepAlive(true, Math.max(1, Math.round(limits.tcpKeepAliveMs / 1000)));
+    /* With the native transport, set on the listening socket: TCP keepalive is inherited by
+       every accepted connection (Linux, the BSDs, macOS), no system call per connection.
+       node:net sets it per connection (the keepAlive option below). */
+    if (limits.tcpKeepAliveMs > 0) {
+      listenerKeepAlive(server, Math.max(1, Math.round(limits.tcpKeepAliveMs / 1000)));
     }
   });
   server.on('close', () => {
@@ -505,9 +511,6 @@ export function gatewayServer<K extends string, G extends GatewaySide>(
   Object.defineProperty(server, 'idle', { get: () => gateway.idle });
   return server;
 }
-
-/** TCPWrap's setKeepAlive(enable, initial delay in seconds). */
-type KeepAliveFn = (enable: boolean, delaySecs: number) => number;
 
 /** The protocol side of a {@link gatewayServer}. */
 export interface GatewaySide {

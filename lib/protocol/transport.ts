@@ -13,14 +13,12 @@
  * is in use and the addon has it (POSIX: Linux, macOS; the Windows build compiles it out).
  * {@link selectedTransport} says which one was chosen.
  *
- * Listening stays with net.Server, so that everything lib/server/listen.ts does (TCP, unix
- * sockets with mode and stale-socket cleanup, inherited fds, systemd sockets, address(),
- * close(), ref/unref) keeps working: the server binds as usual (net._createServerHandle, the
- * function its own listen() uses), and where it would start listening the native listener
- * takes a duplicate of the bound fd and listens on that instead. Node's handle stays open and
- * idle (it answers address() and, when the server closes, closes its fd and removes the
- * socket file, as usual). When anything in that path is not as expected, the server listens
- * with node:net.
+ * Listening is tsgi's own (lib/protocol/listener.ts): the server's listen() binds with the
+ * addon (TCP, unix sockets, inherited descriptors) and the native listener accepts on that
+ * descriptor; close(), address(), ref(), unref(), getConnections() and `listening` answer for
+ * it, and 'listening', 'close' and 'error' come as from net.Server. Forms of listen() it does
+ * not take (a handle object, ipv6Only, reusePort, a signal, a node:cluster worker) listen with
+ * node:net. No private Node API is used.
  *
  * The connections are {@link NativeConnection}s: the part of net.Socket that
  * lib/protocol/scgi-uwsgi-connection.ts and lib/protocol/fastcgi.ts use, with the same events ('data', 'end',
@@ -28,12 +26,23 @@
  * returning false above the high-water mark and 'drain' once the buffer emptied, pause()
  * stopping reads).
  */
+import cluster from 'node:cluster';
 import { EventEmitter } from 'node:events';
+import { closeSync } from 'node:fs';
 import * as net from 'node:net';
 import * as stream from 'node:stream';
 import { getSystemErrorName } from 'node:util';
 import { codecProblem, selectedCodec, type EnvironmentProblem } from '../codec/index.js';
 import { loadNativeBinding } from '../codec/native.js';
+import {
+  BACKLOG,
+  bindFd,
+  bindFdNow,
+  socketCalls,
+  socketError as listenError,
+  type BoundFd,
+  type SocketCalls,
+} from './listener.js';
 
 /** The transports a stream server can run on. */
 export type TransportName = 'native' | 'node';
@@ -96,63 +105,34 @@ const EV_DRAIN = 2;
 const EV_CLOSE = 3;
 const EV_ACCEPT = 4;
 
-/** The net.Server internals the takeover relies on (stable since Node 0.x; checked at load). */
-interface ServerInternals {
-  _handle: RawServerHandle | null;
-  _connections: number;
-  _emitCloseIfDrained?: () => void;
-  _listen2: ListenFn;
-}
-type ListenFn = (
-  this: net.Server,
-  address: string | null,
-  port: number,
-  addressType: number,
-  backlog: number,
-  fd?: number,
-  flags?: number,
-) => void;
-/** A server handle of net._createServerHandle (TCPWrap or PipeWrap), as far as tsgi uses it. */
-export interface RawServerHandle {
-  fd: number;
-  getsockname?(out: { address?: string; port?: number }): number;
-  listen(backlog: number): number;
-  close(cb?: () => void): void;
-  ref(): void;
-  unref(): void;
-}
-/** net._createServerHandle: a bound handle, or a negative errno. */
-export type CreateServerHandle = (
-  address: string | null,
-  port: number,
-  addressType: number,
-  fd?: number,
-  flags?: number,
-) => RawServerHandle | number;
-
 /** The addon's Transport class, or why it cannot be used in this process. */
-function findNative(): { cls: NativeTransportClass | null; why: string } {
-  if (process.platform === 'win32') return { cls: null, why: 'not available on Windows' };
+function findNative(): {
+  cls: NativeTransportClass | null;
+  calls: SocketCalls | null;
+  why: string;
+} {
+  if (process.platform === 'win32')
+    return { cls: null, calls: null, why: 'not available on Windows' };
   const binding = loadNativeBinding() as { Transport?: NativeTransportClass } | null;
-  if (binding === null) return { cls: null, why: 'the native addon did not load' };
+  if (binding === null) return { cls: null, calls: null, why: 'the native addon did not load' };
   if (typeof binding.Transport !== 'function') {
-    return { cls: null, why: 'the native addon has no Transport (an older build?)' };
+    return { cls: null, calls: null, why: 'the native addon has no Transport (an older build?)' };
   }
-  const internals = net.Server.prototype as unknown as Partial<ServerInternals>;
-  const create = (net as unknown as { _createServerHandle?: unknown })._createServerHandle;
-  if (typeof internals._listen2 !== 'function' || typeof create !== 'function') {
+  const calls = socketCalls();
+  if (calls === null) {
     return {
       cls: null,
-      why: 'this Node.js version lacks net.Server._listen2 or net._createServerHandle',
+      calls: null,
+      why: 'the native addon cannot bind sockets (an older build?)',
     };
   }
-  return { cls: binding.Transport, why: '' };
+  return { cls: binding.Transport, calls, why: '' };
 }
 
-let native: { cls: NativeTransportClass | null; why: string } | undefined;
+let native: ReturnType<typeof findNative> | undefined;
 
 /** {@link findNative}, looked at once. */
-function foundNative(): { cls: NativeTransportClass | null; why: string } {
+function foundNative(): ReturnType<typeof findNative> {
   native ??= findNative();
   return native;
 }
@@ -255,57 +235,262 @@ export function useTransport(
     which = selected.name;
   }
   if (which === 'node') return;
-  const { cls, why } = foundNative();
-  if (cls === null) throw new Error(`the native transport is unavailable: ${why}`);
-  const internals = server as unknown as ServerInternals;
-  const original = (net.Server.prototype as unknown as ServerInternals)._listen2;
-  const create = (net as unknown as { _createServerHandle: CreateServerHandle })
-    ._createServerHandle;
-  internals._listen2 = function (address, port, addressType, backlog, fd, flags) {
-    /* A handle given over IPC (node:cluster): node:net as it is. */
-    if (internals._handle)
-      return original.call(this, address, port, addressType, backlog, fd, flags);
-    /* As net.Server does: "" means every interface, IPv6 when the machine has it. */
-    let handle: RawServerHandle | number | null = null;
-    if (!address && typeof fd !== 'number') {
-      handle = create('::', port, 6, fd, flags);
-      if (typeof handle === 'number') {
-        handle = null;
-        address = '0.0.0.0';
-        addressType = 4;
-      } else {
-        address = '::';
-        addressType = 6;
+  const found = foundNative();
+  const cls = found.cls;
+  if (cls === null) throw new Error(`the native transport is unavailable: ${found.why}`);
+  (server as unknown as { [SERVER]?: NativeServer })[SERVER] = new NativeServer(
+    server,
+    cls,
+    found.calls!,
+    handler,
+  );
+}
+
+/** The options of net.Server.listen() that the native listener takes. */
+interface ListenRequest {
+  port?: number;
+  host?: string;
+  path?: string;
+  fd?: number;
+  backlog: number;
+  callback?: () => void;
+}
+
+/** listen()'s arguments as net.Server reads them, or null for a form left to node:net. */
+function listenRequest(args: unknown[]): ListenRequest | null {
+  const list = [...args];
+  const last = list[list.length - 1];
+  const callback = typeof last === 'function' ? (list.pop() as () => void) : undefined;
+  const req: ListenRequest = { backlog: BACKLOG, callback };
+  const first = list[0];
+  if (first !== null && typeof first === 'object') {
+    const o = first as Record<string, unknown>;
+    for (const key of Object.keys(o)) {
+      if (
+        ![
+          'port',
+          'host',
+          'path',
+          'fd',
+          'backlog',
+          'exclusive',
+          'readableAll',
+          'writableAll',
+        ].includes(key)
+      ) {
+        if (o[key] !== undefined && o[key] !== false) return null;
       }
     }
-    if (handle === null) handle = create(address, port, addressType, fd, flags);
-    /* A failure: let net.Server report it as it always does. */
-    if (typeof handle === 'number') {
-      return original.call(this, address, port, addressType, backlog, fd, flags);
-    }
-    const raw = handle;
-    const nodeListen = raw.listen;
-    raw.listen = (n: number): number => {
-      /* libuv reports a TCP bind's EADDRINUSE only now: let net.Server report it */
-      const bindError = raw.getsockname?.({}) ?? 0;
-      if (bindError !== 0) return bindError;
-      const listener = new NativeListener(server, cls);
-      if (listener.native.listen(raw.fd, n) !== 0) return nodeListen.call(raw, n);
-      listener.watchConnectionListeners(handler);
-      const nodeClose = raw.close;
-      raw.close = (cb?: () => void): void => {
-        listener.native.stop();
-        nodeClose.call(raw, cb);
-      };
-      raw.ref = () => listener.native.ref();
-      raw.unref = () => listener.native.unref();
-      (server as unknown as { [LISTENER]?: NativeListener })[LISTENER] = listener;
-      return 0;
+    if (o.readableAll === true || o.writableAll === true) return null;
+    if (typeof o.backlog === 'number') req.backlog = o.backlog;
+    if (typeof o.fd === 'number') req.fd = o.fd;
+    else if (typeof o.path === 'string') req.path = o.path;
+    else if (
+      o.port === undefined ||
+      o.port === null ||
+      typeof o.port === 'number' ||
+      /^[0-9]+$/.test(String(o.port))
+    ) {
+      req.port = o.port === undefined || o.port === null ? 0 : Number(o.port);
+      if (typeof o.host === 'string') req.host = o.host;
+      else if (o.host !== undefined && o.host !== null) return null;
+    } else return null;
+    return req;
+  }
+  if (typeof first === 'string' && !/^[0-9]+$/.test(first)) {
+    req.path = first;
+    if (typeof list[1] === 'number') req.backlog = list[1];
+    return req;
+  }
+  if (
+    first !== undefined &&
+    first !== null &&
+    typeof first !== 'number' &&
+    typeof first !== 'string'
+  ) {
+    return null;
+  }
+  req.port = first === undefined || first === null ? 0 : Number(first);
+  if (typeof list[1] === 'string') {
+    req.host = list[1];
+    if (typeof list[2] === 'number') req.backlog = list[2];
+  } else if (typeof list[1] === 'number') req.backlog = list[1];
+  return req;
+}
+
+/** An Error with node's code, as net.Server makes them. */
+function codedError(message: string, code: string): Error {
+  const err = new Error(message) as NodeJS.ErrnoException;
+  err.code = code;
+  return err;
+}
+
+/**
+ * The native side of one net.Server: its listen(), close(), address(), ref(), unref(),
+ * getConnections() and `listening` are replaced on the instance (public methods, no
+ * internals); forms it does not take go to net.Server's own.
+ */
+class NativeServer {
+  listener: NativeListener | null = null;
+  /** The descriptor listened on: bound here (closed with the listener) or given with {fd}. */
+  private bound: BoundFd | null = null;
+  private refed = true;
+  /** close() was called: 'close' is emitted once no connection is left. */
+  private closing = false;
+
+  constructor(
+    private readonly server: net.Server,
+    private readonly cls: NativeTransportClass,
+    private readonly calls: SocketCalls,
+    private readonly handler: ((...args: never[]) => unknown) | undefined,
+  ) {
+    const proto = net.Server.prototype;
+    const listening = Object.getOwnPropertyDescriptor(proto, 'listening')?.get;
+    Object.defineProperty(server, 'listening', {
+      configurable: true,
+      get: (): boolean => this.bound !== null || (listening?.call(server) as boolean),
+    });
+    server.listen = ((...args: unknown[]): net.Server => {
+      const req = cluster.isWorker ? null : listenRequest(args);
+      if (req === null) return proto.listen.apply(server, args as never);
+      if (server.listening) {
+        throw codedError(
+          'Listen method has been called more than once without closing.',
+          'ERR_SERVER_ALREADY_LISTEN',
+        );
+      }
+      if (req.callback !== undefined) server.once('listening', req.callback);
+      this.start(req);
+      return server;
+    }) as net.Server['listen'];
+    server.close = (cb?: (err?: Error) => void): net.Server => {
+      if (this.listener === null) return proto.close.call(server, cb);
+      if (typeof cb === 'function') server.once('close', cb);
+      this.stop();
+      return server;
     };
-    internals._handle = raw;
-    return original.call(this, address, port, addressType, backlog, fd, flags);
+    server.address = () => {
+      return this.bound === null ? proto.address.call(server) : this.address();
+    };
+    server.ref = (): net.Server => {
+      this.refed = true;
+      this.listener?.native.ref();
+      return proto.ref.call(server);
+    };
+    server.unref = (): net.Server => {
+      this.refed = false;
+      this.listener?.native.unref();
+      return proto.unref.call(server);
+    };
+    server.getConnections = (cb) => {
+      if (this.listener === null) return proto.getConnections.call(server, cb);
+      const n = this.listener.count;
+      process.nextTick(() => cb(null, n));
+      return server;
+    };
+  }
+
+  private start(req: ListenRequest): void {
+    const failed = (err: unknown): void => {
+      process.nextTick(() => this.server.emit('error', err));
+    };
+    let bound: BoundFd | Promise<BoundFd>;
+    try {
+      if (req.fd !== undefined) bound = givenFd(req.fd);
+      else if (req.path !== undefined) bound = bindFdNow(this.calls, { path: req.path });
+      else if (req.host === undefined || net.isIP(req.host) !== 0)
+        bound = bindFdNow(this.calls, { host: req.host ?? '', port: req.port ?? 0 });
+      else bound = bindFd(this.calls, { host: req.host, port: req.port ?? 0 });
+    } catch (err) {
+      failed(err);
+      return;
+    }
+    if (bound instanceof Promise) bound.then((b) => this.listenOn(b, req.backlog), failed);
+    else this.listenOn(bound, req.backlog);
+  }
+
+  private listenOn(bound: BoundFd, backlog: number): void {
+    const listener = new NativeListener(this.server, this.cls, this);
+    const r = listener.native.listen(bound.fd, backlog);
+    if (r !== 0) {
+      bound.close();
+      const where = bound.path ?? `fd ${bound.fd}`;
+      process.nextTick(() => this.server.emit('error', listenError(r, 'listen', where)));
+      return;
+    }
+    listener.watchConnectionListeners(this.handler);
+    if (!this.refed) listener.native.unref();
+    this.listener = listener;
+    this.bound = bound;
+    this.closing = false;
+    (this.server as unknown as { [LISTENER]?: NativeListener })[LISTENER] = listener;
+    process.nextTick(() => this.server.emit('listening'));
+  }
+
+  private stop(): void {
+    if (this.bound === null) {
+      this.emitCloseIfDrained();
+      return;
+    }
+    this.listener?.native.stop();
+    this.bound.close();
+    this.bound = null;
+    this.closing = true;
+    this.emitCloseIfDrained();
+  }
+
+  /** @internal A connection closed, or the server stopped. */
+  emitCloseIfDrained(): void {
+    const l = this.listener;
+    if (!this.closing || l === null || l.count !== 0) return;
+    this.closing = false;
+    this.listener = null;
+    delete (this.server as unknown as { [LISTENER]?: NativeListener })[LISTENER];
+    process.nextTick(() => this.server.emit('close'));
+  }
+
+  /** The keepalive of accepted TCP connections, set once on the listening socket. */
+  keepAlive(secs: number): void {
+    if (this.bound !== null) this.calls.keepAlive(this.bound.fd, secs);
+  }
+
+  private address(): net.AddressInfo | string | null {
+    const b = this.bound!;
+    if (b.path !== null) return b.path;
+    const a = this.calls.localAddress(b.fd);
+    if (a === undefined) return '';
+    return { address: a[0], port: a[1], family: a[2] === 6 ? 'IPv6' : 'IPv4' };
+  }
+}
+
+/** A descriptor given to listen({ fd }): the server owns it from now on, as net.Server does. */
+function givenFd(fd: number): BoundFd {
+  let open = true;
+  return {
+    fd,
+    path: null,
+    close(): void {
+      if (!open) return;
+      open = false;
+      try {
+        closeSync(fd);
+      } catch {
+        /* closed already */
+      }
+    },
   };
 }
+
+/**
+ * Sets TCP keepalive (`secs` of silence before the first probe) for the connections `server`
+ * accepts: once on its listening socket with the native transport; with node:net, the
+ * server's own keepAlive option does it per connection.
+ */
+export function listenerKeepAlive(server: net.Server, secs: number): void {
+  (server as unknown as { [SERVER]?: NativeServer })[SERVER]?.keepAlive(secs);
+}
+
+const SERVER = Symbol('tsgi.nativeServer');
 
 /** "native" when `server` accepts with the native transport, "node" otherwise. */
 export function serverTransport(server: net.Server): TransportName {
@@ -326,9 +511,13 @@ class NativeListener {
   readonly native: NativeTransport;
   private readonly conns: (NativeConnection | undefined)[] = [];
 
+  /** Connections JavaScript knows and that have not closed yet. */
+  count = 0;
+
   constructor(
     private readonly server: net.Server,
     cls: NativeTransportClass,
+    private readonly owner: NativeServer,
   ) {
     this.native = new cls(this.onEvent);
   }
@@ -359,7 +548,7 @@ class NativeListener {
   private open(id: number): NativeConnection | undefined {
     const c = new NativeConnection(this, id);
     this.conns[id] = c;
-    (this.server as unknown as ServerInternals)._connections++;
+    this.count++;
     this.server.emit('connection', c);
     return c.destroyed ? undefined : c;
   }
@@ -409,9 +598,8 @@ class NativeListener {
   };
 
   private gone(): void {
-    const s = this.server as unknown as ServerInternals;
-    s._connections--;
-    s._emitCloseIfDrained?.();
+    this.count--;
+    this.owner.emitCloseIfDrained();
   }
 }
 

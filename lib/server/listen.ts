@@ -8,9 +8,7 @@
  * server is removed (never a live socket, never a file that is not a socket), and systemd
  * socket activation (LISTEN_FDS) is read by {@link systemdSockets}.
  */
-import * as net from 'node:net';
-import { connect, isIP, type Server } from 'node:net';
-import { lookup } from 'node:dns/promises';
+import { connect, type Server } from 'node:net';
 import {
   chownSync,
   chmodSync,
@@ -20,8 +18,7 @@ import {
   readlinkSync,
   unlinkSync,
 } from 'node:fs';
-import { getSystemErrorName } from 'node:util';
-import type { CreateServerHandle, RawServerHandle } from '../protocol/transport.js';
+import { bindFd, socketCalls } from '../protocol/listener.js';
 
 export type ListenAddress =
   | { type: 'tcp'; host: string; port: number }
@@ -254,35 +251,17 @@ export interface BoundSocket {
 }
 
 /**
- * Binds `addr` without accepting on it: the socket is created and bound (not listened on) in
- * this process, and its fd is handed to worker processes, which listen and accept. An fd:N
- * address is checked to be a socket and handed on as it is.
- *
- * This uses `net._createServerHandle`, the function node:cluster's primary uses for the same
- * purpose: a net.Server cannot bind without also accepting in this process's event loop.
+ * Binds `addr` without accepting on it: the socket is created and bound in this process
+ * (lib/protocol/listener.ts, with the native addon), and its fd is handed to worker
+ * processes, which listen and accept. An fd:N address is checked to be a socket and handed on
+ * as it is. Without the addon there is no way to bind without accepting in this process:
+ * workers need it.
  */
 export async function bindSocket(
   addr: ListenAddress,
   unix: UnixSocketOptions = {},
 ): Promise<BoundSocket> {
   const shown = formatAddress(addr);
-  const create = (net as unknown as { _createServerHandle?: CreateServerHandle })
-    ._createServerHandle;
-  if (typeof create !== 'function') {
-    throw new ListenError(
-      `cannot listen on ${shown}: this Node.js version does not expose net._createServerHandle ` +
-        '(workers need it); run without --workers',
-    );
-  }
-  const failed = (code: number): never => {
-    let name: string;
-    try {
-      name = getSystemErrorName(code);
-    } catch {
-      name = String(code);
-    }
-    throw new ListenError(`cannot listen on ${shown}: ${REASONS[name] ?? name}`);
-  };
   if (addr.type === 'fd') {
     try {
       if (!fstatSync(addr.fd).isSocket())
@@ -293,44 +272,34 @@ export async function bindSocket(
     }
     return { addr, shown, fd: addr.fd, close: () => {} };
   }
+  const calls = socketCalls();
+  if (calls === null) {
+    throw new ListenError(
+      `cannot listen on ${shown}: workers need the native addon, which is not available ` +
+        'here; run without --workers',
+    );
+  }
+  const failed = (err: unknown): never => {
+    throw new ListenError(`cannot listen on ${shown}: ${reason(err)}`);
+  };
   if (addr.type === 'unix') {
     await clearSocketPath(addr.path);
-    const handle = await withSocketFile(addr.path, unix, async () => {
-      const h = create(addr.path, -1, -1);
-      return typeof h === 'number' ? failed(h) : h;
-    });
-    return { addr, shown, fd: handle.fd, close: () => handle.close() };
+    const bound = await withSocketFile(addr.path, unix, () =>
+      bindFd(calls, { path: addr.path }).catch(failed),
+    );
+    return { addr, shown, fd: bound.fd, close: () => bound.close() };
   }
-  let host: string | null = addr.host === '' ? null : addr.host;
-  let family = host === null ? -1 : isIP(host);
-  if (host !== null && family === 0) {
-    try {
-      const found = await lookup(host);
-      host = found.address;
-      family = found.family;
-    } catch (err) {
-      throw new ListenError(`cannot listen on ${shown}: ${reason(err)}`);
-    }
-  }
-  const h = create(host, addr.port, family === -1 ? 4 : family);
-  if (typeof h === 'number') failed(h);
-  const handle = h as RawServerHandle;
-  const out: { address?: string; port?: number } = {};
-  /* libuv reports EADDRINUSE of a TCP bind only later: getsockname returns it */
-  const err = handle.getsockname?.(out) ?? 0;
-  if (err !== 0) {
-    handle.close();
-    failed(err);
-  }
+  const bound = await bindFd(calls, { host: addr.host, port: addr.port }).catch(failed);
+  const local = calls.localAddress(bound.fd);
   return {
     addr,
     shown: formatAddress({
       type: 'tcp',
-      host: out.address ?? addr.host,
-      port: out.port ?? addr.port,
+      host: local?.[0] ?? addr.host,
+      port: local?.[1] ?? addr.port,
     }),
-    fd: handle.fd,
-    close: () => handle.close(),
+    fd: bound.fd,
+    close: () => bound.close(),
   };
 }
 

@@ -62,6 +62,10 @@ bool DefineCodec(napi_env env, napi_value exports);
 // transport.cc (when TSGI_HAS_TRANSPORT): the Transport class.
 bool DefineTransport(napi_env env, napi_value exports);
 
+// transport.cc (when TSGI_HAS_TRANSPORT): bindTcp, bindUnix, listenFd, keepAlive and
+// localAddress, the listening sockets tsgi binds itself.
+bool DefineSockets(napi_env env, napi_value exports);
+
 // watchdog.cc (when TSGI_HAS_TRANSPORT): watchdogStart, watchdogAdd, watchdogRemove and
 // watchdogCloseOnFire.
 bool DefineWatchdog(napi_env env, napi_value exports);

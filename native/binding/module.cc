@@ -12,6 +12,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
 #if TSGI_HAS_TRANSPORT
   if (!tsgi::binding::DefineTransport(env, exports)) return nullptr;
   if (!tsgi::binding::DefineWatchdog(env, exports)) return nullptr;
+  if (!tsgi::binding::DefineSockets(env, exports)) return nullptr;
 #endif
   return exports;
 }

@@ -18,6 +18,7 @@
 
 #include <cstring>
 #include <new>
+#include <string>
 #include <vector>
 
 #include "binding/common.h"
@@ -386,6 +387,59 @@ napi_value TransportAnnounce(napi_env env, napi_callback_info info) {
   return Undefined(env);
 }
 
+// Listening sockets (native/transport/transport.h): bindTcp(ip, port) / bindUnix(path) -> a
+// bound descriptor or a negative libuv error; listenFd(fd, backlog) / keepAlive(fd, secs) -> 0
+// or a negative libuv error; localAddress(fd) -> [address, port, family] or undefined.
+std::string ArgString(napi_env env, napi_value v) {
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, v, nullptr, 0, &len) != napi_ok) return std::string();
+  std::string out(len, '\0');
+  napi_get_value_string_utf8(env, v, &out[0], len + 1, &len);
+  return out;
+}
+
+template <int kOp>
+napi_value SocketOp(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2] = {nullptr, nullptr};
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 1)
+    return Throw(env, "tsgi: bad socket call");
+  int32_t n = 0;
+  if (argc > 1) napi_get_value_int32(env, argv[1], &n);
+  if (kOp == 0) return Int(env, tsgi::transport::BindTcp(ArgString(env, argv[0]).c_str(), n));
+  if (kOp == 1) {
+    std::string path = ArgString(env, argv[0]);
+    if (path.find('\0') != std::string::npos) return Int(env, UV_EINVAL);
+    return Int(env, tsgi::transport::BindUnix(path.c_str()));
+  }
+  int32_t fd = -1;
+  napi_get_value_int32(env, argv[0], &fd);
+  if (kOp == 2) return Int(env, tsgi::transport::ListenFd(fd, n));
+  return Int(env, tsgi::transport::KeepAlive(fd, n));
+}
+
+napi_value SocketAddress(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1] = {nullptr};
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 1)
+    return Throw(env, "tsgi: bad localAddress call");
+  int32_t fd = -1;
+  napi_get_value_int32(env, argv[0], &fd);
+  char text[64] = {0};
+  int family = 0;
+  int port = 0;
+  if (tsgi::transport::LocalAddress(fd, &family, text, sizeof(text), &port) != 0)
+    return Undefined(env);
+  napi_value result = nullptr;
+  napi_value s = nullptr;
+  CHECK_NAPI(napi_create_array_with_length(env, 3, &result));
+  CHECK_NAPI(napi_create_string_latin1(env, text, NAPI_AUTO_LENGTH, &s));
+  CHECK_NAPI(napi_set_element(env, result, 0, s));
+  CHECK_NAPI(napi_set_element(env, result, 1, Int(env, port)));
+  CHECK_NAPI(napi_set_element(env, result, 2, Int(env, family)));
+  return result;
+}
+
 }  // namespace
 
 namespace tsgi {
@@ -413,6 +467,17 @@ bool DefineTransport(napi_env env, napi_value exports) {
   return napi_define_class(env, "Transport", NAPI_AUTO_LENGTH, TransportNew, nullptr,
                            sizeof(methods) / sizeof(methods[0]), methods, &cls) == napi_ok &&
          napi_set_named_property(env, exports, "Transport", cls) == napi_ok;
+}
+
+bool DefineSockets(napi_env env, napi_value exports) {
+  const napi_property_descriptor props[] = {
+      {"bindTcp", nullptr, SocketOp<0>, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"bindUnix", nullptr, SocketOp<1>, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"listenFd", nullptr, SocketOp<2>, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"keepAlive", nullptr, SocketOp<3>, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"localAddress", nullptr, SocketAddress, nullptr, nullptr, nullptr, napi_default, nullptr},
+  };
+  return napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) == napi_ok;
 }
 
 }  // namespace binding

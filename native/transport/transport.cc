@@ -4,7 +4,10 @@
 #if TSGI_HAS_TRANSPORT
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -28,7 +31,7 @@ class Connection {
   uint32_t id = 0;
   uint64_t accepted_at = 0;  // uv_now() when accepted
   size_t queued = 0;         // bytes handed to uv_write and not yet written
-  int error = 0;      // the error the connection closed with
+  int error = 0;             // the error the connection closed with
   bool known = false;
   bool paused = false;
   bool eof = false;
@@ -133,6 +136,112 @@ class Connection {
 };
 
 // ---------------------------------------------------------------------------------------
+// Listening sockets
+
+namespace {
+
+// A close-on-exec stream socket of `family`, or a negative libuv error.
+int StreamSocket(int family) {
+#if defined(SOCK_CLOEXEC)
+  int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+#else
+  int fd = socket(family, SOCK_STREAM, 0);
+  if (fd >= 0 && fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    fd = -1;
+  }
+#endif
+  return fd < 0 ? uv_translate_sys_error(errno) : fd;
+}
+
+int BindOrClose(int fd, const struct sockaddr* addr, socklen_t len) {
+  if (bind(fd, addr, len) == 0) return fd;
+  int e = uv_translate_sys_error(errno);
+  close(fd);
+  return e;
+}
+
+}  // namespace
+
+int BindTcp(const char* ip, int port) {
+  if (port < 0 || port > 65535) return UV_EINVAL;
+  struct sockaddr_in6 a6;
+  struct sockaddr_in a4;
+  std::memset(&a6, 0, sizeof(a6));
+  std::memset(&a4, 0, sizeof(a4));
+  const bool v6 = uv_ip6_addr(ip, port, &a6) == 0;
+  if (!v6 && uv_ip4_addr(ip, port, &a4) != 0) return UV_EINVAL;
+  int fd = StreamSocket(v6 ? AF_INET6 : AF_INET);
+  if (fd < 0) return fd;
+  int on = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+  if (v6) {
+    int off = 0;
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
+    return BindOrClose(fd, reinterpret_cast<const struct sockaddr*>(&a6), sizeof(a6));
+  }
+  return BindOrClose(fd, reinterpret_cast<const struct sockaddr*>(&a4), sizeof(a4));
+}
+
+int BindUnix(const char* path) {
+  struct sockaddr_un a;
+  std::memset(&a, 0, sizeof(a));
+  const size_t n = std::strlen(path);
+  if (n == 0 || n >= sizeof(a.sun_path)) return UV_ENAMETOOLONG;
+  a.sun_family = AF_UNIX;
+  std::memcpy(a.sun_path, path, n);
+  int fd = StreamSocket(AF_UNIX);
+  if (fd < 0) return fd;
+  return BindOrClose(fd, reinterpret_cast<const struct sockaddr*>(&a), sizeof(a));
+}
+
+int ListenFd(int fd, int backlog) {
+  return listen(fd, backlog) == 0 ? 0 : uv_translate_sys_error(errno);
+}
+
+int KeepAlive(int fd, int idle_secs) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  if (getsockname(fd, reinterpret_cast<struct sockaddr*>(&ss), &len) != 0)
+    return uv_translate_sys_error(errno);
+  if (ss.ss_family == AF_UNIX) return UV_ENOTSUP;
+  int on = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)) != 0)
+    return uv_translate_sys_error(errno);
+  int secs = idle_secs < 1 ? 1 : idle_secs;
+#if defined(TCP_KEEPIDLE)
+  if (setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &secs, sizeof(secs)) != 0)
+    return uv_translate_sys_error(errno);
+#elif defined(TCP_KEEPALIVE)
+  if (setsockopt(fd, IPPROTO_TCP, TCP_KEEPALIVE, &secs, sizeof(secs)) != 0)
+    return uv_translate_sys_error(errno);
+#endif
+  return 0;
+}
+
+int LocalAddress(int fd, int* family, char* text, size_t text_len, int* port) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  std::memset(&ss, 0, sizeof(ss));
+  if (getsockname(fd, reinterpret_cast<struct sockaddr*>(&ss), &len) != 0)
+    return uv_translate_sys_error(errno);
+  if (ss.ss_family == AF_INET6) {
+    const sockaddr_in6* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    *family = 6;
+    *port = ntohs(a->sin6_port);
+    return uv_ip6_name(a, text, text_len);
+  }
+  if (ss.ss_family == AF_INET) {
+    const sockaddr_in* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    *family = 4;
+    *port = ntohs(a->sin_port);
+    return uv_ip4_name(a, text, text_len);
+  }
+  return UV_ENOTSUP;
+}
+
 // Listener
 
 int Listener::Open(uv_loop_t* loop, int fd, int backlog, Sink* sink, Listener** out) {

@@ -55,6 +55,29 @@ class Sink {
   ~Sink() = default;
 };
 
+// Listening sockets, made here rather than by Node so that no private Node API is needed: the
+// master process binds them and hands the descriptors to its workers, and a single process
+// binds them and listens with Listener::Open.
+
+// A close-on-exec TCP stream socket bound to `ip` (an IPv4 or IPv6 literal; "::" also takes
+// IPv4 where the system allows) and `port` (0: any free port), with SO_REUSEADDR; not yet
+// listening. Returns the descriptor, or a negative libuv error (UV_EADDRINUSE, UV_EINVAL for
+// an address that does not parse, ...).
+int BindTcp(const char* ip, int port);
+// A close-on-exec unix stream socket bound to `path` (the file is created; an existing file
+// makes it UV_EADDRINUSE); not yet listening. Returns the descriptor or a negative libuv error.
+int BindUnix(const char* path);
+// Listens on the bound socket `fd` with `backlog` (so that connections queue before a worker
+// accepts). 0 or a negative libuv error.
+int ListenFd(int fd, int backlog);
+// Sets TCP keepalive on a TCP socket (on a listening socket, accepted connections inherit
+// it on Linux, the BSDs and macOS): idle seconds before the first probe. 0 or a negative
+// libuv error; UV_ENOTSUP for a unix socket (nothing to do).
+int KeepAlive(int fd, int idle_secs);
+// The local address of a TCP socket: its family (4 or 6), its text into `text` (at least 64
+// bytes) and its port. 0, UV_ENOTSUP for a unix socket, or a negative libuv error.
+int LocalAddress(int fd, int* family, char* text, size_t text_len, int* port);
+
 class Connection;
 
 class Listener {
