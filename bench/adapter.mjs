@@ -11,7 +11,7 @@
  * system, client included: the same few µs on every row) over interleaved rounds, min and
  * median: on a shared machine the minimum is the steadier figure. A report, not an assertion.
  *
- *   npm run bench:adapter -- [--requests N] [--rounds R] [--connections C]
+ *   npm run bench:adapter -- [--requests N] [--rounds R] [--connections C] [--rows word,word]
  */
 import { createServer } from 'node:http';
 import { connect } from 'node:net';
@@ -24,6 +24,7 @@ const { values: opts } = parseArgs({
     requests: { type: 'string', default: '20000' },
     rounds: { type: 'string', default: '5' },
     connections: { type: 'string', default: '8' },
+    rows: { type: 'string' },
   },
 });
 const requests = Number(opts.requests);
@@ -36,6 +37,12 @@ const { createFastcgiServer } = await dist('protocol/fastcgi.js');
 const { fromNodeHandler } = await dist('adapters/node.js');
 const { headerName } = await dist('adapters/common.js');
 const { default: expressApp } = await import('./e2e/express-hello.mjs');
+const { fromFetch } = await dist('adapters/fetch.js');
+const { createHttpServer } = await dist('protocol/http.js');
+const { default: koaApp } = await import('./e2e/koa-hello.mjs');
+const { default: honoApp } = await import('./e2e/hono-hello.mjs');
+const { default: fastifyApp } = await import('./e2e/fastify-hello.mjs');
+const { getRequestListener } = await import('@hono/node-server');
 const { RequestTracker } = await dist('server/request-tracker.js');
 const { startWatchdog } = await dist('server/watchdog.js');
 
@@ -123,8 +130,17 @@ async function run(row, total) {
   return (cpu.user + cpu.system) / done;
 }
 
-const rows = [
+await fastifyApp.ready();
+const fastifyHandler = (req, res) => fastifyApp.routing(req, res);
+const koaHandler = koaApp.callback();
+
+const allRows = [
   { name: 'node:http, bare handler', server: createServer(bare), request: httpRequest },
+  {
+    name: 'tsgi HTTP, TSGI hello',
+    server: createHttpServer(tsgiHello),
+    request: httpRequest,
+  },
   {
     name: 'tsgi FastCGI + fromNodeHandler, bare handler',
     server: createFastcgiServer(fromNodeHandler(bare)),
@@ -134,6 +150,28 @@ const rows = [
   {
     name: 'tsgi FastCGI + fromNodeHandler, Express',
     server: createFastcgiServer(fromNodeHandler(expressApp)),
+    request: fcgiRequest,
+  },
+  { name: 'node:http, Koa', server: createServer(koaHandler), request: httpRequest },
+  {
+    name: 'tsgi FastCGI + fromNodeHandler, Koa',
+    server: createFastcgiServer(fromNodeHandler(koaHandler)),
+    request: fcgiRequest,
+  },
+  { name: 'node:http, Fastify', server: createServer(fastifyHandler), request: httpRequest },
+  {
+    name: 'tsgi FastCGI + fromNodeHandler, Fastify',
+    server: createFastcgiServer(fromNodeHandler(fastifyHandler)),
+    request: fcgiRequest,
+  },
+  {
+    name: '@hono/node-server, Hono',
+    server: createServer(getRequestListener(honoApp.fetch)),
+    request: httpRequest,
+  },
+  {
+    name: 'tsgi FastCGI + fromFetch, Hono',
+    server: createFastcgiServer(fromFetch(honoApp.fetch)),
     request: fcgiRequest,
   },
   {
@@ -159,6 +197,12 @@ const rows = [
     request: fcgiRequest,
   },
 ];
+/* --rows: the rows whose name contains one of these words (comma-separated, any case) */
+const wanted = opts.rows?.toLowerCase().split(',');
+const rows = wanted
+  ? allRows.filter((r) => wanted.some((w) => r.name.toLowerCase().includes(w)))
+  : allRows;
+for (const row of allRows) if (!rows.includes(row)) row.server.close();
 for (const row of rows) {
   row.port = await listen(row.server);
   row.length = await responseLength(row.port, row.request);
@@ -184,11 +228,21 @@ for (const row of rows) {
   console.log(`| ${row.name} | ${s[0].toFixed(1)} | ${s[s.length >> 1].toFixed(1)} |`);
 }
 /* requests per CPU second of tsgi + adapter against node:http: above 1, tsgi costs less */
-const ratio = (node, tsgi) => (stat[node] / stat[tsgi]).toFixed(2);
+const ratio = (own, tsgi) =>
+  stat[own] === undefined || stat[tsgi] === undefined ? null : (stat[own] / stat[tsgi]).toFixed(2);
+const ratios = [
+  ['bare handler', 'node:http, bare handler', 'tsgi FastCGI + fromNodeHandler, bare handler'],
+  ['Express', 'node:http, Express', 'tsgi FastCGI + fromNodeHandler, Express'],
+  ['Koa', 'node:http, Koa', 'tsgi FastCGI + fromNodeHandler, Koa'],
+  ['Fastify', 'node:http, Fastify', 'tsgi FastCGI + fromNodeHandler, Fastify'],
+  ['Hono', '@hono/node-server, Hono', 'tsgi FastCGI + fromFetch, Hono'],
+  ['TSGI hello over tsgi HTTP', 'node:http, bare handler', 'tsgi HTTP, TSGI hello'],
+]
+  .map(([what, own, tsgi]) => [what, ratio(own, tsgi)])
+  .filter(([, r]) => r !== null);
 console.log(
-  '\ntsgi + fromNodeHandler against node:http, requests per CPU second (from the minimums): ' +
-    `bare handler ${ratio('node:http, bare handler', 'tsgi FastCGI + fromNodeHandler, bare handler')}×, ` +
-    `Express ${ratio('node:http, Express', 'tsgi FastCGI + fromNodeHandler, Express')}×`,
+  '\ntsgi against the same app on its own server, requests per CPU second (from the minimums): ' +
+    ratios.map(([what, r]) => `${what} ${r}×`).join(', '),
 );
 for (const row of rows) row.server.close();
 process.exit(0);
