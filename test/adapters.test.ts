@@ -9,7 +9,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { connect, type AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { fromFetch } from '../lib/adapters/fetch.js';
-import { LightResponse, responseParts } from '../lib/adapters/light-response.js';
+import { lightResponseClass, responseParts } from '../lib/adapters/light-response.js';
 import { fromNodeHandler, missingNodeInternals, type NodeHandler } from '../lib/adapters/node.js';
 import { cgiVariables } from '../lib/codec/environ.js';
 import { makeEnviron } from '../lib/gateway/environ.js';
@@ -25,6 +25,7 @@ type Call = (string | string[] | boolean | null)[];
 
 /** The process's own Response, taken before fromFetch() installs the light one. */
 const NativeResponse = globalThis.Response;
+const LightResponse = lightResponseClass();
 
 const latin1 = (b: Uint8Array): string => Buffer.from(b).toString('latin1');
 const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));

@@ -16,8 +16,12 @@
  */
 import { FIELD_VALUE_BAD, isToken } from '../http/grammar.js';
 
-/** The global Response of the process when this module was loaded. */
-const NativeResponse: typeof Response = globalThis.Response;
+/**
+ * How the global `Response` was defined when this module was loaded: Node defines it as a
+ * getter that loads undici on first use (and then becomes a plain value). It is not read
+ * here, which would load undici at start-up for every app.
+ */
+const GLOBAL_AT_LOAD = Object.getOwnPropertyDescriptor(globalThis, 'Response');
 
 /** What a light response is made of; `real` once made. */
 export interface ResponseParts {
@@ -127,7 +131,7 @@ function lightParts(body: unknown, init: unknown): ResponseParts | null {
 function realResponse(self: Light): Response {
   const parts = self[PARTS];
   if (parts.real === null) {
-    parts.real = new NativeResponse(parts.body as ConstructorParameters<typeof Response>[0], {
+    parts.real = new classes!.native(parts.body as ConstructorParameters<typeof Response>[0], {
       status: parts.status,
       statusText: parts.statusText,
       headers: parts.headers,
@@ -141,70 +145,87 @@ function realResponse(self: Light): Response {
  * the arguments allow one, else the real Response itself (a constructor may return another
  * object).
  */
-export const LightResponse = function Response(this: Light, body?: unknown, init?: unknown) {
-  if (new.target === undefined) {
-    throw new TypeError("Failed to construct 'Response': Please use the 'new' operator");
-  }
-  const parts = lightParts(body, init);
-  if (parts === null || (new.target as unknown) !== LightResponse) {
-    /* a subclass, or arguments only the real constructor can judge */
-    return Reflect.construct(NativeResponse, [body, init], new.target) as Response;
-  }
-  this[PARTS] = parts;
-  return this;
-} as unknown as typeof Response;
+function makeLight(NativeResponse: typeof Response): typeof Response {
+  const Light = function Response(this: Light, body?: unknown, init?: unknown) {
+    if (new.target === undefined) {
+      throw new TypeError("Failed to construct 'Response': Please use the 'new' operator");
+    }
+    const parts = lightParts(body, init);
+    if (parts === null || (new.target as unknown) !== Light) {
+      /* a subclass, or arguments only the real constructor can judge */
+      return Reflect.construct(NativeResponse, [body, init], new.target) as Response;
+    }
+    this[PARTS] = parts;
+    return this;
+  } as unknown as typeof Response;
 
-Object.setPrototypeOf(LightResponse, NativeResponse);
-LightResponse.prototype = (() => {
-  const proto = Object.create(NativeResponse.prototype) as Record<PropertyKey, unknown>;
-  for (const key of Reflect.ownKeys(NativeResponse.prototype)) {
-    if (key === 'constructor') continue;
-    const d = Object.getOwnPropertyDescriptor(NativeResponse.prototype, key)!;
-    if (typeof d.value === 'function') {
-      const method = d.value as (...args: unknown[]) => unknown;
-      Object.defineProperty(proto, key, {
-        configurable: true,
-        writable: true,
-        value: function (this: Light, ...args: unknown[]) {
-          return method.apply(PARTS in this ? realResponse(this) : this, args);
-        },
-      });
-    } else if (d.get !== undefined) {
-      const get = d.get;
+  Object.setPrototypeOf(Light, NativeResponse);
+  Light.prototype = (() => {
+    const proto = Object.create(NativeResponse.prototype) as Record<PropertyKey, unknown>;
+    for (const key of Reflect.ownKeys(NativeResponse.prototype)) {
+      if (key === 'constructor') continue;
+      const d = Object.getOwnPropertyDescriptor(NativeResponse.prototype, key)!;
+      if (typeof d.value === 'function') {
+        const method = d.value as (...args: unknown[]) => unknown;
+        Object.defineProperty(proto, key, {
+          configurable: true,
+          writable: true,
+          value: function (this: Light, ...args: unknown[]) {
+            return method.apply(PARTS in this ? realResponse(this) : this, args);
+          },
+        });
+      } else if (d.get !== undefined) {
+        const get = d.get;
+        Object.defineProperty(proto, key, {
+          configurable: true,
+          get(this: Light) {
+            return get.call(PARTS in this ? realResponse(this) : this);
+          },
+        });
+      }
+    }
+    const own = (
+      key: 'status' | 'statusText' | 'ok',
+      read: (p: ResponseParts) => unknown,
+    ): void => {
+      const real = Object.getOwnPropertyDescriptor(NativeResponse.prototype, key)!.get!;
       Object.defineProperty(proto, key, {
         configurable: true,
         get(this: Light) {
-          return get.call(PARTS in this ? realResponse(this) : this);
+          if (!(PARTS in this)) return real.call(this);
+          const parts = this[PARTS];
+          return parts.real !== null ? real.call(parts.real) : read(parts);
         },
       });
-    }
-  }
-  const own = (key: 'status' | 'statusText' | 'ok', read: (p: ResponseParts) => unknown): void => {
-    const real = Object.getOwnPropertyDescriptor(NativeResponse.prototype, key)!.get!;
-    Object.defineProperty(proto, key, {
+    };
+    own('status', (p) => p.status);
+    own('statusText', (p) => p.statusText);
+    own('ok', (p) => p.status >= 200 && p.status <= 299);
+    Object.defineProperty(proto, 'constructor', {
       configurable: true,
-      get(this: Light) {
-        if (!(PARTS in this)) return real.call(this);
-        const parts = this[PARTS];
-        return parts.real !== null ? real.call(parts.real) : read(parts);
-      },
+      writable: true,
+      value: Light,
     });
-  };
-  own('status', (p) => p.status);
-  own('statusText', (p) => p.statusText);
-  own('ok', (p) => p.status >= 200 && p.status <= 299);
-  Object.defineProperty(proto, 'constructor', {
+    return proto as unknown as Response;
+  })();
+  /* `x instanceof Response` holds for every Response, light or real */
+  Object.defineProperty(Light, Symbol.hasInstance, {
     configurable: true,
-    writable: true,
-    value: LightResponse,
+    value: (v: unknown) => v instanceof NativeResponse,
   });
-  return proto as unknown as Response;
-})();
-/* `x instanceof Response` holds for every Response, light or real */
-Object.defineProperty(LightResponse, Symbol.hasInstance, {
-  configurable: true,
-  value: (v: unknown) => v instanceof NativeResponse,
-});
+  return Light;
+}
+
+let classes: { light: typeof Response; native: typeof Response } | null = null;
+
+/** The light Response class, made on first use over the global Response of that moment. */
+export function lightResponseClass(): typeof Response {
+  if (classes === null) {
+    const native = globalThis.Response;
+    classes = { light: makeLight(native), native };
+  }
+  return classes.light;
+}
 
 /**
  * The parts of `response` when it is a light response nothing made real yet (the sender can
@@ -217,19 +238,34 @@ export function responseParts(response: unknown): ResponseParts | null {
 }
 
 /**
- * Makes the global `Response` a LightResponse, when it is still the one this module found
- * (another library's replacement is left in place). Returns whether light responses are in
- * use.
+ * Whether the global Response is still the process's own: Node's lazy getter not used yet,
+ * or a class that extends nothing (a replacement such as @hono/node-server's extends it).
+ */
+function globalIsNative(now: PropertyDescriptor | undefined): boolean {
+  if (now === undefined || GLOBAL_AT_LOAD === undefined) return false;
+  if (now.get !== undefined) return now.get === GLOBAL_AT_LOAD.get;
+  const value = now.value as unknown;
+  if (typeof value !== 'function') return false;
+  const proto = (value as { prototype?: unknown }).prototype;
+  return (
+    typeof proto === 'object' && proto !== null && Object.getPrototypeOf(proto) === Object.prototype
+  );
+}
+
+/**
+ * Makes the global `Response` the light one, unless another library replaced it (that
+ * replacement is left in place). Returns whether light responses are in use.
  */
 export function installLightResponse(): boolean {
-  const current = globalThis.Response as unknown;
-  if (current === LightResponse) return true;
-  if (current !== NativeResponse) return false;
+  const now = Object.getOwnPropertyDescriptor(globalThis, 'Response');
+  if (classes !== null && now?.value === classes.light) return true;
+  if (!globalIsNative(now)) return false;
+  const light = lightResponseClass();
   Object.defineProperty(globalThis, 'Response', {
     configurable: true,
     writable: true,
     enumerable: false,
-    value: LightResponse,
+    value: light,
   });
   return true;
 }

@@ -6,12 +6,13 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  LightResponse,
   installLightResponse,
+  lightResponseClass,
   responseParts,
 } from '../../lib/adapters/light-response.js';
 
 const NativeResponse = globalThis.Response;
+const LightResponse = lightResponseClass();
 
 type Args = [unknown, unknown?];
 
@@ -159,5 +160,23 @@ describe('LightResponse', () => {
     expect(await new Response('c').clone().text()).toBe('c');
     expect(Object.prototype.toString.call(light)).toBe('[object Response]');
     expect(installLightResponse()).toBe(true);
+  });
+});
+
+describe('installLightResponse', () => {
+  it('leaves a Response another library installed in place', () => {
+    const saved = Object.getOwnPropertyDescriptor(globalThis, 'Response')!;
+    class Theirs extends NativeResponse {}
+    Object.defineProperty(globalThis, 'Response', {
+      configurable: true,
+      writable: true,
+      value: Theirs,
+    });
+    try {
+      expect(installLightResponse()).toBe(false);
+      expect(globalThis.Response).toBe(Theirs);
+    } finally {
+      Object.defineProperty(globalThis, 'Response', saved);
+    }
   });
 });
