@@ -6,7 +6,8 @@
  * at a time each (an nginx-like HTTP/1.1 request, or the same request as FastCGI records with
  * FCGI_KEEP_CONN). The handlers: a bare `(req, res)` hello world, and an Express hello world
  * (bench/e2e/express-hello.mjs, the app of the bench:e2e Express rows); plus tsgi's own TSGI hello
- * world as the floor of the FastCGI side, and that hello world under --timeout's request tracker
+ * world as the floor of the FastCGI side, Koa, Fastify and Hono (each against its own server: node:http,
+ * @hono/node-server), tsgi's HTTP listener with the TSGI hello, and that hello world under --timeout's request tracker
  * without and with the request watchdog (what a registration per request costs). Reports the process's CPU time per request (user +
  * system, client included: the same few µs on every row) over interleaved rounds, min and
  * median: on a shared machine the minimum is the steadier figure. A report, not an assertion.
@@ -95,6 +96,7 @@ function responseLength(port, request) {
 
 /** `total` requests over `connections` connections; CPU µs per request. */
 async function run(row, total) {
+  setGlobals(row.globals ?? nativeGlobals);
   const per = Math.ceil(total / connections);
   let done = 0;
   const cpu0 = process.cpuUsage();
@@ -131,6 +133,22 @@ async function run(row, total) {
 }
 
 await fastifyApp.ready();
+/* Hono's two rows run as two processes would: @hono/node-server replaces the global Request
+ * and Response with its own classes, fromFetch() the global Response with tsgi's light one;
+ * each row runs with the globals its server installed (row.globals, set before each run) */
+const globalsNow = () => ({ Request: globalThis.Request, Response: globalThis.Response });
+const setGlobals = (g) => {
+  for (const [k, v] of Object.entries(g)) {
+    Object.defineProperty(globalThis, k, { configurable: true, writable: true, value: v });
+  }
+};
+const nativeGlobals = globalsNow();
+const tsgiHono = fromFetch(honoApp.fetch);
+const tsgiHonoGlobals = globalsNow();
+setGlobals(nativeGlobals);
+const honoListener = getRequestListener(honoApp.fetch);
+const honoGlobals = globalsNow();
+setGlobals(nativeGlobals);
 const fastifyHandler = (req, res) => fastifyApp.routing(req, res);
 const koaHandler = koaApp.callback();
 
@@ -166,13 +184,15 @@ const allRows = [
   },
   {
     name: '@hono/node-server, Hono',
-    server: createServer(getRequestListener(honoApp.fetch)),
+    server: createServer(honoListener),
     request: httpRequest,
+    globals: honoGlobals,
   },
   {
     name: 'tsgi FastCGI + fromFetch, Hono',
-    server: createFastcgiServer(fromFetch(honoApp.fetch)),
+    server: createFastcgiServer(tsgiHono),
     request: fcgiRequest,
+    globals: tsgiHonoGlobals,
   },
   {
     name: 'tsgi FastCGI, TSGI hello (floor)',
@@ -205,6 +225,7 @@ const rows = wanted
 for (const row of allRows) if (!rows.includes(row)) row.server.close();
 for (const row of rows) {
   row.port = await listen(row.server);
+  setGlobals(row.globals ?? nativeGlobals);
   row.length = await responseLength(row.port, row.request);
   row.samples = [];
   await run(row, Math.min(2000, requests)); /* warm-up */
