@@ -6,12 +6,13 @@
  * at a time each (an nginx-like HTTP/1.1 request, or the same request as FastCGI records with
  * FCGI_KEEP_CONN). The handlers: a bare `(req, res)` hello world, and an Express hello world
  * (bench/e2e/express-hello.mjs, the app of the bench:e2e Express rows); plus tsgi's own TSGI hello
- * world as the floor of the FastCGI side, and that hello world under --timeout's request tracker
+ * world as the floor of the FastCGI side, Koa, Fastify and Hono (each against its own server: node:http,
+ * @hono/node-server), tsgi's HTTP listener with the TSGI hello, and that hello world under --timeout's request tracker
  * without and with the request watchdog (what a registration per request costs). Reports the process's CPU time per request (user +
  * system, client included: the same few µs on every row) over interleaved rounds, min and
  * median: on a shared machine the minimum is the steadier figure. A report, not an assertion.
  *
- *   npm run bench:adapter -- [--requests N] [--rounds R] [--connections C]
+ *   npm run bench:adapter -- [--requests N] [--rounds R] [--connections C] [--rows word,word]
  */
 import { createServer } from 'node:http';
 import { connect } from 'node:net';
@@ -24,6 +25,7 @@ const { values: opts } = parseArgs({
     requests: { type: 'string', default: '20000' },
     rounds: { type: 'string', default: '5' },
     connections: { type: 'string', default: '8' },
+    rows: { type: 'string' },
   },
 });
 const requests = Number(opts.requests);
@@ -36,6 +38,12 @@ const { createFastcgiServer } = await dist('protocol/fastcgi.js');
 const { fromNodeHandler } = await dist('adapters/node.js');
 const { headerName } = await dist('adapters/common.js');
 const { default: expressApp } = await import('./e2e/express-hello.mjs');
+const { fromFetch } = await dist('adapters/fetch.js');
+const { createHttpServer } = await dist('protocol/http.js');
+const { default: koaApp } = await import('./e2e/koa-hello.mjs');
+const { default: honoApp } = await import('./e2e/hono-hello.mjs');
+const { default: fastifyApp } = await import('./e2e/fastify-hello.mjs');
+const { getRequestListener } = await import('@hono/node-server');
 const { RequestTracker } = await dist('server/request-tracker.js');
 const { startWatchdog } = await dist('server/watchdog.js');
 
@@ -88,6 +96,7 @@ function responseLength(port, request) {
 
 /** `total` requests over `connections` connections; CPU µs per request. */
 async function run(row, total) {
+  setGlobals(row.globals ?? nativeGlobals);
   const per = Math.ceil(total / connections);
   let done = 0;
   const cpu0 = process.cpuUsage();
@@ -123,8 +132,33 @@ async function run(row, total) {
   return (cpu.user + cpu.system) / done;
 }
 
-const rows = [
+await fastifyApp.ready();
+/* Hono's two rows run as two processes would: @hono/node-server replaces the global Request
+ * and Response with its own classes, fromFetch() the global Response with tsgi's light one;
+ * each row runs with the globals its server installed (row.globals, set before each run) */
+const globalsNow = () => ({ Request: globalThis.Request, Response: globalThis.Response });
+const setGlobals = (g) => {
+  for (const [k, v] of Object.entries(g)) {
+    Object.defineProperty(globalThis, k, { configurable: true, writable: true, value: v });
+  }
+};
+const nativeGlobals = globalsNow();
+const tsgiHono = fromFetch(honoApp.fetch);
+const tsgiHonoGlobals = globalsNow();
+setGlobals(nativeGlobals);
+const honoListener = getRequestListener(honoApp.fetch);
+const honoGlobals = globalsNow();
+setGlobals(nativeGlobals);
+const fastifyHandler = (req, res) => fastifyApp.routing(req, res);
+const koaHandler = koaApp.callback();
+
+const allRows = [
   { name: 'node:http, bare handler', server: createServer(bare), request: httpRequest },
+  {
+    name: 'tsgi HTTP, TSGI hello',
+    server: createHttpServer(tsgiHello),
+    request: httpRequest,
+  },
   {
     name: 'tsgi FastCGI + fromNodeHandler, bare handler',
     server: createFastcgiServer(fromNodeHandler(bare)),
@@ -135,6 +169,30 @@ const rows = [
     name: 'tsgi FastCGI + fromNodeHandler, Express',
     server: createFastcgiServer(fromNodeHandler(expressApp)),
     request: fcgiRequest,
+  },
+  { name: 'node:http, Koa', server: createServer(koaHandler), request: httpRequest },
+  {
+    name: 'tsgi FastCGI + fromNodeHandler, Koa',
+    server: createFastcgiServer(fromNodeHandler(koaHandler)),
+    request: fcgiRequest,
+  },
+  { name: 'node:http, Fastify', server: createServer(fastifyHandler), request: httpRequest },
+  {
+    name: 'tsgi FastCGI + fromNodeHandler, Fastify',
+    server: createFastcgiServer(fromNodeHandler(fastifyHandler)),
+    request: fcgiRequest,
+  },
+  {
+    name: '@hono/node-server, Hono',
+    server: createServer(honoListener),
+    request: httpRequest,
+    globals: honoGlobals,
+  },
+  {
+    name: 'tsgi FastCGI + fromFetch, Hono',
+    server: createFastcgiServer(tsgiHono),
+    request: fcgiRequest,
+    globals: tsgiHonoGlobals,
   },
   {
     name: 'tsgi FastCGI, TSGI hello (floor)',
@@ -159,8 +217,15 @@ const rows = [
     request: fcgiRequest,
   },
 ];
+/* --rows: the rows whose name contains one of these words (comma-separated, any case) */
+const wanted = opts.rows?.toLowerCase().split(',');
+const rows = wanted
+  ? allRows.filter((r) => wanted.some((w) => r.name.toLowerCase().includes(w)))
+  : allRows;
+for (const row of allRows) if (!rows.includes(row)) row.server.close();
 for (const row of rows) {
   row.port = await listen(row.server);
+  setGlobals(row.globals ?? nativeGlobals);
   row.length = await responseLength(row.port, row.request);
   row.samples = [];
   await run(row, Math.min(2000, requests)); /* warm-up */
@@ -184,11 +249,21 @@ for (const row of rows) {
   console.log(`| ${row.name} | ${s[0].toFixed(1)} | ${s[s.length >> 1].toFixed(1)} |`);
 }
 /* requests per CPU second of tsgi + adapter against node:http: above 1, tsgi costs less */
-const ratio = (node, tsgi) => (stat[node] / stat[tsgi]).toFixed(2);
+const ratio = (own, tsgi) =>
+  stat[own] === undefined || stat[tsgi] === undefined ? null : (stat[own] / stat[tsgi]).toFixed(2);
+const ratios = [
+  ['bare handler', 'node:http, bare handler', 'tsgi FastCGI + fromNodeHandler, bare handler'],
+  ['Express', 'node:http, Express', 'tsgi FastCGI + fromNodeHandler, Express'],
+  ['Koa', 'node:http, Koa', 'tsgi FastCGI + fromNodeHandler, Koa'],
+  ['Fastify', 'node:http, Fastify', 'tsgi FastCGI + fromNodeHandler, Fastify'],
+  ['Hono', '@hono/node-server, Hono', 'tsgi FastCGI + fromFetch, Hono'],
+  ['TSGI hello over tsgi HTTP', 'node:http, bare handler', 'tsgi HTTP, TSGI hello'],
+]
+  .map(([what, own, tsgi]) => [what, ratio(own, tsgi)])
+  .filter(([, r]) => r !== null);
 console.log(
-  '\ntsgi + fromNodeHandler against node:http, requests per CPU second (from the minimums): ' +
-    `bare handler ${ratio('node:http, bare handler', 'tsgi FastCGI + fromNodeHandler, bare handler')}×, ` +
-    `Express ${ratio('node:http, Express', 'tsgi FastCGI + fromNodeHandler, Express')}×`,
+  '\ntsgi against the same app on its own server, requests per CPU second (from the minimums): ' +
+    ratios.map(([what, r]) => `${what} ${r}×`).join(', '),
 );
 for (const row of rows) row.server.close();
 process.exit(0);

@@ -34,7 +34,7 @@
  * project's targets (a ratio is printed when both of its rows ran; docs/benchmarks.md).
  *
  *   npm run bench:e2e -- [--rows a,b,c] [--duration S] [--rounds N] [--connections C]
- *                        [--threads T] [--json FILE]
+ *                        [--threads T] [--json FILE] [--port-base P]
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import {
@@ -70,6 +70,7 @@ const { values: opts } = parseArgs({
     threads: { type: 'string', default: '1' },
     warmup: { type: 'string', default: '1' },
     json: { type: 'string' },
+    'port-base': { type: 'string' },
   },
 });
 const duration = Number(opts.duration);
@@ -123,11 +124,19 @@ function findPhpFpm(): string | null {
 const nginxBin = required('nginx');
 const wrkBin = required('wrk');
 
+/** The next port to try with --port-base (0: any free port the kernel gives). */
+let nextPort = Number(opts['port-base'] ?? 0);
+
+/** A free port on 127.0.0.1: the next free one from --port-base up, else one the kernel picks. */
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
+    const want = nextPort === 0 ? 0 : nextPort++;
+    s.on('error', (err: NodeJS.ErrnoException) => {
+      if (want !== 0 && err.code === 'EADDRINUSE') freePort().then(resolve, reject);
+      else reject(err);
+    });
+    s.listen(want, '127.0.0.1', () => {
       const { port } = s.address() as AddressInfo;
       s.close(() => resolve(port));
     });

@@ -27,7 +27,15 @@
 import { STATUS_CODES } from 'node:http';
 import type { Readable } from 'node:stream';
 import { describe } from '../gateway/respond.js';
-import type { App, Body, Chunk, Environ, Headers as HeaderList } from '../gateway/types.js';
+import type {
+  App,
+  Body,
+  Chunk,
+  Environ,
+  Headers as HeaderList,
+  StartResponse,
+} from '../gateway/types.js';
+import { installLightResponse, responseParts, type ResponseParts } from './light-response.js';
 import {
   DEFAULT_CONTENT_TYPE,
   badRequest,
@@ -46,6 +54,13 @@ export interface FetchAdapterOptions {
    * "application/octet-stream"). The gateway refuses a body without a Content-Type.
    */
   defaultContentType?: string;
+  /**
+   * Replace the global `Response` with tsgi's light one (./light-response.ts), so that a
+   * response made from a string or bytes is sent from its parts, without the body stream a
+   * real Response makes (default true; @hono/node-server does the same). `instanceof
+   * Response` keeps holding; a Response replaced before by another library is left alone.
+   */
+  lightResponse?: boolean;
 }
 
 const NO_BODY_METHODS = new Set(['GET', 'HEAD']);
@@ -283,6 +298,38 @@ async function responseBody(stream: ReadableStream<unknown>): Promise<Body> {
   return new StreamBody(reader, first, second);
 }
 
+/** Sends a light response (./light-response.ts) from its parts, as the stream path would. */
+function sendParts(
+  parts: ResponseParts,
+  method: string,
+  defaultType: string,
+  startResponse: StartResponse,
+): Body {
+  const status = parts.status;
+  const list: HeaderList = [];
+  let cookies: string[] | null = null;
+  let hasType = false;
+  for (const h of parts.headers) {
+    const name = h[0];
+    if (name === 'set-cookie') (cookies ??= []).push(h[1]);
+    else {
+      if (name === 'content-type') hasType = true;
+      list.push([name, h[1]]);
+    }
+  }
+  if (cookies !== null) for (const c of cookies) list.push(['set-cookie', c]);
+  const line = `${status} ${parts.statusText || STATUS_CODES[status] || ''}`;
+  const body = parts.body;
+  if (body === null || method === 'HEAD' || status === 204 || status === 304) {
+    startResponse(line, list);
+    return [];
+  }
+  if (!hasType) list.push(['content-type', defaultType]);
+  startResponse(line, list);
+  if (body.length === 0) return [];
+  return [typeof body === 'string' ? Buffer.from(body, 'utf8') : body];
+}
+
 /**
  * A TSGI app that runs a fetch-style handler with a real `Request` and sends the `Response`
  * it returns. See the module comment for what is carried.
@@ -292,6 +339,7 @@ export function fromFetch(handler: FetchHandler, options: FetchAdapterOptions = 
     throw new TypeError('fromFetch() needs a (request) => Response function');
   }
   const defaultType = options.defaultContentType ?? DEFAULT_CONTENT_TYPE;
+  if (options.lightResponse !== false) installLightResponse();
   return async (env, startResponse) => {
     const method = env.REQUEST_METHOD;
     const unsupported = REFUSED_METHODS.test(method)
@@ -306,6 +354,8 @@ export function fromFetch(handler: FetchHandler, options: FetchAdapterOptions = 
     }
     const request = lazyRequest(env, method, url);
     const response: unknown = await handler(request, env);
+    const parts = responseParts(response);
+    if (parts !== null) return sendParts(parts, method, defaultType, startResponse);
     if (!isResponse(response)) {
       throw new TypeError(`the fetch handler returned ${describe(response)}, not a Response`);
     }

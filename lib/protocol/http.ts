@@ -23,7 +23,7 @@ import type { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { callHandler, nodeHandlerOf, type ErrorLog, type NodeHandler } from '../adapters/node.js';
 import { unsupportedRequest } from '../adapters/common.js';
-import { cgiVariables, type CgiVariables } from '../codec/environ.js';
+import { addVariable, environObject, type CgiVariables } from '../codec/environ.js';
 import {
   percentDecodeLatin1,
   requestPath,
@@ -76,47 +76,38 @@ function cgiName(name: string): string | null {
 
 /** The CGI variables of one node:http request (the environ's, without the tsgi.* keys). */
 export function httpVariables(req: IncomingMessage): CgiVariables {
-  return cgiVariables(httpPairs(req));
-}
-
-/** The CGI variables of one node:http request as a name, value, name, value… list. */
-function httpPairs(req: IncomingMessage): string[] {
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   let query = q === -1 ? '' : url.slice(q + 1);
   const hash = query.indexOf('#');
   if (hash !== -1) query = query.slice(0, hash);
   const socket = req.socket;
-  const pairs: string[] = [
-    'REQUEST_METHOD',
-    req.method ?? 'GET',
-    'SCRIPT_NAME',
-    '',
-    'PATH_INFO',
-    percentDecodeLatin1(requestPath(url)),
-    'QUERY_STRING',
-    query,
-    'REQUEST_URI',
-    url,
-    'SERVER_PROTOCOL',
-    req.httpVersion === '1.1' ? 'HTTP/1.1' : `HTTP/${req.httpVersion}`,
-    'GATEWAY_INTERFACE',
-    'CGI/1.1',
-    'SERVER_SOFTWARE',
-    SOFTWARE,
-  ];
+  /* straight into the environ object, by the rules of cgiVariables() (addVariable) */
+  const vars = environObject();
+  vars.REQUEST_METHOD = req.method ?? 'GET';
+  vars.SCRIPT_NAME = '';
+  vars.PATH_INFO = percentDecodeLatin1(requestPath(url));
+  vars.QUERY_STRING = query;
+  vars.REQUEST_URI = url;
+  vars.SERVER_PROTOCOL = req.httpVersion === '1.1' ? 'HTTP/1.1' : `HTTP/${req.httpVersion}`;
+  vars.GATEWAY_INTERFACE = 'CGI/1.1';
+  vars.SERVER_SOFTWARE = SOFTWARE;
   const remote = socket.remoteAddress;
-  if (remote !== undefined)
-    pairs.push('REMOTE_ADDR', remote, 'REMOTE_PORT', String(socket.remotePort));
+  if (remote !== undefined) {
+    vars.REMOTE_ADDR = remote;
+    vars.REMOTE_PORT = String(socket.remotePort);
+  }
   const port = socket.localPort;
-  if (port !== undefined)
-    pairs.push('SERVER_ADDR', socket.localAddress ?? '', 'SERVER_PORT', String(port));
+  if (port !== undefined) {
+    vars.SERVER_ADDR = socket.localAddress ?? '';
+    vars.SERVER_PORT = String(port);
+  }
   const raw = req.rawHeaders;
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = cgiName(raw[i]!);
-    if (name !== null) pairs.push(name, raw[i + 1]!);
+    if (name !== null) addVariable(vars, name, raw[i + 1]!);
   }
-  return pairs;
+  return vars;
 }
 
 /** The environ of one node:http request, `source` making its tsgi.input and tsgi.signal. */
@@ -187,19 +178,34 @@ class HttpSink implements Sink, EnvironSource {
     return this.signal;
   }
 
-  head(status: string, headers: string[], body: Uint8Array | null, last: boolean): void {
+  private writeHead(status: string, headers: string[]): ServerResponse {
     const m = STATUS.exec(status);
     if (m === null) throw new Error(`invalid status line ${JSON.stringify(status)}`);
     const res = this.res;
     if (this.draining()) res.shouldKeepAlive = false;
     if (m[2] !== undefined) res.writeHead(Number(m[1]), m[2], headers);
     else res.writeHead(Number(m[1]), headers);
+    return res;
+  }
+
+  head(status: string, headers: string[], body: Uint8Array | null, last: boolean): void {
+    const res = this.writeHead(status, headers);
     if (last) {
       if (body !== null) res.end(body);
       else res.end();
     } else if (body !== null) {
       res.write(body);
     }
+  }
+
+  /**
+   * A short string body (the gateway checked it is latin-1): given to node as a string, it
+   * leaves in one write with the head, where a Buffer body is a second buffer of a writev.
+   */
+  headText(status: string, headers: string[], body: string, last: boolean): void {
+    const res = this.writeHead(status, headers);
+    if (last) res.end(body, 'latin1');
+    else res.write(body, 'latin1');
   }
 
   write(chunk: Uint8Array): void {

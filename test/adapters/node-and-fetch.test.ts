@@ -9,6 +9,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { connect, type AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { fromFetch } from '../../lib/adapters/fetch.js';
+import { lightResponseClass, responseParts } from '../../lib/adapters/light-response.js';
 import {
   fromNodeHandler,
   missingNodeInternals,
@@ -25,6 +26,10 @@ import type { App, Environ } from '../../lib/gateway/types.js';
 import { validate } from '../../lib/gateway/validate.js';
 
 type Call = (string | string[] | boolean | null)[];
+
+/** The process's own Response, taken before fromFetch() installs the light one. */
+const NativeResponse = globalThis.Response;
+const LightResponse = lightResponseClass();
 
 const latin1 = (b: Uint8Array): string => Buffer.from(b).toString('latin1');
 const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
@@ -1261,6 +1266,82 @@ describe('fromFetch', () => {
     open();
     await done;
     expect(response(h.calls).body).toBe('d'.repeat(20000));
+  });
+
+  it('sends a light Response from its parts exactly as the same real Response', async () => {
+    const cases: [string[], ConstructorParameters<typeof Response>][] = [
+      [[], ['hello', { status: 201, headers: { 'X-A': 'b' } }]],
+      [
+        [],
+        [
+          'grüße',
+          {
+            statusText: 'Fine',
+            headers: [
+              ['Set-Cookie', 'a=1'],
+              ['X-Z', '1'],
+              ['Set-Cookie', 'b=2'],
+              ['x-z', '2'],
+            ],
+          },
+        ],
+      ],
+      [[], [Buffer.from([0, 1, 255]), { status: 404 }]],
+      [[], [new Uint8Array(0)]],
+      [[], [null, { status: 302, headers: { Location: '/there' } }]],
+      [[], ['', { headers: { 'Content-Type': 'text/html' } }]],
+      [
+        ['REQUEST_METHOD', 'HEAD'],
+        ['body', { headers: { 'Content-Length': '4' } }],
+      ],
+      [[], [null, { status: 204 }]],
+    ];
+    for (const [pairs, args] of cases) {
+      const light = harness(pairs);
+      let parts: unknown = null;
+      await light.run(
+        fromFetch(() => {
+          const r = new LightResponse(...args);
+          parts = responseParts(r);
+          return r;
+        }),
+      );
+      expect(parts).not.toBeNull();
+      const real = harness(pairs);
+      await real.run(fromFetch(() => new NativeResponse(...args)));
+      expect(light.calls).toEqual(real.calls);
+    }
+    const h = harness();
+    await h.run(
+      fromFetch(
+        () =>
+          new LightResponse('grüße', {
+            headers: [
+              ['Set-Cookie', 'a=1'],
+              ['X-Z', '1'],
+              ['x-z', '2'],
+            ],
+          }),
+      ),
+    );
+    expect(h.calls).toEqual([
+      [
+        'head',
+        '200 OK',
+        [
+          'content-type',
+          'text/plain;charset=UTF-8',
+          'x-z',
+          '1, 2',
+          'set-cookie',
+          'a=1',
+          'Content-Length',
+          '7',
+        ],
+        'gr\xc3\xbc\xc3\x9fe',
+        true,
+      ],
+    ]);
   });
 
   it('sends HEAD, 204 and 304 without a body', async () => {
