@@ -11,6 +11,12 @@
  *   (httpoxy), and php-fpm's "Primary script unknown" answers 404.
  * - {@link forward}: the incoming CGI variables as they are, to any backend.
  *
+ * A local redirect (RFC 3875 §6.2.2: `Location: /path?query` without `Status:`) is followed
+ * here: the request runs again for that path as a GET without a body (SCRIPT_NAME kept as the
+ * mount, PATH_INFO, QUERY_STRING and REQUEST_URI from the location), up to `maxLocalRedirects`
+ * times, then 500. A redirect for the client (an absolute URL, or a Location with a Status,
+ * which is what PHP's `header('Location: …')` sends) is passed through.
+ *
  * Failures become a short text/plain answer: refused or broken connection 502, timeout 504,
  * OVERLOADED / CANT_MPX_CONN / a full queue 503, a body of unknown length over the SCGI/uwsgi
  * buffer 413. A failure after the head was sent cuts the response.
@@ -42,7 +48,15 @@ export type ForwardOptions = (ClientOptions | { client: Client }) & {
   params?: Record<string, string>;
   /** Where failures are reported (default: the process's stderr). */
   onError?: (err: Error) => void;
+  /**
+   * Local redirects (a `Location: /path` without `Status:`) followed for one request before
+   * it is answered 500 as a loop (default 10).
+   */
+  maxLocalRedirects?: number;
 };
+
+/** Local redirects followed for one request, by default. */
+const DEFAULT_MAX_LOCAL_REDIRECTS = 10;
 
 /** Options of {@link phpFpm}. */
 export type PhpFpmOptions = ForwardOptions & {
@@ -137,12 +151,48 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy
   const extra = options.params ?? {};
   const onError =
     options.onError ?? ((err: Error) => process.stderr.write(`tsgi proxy: ${err.message}\n`));
+  const maxRedirects = options.maxLocalRedirects ?? DEFAULT_MAX_LOCAL_REDIRECTS;
 
   async function handle(
     incoming: string[],
     body: RequestBody,
     signal: AbortSignal | undefined,
   ): Promise<Outcome> {
+    for (let redirects = 0; ; redirects++) {
+      const out = await attempt(incoming, body, signal);
+      if (!('redirect' in out)) return out;
+      /* a local redirect (RFC 3875 §6.2.2): run the request again for that path, as a GET
+       * without a body; what the first answer sent (cookies included) is dropped */
+      out.discard.destroy();
+      if (redirects === maxRedirects) {
+        onError(
+          new Error(
+            `more than ${maxRedirects} local redirects (a loop?): the last to ${out.redirect}`,
+          ),
+        );
+        return textOutcome(500);
+      }
+      const next = redirectedPairs(incoming, out.redirect);
+      if (next === null) {
+        onError(
+          new Error(
+            `a local redirect to ${out.redirect} leaves the path this proxy is mounted at ` +
+              `(${pairValue(incoming, 'SCRIPT_NAME')})`,
+          ),
+        );
+        return textOutcome(500);
+      }
+      incoming = next;
+      body = null;
+    }
+  }
+
+  /** One request to the backend: its outcome, or the target of a local redirect. */
+  async function attempt(
+    incoming: string[],
+    body: RequestBody,
+    signal: AbortSignal | undefined,
+  ): Promise<Outcome | { redirect: string; discard: Readable }> {
     let unknownScript = false;
     try {
       const pairs = prepare(incoming);
@@ -171,6 +221,10 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy
             }
           : undefined,
       });
+      if (res.localRedirect && !unknownScript) {
+        const location = res.headers.find(([n]) => n.toLowerCase() === 'location')![1];
+        return { redirect: location, discard: res.body };
+      }
       let { status, statusText } = res;
       if (unknownScript) {
         status = 404;
@@ -321,6 +375,52 @@ function pump(body: Readable, res: ServerResponse, onError: (err: Error) => void
     onError(err);
     res.destroy();
   });
+}
+
+/** The variables that describe the request line and the body: rebuilt for a local redirect. */
+const REDIRECT_DROPS = new Set([
+  'REQUEST_METHOD',
+  'PATH_INFO',
+  'PATH_TRANSLATED',
+  'QUERY_STRING',
+  'REQUEST_URI',
+  'CONTENT_LENGTH',
+  'CONTENT_TYPE',
+  'HTTP_TRANSFER_ENCODING',
+]);
+
+/**
+ * The variables of a local redirect to `location` (a path with an optional query) from a
+ * request with `incoming` variables: a GET without a body whose PATH_INFO is the path below
+ * the mount (SCRIPT_NAME, kept), QUERY_STRING the query and REQUEST_URI the location; the
+ * other variables (the headers, the server's, the client's) as they came. Null when the path
+ * is not below the mount.
+ */
+function redirectedPairs(incoming: string[], location: string): string[] | null {
+  const q = location.indexOf('?');
+  const path = percentDecodeLatin1(q === -1 ? location : location.slice(0, q));
+  const query = q === -1 ? '' : location.slice(q + 1);
+  const mount = pairValue(incoming, 'SCRIPT_NAME') ?? '';
+  let pathInfo = path;
+  if (mount !== '') {
+    if (path !== mount && !path.startsWith(mount + '/')) return null;
+    pathInfo = path.slice(mount.length);
+  }
+  const pairs: string[] = [];
+  for (let i = 0; i + 1 < incoming.length; i += 2) {
+    if (!REDIRECT_DROPS.has(incoming[i]!)) pairs.push(incoming[i]!, incoming[i + 1]!);
+  }
+  pairs.push(
+    'REQUEST_METHOD',
+    'GET',
+    'PATH_INFO',
+    pathInfo,
+    'QUERY_STRING',
+    query,
+    'REQUEST_URI',
+    location,
+  );
+  return pairs;
 }
 
 /** The CGI variables of a TSGI environ as a flat list (the `tsgi.*` keys left out). */
