@@ -94,6 +94,7 @@ export {
   type StreamClientOptions,
   type UwsgiClientOptions,
   type ResponseHead,
+  type SpoolOptions,
 } from './client/index.js';
 export {
   phpFpm,

@@ -18,8 +18,9 @@
  * which is what PHP's `header('Location: …')` sends) is passed through.
  *
  * Failures become a short text/plain answer: refused or broken connection 502, timeout 504,
- * OVERLOADED / CANT_MPX_CONN / a full queue 503, a body of unknown length over the SCGI/uwsgi
- * buffer 413. A failure after the head was sent cuts the response.
+ * OVERLOADED / CANT_MPX_CONN / a full queue 503, a body of unknown length over
+ * `maxBufferedBody` 413 (SCGI/uwsgi, and phpFpm, which reads such a body whole first: PHP
+ * reads no body without CONTENT_LENGTH). A failure after the head was sent cuts the response.
  */
 import { lstatSync, realpathSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -30,17 +31,16 @@ import { hostOf, percentDecodeLatin1, requestPath } from '../gateway/environ.js'
 import type { App, Environ, Headers } from '../gateway/types.js';
 import { httpVariables } from '../protocol/http.js';
 import { VERSION } from '../version.js';
-import {
-  bufferBody,
-  DEFAULT_MAX_BUFFERED_BODY,
-  EMPTY,
-  ResponseBody,
-  pairValue,
-  setPair,
-  type RequestBody,
-} from './common.js';
+import { EMPTY, ResponseBody, pairValue, setPair, type RequestBody } from './common.js';
 import { ClientError, errorStatus } from './errors.js';
 import { createClient, type Client, type ClientOptions } from './index.js';
+import {
+  spoolBody,
+  spoolSettings,
+  type SpoolOptions,
+  type SpoolSettings,
+  type Spooled,
+} from './spool.js';
 
 /** Options of {@link forward}: a client, or the options to make one. */
 export type ForwardOptions = (ClientOptions | { client: Client }) & {
@@ -66,13 +66,7 @@ export type PhpFpmOptions = ForwardOptions & {
   index?: readonly string[];
   /** Extensions of the files run as scripts (default `['.php']`), compared case-insensitively. */
   extensions?: readonly string[];
-  /**
-   * PHP reads no request body without CONTENT_LENGTH: a body of unknown length (a chunked
-   * upload) is read whole first, up to this many bytes (default 16 MiB), and refused with 413
-   * beyond, as nginx's client_max_body_size does.
-   */
-  maxBufferedBody?: number;
-};
+} & SpoolOptions;
 
 /** The outcome of one proxied request. */
 interface Outcome {
@@ -141,12 +135,15 @@ type Prepare = (pairs: string[]) => string[] | null;
 interface Mode {
   /** php-fpm: "Primary script unknown" means 404. */
   php: boolean;
-  /** Read a body of unknown length whole, up to this many bytes (0: stream it). */
-  bufferUnknown: number;
+  /**
+   * Read a body of unknown length whole first (PHP reads no body without CONTENT_LENGTH), as
+   * spool.ts holds it; null: stream it.
+   */
+  spool: SpoolSettings | null;
 }
 
 function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy {
-  const { php, bufferUnknown } = mode;
+  const { php, spool } = mode;
   const client = 'client' in options ? options.client : createClient(options);
   const extra = options.params ?? {};
   const onError =
@@ -194,20 +191,22 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy
     signal: AbortSignal | undefined,
   ): Promise<Outcome | { redirect: string; discard: Readable }> {
     let unknownScript = false;
+    let spooled: Spooled | null = null;
     try {
       const pairs = prepare(incoming);
       if (pairs === null) return { ...textOutcome(404), notFound: true };
       for (const k in extra) setPair(pairs, k, extra[k]!);
       if (
-        bufferUnknown > 0 &&
+        spool !== null &&
         body !== null &&
         body !== undefined &&
         typeof body !== 'string' &&
         !(body instanceof Uint8Array) &&
         !/^[0-9]+$/.test(pairValue(pairs, 'CONTENT_LENGTH') ?? '')
       ) {
-        body = await bufferBody(body, bufferUnknown, signal);
-        if (body.length > 0) setPair(pairs, 'CONTENT_LENGTH', String(body.length));
+        spooled = await spoolBody(body, spool, signal);
+        body = spooled.bytes ?? spooled.chunks();
+        if (spooled.length > 0) setPair(pairs, 'CONTENT_LENGTH', String(spooled.length));
       }
       const res = await client.request({
         params: pairs,
@@ -221,6 +220,10 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy
             }
           : undefined,
       });
+      if (spooled !== null) {
+        const file = spooled;
+        res.body.once('close', () => void file.dispose());
+      }
       if (res.localRedirect && !unknownScript) {
         const location = res.headers.find(([n]) => n.toLowerCase() === 'location')![1];
         return { redirect: location, discard: res.body };
@@ -233,6 +236,7 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy
       const headers = res.headers.filter(([n]) => !HOP.has(n.toLowerCase()));
       return { status, statusText, headers, body: res.body };
     } catch (err) {
+      await spooled?.dispose();
       /* a failure of ours (not the backend's) is a 500 */
       const status = err instanceof ClientError ? errorStatus(err) : 500;
       if (status !== 499) onError(err as Error);
@@ -487,7 +491,7 @@ function withoutProxy(pairs: string[]): string[] {
 
 /** Forwards every request with its CGI variables (HTTP_PROXY left out) to the backend. */
 export function forward(options: ForwardOptions): Proxy {
-  return makeProxy(options, withoutProxy, { php: false, bufferUnknown: 0 });
+  return makeProxy(options, withoutProxy, { php: false, spool: null });
 }
 
 /** Where a request path lands below a document root. */
@@ -655,8 +659,5 @@ export function phpFpm(options: PhpFpmOptions): Proxy {
     }
     return pairs;
   };
-  return makeProxy(options, prepare, {
-    php: true,
-    bufferUnknown: options.maxBufferedBody ?? DEFAULT_MAX_BUFFERED_BODY,
-  });
+  return makeProxy(options, prepare, { php: true, spool: spoolSettings(options) });
 }
