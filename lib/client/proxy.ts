@@ -299,13 +299,25 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy
           grouped[first] = Array.isArray(prev) ? [...prev, v] : [prev, v];
         }
       }
-      if (out.statusText !== '') res.writeHead(out.status, out.statusText, grouped);
-      else res.writeHead(out.status, grouped);
       const body = out.body;
       const whole = body === null ? EMPTY : bufferedWhole(body);
+      /* a body that has arrived whole gets its length, so that node frames it without
+       * chunked encoding: the head, the body and nothing else, in one write */
+      if (
+        whole !== null &&
+        !names.has('content-length') &&
+        !names.has('transfer-encoding') &&
+        req.method !== 'HEAD' &&
+        out.status >= 200 &&
+        out.status !== 204 &&
+        out.status !== 304
+      ) {
+        grouped['Content-Length'] = String(whole.length);
+      }
+      if (out.statusText !== '') res.writeHead(out.status, out.statusText, grouped);
+      else res.writeHead(out.status, grouped);
       if (whole !== null) {
-        /* a body that has arrived whole: one write with the head (node joins a latin-1
-         * string to the head it has not sent yet) */
+        /* node joins a latin-1 string to the head it has not sent yet */
         res.end(
           Buffer.from(whole.buffer, whole.byteOffset, whole.length).toString('latin1'),
           'latin1',

@@ -206,6 +206,25 @@ describe.runIf(bin !== null)('phpFpm proxy against php-fpm', () => {
         expect([r.status, r.body.toString()]).toEqual([200, 'index of sub: /sub/index.php\n']);
       });
 
+      it.runIf(name === 'express' || name === 'fastify')(
+        'node handler: a small answer without Content-Length goes out with its length, not chunked',
+        async () => {
+          const r = await get(port, '/hello.php');
+          expect([
+            r.status,
+            values(r, 'content-length'),
+            values(r, 'transfer-encoding'),
+            r.body.toString(),
+          ]).toEqual([200, ['14'], [], 'Hello, world!\n']);
+          const head = await get(port, '/hello.php', { method: 'HEAD' });
+          expect([head.status, values(head, 'content-length'), head.body.length]).toEqual([
+            200,
+            [],
+            0,
+          ]);
+        },
+      );
+
       it('three Set-Cookie headers arrive as three', async () => {
         const r = await get(port, '/cookies.php');
         expect(values(r, 'set-cookie')).toEqual(['a=1', 'b=2', 'c=3']);
