@@ -95,6 +95,7 @@ export {
   type StreamClientOptions,
   type UwsgiClientOptions,
   type ResponseHead,
+  type SpoolOptions,
 } from './client/index.js';
 export {
   phpFpm,

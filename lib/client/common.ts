@@ -209,13 +209,7 @@ export async function* bodyChunks(
   }
 }
 
-/** The largest body of unknown length buffered to learn its length, by default (16 MiB). */
-export const DEFAULT_MAX_BUFFERED_BODY = 16 * 1024 * 1024;
-
-/**
- * Reads a body of unknown length whole, to send it with a CONTENT_LENGTH (SCGI, uwsgi, and
- * PHP, which reads no body without one). EBODYTOOLARGE past `max` bytes.
- */
+/** Reads a body whole, in memory; EBODYTOOLARGE past `max` bytes (see spool.ts for requests). */
 export async function bufferBody(
   body: AsyncIterable<Uint8Array | string>,
   max: number,

@@ -31,6 +31,7 @@ import {
   type CommonOptions,
   type RequestBody,
   describeAddress,
+  EMPTY,
 } from './common.js';
 import { ClientError, socketError } from './errors.js';
 import { findHeadEnd, HeadError, parseHead } from './head.js';
@@ -130,6 +131,10 @@ export class FastcgiClient extends LimitedClient {
   private probed: Promise<void> | null = null;
   /** The connection being opened now (multiplexing waits for it). */
   private opening: Promise<Conn> | null = null;
+  /** BEGIN_REQUEST of request id 1 (what nearly every request uses), encoded once. */
+  private readonly begin1: Uint8Array;
+  /** The empty STDIN record (end of the body) of request id 1, encoded once. */
+  private readonly stdinEnd1: Uint8Array;
 
   constructor(options: FastcgiClientOptions) {
     super(options);
@@ -137,6 +142,11 @@ export class FastcgiClient extends LimitedClient {
     this.keepAlive = options.keepAlive ?? true;
     this.idleTimeout = options.idleTimeout ?? 30000;
     this.multiplex = options.multiplex ?? false;
+    /* copies: a codec may hand out views of a buffer it reuses */
+    this.begin1 = Buffer.from(
+      this.codec.fcgiBeginRequest(1, FCGI.RESPONDER, this.keepAlive ? FCGI.KEEP_CONN : 0),
+    );
+    this.stdinEnd1 = Buffer.from(this.codec.fcgiStream(FCGI.STDIN, 1, EMPTY, true));
     const where = describeAddress(this.s.address);
     this.defaultStderr =
       options.stderr ??
@@ -364,7 +374,10 @@ export class FastcgiClient extends LimitedClient {
       ex.cleanup = cleanup;
 
       const c = this.codec;
-      const begin = c.fcgiBeginRequest(id, FCGI.RESPONDER, this.keepAlive ? FCGI.KEEP_CONN : 0);
+      const begin =
+        id === 1
+          ? this.begin1
+          : c.fcgiBeginRequest(id, FCGI.RESPONDER, this.keepAlive ? FCGI.KEEP_CONN : 0);
       let head: Uint8Array;
       try {
         head = c.fcgiParams(id, pairs);
@@ -378,7 +391,11 @@ export class FastcgiClient extends LimitedClient {
       const socket = conn.socket;
       if (whole !== null) {
         /* one write (one syscall) for the whole request */
-        socket.write(Buffer.concat([begin, head, c.fcgiStream(FCGI.STDIN, id, whole, true)]));
+        const stdin =
+          id === 1 && whole.length === 0
+            ? this.stdinEnd1
+            : c.fcgiStream(FCGI.STDIN, id, whole, true);
+        socket.write(Buffer.concat([begin, head, stdin]));
         ex.sent = true;
         this.armRead(ex);
         return;

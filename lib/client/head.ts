@@ -2,7 +2,7 @@
  * The response head a FastCGI, SCGI or uwsgi application sends, parsed as CGI defines it
  * (RFC 3875 §6): header lines up to the first empty line, `Status: 404 Not Found` giving the
  * status, a `Location:` without `Status:` meaning a redirect (302; a local one when the value
- * is a path), lines ended by CRLF or by a bare LF, a value running from the first colon to the
+ * is a path, `/…` but not `//host…`), lines ended by CRLF or by a bare LF, a value running from the first colon to the
  * end of the line (colons inside it kept), repeated headers kept in order. A head that starts
  * with an HTTP status line (`HTTP/1.1 200 OK`, what uWSGI answers over uwsgi) is accepted too.
  */
@@ -19,7 +19,11 @@ export interface ResponseHead {
    * entries); `Status:` and an HTTP status line are not in the list.
    */
   headers: [string, string][];
-  /** True for a `Location:` whose value is a path and that came without `Status:`. */
+  /**
+   * True for a `Location:` whose value is a path (`/…`, not `//host…`) and that came without
+   * `Status:`: a local redirect (RFC 3875 §6.2.2), which a server answers by running the
+   * request again for that path.
+   */
   localRedirect: boolean;
   /** How the head started: `cgi` (header lines) or `http` (an `HTTP/1.x` status line). */
   style: 'cgi' | 'http';
@@ -100,7 +104,8 @@ export function parseHead(text: string): ResponseHead {
   if (status === -1) {
     if (location !== undefined) {
       status = 302;
-      localRedirect = location.startsWith('/');
+      /* `//host/path` is a network-path reference: a redirect for the client */
+      localRedirect = location.charCodeAt(0) === 47 && location.charCodeAt(1) !== 47;
     } else {
       status = 200;
     }

@@ -22,6 +22,7 @@ export {
   type RequestBody,
 } from './common.js';
 export { ClientError, errorStatus, type ClientErrorCode } from './errors.js';
+export type { SpoolOptions } from './spool.js';
 export { parseHead, findHeadEnd, HeadError, type ResponseHead } from './head.js';
 
 /** The protocols a client speaks. */

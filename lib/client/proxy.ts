@@ -11,9 +11,16 @@
  *   (httpoxy), and php-fpm's "Primary script unknown" answers 404.
  * - {@link forward}: the incoming CGI variables as they are, to any backend.
  *
+ * A local redirect (RFC 3875 §6.2.2: `Location: /path?query` without `Status:`) is followed
+ * here: the request runs again for that path as a GET without a body (SCRIPT_NAME kept as the
+ * mount, PATH_INFO, QUERY_STRING and REQUEST_URI from the location), up to `maxLocalRedirects`
+ * times, then 500. A redirect for the client (an absolute URL, or a Location with a Status,
+ * which is what PHP's `header('Location: …')` sends) is passed through.
+ *
  * Failures become a short text/plain answer: refused or broken connection 502, timeout 504,
- * OVERLOADED / CANT_MPX_CONN / a full queue 503, a body of unknown length over the SCGI/uwsgi
- * buffer 413. A failure after the head was sent cuts the response.
+ * OVERLOADED / CANT_MPX_CONN / a full queue 503, a body of unknown length over
+ * `maxBufferedBody` 413 (SCGI/uwsgi, and phpFpm, which reads such a body whole first: PHP
+ * reads no body without CONTENT_LENGTH). A failure after the head was sent cuts the response.
  */
 import { lstatSync, realpathSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -24,17 +31,16 @@ import { hostOf, percentDecodeLatin1, requestPath } from '../gateway/environ.js'
 import type { App, Environ, Headers } from '../gateway/types.js';
 import { httpVariables } from '../protocol/http.js';
 import { VERSION } from '../version.js';
-import {
-  bufferBody,
-  DEFAULT_MAX_BUFFERED_BODY,
-  EMPTY,
-  ResponseBody,
-  pairValue,
-  setPair,
-  type RequestBody,
-} from './common.js';
+import { EMPTY, ResponseBody, pairValue, setPair, type RequestBody } from './common.js';
 import { ClientError, errorStatus } from './errors.js';
 import { createClient, type Client, type ClientOptions } from './index.js';
+import {
+  spoolBody,
+  spoolSettings,
+  type SpoolOptions,
+  type SpoolSettings,
+  type Spooled,
+} from './spool.js';
 
 /** Options of {@link forward}: a client, or the options to make one. */
 export type ForwardOptions = (ClientOptions | { client: Client }) & {
@@ -42,7 +48,15 @@ export type ForwardOptions = (ClientOptions | { client: Client }) & {
   params?: Record<string, string>;
   /** Where failures are reported (default: the process's stderr). */
   onError?: (err: Error) => void;
+  /**
+   * Local redirects (a `Location: /path` without `Status:`) followed for one request before
+   * it is answered 500 as a loop (default 10).
+   */
+  maxLocalRedirects?: number;
 };
+
+/** Local redirects followed for one request, by default. */
+const DEFAULT_MAX_LOCAL_REDIRECTS = 10;
 
 /** Options of {@link phpFpm}. */
 export type PhpFpmOptions = ForwardOptions & {
@@ -52,13 +66,7 @@ export type PhpFpmOptions = ForwardOptions & {
   index?: readonly string[];
   /** Extensions of the files run as scripts (default `['.php']`), compared case-insensitively. */
   extensions?: readonly string[];
-  /**
-   * PHP reads no request body without CONTENT_LENGTH: a body of unknown length (a chunked
-   * upload) is read whole first, up to this many bytes (default 16 MiB), and refused with 413
-   * beyond, as nginx's client_max_body_size does.
-   */
-  maxBufferedBody?: number;
-};
+} & SpoolOptions;
 
 /** The outcome of one proxied request. */
 interface Outcome {
@@ -127,37 +135,78 @@ type Prepare = (pairs: string[]) => string[] | null;
 interface Mode {
   /** php-fpm: "Primary script unknown" means 404. */
   php: boolean;
-  /** Read a body of unknown length whole, up to this many bytes (0: stream it). */
-  bufferUnknown: number;
+  /**
+   * Read a body of unknown length whole first (PHP reads no body without CONTENT_LENGTH), as
+   * spool.ts holds it; null: stream it.
+   */
+  spool: SpoolSettings | null;
 }
 
 function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy {
-  const { php, bufferUnknown } = mode;
+  const { php, spool } = mode;
   const client = 'client' in options ? options.client : createClient(options);
   const extra = options.params ?? {};
   const onError =
     options.onError ?? ((err: Error) => process.stderr.write(`tsgi proxy: ${err.message}\n`));
+  const maxRedirects = options.maxLocalRedirects ?? DEFAULT_MAX_LOCAL_REDIRECTS;
 
   async function handle(
     incoming: string[],
     body: RequestBody,
     signal: AbortSignal | undefined,
   ): Promise<Outcome> {
+    for (let redirects = 0; ; redirects++) {
+      const out = await attempt(incoming, body, signal);
+      if (!('redirect' in out)) return out;
+      /* a local redirect (RFC 3875 §6.2.2): run the request again for that path, as a GET
+       * without a body; what the first answer sent (cookies included) is dropped */
+      out.discard.destroy();
+      if (redirects === maxRedirects) {
+        onError(
+          new Error(
+            `more than ${maxRedirects} local redirects (a loop?): the last to ${out.redirect}`,
+          ),
+        );
+        return textOutcome(500);
+      }
+      const next = redirectedPairs(incoming, out.redirect);
+      if (next === null) {
+        onError(
+          new Error(
+            `a local redirect to ${out.redirect} leaves the path this proxy is mounted at ` +
+              `(${pairValue(incoming, 'SCRIPT_NAME')})`,
+          ),
+        );
+        return textOutcome(500);
+      }
+      incoming = next;
+      body = null;
+    }
+  }
+
+  /** One request to the backend: its outcome, or the target of a local redirect. */
+  async function attempt(
+    incoming: string[],
+    body: RequestBody,
+    signal: AbortSignal | undefined,
+  ): Promise<Outcome | { redirect: string; discard: Readable }> {
     let unknownScript = false;
+    let spooled: Spooled | null = null;
     try {
       const pairs = prepare(incoming);
       if (pairs === null) return { ...textOutcome(404), notFound: true };
       for (const k in extra) setPair(pairs, k, extra[k]!);
       if (
-        bufferUnknown > 0 &&
+        spool !== null &&
         body !== null &&
         body !== undefined &&
         typeof body !== 'string' &&
         !(body instanceof Uint8Array) &&
         !/^[0-9]+$/.test(pairValue(pairs, 'CONTENT_LENGTH') ?? '')
       ) {
-        body = await bufferBody(body, bufferUnknown, signal);
-        if (body.length > 0) setPair(pairs, 'CONTENT_LENGTH', String(body.length));
+        spooled = await spoolBody(body, spool, signal);
+        body = spooled.bytes ?? spooled.chunks();
+        if (spooled.length > 0) setPair(pairs, 'CONTENT_LENGTH', String(spooled.length));
       }
       const res = await client.request({
         params: pairs,
@@ -171,6 +220,14 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy
             }
           : undefined,
       });
+      if (spooled !== null) {
+        const file = spooled;
+        res.body.once('close', () => void file.dispose());
+      }
+      if (res.localRedirect && !unknownScript) {
+        const location = res.headers.find(([n]) => n.toLowerCase() === 'location')![1];
+        return { redirect: location, discard: res.body };
+      }
       let { status, statusText } = res;
       if (unknownScript) {
         status = 404;
@@ -179,6 +236,7 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy
       const headers = res.headers.filter(([n]) => !HOP.has(n.toLowerCase()));
       return { status, statusText, headers, body: res.body };
     } catch (err) {
+      await spooled?.dispose();
       /* a failure of ours (not the backend's) is a 500 */
       const status = err instanceof ClientError ? errorStatus(err) : 500;
       if (status !== 499) onError(err as Error);
@@ -241,13 +299,25 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy
           grouped[first] = Array.isArray(prev) ? [...prev, v] : [prev, v];
         }
       }
-      if (out.statusText !== '') res.writeHead(out.status, out.statusText, grouped);
-      else res.writeHead(out.status, grouped);
       const body = out.body;
       const whole = body === null ? EMPTY : bufferedWhole(body);
+      /* a body that has arrived whole gets its length, so that node frames it without
+       * chunked encoding: the head, the body and nothing else, in one write */
+      if (
+        whole !== null &&
+        !names.has('content-length') &&
+        !names.has('transfer-encoding') &&
+        req.method !== 'HEAD' &&
+        out.status >= 200 &&
+        out.status !== 204 &&
+        out.status !== 304
+      ) {
+        grouped['Content-Length'] = String(whole.length);
+      }
+      if (out.statusText !== '') res.writeHead(out.status, out.statusText, grouped);
+      else res.writeHead(out.status, grouped);
       if (whole !== null) {
-        /* a body that has arrived whole: one write with the head (node joins a latin-1
-         * string to the head it has not sent yet) */
+        /* node joins a latin-1 string to the head it has not sent yet */
         res.end(
           Buffer.from(whole.buffer, whole.byteOffset, whole.length).toString('latin1'),
           'latin1',
@@ -323,6 +393,52 @@ function pump(body: Readable, res: ServerResponse, onError: (err: Error) => void
   });
 }
 
+/** The variables that describe the request line and the body: rebuilt for a local redirect. */
+const REDIRECT_DROPS = new Set([
+  'REQUEST_METHOD',
+  'PATH_INFO',
+  'PATH_TRANSLATED',
+  'QUERY_STRING',
+  'REQUEST_URI',
+  'CONTENT_LENGTH',
+  'CONTENT_TYPE',
+  'HTTP_TRANSFER_ENCODING',
+]);
+
+/**
+ * The variables of a local redirect to `location` (a path with an optional query) from a
+ * request with `incoming` variables: a GET without a body whose PATH_INFO is the path below
+ * the mount (SCRIPT_NAME, kept), QUERY_STRING the query and REQUEST_URI the location; the
+ * other variables (the headers, the server's, the client's) as they came. Null when the path
+ * is not below the mount.
+ */
+function redirectedPairs(incoming: string[], location: string): string[] | null {
+  const q = location.indexOf('?');
+  const path = percentDecodeLatin1(q === -1 ? location : location.slice(0, q));
+  const query = q === -1 ? '' : location.slice(q + 1);
+  const mount = pairValue(incoming, 'SCRIPT_NAME') ?? '';
+  let pathInfo = path;
+  if (mount !== '') {
+    if (path !== mount && !path.startsWith(mount + '/')) return null;
+    pathInfo = path.slice(mount.length);
+  }
+  const pairs: string[] = [];
+  for (let i = 0; i + 1 < incoming.length; i += 2) {
+    if (!REDIRECT_DROPS.has(incoming[i]!)) pairs.push(incoming[i]!, incoming[i + 1]!);
+  }
+  pairs.push(
+    'REQUEST_METHOD',
+    'GET',
+    'PATH_INFO',
+    pathInfo,
+    'QUERY_STRING',
+    query,
+    'REQUEST_URI',
+    location,
+  );
+  return pairs;
+}
+
 /** The CGI variables of a TSGI environ as a flat list (the `tsgi.*` keys left out). */
 function environPairs(env: Environ): string[] {
   const pairs: string[] = [];
@@ -387,7 +503,7 @@ function withoutProxy(pairs: string[]): string[] {
 
 /** Forwards every request with its CGI variables (HTTP_PROXY left out) to the backend. */
 export function forward(options: ForwardOptions): Proxy {
-  return makeProxy(options, withoutProxy, { php: false, bufferUnknown: 0 });
+  return makeProxy(options, withoutProxy, { php: false, spool: null });
 }
 
 /** Where a request path lands below a document root. */
@@ -555,8 +671,5 @@ export function phpFpm(options: PhpFpmOptions): Proxy {
     }
     return pairs;
   };
-  return makeProxy(options, prepare, {
-    php: true,
-    bufferUnknown: options.maxBufferedBody ?? DEFAULT_MAX_BUFFERED_BODY,
-  });
+  return makeProxy(options, prepare, { php: true, spool: spoolSettings(options) });
 }

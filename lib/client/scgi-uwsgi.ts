@@ -7,8 +7,9 @@
  *
  * Both protocols need CONTENT_LENGTH before the body. A body given whole, or a stream with a
  * CONTENT_LENGTH in the params, is sent as it is; a stream of unknown length (a chunked
- * upload) is buffered in memory up to `maxBufferedBody` bytes (default 16 MiB) and refused
- * beyond with EBODYTOOLARGE (413), as nginx's client_max_body_size refuses it.
+ * upload) is read whole first (spool.ts: in memory up to `bodyBufferSize`, then in a
+ * temporary file) up to `maxBufferedBody` bytes, and refused beyond with EBODYTOOLARGE (413),
+ * as nginx's client_max_body_size refuses it.
  */
 import type { Socket } from 'node:net';
 import { selectedCodec } from '../codec/index.js';
@@ -16,8 +17,6 @@ import type { Codec } from '../codec/types.js';
 import {
   abortError,
   bodyChunks,
-  bufferBody,
-  DEFAULT_MAX_BUFFERED_BODY,
   LimitedClient,
   openSocket,
   pairValue,
@@ -31,11 +30,16 @@ import {
 } from './common.js';
 import { ClientError, socketError } from './errors.js';
 import { findHeadEnd, parseHead } from './head.js';
+import {
+  spoolBody,
+  spoolSettings,
+  type SpoolOptions,
+  type SpoolSettings,
+  type Spooled,
+} from './spool.js';
 
 /** Options of {@link ScgiClient} and {@link UwsgiClient}. */
-export interface StreamClientOptions extends CommonOptions {
-  /** The largest body of unknown length buffered to learn its CONTENT_LENGTH (default 16 MiB). */
-  maxBufferedBody?: number;
+export interface StreamClientOptions extends CommonOptions, SpoolOptions {
   /** The codec (default: the active one). */
   codec?: Codec;
 }
@@ -48,13 +52,13 @@ export interface UwsgiClientOptions extends StreamClientOptions {
 
 abstract class StreamClient extends LimitedClient {
   protected readonly codec: Codec;
-  private readonly maxBuffered: number;
+  private readonly spool: SpoolSettings;
   private readonly sockets = new Set<Socket>();
 
   constructor(options: StreamClientOptions) {
     super(options);
     this.codec = options.codec ?? selectedCodec();
-    this.maxBuffered = options.maxBufferedBody ?? DEFAULT_MAX_BUFFERED_BODY;
+    this.spool = spoolSettings(options);
   }
 
   /** The request head for `pairs` (CONTENT_LENGTH already set). */
@@ -63,16 +67,20 @@ abstract class StreamClient extends LimitedClient {
   /** Sends a request; resolves with the status, the headers and the streamed body. */
   async request(req: ClientRequest): Promise<ClientResponse> {
     const { pairs, body, signal, release } = await this.admit(req);
+    let spooled: Spooled | null = null;
     try {
       let whole = wholeBody(body);
+      let stream = body as AsyncIterable<Uint8Array>;
       let length: number;
       if (whole !== null) length = whole.length;
       else {
         const declared = pairValue(pairs, 'CONTENT_LENGTH');
         if (declared !== undefined && /^[0-9]+$/.test(declared)) length = Number(declared);
         else {
-          whole = await bufferBody(body as AsyncIterable<Uint8Array>, this.maxBuffered, signal);
-          length = whole.length;
+          spooled = await spoolBody(stream, this.spool, signal);
+          length = spooled.length;
+          whole = spooled.bytes;
+          stream = spooled.chunks();
         }
       }
       if (length > 0 || pairValue(pairs, 'CONTENT_LENGTH') !== undefined) {
@@ -82,16 +90,10 @@ abstract class StreamClient extends LimitedClient {
       const socket = await openSocket(this.s, signal);
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
-      return await this.exchange(
-        socket,
-        head,
-        whole,
-        body as AsyncIterable<Uint8Array>,
-        signal,
-        release,
-      );
+      return await this.exchange(socket, head, whole, stream, signal, release, spooled);
     } catch (err) {
       release();
+      await spooled?.dispose();
       throw err;
     }
   }
@@ -113,6 +115,7 @@ abstract class StreamClient extends LimitedClient {
     body: AsyncIterable<Uint8Array>,
     signal: AbortSignal | undefined,
     release: () => void,
+    spooled: Spooled | null,
   ): Promise<ClientResponse> {
     return new Promise<ClientResponse>((resolve, reject) => {
       const s = this.s;
@@ -252,6 +255,9 @@ abstract class StreamClient extends LimitedClient {
               cause: err,
             }),
           );
+        } finally {
+          /* sent, or stopped early: the temporary file goes either way */
+          await spooled?.dispose();
         }
       })();
     });

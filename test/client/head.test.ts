@@ -70,6 +70,11 @@ describe('parseHead', () => {
       status: 301,
       localRedirect: false,
     });
+    /* a network-path reference names another host: a redirect for the client */
+    expect(parseHead('Location: //evil.example/x\r\n')).toMatchObject({
+      status: 302,
+      localRedirect: false,
+    });
   });
 
   it('a status without a reason, and Status in any case', () => {

@@ -15,7 +15,17 @@ import express from 'express';
 import Fastify from 'fastify';
 import { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHttpServer, forward, phpFpm, type Proxy } from '../../lib/index.js';
+import {
+  createFastcgiServer,
+  createHttpServer,
+  createScgiServer,
+  createUwsgiServer,
+  forward,
+  phpFpm,
+  type App,
+  type Proxy,
+} from '../../lib/index.js';
+import { listen } from '../../lib/server/listen.js';
 import { findPhpFpm, startPhpFpm } from '../support/backends.js';
 import { freePort, isCI, missingPeerMessage } from '../support/peers.js';
 import type { Child } from '../support/spawn.js';
@@ -137,8 +147,14 @@ describe.runIf(bin !== null)('phpFpm proxy against php-fpm', () => {
       let php: Proxy;
       let port: number;
       let close: Close;
+      const errors: string[] = [];
       beforeAll(async () => {
-        php = phpFpm({ address, root: ROOT, maxConcurrent: 4, onError: () => {} });
+        php = phpFpm({
+          address,
+          root: ROOT,
+          maxConcurrent: 4,
+          onError: (e) => errors.push(e.message),
+        });
         [port, close] = await front(php);
       });
       afterAll(async () => {
@@ -190,6 +206,25 @@ describe.runIf(bin !== null)('phpFpm proxy against php-fpm', () => {
         expect([r.status, r.body.toString()]).toEqual([200, 'index of sub: /sub/index.php\n']);
       });
 
+      it.runIf(name === 'express' || name === 'fastify')(
+        'node handler: a small answer without Content-Length goes out with its length, not chunked',
+        async () => {
+          const r = await get(port, '/hello.php');
+          expect([
+            r.status,
+            values(r, 'content-length'),
+            values(r, 'transfer-encoding'),
+            r.body.toString(),
+          ]).toEqual([200, ['14'], [], 'Hello, world!\n']);
+          const head = await get(port, '/hello.php', { method: 'HEAD' });
+          expect([head.status, values(head, 'content-length'), head.body.length]).toEqual([
+            200,
+            [],
+            0,
+          ]);
+        },
+      );
+
       it('three Set-Cookie headers arrive as three', async () => {
         const r = await get(port, '/cookies.php');
         expect(values(r, 'set-cookie')).toEqual(['a=1', 'b=2', 'c=3']);
@@ -213,6 +248,64 @@ describe.runIf(bin !== null)('phpFpm proxy against php-fpm', () => {
           chunks,
         });
         expect(r.body.toString()).toBe(`${all.length} ${sha(all)} ${all.length}\n`);
+      });
+
+      it('a local redirect (Location: /path, no Status) runs the request again as a GET for that path', async () => {
+        const r = await get(port, '/redirect.php?x=1', {
+          method: 'POST',
+          headers: { 'Content-Type': 'text/plain', 'X-Test': 'kept' },
+          chunks: [Buffer.from('a body for the first script only')],
+        });
+        expect([r.status, values(r, 'location'), values(r, 'set-cookie')]).toEqual([200, [], []]);
+        const env = JSON.parse(r.body.toString());
+        delete env.pid;
+        expect(env).toEqual({
+          SCRIPT_FILENAME: join(ROOT, 'info.php'),
+          SCRIPT_NAME: '/info.php',
+          PATH_INFO: '/after',
+          PATH_TRANSLATED: join(ROOT, 'after'),
+          DOCUMENT_ROOT: ROOT,
+          DOCUMENT_URI: '/info.php/after',
+          REQUEST_URI: '/info.php/after?from=redirect',
+          QUERY_STRING: 'from=redirect',
+          REQUEST_METHOD: 'GET',
+          HTTP_PROXY: null,
+          HTTP_X_TEST: 'kept',
+          CONTENT_TYPE: null,
+          CONTENT_LENGTH: null,
+        });
+      });
+
+      it('a redirect for the client (a Location with a Status, an absolute URL) is passed through', async () => {
+        const withStatus = await get(port, '/redirect.php?client=1');
+        expect([
+          withStatus.status,
+          values(withStatus, 'location'),
+          withStatus.body.toString(),
+        ]).toEqual([302, ['/info.php/after?from=redirect'], 'not sent\n']);
+        const absolute = await get(
+          port,
+          `/redirect.php?to=${encodeURIComponent('http://example.com/x')}`,
+        );
+        expect([absolute.status, values(absolute, 'location'), absolute.body.toString()]).toEqual([
+          302,
+          ['http://example.com/x'],
+          'not sent\n',
+        ]);
+        const network = await get(
+          port,
+          `/redirect.php?to=${encodeURIComponent('//example.com/x')}`,
+        );
+        expect([network.status, values(network, 'location')]).toEqual([302, ['//example.com/x']]);
+      });
+
+      it('a local redirect loop ends with 500 after 10 redirects', async () => {
+        errors.length = 0;
+        const r = await get(port, '/loop.php');
+        expect([r.status, r.body.toString()]).toEqual([500, '500 Internal Server Error\n']);
+        expect(errors).toEqual([
+          'more than 10 local redirects (a loop?): the last to /loop.php?n=11',
+        ]);
       });
 
       it('a 5 MiB POST with Content-Length reaches PHP whole', async () => {
@@ -294,5 +387,90 @@ describe.runIf(bin !== null)('phpFpm proxy against php-fpm', () => {
       );
       expect((await get(missing, '/')).status).toBe(404);
     });
+
+    it('forward in Express under /blog: a local redirect below the mount keeps SCRIPT_NAME; one outside it is 500', async () => {
+      const errors: string[] = [];
+      const proxy = forward({
+        address,
+        params: { SCRIPT_FILENAME: join(ROOT, 'route.php') },
+        onError: (e) => errors.push(e.message),
+      });
+      const app = express();
+      app.use('/blog', proxy.node);
+      const server = app.listen(0, '127.0.0.1');
+      await new Promise((r) => server.once('listening', r));
+      running.push(async () => {
+        await closeServer(server);
+        await proxy.close();
+      });
+      const port = (server.address() as AddressInfo).port;
+      const r = await get(port, '/blog/start?x=1', { method: 'DELETE' });
+      const env = JSON.parse(r.body.toString());
+      expect([r.status, env.SCRIPT_NAME, env.PATH_INFO, env.QUERY_STRING]).toEqual([
+        200,
+        '/blog',
+        '/landed',
+        'y=2',
+      ]);
+      expect([env.REQUEST_URI, env.REQUEST_METHOD]).toEqual(['/blog/landed?y=2', 'GET']);
+      const out = await get(port, `/blog/start?to=${encodeURIComponent('/elsewhere')}`);
+      expect([out.status, out.body.toString()]).toEqual([500, '500 Internal Server Error\n']);
+      expect(errors).toEqual([
+        'a local redirect to /elsewhere leaves the path this proxy is mounted at (/blog)',
+      ]);
+    });
   });
+});
+
+describe("forward to tsgi's own servers: a Location that comes with a Status is the client's", () => {
+  /* tsgi always sends a status: its redirects are for the client, whatever the Location */
+  const app: App = (env, start) => {
+    if (env.PATH_INFO === '/moved') {
+      start('302 Found', [
+        ['Location', '/target?from=moved'],
+        ['Content-Type', 'text/plain'],
+      ]);
+      return ['moved\n'];
+    }
+    start('200 OK', [
+      ['Location', '/kept'],
+      ['Content-Type', 'text/plain'],
+    ]);
+    return [`${env.REQUEST_METHOD} ${env.PATH_INFO}\n`];
+  };
+  for (const protocol of ['fastcgi', 'scgi', 'uwsgi'] as const) {
+    it(`over ${protocol}, through tsgi's HTTP server`, async () => {
+      const backend =
+        protocol === 'fastcgi'
+          ? createFastcgiServer(app, { log: () => {} })
+          : protocol === 'scgi'
+            ? createScgiServer(app, { log: () => {} })
+            : createUwsgiServer(app, { log: () => {} });
+      await listen(backend, { type: 'tcp', host: '127.0.0.1', port: 0 });
+      const proxy = forward({
+        protocol,
+        address: `127.0.0.1:${(backend.address() as AddressInfo).port}`,
+        onError: () => {},
+      });
+      const [port, close] = await FRONTS['tsgi app']!(proxy);
+      try {
+        const moved = await get(port, '/moved', { method: 'POST', chunks: [Buffer.from('x')] });
+        expect([moved.status, values(moved, 'location'), moved.body.toString()]).toEqual([
+          302,
+          ['/target?from=moved'],
+          'moved\n',
+        ]);
+        const kept = await get(port, '/other', { method: 'PUT', chunks: [Buffer.from('x')] });
+        expect([kept.status, values(kept, 'location'), kept.body.toString()]).toEqual([
+          200,
+          ['/kept'],
+          'PUT /other\n',
+        ]);
+      } finally {
+        await close();
+        await proxy.close();
+        await new Promise((r) => backend.close(r));
+      }
+    });
+  }
 });
