@@ -203,7 +203,15 @@ try {
     const expected = String(wf.env?.EXPECTED_PREBUILDS ?? '')
       .split(/\s+/)
       .filter(Boolean);
-    if (expected.length !== 7) problems.push(`EXPECTED_PREBUILDS lists ${expected.length} files`);
+    /* an addon per target, and tsgi-cgi-bridge beside each but win32's (POSIX only) */
+    if (expected.length !== 13) problems.push(`EXPECTED_PREBUILDS lists ${expected.length} files`);
+    for (const f of expected.filter((f) => f.endsWith('.node') && !f.startsWith('win32-'))) {
+      const bridge = f.replace(/tsgi(\.(glibc|musl))?\.node$/, 'tsgi-cgi-bridge$1');
+      if (!expected.includes(bridge)) problems.push(`EXPECTED_PREBUILDS lacks ${bridge}`);
+    }
+    if (!/node scripts\/prebuild-bridge\.mjs/.test(text)) {
+      problems.push('the prebuild job does not run scripts/prebuild-bridge.mjs');
+    }
     const steps = JSON.stringify(wf.jobs?.package?.steps ?? []);
     if (!/npm publish --provenance/.test(steps)) problems.push('no `npm publish --provenance`');
     if (wf.jobs?.package?.permissions?.['id-token'] !== 'write') {
@@ -480,6 +488,23 @@ try {
   const prebuilds = join(installed, 'prebuilds');
   renameSync(prebuilds, `${prebuilds}.away`);
   try {
+    await check('(b) without prebuilds/ bridgeProgram() chooses the Node.js bridge', () => {
+      const r = run(
+        'node',
+        [
+          '-e',
+          "import('./node_modules/tsgi/dist/server/bridge.js').then((m) => console.log(JSON.stringify(m.bridgeProgram())))",
+        ],
+        { cwd: consumer, env: userEnv },
+      );
+      const seen = json(r.stdout);
+      const want = realpathSync(join(installed, NODE_BRIDGE));
+      if (seen.native !== false || realpathSync(seen.path) !== want) {
+        throw new Error(`expected ${want} (not native), got ${JSON.stringify(seen)}`);
+      }
+      return relative(consumer, want);
+    });
+
     await check('(b) without prebuilds/ the ts codec is selected, silently', () => {
       const r = run('node', ['check-codec.mjs'], { cwd: consumer, env: userEnv });
       const seen = json(r.stdout);
