@@ -217,7 +217,11 @@ void Watchdog::Run() {
     cv_.wait_for(lock, period);
     if (stop_) continue;
     if (max_rss > 0) {
+      // read without the lock: requests register meanwhile
+      lock.unlock();
       const uint64_t rss = ResidentBytes();
+      lock.lock();
+      if (stop_) continue;
       if (rss > max_rss) Fire(Cause::kMemory, rss);
     }
     if (timeout_ms == 0 || live_ == 0) continue;
