@@ -31,7 +31,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parse } from 'yaml';
-import { prebuiltBridgeName } from '../lib/server/bridge.js';
+import { prebuiltBridgeName } from '../../lib/server/bridge.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const isCI = process.env.CI === 'true' || process.env.CI === '1';
