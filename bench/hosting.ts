@@ -5,11 +5,12 @@
  * - mod_fcgid: a tsgi entry file (`#!/usr/bin/env -S tsgi serve`) against php-cgi under
  *   mod_fcgid (FcgidWrapper with PHP_FCGI_MAX_REQUESTS=0);
  * - mod_cgi: tsgi-cgi-bridge (the request relayed to a persistent tsgi process) against
- *   `tsgi cgi` (one Node start per request) and php-cgi as a CGI program;
+ *   `tsgi cgi` (one Node start per request) and php-cgi as a CGI program; the Node.js bridge
+ *   (dist/cgi-bridge.js, for platforms without the native one) beside them;
  * - an infinite loop under mod_fcgid with --timeout 2: how long until its 504.
  *
  * Each app answers a 12-byte hello. Rows are measured in interleaved rounds; each round sends
- * `--requests` requests (mod_cgi rows without the bridge: `--cgi-requests`) from
+ * `--requests` requests (mod_cgi rows without the native bridge: `--cgi-requests`) from
  * `--connections` keep-alive connections; the median req/s of the rounds is reported, with the
  * machine's load, cores, Node.js version and the codec. A report, not an assertion.
  *
@@ -19,11 +20,11 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { codec } from '../lib/codec/index.js';
-import { bridgeBinary } from '../lib/server/bridge.js';
-import { CLI, ensureBuilt } from '../test/support/build.js';
+import { bridgeBinary, NODE_BRIDGE } from '../lib/server/bridge.js';
+import { CLI, ensureBuilt, ROOT } from '../test/support/build.js';
 import { apacheBinary, apacheModuleDir, startApache } from '../test/support/frontends.js';
 import { findBinary, freePort } from '../test/support/peers.js';
 
@@ -51,14 +52,22 @@ if (apache === null || modules === null || !existsSync(join(modules, 'mod_fcgid.
 }
 await ensureBuilt();
 const bridge = bridgeBinary();
+/* the Node.js bridge of platforms without the native one (dist/cgi-bridge.js) */
+const nodeBridge = join(ROOT, NODE_BRIDGE);
 
 const dir = mkdtempSync(join(tmpdir(), 'tsgi-bench-hosting-'));
 const asRoot = process.getuid?.() === 0;
 const www = join(dir, 'www');
 const bin = join(dir, 'bin');
-for (const d of [bin, join(www, 'fcgi'), join(www, 'cgi'), join(www, 'bridge')])
+for (const d of [
+  bin,
+  join(www, 'fcgi'),
+  join(www, 'cgi'),
+  join(www, 'bridge'),
+  join(www, 'nbridge'),
+])
   mkdirSync(d, { recursive: true });
-if (asRoot) execFileSync('chown', ['nobody', join(www, 'bridge')]);
+if (asRoot) execFileSync('chown', ['nobody', join(www, 'bridge'), join(www, 'nbridge')]);
 const script = (path: string, text: string): void => {
   writeFileSync(path, text);
   chmodSync(path, 0o755);
@@ -88,6 +97,8 @@ script(join(www, 'cgi', 'hello.cgi'), `#!/usr/bin/env -S tsgi cgi\nexport defaul
 writeFileSync(join(www, 'bridge', '.htaccess'), 'Options +ExecCGI\nAddHandler cgi-script .cgi\n');
 if (bridge !== null)
   script(join(www, 'bridge', 'hello.cgi'), `#!${bridge}\nexport default ${HELLO}\n`);
+writeFileSync(join(www, 'nbridge', '.htaccess'), 'Options +ExecCGI\nAddHandler cgi-script .cgi\n');
+script(join(www, 'nbridge', 'hello.cgi'), `#!${nodeBridge}\nexport default ${HELLO}\n`);
 if (phpCgi !== null) {
   script(join(bin, 'php-fcgi'), `#!/bin/sh\nPHP_FCGI_MAX_REQUESTS=0 exec "${phpCgi}"\n`);
   writeFileSync(
@@ -115,7 +126,10 @@ DocumentRoot "${www}"
 </Directory>
 `,
   port,
-  { modules: ['fcgid', 'mime', 'env'], path: `${bin}:/usr/local/bin:/usr/bin:/bin` },
+  {
+    modules: ['fcgid', 'mime', 'env'],
+    path: `${bin}:${dirname(process.execPath)}:/usr/local/bin:/usr/bin:/bin`,
+  },
 );
 
 const get = (path: string, agent: Agent): Promise<{ status: number; body: string }> =>
@@ -160,6 +174,7 @@ const rows: Row[] = [
   ...(bridge
     ? [['mod_cgi: tsgi-cgi-bridge -> persistent tsgi', '/bridge/hello.cgi', requests] as Row]
     : []),
+  ['mod_cgi: Node.js bridge -> persistent tsgi', '/nbridge/hello.cgi', cgiRequests],
   ['mod_cgi: tsgi cgi (Node start per request)', '/cgi/hello.cgi', cgiRequests],
   ...(phpCgi ? [['mod_cgi: php-cgi as a CGI program', '/cgi/php.cgi', cgiRequests] as Row] : []),
 ];
@@ -217,10 +232,16 @@ console.log(
 console.log(
   `  mod_cgi bridge / php-cgi: ${ratio('mod_cgi: tsgi-cgi-bridge', 'mod_cgi: php')}x (target >= 3)`,
 );
+console.log(
+  `  mod_cgi native bridge / Node.js bridge: ${ratio('mod_cgi: tsgi-cgi-bridge', 'mod_cgi: Node.js bridge')}x`,
+);
+console.log(
+  `  mod_cgi Node.js bridge / tsgi cgi: ${ratio('mod_cgi: Node.js bridge', 'mod_cgi: tsgi cgi')}x`,
+);
 console.log(`  infinite loop under mod_fcgid, --timeout 2: ${loopTimes.join('; ')}`);
 if (bridge === null) console.log('  (tsgi-cgi-bridge is not built: npm run build:native)');
 /* the process the bridge started outlives Apache (until its --idle-exit): stop it */
-if (bridge !== null)
-  process.kill(Number((await get('/bridge/hello.cgi?pid', new Agent())).body), 'SIGTERM');
+for (const folder of bridge !== null ? ['bridge', 'nbridge'] : ['nbridge'])
+  process.kill(Number((await get(`/${folder}/hello.cgi?pid`, new Agent())).body), 'SIGTERM');
 await httpd.stop();
 rmSync(dir, { recursive: true, force: true });

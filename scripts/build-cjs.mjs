@@ -15,8 +15,8 @@ import { fileURLToPath } from 'node:url';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const dist = process.argv[2] ? resolve(process.argv[2]) : join(root, 'dist');
 const out = join(dist, 'cjs');
-/* Entry points that make no sense as CommonJS: the CLI is an ESM program (bin). */
-const SKIP = new Set(['cli.js']);
+/* Entry points that make no sense as CommonJS: the CLI and the Node.js CGI bridge are ESM programs. */
+const SKIP = new Set(['cli.js', 'cgi-bridge.js']);
 
 if (!existsSync(join(dist, 'index.js'))) {
   console.error(`build:cjs: ${join(dist, 'index.js')} is missing; run \`npm run build:ts\` first`);

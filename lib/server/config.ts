@@ -169,7 +169,7 @@ const OPTIONS: readonly OptionSpec[] = [
     flag: 'max-rss',
     kind: 'string',
     arg: 'MB',
-    help: 'recycle a worker whose resident memory exceeds MB megabytes, checked after requests and every 20 ms; it retires at once when another worker serves (implies --workers 1)',
+    help: 'recycle a worker whose resident memory exceeds MB megabytes, checked after requests and every 20 ms; it retires at once when another worker serves (implies --workers 1). In a process a web server spawned (default there: 512) no master starts: its watchdog thread answers the requests in flight 500 and ends the process above MB',
     field: 'maxRssBytes',
     default: 0,
     parse: (where, key, v) => megabytes(where, key, v, false),

@@ -7,12 +7,16 @@
  *   (40 s): a request stuck in a busy loop is answered 504 by the native watchdog
  *   (lib/server/watchdog.ts), which logs one line and ends the process; the web server
  *   starts another for the next request.
+ * - `--max-rss` defaults to {@link SPAWNED_MAX_RSS_BYTES} and needs no master: the same
+ *   watchdog thread reads the resident size, and above it answers the requests in flight 500,
+ *   logs one line and ends the process (a memory explosion, or a slow leak).
  * - The app's folder is watched (chokidar, as --reload): on a change to a source file or to
  *   the entry file itself, the process finishes the requests it runs and exits, so the web
  *   server's next request starts a process that loads the edited code.
  *   `--no-exit-on-change` turns this off.
- * - The watchdog stops listening on fd 0 before it answers and exits, so that mod_fcgid does
- *   not hand its next request to the dying process (a reset connection, a 500).
+ * - The watchdog stops listening on fd 0 (and on a unix socket of tsgi-cgi-bridge, whose file
+ *   it removes) before it answers and exits, so that the web server or the bridge does not
+ *   hand its next request to the dying process (a reset connection, a 500).
  */
 import { dirname, resolve } from 'node:path';
 import type { ServeConfig } from './config.js';
@@ -26,6 +30,9 @@ import type { App } from '../gateway/types.js';
 
 /** --timeout of a process spawned by a web server, unless one is given (ms). */
 export const SPAWNED_TIMEOUT_MS = 30_000;
+
+/** --max-rss of a process spawned by a web server, unless one is given (512 MB). */
+export const SPAWNED_MAX_RSS_BYTES = 512 * 1024 * 1024;
 
 /**
  * True when a web server started this process: it serves the listening socket the web server
@@ -74,11 +81,15 @@ export function spawnedApp(app: App, config: ServeConfig, log: Logger, stop: () 
 }
 
 /**
- * Sets the defaults of a spawned process on `config`: --timeout when neither the command
- * line nor the config file gave one (`given` tells).
+ * Sets the defaults of a spawned process on `config`: --timeout and --max-rss when neither the
+ * command line nor the config file gave one (`given` tells). --max-rss does not start a master
+ * here (the watchdog enforces it, and the web server starts the next process), unless
+ * --workers, --max-requests or --reload ask for one.
  */
 export function applySpawnedDefaults(config: ServeConfig, given: (key: string) => boolean): void {
   if (!given('timeout')) config.timeoutMs = SPAWNED_TIMEOUT_MS;
+  if (!given('maxRss')) config.maxRssBytes = SPAWNED_MAX_RSS_BYTES;
+  if (!given('workers') && config.maxRequests === 0 && !config.reload) config.workers = null;
 }
 
 /**

@@ -58,8 +58,9 @@ export interface TrackerOptions {
   /** Called after every finished request (e.g. to check --max-requests). */
   onFinish?: (counters: RequestCounters) => void;
   /**
-   * The request watchdog (watchdog.ts), with a timeout: each request is registered while it
-   * has not begun its response, so that a busy loop gets it a 504 written natively.
+   * The request watchdog (watchdog.ts): each request is registered while it has not begun its
+   * response, so that a busy loop (--timeout) gets it a 504, and --max-rss a 500, written
+   * natively.
    */
   watchdog?: Watchdog | null;
 }
@@ -139,7 +140,7 @@ export class RequestTracker {
     this.accessLog = options.accessLog ?? null;
     this.log = options.log ?? null;
     this.onFinish = options.onFinish ?? null;
-    this.watchdog = this.timeoutMs > 0 ? (options.watchdog ?? null) : null;
+    this.watchdog = options.watchdog ?? null;
   }
 
   /** Registers `req` with the watchdog (when there is one and its protocol can be answered). */
@@ -191,7 +192,8 @@ export class RequestTracker {
   /** The app to serve on one listener, counting into `listener` as well. */
   wrap(app: App, listener: ListenerRequestCounters = { requests: 0 }): App {
     const timeout = this.timeoutMs > 0;
-    const watchStart = timeout || this.accessLog !== null;
+    const watched = this.watchdog !== null;
+    const watchStart = timeout || watched || this.accessLog !== null;
     if (!watchStart) return this.wrapCounting(app, listener);
     return (env: Environ, start: StartResponse) => {
       const req = new Req(env, start, performance.now(), listener);
@@ -199,8 +201,8 @@ export class RequestTracker {
       if (timeout) {
         this.live.add(req);
         this.hookSignal(req);
-        if (this.watchdog !== null) this.watch(req);
       }
+      if (watched) this.watch(req);
       let result: Body | Promise<Body>;
       try {
         result = app(env, watchStart ? this.startResponse(req) : start);

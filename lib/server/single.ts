@@ -27,6 +27,7 @@ import type { Protocol } from './protocols.js';
 import { StartError, type ServeListener, type ServeOptions } from './start.js';
 import { createStatsServer, type StatsSnapshot } from './stats.js';
 import { EXIT_STRAY_ERROR, watchStrayErrors } from './stray.js';
+import { closeServerOnFire } from './watchdog.js';
 import { Serving } from './worker.js';
 
 /** One process, no master: serves until SIGINT/SIGTERM; {@link Solo.run} gives the status. */
@@ -58,9 +59,15 @@ export class Solo {
     try {
       this.serving = new Serving({
         log: this.log,
-        track: config.stats !== null || config.timeoutMs > 0 || config.accessLog,
+        track:
+          config.stats !== null ||
+          config.timeoutMs > 0 ||
+          config.maxRssBytes > 0 ||
+          config.accessLog,
         countConnections: config.stats !== null,
         timeoutMs: config.timeoutMs,
+        /* no master to recycle this process: the watchdog ends it */
+        watchdogMaxRssBytes: config.maxRssBytes,
         accessLog: config.accessLog,
         allow: config.allow,
         multiprocess: false,
@@ -89,6 +96,11 @@ export class Solo {
         'the native addon is not loaded: --timeout ends requests that wait, but a request stuck ' +
           'in a busy loop needs a master to kill its process',
       );
+    }
+    if (config.maxRssBytes > 0 && this.serving.watchdog === null) {
+      log.warn('the native addon is not loaded: --max-rss needs a master (--workers 1) here', {
+        event: 'max-rss-unwatched',
+      });
     }
     /* Signals are handled from before the first listener opens, so none is ever missed. */
     process.on('SIGINT', this.onSignal);
@@ -171,6 +183,10 @@ export class Solo {
       if (this.stopping) return;
       const entry = serving.add(l.protocol, target, formatAddress(l.addr));
       const shown = await listen(entry.server, l.addr, unix);
+      /* a watchdog exit first closes what this process bound (an fd it was given is shared) */
+      if (serving.watchdog !== null && l.addr.type !== 'fd') {
+        closeServerOnFire(entry.server, l.addr.type === 'unix' ? l.addr.path : null);
+      }
       entry.shown = shown;
       entry.stats.address = shown;
       opened.push([l.protocol, shown, entry.server]);

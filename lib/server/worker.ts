@@ -50,6 +50,11 @@ export interface ServingOptions {
   /** Count connections per listener (for stats). */
   countConnections: boolean;
   timeoutMs: number;
+  /**
+   * --max-rss enforced by the request watchdog (a process without a master: above it, the
+   * process answers its requests 500 and exits); 0 where a master recycles the process.
+   */
+  watchdogMaxRssBytes: number;
   accessLog: boolean;
   /** --allow entries, or null. */
   allow: string[] | null;
@@ -87,8 +92,12 @@ export class Serving {
   /** Throws an Error for a bad --allow or FCGI_WEB_SERVER_ADDRS entry. */
   constructor(private readonly options: ServingOptions) {
     this.watchdog =
-      options.timeoutMs > 0
-        ? startWatchdog(options.timeoutMs, options.log.format, options.worker)
+      options.timeoutMs > 0 || options.watchdogMaxRssBytes > 0
+        ? startWatchdog(
+            { timeoutMs: options.timeoutMs, maxRssBytes: options.watchdogMaxRssBytes },
+            options.log.format,
+            options.worker,
+          )
         : null;
     this.tracker = options.track
       ? new RequestTracker({
@@ -465,6 +474,8 @@ export async function runWorker(): Promise<void> {
       cfg.stats || cfg.timeoutMs > 0 || cfg.accessLog || maxRequests > 0 || cfg.maxRssBytes > 0,
     countConnections: cfg.stats,
     timeoutMs: cfg.timeoutMs,
+    /* the master recycles a worker above --max-rss */
+    watchdogMaxRssBytes: 0,
     accessLog: cfg.accessLog,
     allow: cfg.allow,
     mount: cfg.mount,

@@ -44,22 +44,27 @@ bool GetString(napi_env env, napi_value v, std::string* out) {
   return true;
 }
 
-// watchdogStart(timeoutMs, json, prefix, suffix): true when it started.
+// watchdogStart(timeoutMs, maxRssBytes, json, timeoutLine, memoryLine): true when it started
+// (see tsgi::watchdog::Limits).
 napi_value WatchdogStart(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
-  bool json = false;
-  std::string prefix, suffix;
-  uint32_t timeout = 0;
-  if (argc < 4 || napi_get_value_uint32(env, argv[0], &timeout) != napi_ok ||
-      napi_get_value_bool(env, argv[1], &json) != napi_ok || !GetString(env, argv[2], &prefix) ||
-      !GetString(env, argv[3], &suffix)) {
+  tsgi::watchdog::Limits limits;
+  double max_rss = 0;
+  if (argc < 5 || napi_get_value_uint32(env, argv[0], &limits.timeout_ms) != napi_ok ||
+      napi_get_value_double(env, argv[1], &max_rss) != napi_ok || !(max_rss >= 0) ||
+      napi_get_value_bool(env, argv[2], &limits.json) != napi_ok ||
+      !GetString(env, argv[3], &limits.timeout_line) ||
+      !GetString(env, argv[4], &limits.memory_line)) {
     return Throw(env, "tsgi: bad watchdogStart call");
   }
+  limits.max_rss_bytes = static_cast<uint64_t>(max_rss);
+  const uint32_t timeout = limits.timeout_ms;
   napi_value result = nullptr;
   uv_loop_t* loop = nullptr;
-  if (g_beat != nullptr || timeout == 0 || napi_get_uv_event_loop(env, &loop) != napi_ok) {
+  if (g_beat != nullptr || (timeout == 0 && limits.max_rss_bytes == 0) ||
+      napi_get_uv_event_loop(env, &loop) != napi_ok) {
     CHECK_NAPI(napi_get_boolean(env, false, &result));
     return result;
   }
@@ -69,11 +74,13 @@ napi_value WatchdogStart(napi_env env, napi_callback_info info) {
     CHECK_NAPI(napi_get_boolean(env, false, &result));
     return result;
   }
-  const uint64_t period = timeout / 8 < 10 ? 10 : (timeout / 8 > 250 ? 250 : timeout / 8);
+  /* the beat matters for the timeout only; without one it runs at the longest period */
+  const uint64_t period =
+      timeout == 0 ? 250 : (timeout / 8 < 10 ? 10 : (timeout / 8 > 250 ? 250 : timeout / 8));
   uv_timer_start(timer, OnBeat, period, period);
   uv_unref(reinterpret_cast<uv_handle_t*>(timer));
   g_beat = timer;
-  bool ok = g_watchdog.Start(timeout, std::move(prefix), std::move(suffix), json);
+  bool ok = g_watchdog.Start(std::move(limits));
   if (ok) {
     napi_add_env_cleanup_hook(env, StopWatchdog, nullptr);
   } else {
@@ -110,13 +117,18 @@ napi_value WatchdogRemove(napi_env env, napi_callback_info info) {
   return Undefined(env);
 }
 
-// watchdogCloseOnFire(fd): the listening socket closed first when the watchdog fires.
+// watchdogCloseOnFire(fd, path): a listening socket closed, and its unix socket file `path`
+// removed (empty: none), first when the watchdog fires.
 napi_value WatchdogCloseOnFire(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+  size_t argc = 2;
+  napi_value argv[2];
   CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
   int32_t fd = -1;
-  if (argc >= 1 && napi_get_value_int32(env, argv[0], &fd) == napi_ok) g_watchdog.CloseOnFire(fd);
+  std::string path;
+  if (argc >= 1 && napi_get_value_int32(env, argv[0], &fd) == napi_ok &&
+      (argc < 2 || GetString(env, argv[1], &path))) {
+    g_watchdog.CloseOnFire(fd, std::move(path));
+  }
   return Undefined(env);
 }
 

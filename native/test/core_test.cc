@@ -630,14 +630,32 @@ void TestWatchdog() {
   want += std::string("\x01\x06\x12\x34\0\0\0\0", 8);
   want += std::string("\x01\x03\x12\x34\0\x08\0\0", 8) + std::string(8, '\0');
   CHECK(std::string(reinterpret_cast<char*>(out), n) == want);
+  // above the memory limit: a 500, the same framing
+  n = tsgi::watchdog::EncodeAnswer(Answer::kCgi, 0, out, sizeof(out),
+                                   tsgi::watchdog::Cause::kMemory);
+  CHECK(std::string(reinterpret_cast<char*>(out), n) ==
+        "Status: 500 Internal Server Error\r\nContent-Type: text/plain; charset=us-ascii\r\n"
+        "Content-Length: 22\r\n\r\nInternal Server Error\n");
+  n = tsgi::watchdog::EncodeAnswer(Answer::kHttp, 0, out, sizeof(out),
+                                   tsgi::watchdog::Cause::kMemory);
+  CHECK(std::string(reinterpret_cast<char*>(out), n) ==
+        "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain; charset=us-ascii\r\n"
+        "Content-Length: 22\r\nConnection: close\r\n\r\nInternal Server Error\n");
   CHECK(tsgi::watchdog::EncodeAnswer(Answer::kFastcgi, 1, out, 40) == 0);
   CHECK(tsgi::watchdog::EncodeAnswer(static_cast<Answer>(9), 1, out, sizeof(out)) == 0);
 
 #ifndef _WIN32
   tsgi::watchdog::Watchdog w;
-  CHECK(w.Add(3, Answer::kCgi, 0) == -1);  // not running
-  CHECK(w.Start(60000, "", "", false));
-  CHECK(!w.Start(60000, "", "", false));
+  CHECK(w.Add(3, Answer::kCgi, 0) == -1);     // not running
+  CHECK(!w.Start(tsgi::watchdog::Limits{}));  // nothing to watch
+  tsgi::watchdog::Limits limits;
+  limits.timeout_ms = 60000;
+  limits.max_rss_bytes = uint64_t{1} << 50;
+  CHECK(w.Start(limits));
+  CHECK(!w.Start(limits));
+#ifdef __linux__
+  CHECK(tsgi::watchdog::ResidentBytes() > 0);
+#endif
   std::vector<int32_t> slots;
   for (int i = 0; i < 100; i++) slots.push_back(w.Add(1000 + i, Answer::kFastcgi, 1));
   for (int i = 0; i < 100; i++) CHECK(slots[static_cast<size_t>(i)] == i);

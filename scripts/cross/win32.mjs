@@ -27,7 +27,9 @@
 // Not covered: --workers (the process manager hands its workers listening sockets as file
 // descriptors, which Windows sockets are not: it stops with "not a socket that can listen"),
 // unix: socket files (Node's pipes on Windows are named pipes), and the MSVC build the
-// release workflow makes.
+// release workflow makes. There is no tsgi-cgi-bridge to build or ship for win32: it is a
+// POSIX program (binding.gyp's target is empty on Windows, scripts/prebuild-bridge.mjs says
+// so), and Windows has no `#!` line to name it in (docs/hosting.md).
 //
 // Needs: g++-mingw-w64-x86-64-posix, mingw-w64-tools, wine64 (Debian). TSGI_CROSS_KEEP=1 keeps
 // the temporary folders.

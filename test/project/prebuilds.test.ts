@@ -31,6 +31,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parse } from 'yaml';
+import { prebuiltBridgeName } from '../../lib/server/bridge.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const isCI = process.env.CI === 'true' || process.env.CI === '1';
@@ -114,8 +115,15 @@ describe('release workflow prebuilds and the loader', () => {
     expect(buildScript).toMatch(/process\.platform\s*===\s*'linux'\s*\?\s*\['--tag-libc'\]/);
   });
 
-  it('lists one prebuild per matrix target, and only those', () => {
-    const produced = targets.map((t) => producedFile(describeTarget(t.target)));
+  it('lists one prebuild per matrix target, tsgi-cgi-bridge beside it but on win32, and only those', () => {
+    const produced = targets.flatMap((t) => {
+      const d = describeTarget(t.target);
+      /* scripts/prebuild-bridge.mjs names it as lib/server/bridge.ts looks for it */
+      const bridge = `${d.platform}-${d.arch}/${prebuiltBridgeName(
+        d.platform === 'linux' ? (d.libc as 'glibc' | 'musl') : null,
+      )}`;
+      return d.platform === 'win32' ? [producedFile(d)] : [producedFile(d), bridge];
+    });
     expect([...expected].sort()).toEqual([...produced].sort());
   });
 

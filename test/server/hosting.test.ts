@@ -14,6 +14,7 @@ import { entryFormat } from '../../lib/server/entry.js';
 import {
   applySpawnedDefaults,
   spawnedByWebServer,
+  SPAWNED_MAX_RSS_BYTES,
   SPAWNED_TIMEOUT_MS,
 } from '../../lib/server/hosting.js';
 import { parseCommandLine, resolveConfig } from '../../lib/server/config.js';
@@ -87,6 +88,28 @@ describe('a process spawned by a web server', () => {
     const off = config(['app.fcgi', '--timeout', '0']);
     applySpawnedDefaults(off, (k) => k === 'timeout');
     expect(off.timeoutMs).toBe(0);
+  });
+
+  it('has --max-rss 512 MB unless one is given, enforced without a master', () => {
+    expect(SPAWNED_MAX_RSS_BYTES).toBe(512 * 1024 * 1024);
+    const c = config(['app.fcgi']);
+    applySpawnedDefaults(c, () => false);
+    expect([c.maxRssBytes, c.workers]).toEqual([512 * 1024 * 1024, null]);
+    /* given: its value, and still no master (outside a web server it implies --workers 1) */
+    const given = config(['app.fcgi', '--max-rss', '100']);
+    expect(given.workers).toBe(1);
+    applySpawnedDefaults(given, (k) => k === 'maxRss');
+    expect([given.maxRssBytes, given.workers]).toEqual([100 * 1024 * 1024, null]);
+    const off = config(['app.fcgi', '--max-rss', '0']);
+    applySpawnedDefaults(off, (k) => k === 'maxRss');
+    expect(off.maxRssBytes).toBe(0);
+    /* a master asked for stays */
+    const workers = config(['app.fcgi', '--max-rss', '100', '--workers', '2']);
+    applySpawnedDefaults(workers, (k) => k === 'maxRss' || k === 'workers');
+    expect(workers.workers).toBe(2);
+    const recycle = config(['app.fcgi', '--max-requests', '1000']);
+    applySpawnedDefaults(recycle, (k) => k === 'maxRequests');
+    expect(recycle.workers).toBe(1);
   });
 
   it('--idle-exit: a process that gets no request exits after that long, saying why', async () => {

@@ -4,7 +4,7 @@
  * directory keeps parallel test files from building at the same time.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, rmdirSync, statSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, rmdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -57,6 +57,8 @@ export async function ensureBuilt(): Promise<string> {
             throw err;
           }
         }
+        /* as `npm run build:ts`: the Node.js CGI bridge is a #! interpreter, so executable */
+        chmodSync(join(ROOT, 'dist', 'cgi-bridge.js'), 0o755);
       }
       return CLI;
     } finally {

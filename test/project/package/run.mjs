@@ -23,6 +23,8 @@
 // folder. Linux x64 only (the prebuild it makes and checks is linux-x64).
 import { spawn, spawnSync } from 'node:child_process';
 import {
+  accessSync,
+  constants as fsConstants,
   cpSync,
   existsSync,
   mkdirSync,
@@ -47,6 +49,9 @@ const isCI = process.env.CI === 'true' || process.env.CI === '1';
 const usePrebuilds = process.env.TSGI_PACKAGE_USE_PREBUILDS === '1';
 const keep = process.env.TSGI_PACKAGE_KEEP === '1';
 const PREBUILD = 'prebuilds/linux-x64/tsgi.glibc.node';
+/* tsgi-cgi-bridge beside the addon, and the Node.js bridge of platforms without it */
+const BRIDGE = 'prebuilds/linux-x64/tsgi-cgi-bridge.glibc';
+const NODE_BRIDGE = 'dist/cgi-bridge.js';
 
 let passed = 0;
 let failed = 0;
@@ -198,7 +203,15 @@ try {
     const expected = String(wf.env?.EXPECTED_PREBUILDS ?? '')
       .split(/\s+/)
       .filter(Boolean);
-    if (expected.length !== 7) problems.push(`EXPECTED_PREBUILDS lists ${expected.length} files`);
+    /* an addon per target, and tsgi-cgi-bridge beside each but win32's (POSIX only) */
+    if (expected.length !== 13) problems.push(`EXPECTED_PREBUILDS lists ${expected.length} files`);
+    for (const f of expected.filter((f) => f.endsWith('.node') && !f.startsWith('win32-'))) {
+      const bridge = f.replace(/tsgi(\.(glibc|musl))?\.node$/, 'tsgi-cgi-bridge$1');
+      if (!expected.includes(bridge)) problems.push(`EXPECTED_PREBUILDS lacks ${bridge}`);
+    }
+    if (!/node scripts\/prebuild-bridge\.mjs/.test(text)) {
+      problems.push('the prebuild job does not run scripts/prebuild-bridge.mjs');
+    }
     const steps = JSON.stringify(wf.jobs?.package?.steps ?? []);
     if (!/npm publish --provenance/.test(steps)) problems.push('no `npm publish --provenance`');
     if (wf.jobs?.package?.permissions?.['id-token'] !== 'write') {
@@ -296,10 +309,20 @@ try {
       'dist/cjs/index.d.ts',
       'dist/cjs/package.json',
       PREBUILD,
+      BRIDGE,
+      NODE_BRIDGE,
     ];
     const problems = must.filter((f) => !files.includes(f)).map((f) => `missing ${f}`);
+    /* both bridges are #! interpreters: they must be executable as installed */
+    for (const line of run('tar', ['-tvzf', tarball]).stdout.split('\n')) {
+      const [mode] = line.split(/\s+/);
+      const name = line.slice(line.lastIndexOf(' ') + 1).replace(/^package\//, '');
+      if ((name === BRIDGE || name === NODE_BRIDGE) && !/^-rwxr-xr-x$/.test(mode ?? '')) {
+        problems.push(`${name} is ${mode}, not executable (-rwxr-xr-x)`);
+      }
+    }
     const allowed =
-      /^(package\.json|README(\.md)?|LICEN[SC]E(\.md)?|binding\.gyp|dist\/.+|prebuilds\/[^/]+\/([^/]+\.node|tsgi-cgi-bridge)|native\/(binding|core|transport)\/[^/]+\.(cc|h)|native\/bridge\/[^/]+\.c)$/;
+      /^(package\.json|README(\.md)?|LICEN[SC]E(\.md)?|binding\.gyp|dist\/.+|prebuilds\/[^/]+\/([^/]+\.node|tsgi-cgi-bridge(\.(glibc|musl))?)|native\/(binding|core|transport)\/[^/]+\.(cc|h)|native\/bridge\/[^/]+\.c)$/;
     for (const f of files) if (!allowed.test(f)) problems.push(`should not ship ${f}`);
     if (problems.length) throw new Error(problems.join('\n'));
     return `${files.length} files`;
@@ -435,6 +458,28 @@ try {
     return relative(consumer, want);
   });
 
+  await check(
+    '(a) bridgeProgram() chooses the prebuilt tsgi-cgi-bridge, executable as installed',
+    () => {
+      const r = run(
+        'node',
+        [
+          '-e',
+          "import('./node_modules/tsgi/dist/server/bridge.js').then((m) => console.log(JSON.stringify(m.bridgeProgram())))",
+        ],
+        { cwd: consumer, env: userEnv },
+      );
+      const seen = json(r.stdout);
+      const want = realpathSync(join(installed, BRIDGE));
+      if (!seen.native || realpathSync(seen.path) !== want) {
+        throw new Error(`expected ${want} (native), got ${JSON.stringify(seen)}`);
+      }
+      accessSync(want, fsConstants.X_OK);
+      accessSync(join(installed, NODE_BRIDGE), fsConstants.X_OK);
+      return relative(consumer, want);
+    },
+  );
+
   await check('(a) conformance vectors through the installed package (native and ts)', () =>
     conformance({ ...userEnv, CI: 'true' }),
   );
@@ -443,6 +488,23 @@ try {
   const prebuilds = join(installed, 'prebuilds');
   renameSync(prebuilds, `${prebuilds}.away`);
   try {
+    await check('(b) without prebuilds/ bridgeProgram() chooses the Node.js bridge', () => {
+      const r = run(
+        'node',
+        [
+          '-e',
+          "import('./node_modules/tsgi/dist/server/bridge.js').then((m) => console.log(JSON.stringify(m.bridgeProgram())))",
+        ],
+        { cwd: consumer, env: userEnv },
+      );
+      const seen = json(r.stdout);
+      const want = realpathSync(join(installed, NODE_BRIDGE));
+      if (seen.native !== false || realpathSync(seen.path) !== want) {
+        throw new Error(`expected ${want} (not native), got ${JSON.stringify(seen)}`);
+      }
+      return relative(consumer, want);
+    });
+
     await check('(b) without prebuilds/ the ts codec is selected, silently', () => {
       const r = run('node', ['check-codec.mjs'], { cwd: consumer, env: userEnv });
       const seen = json(r.stdout);
