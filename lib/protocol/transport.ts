@@ -449,6 +449,11 @@ class NativeServer {
     process.nextTick(() => this.server.emit('close'));
   }
 
+  /** The descriptor listened on, or -1 when not listening. */
+  fd(): number {
+    return this.bound === null ? -1 : this.bound.fd;
+  }
+
   /** The keepalive of accepted TCP connections, set once on the listening socket. */
   keepAlive(secs: number): void {
     if (this.bound !== null) this.calls.keepAlive(this.bound.fd, secs);
@@ -491,6 +496,15 @@ export function listenerKeepAlive(server: net.Server, secs: number): void {
 }
 
 const SERVER = Symbol('tsgi.nativeServer');
+
+/**
+ * The descriptor `server` listens on, or -1 (not listening): the native listener's own, or
+ * node:net's server handle's.
+ */
+export function listeningFd(server: net.Server): number {
+  const native = (server as unknown as { [SERVER]?: NativeServer })[SERVER];
+  return native !== undefined ? native.fd() : handleFd(server);
+}
 
 /** "native" when `server` accepts with the native transport, "node" otherwise. */
 export function serverTransport(server: net.Server): TransportName {
@@ -826,7 +840,12 @@ function stealHandle(socket: net.Socket): RawHandle | null {
  */
 export function socketFd(socket: StreamSocket): number {
   if (socket instanceof NativeConnection) return socket.fd;
-  const fd = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
+  return handleFd(socket);
+}
+
+/** The descriptor of a node:net socket's or server's handle (node exposes it no other way). */
+function handleFd(nodeObject: object): number {
+  const fd = (nodeObject as { _handle?: { fd?: unknown } | null })._handle?.fd;
   return typeof fd === 'number' && fd >= 0 ? fd : -1;
 }
 

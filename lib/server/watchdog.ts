@@ -22,6 +22,7 @@
 import type { Server as NetServer } from 'node:net';
 import { resolve } from 'node:path';
 import { loadNativeBinding } from '../codec/native.js';
+import { listeningFd } from '../protocol/transport.js';
 import type { LogFormat } from './config.js';
 
 /** Exit status of a process the watchdog ended (native kExitTimeout; as timeout(1)). */
@@ -128,7 +129,7 @@ export function closeOnFire(fd: number, path = ''): boolean {
  * False when the server has no descriptor (not listening) or without the addon.
  */
 export function closeServerOnFire(server: NetServer, unixPath: string | null): boolean {
-  const fd = (server as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
-  if (typeof fd !== 'number' || fd < 0) return false;
+  const fd = listeningFd(server);
+  if (fd < 0) return false;
   return closeOnFire(fd, unixPath === null ? '' : resolve(unixPath));
 }

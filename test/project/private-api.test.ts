@@ -46,10 +46,11 @@ const ALLOWED: Record<string, string> = {
     'passes untouched (not on the request path: a retiring worker, between requests)',
   'lib/protocol/transport.ts: const handle = s._handle;': 'as above (handover)',
   'lib/protocol/transport.ts: s._handle = null;': 'as above (handover)',
-  'lib/protocol/transport.ts: const fd = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;':
+  'lib/protocol/transport.ts: const fd = (nodeObject as { _handle?: { fd?: unknown } | null })._handle?.fd;':
     'the request watchdog answers a stuck request from its own thread, on the descriptor of a ' +
-    'node:net or node:http socket, which node exposes only there; read once per request when ' +
-    'the watchdog is on, and a missing fd only leaves that request to the watchdog-less path',
+    'node:net or node:http socket, and closes a node:net listener before it ends the process; ' +
+    'node exposes either descriptor only there. Read once per request when the watchdog is on ' +
+    '(and once per listener); a missing fd only leaves that socket to the watchdog-less path',
 };
 
 function files(dir: string): string[] {
