@@ -14,7 +14,7 @@ import { lookup } from 'node:dns/promises';
 import { getSystemErrorName } from 'node:util';
 import { loadNativeBinding } from '../codec/native.js';
 
-/** The addon's socket calls (native/binding.cc, native/transport/transport.h). */
+/** The addon's socket calls (native/binding/transport.cc, native/transport/transport.h). */
 export interface SocketCalls {
   /** A bound (not listening) close-on-exec TCP socket, or a negative errno. */
   bindTcp(ip: string, port: number): number;
@@ -119,7 +119,12 @@ function listening(calls: SocketCalls, fd: number, path: string | null, where: s
 /** The backlog of listening sockets (as node:net's default). */
 export const BACKLOG = 511;
 
-function boundFd(fd: number, path: string | null): BoundFd {
+/**
+ * `fd` as a {@link BoundFd} owned from now on: close() closes it once and removes the unix
+ * socket file at `path` while that file is still this socket. A descriptor given to
+ * listen({ fd }) is owned the same way (path null), as net.Server owns it.
+ */
+export function boundFd(fd: number, path: string | null = null): BoundFd {
   /* the file this socket made: removed on close only while it is still this one */
   let ino: number | null = null;
   if (path !== null) {

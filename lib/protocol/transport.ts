@@ -28,7 +28,6 @@
  */
 import cluster from 'node:cluster';
 import { EventEmitter } from 'node:events';
-import { closeSync } from 'node:fs';
 import * as net from 'node:net';
 import * as stream from 'node:stream';
 import { getSystemErrorName } from 'node:util';
@@ -38,6 +37,7 @@ import {
   BACKLOG,
   bindFd,
   bindFdNow,
+  boundFd,
   socketCalls,
   socketError as listenError,
   type BoundFd,
@@ -396,7 +396,7 @@ class NativeServer {
     };
     let bound: BoundFd | Promise<BoundFd>;
     try {
-      if (req.fd !== undefined) bound = givenFd(req.fd);
+      if (req.fd !== undefined) bound = boundFd(req.fd);
       else if (req.path !== undefined) bound = bindFdNow(this.calls, { path: req.path });
       else if (req.host === undefined || net.isIP(req.host) !== 0)
         bound = bindFdNow(this.calls, { host: req.host ?? '', port: req.port ?? 0 });
@@ -466,24 +466,6 @@ class NativeServer {
     if (a === undefined) return '';
     return { address: a[0], port: a[1], family: a[2] === 6 ? 'IPv6' : 'IPv4' };
   }
-}
-
-/** A descriptor given to listen({ fd }): the server owns it from now on, as net.Server does. */
-function givenFd(fd: number): BoundFd {
-  let open = true;
-  return {
-    fd,
-    path: null,
-    close(): void {
-      if (!open) return;
-      open = false;
-      try {
-        closeSync(fd);
-      } catch {
-        /* closed already */
-      }
-    },
-  };
 }
 
 /**
