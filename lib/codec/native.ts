@@ -911,7 +911,7 @@ function packageRoot(): string {
  * once; with one (a musl system, or a glibc one with musl-tools) process.report decides: its
  * header names a glibc version only under glibc. (getReport costs ~15 ms, hence the fast path.)
  */
-function isMusl(): boolean {
+export function isMusl(): boolean {
   if (process.platform !== 'linux') return false;
   if (existsSync('/etc/alpine-release')) return true;
   try {

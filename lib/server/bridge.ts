@@ -40,7 +40,8 @@ import {
 import { connect, type Socket } from 'node:net';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { fcgiBeginRequest, fcgiParams, fcgiStream } from '../codec/ts/fastcgi.js';
+import { isMusl } from '../codec/native.js';
+import { createFcgiParser, fcgiBeginRequest, fcgiParams, fcgiStream } from '../codec/ts/fastcgi.js';
 
 /** The file name of the native bridge executable. */
 export const BRIDGE_NAME = 'tsgi-cgi-bridge';
@@ -60,9 +61,7 @@ function packageRoots(): string[] {
  */
 export function libcTag(): 'glibc' | 'musl' | null {
   if (process.platform !== 'linux') return null;
-  const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } })
-    ?.header;
-  return header?.glibcVersionRuntime === undefined ? 'musl' : 'glibc';
+  return isMusl() ? 'musl' : 'glibc';
 }
 
 /**
@@ -305,7 +304,7 @@ async function sendRequest(socket: Socket, io: BridgeIo): Promise<void> {
 /** Copies the answer's STDOUT and STDERR until END_REQUEST; true when END_REQUEST came. */
 function relayAnswer(socket: Socket, io: BridgeIo): Promise<{ ended: boolean; answered: boolean }> {
   return new Promise((resolve) => {
-    let buf: Buffer = Buffer.alloc(0);
+    const parser = createFcgiParser();
     let answered = false;
     let done = false;
     const finish = (ended: boolean): void => {
@@ -315,24 +314,20 @@ function relayAnswer(socket: Socket, io: BridgeIo): Promise<{ ended: boolean; an
       resolve({ ended, answered });
     };
     socket.on('data', (c: Buffer) => {
-      buf = buf.length === 0 ? c : Buffer.concat([buf, c]);
-      while (buf.length >= 8) {
-        const n = buf.readUInt16BE(4);
-        const size = 8 + n + buf[6]!;
-        if (buf.length < size) break;
-        const type = buf[1];
-        const content = buf.subarray(8, 8 + n);
-        buf = buf.subarray(size);
-        if (type === 6 && n > 0) {
+      for (const e of parser.push(c)) {
+        if (e.type === 'stdout' && e.data.length > 0) {
           answered = true;
-          if (!io.stdout.write(content)) {
+          if (!io.stdout.write(e.data)) {
             socket.pause();
             io.stdout.once('drain', () => socket.resume());
           }
-        } else if (type === 7 && n > 0) {
-          io.stderr.write(content);
-        } else if (type === 3) {
+        } else if (e.type === 'stderr' && e.data.length > 0) {
+          io.stderr.write(e.data);
+        } else if (e.type === 'end') {
           finish(true);
+          return;
+        } else if (e.type === 'error') {
+          finish(false);
           return;
         }
       }
