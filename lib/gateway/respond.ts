@@ -86,6 +86,21 @@ function headerKindSlow(name: string): number {
 }
 
 /**
+ * The names headerKind() recognises, by length: the hop-by-hop set and the two framing headers,
+ * each with its kind. Built from HOP_BY_HOP so that set stays the one list.
+ */
+const KIND_BY_LENGTH: ReadonlyArray<ReadonlyArray<readonly [string, number]>> = (() => {
+  const table: Array<Array<readonly [string, number]>> = [];
+  const add = (lower: string, kind: number): void => {
+    (table[lower.length] ??= []).push([lower, kind]);
+  };
+  for (const name of HOP_BY_HOP) add(name, H_HOP);
+  add('content-type', H_TYPE);
+  add('content-length', H_LENGTH);
+  return table;
+})();
+
+/**
  * The kind of a response header name (hop-by-hop, Content-Type, Content-Length or other),
  * case-insensitive, without making a lower-case copy: the candidates are picked by length.
  */
@@ -93,54 +108,14 @@ function headerKind(name: string): number {
   /* the usual spellings first: literals compare by identity */
   if (name === 'Content-Type' || name === 'content-type') return H_TYPE;
   if (name === 'Content-Length' || name === 'content-length') return H_LENGTH;
-  let a: string;
-  let b = '';
-  let kind = H_HOP;
-  switch (name.length) {
-    case 2:
-      a = 'te';
-      break;
-    case 7:
-      a = 'trailer';
-      b = 'upgrade';
-      break;
-    case 8:
-      a = 'trailers';
-      break;
-    case 10:
-      a = 'connection';
-      b = 'keep-alive';
-      break;
-    case 12:
-      a = 'content-type';
-      kind = H_TYPE;
-      break;
-    case 14:
-      a = 'content-length';
-      kind = H_LENGTH;
-      break;
-    case 16:
-      a = 'proxy-connection';
-      break;
-    case 17:
-      a = 'transfer-encoding';
-      break;
-    case 18:
-      a = 'proxy-authenticate';
-      break;
-    case 19:
-      a = 'proxy-authorization';
-      break;
-    default:
-      for (let i = 0; i < name.length; i++) {
-        if (name.charCodeAt(i) >= 0x80) return headerKindSlow(name);
-      }
-      return H_OTHER;
+  const candidates = KIND_BY_LENGTH[name.length];
+  if (candidates !== undefined) {
+    for (let c = 0; c < candidates.length; c++) {
+      const m = asciiEqualsLower(name, candidates[c]![0]);
+      if (m < 0) return headerKindSlow(name);
+      if (m === 1) return candidates[c]![1];
+    }
   }
-  let m = asciiEqualsLower(name, a);
-  if (m === 0 && b !== '') m = asciiEqualsLower(name, b);
-  if (m < 0) return headerKindSlow(name);
-  if (m === 1) return kind;
   for (let i = 0; i < name.length; i++) {
     if (name.charCodeAt(i) >= 0x80) return headerKindSlow(name);
   }
