@@ -41,10 +41,11 @@ import {
   VALUE_CACHED,
   VALUE_STORE,
 } from './boundary.js';
+import { asBytes } from './bytes.js';
 import { addVariable, environObject, type CgiVariables } from './environ.js';
 import { ERROR_CODES, codecError, errorEvent } from './errors.js';
 import {
-  DEFAULT_LIMITS,
+  resolveLimits,
   type Codec,
   type ErrorCode,
   type FcgiEvent,
@@ -132,23 +133,6 @@ function framedSize(total: number): number {
   const full = Math.floor(total / MAX_STREAM_RECORD);
   const rem = total - full * MAX_STREAM_RECORD;
   return full * (MAX_STREAM_RECORD + 8) + (rem === 0 ? 0 : 8 + ((rem + 7) & ~7));
-}
-
-/** Turns any chunk into a Uint8Array, or null when it holds no bytes we can read. */
-function asBytes(chunk: unknown): Uint8Array | null {
-  if (chunk instanceof Uint8Array) return chunk;
-  if (ArrayBuffer.isView(chunk))
-    return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-  if (chunk instanceof ArrayBuffer) return new Uint8Array(chunk);
-  return null;
-}
-
-function resolveLimits(limits?: Partial<Limits>): Limits {
-  return {
-    maxParamsBytes: limits?.maxParamsBytes ?? DEFAULT_LIMITS.maxParamsBytes,
-    maxPairs: limits?.maxPairs ?? DEFAULT_LIMITS.maxPairs,
-    maxRecordBody: limits?.maxRecordBody ?? DEFAULT_LIMITS.maxRecordBody,
-  };
 }
 
 /** Wraps a loaded addon in the Codec interface (one instance per JS environment). */

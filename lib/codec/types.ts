@@ -31,6 +31,15 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxRecordBody: 65535,
 });
 
+/** `limits` with every limit it leaves out taken from {@link DEFAULT_LIMITS}. */
+export function resolveLimits(limits?: Partial<Limits>): Limits {
+  return {
+    maxParamsBytes: limits?.maxParamsBytes ?? DEFAULT_LIMITS.maxParamsBytes,
+    maxPairs: limits?.maxPairs ?? DEFAULT_LIMITS.maxPairs,
+    maxRecordBody: limits?.maxRecordBody ?? DEFAULT_LIMITS.maxRecordBody,
+  };
+}
+
 /** Every error code a codec can report. */
 export type ErrorCode =
   | 'FCGI_BAD_VERSION'

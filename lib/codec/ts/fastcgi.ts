@@ -8,10 +8,11 @@
  * is still unfinished when push() returns. Allocation is bounded by the limits, checked at the
  * record header before any byte is stored.
  */
+import { asBytes } from '../bytes.js';
 import { cgiVariables } from '../environ.js';
 import { codecError, errorEvent } from '../errors.js';
 import {
-  DEFAULT_LIMITS,
+  resolveLimits,
   type FcgiEvent,
   type FcgiParser,
   type FcgiVarsEvent,
@@ -77,23 +78,6 @@ interface ParamsStream {
   view: Uint8Array | null;
   vstart: number;
   vend: number;
-}
-
-function resolveLimits(limits?: Partial<Limits>): Limits {
-  return {
-    maxParamsBytes: limits?.maxParamsBytes ?? DEFAULT_LIMITS.maxParamsBytes,
-    maxPairs: limits?.maxPairs ?? DEFAULT_LIMITS.maxPairs,
-    maxRecordBody: limits?.maxRecordBody ?? DEFAULT_LIMITS.maxRecordBody,
-  };
-}
-
-/** Turns any chunk into a Uint8Array, or null when it holds no bytes we can read. */
-export function asBytes(chunk: unknown): Uint8Array | null {
-  if (chunk instanceof Uint8Array) return chunk;
-  if (ArrayBuffer.isView(chunk))
-    return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-  if (chunk instanceof ArrayBuffer) return new Uint8Array(chunk);
-  return null;
 }
 
 /** The incremental FastCGI record parser (either side of a connection). */

@@ -3,8 +3,8 @@
  * request head encoder.
  */
 import { codecError, errorEvent } from '../errors.js';
-import { DEFAULT_LIMITS, type Limits, type Parser, type ScgiEvent } from '../types.js';
-import { asBytes } from './fastcgi.js';
+import { resolveLimits, type Limits, type Parser, type ScgiEvent } from '../types.js';
+import { asBytes } from '../bytes.js';
 import {
   checkPairsArray,
   copyBytes,
@@ -37,8 +37,9 @@ class ScgiParser implements Parser<ScgiEvent> {
   private bodyLeft = 0;
 
   constructor(limits?: Partial<Limits>) {
-    this.maxParamsBytes = limits?.maxParamsBytes ?? DEFAULT_LIMITS.maxParamsBytes;
-    this.maxPairs = limits?.maxPairs ?? DEFAULT_LIMITS.maxPairs;
+    const l = resolveLimits(limits);
+    this.maxParamsBytes = l.maxParamsBytes;
+    this.maxPairs = l.maxPairs;
   }
 
   close(): void {

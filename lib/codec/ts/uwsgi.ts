@@ -3,8 +3,8 @@
  * request head encoder.
  */
 import { codecError, errorEvent } from '../errors.js';
-import { DEFAULT_LIMITS, type Limits, type Parser, type UwsgiEvent } from '../types.js';
-import { asBytes } from './fastcgi.js';
+import { resolveLimits, type Limits, type Parser, type UwsgiEvent } from '../types.js';
+import { asBytes } from '../bytes.js';
 import {
   checkPairsArray,
   decodeUwsgiPairs,
@@ -36,8 +36,9 @@ class UwsgiParser implements Parser<UwsgiEvent> {
   private bodyLeft = 0;
 
   constructor(limits?: Partial<Limits>) {
-    this.maxParamsBytes = limits?.maxParamsBytes ?? DEFAULT_LIMITS.maxParamsBytes;
-    this.maxPairs = limits?.maxPairs ?? DEFAULT_LIMITS.maxPairs;
+    const l = resolveLimits(limits);
+    this.maxParamsBytes = l.maxParamsBytes;
+    this.maxPairs = l.maxPairs;
   }
 
   close(): void {
