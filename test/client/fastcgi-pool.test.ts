@@ -4,6 +4,8 @@
  * request (php-fpm recycling a worker), and no retry on a fresh connection.
  */
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, expect, it } from 'vitest';
 import { codec, FCGI, type FcgiEvent } from '../../lib/codec/index.js';
 import { ClientError, FastcgiClient } from '../../lib/index.js';
@@ -39,6 +41,7 @@ function records(raw: Buffer): [number, number][] {
  */
 async function backend(
   onRequest: (conn: number, n: number, socket: Socket, id: number) => void,
+  onEvent?: (conn: number, n: number, socket: Socket, ev: FcgiEvent) => void,
 ): Promise<{ address: string; seen: Seen[]; sockets: Socket[] }> {
   const seen: Seen[] = [];
   const sockets: Socket[] = [];
@@ -52,7 +55,10 @@ async function backend(
       record.raw.push(chunk);
       for (const ev of parser.push(chunk)) {
         record.events.push(ev.type === 'stdin' ? { ...ev, data: Buffer.from(ev.data) } : ev);
-        if (ev.type === 'stdinEnd') onRequest(record.connection, ++n, socket, ev.requestId);
+        if (ev.type === 'begin') n++;
+        onEvent?.(record.connection, n, socket, ev);
+        if (socket.destroyed) return;
+        if (ev.type === 'stdinEnd') onRequest(record.connection, n, socket, ev.requestId);
       }
     });
     socket.on('error', () => {});
@@ -152,4 +158,92 @@ it('a response head over 64 KiB is EPROTO', async () => {
   clients.push(c);
   const err = await c.request({ params: { A: '1' } }).catch((e: unknown) => e);
   expect((err as ClientError).code).toBe('EPROTO');
+});
+
+/** The STDIN bytes a connection of the backend received. */
+const stdinOf = (seen: Seen) =>
+  Buffer.concat(
+    seen.events.flatMap((e) => (e.type === 'stdin' ? [e.data as Buffer] : [])),
+  ).toString();
+
+/** A streamed body of two chunks, the first read only after the connection was dropped. */
+const lateBodies = {
+  'an async generator': () =>
+    (async function* () {
+      await sleep(50);
+      yield Buffer.from('aaa');
+      yield Buffer.from('bbb');
+    })(),
+  'a Readable': () => {
+    const r = new Readable({ read() {} });
+    setTimeout(() => {
+      r.push('aaa');
+      r.push('bbb');
+      r.push(null);
+    }, 50);
+    return r;
+  },
+};
+
+it.each(Object.keys(lateBodies) as (keyof typeof lateBodies)[])(
+  'a kept connection dropped before any byte of a streamed body (%s) went out: the retry sends the whole body',
+  async (kind) => {
+    /* connection 1 answers its first request and drops the second at its BEGIN_REQUEST */
+    const b = await backend(
+      (conn, n, socket, id) => answer(socket, id, `conn ${conn} request ${n}`),
+      (conn, n, socket, ev) => {
+        if (conn === 1 && n === 2 && ev.type === 'begin') socket.destroy();
+      },
+    );
+    const c = new FastcgiClient({ address: b.address });
+    clients.push(c);
+    expect(await text(await c.request({ params: { A: '1' } }))).toBe('conn 1 request 1');
+    const res = await c.request({
+      params: { REQUEST_METHOD: 'POST', CONTENT_LENGTH: '6' },
+      body: lateBodies[kind](),
+    });
+    expect(await text(res)).toBe('conn 2 request 1');
+    expect(stdinOf(b.seen[1]!)).toBe('aaabbb');
+  },
+);
+
+it('a kept connection dropped after part of a streamed body went out: ECONNRESET, never sent again', async () => {
+  /* connection 1 answers its first request and drops the second at its first STDIN bytes */
+  const b = await backend(
+    (conn, n, socket, id) => answer(socket, id, `conn ${conn} request ${n}`),
+    (conn, n, socket, ev) => {
+      if (conn === 1 && n === 2 && ev.type === 'stdin') socket.destroy();
+    },
+  );
+  const c = new FastcgiClient({ address: b.address });
+  clients.push(c);
+  expect(await text(await c.request({ params: { A: '1' } }))).toBe('conn 1 request 1');
+  const body = (async function* () {
+    yield Buffer.from('aaa');
+    await sleep(100);
+    yield Buffer.from('bbb');
+  })();
+  const err = await c
+    .request({ params: { REQUEST_METHOD: 'POST', CONTENT_LENGTH: '6' }, body })
+    .catch((e: unknown) => e);
+  expect((err as ClientError).code).toBe('ECONNRESET');
+  expect((err as ClientError).message).toContain(
+    'after part of the streamed request body was sent: it cannot be sent again',
+  );
+  expect(b.seen.length).toBe(1);
+});
+
+it('a kept connection dropped under a request with a whole body: sent again, the same bytes', async () => {
+  const b = await backend(
+    (conn, n, socket, id) => answer(socket, id, `conn ${conn} request ${n}`),
+    (conn, n, socket, ev) => {
+      if (conn === 1 && n === 2 && ev.type === 'stdin') socket.destroy();
+    },
+  );
+  const c = new FastcgiClient({ address: b.address });
+  clients.push(c);
+  expect(await text(await c.request({ params: { A: '1' } }))).toBe('conn 1 request 1');
+  const res = await c.request({ params: { CONTENT_LENGTH: '6' }, body: 'aaabbb' });
+  expect(await text(res)).toBe('conn 2 request 1');
+  expect(stdinOf(b.seen[1]!)).toBe('aaabbb');
 });
