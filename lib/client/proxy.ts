@@ -786,7 +786,10 @@ function findScript(
   index: readonly string[],
 ): ScriptLocation | null {
   if (path.charCodeAt(0) !== 47 /* / */ || path.includes('\0')) return null;
-  const utf8 = Buffer.from(path, 'latin1').toString('utf8');
+  /* the path's bytes as UTF-8 (the file system's names); latin-1 again for the variables */
+  const ascii = ASCII.test(path);
+  const utf8 = ascii ? path : Buffer.from(path, 'latin1').toString('utf8');
+  const latin1 = ascii ? same : utf8ToLatin1;
   const segments = utf8.split('/');
   for (const seg of segments) if (seg === '..' || seg === '.') return null;
   for (let i = 1; i < segments.length; i++) {
@@ -797,10 +800,9 @@ function findScript(
     const rel = segments.slice(0, i + 1).join('/');
     const rest = segments.slice(i + 1);
     return {
-      scriptName: Buffer.from(rel, 'utf8').toString('latin1'),
+      scriptName: latin1(rel),
       filename: file,
-      pathInfo:
-        rest.length === 0 ? '' : Buffer.from('/' + rest.join('/'), 'utf8').toString('latin1'),
+      pathInfo: rest.length === 0 ? '' : latin1('/' + rest.join('/')),
     };
   }
   if (utf8.endsWith('/')) {
@@ -809,7 +811,7 @@ function findScript(
       const file = scriptFile(realRoot, withIndex, withIndex.length - 1);
       if (file !== null) {
         return {
-          scriptName: Buffer.from(utf8 + name, 'utf8').toString('latin1'),
+          scriptName: latin1(utf8 + name),
           filename: file,
           pathInfo: '',
         };
@@ -818,6 +820,11 @@ function findScript(
   }
   return null;
 }
+
+/** A path of printable ASCII only: the same as latin-1 and as UTF-8 (others are converted). */
+const ASCII = /^[ -~]*$/;
+const same = (s: string): string => s;
+const utf8ToLatin1 = (s: string): string => Buffer.from(s, 'utf8').toString('latin1');
 
 function hasExtension(name: string, extensions: readonly string[]): boolean {
   for (const e of extensions) {
@@ -871,6 +878,18 @@ function walk(realRoot: string, segments: readonly string[], last: number): stri
   return name;
 }
 
+/** What phpFpm sets itself (and HTTP_PROXY, never sent): not taken from the incoming variables. */
+const PHP_SETS = new Set([
+  'HTTP_PROXY',
+  'SCRIPT_FILENAME',
+  'SCRIPT_NAME',
+  'PATH_INFO',
+  'PATH_TRANSLATED',
+  'DOCUMENT_ROOT',
+  'DOCUMENT_URI',
+  'REDIRECT_STATUS',
+]);
+
 /**
  * PHP through php-fpm (see the file's comment): SCRIPT_FILENAME, SCRIPT_NAME, PATH_INFO,
  * PATH_TRANSLATED, DOCUMENT_ROOT, DOCUMENT_URI and REDIRECT_STATUS set as nginx's
@@ -883,9 +902,19 @@ export function phpFpm(options: PhpFpmOptions): Proxy {
   const index = options.index ?? ['index.php'];
   const extensions = options.extensions ?? ['.php'];
   const prepare = (incoming: string[]): string[] | null => {
-    const pairs = withoutProxy(incoming);
-    const mount = pairValue(pairs, 'SCRIPT_NAME') ?? '';
-    const path = pairValue(pairs, 'PATH_INFO') || '/';
+    /* the last of each, as pairValue() finds it */
+    let mount = '';
+    let path = '';
+    let uri: string | undefined;
+    let query = '';
+    for (let i = 0; i + 1 < incoming.length; i += 2) {
+      const k = incoming[i]!;
+      if (k === 'SCRIPT_NAME') mount = incoming[i + 1]!;
+      else if (k === 'PATH_INFO') path = incoming[i + 1]!;
+      else if (k === 'REQUEST_URI') uri = incoming[i + 1]!;
+      else if (k === 'QUERY_STRING') query = incoming[i + 1]!;
+    }
+    if (path === '') path = '/';
     if (realRoot === null) {
       try {
         realRoot = realpathSync.native(root);
@@ -895,19 +924,30 @@ export function phpFpm(options: PhpFpmOptions): Proxy {
     }
     const found = findScript(realRoot, path, extensions, index);
     if (found === null) return null;
-    setPair(pairs, 'SCRIPT_FILENAME', found.filename);
-    setPair(pairs, 'SCRIPT_NAME', mount + found.scriptName);
-    setPair(pairs, 'PATH_INFO', found.pathInfo);
-    if (found.pathInfo !== '') setPair(pairs, 'PATH_TRANSLATED', realRoot + found.pathInfo);
-    else
-      for (let i = pairs.length - 2; i >= 0; i -= 2)
-        if (pairs[i] === 'PATH_TRANSLATED') pairs.splice(i, 2);
-    setPair(pairs, 'DOCUMENT_ROOT', realRoot);
-    setPair(pairs, 'DOCUMENT_URI', mount + found.scriptName + found.pathInfo);
-    setPair(pairs, 'REDIRECT_STATUS', '200');
-    if (pairValue(pairs, 'REQUEST_URI') === undefined) {
-      const q = pairValue(pairs, 'QUERY_STRING') ?? '';
-      setPair(pairs, 'REQUEST_URI', mount + path + (q === '' ? '' : '?' + q));
+    /* the incoming variables (HTTP_PROXY and the ones set here left out), then the script's */
+    const pairs: string[] = [];
+    for (let i = 0; i + 1 < incoming.length; i += 2) {
+      if (!PHP_SETS.has(incoming[i]!)) pairs.push(incoming[i]!, incoming[i + 1]!);
+    }
+    pairs.push(
+      'SCRIPT_FILENAME',
+      found.filename,
+      'SCRIPT_NAME',
+      mount + found.scriptName,
+      'PATH_INFO',
+      found.pathInfo,
+    );
+    if (found.pathInfo !== '') pairs.push('PATH_TRANSLATED', realRoot + found.pathInfo);
+    pairs.push(
+      'DOCUMENT_ROOT',
+      realRoot,
+      'DOCUMENT_URI',
+      mount + found.scriptName + found.pathInfo,
+      'REDIRECT_STATUS',
+      '200',
+    );
+    if (uri === undefined) {
+      pairs.push('REQUEST_URI', mount + path + (query === '' ? '' : '?' + query));
     }
     return pairs;
   };
