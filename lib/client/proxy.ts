@@ -28,6 +28,7 @@ import { resolve as resolvePath, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { cgiVariables } from '../codec/environ.js';
 import { hostOf, percentDecodeLatin1, requestPath } from '../gateway/environ.js';
+import { HOP_BY_HOP } from '../gateway/respond.js';
 import type { App, Environ, Headers } from '../gateway/types.js';
 import { httpVariables } from '../protocol/http.js';
 import { VERSION } from '../version.js';
@@ -134,25 +135,15 @@ function textOutcome(status: number): Outcome {
   };
 }
 
+/** The lengths of the hop-by-hop names: most names are not one of them, found without a copy. */
+const HOP_LENGTHS = new Set([...HOP_BY_HOP].map((n) => n.length));
+
 /**
- * Whether `name` is a hop-by-hop header a backend's answer may carry (the proxy's own server
- * frames the body): Connection, Keep-Alive, Transfer-Encoding, Proxy-Connection, Upgrade.
+ * Whether `name` is a hop-by-hop header (the gateway's set): a backend's answer may carry one,
+ * the proxy's own server frames the body and the connection.
  */
 function isHop(name: string): boolean {
-  switch (name.length) {
-    case 7:
-      return name.toLowerCase() === 'upgrade';
-    case 10: {
-      const l = name.toLowerCase();
-      return l === 'connection' || l === 'keep-alive';
-    }
-    case 16:
-      return name.toLowerCase() === 'proxy-connection';
-    case 17:
-      return name.toLowerCase() === 'transfer-encoding';
-    default:
-      return false;
-  }
+  return HOP_LENGTHS.has(name.length) && HOP_BY_HOP.has(name.toLowerCase());
 }
 
 /** `headers` without the hop-by-hop ones (the same list when it has none). */
