@@ -535,3 +535,64 @@ describe('forward in a node:http server: the client going away stops the backend
     }
   });
 });
+
+describe("forward in a node:http server: the backend's hop-by-hop headers stay behind", () => {
+  it('Connection, Keep-Alive, Transfer-Encoding, Trailer and TE are dropped; the rest kept in order', async () => {
+    const backend = createNetServer((socket) => {
+      const parser = codec.createFcgiParser();
+      socket.on('data', (chunk) => {
+        for (const ev of parser.push(chunk)) {
+          if (ev.type !== 'stdinEnd') continue;
+          socket.write(
+            codec.fcgiResponse(
+              ev.requestId,
+              '200 OK',
+              [
+                'Content-Type',
+                'text/plain',
+                'Connection',
+                'close, X-Kept',
+                'Keep-Alive',
+                'timeout=5',
+                'X-Kept',
+                '1',
+                'Transfer-Encoding',
+                'chunked',
+                'Trailer',
+                'X-T',
+                'TE',
+                'trailers',
+                'X-Kept',
+                '2',
+              ],
+              Buffer.from('ok'),
+              true,
+            ),
+          );
+        }
+      });
+    });
+    await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r));
+    const proxy = forward({ address: `127.0.0.1:${(backend.address() as AddressInfo).port}` });
+    const server = createServer(proxy.node);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const r = await get((server.address() as AddressInfo).port, '/x');
+      const names = r.raw.filter((_, i) => i % 2 === 0);
+      expect([r.status, r.body.toString(), names]).toEqual([
+        200,
+        'ok',
+        ['Content-Type', 'X-Kept', 'X-Kept', 'Content-Length', 'Date', 'Connection'],
+      ]);
+      expect([values(r, 'x-kept'), values(r, 'content-length'), values(r, 'connection')]).toEqual([
+        ['1', '2'],
+        ['2'],
+        ['close'],
+      ]);
+    } finally {
+      await new Promise((r) => server.close(r));
+      await proxy.close();
+      await new Promise((r) => backend.close(r));
+    }
+  });
+});
