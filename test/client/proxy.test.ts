@@ -596,3 +596,46 @@ describe("forward in a node:http server: the backend's hop-by-hop headers stay b
     }
   });
 });
+
+describe('forward in a node:http server: an answer node:http cannot send', () => {
+  it('a header value with a control character is a 502, and the process goes on', async () => {
+    const backend = createNetServer((socket) => {
+      const parser = codec.createFcgiParser();
+      socket.on('data', (chunk) => {
+        for (const ev of parser.push(chunk)) {
+          if (ev.type !== 'stdinEnd') continue;
+          const head = Buffer.from(
+            'Content-Type: text/plain\r\nX-Bad: a\x01b\r\n\r\nbody',
+            'latin1',
+          );
+          socket.write(codec.fcgiStream(FCGI.STDOUT, ev.requestId, head, true));
+          socket.write(codec.fcgiEndRequest(ev.requestId, 0, FCGI.REQUEST_COMPLETE));
+        }
+      });
+    });
+    await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r));
+    const errors: string[] = [];
+    const proxy = forward({
+      address: `127.0.0.1:${(backend.address() as AddressInfo).port}`,
+      onError: (err) => errors.push((err as NodeJS.ErrnoException).code ?? err.message),
+    });
+    const server = createServer(proxy.node);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      for (let i = 0; i < 2; i++) {
+        const r = await get(port, '/x');
+        expect([r.status, r.body.toString(), values(r, 'x-bad')]).toEqual([
+          502,
+          '502 Bad Gateway\n',
+          [],
+        ]);
+      }
+      expect(errors).toEqual(['ERR_INVALID_CHAR', 'ERR_INVALID_CHAR']);
+    } finally {
+      await new Promise((r) => server.close(r));
+      await proxy.close();
+      await new Promise((r) => backend.close(r));
+    }
+  });
+});
