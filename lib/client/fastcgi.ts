@@ -95,9 +95,15 @@ class BodyReader {
   private failure: { error: unknown } | null = null;
   private reading = false;
   private finished = false;
+  /** Closed while a read was under way: ended once it comes back. */
+  private abandoned = false;
   private owner: Call | null = null;
   private readonly onResult = (r: BodyResult): void => {
     this.reading = false;
+    if (this.abandoned) {
+      this.end();
+      return;
+    }
     if (r.done === true) this.finished = true;
     const owner = this.owner;
     if (owner === null) {
@@ -110,6 +116,7 @@ class BodyReader {
   private readonly onFailure = (error: unknown): void => {
     this.reading = false;
     this.finished = true;
+    if (this.abandoned) return;
     this.failure = { error };
     const owner = this.owner;
     if (owner === null) return;
@@ -149,10 +156,21 @@ class BodyReader {
     this.owner = null;
   }
 
-  /** No attempt reads more: the iterator is ended (a stream is destroyed). */
+  /**
+   * No attempt reads more: the iterator is ended (a stream is destroyed), as a `for await`
+   * loop would end it: at once when no read is under way, else when that read comes back.
+   */
   close(): void {
     this.owner = null;
-    if (this.finished) return;
+    if (this.finished || this.abandoned) return;
+    if (this.reading) {
+      this.abandoned = true;
+      return;
+    }
+    this.end();
+  }
+
+  private end(): void {
     this.finished = true;
     const it = this.it;
     if (it === null || typeof it.return !== 'function') return;
@@ -473,6 +491,7 @@ class Pool {
     }
     if (this.s.timeout > 0) {
       call.totalTimer = setTimeout(onTotalTimeout, this.s.timeout, call);
+      call.totalTimer.unref();
     }
     if (ready !== null) void ready.then(() => this.admit(call));
     else this.admit(call);
