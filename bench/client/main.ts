@@ -15,11 +15,13 @@
  * --rounds times (default 5), rows interleaved and rotated; medians are reported with the CPU
  * time per request of the front (nginx or node) and of php-fpm, from /proc. Targets: tsgi-proxy
  * ≥ 0.9× nginx and ≥ 3× fastcgi-client in requests/s. A Node.js front runs on one core: when it
- * is the bottleneck, requests/s follow its CPU per request, which the ratios show too.
+ * is the bottleneck, requests/s follow its CPU per request, which the ratios show too. "machine
+ * busy" is how busy all CPUs were during the row (every process, from /proc/stat): near 100 %,
+ * the row was held by the machine (other work included), not by its front.
  *
  *   npm run bench:client -- [--duration S] [--rounds N] [--connections C] [--children N]
  */
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -66,6 +68,21 @@ interface Row {
 interface Sample extends WrkResult {
   frontUs: number;
   fpmUs: number;
+  /** How busy the whole machine was (all CPUs, every process), 0–1. */
+  busy: number;
+}
+
+/** [busy, total] clock ticks of all CPUs so far, from /proc/stat (Linux). */
+function machineTicks(): [number, number] {
+  const f = readFileSync('/proc/stat', 'latin1')
+    .split('\n')[0]!
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  /* idle and iowait are the 4th and 5th fields */
+  return [total - f[3]! - (f[4] ?? 0), total];
 }
 
 const median = (xs: number[]) => {
@@ -195,14 +212,17 @@ async function main(): Promise<void> {
       const order = rows.map((_, i) => rows[(i + round) % rows.length]!);
       for (const r of order) {
         const before = cpuSeconds([r.front.proc.pid!, fpm.proc.pid!])!;
+        const machineBefore = machineTicks();
         const s = runWrk(wrkBin, `http://127.0.0.1:${r.port}/hello.php`, 1, connections, duration);
         if (!(s.requests > 0))
           throw new Error(`${r.name} answered no request in round ${round + 1}`);
         const after = cpuSeconds([r.front.proc.pid!, fpm.proc.pid!])!;
+        const machineAfter = machineTicks();
         samples.get(r.name)!.push({
           ...s,
           frontUs: ((after[0]! - before[0]!) * 1e6) / s.requests,
           fpmUs: ((after[1]! - before[1]!) * 1e6) / s.requests,
+          busy: (machineAfter[0] - machineBefore[0]) / (machineAfter[1] - machineBefore[1]),
         });
         process.stderr.write(`round ${round + 1} ${r.name}: ${s.rps.toFixed(0)} req/s\n`);
       }
@@ -217,7 +237,9 @@ async function main(): Promise<void> {
     );
     const med: Record<string, number> = {};
     const cpu: Record<string, number> = {};
-    console.log('row              req/s    p99 ms  errors  front CPU/req  php-fpm CPU/req');
+    console.log(
+      'row              req/s    p99 ms  errors  front CPU/req  php-fpm CPU/req  machine busy',
+    );
     for (const r of rows) {
       const ss = samples.get(r.name)!;
       const rps = median(ss.map((s) => s.rps));
@@ -232,7 +254,7 @@ async function main(): Promise<void> {
           .toFixed(0)
           .padStart(10)} µs  ${median(ss.map((s) => s.fpmUs))
           .toFixed(0)
-          .padStart(12)} µs`,
+          .padStart(12)} µs  ${(median(ss.map((s) => s.busy)) * 100).toFixed(0).padStart(10)} %`,
       );
     }
     const ratio = (a: string, b: string, target: number) =>
