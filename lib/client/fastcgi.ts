@@ -1022,15 +1022,17 @@ class Pool {
   /** A protocol error on `conn`: every request on it fails, and it is closed. */
   private failConn(conn: Conn, err: Error): void {
     const calls = [...conn.exchanges.values()];
+    /* requests whose END_REQUEST came earlier in the read that failed: they are complete */
+    const ends = conn.ends.splice(0);
     conn.exchanges.clear();
     conn.heads.length = 0;
-    conn.ends.length = 0;
     conn.socket.destroy();
     this.onClose(conn, null);
     for (const call of calls) {
       if (call.aborting) this.finish(call);
       else this.failCall(call, err);
     }
+    for (const call of ends) this.ended(call);
   }
 
   private onClose(conn: Conn, err: Error | null): void {

@@ -394,3 +394,22 @@ describe('timeouts, the queue and aborts', () => {
     ]);
   });
 });
+
+it('a malformed record right after a complete answer: that answer is delivered, the connection closed', async () => {
+  const b = await backend((conn, n, socket, id) => {
+    if (conn === 1) {
+      socket.write(
+        Buffer.concat([
+          codec.fcgiResponse(id, '200 OK', ['Content-Type', 'text/plain'], Buffer.from('ok'), true),
+          Buffer.from('HTTP/1.1 200 OK\r\n\r\n'),
+        ]),
+      );
+    } else answer(socket, id, `conn ${conn} request ${n}`);
+  });
+  const c = new FastcgiClient({ address: b.address });
+  clients.push(c);
+  expect(await text(await c.request({ params: { A: '1' } }))).toBe('ok');
+  expect(c.connections).toBe(0);
+  expect(await text(await c.request({ params: { A: '2' } }))).toBe('conn 2 request 1');
+  expect(b.seen.length).toBe(2);
+});
