@@ -90,6 +90,8 @@ export {
   type ClientErrorCode,
   type BackendAddress,
   type RequestBody,
+  type Receiver,
+  type Started,
   type FastcgiClientOptions,
   type FastcgiValues,
   type StreamClientOptions,

@@ -6,16 +6,22 @@
  *                   connections than php-fpm has workers, and they wait for a kept one to close)
  *   tsgi-proxy      a node:http server with tsgi's phpFpm proxy (a pool of kept connections,
  *                   FCGI_KEEP_CONN, as many as php-fpm has workers)
+ *   node-floor      the least a Node.js front can do (bench/client/floor-app.mjs): node:http and
+ *                   kept connections, records pre-encoded, the answer cut by hand; no script
+ *                   lookup, timeouts or errors. What node:http and the sockets cost by themselves
  *   fastcgi-client  a node:http server with the npm package fastcgi-client
  * php-fpm runs one pool per row (kept connections hold workers while idle), each pm static
  * with --children workers (default 4). Each row runs
  * --rounds times (default 5), rows interleaved and rotated; medians are reported with the CPU
  * time per request of the front (nginx or node) and of php-fpm, from /proc. Targets: tsgi-proxy
- * ≥ 0.9× nginx and ≥ 3× fastcgi-client in requests/s.
+ * ≥ 0.9× nginx and ≥ 3× fastcgi-client in requests/s. A Node.js front runs on one core: when it
+ * is the bottleneck, requests/s follow its CPU per request, which the ratios show too. "machine
+ * busy" is how busy all CPUs were during the row (every process, from /proc/stat): near 100 %,
+ * the row was held by the machine (other work included), not by its front.
  *
  *   npm run bench:client -- [--duration S] [--rounds N] [--connections C] [--children N]
  */
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -62,6 +68,21 @@ interface Row {
 interface Sample extends WrkResult {
   frontUs: number;
   fpmUs: number;
+  /** How busy the whole machine was (all CPUs, every process), 0–1. */
+  busy: number;
+}
+
+/** [busy, total] clock ticks of all CPUs so far, from /proc/stat (Linux). */
+function machineTicks(): [number, number] {
+  const f = readFileSync('/proc/stat', 'latin1')
+    .split('\n')[0]!
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  /* idle and iowait are the 4th and 5th fields */
+  return [total - f[3]! - (f[4] ?? 0), total];
 }
 
 const median = (xs: number[]) => {
@@ -87,7 +108,12 @@ async function main(): Promise<void> {
   try {
     /* one pool per row: kept connections hold php-fpm workers (one each) while idle, so a
      * row sharing a pool with the tsgi-proxy row would wait for its idle connections */
-    const fpmPorts = { nginx: await freePort(), proxy: await freePort(), fc: await freePort() };
+    const fpmPorts = {
+      nginx: await freePort(),
+      proxy: await freePort(),
+      floor: await freePort(),
+      fc: await freePort(),
+    };
     const fpm = await startPhpFpm(
       fpmBin,
       dir,
@@ -149,6 +175,19 @@ async function main(): Promise<void> {
     await waitReady(proxy, 'tsgi-proxy');
     rows.push({ name: 'tsgi-proxy', port: proxyPort, front: proxy });
 
+    /* node-floor */
+    const floorPort = await freePort();
+    const floor = startChild(process.execPath, [
+      join(HERE, 'floor-app.mjs'),
+      String(floorPort),
+      `127.0.0.1:${fpmPorts.floor}`,
+      E2E,
+      String(children),
+    ]);
+    started.push(floor);
+    await waitReady(floor, 'node-floor');
+    rows.push({ name: 'node-floor', port: floorPort, front: floor });
+
     /* fastcgi-client */
     const fcPort = await freePort();
     const fc = startChild(process.execPath, [
@@ -173,14 +212,17 @@ async function main(): Promise<void> {
       const order = rows.map((_, i) => rows[(i + round) % rows.length]!);
       for (const r of order) {
         const before = cpuSeconds([r.front.proc.pid!, fpm.proc.pid!])!;
+        const machineBefore = machineTicks();
         const s = runWrk(wrkBin, `http://127.0.0.1:${r.port}/hello.php`, 1, connections, duration);
         if (!(s.requests > 0))
           throw new Error(`${r.name} answered no request in round ${round + 1}`);
         const after = cpuSeconds([r.front.proc.pid!, fpm.proc.pid!])!;
+        const machineAfter = machineTicks();
         samples.get(r.name)!.push({
           ...s,
           frontUs: ((after[0]! - before[0]!) * 1e6) / s.requests,
           fpmUs: ((after[1]! - before[1]!) * 1e6) / s.requests,
+          busy: (machineAfter[0] - machineBefore[0]) / (machineAfter[1] - machineBefore[1]),
         });
         process.stderr.write(`round ${round + 1} ${r.name}: ${s.rps.toFixed(0)} req/s\n`);
       }
@@ -194,11 +236,15 @@ async function main(): Promise<void> {
         `tsgi codec ${codec.name}, transport TCP 127.0.0.1 (front and php-fpm)\n`,
     );
     const med: Record<string, number> = {};
-    console.log('row              req/s    p99 ms  errors  front CPU/req  php-fpm CPU/req');
+    const cpu: Record<string, number> = {};
+    console.log(
+      'row              req/s    p99 ms  errors  front CPU/req  php-fpm CPU/req  machine busy',
+    );
     for (const r of rows) {
       const ss = samples.get(r.name)!;
       const rps = median(ss.map((s) => s.rps));
       med[r.name] = rps;
+      cpu[r.name] = median(ss.map((s) => s.frontUs));
       console.log(
         `${r.name.padEnd(15)} ${rps.toFixed(0).padStart(6)}  ${median(ss.map((s) => s.p99ms))
           .toFixed(2)
@@ -208,14 +254,20 @@ async function main(): Promise<void> {
           .toFixed(0)
           .padStart(10)} µs  ${median(ss.map((s) => s.fpmUs))
           .toFixed(0)
-          .padStart(12)} µs`,
+          .padStart(12)} µs  ${(median(ss.map((s) => s.busy)) * 100).toFixed(0).padStart(10)} %`,
       );
     }
     const ratio = (a: string, b: string, target: number) =>
-      console.log(`${a} / ${b}: ${(med[a]! / med[b]!).toFixed(2)}× (target ≥ ${target}×)`);
+      console.log(
+        `${a} / ${b}: ${(med[a]! / med[b]!).toFixed(2)}× in req/s (target ≥ ${target}×), ` +
+          `${(cpu[b]! / cpu[a]!).toFixed(2)}× less front CPU per request`,
+      );
     console.log('');
     ratio('tsgi-proxy', 'nginx', 0.9);
     ratio('tsgi-proxy', 'fastcgi-client', 3);
+    console.log(
+      `tsgi-proxy front CPU per request: ${(cpu['tsgi-proxy']! / cpu['node-floor']!).toFixed(2)}× node-floor's`,
+    );
   } finally {
     for (const c of started.reverse()) await c.stop();
     rmSync(dir, { recursive: true, force: true });

@@ -45,6 +45,25 @@ export interface ClientResponse extends ResponseHead {
   body: Readable;
 }
 
+/**
+ * Who hears how one request went, without a promise: the proxy's way in (`request()` wraps
+ * it in a promise). Exactly one of `onResponse` and `onError` is called, once.
+ */
+export interface Receiver {
+  /** The head arrived. */
+  onResponse(res: ClientResponse): void;
+  /** The request failed before its head. */
+  onError(err: Error): void;
+  /** FastCGI STDERR of this request (instead of the client's `stderr` option). */
+  onStderr?(chunk: Buffer): void;
+}
+
+/** A request started with a {@link Receiver}: aborting it is a method call, not a signal. */
+export interface Started {
+  /** Stops the request (FastCGI sends ABORT_REQUEST); `err` is what it fails with. */
+  cancel(err?: Error): void;
+}
+
 /** Timeouts and the concurrency cap shared by every client. */
 export interface CommonOptions {
   /** The backend (required). */
@@ -246,16 +265,33 @@ export function writeAndWait(socket: Socket, data: Uint8Array): Promise<void> | 
 }
 
 /**
+ * Something that waits in the {@link Limiter}'s queue for a slot. The queue is a list threaded
+ * through the waiters themselves: queueing allocates nothing.
+ */
+export abstract class Waiter {
+  /** The next waiter in the queue. */
+  queueNext: Waiter | null = null;
+  /** When it stops waiting (milliseconds, performance.now()). */
+  queueDeadline = 0;
+  /** In the queue now (false once admitted, refused or taken out). */
+  queued = false;
+  /** A slot is this waiter's now. */
+  abstract admitted(): void;
+  /** No slot: the queue timeout passed, or the client is closing. */
+  abstract refused(err: Error): void;
+}
+
+/**
  * The concurrency cap: at most `max` holders at once, then up to `maxQueue` waiting (each for
- * at most `queueTimeout` ms), then EQUEUEFULL.
+ * at most `queueTimeout` ms), then EQUEUEFULL. A freed slot goes straight to the first waiter.
+ * One timer serves the whole queue: the waiters' deadlines come in queue order.
  */
 export class Limiter {
   private running = 0;
-  private readonly queue: {
-    resolve: () => void;
-    reject: (e: Error) => void;
-    timer: NodeJS.Timeout;
-  }[] = [];
+  private head: Waiter | null = null;
+  private tail: Waiter | null = null;
+  private count = 0;
+  private timer: NodeJS.Timeout | null = null;
 
   constructor(
     private max: number,
@@ -270,93 +306,185 @@ export class Limiter {
 
   /** Requests waiting now. */
   get waiting(): number {
-    return this.queue.length;
+    return this.count;
   }
 
   /** Changes the cap (e.g. once a FastCGI server told its limits). */
   setMax(max: number): void {
     this.max = Math.max(1, max);
-    while (this.running < this.max && this.queue.length > 0) this.wake();
+    this.wake();
   }
 
+  /**
+   * Gives `w` a slot now (true), or queues it (false: `admitted()` or `refused()` comes
+   * later); throws EQUEUEFULL when the queue is full.
+   */
+  enter(w: Waiter): boolean {
+    if (this.running < this.max) {
+      this.running++;
+      return true;
+    }
+    if (this.count >= this.maxQueue) {
+      throw new ClientError(
+        'EQUEUEFULL',
+        `${this.running} requests running and ${this.count} queued: refused`,
+      );
+    }
+    w.queueDeadline = performance.now() + this.queueTimeout;
+    w.queued = true;
+    w.queueNext = null;
+    if (this.tail === null) this.head = w;
+    else this.tail.queueNext = w;
+    this.tail = w;
+    this.count++;
+    if (this.timer === null) this.arm(this.queueTimeout);
+    return false;
+  }
+
+  /** Takes `w` out of the queue (its request was aborted); nothing if it is not queued. */
+  leave(w: Waiter): void {
+    if (!w.queued) return;
+    w.queued = false;
+    this.count--;
+  }
+
+  /** A holder is done: its slot goes to the first waiter, if any. */
+  release(): void {
+    this.running--;
+    this.wake();
+  }
+
+  /** The promise form of {@link enter}: null when a slot was free, else resolves once it is. */
   acquire(signal?: AbortSignal): Promise<void> | null {
     if (this.running < this.max) {
       this.running++;
       return null;
     }
-    if (this.queue.length >= this.maxQueue) {
-      return Promise.reject(
-        new ClientError(
-          'EQUEUEFULL',
-          `${this.running} requests running and ${this.queue.length} queued: refused`,
-        ),
-      );
-    }
     return new Promise((resolve, reject) => {
-      const entry = {
-        resolve: () => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve();
-        },
-        reject: (e: Error) => {
-          signal?.removeEventListener('abort', onAbort);
-          reject(e);
-        },
-        timer: setTimeout(() => {
-          this.drop(entry);
-          entry.reject(
-            new ClientError(
-              'ETIMEDOUT',
-              `waited ${this.queueTimeout} ms in the queue for a free connection`,
-            ),
-          );
-        }, this.queueTimeout),
-      };
-      const onAbort = (): void => {
-        this.drop(entry);
-        clearTimeout(entry.timer);
-        entry.reject(abortError(signal!));
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.queue.push(entry);
+      const w = new PromiseWaiter(this, resolve, reject, signal);
+      try {
+        if (this.enter(w)) resolve();
+        else w.listen();
+      } catch (err) {
+        reject(err as Error);
+      }
     });
   }
 
-  release(): void {
-    this.running--;
-    if (this.running < this.max && this.queue.length > 0) this.wake();
-  }
-
-  /** Rejects everything waiting (the client is closing). */
+  /** Refuses everything waiting (the client is closing). */
   rejectAll(err: Error): void {
-    for (const e of this.queue.splice(0)) {
-      clearTimeout(e.timer);
-      e.reject(err);
-    }
+    for (let w = this.shift(); w !== null; w = this.shift()) w.refused(err);
   }
 
   private wake(): void {
-    const e = this.queue.shift()!;
-    clearTimeout(e.timer);
-    this.running++;
-    e.resolve();
+    while (this.running < this.max) {
+      const w = this.shift();
+      if (w === null) return;
+      this.running++;
+      w.admitted();
+    }
   }
 
-  private drop(entry: (typeof this.queue)[number]): void {
-    const i = this.queue.indexOf(entry);
-    if (i !== -1) this.queue.splice(i, 1);
+  /** The first live waiter, taken out of the queue; null when none waits. */
+  private shift(): Waiter | null {
+    for (let w = this.head; w !== null; w = this.head) {
+      this.head = w.queueNext;
+      if (this.head === null) this.tail = null;
+      w.queueNext = null;
+      if (w.queued) {
+        w.queued = false;
+        this.count--;
+        return w;
+      }
+    }
+    return null;
   }
+
+  private arm(ms: number): void {
+    this.timer = setTimeout(onQueueTimer, Math.max(1, Math.ceil(ms)), this);
+    this.timer.unref();
+  }
+
+  /** The queue timer: refuses the waiters whose time is up, then waits for the next one. */
+  expire(): void {
+    this.timer = null;
+    const now = performance.now();
+    for (let w = this.head; w !== null; w = this.head) {
+      if (w.queued && w.queueDeadline > now) {
+        this.arm(w.queueDeadline - now);
+        return;
+      }
+      this.head = w.queueNext;
+      if (this.head === null) this.tail = null;
+      w.queueNext = null;
+      if (w.queued) {
+        w.queued = false;
+        this.count--;
+        w.refused(
+          new ClientError(
+            'ETIMEDOUT',
+            `waited ${this.queueTimeout} ms in the queue for a free connection`,
+          ),
+        );
+      }
+    }
+  }
+}
+
+function onQueueTimer(limiter: Limiter): void {
+  limiter.expire();
+}
+
+/** A waiter behind {@link Limiter.acquire}'s promise. */
+class PromiseWaiter extends Waiter {
+  constructor(
+    private readonly limiter: Limiter,
+    private readonly resolve: () => void,
+    private readonly reject: (e: Error) => void,
+    private readonly signal: AbortSignal | undefined,
+  ) {
+    super();
+  }
+
+  listen(): void {
+    this.signal?.addEventListener('abort', this);
+  }
+
+  /** The signal aborted while waiting. */
+  handleEvent(): void {
+    if (!this.queued) return;
+    this.limiter.leave(this);
+    this.signal!.removeEventListener('abort', this);
+    this.reject(abortError(this.signal!));
+  }
+
+  admitted(): void {
+    this.signal?.removeEventListener('abort', this);
+    this.resolve();
+  }
+
+  refused(err: Error): void {
+    this.signal?.removeEventListener('abort', this);
+    this.reject(err);
+  }
+}
+
+/** What feeds a {@link ResponseBody}: told when the consumer wants more, or went away. */
+export interface BodyOwner {
+  /** The consumer reads again (resume the connection). */
+  bodyRead(): void;
+  /** The body was destroyed (by the consumer, before its end, or after it). */
+  bodyClosed(): void;
 }
 
 /**
  * A response body stream fed by a connection: push() reports whether the consumer wants more;
- * when it does not, `pause` stops reading the connection and `resume` is called on the next
- * read().
+ * when it does not, the owner stops reading the connection until `bodyRead()`.
  */
 export class ResponseBody extends Readable {
   private ended = false;
 
-  constructor(private readonly onRead: () => void) {
+  constructor(private owner: BodyOwner | null) {
     super({ highWaterMark: 64 * 1024 });
   }
 
@@ -365,13 +493,68 @@ export class ResponseBody extends Readable {
     return this.ended;
   }
 
+  /** Stops telling the owner anything (it is done with this body). */
+  detach(): void {
+    this.owner = null;
+  }
+
   override push(chunk: unknown, encoding?: BufferEncoding): boolean {
     if (chunk === null) this.ended = true;
     return super.push(chunk, encoding);
   }
 
   override _read(): void {
-    this.onRead();
+    this.owner?.bodyRead();
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    const owner = this.owner;
+    this.owner = null;
+    owner?.bodyClosed();
+    callback(err);
+  }
+}
+
+/**
+ * A response whose head has arrived. When the whole body came with the head, it is held as
+ * bytes and the `body` stream is only made if asked for (a proxy takes the bytes instead).
+ */
+export class Answer implements ClientResponse {
+  readonly status: number;
+  readonly statusText: string;
+  readonly headers: [string, string][];
+  readonly localRedirect: boolean;
+  readonly style: 'cgi' | 'http';
+  private stream: Readable | null;
+  private bytes: Buffer | null;
+
+  constructor(head: ResponseHead, stream: Readable | null, bytes: Buffer | null) {
+    this.status = head.status;
+    this.statusText = head.statusText;
+    this.headers = head.headers;
+    this.localRedirect = head.localRedirect;
+    this.style = head.style;
+    this.stream = stream;
+    this.bytes = bytes;
+  }
+
+  /** The body, streamed (made on first use when it came whole; empty once taken). */
+  get body(): Readable {
+    if (this.stream === null) {
+      const s = new ResponseBody(null);
+      if (this.bytes !== null && this.bytes.length > 0) s.push(this.bytes);
+      s.push(null);
+      this.bytes = null;
+      this.stream = s;
+    }
+    return this.stream;
+  }
+
+  /** The whole body as bytes, when it came with the head and `body` was never asked for. */
+  takeWhole(): Buffer | null {
+    const b = this.bytes;
+    this.bytes = null;
+    return b;
   }
 }
 

@@ -39,6 +39,8 @@ export class HeadError extends Error {
 
 const HTTP_LINE = /^HTTP\/[0-9]\.[0-9] ([1-9][0-9][0-9])(?: (.*))?$/;
 
+const isBlank = (c: number): boolean => c === 32 || c === 9;
+
 /** The reason phrases used when a redirect or a default status has none of its own. */
 const REASONS: Record<number, string> = { 200: 'OK', 302: 'Found' };
 
@@ -62,17 +64,21 @@ export function findHeadEnd(buf: Uint8Array): [number, number] | null {
 
 /** Parses a head (the bytes before the empty line, as a latin-1 string). */
 export function parseHead(text: string): ResponseHead {
-  const lines = text.split('\n');
-  if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
   const headers: [string, string][] = [];
   let status = -1;
   let statusText = '';
   let style: 'cgi' | 'http' = 'cgi';
   let location: string | undefined;
-  for (let i = 0; i < lines.length; i++) {
-    let line = lines[i]!;
-    if (line.endsWith('\r')) line = line.slice(0, -1);
-    if (i === 0 && line.startsWith('HTTP/')) {
+  const n = text.length;
+  for (let start = 0, first = true; start < n; first = false) {
+    /* one line: [start, end), its LF (if any) at eol, one CR before it left out */
+    let eol = text.indexOf('\n', start);
+    if (eol === -1) eol = n;
+    const end = eol > start && text.charCodeAt(eol - 1) === 13 ? eol - 1 : eol;
+    const from = start;
+    start = eol + 1;
+    if (first && text.startsWith('HTTP/', from)) {
+      const line = text.slice(from, end);
       const m = HTTP_LINE.exec(line);
       if (m === null) throw new HeadError(`bad status line ${JSON.stringify(line)}`);
       status = Number(m[1]);
@@ -80,14 +86,22 @@ export function parseHead(text: string): ResponseHead {
       style = 'http';
       continue;
     }
-    if (line.charCodeAt(0) === 32 || line.charCodeAt(0) === 9) {
-      throw new HeadError(`folded header line ${JSON.stringify(line)}`);
+    const c0 = text.charCodeAt(from);
+    if (c0 === 32 || c0 === 9) {
+      throw new HeadError(`folded header line ${JSON.stringify(text.slice(from, end))}`);
     }
-    const colon = line.indexOf(':');
-    if (colon <= 0) throw new HeadError(`header line without a name ${JSON.stringify(line)}`);
-    const name = line.slice(0, colon);
+    const colon = text.indexOf(':', from);
+    if (colon <= from || colon >= end) {
+      throw new HeadError(`header line without a name ${JSON.stringify(text.slice(from, end))}`);
+    }
+    const name = text.slice(from, colon);
     if (!NAME.test(name)) throw new HeadError(`bad header name ${JSON.stringify(name)}`);
-    const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, '');
+    /* the value from the colon to the end of the line, spaces and tabs around it left out */
+    let vs = colon + 1;
+    let ve = end;
+    while (vs < ve && isBlank(text.charCodeAt(vs))) vs++;
+    while (ve > vs && isBlank(text.charCodeAt(ve - 1))) ve--;
+    const value = text.slice(vs, ve);
     if (style === 'cgi' && name.length === 6 && name.toLowerCase() === 'status') {
       const m = STATUS.exec(value);
       if (m === null) throw new HeadError(`bad Status header ${JSON.stringify(value)}`);

@@ -19,7 +19,9 @@ export {
   type ClientRequest,
   type ClientResponse,
   type CommonOptions,
+  type Receiver,
   type RequestBody,
+  type Started,
 } from './common.js';
 export { ClientError, errorStatus, type ClientErrorCode } from './errors.js';
 export type { SpoolOptions } from './spool.js';

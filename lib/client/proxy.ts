@@ -28,11 +28,23 @@ import { resolve as resolvePath, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { cgiVariables } from '../codec/environ.js';
 import { hostOf, percentDecodeLatin1, requestPath } from '../gateway/environ.js';
+import { HOP_BY_HOP } from '../gateway/respond.js';
 import type { App, Environ, Headers } from '../gateway/types.js';
 import { httpVariables } from '../protocol/http.js';
 import { VERSION } from '../version.js';
-import { EMPTY, ResponseBody, pairValue, setPair, type RequestBody } from './common.js';
+import {
+  Answer,
+  EMPTY,
+  ResponseBody,
+  pairValue,
+  setPair,
+  type ClientResponse,
+  type Receiver,
+  type RequestBody,
+  type Started,
+} from './common.js';
 import { ClientError, errorStatus } from './errors.js';
+import { FastcgiClient } from './fastcgi.js';
 import { createClient, type Client, type ClientOptions } from './index.js';
 import {
   spoolBody,
@@ -73,7 +85,10 @@ interface Outcome {
   status: number;
   statusText: string;
   headers: [string, string][];
+  /** The body as a stream, or null (then `whole`). */
   body: Readable | null;
+  /** The whole body, when it is at hand as bytes (null: `body` streams it). */
+  whole: Uint8Array | null;
   /** No script here (php only): a node handler with `next` passes the request on. */
   notFound?: boolean;
 }
@@ -95,15 +110,6 @@ export interface Proxy {
   close(): Promise<void>;
 }
 
-/** Hop-by-hop headers a backend's answer may carry; the proxy's own server frames the body. */
-const HOP = new Set([
-  'connection',
-  'keep-alive',
-  'transfer-encoding',
-  'proxy-connection',
-  'upgrade',
-]);
-
 const REASONS: Record<number, string> = {
   404: 'Not Found',
   413: 'Content Too Large',
@@ -124,15 +130,43 @@ function textOutcome(status: number): Outcome {
       ['Content-Type', 'text/plain; charset=utf-8'],
       ['Content-Length', String(text.length)],
     ],
-    body: Readable.from([Buffer.from(text)]),
+    body: null,
+    whole: Buffer.from(text),
   };
+}
+
+/** The lengths of the hop-by-hop names: most names are not one of them, found without a copy. */
+const HOP_LENGTHS = new Set([...HOP_BY_HOP].map((n) => n.length));
+
+/**
+ * Whether `name` is a hop-by-hop header (the gateway's set): a backend's answer may carry one,
+ * the proxy's own server frames the body and the connection.
+ */
+function isHop(name: string): boolean {
+  return HOP_LENGTHS.has(name.length) && HOP_BY_HOP.has(name.toLowerCase());
+}
+
+/** `headers` without the hop-by-hop ones (the same list when it has none). */
+function endToEnd(headers: [string, string][]): [string, string][] {
+  for (let i = 0; i < headers.length; i++) {
+    if (isHop(headers[i]![0])) return headers.filter(([n]) => !isHop(n));
+  }
+  return headers;
 }
 
 /** How a request is prepared: the pairs to send, or null for "no such script" (404). */
 type Prepare = (pairs: string[]) => string[] | null;
 
-/** Proxy behaviour that differs between phpFpm and forward. */
-interface Mode {
+/** What the proxies of one makeProxy() share. */
+interface Core {
+  client: Client;
+  /** The client, when it can start requests without a promise. */
+  fast: FastcgiClient | null;
+  prepare: Prepare;
+  extra: Record<string, string>;
+  hasExtra: boolean;
+  onError: (err: Error) => void;
+  maxRedirects: number;
   /** php-fpm: "Primary script unknown" means 404. */
   php: boolean;
   /**
@@ -142,120 +176,353 @@ interface Mode {
   spool: SpoolSettings | null;
 }
 
-function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy {
-  const { php, spool } = mode;
-  const client = 'client' in options ? options.client : createClient(options);
-  const extra = options.params ?? {};
-  const onError =
-    options.onError ?? ((err: Error) => process.stderr.write(`tsgi proxy: ${err.message}\n`));
-  const maxRedirects = options.maxLocalRedirects ?? DEFAULT_MAX_LOCAL_REDIRECTS;
+/** FastCGI STDERR of a php-fpm request: "Primary script unknown" makes it a 404. */
+function phpStderr(this: Flight, chunk: Buffer): void {
+  const text = chunk.toString();
+  if (text.includes('Primary script unknown')) this.unknownScript = true;
+  else this.core.onError(new Error(`FastCGI stderr: ${text.trimEnd()}`));
+}
 
-  async function handle(
-    incoming: string[],
-    body: RequestBody,
-    signal: AbortSignal | undefined,
-  ): Promise<Outcome> {
-    for (let redirects = 0; ; redirects++) {
-      const out = await attempt(incoming, body, signal);
-      if (!('redirect' in out)) return out;
+/**
+ * One proxied request, from its variables to its {@link Outcome}: prepared, its body spooled
+ * when it must be, sent, local redirects followed, failures mapped to a status. It is the
+ * client's {@link Receiver}: a request costs this object, not a chain of promises.
+ */
+abstract class Flight implements Receiver {
+  redirects = 0;
+  /** php-fpm said "Primary script unknown" for the current attempt. */
+  unknownScript = false;
+  /** The caller went away. */
+  cancelled = false;
+  private spooled: Spooled | null = null;
+  private started: Started | null = null;
+  private controller: AbortController | null = null;
+  readonly onStderr: ((chunk: Buffer) => void) | undefined;
+
+  constructor(
+    readonly core: Core,
+    private incoming: string[],
+    private body: RequestBody,
+    private signal: AbortSignal | undefined,
+  ) {
+    this.onStderr = core.php ? phpStderr : undefined;
+  }
+
+  /** Where the outcome goes. */
+  protected abstract land(out: Outcome): void;
+
+  /** Sends the request (again, after a local redirect). */
+  run(): void {
+    const core = this.core;
+    this.unknownScript = false;
+    let pairs: string[] | null;
+    try {
+      pairs = core.prepare(this.incoming);
+    } catch (err) {
+      this.onError(err as Error);
+      return;
+    }
+    if (pairs === null) {
+      this.land({ ...textOutcome(404), notFound: true });
+      return;
+    }
+    if (core.hasExtra) for (const k in core.extra) setPair(pairs, k, core.extra[k]!);
+    const body = this.body;
+    if (
+      core.spool !== null &&
+      body !== null &&
+      body !== undefined &&
+      typeof body !== 'string' &&
+      !(body instanceof Uint8Array) &&
+      !/^[0-9]+$/.test(pairValue(pairs, 'CONTENT_LENGTH') ?? '')
+    ) {
+      void this.spoolThenSend(pairs, body, core.spool);
+      return;
+    }
+    this.send(pairs);
+  }
+
+  /** Stops the request: the caller went away. */
+  cancel(): void {
+    if (this.cancelled) return;
+    this.cancelled = true;
+    this.controller?.abort();
+    this.started?.cancel();
+  }
+
+  /** A signal for what takes one (a spool, a client without start()); made when first needed. */
+  private signalOf(): AbortSignal {
+    if (this.signal !== undefined) return this.signal;
+    this.controller = new AbortController();
+    if (this.cancelled) this.controller.abort();
+    this.signal = this.controller.signal;
+    return this.signal;
+  }
+
+  private async spoolThenSend(
+    pairs: string[],
+    body: Readable | AsyncIterable<Uint8Array | string>,
+    spool: SpoolSettings,
+  ): Promise<void> {
+    try {
+      const spooled = await spoolBody(body, spool, this.signalOf());
+      this.spooled = spooled;
+      this.body = spooled.bytes ?? spooled.chunks();
+      if (spooled.length > 0) setPair(pairs, 'CONTENT_LENGTH', String(spooled.length));
+    } catch (err) {
+      this.onError(err as Error);
+      return;
+    }
+    this.send(pairs);
+  }
+
+  private send(pairs: string[]): void {
+    const fast = this.core.fast;
+    if (fast !== null) {
+      this.started = fast.start(pairs, this.body, this.signal, this);
+      if (this.cancelled) this.started.cancel();
+      return;
+    }
+    this.core.client
+      .request({
+        params: pairs,
+        body: this.body,
+        signal: this.signalOf(),
+        stderr: this.onStderr?.bind(this),
+      })
+      .then(
+        (res) => this.onResponse(res),
+        (err: Error) => this.onError(err),
+      );
+  }
+
+  onResponse(res: ClientResponse): void {
+    this.started = null;
+    const whole = res instanceof Answer ? res.takeWhole() : null;
+    const stream = whole === null ? res.body : null;
+    const spooled = this.spooled;
+    if (spooled !== null) {
+      this.spooled = null;
+      if (stream !== null) stream.once('close', () => void spooled.dispose());
+      else void spooled.dispose();
+    }
+    if (res.localRedirect && !this.unknownScript) {
       /* a local redirect (RFC 3875 §6.2.2): run the request again for that path, as a GET
        * without a body; what the first answer sent (cookies included) is dropped */
-      out.discard.destroy();
-      if (redirects === maxRedirects) {
-        onError(
-          new Error(
-            `more than ${maxRedirects} local redirects (a loop?): the last to ${out.redirect}`,
-          ),
-        );
-        return textOutcome(500);
-      }
-      const next = redirectedPairs(incoming, out.redirect);
-      if (next === null) {
-        onError(
-          new Error(
-            `a local redirect to ${out.redirect} leaves the path this proxy is mounted at ` +
-              `(${pairValue(incoming, 'SCRIPT_NAME')})`,
-          ),
-        );
-        return textOutcome(500);
-      }
-      incoming = next;
-      body = null;
+      stream?.destroy();
+      this.redirect(res.headers.find(([n]) => n.toLowerCase() === 'location')![1]);
+      return;
     }
+    let { status, statusText } = res;
+    if (this.unknownScript) {
+      status = 404;
+      statusText = 'Not Found';
+    }
+    this.land({ status, statusText, headers: endToEnd(res.headers), body: stream, whole });
   }
 
-  /** One request to the backend: its outcome, or the target of a local redirect. */
-  async function attempt(
+  onError(err: Error): void {
+    this.started = null;
+    const spooled = this.spooled;
+    this.spooled = null;
+    void spooled?.dispose();
+    /* a failure of ours (not the backend's) is a 500 */
+    const status = err instanceof ClientError ? errorStatus(err) : 500;
+    if (status !== 499 && !this.cancelled) this.core.onError(err);
+    this.land(textOutcome(status));
+  }
+
+  private redirect(location: string): void {
+    const core = this.core;
+    if (this.redirects === core.maxRedirects) {
+      core.onError(
+        new Error(
+          `more than ${core.maxRedirects} local redirects (a loop?): the last to ${location}`,
+        ),
+      );
+      this.land(textOutcome(500));
+      return;
+    }
+    const next = redirectedPairs(this.incoming, location);
+    if (next === null) {
+      core.onError(
+        new Error(
+          `a local redirect to ${location} leaves the path this proxy is mounted at ` +
+            `(${pairValue(this.incoming, 'SCRIPT_NAME')})`,
+        ),
+      );
+      this.land(textOutcome(500));
+      return;
+    }
+    this.redirects++;
+    this.incoming = next;
+    this.body = null;
+    this.run();
+  }
+}
+
+/** A flight whose outcome resolves a promise (the TSGI app and the fetch handler). */
+class PromiseFlight extends Flight {
+  constructor(
+    core: Core,
     incoming: string[],
     body: RequestBody,
     signal: AbortSignal | undefined,
-  ): Promise<Outcome | { redirect: string; discard: Readable }> {
-    let unknownScript = false;
-    let spooled: Spooled | null = null;
+    private readonly resolve: (out: Outcome) => void,
+  ) {
+    super(core, incoming, body, signal);
+  }
+
+  protected land(out: Outcome): void {
+    this.resolve(out);
+  }
+}
+
+/** The flight of a node:http request, on its response. */
+const FLIGHT = Symbol('tsgi.proxy.flight');
+
+type FlightResponse = ServerResponse & { [FLIGHT]?: NodeFlight };
+
+/** The response closed: when before its end, the client went away and the request stops. */
+function onResponseClose(this: FlightResponse): void {
+  if (!this.writableFinished) this[FLIGHT]?.cancel();
+}
+
+/** A flight answering a node:http request. */
+class NodeFlight extends Flight {
+  constructor(
+    core: Core,
+    incoming: string[],
+    body: RequestBody,
+    private readonly req: IncomingMessage,
+    private readonly res: FlightResponse,
+    private readonly next: ((err?: unknown) => void) | undefined,
+  ) {
+    super(core, incoming, body, undefined);
+  }
+
+  protected land(out: Outcome): void {
+    const res = this.res;
+    res[FLIGHT] = undefined;
+    if (out.notFound && this.next !== undefined) {
+      this.next();
+      return;
+    }
+    if (this.cancelled || res.destroyed) {
+      out.body?.destroy();
+      return;
+    }
     try {
-      const pairs = prepare(incoming);
-      if (pairs === null) return { ...textOutcome(404), notFound: true };
-      for (const k in extra) setPair(pairs, k, extra[k]!);
-      if (
-        spool !== null &&
-        body !== null &&
-        body !== undefined &&
-        typeof body !== 'string' &&
-        !(body instanceof Uint8Array) &&
-        !/^[0-9]+$/.test(pairValue(pairs, 'CONTENT_LENGTH') ?? '')
-      ) {
-        spooled = await spoolBody(body, spool, signal);
-        body = spooled.bytes ?? spooled.chunks();
-        if (spooled.length > 0) setPair(pairs, 'CONTENT_LENGTH', String(spooled.length));
-      }
-      const res = await client.request({
-        params: pairs,
-        body,
-        signal,
-        stderr: php
-          ? (chunk) => {
-              const text = chunk.toString();
-              if (text.includes('Primary script unknown')) unknownScript = true;
-              else onError(new Error(`FastCGI stderr: ${text.trimEnd()}`));
-            }
-          : undefined,
+      writeNode(this.req, res, out, (err) => {
+        if (!this.cancelled) this.core.onError(err);
       });
-      if (spooled !== null) {
-        const file = spooled;
-        res.body.once('close', () => void file.dispose());
-      }
-      if (res.localRedirect && !unknownScript) {
-        const location = res.headers.find(([n]) => n.toLowerCase() === 'location')![1];
-        return { redirect: location, discard: res.body };
-      }
-      let { status, statusText } = res;
-      if (unknownScript) {
-        status = 404;
-        statusText = 'Not Found';
-      }
-      const headers = res.headers.filter(([n]) => !HOP.has(n.toLowerCase()));
-      return { status, statusText, headers, body: res.body };
     } catch (err) {
-      await spooled?.dispose();
-      /* a failure of ours (not the backend's) is a 500 */
-      const status = err instanceof ClientError ? errorStatus(err) : 500;
-      if (status !== 499) onError(err as Error);
-      return textOutcome(status);
+      /* a head node refuses (a value with a control character): a 502 when nothing left yet */
+      out.body?.destroy();
+      this.core.onError(err as Error);
+      if (res.headersSent) res.destroy();
+      else writeNode(this.req, res, textOutcome(502), () => undefined);
     }
   }
+}
+
+/** Writes `out` to a node:http response. */
+function writeNode(
+  req: IncomingMessage,
+  res: ServerResponse,
+  out: Outcome,
+  onError: (err: Error) => void,
+): void {
+  const body = out.body;
+  const whole = out.whole ?? (body === null ? EMPTY : bufferedWhole(body));
+  const list = out.headers;
+  let length = false;
+  for (let i = 0; i < list.length; i++) {
+    const n = list[i]![0];
+    if (
+      (n.length === 14 && n.toLowerCase() === 'content-length') ||
+      (n.length === 17 && n.toLowerCase() === 'transfer-encoding')
+    ) {
+      length = true;
+      break;
+    }
+  }
+  /* a body that has arrived whole gets its length, so that node frames it without
+   * chunked encoding: the head, the body and nothing else, in one write */
+  const addLength =
+    whole !== null &&
+    !length &&
+    req.method !== 'HEAD' &&
+    out.status >= 200 &&
+    out.status !== 204 &&
+    out.status !== 304;
+  let headers: string[] | Record<string, string | string[]>;
+  if (res.getHeaderNames().length === 0) {
+    /* nothing set before: the list goes as it is, repeats kept */
+    const flat: string[] = [];
+    for (let i = 0; i < list.length; i++) flat.push(list[i]![0], list[i]![1]);
+    if (addLength) flat.push('Content-Length', String(whole.length));
+    headers = flat;
+  } else {
+    /* repeats grouped into arrays: a flat list would go through setHeader once headers were
+     * set before (Express's X-Powered-By) and keep only the last Set-Cookie */
+    const grouped: Record<string, string | string[]> = {};
+    const names = new Map<string, string>();
+    for (const [n, v] of list) {
+      const lower = n.toLowerCase();
+      const first = names.get(lower);
+      if (first === undefined) {
+        names.set(lower, n);
+        grouped[n] = v;
+      } else {
+        const prev = grouped[first]!;
+        grouped[first] = Array.isArray(prev) ? [...prev, v] : [prev, v];
+      }
+    }
+    if (addLength) grouped['Content-Length'] = String(whole.length);
+    headers = grouped;
+  }
+  if (out.statusText !== '') res.writeHead(out.status, out.statusText, headers);
+  else res.writeHead(out.status, headers);
+  if (whole !== null) {
+    /* node joins a latin-1 string to the head it has not sent yet */
+    res.end(Buffer.from(whole.buffer, whole.byteOffset, whole.length).toString('latin1'), 'latin1');
+  } else {
+    pump(body!, res, onError);
+  }
+}
+
+function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy {
+  const client = 'client' in options ? options.client : createClient(options);
+  const extra = options.params ?? {};
+  const core: Core = {
+    client,
+    fast: client instanceof FastcgiClient ? client : null,
+    prepare,
+    extra,
+    hasExtra: Object.keys(extra).length > 0,
+    onError:
+      options.onError ?? ((err: Error) => process.stderr.write(`tsgi proxy: ${err.message}\n`)),
+    maxRedirects: options.maxLocalRedirects ?? DEFAULT_MAX_LOCAL_REDIRECTS,
+    php: mode.php,
+    spool: mode.spool,
+  };
+
+  const handle = (
+    incoming: string[],
+    body: RequestBody,
+    signal: AbortSignal | undefined,
+  ): Promise<Outcome> =>
+    new Promise((resolve) => new PromiseFlight(core, incoming, body, signal, resolve).run());
 
   const app: App = async (environ, startResponse) => {
     const out = await handle(environPairs(environ), environ['tsgi.input'], environ['tsgi.signal']);
     const status = `${out.status} ${out.statusText || (REASONS[out.status] ?? 'Unknown')}`;
     startResponse(status, out.headers as Headers);
-    return out.body ?? [];
+    return out.body ?? (out.whole !== null && out.whole.length > 0 ? [out.whole] : []);
   };
 
   const node: Proxy['node'] = (req, res, next) => {
-    const controller = new AbortController();
-    res.on('close', () => {
-      if (!res.writableFinished) controller.abort();
-    });
     const vars = httpVariables(req);
     if (!vars.SERVER_NAME) {
       const host = vars.HTTP_HOST;
@@ -279,55 +546,11 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy
     const headers = req.headers;
     const hasBody =
       headers['content-length'] !== undefined || headers['transfer-encoding'] !== undefined;
-    void handle(pairs, hasBody ? req : null, controller.signal).then((out) => {
-      if (out.notFound && next !== undefined) {
-        next();
-        return;
-      }
-      /* repeats grouped into arrays: a flat list would go through setHeader once headers were
-       * set before (Express's X-Powered-By) and keep only the last Set-Cookie */
-      const grouped: Record<string, string | string[]> = {};
-      const names = new Map<string, string>();
-      for (const [n, v] of out.headers) {
-        const lower = n.toLowerCase();
-        const first = names.get(lower);
-        if (first === undefined) {
-          names.set(lower, n);
-          grouped[n] = v;
-        } else {
-          const prev = grouped[first]!;
-          grouped[first] = Array.isArray(prev) ? [...prev, v] : [prev, v];
-        }
-      }
-      const body = out.body;
-      const whole = body === null ? EMPTY : bufferedWhole(body);
-      /* a body that has arrived whole gets its length, so that node frames it without
-       * chunked encoding: the head, the body and nothing else, in one write */
-      if (
-        whole !== null &&
-        !names.has('content-length') &&
-        !names.has('transfer-encoding') &&
-        req.method !== 'HEAD' &&
-        out.status >= 200 &&
-        out.status !== 204 &&
-        out.status !== 304
-      ) {
-        grouped['Content-Length'] = String(whole.length);
-      }
-      if (out.statusText !== '') res.writeHead(out.status, out.statusText, grouped);
-      else res.writeHead(out.status, grouped);
-      if (whole !== null) {
-        /* node joins a latin-1 string to the head it has not sent yet */
-        res.end(
-          Buffer.from(whole.buffer, whole.byteOffset, whole.length).toString('latin1'),
-          'latin1',
-        );
-      } else {
-        pump(body!, res, (err) => {
-          if (!controller.signal.aborted) onError(err);
-        });
-      }
-    });
+    const flight = new NodeFlight(core, pairs, hasBody ? req : null, req, res, next);
+    const r = res as FlightResponse;
+    r[FLIGHT] = flight;
+    r.once('close', onResponseClose);
+    flight.run();
   };
 
   const fetchHandler: Proxy['fetch'] = async (request) => {
@@ -336,17 +559,25 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy
     const headers = new Headers();
     for (const [n, v] of out.headers) headers.append(n, v);
     const empty =
-      request.method === 'HEAD' || out.status === 204 || out.status === 304 || out.body === null;
+      request.method === 'HEAD' ||
+      out.status === 204 ||
+      out.status === 304 ||
+      (out.body === null && (out.whole === null || out.whole.length === 0));
     if (empty) out.body?.destroy();
     if (out.status < 200 || out.status > 599) return new Response(null, { status: 502 });
-    return new Response(empty ? null : (Readable.toWeb(out.body!) as ReadableStream), {
-      status: out.status,
-      statusText: out.statusText,
-      headers,
-    });
+    return new Response(
+      empty ? null : out.body !== null ? (Readable.toWeb(out.body) as ReadableStream) : out.whole,
+      { status: out.status, statusText: out.statusText, headers },
+    );
   };
 
   return { app, node, fetch: fetchHandler, client, close: () => client.close() };
+}
+
+/** Proxy behaviour that differs between phpFpm and forward. */
+interface Mode {
+  php: boolean;
+  spool: SpoolSettings | null;
 }
 
 /** The largest body sent in one write with the head. */
@@ -546,7 +777,10 @@ function findScript(
   index: readonly string[],
 ): ScriptLocation | null {
   if (path.charCodeAt(0) !== 47 /* / */ || path.includes('\0')) return null;
-  const utf8 = Buffer.from(path, 'latin1').toString('utf8');
+  /* the path's bytes as UTF-8 (the file system's names); latin-1 again for the variables */
+  const ascii = ASCII.test(path);
+  const utf8 = ascii ? path : Buffer.from(path, 'latin1').toString('utf8');
+  const latin1 = ascii ? same : utf8ToLatin1;
   const segments = utf8.split('/');
   for (const seg of segments) if (seg === '..' || seg === '.') return null;
   for (let i = 1; i < segments.length; i++) {
@@ -557,10 +791,9 @@ function findScript(
     const rel = segments.slice(0, i + 1).join('/');
     const rest = segments.slice(i + 1);
     return {
-      scriptName: Buffer.from(rel, 'utf8').toString('latin1'),
+      scriptName: latin1(rel),
       filename: file,
-      pathInfo:
-        rest.length === 0 ? '' : Buffer.from('/' + rest.join('/'), 'utf8').toString('latin1'),
+      pathInfo: rest.length === 0 ? '' : latin1('/' + rest.join('/')),
     };
   }
   if (utf8.endsWith('/')) {
@@ -569,7 +802,7 @@ function findScript(
       const file = scriptFile(realRoot, withIndex, withIndex.length - 1);
       if (file !== null) {
         return {
-          scriptName: Buffer.from(utf8 + name, 'utf8').toString('latin1'),
+          scriptName: latin1(utf8 + name),
           filename: file,
           pathInfo: '',
         };
@@ -578,6 +811,11 @@ function findScript(
   }
   return null;
 }
+
+/** A path of printable ASCII only: the same as latin-1 and as UTF-8 (others are converted). */
+const ASCII = /^[ -~]*$/;
+const same = (s: string): string => s;
+const utf8ToLatin1 = (s: string): string => Buffer.from(s, 'utf8').toString('latin1');
 
 function hasExtension(name: string, extensions: readonly string[]): boolean {
   for (const e of extensions) {
@@ -631,6 +869,18 @@ function walk(realRoot: string, segments: readonly string[], last: number): stri
   return name;
 }
 
+/** What phpFpm sets itself (and HTTP_PROXY, never sent): not taken from the incoming variables. */
+const PHP_SETS = new Set([
+  'HTTP_PROXY',
+  'SCRIPT_FILENAME',
+  'SCRIPT_NAME',
+  'PATH_INFO',
+  'PATH_TRANSLATED',
+  'DOCUMENT_ROOT',
+  'DOCUMENT_URI',
+  'REDIRECT_STATUS',
+]);
+
 /**
  * PHP through php-fpm (see the file's comment): SCRIPT_FILENAME, SCRIPT_NAME, PATH_INFO,
  * PATH_TRANSLATED, DOCUMENT_ROOT, DOCUMENT_URI and REDIRECT_STATUS set as nginx's
@@ -643,9 +893,19 @@ export function phpFpm(options: PhpFpmOptions): Proxy {
   const index = options.index ?? ['index.php'];
   const extensions = options.extensions ?? ['.php'];
   const prepare = (incoming: string[]): string[] | null => {
-    const pairs = withoutProxy(incoming);
-    const mount = pairValue(pairs, 'SCRIPT_NAME') ?? '';
-    const path = pairValue(pairs, 'PATH_INFO') || '/';
+    /* the last of each, as pairValue() finds it */
+    let mount = '';
+    let path = '';
+    let uri: string | undefined;
+    let query = '';
+    for (let i = 0; i + 1 < incoming.length; i += 2) {
+      const k = incoming[i]!;
+      if (k === 'SCRIPT_NAME') mount = incoming[i + 1]!;
+      else if (k === 'PATH_INFO') path = incoming[i + 1]!;
+      else if (k === 'REQUEST_URI') uri = incoming[i + 1]!;
+      else if (k === 'QUERY_STRING') query = incoming[i + 1]!;
+    }
+    if (path === '') path = '/';
     if (realRoot === null) {
       try {
         realRoot = realpathSync.native(root);
@@ -655,19 +915,30 @@ export function phpFpm(options: PhpFpmOptions): Proxy {
     }
     const found = findScript(realRoot, path, extensions, index);
     if (found === null) return null;
-    setPair(pairs, 'SCRIPT_FILENAME', found.filename);
-    setPair(pairs, 'SCRIPT_NAME', mount + found.scriptName);
-    setPair(pairs, 'PATH_INFO', found.pathInfo);
-    if (found.pathInfo !== '') setPair(pairs, 'PATH_TRANSLATED', realRoot + found.pathInfo);
-    else
-      for (let i = pairs.length - 2; i >= 0; i -= 2)
-        if (pairs[i] === 'PATH_TRANSLATED') pairs.splice(i, 2);
-    setPair(pairs, 'DOCUMENT_ROOT', realRoot);
-    setPair(pairs, 'DOCUMENT_URI', mount + found.scriptName + found.pathInfo);
-    setPair(pairs, 'REDIRECT_STATUS', '200');
-    if (pairValue(pairs, 'REQUEST_URI') === undefined) {
-      const q = pairValue(pairs, 'QUERY_STRING') ?? '';
-      setPair(pairs, 'REQUEST_URI', mount + path + (q === '' ? '' : '?' + q));
+    /* the incoming variables (HTTP_PROXY and the ones set here left out), then the script's */
+    const pairs: string[] = [];
+    for (let i = 0; i + 1 < incoming.length; i += 2) {
+      if (!PHP_SETS.has(incoming[i]!)) pairs.push(incoming[i]!, incoming[i + 1]!);
+    }
+    pairs.push(
+      'SCRIPT_FILENAME',
+      found.filename,
+      'SCRIPT_NAME',
+      mount + found.scriptName,
+      'PATH_INFO',
+      found.pathInfo,
+    );
+    if (found.pathInfo !== '') pairs.push('PATH_TRANSLATED', realRoot + found.pathInfo);
+    pairs.push(
+      'DOCUMENT_ROOT',
+      realRoot,
+      'DOCUMENT_URI',
+      mount + found.scriptName + found.pathInfo,
+      'REDIRECT_STATUS',
+      '200',
+    );
+    if (uri === undefined) {
+      pairs.push('REQUEST_URI', mount + path + (query === '' ? '' : '?' + query));
     }
     return pairs;
   };

@@ -186,15 +186,18 @@ abstract class StreamClient extends LimitedClient {
           fail(new ClientError('EPROTO', (err as Error).message));
           return;
         }
-        out = new ResponseBody(() => {
-          if (paused) {
-            paused = false;
-            armRead();
-            socket.resume();
-          }
-        });
-        out.on('close', () => {
-          if (!done) fail(abortError(AbortSignal.abort()));
+        out = new ResponseBody({
+          bodyRead: () => {
+            if (paused) {
+              paused = false;
+              armRead();
+              socket.resume();
+            }
+          },
+          /* the consumer destroyed the body before its end: stop the request */
+          bodyClosed: () => {
+            if (!done) fail(abortError(AbortSignal.abort()));
+          },
         });
         res = { ...parsed, body: out };
         const rest = headBuf.subarray(end[1]);

@@ -1,7 +1,8 @@
 /**
  * `tsgi request`: one request to a FastCGI, SCGI or uwsgi backend from the command line, like
  * cgi-fcgi or `curl -i`. Prints the status line, the headers as received (one per line,
- * repeats kept), an empty line and the body byte for byte; FastCGI STDERR goes to stderr.
+ * repeats kept), an empty line and the body byte for byte; FastCGI STDERR goes to stderr. A
+ * local redirect is printed as received, without a status line (see statusLine()).
  * This file parses the arguments and prints; the clients themselves are lib/client.
  *
  * Exit status: 0 when a response arrived (whatever its status), 1 on a connection, protocol or
@@ -15,7 +16,7 @@ import { parseArgs } from 'node:util';
 import { percentDecodeLatin1 } from '../gateway/environ.js';
 import { VERSION } from '../version.js';
 import { bufferBody } from '../client/common.js';
-import { createClient, type ClientProtocol } from '../client/index.js';
+import { createClient, type ClientProtocol, type ClientResponse } from '../client/index.js';
 
 /** The most `--data -` reads from stdin (1 GiB). */
 const STDIN_LIMIT = 1024 * 1024 * 1024;
@@ -25,7 +26,8 @@ export const REQUEST_USAGE = `Usage: tsgi request ADDR [--fastcgi|--scgi|--uwsgi
 
 Send one request to the FastCGI (default), SCGI or uwsgi backend at ADDR (HOST:PORT,
 [IPV6]:PORT or unix:/path) and print the status line, the headers as received, an empty
-line and the body byte for byte.
+line and the body byte for byte. A local redirect (Location: /path without Status) has no
+status of its own: it is printed without a status line, and stderr says so.
 
 PATH is the request path with an optional ?query. With --root, SCRIPT_FILENAME is DIR+PATH
 (without the query) and DOCUMENT_ROOT is DIR: what php-fpm needs. --data sends FILE (or
@@ -137,11 +139,14 @@ export async function requestMain(argv: string[]): Promise<number> {
   }
   try {
     const res = await client.request({ params, body });
-    const lines =
-      (res.style === 'http' ? 'HTTP/1.1 ' : 'Status: ') +
-      `${res.status}${res.statusText === '' ? '' : ' ' + res.statusText}\r\n` +
-      res.headers.map(([n, v]) => `${n}: ${v}\r\n`).join('') +
-      '\r\n';
+    if (res.localRedirect) {
+      const location = res.headers.find(([n]) => n.toLowerCase() === 'location')![1];
+      process.stderr.write(
+        `tsgi request: a local redirect to ${location} (no status of its own: ` +
+          'a web server answers it by running the request again for that path)\n',
+      );
+    }
+    const lines = statusLine(res) + res.headers.map(([n, v]) => `${n}: ${v}\r\n`).join('') + '\r\n';
     await write(Buffer.from(lines, 'latin1'));
     for await (const chunk of res.body) await write(chunk as Buffer);
     return 0;
@@ -151,6 +156,19 @@ export async function requestMain(argv: string[]): Promise<number> {
   } finally {
     await client.close();
   }
+}
+
+/**
+ * The first line printed: uwsgi's HTTP status line as received; for a CGI head its `Status:`
+ * as received, or the one CGI gives a head without it (200 OK, or 302 Found for a redirect
+ * to a URL). A local redirect (`Location: /path` without `Status:`) has no status of its
+ * own, so no line: a web server never answers it as such, it runs the request again for that
+ * path (as tsgi's proxy does).
+ */
+function statusLine(res: ClientResponse): string {
+  if (res.localRedirect) return '';
+  const text = `${res.status}${res.statusText === '' ? '' : ' ' + res.statusText}\r\n`;
+  return (res.style === 'http' ? 'HTTP/1.1 ' : 'Status: ') + text;
 }
 
 function usage(message: string): number {

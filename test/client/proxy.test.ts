@@ -2,12 +2,14 @@
  * The php-fpm proxy (phpFpm) in Express, Fastify, Hono and as a TSGI app behind tsgi's HTTP
  * server, against a real php-fpm: the SCRIPT_FILENAME / PATH_INFO split, the cgi.fix_pathinfo
  * exploit refused, index files, HTTP_PROXY stripped, repeated Set-Cookie, binary bodies,
- * chunked uploads; and the error mapping (502, 504, 503) and the generic forward.
+ * chunked uploads; and the error mapping (502, 504, 503) and the generic forward; a client
+ * that goes away before the head stops the backend request (ABORT_REQUEST).
  */
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { request as httpRequest, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, request as httpRequest, type Server } from 'node:http';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
+import { setTimeout as tick } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { serve } from '@hono/node-server';
@@ -20,11 +22,13 @@ import {
   createHttpServer,
   createScgiServer,
   createUwsgiServer,
+  FastcgiClient,
   forward,
   phpFpm,
   type App,
   type Proxy,
 } from '../../lib/index.js';
+import { codec, FCGI } from '../../lib/codec/index.js';
 import { listen } from '../../lib/server/listen.js';
 import { findPhpFpm, startPhpFpm } from '../support/backends.js';
 import { freePort, isCI, missingPeerMessage } from '../support/peers.js';
@@ -473,4 +477,165 @@ describe("forward to tsgi's own servers: a Location that comes with a Status is 
       }
     });
   }
+});
+
+describe('forward in a node:http server: the client going away stops the backend request', () => {
+  it('closed before the head: ABORT_REQUEST goes out, and the connection serves the next request', async () => {
+    /* a FastCGI backend that holds its first request and answers the others */
+    const seen: string[] = [];
+    let requests = 0;
+    const sockets: Socket[] = [];
+    const backend = createNetServer((socket) => {
+      sockets.push(socket);
+      const parser = codec.createFcgiParser();
+      socket.on('data', (chunk) => {
+        for (const ev of parser.push(chunk)) {
+          seen.push(ev.type);
+          if (ev.type === 'abort') {
+            socket.write(codec.fcgiEndRequest(ev.requestId, 0, FCGI.REQUEST_COMPLETE));
+          } else if (ev.type === 'stdinEnd' && ++requests > 1) {
+            socket.write(
+              codec.fcgiResponse(
+                ev.requestId,
+                '200 OK',
+                ['Content-Type', 'text/plain'],
+                Buffer.from('second'),
+                true,
+              ),
+            );
+          }
+        }
+      });
+    });
+    await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r));
+    const proxy = forward({
+      address: `127.0.0.1:${(backend.address() as AddressInfo).port}`,
+      onError: () => {},
+    });
+    const server = createServer(proxy.node);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const req = httpRequest({ host: '127.0.0.1', port, path: '/held', agent: false });
+      req.on('error', () => {});
+      req.end();
+      for (let i = 0; i < 100 && !seen.includes('stdinEnd'); i++) await tick(10);
+      req.destroy();
+      for (let i = 0; i < 100 && !seen.includes('abort'); i++) await tick(10);
+      expect(seen).toEqual(['begin', 'params', 'stdinEnd', 'abort']);
+      const next = await get(port, '/next');
+      expect([next.status, next.body.toString()]).toEqual([200, 'second']);
+      expect(seen.filter((t) => t === 'begin').length).toBe(2);
+      expect((proxy.client as FastcgiClient).connections).toBe(1);
+    } finally {
+      await new Promise((r) => server.close(r));
+      for (const socket of sockets) socket.destroy();
+      await proxy.close();
+      await new Promise((r) => backend.close(r));
+    }
+  });
+});
+
+describe("forward in a node:http server: the backend's hop-by-hop headers stay behind", () => {
+  it('Connection, Keep-Alive, Transfer-Encoding, Trailer and TE are dropped; the rest kept in order', async () => {
+    const backend = createNetServer((socket) => {
+      const parser = codec.createFcgiParser();
+      socket.on('data', (chunk) => {
+        for (const ev of parser.push(chunk)) {
+          if (ev.type !== 'stdinEnd') continue;
+          socket.write(
+            codec.fcgiResponse(
+              ev.requestId,
+              '200 OK',
+              [
+                'Content-Type',
+                'text/plain',
+                'Connection',
+                'close, X-Kept',
+                'Keep-Alive',
+                'timeout=5',
+                'X-Kept',
+                '1',
+                'Transfer-Encoding',
+                'chunked',
+                'Trailer',
+                'X-T',
+                'TE',
+                'trailers',
+                'X-Kept',
+                '2',
+              ],
+              Buffer.from('ok'),
+              true,
+            ),
+          );
+        }
+      });
+    });
+    await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r));
+    const proxy = forward({ address: `127.0.0.1:${(backend.address() as AddressInfo).port}` });
+    const server = createServer(proxy.node);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const r = await get((server.address() as AddressInfo).port, '/x');
+      const names = r.raw.filter((_, i) => i % 2 === 0);
+      expect([r.status, r.body.toString(), names]).toEqual([
+        200,
+        'ok',
+        ['Content-Type', 'X-Kept', 'X-Kept', 'Content-Length', 'Date', 'Connection'],
+      ]);
+      expect([values(r, 'x-kept'), values(r, 'content-length'), values(r, 'connection')]).toEqual([
+        ['1', '2'],
+        ['2'],
+        ['close'],
+      ]);
+    } finally {
+      await new Promise((r) => server.close(r));
+      await proxy.close();
+      await new Promise((r) => backend.close(r));
+    }
+  });
+});
+
+describe('forward in a node:http server: an answer node:http cannot send', () => {
+  it('a header value with a control character is a 502, and the process goes on', async () => {
+    const backend = createNetServer((socket) => {
+      const parser = codec.createFcgiParser();
+      socket.on('data', (chunk) => {
+        for (const ev of parser.push(chunk)) {
+          if (ev.type !== 'stdinEnd') continue;
+          const head = Buffer.from(
+            'Content-Type: text/plain\r\nX-Bad: a\x01b\r\n\r\nbody',
+            'latin1',
+          );
+          socket.write(codec.fcgiStream(FCGI.STDOUT, ev.requestId, head, true));
+          socket.write(codec.fcgiEndRequest(ev.requestId, 0, FCGI.REQUEST_COMPLETE));
+        }
+      });
+    });
+    await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r));
+    const errors: string[] = [];
+    const proxy = forward({
+      address: `127.0.0.1:${(backend.address() as AddressInfo).port}`,
+      onError: (err) => errors.push((err as NodeJS.ErrnoException).code ?? err.message),
+    });
+    const server = createServer(proxy.node);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      for (let i = 0; i < 2; i++) {
+        const r = await get(port, '/x');
+        expect([r.status, r.body.toString(), values(r, 'x-bad')]).toEqual([
+          502,
+          '502 Bad Gateway\n',
+          [],
+        ]);
+      }
+      expect(errors).toEqual(['ERR_INVALID_CHAR', 'ERR_INVALID_CHAR']);
+    } finally {
+      await new Promise((r) => server.close(r));
+      await proxy.close();
+      await new Promise((r) => backend.close(r));
+    }
+  });
 });

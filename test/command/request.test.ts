@@ -172,6 +172,36 @@ describe.runIf(bin !== null)('against php-fpm', () => {
     );
   });
 
+  it('a local redirect (Location: /path, no Status) is printed as received, without a status line', async () => {
+    const r = await run([address, '--root', PHP_ROOT, '/redirect.php']);
+    expect([r.code, r.stdout.toString()]).toEqual([
+      0,
+      'Location: /info.php/after?from=redirect\r\nSet-Cookie: lost=1\r\n' +
+        'Content-type: text/html\r\n\r\nnot sent\n',
+    ]);
+    expect(r.stderr).toBe(
+      'tsgi request: a local redirect to /info.php/after?from=redirect (no status of its own: ' +
+        'a web server answers it by running the request again for that path)\n',
+    );
+  });
+
+  it('a redirect for the client: the Status received, or the 302 CGI gives a URL without one', async () => {
+    const withStatus = await run([address, '--root', PHP_ROOT, '/redirect.php?client=1']);
+    expect([withStatus.code, withStatus.stderr, withStatus.stdout.toString()]).toEqual([
+      0,
+      '',
+      'Status: 302 Found\r\nLocation: /info.php/after?from=redirect\r\n' +
+        'Set-Cookie: lost=1\r\nContent-type: text/html\r\n\r\nnot sent\n',
+    ]);
+    const url = await run([address, '--root', PHP_ROOT, '/redirect.php?to=http://example.com/x']);
+    expect([url.code, url.stderr, url.stdout.toString()]).toEqual([
+      0,
+      '',
+      'Status: 302 Found\r\nLocation: http://example.com/x\r\n' +
+        'Set-Cookie: lost=1\r\nContent-type: text/html\r\n\r\nnot sent\n',
+    ]);
+  });
+
   it('FastCGI stderr goes to stderr; a 404 is still exit 0', async () => {
     const r = await run([address, '--root', PHP_ROOT, '/missing.php']);
     expect([r.code, r.stdout.toString().split('\r\n')[0]]).toEqual([0, 'Status: 404 Not Found']);
