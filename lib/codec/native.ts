@@ -709,7 +709,13 @@ function createNativeCodec(B: Binding): Codec {
     y: number,
     list: readonly string[],
   ) {
+    /* room for the longest output the packed strings can give: at most 8 length bytes per
+     string (FastCGI's two 4-byte lengths for a name alone), one record header and its padding
+     per 65528 bytes, and the netstring's or packet's own head */
+    const longest = packedChars + count * 8 + 32;
+    reserve(longest + 16 * Math.ceil(longest / MAX_STREAM_RECORD));
     const r = B.encodeRequest(kind, s, count, x, y);
+    if (r === 0) return commit(io[IO_OUT_LEN]);
     if (typeof r === 'number') throw encodeError(list);
     return r;
   }

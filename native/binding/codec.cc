@@ -655,7 +655,9 @@ napi_value FcgiRecord(napi_env env, napi_callback_info info) {
   return Int(env, 0);
 }
 
-// encodeRequest(kind, str, count, x, y): Buffer | error code, where kind is
+// encodeRequest(kind, str, count, x, y): 0 with the output in the slab span io[0..1] and its
+// length written to io[1]; a Buffer when the output is longer than that span; or an error
+// code. kind is
 //   0 fcgiParams (x requestId)   1 fcgiGetValues   2 fcgiGetValuesResult
 //   3 scgiRequest (x contentLength)   4 uwsgiRequest (x modifier1, y modifier2)
 // Odd pair counts and argument ranges are checked by the caller.
@@ -697,6 +699,13 @@ napi_value EncodeRequest(napi_env env, napi_callback_info info) {
     return BadArgument(env, inst);
   }
   if (!e.ok()) return Fail(env, inst, e);
+  uint8_t* out = nullptr;
+  size_t out_len = 0;
+  if (OutSpan(inst, &out, &out_len) && inst->out.size() <= out_len) {
+    if (!inst->out.empty()) std::memcpy(out, inst->out.data(), inst->out.size());
+    inst->io[kIoOutLen] = static_cast<int32_t>(inst->out.size());
+    return Int(env, 0);
+  }
   return CopyOut(env, inst->out);
 }
 
