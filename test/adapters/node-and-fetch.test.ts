@@ -418,6 +418,23 @@ describe('fromNodeHandler: the request node:http builds', () => {
     expect(seen[0]!.req.headers['x-ok']).toBe('a\tb\xe9');
   });
 
+  it("checks each request's header values, whatever the requests before it sent", async () => {
+    const { seen, app } = capture(hello);
+    /* the same app: a value passed before, then a bad one in the same place, then good again */
+    await harness(['HTTP_X_V', 'plain', 'HTTP_X_W', 'w']).run(app);
+    const bad = harness(['HTTP_X_V', 'pla\x7fin', 'HTTP_X_W', 'w']);
+    await bad.run(app);
+    expect(response(bad.calls).status).toBe('400 Bad Request');
+    expect(bad.errors.join('')).toBe(
+      'tsgi: refused the request: a control character in the X-V header\n',
+    );
+    const later = harness(['HTTP_X_V', 'plain', 'HTTP_X_W', 'w\nx']);
+    await later.run(app);
+    expect(response(later.calls).status).toBe('400 Bad Request');
+    await harness(['HTTP_X_V', 'plain', 'HTTP_X_W', 'w']).run(app);
+    expect(seen.map((s) => s.req.headers['x-v'])).toEqual(['plain', 'plain']);
+  });
+
   it('answers 501 to protocol upgrades and CONNECT without calling the handler', async () => {
     const { seen, app } = capture(hello);
     const ws = harness(['HTTP_CONNECTION', 'keep-alive, Upgrade', 'HTTP_UPGRADE', 'websocket']);
