@@ -712,8 +712,17 @@ function tookAll(ex: Exchange): void {
   ex.tookAll();
 }
 
-function watchSignal(ex: Exchange): void {
-  ex.watch();
+/** Exchanges to follow tsgi.signal for, at the next check phase: one setImmediate for all. */
+let toWatch: Exchange[] = [];
+
+function watchLater(ex: Exchange): void {
+  if (toWatch.push(ex) === 1) setImmediate(watchAll);
+}
+
+function watchAll(): void {
+  const list = toWatch;
+  toWatch = [];
+  for (const ex of list) ex.watch();
 }
 
 /** node:http's resOnFinish, for a response on a Wire. */
@@ -1112,7 +1121,7 @@ class Adapter {
      * promise jobs (Koa, Fastify): only a slower one needs tsgi.signal, which costs an
      * AbortController per request where the protocol makes it lazily. A client that left in
      * the meantime is seen by watch() at once. */
-    if (!res.writableEnded) setImmediate(watchSignal, ex);
+    if (!res.writableEnded) watchLater(ex);
     return ex.result();
   }
 }
