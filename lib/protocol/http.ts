@@ -125,8 +125,16 @@ function httpEnviron(
     source,
     () => ({ address: socket.localAddress, port: socket.localPort }),
     errors,
+    req,
   );
 }
+
+/** The status line parsed last (most responses of a server have the status of the one before). */
+let lastStatus: { line: string; code: number; reason: string | undefined } = {
+  line: '',
+  code: 0,
+  reason: undefined,
+};
 
 /**
  * The gateway's Sink over a node:http response, and the source of the request's lazy
@@ -179,12 +187,17 @@ class HttpSink implements Sink, EnvironSource {
   }
 
   private writeHead(status: string, headers: string[]): ServerResponse {
-    const m = STATUS.exec(status);
-    if (m === null) throw new Error(`invalid status line ${JSON.stringify(status)}`);
+    let parsed = lastStatus;
+    if (parsed.line !== status) {
+      const m = STATUS.exec(status);
+      if (m === null) throw new Error(`invalid status line ${JSON.stringify(status)}`);
+      parsed = { line: status, code: Number(m[1]), reason: m[2] };
+      lastStatus = parsed;
+    }
     const res = this.res;
     if (this.draining()) res.shouldKeepAlive = false;
-    if (m[2] !== undefined) res.writeHead(Number(m[1]), m[2], headers);
-    else res.writeHead(Number(m[1]), headers);
+    if (parsed.reason !== undefined) res.writeHead(parsed.code, parsed.reason, headers);
+    else res.writeHead(parsed.code, headers);
     return res;
   }
 

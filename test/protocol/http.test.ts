@@ -104,6 +104,28 @@ describe('HTTP server (node:http)', () => {
     );
   });
 
+  it("sends each response's own status line, whatever the one before it", async () => {
+    const statuses = ['200 OK', '404 Not Found', '404 Not Found', '201', '200 OK', '299 Fine Too'];
+    let i = 0;
+    const { port } = await start((_env, startResponse) => {
+      startResponse(statuses[i++]!, TEXT);
+      return ['x'];
+    });
+    const lines: string[] = [];
+    for (let n = 0; n < statuses.length; n++) {
+      const out = await raw(port, 'GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n');
+      lines.push(out.slice(0, out.indexOf('\r\n')));
+    }
+    expect(lines).toEqual([
+      'HTTP/1.1 200 OK',
+      'HTTP/1.1 404 Not Found',
+      'HTTP/1.1 404 Not Found',
+      'HTTP/1.1 201 Created',
+      'HTTP/1.1 200 OK',
+      'HTTP/1.1 299 Fine Too',
+    ]);
+  });
+
   it('streams a generator body with chunked encoding', async () => {
     const { port } = await start((_env, startResponse) => {
       startResponse('200 OK', TEXT);
