@@ -74,6 +74,39 @@ function cgiName(name: string): string | null {
   return cgi;
 }
 
+/** A connection's addresses as CGI variables (REMOTE_*, SERVER_ADDR/PORT). */
+interface SocketEnds {
+  remoteAddr: string | undefined;
+  remotePort: string;
+  serverAddr: string;
+  serverPort: string | undefined;
+}
+
+/** Where {@link socketEnds} keeps them on a connection's socket. */
+const ENDS = Symbol('tsgi.socketEnds');
+
+/**
+ * The addresses of a connection, read from its socket once for all the requests it carries
+ * (keep-alive) rather than through four getters and two number-to-string conversions each.
+ */
+function socketEnds(socket: Socket): SocketEnds {
+  const held = (socket as unknown as { [ENDS]?: SocketEnds })[ENDS];
+  if (held !== undefined) return held;
+  const remote = socket.remoteAddress;
+  const port = socket.localPort;
+  const ends: SocketEnds = {
+    remoteAddr: remote,
+    remotePort: remote === undefined ? '' : String(socket.remotePort),
+    serverAddr: port === undefined ? '' : (socket.localAddress ?? ''),
+    serverPort: port === undefined ? undefined : String(port),
+  };
+  /* kept only once known: a socket that is not connected yet has none to tell */
+  if (remote !== undefined && port !== undefined) {
+    (socket as unknown as { [ENDS]?: SocketEnds })[ENDS] = ends;
+  }
+  return ends;
+}
+
 /** The CGI variables of one node:http request (the environ's, without the tsgi.* keys). */
 export function httpVariables(req: IncomingMessage): CgiVariables {
   const url = req.url ?? '/';
@@ -92,15 +125,14 @@ export function httpVariables(req: IncomingMessage): CgiVariables {
   vars.SERVER_PROTOCOL = req.httpVersion === '1.1' ? 'HTTP/1.1' : `HTTP/${req.httpVersion}`;
   vars.GATEWAY_INTERFACE = 'CGI/1.1';
   vars.SERVER_SOFTWARE = SOFTWARE;
-  const remote = socket.remoteAddress;
-  if (remote !== undefined) {
-    vars.REMOTE_ADDR = remote;
-    vars.REMOTE_PORT = String(socket.remotePort);
+  const ends = socketEnds(socket);
+  if (ends.remoteAddr !== undefined) {
+    vars.REMOTE_ADDR = ends.remoteAddr;
+    vars.REMOTE_PORT = ends.remotePort;
   }
-  const port = socket.localPort;
-  if (port !== undefined) {
-    vars.SERVER_ADDR = socket.localAddress ?? '';
-    vars.SERVER_PORT = String(port);
+  if (ends.serverPort !== undefined) {
+    vars.SERVER_ADDR = ends.serverAddr;
+    vars.SERVER_PORT = ends.serverPort;
   }
   const raw = req.rawHeaders;
   for (let i = 0; i + 1 < raw.length; i += 2) {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
-import { connect, type AddressInfo } from 'node:net';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { App, Environ } from '../../lib/gateway/types.js';
 import { errorStream } from '../../lib/gateway/errors.js';
@@ -124,6 +124,34 @@ describe('HTTP server (node:http)', () => {
       'HTTP/1.1 200 OK',
       'HTTP/1.1 299 Fine Too',
     ]);
+  });
+
+  it('gives each request the addresses of its own connection, over keep-alive too', async () => {
+    const seen: string[] = [];
+    const { port } = await start((env, startResponse) => {
+      seen.push(`${env.REMOTE_ADDR}:${env.REMOTE_PORT} ${env.SERVER_ADDR}:${env.SERVER_PORT}`);
+      startResponse('200 OK', TEXT);
+      return ['x'];
+    });
+    const open = () =>
+      new Promise<Socket>((resolve) => {
+        const s = connect(port, '127.0.0.1', () => resolve(s));
+      });
+    const ask = (s: Socket) =>
+      new Promise<void>((resolve) => {
+        s.once('data', () => resolve());
+        s.write('GET / HTTP/1.1\r\nHost: h\r\n\r\n');
+      });
+    const a = await open();
+    const b = await open();
+    await ask(a);
+    await ask(b);
+    await ask(a);
+    await ask(b);
+    const me = (s: Socket) => `127.0.0.1:${s.localPort} 127.0.0.1:${port}`;
+    expect(seen).toEqual([me(a), me(b), me(a), me(b)]);
+    a.destroy();
+    b.destroy();
   });
 
   it('streams a generator body with chunked encoding', async () => {
