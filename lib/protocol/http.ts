@@ -327,7 +327,8 @@ export function createHttpServer(app: App, options: HttpOptions = {}): HttpServe
       : nodeRequest(direct, errorLog(errors), (res) => {
           running++;
           if (draining) res.shouldKeepAlive = false;
-          res.once('close', settle);
+          /* on(), not once(): 'close' comes once, and once() makes a wrapper per request */
+          res.on('close', settle);
         });
 
   const server = createServer(handler) as HttpServer;
