@@ -85,20 +85,50 @@ interface SocketEnds {
 /** Where {@link socketEnds} keeps them on a connection's socket. */
 const ENDS = Symbol('tsgi.socketEnds');
 
+/** Where {@link listenedOn} keeps a server's own address. */
+const LISTENED = Symbol('tsgi.listenedOn');
+
+/**
+ * The address and port a TCP server listens on, when every connection it accepts has them
+ * as its local end (an address that is not a wildcard), else null. Asked of the server once.
+ */
+function listenedOn(server: unknown): { address: string; port: string } | null {
+  if (typeof server !== 'object' || server === null) return null;
+  const s = server as Server & { [LISTENED]?: { address: string; port: string } | null };
+  let on = s[LISTENED];
+  if (on === undefined) {
+    const a = typeof s.address === 'function' ? s.address() : null;
+    on =
+      a !== null && typeof a === 'object' && a.address !== '0.0.0.0' && a.address !== '::'
+        ? { address: a.address, port: String(a.port) }
+        : null;
+    /* kept while the server listens there (before, it has no address to tell) */
+    if (a !== null) {
+      s[LISTENED] = on;
+      s.once('listening', () => delete s[LISTENED]);
+    }
+  }
+  return on;
+}
+
 /**
  * The addresses of a connection, read from its socket once for all the requests it carries
  * (keep-alive) rather than through four getters and two number-to-string conversions each.
+ * The local end is the server's address when that is not a wildcard (one getsockname() less
+ * a connection), else the socket's own.
  */
 function socketEnds(socket: Socket): SocketEnds {
   const held = (socket as unknown as { [ENDS]?: SocketEnds })[ENDS];
   if (held !== undefined) return held;
   const remote = socket.remoteAddress;
-  const port = socket.localPort;
+  const listened = listenedOn((socket as Socket & { server?: unknown }).server);
+  const port = listened === null ? socket.localPort : 0;
   const ends: SocketEnds = {
     remoteAddr: remote,
     remotePort: remote === undefined ? '' : String(socket.remotePort),
-    serverAddr: port === undefined ? '' : (socket.localAddress ?? ''),
-    serverPort: port === undefined ? undefined : String(port),
+    serverAddr:
+      listened !== null ? listened.address : port === undefined ? '' : (socket.localAddress ?? ''),
+    serverPort: listened !== null ? listened.port : port === undefined ? undefined : String(port),
   };
   /* kept only once known: a socket that is not connected yet has none to tell */
   if (remote !== undefined && port !== undefined) {

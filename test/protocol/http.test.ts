@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
-import { request as httpRequest } from 'node:http';
+import { EventEmitter } from 'node:events';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { App, Environ } from '../../lib/gateway/types.js';
 import { errorStream } from '../../lib/gateway/errors.js';
 import { validate } from '../../lib/gateway/validate.js';
-import { createHttpServer, type HttpServer } from '../../lib/protocol/http.js';
+import { createHttpServer, httpVariables, type HttpServer } from '../../lib/protocol/http.js';
 import { VERSION } from '../../lib/version.js';
 
 const servers: HttpServer[] = [];
@@ -152,6 +153,51 @@ describe('HTTP server (node:http)', () => {
     expect(seen).toEqual([me(a), me(b), me(a), me(b)]);
     a.destroy();
     b.destroy();
+  });
+
+  it('takes the local end from the socket on a wildcard listener, from the server on another', () => {
+    /* httpVariables() reads only these of node's objects */
+    const req = (listening: string, local: string) =>
+      ({
+        url: '/',
+        method: 'GET',
+        httpVersion: '1.1',
+        rawHeaders: [],
+        socket: {
+          remoteAddress: '127.0.0.9',
+          remotePort: 4321,
+          localAddress: local,
+          localPort: 8080,
+          server: new (class extends EventEmitter {
+            address = () => ({ address: listening, port: 8080, family: 'IPv4' });
+          })(),
+        },
+      }) as unknown as IncomingMessage;
+    const ends = (v: Record<string, string>) =>
+      [v.REMOTE_ADDR, v.REMOTE_PORT, v.SERVER_ADDR, v.SERVER_PORT].join(' ');
+    expect(ends(httpVariables(req('0.0.0.0', '127.0.0.5')))).toBe('127.0.0.9 4321 127.0.0.5 8080');
+    expect(ends(httpVariables(req('::', '::ffff:127.0.0.5')))).toBe(
+      '127.0.0.9 4321 ::ffff:127.0.0.5 8080',
+    );
+    expect(ends(httpVariables(req('127.0.0.7', '127.0.0.7')))).toBe(
+      '127.0.0.9 4321 127.0.0.7 8080',
+    );
+  });
+
+  it('gives SERVER_PORT of the port the server listens on now, after a close and a new listen()', async () => {
+    const seen: string[] = [];
+    const { server, port } = await start((env, startResponse) => {
+      seen.push(env.SERVER_PORT);
+      startResponse('200 OK', TEXT);
+      return ['x'];
+    });
+    const ask = (p: number) => raw(p, 'GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n');
+    await ask(port);
+    await new Promise((r) => server.close(r));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const again = (server.address() as AddressInfo).port;
+    await ask(again);
+    expect(seen).toEqual([String(port), String(again)]);
   });
 
   it('streams a generator body with chunked encoding', async () => {
