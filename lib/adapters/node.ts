@@ -177,6 +177,15 @@ interface InputListeners {
   close: () => void;
 }
 const DONE_RESULT: IteratorResult<Chunk> = { done: true, value: undefined };
+
+/** The head Exchange#takeHead() split last, and what it found in it. */
+let lastHead: {
+  text: string;
+  status: string;
+  headers: [string, string][];
+  hasType: boolean;
+  length: number;
+} = { text: '', status: '', headers: [], hasType: false, length: -1 };
 const EXCHANGE = Symbol('tsgi.exchange');
 type Tagged = ServerResponse & { [EXCHANGE]?: Exchange };
 
@@ -322,9 +331,36 @@ class Exchange implements AsyncIterator<Chunk> {
     return below;
   }
 
-  /** Status and headers from the head node serialised. */
+  /**
+   * Status and headers from the head node serialised. A head equal to the one split last
+   * (a server's responses mostly repeat the one before, Date changing once a second) is not
+   * split again: its pairs are copied (a middleware may change the pairs it is given).
+   */
   private takeHead(text: string): void {
     this.headSeen = true;
+    const last = lastHead;
+    if (last.text === text) {
+      this.status = last.status;
+      const headers = this.headers;
+      for (const [name, value] of last.headers) headers.push([name, value]);
+      this.hasType = last.hasType;
+      this.length = last.length;
+    } else {
+      this.splitHead(text);
+      lastHead = {
+        text,
+        status: this.status,
+        headers: this.headers.map(([name, value]): [string, string] => [name, value]),
+        hasType: this.hasType,
+        length: this.length,
+      };
+    }
+    this.chunked = asRes(this.res).chunkedEncoding;
+    if (this.chunked) this.length = -1;
+  }
+
+  /** Splits node's head into status, headers, Content-Type seen and Content-Length. */
+  private splitHead(text: string): void {
     let eol = text.indexOf('\r\n');
     this.status = text.slice(9, eol);
     const headers = this.headers;
@@ -369,8 +405,6 @@ class Exchange implements AsyncIterator<Chunk> {
       }
       headers.push([name, value]);
     }
-    this.chunked = asRes(this.res).chunkedEncoding;
-    if (this.chunked) this.length = -1;
   }
 
   /** Body bytes (unframed) for the gateway. */

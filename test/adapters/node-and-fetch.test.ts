@@ -435,6 +435,35 @@ describe('fromNodeHandler: the request node:http builds', () => {
     expect(seen.map((s) => s.req.headers['x-v'])).toEqual(['plain', 'plain']);
   });
 
+  it("gives each response its own headers when node's head repeats the one before", async () => {
+    let n = 0;
+    const app = fromNodeHandler((_req, res) => {
+      res.setHeader('Content-Type', 'text/plain');
+      res.setHeader('X-N', n++ === 2 ? 'two' : 'same');
+      res.sendDate = false;
+      res.end('hi');
+    });
+    /* a middleware that changes the pairs it is given, in place */
+    const changing: App = (env, startResponse) =>
+      app(env, (status, headers, excInfo) => {
+        for (const h of headers) if (h[0] === 'X-N') h[1] = 'changed';
+        return startResponse(status, headers, excInfo);
+      });
+    const heads: unknown[] = [];
+    for (const which of [changing, app, app, app]) {
+      const h = harness();
+      await h.run(which);
+      heads.push(response(h.calls).headers);
+    }
+    const expected = (x: string) => ['Content-Type', 'text/plain', 'X-N', x, 'Content-Length', '2'];
+    expect(heads).toEqual([
+      expected('changed'),
+      expected('same'),
+      expected('two'),
+      expected('same'),
+    ]);
+  });
+
   it('answers 501 to protocol upgrades and CONNECT without calling the handler', async () => {
     const { seen, app } = capture(hello);
     const ws = harness(['HTTP_CONNECTION', 'keep-alive, Upgrade', 'HTTP_UPGRADE', 'websocket']);
