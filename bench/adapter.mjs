@@ -211,7 +211,7 @@ const allRows = [
     server: createFastcgiServer(
       new RequestTracker({
         timeoutMs: 30_000,
-        watchdog: startWatchdog(30_000, 'text', null),
+        watchdog: startWatchdog({ timeoutMs: 30_000, maxRssBytes: 0 }, 'text', null),
       }).wrap(tsgiHello),
     ),
     request: fcgiRequest,
@@ -243,14 +243,18 @@ for (let r = 0; r < rounds; r++) {
 console.log('\n| row | CPU µs/request (min) | (median) |');
 console.log('|---|---:|---:|');
 const stat = {};
+const med = {};
 for (const row of rows) {
   const s = [...row.samples].sort((a, b) => a - b);
   stat[row.name] = s[0];
+  med[row.name] = s[s.length >> 1];
   console.log(`| ${row.name} | ${s[0].toFixed(1)} | ${s[s.length >> 1].toFixed(1)} |`);
 }
 /* requests per CPU second of tsgi + adapter against node:http: above 1, tsgi costs less */
 const ratio = (own, tsgi) =>
-  stat[own] === undefined || stat[tsgi] === undefined ? null : (stat[own] / stat[tsgi]).toFixed(2);
+  stat[own] === undefined || stat[tsgi] === undefined
+    ? null
+    : `${(stat[own] / stat[tsgi]).toFixed(2)}× (medians ${(med[own] / med[tsgi]).toFixed(2)}×)`;
 const ratios = [
   ['bare handler', 'node:http, bare handler', 'tsgi FastCGI + fromNodeHandler, bare handler'],
   ['Express', 'node:http, Express', 'tsgi FastCGI + fromNodeHandler, Express'],
@@ -263,7 +267,7 @@ const ratios = [
   .filter(([, r]) => r !== null);
 console.log(
   '\ntsgi against the same app on its own server, requests per CPU second (from the minimums): ' +
-    ratios.map(([what, r]) => `${what} ${r}×`).join(', '),
+    ratios.map(([what, r]) => `${what} ${r}`).join(', '),
 );
 for (const row of rows) row.server.close();
 process.exit(0);

@@ -60,7 +60,7 @@ import {
   badRequest,
   logError,
   notImplemented,
-  requestHeaders,
+  headerName,
   requestTarget,
   unsupportedRequest,
 } from './common.js';
@@ -170,7 +170,22 @@ function errorText(err: unknown): string {
 }
 
 type WriteCallback = (err?: Error | null) => void;
+/** An exchange's listeners on tsgi.input. */
+interface InputListeners {
+  readable: () => void;
+  end: () => void;
+  close: () => void;
+}
 const DONE_RESULT: IteratorResult<Chunk> = { done: true, value: undefined };
+
+/** The head Exchange#takeHead() split last, and what it found in it. */
+let lastHead: {
+  text: string;
+  status: string;
+  headers: [string, string][];
+  hasType: boolean;
+  length: number;
+} = { text: '', status: '', headers: [], hasType: false, length: -1 };
 const EXCHANGE = Symbol('tsgi.exchange');
 type Tagged = ServerResponse & { [EXCHANGE]?: Exchange };
 
@@ -220,6 +235,7 @@ class Exchange implements AsyncIterator<Chunk> {
   /* request body */
   private input: Readable | null = null;
   private inputPaused = false;
+  private listeners: InputListeners | null = null;
   private signal: AbortSignal | null = null;
   private onAbort: (() => void) | null = null;
 
@@ -315,9 +331,36 @@ class Exchange implements AsyncIterator<Chunk> {
     return below;
   }
 
-  /** Status and headers from the head node serialised. */
+  /**
+   * Status and headers from the head node serialised. A head equal to the one split last
+   * (a server's responses mostly repeat the one before, Date changing once a second) is not
+   * split again: its pairs are copied (a middleware may change the pairs it is given).
+   */
   private takeHead(text: string): void {
     this.headSeen = true;
+    const last = lastHead;
+    if (last.text === text) {
+      this.status = last.status;
+      const headers = this.headers;
+      for (const [name, value] of last.headers) headers.push([name, value]);
+      this.hasType = last.hasType;
+      this.length = last.length;
+    } else {
+      this.splitHead(text);
+      lastHead = {
+        text,
+        status: this.status,
+        headers: this.headers.map(([name, value]): [string, string] => [name, value]),
+        hasType: this.hasType,
+        length: this.length,
+      };
+    }
+    this.chunked = asRes(this.res).chunkedEncoding;
+    if (this.chunked) this.length = -1;
+  }
+
+  /** Splits node's head into status, headers, Content-Type seen and Content-Length. */
+  private splitHead(text: string): void {
     let eol = text.indexOf('\r\n');
     this.status = text.slice(9, eol);
     const headers = this.headers;
@@ -362,8 +405,6 @@ class Exchange implements AsyncIterator<Chunk> {
       }
       headers.push([name, value]);
     }
-    this.chunked = asRes(this.res).chunkedEncoding;
-    if (this.chunked) this.length = -1;
   }
 
   /** Body bytes (unframed) for the gateway. */
@@ -625,23 +666,30 @@ class Exchange implements AsyncIterator<Chunk> {
   /** Streams `input` into req as its body. */
   attachInput(input: Readable): void {
     this.input = input;
-    input.on('readable', this.onReadable);
-    input.on('end', this.inputEnded);
-    input.on('close', this.inputClosed);
+    /* the listeners are made here: most requests have no body */
+    const listeners: InputListeners = {
+      readable: () => {
+        if (!this.inputPaused) this.pump();
+      },
+      end: () => this.inputEnded(),
+      close: () => this.inputClosed(),
+    };
+    this.listeners = listeners;
+    input.on('readable', listeners.readable);
+    input.on('end', listeners.end);
+    input.on('close', listeners.close);
   }
 
   private detachInput(): void {
     const input = this.input;
     if (input === null) return;
     this.input = null;
-    input.off('readable', this.onReadable);
-    input.off('end', this.inputEnded);
-    input.off('close', this.inputClosed);
+    const listeners = this.listeners!;
+    this.listeners = null;
+    input.off('readable', listeners.readable);
+    input.off('end', listeners.end);
+    input.off('close', listeners.close);
   }
-
-  private readonly onReadable = (): void => {
-    if (!this.inputPaused) this.pump();
-  };
 
   /** Moves body bytes from tsgi.input into req while req wants them. */
   private pump(): void {
@@ -665,16 +713,16 @@ class Exchange implements AsyncIterator<Chunk> {
     this.pump();
   }
 
-  private readonly inputEnded = (): void => {
+  private inputEnded(): void {
     this.detachInput();
     this.req.complete = true;
     this.req.push(null);
-  };
+  }
 
-  private readonly inputClosed = (): void => {
+  private inputClosed(): void {
     /* closed before its end: the request was aborted or its body ended short */
     if (this.input !== null && !this.req.complete) this.wire.destroy();
-  };
+  }
 
   /** Follows tsgi.signal from now on: the client going away destroys the Wire. */
   watch(): void {
@@ -698,8 +746,17 @@ function tookAll(ex: Exchange): void {
   ex.tookAll();
 }
 
-function watchSignal(ex: Exchange): void {
-  ex.watch();
+/** Exchanges to follow tsgi.signal for, at the next check phase: one setImmediate for all. */
+let toWatch: Exchange[] = [];
+
+function watchLater(ex: Exchange): void {
+  if (toWatch.push(ex) === 1) setImmediate(watchAll);
+}
+
+function watchAll(): void {
+  const list = toWatch;
+  toWatch = [];
+  for (const ex of list) ex.watch();
 }
 
 /** node:http's resOnFinish, for a response on a Wire. */
@@ -952,6 +1009,8 @@ class Adapter {
   private readonly idle = new Map<string, Wire>();
   private last: Wire | null = null;
   private readonly maxIdle: number;
+  /** Header values that passed the control-character check, by their place in rawHeaders(). */
+  private readonly checked: string[] = [];
 
   constructor(
     private readonly handler: NodeHandler,
@@ -959,6 +1018,47 @@ class Adapter {
   ) {
     this.defaultContentType = options.defaultContentType ?? DEFAULT_CONTENT_TYPE;
     this.maxIdle = options.maxIdleConnections ?? 1024;
+  }
+
+  /**
+   * The request's header lines for node (`[name, value, …]`, as requestHeaders() gives them)
+   * without Connection and Keep-Alive (hop-by-hop on the client's connection: a proxy drops
+   * them too), Content-Length unless it is the body's length, Transfer-Encoding unless the
+   * body is chunked; or the name of a header whose value has a control character, which
+   * node's parser refuses. A value equal to the one at the same place in the last request
+   * (most are: the same client, the native codec's cached strings) was checked then.
+   */
+  private rawHeaders(env: Environ, hasLength: boolean, chunked: boolean): string[] | string {
+    const raw: string[] = [];
+    const checked = this.checked;
+    for (const key in env) {
+      const c = key.charCodeAt(0);
+      if (c !== 72 /* H */ && c !== 67 /* C */) continue;
+      if (c === 67 && key !== 'CONTENT_TYPE' && key !== 'CONTENT_LENGTH') continue;
+      const value = env[key];
+      if (typeof value !== 'string') continue;
+      if (c === 67 && value === '') continue;
+      const name = headerName(key);
+      if (name === null) continue;
+      switch (name.length) {
+        case 10:
+          if (name === 'Connection' || name === 'Keep-Alive') continue;
+          break;
+        case 14:
+          if (name === 'Content-Length' && !hasLength) continue;
+          break;
+        case 17:
+          if (name === 'Transfer-Encoding' && !chunked) continue;
+          break;
+      }
+      const at = raw.length;
+      if (checked[at] !== value) {
+        if (BAD_VALUE.test(value)) return name;
+        checked[at] = value;
+      }
+      raw.push(name, value);
+    }
+    return raw;
   }
 
   /** The idle Wire of this client connection, or a new one. */
@@ -1008,28 +1108,10 @@ class Adapter {
     const hasLength = typeof cl === 'string' && DIGITS.test(cl);
     const te = env.HTTP_TRANSFER_ENCODING;
     const chunked = !hasLength && typeof te === 'string' && te !== '';
-    const raw = requestHeaders(env);
-    for (let i = 0; i < raw.length; i += 2) {
-      const name = raw[i]!;
-      let drop = false;
-      switch (name.length) {
-        case 10 /* hop-by-hop on the client's connection: a proxy drops them too */:
-          drop = name === 'Connection' || name === 'Keep-Alive';
-          break;
-        case 14:
-          drop = name === 'Content-Length' && !hasLength;
-          break;
-        case 17:
-          drop = name === 'Transfer-Encoding' && !chunked;
-          break;
-      }
-      if (drop) {
-        raw.splice(i, 2);
-        i -= 2;
-      } else if (BAD_VALUE.test(raw[i + 1]!)) {
-        logError(env, `tsgi: refused the request: a control character in the ${name} header`);
-        return badRequest(startResponse, `a control character in the ${name} header`);
-      }
+    const raw = this.rawHeaders(env, hasLength, chunked);
+    if (typeof raw === 'string') {
+      logError(env, `tsgi: refused the request: a control character in the ${raw} header`);
+      return badRequest(startResponse, `a control character in the ${raw} header`);
     }
 
     const wire = this.acquire(env);
@@ -1073,7 +1155,7 @@ class Adapter {
      * promise jobs (Koa, Fastify): only a slower one needs tsgi.signal, which costs an
      * AbortController per request where the protocol makes it lazily. A client that left in
      * the meantime is seen by watch() at once. */
-    if (!res.writableEnded) setImmediate(watchSignal, ex);
+    if (!res.writableEnded) watchLater(ex);
     return ex.result();
   }
 }

@@ -254,8 +254,10 @@ export function makeEnviron(vars: CgiVariables, extras: EnvironExtras): Environ 
 /**
  * @internal {@link makeEnviron} for a protocol whose request object is an
  * {@link EnvironSource}: tsgi.input, tsgi.errors and tsgi.signal are lazy, made by `source`,
- * except tsgi.errors when `errors` is given (a lazy key costs a defineProperty, about as much
- * as making a small Writable). `vars` should come from cgiVariables() (an environ object).
+ * except tsgi.errors when `errors` is given and tsgi.input when `input` is (a lazy key costs
+ * an Object.defineProperty, about as much as making a small Writable: a value that exists
+ * already, or costs no more, is better given). `vars` should come from cgiVariables() (an
+ * environ object).
  */
 export function sourcedEnviron(
   vars: CgiVariables,
@@ -264,6 +266,7 @@ export function sourcedEnviron(
   source: EnvironSource,
   local?: () => { address?: string | undefined; port?: number | undefined },
   errors?: Writable,
+  input?: Readable,
 ): Environ {
   const scheme = completeCgi(vars, local);
   const env = vars as unknown as Environ;
@@ -271,14 +274,15 @@ export function sourcedEnviron(
     return makeEnviron(vars, {
       protocol,
       multiprocess,
-      input: () => source.makeInput(),
+      input: input ?? (() => source.makeInput()),
       errors: errors ?? (() => source.makeErrors()),
       signal: () => source.makeSignal(),
     });
   }
   env['tsgi.version'] = VERSION;
   env['tsgi.url_scheme'] = scheme;
-  Object.defineProperty(env, 'tsgi.input', LAZY_INPUT);
+  if (input !== undefined) env['tsgi.input'] = input;
+  else Object.defineProperty(env, 'tsgi.input', LAZY_INPUT);
   if (errors !== undefined) env['tsgi.errors'] = errors;
   else Object.defineProperty(env, 'tsgi.errors', LAZY_ERRORS);
   env['tsgi.multithread'] = true;

@@ -74,6 +74,69 @@ function cgiName(name: string): string | null {
   return cgi;
 }
 
+/** A connection's addresses as CGI variables (REMOTE_*, SERVER_ADDR/PORT). */
+interface SocketEnds {
+  remoteAddr: string | undefined;
+  remotePort: string;
+  serverAddr: string;
+  serverPort: string | undefined;
+}
+
+/** Where {@link socketEnds} keeps them on a connection's socket. */
+const ENDS = Symbol('tsgi.socketEnds');
+
+/** Where {@link listenedOn} keeps a server's own address. */
+const LISTENED = Symbol('tsgi.listenedOn');
+
+/**
+ * The address and port a TCP server listens on, when every connection it accepts has them
+ * as its local end (an address that is not a wildcard), else null. Asked of the server once.
+ */
+function listenedOn(server: unknown): { address: string; port: string } | null {
+  if (typeof server !== 'object' || server === null) return null;
+  const s = server as Server & { [LISTENED]?: { address: string; port: string } | null };
+  let on = s[LISTENED];
+  if (on === undefined) {
+    const a = typeof s.address === 'function' ? s.address() : null;
+    on =
+      a !== null && typeof a === 'object' && a.address !== '0.0.0.0' && a.address !== '::'
+        ? { address: a.address, port: String(a.port) }
+        : null;
+    /* kept while the server listens there (before, it has no address to tell) */
+    if (a !== null) {
+      s[LISTENED] = on;
+      s.once('listening', () => delete s[LISTENED]);
+    }
+  }
+  return on;
+}
+
+/**
+ * The addresses of a connection, read from its socket once for all the requests it carries
+ * (keep-alive) rather than through four getters and two number-to-string conversions each.
+ * The local end is the server's address when that is not a wildcard (one getsockname() less
+ * a connection), else the socket's own.
+ */
+function socketEnds(socket: Socket): SocketEnds {
+  const held = (socket as unknown as { [ENDS]?: SocketEnds })[ENDS];
+  if (held !== undefined) return held;
+  const remote = socket.remoteAddress;
+  const listened = listenedOn((socket as Socket & { server?: unknown }).server);
+  const port = listened === null ? socket.localPort : 0;
+  const ends: SocketEnds = {
+    remoteAddr: remote,
+    remotePort: remote === undefined ? '' : String(socket.remotePort),
+    serverAddr:
+      listened !== null ? listened.address : port === undefined ? '' : (socket.localAddress ?? ''),
+    serverPort: listened !== null ? listened.port : port === undefined ? undefined : String(port),
+  };
+  /* kept only once known: a socket that is not connected yet has none to tell */
+  if (remote !== undefined && port !== undefined) {
+    (socket as unknown as { [ENDS]?: SocketEnds })[ENDS] = ends;
+  }
+  return ends;
+}
+
 /** The CGI variables of one node:http request (the environ's, without the tsgi.* keys). */
 export function httpVariables(req: IncomingMessage): CgiVariables {
   const url = req.url ?? '/';
@@ -92,15 +155,14 @@ export function httpVariables(req: IncomingMessage): CgiVariables {
   vars.SERVER_PROTOCOL = req.httpVersion === '1.1' ? 'HTTP/1.1' : `HTTP/${req.httpVersion}`;
   vars.GATEWAY_INTERFACE = 'CGI/1.1';
   vars.SERVER_SOFTWARE = SOFTWARE;
-  const remote = socket.remoteAddress;
-  if (remote !== undefined) {
-    vars.REMOTE_ADDR = remote;
-    vars.REMOTE_PORT = String(socket.remotePort);
+  const ends = socketEnds(socket);
+  if (ends.remoteAddr !== undefined) {
+    vars.REMOTE_ADDR = ends.remoteAddr;
+    vars.REMOTE_PORT = ends.remotePort;
   }
-  const port = socket.localPort;
-  if (port !== undefined) {
-    vars.SERVER_ADDR = socket.localAddress ?? '';
-    vars.SERVER_PORT = String(port);
+  if (ends.serverPort !== undefined) {
+    vars.SERVER_ADDR = ends.serverAddr;
+    vars.SERVER_PORT = ends.serverPort;
   }
   const raw = req.rawHeaders;
   for (let i = 0; i + 1 < raw.length; i += 2) {
@@ -125,8 +187,16 @@ function httpEnviron(
     source,
     () => ({ address: socket.localAddress, port: socket.localPort }),
     errors,
+    req,
   );
 }
+
+/** The status line parsed last (most responses of a server have the status of the one before). */
+let lastStatus: { line: string; code: number; reason: string | undefined } = {
+  line: '',
+  code: 0,
+  reason: undefined,
+};
 
 /**
  * The gateway's Sink over a node:http response, and the source of the request's lazy
@@ -179,12 +249,17 @@ class HttpSink implements Sink, EnvironSource {
   }
 
   private writeHead(status: string, headers: string[]): ServerResponse {
-    const m = STATUS.exec(status);
-    if (m === null) throw new Error(`invalid status line ${JSON.stringify(status)}`);
+    let parsed = lastStatus;
+    if (parsed.line !== status) {
+      const m = STATUS.exec(status);
+      if (m === null) throw new Error(`invalid status line ${JSON.stringify(status)}`);
+      parsed = { line: status, code: Number(m[1]), reason: m[2] };
+      lastStatus = parsed;
+    }
     const res = this.res;
     if (this.draining()) res.shouldKeepAlive = false;
-    if (m[2] !== undefined) res.writeHead(Number(m[1]), m[2], headers);
-    else res.writeHead(Number(m[1]), headers);
+    if (parsed.reason !== undefined) res.writeHead(parsed.code, parsed.reason, headers);
+    else res.writeHead(parsed.code, headers);
     return res;
   }
 
@@ -282,7 +357,8 @@ export function createHttpServer(app: App, options: HttpOptions = {}): HttpServe
       : nodeRequest(direct, errorLog(errors), (res) => {
           running++;
           if (draining) res.shouldKeepAlive = false;
-          res.once('close', settle);
+          /* on(), not once(): 'close' comes once, and once() makes a wrapper per request */
+          res.on('close', settle);
         });
 
   const server = createServer(handler) as HttpServer;

@@ -559,6 +559,7 @@ class StreamRequest implements Sink, EnvironSource {
       gateway.multiprocess,
       this,
       conn.local,
+      gateway.errors,
     );
     this.method = env.REQUEST_METHOD;
     runApp(gateway, gateway.app, env, this);

@@ -30,10 +30,11 @@ import {
   nginxParams,
   startLighttpd,
   startNginx,
+  startOnFreePorts,
   waitUntilAccepting,
 } from '../support/frontends.js';
 import { unsupportedOnThisNode, warnUnsupported } from '../support/engines.js';
-import { findPeer, freePort, isCI, missingPeerMessage } from '../support/peers.js';
+import { findPeer, isCI, missingPeerMessage } from '../support/peers.js';
 import { startChild, type Child } from '../support/spawn.js';
 
 const nginx = findPeer('nginx', 'nginx-light');
@@ -361,38 +362,47 @@ describe('frameworks under tsgi answer as they do on node:http', () => {
     process.env.FRAMEWORK_FILES = files;
     const cli = await ensureBuilt();
 
-    const servers: string[] = [];
+    /* nginx's server blocks and lighttpd's port get their ports when the server starts
+     * (startOnFreePorts): a port picked now could be taken before then */
+    const servers: { s: Served; route: Route; body: string }[] = [];
     const upstreams: string[] = [];
     const cgiAliases: string[] = [];
-    let nginxPort = 0;
-    const lighttpdPort = await freePort();
+    const lighttpdUsers: Served[] = [];
     for (const { name, iface } of FRAMEWORKS) {
-      const up = {
-        fastcgi: await freePort(),
-        scgi: await freePort(),
-        uwsgi: await freePort(),
-        http: await freePort(),
-      };
-      const tsgi = startChild(
-        process.execPath,
-        [
-          cli,
-          'serve',
-          join(APPS, `${name}.mjs`),
-          '--interface',
-          iface,
-          '--fastcgi',
-          `127.0.0.1:${up.fastcgi}`,
-          '--scgi',
-          `127.0.0.1:${up.scgi}`,
-          '--uwsgi',
-          `127.0.0.1:${up.uwsgi}`,
-          '--http',
-          `127.0.0.1:${up.http}`,
-        ],
-        { env: { ...process.env, FRAMEWORK_FILES: files } },
+      const { started: tsgi, ports } = await startOnFreePorts(
+        4,
+        async ([fastcgi, scgi, uwsgi, http]) => {
+          const child = startChild(
+            process.execPath,
+            [
+              cli,
+              'serve',
+              join(APPS, `${name}.mjs`),
+              '--interface',
+              iface,
+              '--fastcgi',
+              `127.0.0.1:${fastcgi}`,
+              '--scgi',
+              `127.0.0.1:${scgi}`,
+              '--uwsgi',
+              `127.0.0.1:${uwsgi}`,
+              '--http',
+              `127.0.0.1:${http}`,
+            ],
+            { env: { ...process.env, FRAMEWORK_FILES: files } },
+          );
+          try {
+            for (const p of [fastcgi!, scgi!, uwsgi!, http!]) {
+              await waitUntilAccepting(child, `tsgi serve ${name}`, p);
+            }
+          } catch (err) {
+            await child.stop();
+            throw err;
+          }
+          return child;
+        },
       );
-      for (const p of Object.values(up)) await waitUntilAccepting(tsgi, `tsgi serve ${name}`, p);
+      const up = { fastcgi: ports[0]!, scgi: ports[1]!, uwsgi: ports[2]!, http: ports[3]! };
       const s: Served = {
         tsgi,
         direct: await serveDirect(name),
@@ -421,15 +431,7 @@ describe('frameworks under tsgi answer as they do on node:http', () => {
         upstreams.push(
           `    upstream ${name}_fastcgi { server 127.0.0.1:${up.fastcgi}; keepalive 4; }`,
         );
-        for (const [route, body] of blocks) {
-          const port = await freePort();
-          nginxPort = port;
-          s.ports[route] = port;
-          servers.push(
-            `    server {\n        listen 127.0.0.1:${port};\n        server_name localhost;\n` +
-              `        location / {\n${body}\n        }\n    }`,
-          );
-        }
+        for (const [route, body] of blocks) servers.push({ s, route, body });
       }
       if (lighttpd !== null) {
         const script = join(dir, 'cgi-bin', `${name}.mjs`);
@@ -443,7 +445,7 @@ describe('frameworks under tsgi answer as they do on node:http', () => {
         );
         chmodSync(script, 0o755);
         cgiAliases.push(`"/${name}" => "${script}"`);
-        s.ports['lighttpd mod_cgi (tsgi cgi)'] = lighttpdPort;
+        lighttpdUsers.push(s);
         s.prefix['lighttpd mod_cgi (tsgi cgi)'] = `/${name}`;
       }
       for (const r of REQUESTS) {
@@ -454,18 +456,27 @@ describe('frameworks under tsgi answer as they do on node:http', () => {
     if (nginx !== null) {
       const ndir = join(dir, 'nginx');
       mkdirSync(ndir);
-      nginxProc = await startNginx(
-        ndir,
-        nginxHttpConf(servers.join('\n'), upstreams.join('\n')),
-        nginxPort,
+      const blocks = (ports: number[]) =>
+        servers
+          .map(
+            ({ body }, i) =>
+              `    server {\n        listen 127.0.0.1:${ports[i]};\n        server_name localhost;\n` +
+              `        location / {\n${body}\n        }\n    }`,
+          )
+          .join('\n');
+      const { started, ports } = await startOnFreePorts(servers.length, (p) =>
+        startNginx(ndir, nginxHttpConf(blocks(p), upstreams.join('\n')), p[p.length - 1]!),
       );
+      nginxProc = started;
+      servers.forEach(({ s, route }, i) => (s.ports[route] = ports[i]));
     }
     if (lighttpd !== null) {
       const ldir = join(dir, 'lighttpd');
       mkdirSync(join(ldir, 'htdocs'), { recursive: true });
-      lighttpdProc = await startLighttpd(
-        ldir,
-        `server.document-root = "${join(ldir, 'htdocs')}"
+      const { started, ports } = await startOnFreePorts(1, ([lighttpdPort]) =>
+        startLighttpd(
+          ldir,
+          `server.document-root = "${join(ldir, 'htdocs')}"
 server.bind = "127.0.0.1"
 server.port = ${lighttpdPort}
 server.errorlog = "${join(ldir, 'error.log')}"
@@ -473,8 +484,11 @@ server.modules += ( "mod_alias", "mod_cgi" )
 alias.url = ( ${cgiAliases.join(', ')} )
 cgi.assign = ( "" => "" )
 `,
-        lighttpdPort,
+          lighttpdPort!,
+        ),
       );
+      lighttpdProc = started;
+      for (const s of lighttpdUsers) s.ports['lighttpd mod_cgi (tsgi cgi)'] = ports[0];
     }
   }, 120_000);
 

@@ -418,6 +418,52 @@ describe('fromNodeHandler: the request node:http builds', () => {
     expect(seen[0]!.req.headers['x-ok']).toBe('a\tb\xe9');
   });
 
+  it("checks each request's header values, whatever the requests before it sent", async () => {
+    const { seen, app } = capture(hello);
+    /* the same app: a value passed before, then a bad one in the same place, then good again */
+    await harness(['HTTP_X_V', 'plain', 'HTTP_X_W', 'w']).run(app);
+    const bad = harness(['HTTP_X_V', 'pla\x7fin', 'HTTP_X_W', 'w']);
+    await bad.run(app);
+    expect(response(bad.calls).status).toBe('400 Bad Request');
+    expect(bad.errors.join('')).toBe(
+      'tsgi: refused the request: a control character in the X-V header\n',
+    );
+    const later = harness(['HTTP_X_V', 'plain', 'HTTP_X_W', 'w\nx']);
+    await later.run(app);
+    expect(response(later.calls).status).toBe('400 Bad Request');
+    await harness(['HTTP_X_V', 'plain', 'HTTP_X_W', 'w']).run(app);
+    expect(seen.map((s) => s.req.headers['x-v'])).toEqual(['plain', 'plain']);
+  });
+
+  it("gives each response its own headers when node's head repeats the one before", async () => {
+    let n = 0;
+    const app = fromNodeHandler((_req, res) => {
+      res.setHeader('Content-Type', 'text/plain');
+      res.setHeader('X-N', n++ === 2 ? 'two' : 'same');
+      res.sendDate = false;
+      res.end('hi');
+    });
+    /* a middleware that changes the pairs it is given, in place */
+    const changing: App = (env, startResponse) =>
+      app(env, (status, headers, excInfo) => {
+        for (const h of headers) if (h[0] === 'X-N') h[1] = 'changed';
+        return startResponse(status, headers, excInfo);
+      });
+    const heads: unknown[] = [];
+    for (const which of [changing, app, app, app]) {
+      const h = harness();
+      await h.run(which);
+      heads.push(response(h.calls).headers);
+    }
+    const expected = (x: string) => ['Content-Type', 'text/plain', 'X-N', x, 'Content-Length', '2'];
+    expect(heads).toEqual([
+      expected('changed'),
+      expected('same'),
+      expected('two'),
+      expected('same'),
+    ]);
+  });
+
   it('answers 501 to protocol upgrades and CONNECT without calling the handler', async () => {
     const { seen, app } = capture(hello);
     const ws = harness(['HTTP_CONNECTION', 'keep-alive, Upgrade', 'HTTP_UPGRADE', 'websocket']);

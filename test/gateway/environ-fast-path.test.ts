@@ -197,6 +197,58 @@ describe('the environ object', () => {
     expect(JSON.parse(out)).toEqual([true, true, true]);
   });
 
+  it('stays in fast mode, with its tsgi.* keys, as the SCGI, uwsgi, FastCGI and HTTP servers hand it to the app', async () => {
+    /* Not a timing: V8's own view of the environ an app gets (a request of a browser's headers
+     * through nginx's params; lazy keys and all), for each protocol */
+    await ensureBuilt();
+    const dist = (f: string) => JSON.stringify(pathToFileURL(join(ROOT, 'dist', f)).href);
+    const script = `
+      const { createScgiServer } = await import(${dist('protocol/scgi.js')});
+      const { createUwsgiServer } = await import(${dist('protocol/uwsgi.js')});
+      const { createFastcgiServer } = await import(${dist('protocol/fastcgi.js')});
+      const { createHttpServer } = await import(${dist('protocol/http.js')});
+      const { SCGI_REQUEST, UWSGI_REQUEST, FCGI_REQUEST } = await import(${JSON.stringify(pathToFileURL(join(ROOT, 'bench', 'fixtures.mjs')).href)});
+      const { connect } = await import('node:net');
+      const http = 'GET /a?b HTTP/1.1\\r\\nHost: h\\r\\nUser-Agent: u\\r\\nConnection: close\\r\\n\\r\\n';
+      const out = {};
+      for (const [name, make, request] of [
+        ['scgi', createScgiServer, SCGI_REQUEST],
+        ['uwsgi', createUwsgiServer, UWSGI_REQUEST],
+        ['fastcgi', createFastcgiServer, FCGI_REQUEST],
+        ['http', createHttpServer, http],
+      ]) {
+        out[name] = [];
+        const server = make((env, startResponse) => {
+          out[name].push(%HasFastProperties(env) && Object.keys(env).includes('tsgi.signal'));
+          startResponse('200 OK', [['Content-Type', 'text/plain']]);
+          return ['x'];
+        });
+        await new Promise((r) => server.listen(0, '127.0.0.1', r));
+        for (let i = 0; i < 2; i++) {
+          await new Promise((r) => {
+            const s = connect(server.address().port, '127.0.0.1');
+            s.on('data', () => { if (name === 'fastcgi') s.end(); });
+            s.on('close', r);
+            s.write(request);
+          });
+        }
+        server.close();
+      }
+      console.log(JSON.stringify(out));
+      process.exit(0);`;
+    const out = execFileSync(
+      process.execPath,
+      ['--allow-natives-syntax', '--input-type=module', '-e', script],
+      { encoding: 'utf8' },
+    );
+    expect(JSON.parse(out)).toEqual({
+      scgi: [true, true],
+      uwsgi: [true, true],
+      fastcgi: [true, true],
+      http: [true, true],
+    });
+  });
+
   it('holds many keys (past what V8 keeps in fast mode) like any object', () => {
     const pairs: string[] = [];
     for (let i = 0; i < 300; i++) pairs.push(`HTTP_X_${i}`, String(i));

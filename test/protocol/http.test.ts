@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
-import { request as httpRequest } from 'node:http';
-import { connect, type AddressInfo } from 'node:net';
+import { EventEmitter } from 'node:events';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { App, Environ } from '../../lib/gateway/types.js';
 import { errorStream } from '../../lib/gateway/errors.js';
 import { validate } from '../../lib/gateway/validate.js';
-import { createHttpServer, type HttpServer } from '../../lib/protocol/http.js';
+import { createHttpServer, httpVariables, type HttpServer } from '../../lib/protocol/http.js';
 import { VERSION } from '../../lib/version.js';
 
 const servers: HttpServer[] = [];
@@ -102,6 +103,101 @@ describe('HTTP server (node:http)', () => {
       'HTTP/1.1 201 Made It\r\nContent-Type: text/plain\r\nX-Bytes: \xe9\xff\r\n' +
         'Content-Length: 6\r\nConnection: close\r\n\r\nhello\xff',
     );
+  });
+
+  it("sends each response's own status line, whatever the one before it", async () => {
+    const statuses = ['200 OK', '404 Not Found', '404 Not Found', '201', '200 OK', '299 Fine Too'];
+    let i = 0;
+    const { port } = await start((_env, startResponse) => {
+      startResponse(statuses[i++]!, TEXT);
+      return ['x'];
+    });
+    const lines: string[] = [];
+    for (let n = 0; n < statuses.length; n++) {
+      const out = await raw(port, 'GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n');
+      lines.push(out.slice(0, out.indexOf('\r\n')));
+    }
+    expect(lines).toEqual([
+      'HTTP/1.1 200 OK',
+      'HTTP/1.1 404 Not Found',
+      'HTTP/1.1 404 Not Found',
+      'HTTP/1.1 201 Created',
+      'HTTP/1.1 200 OK',
+      'HTTP/1.1 299 Fine Too',
+    ]);
+  });
+
+  it('gives each request the addresses of its own connection, over keep-alive too', async () => {
+    const seen: string[] = [];
+    const { port } = await start((env, startResponse) => {
+      seen.push(`${env.REMOTE_ADDR}:${env.REMOTE_PORT} ${env.SERVER_ADDR}:${env.SERVER_PORT}`);
+      startResponse('200 OK', TEXT);
+      return ['x'];
+    });
+    const open = () =>
+      new Promise<Socket>((resolve) => {
+        const s = connect(port, '127.0.0.1', () => resolve(s));
+      });
+    const ask = (s: Socket) =>
+      new Promise<void>((resolve) => {
+        s.once('data', () => resolve());
+        s.write('GET / HTTP/1.1\r\nHost: h\r\n\r\n');
+      });
+    const a = await open();
+    const b = await open();
+    await ask(a);
+    await ask(b);
+    await ask(a);
+    await ask(b);
+    const me = (s: Socket) => `127.0.0.1:${s.localPort} 127.0.0.1:${port}`;
+    expect(seen).toEqual([me(a), me(b), me(a), me(b)]);
+    a.destroy();
+    b.destroy();
+  });
+
+  it('takes the local end from the socket on a wildcard listener, from the server on another', () => {
+    /* httpVariables() reads only these of node's objects */
+    const req = (listening: string, local: string) =>
+      ({
+        url: '/',
+        method: 'GET',
+        httpVersion: '1.1',
+        rawHeaders: [],
+        socket: {
+          remoteAddress: '127.0.0.9',
+          remotePort: 4321,
+          localAddress: local,
+          localPort: 8080,
+          server: new (class extends EventEmitter {
+            address = () => ({ address: listening, port: 8080, family: 'IPv4' });
+          })(),
+        },
+      }) as unknown as IncomingMessage;
+    const ends = (v: Record<string, string>) =>
+      [v.REMOTE_ADDR, v.REMOTE_PORT, v.SERVER_ADDR, v.SERVER_PORT].join(' ');
+    expect(ends(httpVariables(req('0.0.0.0', '127.0.0.5')))).toBe('127.0.0.9 4321 127.0.0.5 8080');
+    expect(ends(httpVariables(req('::', '::ffff:127.0.0.5')))).toBe(
+      '127.0.0.9 4321 ::ffff:127.0.0.5 8080',
+    );
+    expect(ends(httpVariables(req('127.0.0.7', '127.0.0.7')))).toBe(
+      '127.0.0.9 4321 127.0.0.7 8080',
+    );
+  });
+
+  it('gives SERVER_PORT of the port the server listens on now, after a close and a new listen()', async () => {
+    const seen: string[] = [];
+    const { server, port } = await start((env, startResponse) => {
+      seen.push(env.SERVER_PORT);
+      startResponse('200 OK', TEXT);
+      return ['x'];
+    });
+    const ask = (p: number) => raw(p, 'GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n');
+    await ask(port);
+    await new Promise((r) => server.close(r));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const again = (server.address() as AddressInfo).port;
+    await ask(again);
+    expect(seen).toEqual([String(port), String(again)]);
   });
 
   it('streams a generator body with chunked encoding', async () => {

@@ -3,10 +3,10 @@
  * test picked, and stopped by pid by the test (Child.stop). Each starter waits until the server
  * accepts on its port, and fails with the server's own log when it exits first.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { findBinary } from './peers.js';
+import { findBinary, freePort } from './peers.js';
 import { startChild, type Child } from './spawn.js';
 
 const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -56,6 +56,35 @@ export async function waitUntilAccepting(
   }
 }
 
+/** How a server says it could not bind a port it was given. */
+const PORT_TAKEN = /Address already in use|EADDRINUSE/;
+
+/**
+ * Starts a server on `count` distinct ports from `pick` (freePort), and picks them all again
+ * when the start failed because one was taken: freePort() only says a port was free a moment
+ * ago, and a process running beside the test may bind it before the server does. Other
+ * failures, and the last of `tries` port clashes, are thrown as they are.
+ */
+export async function startOnFreePorts<T>(
+  count: number,
+  start: (ports: number[]) => Promise<T>,
+  pick: () => Promise<number> = freePort,
+  tries = 5,
+): Promise<{ started: T; ports: number[] }> {
+  for (let attempt = 1; ; attempt++) {
+    const ports: number[] = [];
+    while (ports.length < count) {
+      const p = await pick();
+      if (!ports.includes(p)) ports.push(p);
+    }
+    try {
+      return { started: await start(ports), ports };
+    } catch (err) {
+      if (attempt >= tries || !PORT_TAKEN.test(String(err))) throw err;
+    }
+  }
+}
+
 /** `user root;` when the tests run as root (nginx refuses to run workers as root otherwise). */
 export const nginxUser =
   typeof process.getuid === 'function' && process.getuid() === 0 ? 'user root;' : '';
@@ -94,6 +123,9 @@ export async function startNginx(dir: string, conf: string, port: number): Promi
   if (bin === null) throw new Error('nginx is not installed');
   mkdirSync(join(dir, 'tmp'), { recursive: true });
   writeFileSync(join(dir, 'nginx.conf'), conf);
+  /* logs of an earlier attempt in this prefix (startOnFreePorts) would be read as this one's */
+  rmSync(join(dir, 'startup.log'), { force: true });
+  rmSync(join(dir, 'error.log'), { force: true });
   const child = startChild(bin, [
     '-p',
     dir,
@@ -223,6 +255,7 @@ export async function startLighttpd(dir: string, conf: string, port: number): Pr
   const bin = findBinary('lighttpd');
   if (bin === null) throw new Error('lighttpd is not installed');
   writeFileSync(join(dir, 'lighttpd.conf'), conf);
+  rmSync(join(dir, 'error.log'), { force: true });
   const child = startChild(bin, ['-D', '-f', join(dir, 'lighttpd.conf')]);
   return waitUntilAccepting(child, 'lighttpd', port, [join(dir, 'error.log')]);
 }
