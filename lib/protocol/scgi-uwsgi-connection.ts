@@ -190,6 +190,12 @@ export class StreamConnection implements FlowControl {
   /** A response ended before its body while dispatching: end the socket after the push. */
   private endPending = false;
   private readonly drainWait: DrainWait;
+  /**
+   * The whole response (head and body) of a request answered at once, held until the request
+   * is read whole: then written and the socket closed in one step where the socket can
+   * ({@link StreamSocket.endWith}), else written before whatever ends the connection.
+   */
+  private last: [Uint8Array, Uint8Array | null] | null = null;
   /** We ended or destroyed the socket: nothing more is written. */
   closed = false;
 
@@ -359,6 +365,24 @@ export class StreamConnection implements FlowControl {
     return this.socket.write(bytes);
   }
 
+  /**
+   * Holds a whole response (see {@link last}) when the socket can end with it in one step and
+   * the connection carries one request; false when it must be written now.
+   */
+  holdLast(head: Uint8Array, body: Uint8Array | null): boolean {
+    if (this.closed || this.gateway.keepAlive || this.socket.endWith === undefined) return false;
+    this.last = [head, body];
+    return true;
+  }
+
+  /** Writes a held response the ordinary way (the connection ends otherwise). */
+  private flushLast(): void {
+    const last = this.last;
+    if (last === null) return;
+    this.last = null;
+    this.writeHead(last[0], last[1]);
+  }
+
   /** Writes a head and a body in one go (one buffer, or one writev). */
   writeHead(head: Uint8Array, body: Uint8Array | null): void {
     if (this.closed) return;
@@ -399,6 +423,17 @@ export class StreamConnection implements FlowControl {
    */
   private closeSocket(): void {
     if (this.closed) return;
+    const last = this.last;
+    if (last !== null && this.socket.writableLength === 0) {
+      this.last = null;
+      this.closed = true;
+      this.parser = null;
+      this.queue = null;
+      /* not all taken at once: ended as by endSocket(), what the peer sends is dropped */
+      if (!this.socket.endWith!(last[0], last[1])) this.mark = this.gateway.clock;
+      return;
+    }
+    this.flushLast();
     if (this.socket.writableLength !== 0) {
       this.endSocket();
       return;
@@ -412,6 +447,7 @@ export class StreamConnection implements FlowControl {
   /** Ends our side (FIN) and drops whatever the peer still sends. */
   private endSocket(): void {
     if (this.closed) return;
+    this.flushLast();
     this.closed = true;
     this.mark = this.gateway.clock;
     this.parser = null;
@@ -437,6 +473,7 @@ export class StreamConnection implements FlowControl {
 
   /** Ends the socket at once. */
   destroy(): void {
+    this.flushLast();
     this.closed = true;
     this.parser = null;
     this.abortCurrent();
@@ -623,7 +660,7 @@ class StreamRequest implements Sink, EnvironSource {
     const gateway = this.conn.gateway;
     const head = gateway.codec.encodeHead(status, headers, gateway.protocol.headStyle);
     if (this.conn.keepAlive) this.framing(status, headers);
-    this.conn.writeHead(head, body);
+    if (!last || !this.conn.holdLast(head, body)) this.conn.writeHead(head, body);
     if (body !== null) this.sent += body.length;
     if (last) this.finish();
   }

@@ -70,18 +70,30 @@ export interface StreamSocket {
   readonly localPort?: number | undefined;
   readonly remoteAddress?: string | undefined;
   readonly remotePort?: number | undefined;
+  /**
+   * Writes the last bytes and ends the connection in one step (the native transport only):
+   * true when the kernel took them all and the connection closed ('close' follows), false when
+   * some are queued (the connection is then ended as by end()).
+   */
+  endWith?(a: Uint8Array, b?: Uint8Array | null): boolean;
 }
 
 /** The addon's Transport class (native/binding/transport.cc). */
 interface NativeTransport {
   listen(fd: number, backlog: number): number;
   write(id: number, a: Uint8Array, b?: Uint8Array): number;
+  /**
+   * The last bytes, then the end: 1 when they went out and the connection closed (no close
+   * event follows), 0 when some are queued and the connection is half-closed (its events
+   * follow), negative for a closed connection.
+   */
+  respondClose(id: number, a: Uint8Array, b?: Uint8Array | null): number;
   shutdown(id: number): void;
   pause(id: number): void;
   resume(id: number): void;
   /** Closes at once; no close event follows (the caller emits its own). */
   close(id: number, reset: boolean): void;
-  address(id: number, peer: boolean): [string, number] | undefined;
+  address(id: number, peer: boolean): [string, number, number] | undefined;
   stop(): void;
   /** Closes the connections that sent nothing yet and were accepted at least `ageMs` ago. */
   closeSilent(ageMs: number): void;
@@ -211,6 +223,8 @@ const HIGH_WATER_MARK =
   ).getDefaultHighWaterMark?.(false) ?? 16 * 1024;
 
 const LISTENER = Symbol('tsgi.nativeListener');
+
+const EMPTY = new Uint8Array(0);
 
 /**
  * Makes `server` (a net.Server made with `{ allowHalfOpen: true, noDelay: true }` whose
@@ -580,8 +594,13 @@ class NativeListener {
 
   /** @internal `id` was closed by JavaScript: its 'close' is emitted on the next tick. */
   forget(id: number, conn: NativeConnection, reset: boolean): void {
-    this.conns[id] = undefined;
     this.native.close(id, reset);
+    this.forgotten(id, conn);
+  }
+
+  /** @internal `id` is closed and the addon sends no more events for it. */
+  forgotten(id: number, conn: NativeConnection): void {
+    this.conns[id] = undefined;
     process.nextTick(this.closedByUs, conn);
   }
 
@@ -612,8 +631,8 @@ export class NativeConnection extends EventEmitter implements StreamSocket {
   destroyed = false;
   private ended = false;
   private corked: Uint8Array[] | null = null;
-  private local: [string, number] | undefined | null = null;
-  private peer: [string, number] | undefined | null = null;
+  private local: [string, number, number] | undefined | null = null;
+  private peer: [string, number, number] | undefined | null = null;
 
   private readonly native: NativeTransport;
 
@@ -680,6 +699,21 @@ export class NativeConnection extends EventEmitter implements StreamSocket {
     this.ended = true;
     this.native.shutdown(this.id);
     return this;
+  }
+
+  /** See {@link StreamSocket.endWith}. */
+  endWith(a: Uint8Array, b?: Uint8Array | null): boolean {
+    if (this.destroyed || this.ended) return false;
+    this.uncork();
+    const r = this.native.respondClose(this.id, a, b);
+    if (r === 1) {
+      this.destroyed = true;
+      this.listener.forgotten(this.id, this);
+      return true;
+    }
+    this.ended = true;
+    if (r === 0) this.queued(this.native.write(this.id, EMPTY));
+    return false;
   }
 
   /** Closes at once (what is queued is dropped); 'close' follows on the next tick. */
