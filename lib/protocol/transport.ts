@@ -101,6 +101,8 @@ interface NativeTransport {
   unref(): void;
   /** Emits an accept event (4) for every connection accepted from now on (or stops). */
   announce(on: boolean): void;
+  /** [connections answered in one step, connections moved to the streaming path]. */
+  counts(): [number, number];
   /** A new descriptor for the connection's socket, or a negative error. */
   dup(id: number): number;
   /** The connection's descriptor, or a negative error. */
@@ -514,6 +516,25 @@ export function serverTransport(server: net.Server): TransportName {
  */
 export function closeSilentConnections(server: net.Server, ageMs = 0): void {
   (server as unknown as { [LISTENER]?: NativeListener })[LISTENER]?.native.closeSilent(ageMs);
+}
+
+/** How the native transport served a server's connections (see {@link transportCounts}). */
+export interface TransportCounts {
+  /** Read right after accept and answered with one write and a close. */
+  readonly oneStep: number;
+  /** Served on the streaming path (a partial request, a streamed answer, ...). */
+  readonly streamed: number;
+}
+
+/**
+ * How the native listener of `server` served its connections since it started listening, or
+ * null (node:net, or not listening). Connections that sent nothing count in neither.
+ */
+export function transportCounts(server: net.Server): TransportCounts | null {
+  const l = (server as unknown as { [LISTENER]?: NativeListener })[LISTENER];
+  if (l === undefined) return null;
+  const [oneStep, streamed] = l.native.counts();
+  return { oneStep, streamed };
 }
 
 /** One native listener: dispatches the addon's events to its connections. */

@@ -397,6 +397,28 @@ napi_value TransportListenerOp(napi_env env, napi_callback_info info) {
   return Undefined(env);
 }
 
+// counts(): [connections answered in one step, connections on the streaming path].
+napi_value TransportCounts(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  TransportBox* box = ThisBox(env, info, &argc, nullptr);
+  if (box == nullptr) return Throw(env, "tsgi: bad counts call");
+  double one = 0;
+  double streamed = 0;
+  if (box->listener != nullptr) {
+    one = static_cast<double>(box->listener->OneStep());
+    streamed = static_cast<double>(box->listener->Streamed());
+  }
+  napi_value result = nullptr;
+  napi_value a = nullptr;
+  napi_value b = nullptr;
+  CHECK_NAPI(napi_create_array_with_length(env, 2, &result));
+  CHECK_NAPI(napi_create_double(env, one, &a));
+  CHECK_NAPI(napi_create_double(env, streamed, &b));
+  CHECK_NAPI(napi_set_element(env, result, 0, a));
+  CHECK_NAPI(napi_set_element(env, result, 1, b));
+  return result;
+}
+
 // announce(on): calls onEvent(4, id) for every connection accepted from now on.
 napi_value TransportAnnounce(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -473,6 +495,7 @@ bool DefineTransport(napi_env env, napi_value exports) {
        nullptr},
       {"ref", nullptr, TransportListenerOp<2>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"unref", nullptr, TransportListenerOp<3>, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"counts", nullptr, TransportCounts, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"announce", nullptr, TransportAnnounce, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_value cls = nullptr;

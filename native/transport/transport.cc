@@ -36,6 +36,7 @@ class Connection {
   size_t queued = 0;         // bytes handed to uv_write and not yet written
   int error = 0;             // the error the connection closed with
   bool attached = false;     // `h` holds the socket (the streaming path)
+  bool reading = false;      // uv_read_start() is in effect
   bool nodelay = false;      // Nagle is off (set at the first write of the streaming path)
   bool first_read = false;   // inside the Data() call of the read right after accept
   bool dropped = false;      // closed during that call before being attached
@@ -52,7 +53,7 @@ class Connection {
     fd = sock;
     queued = 0;
     error = 0;
-    attached = nodelay = first_read = dropped = false;
+    attached = reading = nodelay = first_read = dropped = false;
     known = paused = eof = shutdown_sent = shutdown_done = closing = false;
   }
 
@@ -68,9 +69,13 @@ class Connection {
   }
 
   void StartReading() {
-    if (closing || eof || paused || !attached) return;
+    if (closing || eof || paused || !attached || reading) return;
     int r = uv_read_start(&h.stream, OnAlloc, OnRead);
-    if (r != 0) CloseWith(r);
+    if (r != 0) {
+      CloseWith(r);
+      return;
+    }
+    reading = true;
   }
 
   static void OnAlloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
@@ -83,6 +88,7 @@ class Connection {
     Connection* c = static_cast<Connection*>(stream->data);
     Listener* l = c->owner;
     if (nread > 0) {
+      if (!c->known) l->streamed_++;
       c->known = true;
       if (!l->torn_down_) l->sink_->Data(c->id, buf->base, static_cast<size_t>(nread));
       return;
@@ -93,6 +99,7 @@ class Connection {
       return;
     }
     c->eof = true;
+    c->reading = false;
     uv_read_stop(stream);
     if (!c->known) {
       c->CloseWith(0);  // nothing was ever sent: close quietly
@@ -396,6 +403,7 @@ void Listener::Serve(int fd) {
     c->StartReading();
     if (!c->closing) {
       c->known = true;
+      streamed_++;
       sink_->Accepted(id);
     }
     return;
@@ -418,6 +426,7 @@ void Listener::Serve(int fd) {
       MaybeFree();
       return;
     }
+    streamed_++;
   }
   if (Attach(c) == 0) c->StartReading();
 }
@@ -580,6 +589,7 @@ int Listener::RespondClose(uint32_t id, const uv_buf_t* bufs, unsigned count) {
         c->known = false;
         c->CloseWith(0);
       } else {
+        one_step_++;
         Drop(c, 0, true);
       }
       return 1;
@@ -642,6 +652,7 @@ int Listener::Pause(uint32_t id) {
   Connection* c = Get(id);
   if (c == nullptr || c->closing) return UV_EBADF;
   c->paused = true;
+  c->reading = false;
   if (c->attached) uv_read_stop(&c->h.stream);
   return 0;
 }

@@ -136,6 +136,10 @@ class Listener {
   void Announce(bool on) { announce_ = on; }
   // The environment is going away: close everything, call the Sink no more except Freed().
   void Teardown();
+  // Connections answered in one step (RespondClose() before any libuv stream), and
+  // connections moved to the streaming path, since Open().
+  uint64_t OneStep() const { return one_step_; }
+  uint64_t Streamed() const { return streamed_; }
 
  private:
   friend class Connection;
@@ -172,6 +176,8 @@ class Listener {
   std::vector<uint32_t> free_ids_;
   std::vector<Connection*> spare_;  // closed connections kept for reuse
   size_t open_ = 0;                 // connections not yet closed
+  uint64_t one_step_ = 0;           // see OneStep()
+  uint64_t streamed_ = 0;           // see Streamed()
   char read_buf_[64 * 1024];
 };
 
