@@ -13,7 +13,10 @@
  *   pulling more body from the app. When it ends (one request per connection, the default):
  *   - the whole request was read: the socket is closed at once, as uWSGI does — the kernel
  *     sends the rest of the response, then FIN. Nothing is awaited from the peer (nginx closes
- *     its side as soon as it has the response), so a request costs no extra wakeup.
+ *     its side as soon as it has the response), so a request costs no extra wakeup. A response
+ *     given whole (head and body in one call) is held until the request is read whole, then
+ *     written and the socket closed in one call where the socket can (the native transport's
+ *     one step: a single write, then close).
  *   - the body is still coming (an app that answered without reading it all): the connection
  *     is ended (FIN) and what the peer still sends is read and dropped, so that the peer sees
  *     no reset; the socket closes when the peer closes its side.

@@ -6,6 +6,14 @@
  * and when the peer closed a connection. No net.Socket, TCPWrap or stream machinery is made
  * per connection; a connection that closes without sending a byte costs no JavaScript at all.
  *
+ * One step: the addon reads a connection right after accepting it. A request that came whole
+ * with the connect (nginx's SCGI and uwsgi requests, one connection each) is parsed and its app
+ * run within that one call, and an answer known at once (a whole body) goes out with
+ * {@link NativeConnection.endWith}: one write, then close — no TCP_NODELAY, no epoll
+ * registration, so such a request costs accept, read, write and close. Anything else (a partial
+ * request, a larger body, a streamed answer, a slow reader) takes the streaming path below;
+ * {@link transportCounts} says how many went which way.
+ *
  * Selection (once per process, at the first call of {@link selectedTransport}, not at import; a
  * server may also ask for one with its `transport` option):
  * `TSGI_TRANSPORT=node` forces node:net; `TSGI_TRANSPORT=native` requires the native transport

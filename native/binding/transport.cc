@@ -112,14 +112,14 @@ class TransportBox final : public tsgi::transport::Sink {
   // The async context of connection `id`, made on first use; nullptr when none can be made.
   // napi_async_init runs async_hooks' init hooks (JavaScript) without checking that JavaScript
   // may run; while Node tears an environment down it runs the loop once more with JavaScript
-  // forbidden, and an init hook then is a fatal error. napi_create_buffer checks (it fails when
-  // JavaScript cannot run), so it goes first: once per connection.
-  napi_async_context ContextOf(uint32_t id) {
+  // forbidden (before the cleanup hook that sets torn_down), and an init hook then is a fatal
+  // error. napi_strict_equals checks first (it fails when JavaScript cannot run) and costs no
+  // allocation: `recv` compared with itself.
+  napi_async_context ContextOf(uint32_t id, napi_value recv) {
     if (id >= contexts.size()) contexts.resize(id + 1, nullptr);
     if (contexts[id] == nullptr) {
-      napi_value probe = nullptr;
-      void* bytes = nullptr;
-      if (napi_create_buffer(env, 0, &bytes, &probe) != napi_ok) return nullptr;
+      bool same = false;
+      if (napi_strict_equals(env, recv, recv, &same) != napi_ok) return nullptr;
       napi_value name = nullptr;
       if (napi_create_string_latin1(env, "TSGI_CONNECTION", NAPI_AUTO_LENGTH, &name) != napi_ok ||
           napi_async_init(env, nullptr, name, &contexts[id]) != napi_ok) {
@@ -133,13 +133,13 @@ class TransportBox final : public tsgi::transport::Sink {
     if (torn_down || on_event == nullptr) return;
     napi_handle_scope scope = nullptr;
     if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-    napi_async_context ctx = ContextOf(id);
-    if (ctx == nullptr) ctx = context;
     napi_value recv = nullptr;
+    napi_async_context ctx = nullptr;
+    if (napi_get_reference_value(env, self, &recv) == napi_ok) ctx = ContextOf(id, recv);
+    if (ctx == nullptr) ctx = context;
     napi_value fn = nullptr;
     napi_value argv[3] = {nullptr, nullptr, nullptr};
-    bool ok = napi_get_reference_value(env, self, &recv) == napi_ok &&
-              napi_get_reference_value(env, on_event, &fn) == napi_ok &&
+    bool ok = recv != nullptr && napi_get_reference_value(env, on_event, &fn) == napi_ok &&
               napi_create_int32(env, kind, &argv[0]) == napi_ok &&
               napi_create_uint32(env, id, &argv[1]) == napi_ok;
     if (ok) {
