@@ -210,13 +210,17 @@ export class StreamConnection implements FlowControl {
     this.drainWait = new DrainWait(socket);
     this.held = new HeldBytes(gateway);
     this.mark = gateway.clock;
-    socket.on('data', this.onData);
-    socket.on('end', this.onEnd);
-    socket.on('error', this.onError);
-    socket.on('close', this.onClose);
+    if (socket.handleWith !== undefined) socket.handleWith(this);
+    else {
+      socket.on('data', (chunk: Buffer) => this.onData(chunk));
+      socket.on('end', () => this.onEnd());
+      socket.on('error', (err: Error) => this.onError(err));
+      socket.on('close', () => this.onClose());
+    }
   }
 
-  private readonly onData = (chunk: Buffer): void => {
+  /** @internal Bytes from the peer. */
+  onData(chunk: Buffer): void {
     const parser = this.parser;
     const gateway = this.gateway;
     if (parser === null) {
@@ -257,7 +261,7 @@ export class StreamConnection implements FlowControl {
           'bytes over all connections',
       );
     }
-  };
+  }
 
   /** Closes the connection over a limit of `kind`, with a logged line (see logLimit). */
   private refuse(kind: string, why: string): void {
@@ -490,7 +494,8 @@ export class StreamConnection implements FlowControl {
     req.gone();
   }
 
-  private readonly onEnd = (): void => {
+  /** @internal The peer ended its side. */
+  onEnd(): void {
     this.peerEnded = true;
     const req = this.current;
     if (req !== null) {
@@ -505,17 +510,19 @@ export class StreamConnection implements FlowControl {
       );
     }
     this.endSocket();
-  };
+  }
 
-  private readonly onError = (err: Error): void => {
+  /** @internal A socket error (the socket closes next). */
+  onError(err: Error): void {
     if (!isPeerGone(err)) {
       this.gateway.log(
         `${this.gateway.protocol.title} connection${peerName(this.socket)}: ${err.message}`,
       );
     }
-  };
+  }
 
-  private readonly onClose = (): void => {
+  /** @internal The socket closed. */
+  onClose(): void {
     this.closed = true;
     this.parser = null;
     this.abortCurrent();
@@ -523,7 +530,7 @@ export class StreamConnection implements FlowControl {
     this.ownParser.close();
     this.gateway.connections.delete(this);
     this.gateway.checkIdle();
-  };
+  }
 
   /** @internal Closes the connection when it passed a deadline (the server's sweep). */
   sweep(now: number): void {

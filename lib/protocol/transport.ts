@@ -84,6 +84,19 @@ export interface StreamSocket {
    * some are queued (the connection is then ended as by end()).
    */
   endWith?(a: Uint8Array, b?: Uint8Array | null): boolean;
+  /**
+   * Gives the connection's data, end, error and close to `h` by direct calls (the native
+   * transport only; listeners added with on() are still called).
+   */
+  handleWith?(h: SocketHandlers): void;
+}
+
+/** Who receives a connection's events by direct calls ({@link StreamSocket.handleWith}). */
+export interface SocketHandlers {
+  onData(chunk: Buffer): void;
+  onEnd(): void;
+  onError(err: Error): void;
+  onClose(): void;
 }
 
 /** The addon's Transport class (native/binding/transport.cc). */
@@ -600,10 +613,10 @@ class NativeListener {
         break;
       case EV_DATA:
         if (c === undefined && (c = this.open(id)) === undefined) return;
-        c.emit('data', arg);
+        c.data(arg as Buffer);
         break;
       case EV_END:
-        c?.emit('end');
+        c?.peerEnded();
         break;
       case EV_DRAIN:
         c?.drained();
@@ -664,6 +677,8 @@ export class NativeConnection extends EventEmitter implements StreamSocket {
   private peer: [string, number, number] | undefined | null = null;
 
   private readonly native: NativeTransport;
+  /** See {@link handleWith}. */
+  private h: SocketHandlers | null = null;
 
   constructor(
     private readonly listener: NativeListener,
@@ -728,6 +743,31 @@ export class NativeConnection extends EventEmitter implements StreamSocket {
     this.ended = true;
     this.native.shutdown(this.id);
     return this;
+  }
+
+  /** See {@link StreamSocket.handleWith}. */
+  handleWith(h: SocketHandlers): void {
+    this.h = h;
+  }
+
+  /** @internal Bytes arrived. */
+  data(chunk: Buffer): void {
+    const h = this.h;
+    if (h !== null) {
+      h.onData(chunk);
+      if (this.listenerCount('data') === 0) return;
+    }
+    this.emit('data', chunk);
+  }
+
+  /** @internal The peer ended its side. */
+  peerEnded(): void {
+    const h = this.h;
+    if (h !== null) {
+      h.onEnd();
+      if (this.listenerCount('end') === 0) return;
+    }
+    this.emit('end');
   }
 
   /** See {@link StreamSocket.endWith}. */
@@ -824,7 +864,16 @@ export class NativeConnection extends EventEmitter implements StreamSocket {
     const ours = this.destroyed;
     this.destroyed = true;
     this.writableLength = 0;
-    if (error !== 0 && !ours) this.emit('error', socketError(error));
+    const h = this.h;
+    if (error !== 0 && !ours) {
+      const err = socketError(error);
+      h?.onError(err);
+      if (h === null || this.listenerCount('error') !== 0) this.emit('error', err);
+    }
+    if (h !== null) {
+      h.onClose();
+      if (this.listenerCount('close') === 0) return;
+    }
     this.emit('close', error !== 0);
   }
 }
