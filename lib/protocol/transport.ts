@@ -80,8 +80,8 @@ export interface StreamSocket {
   readonly remotePort?: number | undefined;
   /**
    * Writes the last bytes and ends the connection in one step (the native transport only):
-   * true when the kernel took them all and the connection closed ('close' follows), false when
-   * some are queued (the connection is then ended as by end()).
+   * true when the kernel took them all and the connection closed ('close' is emitted before
+   * it returns), false when some are queued (the connection is then ended as by end()).
    */
   endWith?(a: Uint8Array, b?: Uint8Array | null): boolean;
   /**
@@ -646,6 +646,12 @@ class NativeListener {
     process.nextTick(this.closedByUs, conn);
   }
 
+  /** @internal `id` is closed and the addon sends no more events for it: 'close' now. */
+  closedNow(id: number, conn: NativeConnection): void {
+    this.conns[id] = undefined;
+    this.closedByUs(conn);
+  }
+
   private readonly closedByUs = (conn: NativeConnection): void => {
     try {
       conn.closed(0);
@@ -776,8 +782,9 @@ export class NativeConnection extends EventEmitter implements StreamSocket {
     this.uncork();
     const r = this.native.respondClose(this.id, a, b);
     if (r === 1) {
+      /* 'close' now: the caller is done with the connection (no tick per request) */
       this.destroyed = true;
-      this.listener.forgotten(this.id, this);
+      this.listener.closedNow(this.id, this);
       return true;
     }
     this.ended = true;
