@@ -620,18 +620,18 @@ async function main(): Promise<void> {
     }
     console.log(`\nload average before ${loadBefore}, after ${loadAfter}`);
     const rps = (n: string) => result[n]?.rps;
-    /** [a, b, minimum of a/b (null: informative)] */
+    /** [a, b, minimum of a/b in requests/s (null: informative)] */
     const RATIOS: [string, string, number | null][] = [
-      ['tsgi-fastcgi', 'node-http', 1.1],
-      ['tsgi-fastcgi', 'canned', 0.85],
       ['tsgi-fastcgi', 'fastcgi-floor', 0.9],
-      ['tsgi-fastcgi', 'node-fastcgi', 5],
+      ['tsgi-fastcgi', 'node-http', 1.2],
+      ['tsgi-uwsgi', 'uwsgi-python', 1.0],
+      ['tsgi-scgi', 'uwsgi-python', 1.0],
+      ['tsgi-fastcgi', 'canned', null],
+      ['tsgi-fastcgi', 'node-fastcgi', null],
       ['tsgi-fastcgi', 'tsgi-http', null],
-      ['tsgi-uwsgi', 'uwsgi-python', 1.5],
-      ['tsgi-scgi', 'uwsgi-python', 1.5],
-      ['tsgi-uwsgi', 'php-fpm', 1],
-      ['tsgi-scgi', 'php-fpm', 1],
-      ['tsgi-scgi', 'tsgi-fastcgi', 0.8],
+      ['tsgi-uwsgi', 'php-fpm', null],
+      ['tsgi-scgi', 'php-fpm', null],
+      ['tsgi-scgi', 'tsgi-fastcgi', null],
       ['tsgi-scgi', 'scgi-canned', null],
       ['scgi-floor', 'uwsgi-python', null],
       ['uwsgi-floor', 'uwsgi-python', null],
@@ -652,6 +652,33 @@ async function main(): Promise<void> {
       checks.push([
         `${a} / ${b} = ${(ra / rb).toFixed(2)}${target}`,
         min === null || ra >= min * rb,
+      ]);
+    }
+    const cpu = (n: string) => result[n]?.backendUs;
+    /** [a, b, maximum of a's backend CPU per request over b's (null: informative)] */
+    const CPU_RATIOS: [string, string, number | null][] = [
+      ['tsgi-scgi', 'uwsgi-python', 1.0],
+      ['tsgi-uwsgi', 'uwsgi-python', 1.0],
+      /* the stretch: within 1.5× of the C floor */
+      ['tsgi-scgi', 'scgi-floor', 1.5],
+      ['tsgi-uwsgi', 'uwsgi-floor', 1.5],
+      ['tsgi-fastcgi', 'fastcgi-floor', null],
+    ];
+    for (const [a, b, max] of CPU_RATIOS) {
+      const ca = cpu(a);
+      const cb = cpu(b);
+      if (ca === undefined || cb === undefined) continue;
+      const target = max === null ? '' : ` (target ≤ ${max.toFixed(2)})`;
+      checks.push([
+        `backend CPU/request ${a} / ${b} = ${us(ca)} / ${us(cb)} = ${(ca / cb).toFixed(2)}${target}`,
+        max === null || ca <= max * cb,
+      ]);
+    }
+    const fastcgiUs = cpu('tsgi-fastcgi');
+    if (fastcgiUs !== undefined) {
+      checks.push([
+        `tsgi-fastcgi backend CPU/request ${us(fastcgiUs)} (target < 13 µs)`,
+        fastcgiUs < 13,
       ]);
     }
     const t = result['tsgi-fastcgi'];

@@ -7,7 +7,7 @@
 #
 #   CXX               clang++ (default) or g++; the matching ASan runtime is preloaded
 #   SANITIZE_TESTS    test files to run (default: test/codec/vectors.test.ts test/codec/differential.test.ts
-#                     test/protocol/transport.test.ts, test/protocol/listener.test.ts and the FastCGI, SCGI and uwsgi server suites, which
+#                     test/protocol/transport.test.ts, test/protocol/one-step.test.ts, test/protocol/listener.test.ts and the FastCGI, SCGI and uwsgi server suites, which
 #                     run the native transport under the real protocol servers, and the request
 #                     watchdog tests)
 #   --build-only      build and self-check, run no tests
@@ -20,7 +20,7 @@ set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 out="$root/build-asan"
 cxx="${CXX:-clang++}"
-tests="${SANITIZE_TESTS:-test/codec/vectors.test.ts test/codec/differential.test.ts test/protocol/transport.test.ts test/protocol/listener.test.ts test/protocol/fastcgi.test.ts test/protocol/scgi.test.ts test/protocol/uwsgi.test.ts test/server/watchdog.test.ts}"
+tests="${SANITIZE_TESTS:-test/codec/vectors.test.ts test/codec/differential.test.ts test/protocol/transport.test.ts test/protocol/one-step.test.ts test/protocol/listener.test.ts test/protocol/fastcgi.test.ts test/protocol/scgi.test.ts test/protocol/uwsgi.test.ts test/server/watchdog.test.ts}"
 build_only=0
 [ "${1:-}" = "--build-only" ] && build_only=1
 

@@ -13,7 +13,10 @@
  *   pulling more body from the app. When it ends (one request per connection, the default):
  *   - the whole request was read: the socket is closed at once, as uWSGI does — the kernel
  *     sends the rest of the response, then FIN. Nothing is awaited from the peer (nginx closes
- *     its side as soon as it has the response), so a request costs no extra wakeup.
+ *     its side as soon as it has the response), so a request costs no extra wakeup. A response
+ *     given whole (head and body in one call) is held until the request is read whole, then
+ *     written and the socket closed in one call where the socket can (the native transport's
+ *     one step: a single write, then close).
  *   - the body is still coming (an app that answered without reading it all): the connection
  *     is ended (FIN) and what the peer still sends is read and dropped, so that the peer sees
  *     no reset; the socket closes when the peer closes its side.
@@ -190,6 +193,12 @@ export class StreamConnection implements FlowControl {
   /** A response ended before its body while dispatching: end the socket after the push. */
   private endPending = false;
   private readonly drainWait: DrainWait;
+  /**
+   * The whole response (head and body) of a request answered at once, held until the request
+   * is read whole: then written and the socket closed in one step where the socket can
+   * ({@link StreamSocket.endWith}), else written before whatever ends the connection.
+   */
+  private last: [Uint8Array, Uint8Array | null] | null = null;
   /** We ended or destroyed the socket: nothing more is written. */
   closed = false;
 
@@ -201,13 +210,17 @@ export class StreamConnection implements FlowControl {
     this.drainWait = new DrainWait(socket);
     this.held = new HeldBytes(gateway);
     this.mark = gateway.clock;
-    socket.on('data', this.onData);
-    socket.on('end', this.onEnd);
-    socket.on('error', this.onError);
-    socket.on('close', this.onClose);
+    if (socket.handleWith !== undefined) socket.handleWith(this);
+    else {
+      socket.on('data', (chunk: Buffer) => this.onData(chunk));
+      socket.on('end', () => this.onEnd());
+      socket.on('error', (err: Error) => this.onError(err));
+      socket.on('close', () => this.onClose());
+    }
   }
 
-  private readonly onData = (chunk: Buffer): void => {
+  /** @internal Bytes from the peer. */
+  onData(chunk: Buffer): void {
     const parser = this.parser;
     const gateway = this.gateway;
     if (parser === null) {
@@ -248,7 +261,7 @@ export class StreamConnection implements FlowControl {
           'bytes over all connections',
       );
     }
-  };
+  }
 
   /** Closes the connection over a limit of `kind`, with a logged line (see logLimit). */
   private refuse(kind: string, why: string): void {
@@ -359,6 +372,24 @@ export class StreamConnection implements FlowControl {
     return this.socket.write(bytes);
   }
 
+  /**
+   * Holds a whole response (see {@link last}) when the socket can end with it in one step and
+   * the connection carries one request; false when it must be written now.
+   */
+  holdLast(head: Uint8Array, body: Uint8Array | null): boolean {
+    if (this.closed || this.gateway.keepAlive || this.socket.endWith === undefined) return false;
+    this.last = [head, body];
+    return true;
+  }
+
+  /** Writes a held response the ordinary way (the connection ends otherwise). */
+  private flushLast(): void {
+    const last = this.last;
+    if (last === null) return;
+    this.last = null;
+    this.writeHead(last[0], last[1]);
+  }
+
   /** Writes a head and a body in one go (one buffer, or one writev). */
   writeHead(head: Uint8Array, body: Uint8Array | null): void {
     if (this.closed) return;
@@ -399,6 +430,17 @@ export class StreamConnection implements FlowControl {
    */
   private closeSocket(): void {
     if (this.closed) return;
+    const last = this.last;
+    if (last !== null && this.socket.writableLength === 0) {
+      this.last = null;
+      this.closed = true;
+      this.parser = null;
+      this.queue = null;
+      /* not all taken at once: ended as by endSocket(), what the peer sends is dropped */
+      if (!this.socket.endWith!(last[0], last[1])) this.mark = this.gateway.clock;
+      return;
+    }
+    this.flushLast();
     if (this.socket.writableLength !== 0) {
       this.endSocket();
       return;
@@ -412,6 +454,7 @@ export class StreamConnection implements FlowControl {
   /** Ends our side (FIN) and drops whatever the peer still sends. */
   private endSocket(): void {
     if (this.closed) return;
+    this.flushLast();
     this.closed = true;
     this.mark = this.gateway.clock;
     this.parser = null;
@@ -437,6 +480,7 @@ export class StreamConnection implements FlowControl {
 
   /** Ends the socket at once. */
   destroy(): void {
+    this.flushLast();
     this.closed = true;
     this.parser = null;
     this.abortCurrent();
@@ -450,7 +494,8 @@ export class StreamConnection implements FlowControl {
     req.gone();
   }
 
-  private readonly onEnd = (): void => {
+  /** @internal The peer ended its side. */
+  onEnd(): void {
     this.peerEnded = true;
     const req = this.current;
     if (req !== null) {
@@ -465,17 +510,19 @@ export class StreamConnection implements FlowControl {
       );
     }
     this.endSocket();
-  };
+  }
 
-  private readonly onError = (err: Error): void => {
+  /** @internal A socket error (the socket closes next). */
+  onError(err: Error): void {
     if (!isPeerGone(err)) {
       this.gateway.log(
         `${this.gateway.protocol.title} connection${peerName(this.socket)}: ${err.message}`,
       );
     }
-  };
+  }
 
-  private readonly onClose = (): void => {
+  /** @internal The socket closed. */
+  onClose(): void {
     this.closed = true;
     this.parser = null;
     this.abortCurrent();
@@ -483,7 +530,7 @@ export class StreamConnection implements FlowControl {
     this.ownParser.close();
     this.gateway.connections.delete(this);
     this.gateway.checkIdle();
-  };
+  }
 
   /** @internal Closes the connection when it passed a deadline (the server's sweep). */
   sweep(now: number): void {
@@ -624,7 +671,7 @@ class StreamRequest implements Sink, EnvironSource {
     const gateway = this.conn.gateway;
     const head = gateway.codec.encodeHead(status, headers, gateway.protocol.headStyle);
     if (this.conn.keepAlive) this.framing(status, headers);
-    this.conn.writeHead(head, body);
+    if (!last || !this.conn.holdLast(head, body)) this.conn.writeHead(head, body);
     if (body !== null) this.sent += body.length;
     if (last) this.finish();
   }

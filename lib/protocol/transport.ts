@@ -6,6 +6,14 @@
  * and when the peer closed a connection. No net.Socket, TCPWrap or stream machinery is made
  * per connection; a connection that closes without sending a byte costs no JavaScript at all.
  *
+ * One step: the addon reads a connection right after accepting it. A request that came whole
+ * with the connect (nginx's SCGI and uwsgi requests, one connection each) is parsed and its app
+ * run within that one call, and an answer known at once (a whole body) goes out with
+ * {@link NativeConnection.endWith}: one write, then close — no TCP_NODELAY, no epoll
+ * registration, so such a request costs accept, read, write and close. Anything else (a partial
+ * request, a larger body, a streamed answer, a slow reader) takes the streaming path below;
+ * {@link transportCounts} says how many went which way.
+ *
  * Selection (once per process, at the first call of {@link selectedTransport}, not at import; a
  * server may also ask for one with its `transport` option):
  * `TSGI_TRANSPORT=node` forces node:net; `TSGI_TRANSPORT=native` requires the native transport
@@ -70,18 +78,43 @@ export interface StreamSocket {
   readonly localPort?: number | undefined;
   readonly remoteAddress?: string | undefined;
   readonly remotePort?: number | undefined;
+  /**
+   * Writes the last bytes and ends the connection in one step (the native transport only):
+   * true when the kernel took them all and the connection closed ('close' is emitted before
+   * it returns), false when some are queued (the connection is then ended as by end()).
+   */
+  endWith?(a: Uint8Array, b?: Uint8Array | null): boolean;
+  /**
+   * Gives the connection's data, end, error and close to `h` by direct calls (the native
+   * transport only; listeners added with on() are still called).
+   */
+  handleWith?(h: SocketHandlers): void;
+}
+
+/** Who receives a connection's events by direct calls ({@link StreamSocket.handleWith}). */
+export interface SocketHandlers {
+  onData(chunk: Buffer): void;
+  onEnd(): void;
+  onError(err: Error): void;
+  onClose(): void;
 }
 
 /** The addon's Transport class (native/binding/transport.cc). */
 interface NativeTransport {
   listen(fd: number, backlog: number): number;
   write(id: number, a: Uint8Array, b?: Uint8Array): number;
+  /**
+   * The last bytes, then the end: 1 when they went out and the connection closed (no close
+   * event follows), 0 when some are queued and the connection is half-closed (its events
+   * follow), negative for a closed connection.
+   */
+  respondClose(id: number, a: Uint8Array, b?: Uint8Array | null): number;
   shutdown(id: number): void;
   pause(id: number): void;
   resume(id: number): void;
   /** Closes at once; no close event follows (the caller emits its own). */
   close(id: number, reset: boolean): void;
-  address(id: number, peer: boolean): [string, number] | undefined;
+  address(id: number, peer: boolean): [string, number, number] | undefined;
   stop(): void;
   /** Closes the connections that sent nothing yet and were accepted at least `ageMs` ago. */
   closeSilent(ageMs: number): void;
@@ -89,6 +122,8 @@ interface NativeTransport {
   unref(): void;
   /** Emits an accept event (4) for every connection accepted from now on (or stops). */
   announce(on: boolean): void;
+  /** [connections answered in one step, connections moved to the streaming path]. */
+  counts(): [number, number];
   /** A new descriptor for the connection's socket, or a negative error. */
   dup(id: number): number;
   /** The connection's descriptor, or a negative error. */
@@ -211,6 +246,8 @@ const HIGH_WATER_MARK =
   ).getDefaultHighWaterMark?.(false) ?? 16 * 1024;
 
 const LISTENER = Symbol('tsgi.nativeListener');
+
+const EMPTY = new Uint8Array(0);
 
 /**
  * Makes `server` (a net.Server made with `{ allowHalfOpen: true, noDelay: true }` whose
@@ -502,6 +539,25 @@ export function closeSilentConnections(server: net.Server, ageMs = 0): void {
   (server as unknown as { [LISTENER]?: NativeListener })[LISTENER]?.native.closeSilent(ageMs);
 }
 
+/** How the native transport served a server's connections (see {@link transportCounts}). */
+export interface TransportCounts {
+  /** Read right after accept and answered with one write and a close. */
+  readonly oneStep: number;
+  /** Served on the streaming path (a partial request, a streamed answer, ...). */
+  readonly streamed: number;
+}
+
+/**
+ * How the native listener of `server` served its connections since it started listening, or
+ * null (node:net, or not listening). Connections that sent nothing count in neither.
+ */
+export function transportCounts(server: net.Server): TransportCounts | null {
+  const l = (server as unknown as { [LISTENER]?: NativeListener })[LISTENER];
+  if (l === undefined) return null;
+  const [oneStep, streamed] = l.native.counts();
+  return { oneStep, streamed };
+}
+
 /** One native listener: dispatches the addon's events to its connections. */
 class NativeListener {
   readonly native: NativeTransport;
@@ -557,10 +613,10 @@ class NativeListener {
         break;
       case EV_DATA:
         if (c === undefined && (c = this.open(id)) === undefined) return;
-        c.emit('data', arg);
+        c.data(arg as Buffer);
         break;
       case EV_END:
-        c?.emit('end');
+        c?.peerEnded();
         break;
       case EV_DRAIN:
         c?.drained();
@@ -580,9 +636,20 @@ class NativeListener {
 
   /** @internal `id` was closed by JavaScript: its 'close' is emitted on the next tick. */
   forget(id: number, conn: NativeConnection, reset: boolean): void {
-    this.conns[id] = undefined;
     this.native.close(id, reset);
+    this.forgotten(id, conn);
+  }
+
+  /** @internal `id` is closed and the addon sends no more events for it. */
+  forgotten(id: number, conn: NativeConnection): void {
+    this.conns[id] = undefined;
     process.nextTick(this.closedByUs, conn);
+  }
+
+  /** @internal `id` is closed and the addon sends no more events for it: 'close' now. */
+  closedNow(id: number, conn: NativeConnection): void {
+    this.conns[id] = undefined;
+    this.closedByUs(conn);
   }
 
   private readonly closedByUs = (conn: NativeConnection): void => {
@@ -612,10 +679,12 @@ export class NativeConnection extends EventEmitter implements StreamSocket {
   destroyed = false;
   private ended = false;
   private corked: Uint8Array[] | null = null;
-  private local: [string, number] | undefined | null = null;
-  private peer: [string, number] | undefined | null = null;
+  private local: [string, number, number] | undefined | null = null;
+  private peer: [string, number, number] | undefined | null = null;
 
   private readonly native: NativeTransport;
+  /** See {@link handleWith}. */
+  private h: SocketHandlers | null = null;
 
   constructor(
     private readonly listener: NativeListener,
@@ -680,6 +749,47 @@ export class NativeConnection extends EventEmitter implements StreamSocket {
     this.ended = true;
     this.native.shutdown(this.id);
     return this;
+  }
+
+  /** See {@link StreamSocket.handleWith}. */
+  handleWith(h: SocketHandlers): void {
+    this.h = h;
+  }
+
+  /** @internal Bytes arrived. */
+  data(chunk: Buffer): void {
+    const h = this.h;
+    if (h !== null) {
+      h.onData(chunk);
+      if (this.listenerCount('data') === 0) return;
+    }
+    this.emit('data', chunk);
+  }
+
+  /** @internal The peer ended its side. */
+  peerEnded(): void {
+    const h = this.h;
+    if (h !== null) {
+      h.onEnd();
+      if (this.listenerCount('end') === 0) return;
+    }
+    this.emit('end');
+  }
+
+  /** See {@link StreamSocket.endWith}. */
+  endWith(a: Uint8Array, b?: Uint8Array | null): boolean {
+    if (this.destroyed || this.ended) return false;
+    this.uncork();
+    const r = this.native.respondClose(this.id, a, b);
+    if (r === 1) {
+      /* 'close' now: the caller is done with the connection (no tick per request) */
+      this.destroyed = true;
+      this.listener.closedNow(this.id, this);
+      return true;
+    }
+    this.ended = true;
+    if (r === 0) this.queued(this.native.write(this.id, EMPTY));
+    return false;
   }
 
   /** Closes at once (what is queued is dropped); 'close' follows on the next tick. */
@@ -761,7 +871,16 @@ export class NativeConnection extends EventEmitter implements StreamSocket {
     const ours = this.destroyed;
     this.destroyed = true;
     this.writableLength = 0;
-    if (error !== 0 && !ours) this.emit('error', socketError(error));
+    const h = this.h;
+    if (error !== 0 && !ours) {
+      const err = socketError(error);
+      h?.onError(err);
+      if (h === null || this.listenerCount('error') !== 0) this.emit('error', err);
+    }
+    if (h !== null) {
+      h.onClose();
+      if (this.listenerCount('close') === 0) return;
+    }
     this.emit('close', error !== 0);
   }
 }

@@ -12,10 +12,6 @@
 
 #if TSGI_HAS_TRANSPORT
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-
 #include <cstring>
 #include <new>
 #include <string>
@@ -116,14 +112,14 @@ class TransportBox final : public tsgi::transport::Sink {
   // The async context of connection `id`, made on first use; nullptr when none can be made.
   // napi_async_init runs async_hooks' init hooks (JavaScript) without checking that JavaScript
   // may run; while Node tears an environment down it runs the loop once more with JavaScript
-  // forbidden, and an init hook then is a fatal error. napi_create_buffer checks (it fails when
-  // JavaScript cannot run), so it goes first: once per connection.
-  napi_async_context ContextOf(uint32_t id) {
+  // forbidden (before the cleanup hook that sets torn_down), and an init hook then is a fatal
+  // error. napi_strict_equals checks first (it fails when JavaScript cannot run) and costs no
+  // allocation: `recv` compared with itself.
+  napi_async_context ContextOf(uint32_t id, napi_value recv) {
     if (id >= contexts.size()) contexts.resize(id + 1, nullptr);
     if (contexts[id] == nullptr) {
-      napi_value probe = nullptr;
-      void* bytes = nullptr;
-      if (napi_create_buffer(env, 0, &bytes, &probe) != napi_ok) return nullptr;
+      bool same = false;
+      if (napi_strict_equals(env, recv, recv, &same) != napi_ok) return nullptr;
       napi_value name = nullptr;
       if (napi_create_string_latin1(env, "TSGI_CONNECTION", NAPI_AUTO_LENGTH, &name) != napi_ok ||
           napi_async_init(env, nullptr, name, &contexts[id]) != napi_ok) {
@@ -137,13 +133,13 @@ class TransportBox final : public tsgi::transport::Sink {
     if (torn_down || on_event == nullptr) return;
     napi_handle_scope scope = nullptr;
     if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-    napi_async_context ctx = ContextOf(id);
-    if (ctx == nullptr) ctx = context;
     napi_value recv = nullptr;
+    napi_async_context ctx = nullptr;
+    if (napi_get_reference_value(env, self, &recv) == napi_ok) ctx = ContextOf(id, recv);
+    if (ctx == nullptr) ctx = context;
     napi_value fn = nullptr;
     napi_value argv[3] = {nullptr, nullptr, nullptr};
-    bool ok = napi_get_reference_value(env, self, &recv) == napi_ok &&
-              napi_get_reference_value(env, on_event, &fn) == napi_ok &&
+    bool ok = recv != nullptr && napi_get_reference_value(env, on_event, &fn) == napi_ok &&
               napi_create_int32(env, kind, &argv[0]) == napi_ok &&
               napi_create_uint32(env, id, &argv[1]) == napi_ok;
     if (ok) {
@@ -248,6 +244,29 @@ napi_value TransportListen(napi_env env, napi_callback_info info) {
   return Int(env, 0);
 }
 
+// The byte arguments argv[1..argc) of write() and respondClose() as buffers (undefined, null
+// and empty ones skipped); false (with a pending exception) for an argument that is not bytes.
+bool ByteArgs(napi_env env, size_t argc, napi_value* argv, uv_buf_t* bufs, unsigned* count) {
+  *count = 0;
+  for (size_t i = 1; i < argc && i < 3; ++i) {
+    uint8_t* bytes = nullptr;
+    size_t len = 0;
+    napi_valuetype type = napi_undefined;
+    napi_typeof(env, argv[i], &type);
+    if (type == napi_undefined || type == napi_null) continue;
+    if (!GetBytes(env, argv[i], &bytes, &len)) {
+      Throw(env, "tsgi: write takes bytes");
+      return false;
+    }
+    if (len == 0) continue;
+    // uv_buf_t's len is a size_t on POSIX (uv_buf_init would cut it to 32 bits)
+    bufs[*count].base = reinterpret_cast<char*>(bytes);
+    bufs[*count].len = len;
+    ++*count;
+  }
+  return true;
+}
+
 // write(id, a, b?): the bytes still queued after this write (0: all went to the kernel).
 napi_value TransportWrite(napi_env env, napi_callback_info info) {
   size_t argc = 3;
@@ -257,19 +276,7 @@ napi_value TransportWrite(napi_env env, napi_callback_info info) {
   if (box->listener == nullptr) return Int(env, 0);
   uv_buf_t bufs[2];
   unsigned count = 0;
-  for (size_t i = 1; i < argc && i < 3; ++i) {
-    uint8_t* bytes = nullptr;
-    size_t len = 0;
-    napi_valuetype type = napi_undefined;
-    napi_typeof(env, argv[i], &type);
-    if (type == napi_undefined) continue;
-    if (!GetBytes(env, argv[i], &bytes, &len)) return Throw(env, "tsgi: write takes bytes");
-    if (len == 0) continue;
-    // uv_buf_t's len is a size_t on POSIX (uv_buf_init would cut it to 32 bits)
-    bufs[count].base = reinterpret_cast<char*>(bytes);
-    bufs[count].len = len;
-    ++count;
-  }
+  if (!ByteArgs(env, argc, argv, bufs, &count)) return nullptr;
   size_t queued = 0;
   if (count > 0) {
     box->listener->Write(ArgU32(env, argv[0]), bufs, count, &queued);
@@ -279,6 +286,24 @@ napi_value TransportWrite(napi_env env, napi_callback_info info) {
   napi_value result = nullptr;
   napi_create_double(env, static_cast<double>(queued), &result);
   return result;
+}
+
+// respondClose(id, a, b?): the last bytes, then the end. 1: written and closed (no event
+// follows); 0: queued and half-closed, the connection's events follow as after shutdown();
+// negative: an unknown or closed id.
+napi_value TransportRespondClose(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  TransportBox* box = ThisBox(env, info, &argc, argv);
+  if (box == nullptr || argc < 2) return Throw(env, "tsgi: bad respondClose");
+  if (box->listener == nullptr) return Int(env, UV_EBADF);
+  uv_buf_t bufs[2];
+  unsigned count = 0;
+  if (!ByteArgs(env, argc, argv, bufs, &count)) return nullptr;
+  const uint32_t id = ArgU32(env, argv[0]);
+  const int r = box->listener->RespondClose(id, bufs, count);
+  if (r == 1) box->Forget(id);
+  return Int(env, r);
 }
 
 // shutdown(id) / pause(id) / resume(id) / close(id, reset). close() is quiet: no close event
@@ -320,7 +345,26 @@ napi_value TransportFd(napi_env env, napi_callback_info info) {
   return Int(env, kDup ? box->listener->Dup(id) : box->listener->Fileno(id));
 }
 
-// address(id, peer): [address, port], or undefined (a unix socket, a closed connection).
+// [address, port, family] of the socket `fd` (peer or local), or undefined (a unix socket, an
+// error).
+napi_value AddressArray(napi_env env, int fd, bool peer) {
+  char text[64] = {0};
+  int port = 0;
+  int family = 0;
+  if (fd < 0 || tsgi::transport::SocketAddress(fd, peer, text, sizeof(text), &port, &family) != 0)
+    return Undefined(env);
+  napi_value result = nullptr;
+  napi_value s = nullptr;
+  CHECK_NAPI(napi_create_array_with_length(env, 3, &result));
+  CHECK_NAPI(napi_create_string_latin1(env, text, NAPI_AUTO_LENGTH, &s));
+  CHECK_NAPI(napi_set_element(env, result, 0, s));
+  CHECK_NAPI(napi_set_element(env, result, 1, Int(env, port)));
+  CHECK_NAPI(napi_set_element(env, result, 2, Int(env, family)));
+  return result;
+}
+
+// address(id, peer): [address, port, family], or undefined (a unix socket, a closed
+// connection).
 napi_value TransportAddress(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -329,29 +373,7 @@ napi_value TransportAddress(napi_env env, napi_callback_info info) {
   if (box->listener == nullptr) return Undefined(env);
   bool peer = false;
   napi_get_value_bool(env, argv[1], &peer);
-  struct sockaddr_storage ss;
-  std::memset(&ss, 0, sizeof(ss));
-  if (box->listener->Address(ArgU32(env, argv[0]), peer, &ss) != 0) return Undefined(env);
-  char text[64] = {0};
-  int port = 0;
-  if (ss.ss_family == AF_INET6) {
-    const sockaddr_in6* a = reinterpret_cast<const sockaddr_in6*>(&ss);
-    uv_ip6_name(a, text, sizeof(text));
-    port = ntohs(a->sin6_port);
-  } else if (ss.ss_family == AF_INET) {
-    const sockaddr_in* a = reinterpret_cast<const sockaddr_in*>(&ss);
-    uv_ip4_name(a, text, sizeof(text));
-    port = ntohs(a->sin_port);
-  } else {
-    return Undefined(env);
-  }
-  napi_value result = nullptr;
-  napi_value s = nullptr;
-  CHECK_NAPI(napi_create_array_with_length(env, 2, &result));
-  CHECK_NAPI(napi_create_string_latin1(env, text, NAPI_AUTO_LENGTH, &s));
-  CHECK_NAPI(napi_set_element(env, result, 0, s));
-  CHECK_NAPI(napi_set_element(env, result, 1, Int(env, port)));
-  return result;
+  return AddressArray(env, box->listener->Socket(ArgU32(env, argv[0])), peer);
 }
 
 // stop() / closeSilent(ageMs) / ref() / unref()
@@ -373,6 +395,28 @@ napi_value TransportListenerOp(napi_env env, napi_callback_info info) {
     l->Ref(kOp == 2);
   }
   return Undefined(env);
+}
+
+// counts(): [connections answered in one step, connections on the streaming path].
+napi_value TransportCounts(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  TransportBox* box = ThisBox(env, info, &argc, nullptr);
+  if (box == nullptr) return Throw(env, "tsgi: bad counts call");
+  double one = 0;
+  double streamed = 0;
+  if (box->listener != nullptr) {
+    one = static_cast<double>(box->listener->OneStep());
+    streamed = static_cast<double>(box->listener->Streamed());
+  }
+  napi_value result = nullptr;
+  napi_value a = nullptr;
+  napi_value b = nullptr;
+  CHECK_NAPI(napi_create_array_with_length(env, 2, &result));
+  CHECK_NAPI(napi_create_double(env, one, &a));
+  CHECK_NAPI(napi_create_double(env, streamed, &b));
+  CHECK_NAPI(napi_set_element(env, result, 0, a));
+  CHECK_NAPI(napi_set_element(env, result, 1, b));
+  return result;
 }
 
 // announce(on): calls onEvent(4, id) for every connection accepted from now on.
@@ -425,19 +469,7 @@ napi_value SocketAddress(napi_env env, napi_callback_info info) {
     return Throw(env, "tsgi: bad localAddress call");
   int32_t fd = -1;
   napi_get_value_int32(env, argv[0], &fd);
-  char text[64] = {0};
-  int family = 0;
-  int port = 0;
-  if (tsgi::transport::LocalAddress(fd, &family, text, sizeof(text), &port) != 0)
-    return Undefined(env);
-  napi_value result = nullptr;
-  napi_value s = nullptr;
-  CHECK_NAPI(napi_create_array_with_length(env, 3, &result));
-  CHECK_NAPI(napi_create_string_latin1(env, text, NAPI_AUTO_LENGTH, &s));
-  CHECK_NAPI(napi_set_element(env, result, 0, s));
-  CHECK_NAPI(napi_set_element(env, result, 1, Int(env, port)));
-  CHECK_NAPI(napi_set_element(env, result, 2, Int(env, family)));
-  return result;
+  return AddressArray(env, fd, false);
 }
 
 }  // namespace
@@ -449,6 +481,8 @@ bool DefineTransport(napi_env env, napi_value exports) {
   const napi_property_descriptor methods[] = {
       {"listen", nullptr, TransportListen, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"write", nullptr, TransportWrite, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"respondClose", nullptr, TransportRespondClose, nullptr, nullptr, nullptr, napi_default,
+       nullptr},
       {"shutdown", nullptr, TransportOp<0>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"pause", nullptr, TransportOp<1>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"resume", nullptr, TransportOp<2>, nullptr, nullptr, nullptr, napi_default, nullptr},
@@ -461,6 +495,7 @@ bool DefineTransport(napi_env env, napi_value exports) {
        nullptr},
       {"ref", nullptr, TransportListenerOp<2>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"unref", nullptr, TransportListenerOp<3>, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"counts", nullptr, TransportCounts, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"announce", nullptr, TransportAnnounce, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_value cls = nullptr;

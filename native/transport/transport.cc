@@ -7,12 +7,14 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <new>
 
 namespace tsgi {
@@ -29,9 +31,15 @@ class Connection {
   uv_shutdown_t shutdown_req;
   Listener* owner = nullptr;
   uint32_t id = 0;
+  int fd = -1;               // the socket, owned by `h` once attached
   uint64_t accepted_at = 0;  // uv_now() when accepted
   size_t queued = 0;         // bytes handed to uv_write and not yet written
   int error = 0;             // the error the connection closed with
+  bool attached = false;     // `h` holds the socket (the streaming path)
+  bool reading = false;      // uv_read_start() is in effect
+  bool nodelay = false;      // Nagle is off (set at the first write of the streaming path)
+  bool first_read = false;   // inside the Data() call of the read right after accept
+  bool dropped = false;      // closed during that call before being attached
   bool known = false;
   bool paused = false;
   bool eof = false;
@@ -39,25 +47,35 @@ class Connection {
   bool shutdown_done = false;
   bool closing = false;
 
-  void Reset(Listener* l, uint32_t i) {
+  void Reset(Listener* l, uint32_t i, int sock) {
     owner = l;
     id = i;
+    fd = sock;
     queued = 0;
     error = 0;
+    attached = reading = nodelay = first_read = dropped = false;
     known = paused = eof = shutdown_sent = shutdown_done = closing = false;
   }
 
   void CloseWith(int err) {
     if (closing) return;
+    if (!attached) {
+      owner->Drop(this, err, false);
+      return;
+    }
     closing = true;
     error = err;
     uv_close(&h.handle, OnClosed);
   }
 
   void StartReading() {
-    if (closing || eof || paused) return;
+    if (closing || eof || paused || !attached || reading) return;
     int r = uv_read_start(&h.stream, OnAlloc, OnRead);
-    if (r != 0) CloseWith(r);
+    if (r != 0) {
+      CloseWith(r);
+      return;
+    }
+    reading = true;
   }
 
   static void OnAlloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
@@ -70,6 +88,7 @@ class Connection {
     Connection* c = static_cast<Connection*>(stream->data);
     Listener* l = c->owner;
     if (nread > 0) {
+      if (!c->known) l->streamed_++;
       c->known = true;
       if (!l->torn_down_) l->sink_->Data(c->id, buf->base, static_cast<size_t>(nread));
       return;
@@ -80,6 +99,7 @@ class Connection {
       return;
     }
     c->eof = true;
+    c->reading = false;
     uv_read_stop(stream);
     if (!c->known) {
       c->CloseWith(0);  // nothing was ever sent: close quietly
@@ -221,26 +241,62 @@ int KeepAlive(int fd, int idle_secs) {
   return 0;
 }
 
-int LocalAddress(int fd, int* family, char* text, size_t text_len, int* port) {
-  struct sockaddr_storage ss;
-  socklen_t len = sizeof(ss);
-  std::memset(&ss, 0, sizeof(ss));
-  if (getsockname(fd, reinterpret_cast<struct sockaddr*>(&ss), &len) != 0)
-    return uv_translate_sys_error(errno);
-  if (ss.ss_family == AF_INET6) {
-    const sockaddr_in6* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+int FormatAddress(const struct sockaddr_storage* ss, char* text, size_t text_len, int* port,
+                  int* family) {
+  if (ss->ss_family == AF_INET6) {
+    const sockaddr_in6* a = reinterpret_cast<const sockaddr_in6*>(ss);
     *family = 6;
     *port = ntohs(a->sin6_port);
     return uv_ip6_name(a, text, text_len);
   }
-  if (ss.ss_family == AF_INET) {
-    const sockaddr_in* a = reinterpret_cast<const sockaddr_in*>(&ss);
+  if (ss->ss_family == AF_INET) {
+    const sockaddr_in* a = reinterpret_cast<const sockaddr_in*>(ss);
     *family = 4;
     *port = ntohs(a->sin_port);
     return uv_ip4_name(a, text, text_len);
   }
   return UV_ENOTSUP;
 }
+
+int SocketAddress(int fd, bool peer, char* text, size_t text_len, int* port, int* family) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  std::memset(&ss, 0, sizeof(ss));
+  struct sockaddr* sa = reinterpret_cast<struct sockaddr*>(&ss);
+  if ((peer ? getpeername(fd, sa, &len) : getsockname(fd, sa, &len)) != 0)
+    return uv_translate_sys_error(errno);
+  return FormatAddress(&ss, text, text_len, port, family);
+}
+
+namespace {
+
+// A connection waiting on `listen_fd`, accepted non-blocking and close-on-exec, or a negative
+// libuv error (UV_EAGAIN: none waits).
+int AcceptFd(int listen_fd) {
+  int fd;
+#if defined(__linux__) || defined(__FreeBSD__)
+  do fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  while (fd < 0 && errno == EINTR);
+  if (fd < 0) return uv_translate_sys_error(errno);
+#else
+  do fd = accept(listen_fd, nullptr, nullptr);
+  while (fd < 0 && errno == EINTR);
+  if (fd < 0) return uv_translate_sys_error(errno);
+  int flags = fcntl(fd, F_GETFL);
+  if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0 || flags < 0 ||
+      fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+    int e = uv_translate_sys_error(errno);
+    close(fd);
+    return e;
+  }
+#endif
+  return fd;
+}
+
+// How long accepting pauses when the process is out of descriptors (or memory).
+constexpr uint64_t kAcceptRetryMs = 100;
+
+}  // namespace
 
 // Listener
 
@@ -254,6 +310,7 @@ int Listener::Open(uv_loop_t* loop, int fd, int backlog, Sink* sink, Listener** 
   socklen_t tlen = sizeof(type);
   if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0) return uv_translate_sys_error(errno);
   if (type != SOCK_STREAM) return UV_EINVAL;
+  if (listen(fd, backlog) != 0) return uv_translate_sys_error(errno);
   int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (copy < 0) return uv_translate_sys_error(errno);
   Listener* l = new (std::nothrow) Listener(loop, sink);
@@ -262,24 +319,26 @@ int Listener::Open(uv_loop_t* loop, int fd, int backlog, Sink* sink, Listener** 
     return UV_ENOMEM;
   }
   l->is_tcp_ = ss.ss_family != AF_UNIX;
-  int r = l->is_tcp_ ? uv_tcp_init(loop, &l->server_.tcp) : uv_pipe_init(loop, &l->server_.pipe, 0);
+  int r = uv_poll_init_socket(loop, &l->poll_, copy);
   if (r != 0) {
     close(copy);
     delete l;
     return r;
   }
-  l->server_.handle.data = l;
-  r = l->is_tcp_ ? uv_tcp_open(&l->server_.tcp, copy) : uv_pipe_open(&l->server_.pipe, copy);
-  if (r != 0) close(copy);
-  if (r == 0) r = uv_listen(&l->server_.stream, backlog, OnConnection);
+  l->fd_ = copy;
+  l->poll_.data = l;
+  uv_timer_init(loop, &l->retry_);
+  l->retry_.data = l;
+  l->handles_ = 2;
+  l->listening_ = true;
+  r = uv_poll_start(&l->poll_, UV_READABLE, OnAcceptable);
   if (r != 0) {
-    /* never reported to the sink: the handle closes and the listener goes with it */
+    /* never reported to the sink: the handles close and the listener goes with them */
     l->torn_down_ = true;
     l->failed_ = true;
-    uv_close(&l->server_.handle, OnListenerClosed);
+    l->Stop();
     return r;
   }
-  l->listening_ = true;
   *out = l;
   return 0;
 }
@@ -293,49 +352,124 @@ Connection* Listener::Get(uint32_t id) const {
   return conns_[id];
 }
 
-void Listener::OnConnection(uv_stream_t* server, int status) {
-  Listener* l = static_cast<Listener*>(server->data);
-  if (status < 0 || l->torn_down_) return;
+// One connection per wakeup: the poll is level-triggered, so the next one (if any) wakes the
+// loop again, and a wakeup with one connection costs no accept that finds none.
+void Listener::OnAcceptable(uv_poll_t* poll, int status, int) {
+  Listener* l = static_cast<Listener*>(poll->data);
+  if (status < 0 || l->torn_down_ || l->stopped_) return;
+  int fd = AcceptFd(l->fd_);
+  if (fd >= 0) {
+    l->Serve(fd);
+  } else if (fd == UV_EMFILE || fd == UV_ENFILE || fd == UV_ENOBUFS || fd == UV_ENOMEM) {
+    // The connection stays in the backlog; try again in a while rather than spin.
+    uv_poll_stop(&l->poll_);
+    uv_timer_start(&l->retry_, OnRetry, kAcceptRetryMs, 0);
+  }
+  /* else: UV_EAGAIN (another process took it), UV_ECONNABORTED, ...: nothing to do */
+}
+
+void Listener::OnRetry(uv_timer_t* timer) {
+  Listener* l = static_cast<Listener*>(timer->data);
+  if (l->stopped_ || l->torn_down_) return;
+  uv_poll_start(&l->poll_, UV_READABLE, OnAcceptable);
+}
+
+void Listener::Serve(int fd) {
   Connection* c = nullptr;
-  if (!l->spare_.empty()) {
-    c = l->spare_.back();
-    l->spare_.pop_back();
+  if (!spare_.empty()) {
+    c = spare_.back();
+    spare_.pop_back();
   } else {
     c = new (std::nothrow) Connection();
-    // Out of memory: libuv keeps the pending connection and stops watching the listening
-    // socket, so this listener accepts no more (the process has bigger problems then).
-    if (c == nullptr) return;
+    if (c == nullptr) {
+      close(fd);
+      return;
+    }
   }
   uint32_t id;
-  if (!l->free_ids_.empty()) {
-    id = l->free_ids_.back();
-    l->free_ids_.pop_back();
+  if (!free_ids_.empty()) {
+    id = free_ids_.back();
+    free_ids_.pop_back();
   } else {
-    id = static_cast<uint32_t>(l->conns_.size());
-    l->conns_.push_back(nullptr);
+    id = static_cast<uint32_t>(conns_.size());
+    conns_.push_back(nullptr);
   }
-  c->Reset(l, id);
-  c->accepted_at = uv_now(l->loop_);
-  int r = l->is_tcp_ ? uv_tcp_init(l->loop_, &c->h.tcp) : uv_pipe_init(l->loop_, &c->h.pipe, 0);
-  if (r != 0) {
-    l->free_ids_.push_back(id);
-    l->spare_.push_back(c);
+  c->Reset(this, id, fd);
+  c->accepted_at = uv_now(loop_);
+  conns_[id] = c;
+  open_++;
+  if (announce_) {
+    if (Attach(c) != 0) return;
+    c->StartReading();
+    if (!c->closing) {
+      c->known = true;
+      streamed_++;
+      sink_->Accepted(id);
+    }
     return;
   }
-  c->h.handle.data = c;
-  l->conns_[id] = c;
-  l->open_++;
-  r = uv_accept(server, &c->h.stream);
-  if (r != 0) {
-    c->CloseWith(0);
+  ssize_t n;
+  do n = read(fd, read_buf_, sizeof(read_buf_));
+  while (n < 0 && errno == EINTR);
+  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+    Drop(c, 0, true);  // nothing was ever sent: close quietly
     return;
   }
-  if (l->is_tcp_) uv_tcp_nodelay(&c->h.tcp, 1);
-  c->StartReading();
-  if (l->announce_ && !c->closing) {
+  if (n > 0) {
     c->known = true;
-    l->sink_->Accepted(id);
+    c->first_read = true;
+    sink_->Data(id, read_buf_, static_cast<size_t>(n));
+    c->first_read = false;
+    if (c->dropped) {
+      if (c->known && !torn_down_) sink_->Closed(id, c->error);
+      Release(c);
+      MaybeFree();
+      return;
+    }
+    streamed_++;
   }
+  if (Attach(c) == 0) c->StartReading();
+}
+
+// Moves `c` to the streaming path: a libuv stream on its socket (Nagle goes off at its first
+// write: a connection answered with RespondClose() alone needs no system call for it).
+int Listener::Attach(Connection* c) {
+  if (c->attached) return 0;
+  int r = is_tcp_ ? uv_tcp_init(loop_, &c->h.tcp) : uv_pipe_init(loop_, &c->h.pipe, 0);
+  if (r != 0) return r;
+  c->h.handle.data = c;
+  r = is_tcp_ ? uv_tcp_open(&c->h.tcp, c->fd) : uv_pipe_open(&c->h.pipe, c->fd);
+  if (r != 0) {
+    // The handle holds no socket: the descriptor is closed here, and the handle's close
+    // callback closes the connection as any other (Closed() with the error, if known).
+    close(c->fd);
+    c->fd = -1;
+    c->attached = true;
+    c->closing = true;
+    c->error = r;
+    uv_close(&c->h.handle, Connection::OnClosed);
+    return r;
+  }
+  c->attached = true;
+  return 0;
+}
+
+// Closes a connection that was never attached: at once; during its first Data() call the
+// connection is released when that call returns (with Closed() unless `quiet`).
+void Listener::Drop(Connection* c, int error, bool quiet) {
+  if (c->closing) return;
+  c->closing = true;
+  c->error = error;
+  if (quiet) c->known = false;
+  close(c->fd);
+  c->fd = -1;
+  open_--;
+  if (c->first_read) {
+    c->dropped = true;
+    return;
+  }
+  Release(c);
+  MaybeFree();
 }
 
 void Listener::Release(Connection* c) {
@@ -350,6 +484,7 @@ void Listener::Release(Connection* c) {
 
 void Listener::OnListenerClosed(uv_handle_t* handle) {
   Listener* l = static_cast<Listener*>(handle->data);
+  if (--l->handles_ != 0) return;
   l->listening_ = false;
   if (l->failed_) {
     delete l;
@@ -365,12 +500,22 @@ void Listener::MaybeFree() {
   sink->Freed();
 }
 
+Connection* Listener::Streaming(uint32_t id) {
+  Connection* c = Get(id);
+  if (c == nullptr || c->closing || Attach(c) != 0) return nullptr;
+  return c;
+}
+
 int Listener::Write(uint32_t id, const uv_buf_t* bufs, unsigned count, size_t* queued) {
   *queued = 0;
-  Connection* c = Get(id);
-  if (c == nullptr || c->closing) return UV_EBADF;
+  Connection* c = Streaming(id);
+  if (c == nullptr) return UV_EBADF;
   size_t total = 0;
   for (unsigned i = 0; i < count; ++i) total += bufs[i].len;
+  if (is_tcp_ && !c->nodelay) {
+    c->nodelay = true;
+    uv_tcp_nodelay(&c->h.tcp, 1);
+  }
   size_t done = 0;
   if (c->queued == 0) {
     int r = uv_try_write(&c->h.stream, bufs, count);
@@ -419,9 +564,68 @@ int Listener::Write(uint32_t id, const uv_buf_t* bufs, unsigned count, size_t* q
   return 0;
 }
 
-int Listener::Shutdown(uint32_t id) {
+int Listener::RespondClose(uint32_t id, const uv_buf_t* bufs, unsigned count) {
   Connection* c = Get(id);
   if (c == nullptr || c->closing) return UV_EBADF;
+  if (c->queued == 0 && !c->shutdown_sent) {
+    size_t total = 0;
+    for (unsigned i = 0; i < count; ++i) total += bufs[i].len;
+    ssize_t n = 0;
+    if (total != 0) {
+      struct iovec iov[4];
+      const unsigned k = count < 4 ? count : 4;
+      for (unsigned i = 0; i < k; ++i) {
+        iov[i].iov_base = bufs[i].base;
+        iov[i].iov_len = bufs[i].len;
+      }
+      do n = writev(c->fd, iov, static_cast<int>(k));
+      while (n < 0 && errno == EINTR);
+      if (k < count) n = n < 0 ? n : 0;  // more parts than one writev here: the stream path
+    }
+    const bool gone = n < 0 && errno != EAGAIN && errno != EWOULDBLOCK;
+    if (gone || static_cast<size_t>(n < 0 ? 0 : n) == total) {
+      // All of it went out, or the peer is gone (reset, broken pipe): nothing more to send.
+      if (c->attached) {
+        c->known = false;
+        c->CloseWith(0);
+      } else {
+        one_step_++;
+        Drop(c, 0, true);
+      }
+      return 1;
+    }
+    // The kernel took part of it: the rest goes the streaming way.
+    size_t skip = n < 0 ? 0 : static_cast<size_t>(n);
+    uv_buf_t rest[4];
+    unsigned m = 0;
+    for (unsigned i = 0; i < count && m < 4; ++i) {
+      if (skip >= bufs[i].len) {
+        skip -= bufs[i].len;
+        continue;
+      }
+      rest[m].base = bufs[i].base + skip;
+      rest[m].len = bufs[i].len - skip;
+      skip = 0;
+      ++m;
+    }
+    size_t queued = 0;
+    Write(id, rest, m, &queued);
+  } else {
+    size_t queued = 0;
+    Write(id, bufs, count, &queued);
+  }
+  Shutdown(id);
+  // What the peer still sends is read and dropped until it closes (as after an end()).
+  if ((c = Get(id)) != nullptr && !c->closing) {
+    c->paused = false;
+    c->StartReading();
+  }
+  return 0;
+}
+
+int Listener::Shutdown(uint32_t id) {
+  Connection* c = Streaming(id);
+  if (c == nullptr) return UV_EBADF;
   if (c->shutdown_sent) return 0;
   c->shutdown_sent = true;
   c->shutdown_req.data = c;
@@ -434,13 +638,10 @@ int Listener::Close(uint32_t id, bool reset, bool quiet) {
   Connection* c = Get(id);
   if (c == nullptr || c->closing) return UV_EBADF;
   if (reset && is_tcp_) {
-    uv_os_fd_t fd;
-    if (uv_fileno(&c->h.handle, &fd) == 0) {
-      struct linger lg;
-      lg.l_onoff = 1;
-      lg.l_linger = 0;
-      setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-    }
+    struct linger lg;
+    lg.l_onoff = 1;
+    lg.l_linger = 0;
+    setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
   }
   if (quiet) c->known = false;
   c->CloseWith(0);
@@ -451,7 +652,8 @@ int Listener::Pause(uint32_t id) {
   Connection* c = Get(id);
   if (c == nullptr || c->closing) return UV_EBADF;
   c->paused = true;
-  uv_read_stop(&c->h.stream);
+  c->reading = false;
+  if (c->attached) uv_read_stop(&c->h.stream);
   return 0;
 }
 
@@ -460,17 +662,14 @@ int Listener::Resume(uint32_t id) {
   if (c == nullptr || c->closing) return UV_EBADF;
   if (!c->paused) return 0;
   c->paused = false;
-  c->StartReading();
+  c->StartReading();  // not attached yet: reading starts when its first Data() call returns
   return 0;
 }
 
-int Listener::Address(uint32_t id, bool peer, struct sockaddr_storage* out) {
+int Listener::Socket(uint32_t id) const {
   Connection* c = Get(id);
   if (c == nullptr || c->closing) return UV_EBADF;
-  if (!is_tcp_) return UV_ENOTSUP;
-  int len = sizeof(*out);
-  struct sockaddr* sa = reinterpret_cast<struct sockaddr*>(out);
-  return peer ? uv_tcp_getpeername(&c->h.tcp, sa, &len) : uv_tcp_getsockname(&c->h.tcp, sa, &len);
+  return c->fd;
 }
 
 size_t Listener::Queued(uint32_t id) const {
@@ -478,13 +677,7 @@ size_t Listener::Queued(uint32_t id) const {
   return c == nullptr ? 0 : c->queued;
 }
 
-int Listener::Fileno(uint32_t id) const {
-  Connection* c = Get(id);
-  if (c == nullptr || c->closing) return UV_EBADF;
-  uv_os_fd_t fd;
-  int r = uv_fileno(&c->h.handle, &fd);
-  return r != 0 ? r : fd;
-}
+int Listener::Fileno(uint32_t id) const { return Socket(id); }
 
 int Listener::Dup(uint32_t id) const {
   int fd = Fileno(id);
@@ -496,7 +689,12 @@ int Listener::Dup(uint32_t id) const {
 void Listener::Stop() {
   if (stopped_) return;
   stopped_ = true;
-  uv_close(&server_.handle, OnListenerClosed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&poll_), OnListenerClosed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&retry_), OnListenerClosed);
+  // libuv let go of the descriptor in uv_close(): closed now, so that the port is free (and
+  // connects are refused) as soon as Stop() returns.
+  close(fd_);
+  fd_ = -1;
 }
 
 void Listener::CloseSilent(uint64_t min_age_ms) {
@@ -508,10 +706,13 @@ void Listener::CloseSilent(uint64_t min_age_ms) {
 
 void Listener::Ref(bool on) {
   if (stopped_) return;
-  if (on) {
-    uv_ref(&server_.handle);
-  } else {
-    uv_unref(&server_.handle);
+  for (uv_handle_t* h :
+       {reinterpret_cast<uv_handle_t*>(&poll_), reinterpret_cast<uv_handle_t*>(&retry_)}) {
+    if (on) {
+      uv_ref(h);
+    } else {
+      uv_unref(h);
+    }
   }
 }
 

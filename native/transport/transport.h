@@ -9,6 +9,14 @@
 // is made for it — unless the listener announces connections (Announce(true): JavaScript
 // then checks each peer as it is accepted, for --allow).
 //
+// One step: the listener accepts a connection itself (accept4) and reads it at once, before
+// the connection is known to the event loop. A peer that sent its whole request with the
+// connect (a web server that opens a connection per request does) is answered within that
+// first Data() call: RespondClose() writes the answer and closes the socket, and the connection
+// never reaches the loop (no TCP_NODELAY, no epoll registration): accept, read, write, close.
+// Anything else (nothing there yet, an answer that does not go out at once, any other call on
+// the connection) moves it to a libuv stream and the streaming path, unchanged.
+//
 // Connections are named by small ids, reused only after the Sink saw the close of the
 // previous holder (or, for a connection the Sink never saw, after it closed).
 //
@@ -74,9 +82,13 @@ int ListenFd(int fd, int backlog);
 // it on Linux, the BSDs and macOS): idle seconds before the first probe. 0 or a negative
 // libuv error; UV_ENOTSUP for a unix socket (nothing to do).
 int KeepAlive(int fd, int idle_secs);
-// The local address of a TCP socket: its family (4 or 6), its text into `text` (at least 64
-// bytes) and its port. 0, UV_ENOTSUP for a unix socket, or a negative libuv error.
-int LocalAddress(int fd, int* family, char* text, size_t text_len, int* port);
+// An IPv4 or IPv6 address as text (into `text`, at least 64 bytes), its port and its family
+// (4 or 6). 0, or UV_ENOTSUP for any other family (a unix socket).
+int FormatAddress(const struct sockaddr_storage* ss, char* text, size_t text_len, int* port,
+                  int* family);
+// The local (peer false) or peer address of a socket, formatted as by FormatAddress. 0,
+// UV_ENOTSUP for a unix socket, or a negative libuv error.
+int SocketAddress(int fd, bool peer, char* text, size_t text_len, int* port, int* family);
 
 class Connection;
 
@@ -89,6 +101,11 @@ class Listener {
   // Writes bufs: what the kernel does not take now is copied and queued. Sets *queued to
   // the bytes still queued. Returns 0, or a negative error for an unknown/closed id.
   int Write(uint32_t id, const uv_buf_t* bufs, unsigned count, size_t* queued);
+  // The last bytes of `id`, then its end: when the kernel takes them all at once, the socket
+  // is closed now with no Closed() call, and 1 is returned (also when the peer is gone). Else
+  // they are queued and the connection half-closed as by Shutdown(), and 0 is returned: the
+  // connection lives on (End(), Drain() and Closed() follow). Negative for an unknown id.
+  int RespondClose(uint32_t id, const uv_buf_t* bufs, unsigned count);
   // Half-closes (FIN) after what is queued; the connection closes once the peer ended too.
   int Shutdown(uint32_t id);
   // Closes now, dropping queued bytes; `reset` sends RST on TCP (SO_LINGER 0). `quiet`: the
@@ -96,8 +113,8 @@ class Listener {
   int Close(uint32_t id, bool reset, bool quiet);
   int Pause(uint32_t id);
   int Resume(uint32_t id);
-  // The local or peer address of a TCP connection; UV_ENOTSUP for unix sockets.
-  int Address(uint32_t id, bool peer, struct sockaddr_storage* out);
+  // The descriptor of `id` while it is open (for addresses), or a negative libuv error.
+  int Socket(uint32_t id) const;
   // The bytes queued on `id` (0 for an unknown id).
   size_t Queued(uint32_t id) const;
   // A new close-on-exec descriptor for the socket of `id` (to hand the connection to another
@@ -119,6 +136,10 @@ class Listener {
   void Announce(bool on) { announce_ = on; }
   // The environment is going away: close everything, call the Sink no more except Freed().
   void Teardown();
+  // Connections answered in one step (RespondClose() before any libuv stream), and
+  // connections moved to the streaming path, since Open().
+  uint64_t OneStep() const { return one_step_; }
+  uint64_t Streamed() const { return streamed_; }
 
  private:
   friend class Connection;
@@ -127,22 +148,26 @@ class Listener {
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;
 
-  static void OnConnection(uv_stream_t* server, int status);
+  static void OnAcceptable(uv_poll_t* poll, int status, int events);
+  static void OnRetry(uv_timer_t* timer);
   static void OnListenerClosed(uv_handle_t* handle);
   Connection* Get(uint32_t id) const;
+  // Connection `id` on the streaming path (attached), or nullptr (unknown, closing).
+  Connection* Streaming(uint32_t id);
+  void Serve(int fd);
+  int Attach(Connection* c);
+  void Drop(Connection* c, int error, bool quiet);
   void Release(Connection* conn);
   void MaybeFree();
 
   uv_loop_t* loop_;
   Sink* sink_;
-  union {
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-    uv_handle_t handle;
-    uv_stream_t stream;
-  } server_;
+  int fd_ = -1;       // the listening socket (our duplicate)
+  uv_poll_t poll_;    // readable: a connection waits to be accepted
+  uv_timer_t retry_;  // out of descriptors: accepting resumes after a pause
+  int handles_ = 0;   // poll_ and retry_ while open
   bool is_tcp_ = true;
-  bool listening_ = false;          // server_ is open (not yet closed)
+  bool listening_ = false;          // poll_ and retry_ are open (not yet closed)
   bool announce_ = false;           // see Announce()
   bool stopped_ = false;            // Stop() was called
   bool torn_down_ = false;          // no more Sink calls but Freed()
@@ -151,6 +176,8 @@ class Listener {
   std::vector<uint32_t> free_ids_;
   std::vector<Connection*> spare_;  // closed connections kept for reuse
   size_t open_ = 0;                 // connections not yet closed
+  uint64_t one_step_ = 0;           // see OneStep()
+  uint64_t streamed_ = 0;           // see Streamed()
   char read_buf_[64 * 1024];
 };
 
