@@ -564,9 +564,12 @@ async function main(): Promise<void> {
       }
       wrk(row.port, warmup);
     }
-    const tsgiStart = started.map((c) => stderrOf.get(c)!()).find((e) => e.includes('(')) ?? '';
-    const codec = /\(([a-z]+) codec[,)]/.exec(tsgiStart)?.[1] ?? 'n/a';
-    const via = /, ([a-z]+) transport/.exec(tsgiStart)?.[1] ?? 'n/a';
+    /* the startup lines of the tsgi processes: "(native codec, native transport)"; the HTTP
+     listener's names no transport (it runs on node:net) */
+    const starts = started.map((c) => stderrOf.get(c)!());
+    const first = (re: RegExp) => starts.map((e) => re.exec(e)?.[1]).find((m) => m !== undefined);
+    const codec = first(/\(([a-z]+) codec[,)]/) ?? 'n/a';
+    const via = first(/, ([a-z]+) transport\)/) ?? 'node:net';
     const loadBefore = load();
     console.log(
       `bench:e2e: ${rounds} rounds × ${rows.length} rows, wrk -t${threads} -c${connections} -d${duration}s, ` +
