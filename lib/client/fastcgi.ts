@@ -653,6 +653,25 @@ class Pool {
     });
   }
 
+  /**
+   * The backend ended `call` before its body was sent whole (it answered without reading it):
+   * no more of the body goes out, and its STDIN stream is ended with an empty record. The
+   * request id is inactive for the backend by then, so the record is ignored (FastCGI 1.0
+   * §3.3) by a server that reads no further, and ends the read of one that still drains the
+   * body after its answer (php-fpm after fastcgi_finish_request()) instead of leaving it
+   * waiting for body bytes that never come, or taking the next request's records for them.
+   * It goes out before anything of the next request on this connection.
+   */
+  private stdinCut(call: Call, conn: Conn): void {
+    call.sent = true;
+    call.reader?.detach();
+    if (!call.aborting && !conn.closed) {
+      conn.socket.write(
+        call.id === 1 ? this.stdinEnd1 : this.codec.fcgiStream(FCGI.STDIN, call.id, EMPTY, true),
+      );
+    }
+  }
+
   /** `call`'s streamed body failed. */
   bodyFailed(call: Call, err: unknown): void {
     if (call.done || call.aborting) return;
@@ -733,6 +752,7 @@ class Pool {
           if (call === undefined) break;
           call.answered = true;
           conn.exchanges.delete(ev.requestId);
+          if (!call.sent) this.stdinCut(call, conn);
           call.endStatus = ev.protocolStatus;
           conn.ends.push(call);
           break;

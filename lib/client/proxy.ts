@@ -47,6 +47,14 @@ import { ClientError, errorStatus } from './errors.js';
 import { FastcgiClient } from './fastcgi.js';
 import { createClient, type Client, type ClientOptions } from './index.js';
 import {
+  discardRest,
+  keptBody,
+  lingerRequest,
+  lingerSettings,
+  type LingerOptions,
+  type LingerSettings,
+} from './linger.js';
+import {
   spoolBody,
   spoolSettings,
   type SpoolOptions,
@@ -65,7 +73,7 @@ export type ForwardOptions = (ClientOptions | { client: Client }) & {
    * it is answered 500 as a loop (default 10).
    */
   maxLocalRedirects?: number;
-};
+} & LingerOptions;
 
 /** Local redirects followed for one request, by default. */
 const DEFAULT_MAX_LOCAL_REDIRECTS = 10;
@@ -174,6 +182,8 @@ interface Core {
    * spool.ts holds it; null: stream it.
    */
   spool: SpoolSettings | null;
+  /** What is done with a request body the backend left unread (linger.ts). */
+  linger: LingerSettings;
 }
 
 /** FastCGI STDERR of a php-fpm request: "Primary script unknown" makes it a 404. */
@@ -506,6 +516,7 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy
     maxRedirects: options.maxLocalRedirects ?? DEFAULT_MAX_LOCAL_REDIRECTS,
     php: mode.php,
     spool: mode.spool,
+    linger: lingerSettings(options),
   };
 
   const handle = (
@@ -516,7 +527,14 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy
     new Promise((resolve) => new PromiseFlight(core, incoming, body, signal, resolve).run());
 
   const app: App = async (environ, startResponse) => {
-    const out = await handle(environPairs(environ), environ['tsgi.input'], environ['tsgi.signal']);
+    const input = environ['tsgi.input'];
+    const kept = input instanceof Readable ? input : null;
+    const out = await handle(
+      environPairs(environ),
+      kept !== null ? keptBody(kept) : input,
+      environ['tsgi.signal'],
+    );
+    if (kept !== null) afterAnswer(out, kept, core.linger);
     const status = `${out.status} ${out.statusText || (REASONS[out.status] ?? 'Unknown')}`;
     startResponse(status, out.headers as Headers);
     return out.body ?? (out.whole !== null && out.whole.length > 0 ? [out.whole] : []);
@@ -546,8 +564,10 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy
     const headers = req.headers;
     const hasBody =
       headers['content-length'] !== undefined || headers['transfer-encoding'] !== undefined;
-    const flight = new NodeFlight(core, pairs, hasBody ? req : null, req, res, next);
+    const flight = new NodeFlight(core, pairs, hasBody ? keptBody(req) : null, req, res, next);
     const r = res as FlightResponse;
+    /* the body the backend left unread is discarded once the answer is out */
+    if (hasBody) res.once('finish', () => lingerRequest(req, core.linger));
     r[FLIGHT] = flight;
     r.once('close', onResponseClose);
     flight.run();
@@ -555,7 +575,12 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy
 
   const fetchHandler: Proxy['fetch'] = async (request) => {
     const body = request.body === null ? null : Readable.fromWeb(request.body as never);
-    const out = await handle(fetchPairs(request), body, request.signal);
+    const out = await handle(
+      fetchPairs(request),
+      body === null ? null : keptBody(body),
+      request.signal,
+    );
+    if (body !== null) afterAnswer(out, body, core.linger);
     const headers = new Headers();
     for (const [n, v] of out.headers) headers.append(n, v);
     const empty =
@@ -572,6 +597,18 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy
   };
 
   return { app, node, fetch: fetchHandler, client, close: () => client.close() };
+}
+
+/**
+ * The request body `input` left unread by the backend, discarded once the answer `out` has been
+ * read out (the TSGI app and the fetch handler, which never see the connection: past the
+ * bounds, the body is destroyed, which closes the connection without a FIN first).
+ */
+function afterAnswer(out: Outcome, input: Readable, s: LingerSettings): void {
+  const over = (): void => void input.destroy();
+  const body = out.body;
+  if (body === null) discardRest(input, s, over);
+  else body.once('close', () => discardRest(input, s, over));
 }
 
 /** Proxy behaviour that differs between phpFpm and forward. */
