@@ -6,13 +6,15 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect as netConnect, createServer as createNetServer, type AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
+import { text } from 'node:stream/consumers';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHttpServer, phpFpm, type Proxy } from '../../lib/index.js';
+import { createHttpServer, FastcgiClient, phpFpm, type Proxy } from '../../lib/index.js';
 import { findPhpFpm, startPhpFpm } from '../support/backends.js';
 import { freePort, isCI, missingPeerMessage } from '../support/peers.js';
 import { RawClient } from '../support/raw-client.js';
@@ -95,6 +97,21 @@ const head = (path: string, length: number) =>
 
 type Close = () => Promise<void>;
 
+/** Checks the answer of early.php, the first on `c`: complete, exact, nothing failed before. */
+async function earlyAnswer(c: RawClient): Promise<Parsed> {
+  const r = await c.until(() => parseResponse(c.bytes()), 'the answer');
+  expect(c.error).toBe(null);
+  expect(r.statusLine).toBe('HTTP/1.1 413 Payload Too Large');
+  expect(stable(r.headers)).toEqual([
+    ['content-type', 'text/plain'],
+    ['x-early', 'yes'],
+  ]);
+  expect(r.body.toString('latin1')).toBe(`too large: ${UPLOAD}\n`);
+  return r;
+}
+
+const HELLO = 'GET /hello.php HTTP/1.1\r\nHost: localhost\r\n\r\n';
+
 function closeServer(server: Server): Promise<void> {
   server.closeAllConnections();
   return new Promise((r) => server.close(() => r()));
@@ -136,43 +153,140 @@ describe.runIf(bin !== null)('an answer before the request body was read', () =>
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
+  it('FastcgiClient: php-fpm ends the request early (fastcgi_finish_request), the kept connection serves the next ones', async () => {
+    /* a relay in front of php-fpm counts the connections the client opens */
+    let accepted = 0;
+    const [host, fpmPort] = [address.split(':')[0]!, Number(address.split(':')[1])];
+    const relay = createNetServer((s) => {
+      accepted++;
+      const b = netConnect(fpmPort, host);
+      s.pipe(b).pipe(s);
+      const gone = () => {
+        s.destroy();
+        b.destroy();
+      };
+      for (const x of [s, b]) x.on('error', gone).on('close', gone);
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+    const client = new FastcgiClient({
+      address: `127.0.0.1:${(relay.address() as AddressInfo).port}`,
+    });
+    /* a body that never ends by itself */
+    const body = new Readable({
+      read() {
+        setTimeout(() => this.push(Buffer.alloc(16 * 1024, 0x61)), 5);
+      },
+    });
+    try {
+      const res = await client.request({
+        params: {
+          SCRIPT_FILENAME: join(ROOT, 'early.php'),
+          REQUEST_METHOD: 'POST',
+          CONTENT_TYPE: 'application/octet-stream',
+          CONTENT_LENGTH: String(UPLOAD),
+          PHP_VALUE: 'enable_post_data_reading=Off',
+        },
+        body,
+      });
+      expect([res.status, await text(res.body)]).toEqual([413, `too large: ${UPLOAD}\n`]);
+      for (let i = 0; i < 3; i++) {
+        const r = await client.request({
+          params: { SCRIPT_FILENAME: join(ROOT, 'hello.php'), REQUEST_METHOD: 'GET' },
+        });
+        expect([r.status, await text(r.body)]).toEqual([200, 'Hello, world!\n']);
+      }
+      expect(accepted).toBe(1);
+    } finally {
+      body.destroy();
+      await client.close();
+      await new Promise((r) => relay.close(r));
+    }
+  });
+
   for (const [name, front] of Object.entries(FRONTS)) {
     describe(`in ${name}`, () => {
       let php: Proxy;
       let port: number;
       let close: Close;
+      /* a proxy with tight linger bounds */
+      let tight: Proxy;
+      let tightPort: number;
+      let closeTight: Close;
       const errors: string[] = [];
       beforeAll(async () => {
-        php = phpFpm({
+        const options = {
           address,
           root: ROOT,
           maxConcurrent: 4,
           /* PHP reads a POST body before the script runs, unless told not to */
           params: { PHP_VALUE: 'enable_post_data_reading=Off' },
-          onError: (e) => errors.push(e.message),
-        });
+          onError: (e: Error) => errors.push(e.message),
+        };
+        php = phpFpm(options);
         [port, close] = await front(php);
+        tight = phpFpm({ ...options, lingerBytes: MiB, lingerTime: 1500, lingerTimeout: 1000 });
+        [tightPort, closeTight] = await front(tight);
       });
       afterAll(async () => {
         await close?.();
+        await closeTight?.();
         await php?.close();
+        await tight?.close();
+        expect(errors).toEqual([]);
       });
+
+      it('a client that trickles its body past the bounds: the whole answer, then the connection ends; others are served meanwhile', async () => {
+        const c = await RawClient.connect(tightPort);
+        let other: RawClient | null = null;
+        const trickle = setInterval(() => {
+          if (!c.ended && !c.closed) c.write(Buffer.alloc(256, 0x62));
+        }, 20);
+        try {
+          c.write(head('/early.php', UPLOAD));
+          c.write(Buffer.alloc(64 * 1024, 0x61));
+          const first = await earlyAnswer(c);
+          other = await RawClient.connect(tightPort);
+          other.write(HELLO);
+          const hello = await other.until(() => parseResponse(other!.bytes()), 'hello');
+          expect([hello.statusLine, hello.body.toString()]).toEqual([
+            'HTTP/1.1 200 OK',
+            'Hello, world!\n',
+          ]);
+          await c.serverEnded();
+          /* node:http: the answer, then FIN (the connection is closed later) */
+          if (name === 'node handler') expect([c.ended, c.error]).toEqual([true, null]);
+          /* the answer, and nothing after it */
+          expect(parseResponse(c.bytes())).toEqual(first);
+        } finally {
+          clearInterval(trickle);
+          c.close();
+          other?.close();
+        }
+      }, 30000);
+
+      it('a 5 MiB POST past lingerBytes: the whole answer, then the connection ends (a request after it is not served)', async () => {
+        const c = await RawClient.connect(tightPort);
+        try {
+          /* the whole upload, then a request that is not served: the connection ends first */
+          c.write(head('/early.php', UPLOAD));
+          c.write(Buffer.alloc(UPLOAD, 0x61));
+          c.write(HELLO);
+          const first = await earlyAnswer(c);
+          await c.serverEnded();
+          expect(parseResponse(c.bytes())).toEqual(first);
+        } finally {
+          c.close();
+        }
+      }, 30000);
 
       it('a 5 MiB POST: the whole answer arrives, then the next request on the connection', async () => {
         const c = await RawClient.connect(port);
         try {
           c.write(head('/early.php', UPLOAD));
           const uploaded = new Promise((r) => c.socket.write(Buffer.alloc(UPLOAD, 0x61), r));
-          const first = await c.until(() => parseResponse(c.bytes()), 'the answer');
-          expect(c.error).toBe(null);
-          expect(first.statusLine).toBe('HTTP/1.1 413 Payload Too Large');
-          expect(stable(first.headers)).toEqual([
-            ['content-type', 'text/plain'],
-            ['x-early', 'yes'],
-          ]);
-          expect(first.body.toString('latin1')).toBe(`too large: ${UPLOAD}\n`);
+          await earlyAnswer(c);
           await uploaded;
-          c.write('GET /hello.php HTTP/1.1\r\nHost: localhost\r\n\r\n');
+          c.write(HELLO);
           const second = await c.until(
             () => parseResponse(parseResponse(c.bytes())!.rest),
             'the second answer',
