@@ -14,7 +14,18 @@ import { join } from 'node:path';
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHttpServer, FastcgiClient, phpFpm, type Proxy } from '../../lib/index.js';
+import {
+  createFastcgiServer,
+  createHttpServer,
+  createScgiServer,
+  createUwsgiServer,
+  FastcgiClient,
+  forward,
+  phpFpm,
+  type App,
+  type Proxy,
+} from '../../lib/index.js';
+import { listen } from '../../lib/server/listen.js';
 import { findPhpFpm, startPhpFpm } from '../support/backends.js';
 import { freePort, isCI, missingPeerMessage } from '../support/peers.js';
 import { RawClient } from '../support/raw-client.js';
@@ -303,3 +314,70 @@ describe.runIf(bin !== null)('an answer before the request body was read', () =>
     });
   }
 });
+
+/** Answers 413 at once, without reading tsgi.input; anything else: its method and path. */
+const refuse: App = (env, start) => {
+  if (env.REQUEST_METHOD === 'POST') {
+    start('413 Payload Too Large', [
+      ['Content-Type', 'text/plain'],
+      ['X-Early', 'yes'],
+    ]);
+    return [`too large: ${env.CONTENT_LENGTH}\n`];
+  }
+  start('200 OK', [['Content-Type', 'text/plain']]);
+  return [`${env.REQUEST_METHOD} ${env.PATH_INFO}\n`];
+};
+
+for (const protocol of ['fastcgi', 'scgi', 'uwsgi'] as const) {
+  describe(`forward to tsgi's ${protocol} server, which answers before reading the body`, () => {
+    let backend: import('node:net').Server;
+    let proxy: Proxy;
+    let server: Server;
+    let port: number;
+    const errors: string[] = [];
+    beforeAll(async () => {
+      backend =
+        protocol === 'fastcgi'
+          ? createFastcgiServer(refuse, { log: () => {} })
+          : protocol === 'scgi'
+            ? createScgiServer(refuse, { log: () => {} })
+            : createUwsgiServer(refuse, { log: () => {} });
+      await listen(backend, { type: 'tcp', host: '127.0.0.1', port: 0 });
+      proxy = forward({
+        protocol,
+        address: `127.0.0.1:${(backend.address() as AddressInfo).port}`,
+        onError: (e) => errors.push(e.message),
+      });
+      server = createServer(proxy.node);
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      port = (server.address() as AddressInfo).port;
+    });
+    afterAll(async () => {
+      await closeServer(server);
+      await proxy.close();
+      await new Promise((r) => backend.close(r));
+      expect(errors).toEqual([]);
+    });
+
+    it('a 5 MiB POST: the whole answer arrives, then the next requests on the connection', async () => {
+      const c = await RawClient.connect(port);
+      try {
+        c.write(head('/upload', UPLOAD));
+        const uploaded = new Promise((r) => c.socket.write(Buffer.alloc(UPLOAD, 0x61), r));
+        await earlyAnswer(c);
+        await uploaded;
+        let seen = parseResponse(c.bytes())!.rest.length;
+        for (const path of ['/a', '/b']) {
+          c.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\n\r\n`);
+          const at = c.bytes().length - seen;
+          const r = await c.until(() => parseResponse(c.bytes().subarray(at)), path);
+          expect([r.statusLine, r.body.toString()]).toEqual(['HTTP/1.1 200 OK', `GET ${path}\n`]);
+          seen = r.rest.length;
+        }
+        expect(c.error).toBe(null);
+      } finally {
+        c.close();
+      }
+    }, 30000);
+  });
+}
