@@ -16,6 +16,8 @@
  *   whole (head, body and END_REQUEST in one read) is handed over as bytes, its stream made
  *   only if asked for.
  * - STDERR goes to the `stderr` callback and never fails the response.
+ * - A request the backend ends before its streamed body was sent whole gets no more of it: its
+ *   STDIN is ended with an empty record and the connection is kept (see `stdinCut`).
  * - An abort (the caller's signal, or a timeout) sends ABORT_REQUEST; the connection is
  *   reused once the backend ends that request, and closed when it does not within a second.
  *
