@@ -602,7 +602,7 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy
 /**
  * The request body `input` left unread by the backend, discarded once the answer `out` has been
  * read out (the TSGI app and the fetch handler, which never see the connection: past the
- * bounds, the body is destroyed, which closes the connection without a FIN first).
+ * bounds, the body is destroyed and the server decides what becomes of the connection).
  */
 function afterAnswer(out: Outcome, input: Readable, s: LingerSettings): void {
   const over = (): void => void input.destroy();

@@ -275,20 +275,26 @@ describe.runIf(bin !== null)('an answer before the request body was read', () =>
         }
       }, 30000);
 
-      it('a 5 MiB POST past lingerBytes: the whole answer, then the connection ends (a request after it is not served)', async () => {
-        const c = await RawClient.connect(tightPort);
-        try {
-          /* the whole upload, then a request that is not served: the connection ends first */
-          c.write(head('/early.php', UPLOAD));
-          c.write(Buffer.alloc(UPLOAD, 0x61));
-          c.write(HELLO);
-          const first = await earlyAnswer(c);
-          await c.serverEnded();
-          expect(parseResponse(c.bytes())).toEqual(first);
-        } finally {
-          c.close();
-        }
-      }, 30000);
+      /* the fetch handler never sees the connection: past the bounds it stops reading, and
+       * @hono/node-server drains on its own (500 ms, 64 MiB) and may serve the next request */
+      it.skipIf(name === 'fetch handler (Hono)')(
+        'a 5 MiB POST past lingerBytes: the whole answer, then the connection ends (a request after it is not served)',
+        async () => {
+          const c = await RawClient.connect(tightPort);
+          try {
+            /* the whole upload, then a request that is not served: the connection ends first */
+            c.write(head('/early.php', UPLOAD));
+            c.write(Buffer.alloc(UPLOAD, 0x61));
+            c.write(HELLO);
+            const first = await earlyAnswer(c);
+            await c.serverEnded();
+            expect(parseResponse(c.bytes())).toEqual(first);
+          } finally {
+            c.close();
+          }
+        },
+        30000,
+      );
 
       it('a 5 MiB POST: the whole answer arrives, then the next request on the connection', async () => {
         const c = await RawClient.connect(port);
