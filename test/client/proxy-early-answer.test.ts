@@ -1,8 +1,10 @@
 /**
- * A backend that answers before it has read the request body (a script that prints "too large"
- * without reading a 5 MiB POST): the proxy stops sending the body, the client receives the
- * whole answer, and the rest of the upload is read and thrown away within the linger bounds
- * (then the connection is kept), or the connection is closed once the bounds are passed.
+ * A backend that answers before it has read the request body (a PHP script that prints "too
+ * large" without reading a 5 MiB POST and ends the request with fastcgi_finish_request(); a
+ * chunked upload over maxBufferedBody, refused 413; tsgi's FastCGI, SCGI and uwsgi servers
+ * answering 413 at once): the client receives the whole answer, the proxy stops sending the
+ * body, the rest of the upload is read and thrown away within the linger bounds (then the
+ * connection serves the next request), or the connection is ended once they are passed.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -233,7 +235,7 @@ describe.runIf(bin !== null)('an answer before the request body was read', () =>
           params: { PHP_VALUE: 'enable_post_data_reading=Off' },
           onError: (e: Error) => errors.push(e.message),
         };
-        php = phpFpm(options);
+        php = phpFpm({ ...options, maxBufferedBody: MiB });
         [port, close] = await front(php);
         tight = phpFpm({ ...options, lingerBytes: MiB, lingerTime: 1500, lingerTimeout: 1000 });
         [tightPort, closeTight] = await front(tight);
@@ -295,6 +297,43 @@ describe.runIf(bin !== null)('an answer before the request body was read', () =>
         },
         30000,
       );
+
+      it('a 5 MiB chunked POST over maxBufferedBody: the whole 413, then the next request on the connection', async () => {
+        const c = await RawClient.connect(port);
+        try {
+          c.write(
+            'POST /upload.php HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n',
+          );
+          const chunk = Buffer.concat([
+            Buffer.from('10000\r\n'),
+            Buffer.alloc(0x10000, 0x61),
+            Buffer.from('\r\n'),
+          ]);
+          let uploaded: Promise<unknown> = Promise.resolve();
+          for (let n = 0; n < UPLOAD; n += 0x10000) {
+            uploaded = new Promise((r) => c.socket.write(chunk, r));
+          }
+          uploaded = new Promise((r) => c.socket.write('0\r\n\r\n', r));
+          const r = await c.until(() => parseResponse(c.bytes()), 'the 413');
+          expect(c.error).toBe(null);
+          expect(r.statusLine.slice(0, 13)).toBe('HTTP/1.1 413 ');
+          expect(stable(r.headers)).toEqual([['content-type', 'text/plain; charset=utf-8']]);
+          expect(r.body.toString()).toBe('413 Content Too Large\n');
+          await uploaded;
+          c.write(HELLO);
+          const second = await c.until(
+            () => parseResponse(parseResponse(c.bytes())!.rest),
+            'the second answer',
+          );
+          expect([second.statusLine, second.body.toString()]).toEqual([
+            'HTTP/1.1 200 OK',
+            'Hello, world!\n',
+          ]);
+          expect(c.error).toBe(null);
+        } finally {
+          c.close();
+        }
+      }, 30000);
 
       it('a 5 MiB POST: the whole answer arrives, then the next request on the connection', async () => {
         const c = await RawClient.connect(port);
