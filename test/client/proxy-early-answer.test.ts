@@ -28,17 +28,24 @@ import {
   type Proxy,
 } from '../../lib/index.js';
 import { listen } from '../../lib/server/listen.js';
-import { findPhpFpm, startPhpFpm } from '../support/backends.js';
+import { findPhpFpm, findUwsgi, startPhpFpm, startUwsgi } from '../support/backends.js';
 import { freePort, isCI, missingPeerMessage } from '../support/peers.js';
 import { RawClient } from '../support/raw-client.js';
 import type { Child } from '../support/spawn.js';
 
 const ROOT = join(import.meta.dirname, 'php');
 const bin = findPhpFpm();
+const uwsgiBin = findUwsgi();
 
 describe.runIf(bin === null && isCI)('php-fpm', () => {
   it('is installed', () => {
     throw new Error(missingPeerMessage('php-fpm', 'php-fpm'));
+  });
+});
+
+describe.runIf(uwsgiBin === null && isCI)('uWSGI', () => {
+  it('is installed', () => {
+    throw new Error(missingPeerMessage('uwsgi', 'uwsgi-core uwsgi-plugin-python3'));
   });
 });
 
@@ -245,7 +252,8 @@ describe.runIf(bin !== null)('an answer before the request body was read', () =>
         await closeTight?.();
         await php?.close();
         await tight?.close();
-        expect(errors).toEqual([]);
+        /* the chunked upload over maxBufferedBody, answered 413 */
+        expect(errors).toEqual([`a request body of unknown length is over ${MiB} bytes`]);
       });
 
       it('a client that trickles its body past the bounds: the whole answer, then the connection ends; others are served meanwhile', async () => {
@@ -373,56 +381,99 @@ const refuse: App = (env, start) => {
   return [`${env.REQUEST_METHOD} ${env.PATH_INFO}\n`];
 };
 
+/**
+ * The 5 MiB POST through `forward` in a node handler to a backend (`open` starts it and gives
+ * its address, `close` stops it) that answers 413 before reading the body.
+ */
+function forwardSuite(
+  protocol: 'fastcgi' | 'scgi' | 'uwsgi',
+  open: () => Promise<string>,
+  close: () => Promise<void>,
+): void {
+  let proxy: Proxy;
+  let server: Server;
+  let port: number;
+  const errors: string[] = [];
+  beforeAll(async () => {
+    proxy = forward({ protocol, address: await open(), onError: (e) => errors.push(e.message) });
+    server = createServer(proxy.node);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    port = (server.address() as AddressInfo).port;
+  }, 30000);
+  afterAll(async () => {
+    await closeServer(server);
+    await proxy.close();
+    await close();
+    expect(errors).toEqual([]);
+  });
+
+  it('a 5 MiB POST: the whole answer arrives, then the next requests on the connection', async () => {
+    const c = await RawClient.connect(port);
+    try {
+      c.write(head('/upload', UPLOAD));
+      const uploaded = new Promise((r) => c.socket.write(Buffer.alloc(UPLOAD, 0x61), r));
+      await earlyAnswer(c);
+      await uploaded;
+      let seen = parseResponse(c.bytes())!.rest.length;
+      for (const path of ['/a', '/b']) {
+        c.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\n\r\n`);
+        const at = c.bytes().length - seen;
+        const r = await c.until(() => parseResponse(c.bytes().subarray(at)), path);
+        expect([r.statusLine, r.body.toString()]).toEqual(['HTTP/1.1 200 OK', `GET ${path}\n`]);
+        seen = r.rest.length;
+      }
+      expect(c.error).toBe(null);
+    } finally {
+      c.close();
+    }
+  }, 30000);
+}
+
 for (const protocol of ['fastcgi', 'scgi', 'uwsgi'] as const) {
   describe(`forward to tsgi's ${protocol} server, which answers before reading the body`, () => {
     let backend: import('node:net').Server;
-    let proxy: Proxy;
-    let server: Server;
-    let port: number;
-    const errors: string[] = [];
-    beforeAll(async () => {
-      backend =
-        protocol === 'fastcgi'
-          ? createFastcgiServer(refuse, { log: () => {} })
-          : protocol === 'scgi'
-            ? createScgiServer(refuse, { log: () => {} })
-            : createUwsgiServer(refuse, { log: () => {} });
-      await listen(backend, { type: 'tcp', host: '127.0.0.1', port: 0 });
-      proxy = forward({
-        protocol,
-        address: `127.0.0.1:${(backend.address() as AddressInfo).port}`,
-        onError: (e) => errors.push(e.message),
-      });
-      server = createServer(proxy.node);
-      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-      port = (server.address() as AddressInfo).port;
-    });
-    afterAll(async () => {
-      await closeServer(server);
-      await proxy.close();
-      await new Promise((r) => backend.close(r));
-      expect(errors).toEqual([]);
-    });
-
-    it('a 5 MiB POST: the whole answer arrives, then the next requests on the connection', async () => {
-      const c = await RawClient.connect(port);
-      try {
-        c.write(head('/upload', UPLOAD));
-        const uploaded = new Promise((r) => c.socket.write(Buffer.alloc(UPLOAD, 0x61), r));
-        await earlyAnswer(c);
-        await uploaded;
-        let seen = parseResponse(c.bytes())!.rest.length;
-        for (const path of ['/a', '/b']) {
-          c.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\n\r\n`);
-          const at = c.bytes().length - seen;
-          const r = await c.until(() => parseResponse(c.bytes().subarray(at)), path);
-          expect([r.statusLine, r.body.toString()]).toEqual(['HTTP/1.1 200 OK', `GET ${path}\n`]);
-          seen = r.rest.length;
-        }
-        expect(c.error).toBe(null);
-      } finally {
-        c.close();
-      }
-    }, 30000);
+    forwardSuite(
+      protocol,
+      async () => {
+        backend =
+          protocol === 'fastcgi'
+            ? createFastcgiServer(refuse, { log: () => {} })
+            : protocol === 'scgi'
+              ? createScgiServer(refuse, { log: () => {} })
+              : createUwsgiServer(refuse, { log: () => {} });
+        await listen(backend, { type: 'tcp', host: '127.0.0.1', port: 0 });
+        return `127.0.0.1:${(backend.address() as AddressInfo).port}`;
+      },
+      () => new Promise((r) => backend.close(() => r())),
+    );
   });
 }
+
+describe.runIf(uwsgiBin !== null)('forward to uWSGI, which answers before reading the body', () => {
+  let uwsgi: Child;
+  const ports: Record<string, number> = {};
+  beforeAll(async () => {
+    ports.uwsgi = await freePort();
+    ports.fastcgi = await freePort();
+    uwsgi = await startUwsgi(
+      uwsgiBin!,
+      join(import.meta.dirname, 'wsgi', 'early.py'),
+      ports.uwsgi,
+      ports.fastcgi,
+    );
+  }, 30000);
+  afterAll(async () => {
+    await uwsgi?.stop();
+  });
+  /* over uwsgi, uWSGI closes the connection with the body unread: the reset can fail the
+   * proxy's write before the answer is read (a 502 at times, as behind nginx) */
+  for (const protocol of ['fastcgi'] as const) {
+    describe(`over ${protocol}`, () => {
+      forwardSuite(
+        protocol,
+        async () => `127.0.0.1:${ports[protocol]}`,
+        async () => {},
+      );
+    });
+  }
+});
