@@ -405,6 +405,7 @@ class NodeFlight extends Flight {
     incoming: string[],
     body: RequestBody,
     private readonly req: IncomingMessage,
+    private readonly hasBody: boolean,
     private readonly res: FlightResponse,
     private readonly next: ((err?: unknown) => void) | undefined,
   ) {
@@ -418,6 +419,9 @@ class NodeFlight extends Flight {
       this.next();
       return;
     }
+    /* the body the backend left unread is discarded once this answer is out (not when the
+     * request was passed on: what answers it then reads it, or node:http drops it) */
+    if (this.hasBody) res.once('finish', () => lingerRequest(this.req, this.core.linger));
     if (this.cancelled || res.destroyed) {
       out.body?.destroy();
       return;
@@ -564,10 +568,9 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy
     const headers = req.headers;
     const hasBody =
       headers['content-length'] !== undefined || headers['transfer-encoding'] !== undefined;
-    const flight = new NodeFlight(core, pairs, hasBody ? keptBody(req) : null, req, res, next);
+    const body = hasBody ? keptBody(req) : null;
+    const flight = new NodeFlight(core, pairs, body, req, hasBody, res, next);
     const r = res as FlightResponse;
-    /* the body the backend left unread is discarded once the answer is out */
-    if (hasBody) res.once('finish', () => lingerRequest(req, core.linger));
     r[FLIGHT] = flight;
     r.once('close', onResponseClose);
     flight.run();
