@@ -16,6 +16,8 @@
  *   whole (head, body and END_REQUEST in one read) is handed over as bytes, its stream made
  *   only if asked for.
  * - STDERR goes to the `stderr` callback and never fails the response.
+ * - A request the backend ends before its streamed body was sent whole gets no more of it: its
+ *   STDIN is ended with an empty record and the connection is kept (see `stdinCut`).
  * - An abort (the caller's signal, or a timeout) sends ABORT_REQUEST; the connection is
  *   reused once the backend ends that request, and closed when it does not within a second.
  *
@@ -653,6 +655,25 @@ class Pool {
     });
   }
 
+  /**
+   * The backend ended `call` before its body was sent whole (it answered without reading it):
+   * no more of the body goes out, and its STDIN stream is ended with an empty record. The
+   * request id is inactive for the backend by then, so the record is ignored (FastCGI 1.0
+   * §3.3) by a server that reads no further, and ends the read of one that still drains the
+   * body after its answer (php-fpm after fastcgi_finish_request()) instead of leaving it
+   * waiting for body bytes that never come, or taking the next request's records for them.
+   * It goes out before anything of the next request on this connection.
+   */
+  private stdinCut(call: Call, conn: Conn): void {
+    call.sent = true;
+    call.reader?.detach();
+    if (!call.aborting && !conn.closed) {
+      conn.socket.write(
+        call.id === 1 ? this.stdinEnd1 : this.codec.fcgiStream(FCGI.STDIN, call.id, EMPTY, true),
+      );
+    }
+  }
+
   /** `call`'s streamed body failed. */
   bodyFailed(call: Call, err: unknown): void {
     if (call.done || call.aborting) return;
@@ -733,6 +754,7 @@ class Pool {
           if (call === undefined) break;
           call.answered = true;
           conn.exchanges.delete(ev.requestId);
+          if (!call.sent) this.stdinCut(call, conn);
           call.endStatus = ev.protocolStatus;
           conn.ends.push(call);
           break;

@@ -47,6 +47,14 @@ import { ClientError, errorStatus } from './errors.js';
 import { FastcgiClient } from './fastcgi.js';
 import { createClient, type Client, type ClientOptions } from './index.js';
 import {
+  discardRest,
+  keptBody,
+  lingerRequest,
+  lingerSettings,
+  type LingerOptions,
+  type LingerSettings,
+} from './linger.js';
+import {
   spoolBody,
   spoolSettings,
   type SpoolOptions,
@@ -65,7 +73,7 @@ export type ForwardOptions = (ClientOptions | { client: Client }) & {
    * it is answered 500 as a loop (default 10).
    */
   maxLocalRedirects?: number;
-};
+} & LingerOptions;
 
 /** Local redirects followed for one request, by default. */
 const DEFAULT_MAX_LOCAL_REDIRECTS = 10;
@@ -174,6 +182,8 @@ interface Core {
    * spool.ts holds it; null: stream it.
    */
   spool: SpoolSettings | null;
+  /** What is done with a request body the backend left unread (linger.ts). */
+  linger: LingerSettings;
 }
 
 /** FastCGI STDERR of a php-fpm request: "Primary script unknown" makes it a 404. */
@@ -395,6 +405,7 @@ class NodeFlight extends Flight {
     incoming: string[],
     body: RequestBody,
     private readonly req: IncomingMessage,
+    private readonly hasBody: boolean,
     private readonly res: FlightResponse,
     private readonly next: ((err?: unknown) => void) | undefined,
   ) {
@@ -408,6 +419,9 @@ class NodeFlight extends Flight {
       this.next();
       return;
     }
+    /* the body the backend left unread is discarded once this answer is out (not when the
+     * request was passed on: what answers it then reads it, or node:http drops it) */
+    if (this.hasBody) res.once('finish', () => lingerRequest(this.req, this.core.linger));
     if (this.cancelled || res.destroyed) {
       out.body?.destroy();
       return;
@@ -506,6 +520,7 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy
     maxRedirects: options.maxLocalRedirects ?? DEFAULT_MAX_LOCAL_REDIRECTS,
     php: mode.php,
     spool: mode.spool,
+    linger: lingerSettings(options),
   };
 
   const handle = (
@@ -516,7 +531,14 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy
     new Promise((resolve) => new PromiseFlight(core, incoming, body, signal, resolve).run());
 
   const app: App = async (environ, startResponse) => {
-    const out = await handle(environPairs(environ), environ['tsgi.input'], environ['tsgi.signal']);
+    const input = environ['tsgi.input'];
+    const kept = input instanceof Readable ? input : null;
+    const out = await handle(
+      environPairs(environ),
+      kept !== null ? keptBody(kept) : input,
+      environ['tsgi.signal'],
+    );
+    if (kept !== null) afterAnswer(out, kept, core.linger);
     const status = `${out.status} ${out.statusText || (REASONS[out.status] ?? 'Unknown')}`;
     startResponse(status, out.headers as Headers);
     return out.body ?? (out.whole !== null && out.whole.length > 0 ? [out.whole] : []);
@@ -546,7 +568,8 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy
     const headers = req.headers;
     const hasBody =
       headers['content-length'] !== undefined || headers['transfer-encoding'] !== undefined;
-    const flight = new NodeFlight(core, pairs, hasBody ? req : null, req, res, next);
+    const body = hasBody ? keptBody(req) : null;
+    const flight = new NodeFlight(core, pairs, body, req, hasBody, res, next);
     const r = res as FlightResponse;
     r[FLIGHT] = flight;
     r.once('close', onResponseClose);
@@ -555,7 +578,12 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy
 
   const fetchHandler: Proxy['fetch'] = async (request) => {
     const body = request.body === null ? null : Readable.fromWeb(request.body as never);
-    const out = await handle(fetchPairs(request), body, request.signal);
+    const out = await handle(
+      fetchPairs(request),
+      body === null ? null : keptBody(body),
+      request.signal,
+    );
+    if (body !== null) afterAnswer(out, body, core.linger);
     const headers = new Headers();
     for (const [n, v] of out.headers) headers.append(n, v);
     const empty =
@@ -572,6 +600,18 @@ function makeProxy(options: ForwardOptions, prepare: Prepare, mode: Mode): Proxy
   };
 
   return { app, node, fetch: fetchHandler, client, close: () => client.close() };
+}
+
+/**
+ * The request body `input` left unread by the backend, discarded once the answer `out` has been
+ * read out (the TSGI app and the fetch handler, which never see the connection: past the
+ * bounds, the body is destroyed and the server decides what becomes of the connection).
+ */
+function afterAnswer(out: Outcome, input: Readable, s: LingerSettings): void {
+  const over = (): void => void input.destroy();
+  const body = out.body;
+  if (body === null) discardRest(input, s, over);
+  else body.once('close', () => discardRest(input, s, over));
 }
 
 /** Proxy behaviour that differs between phpFpm and forward. */

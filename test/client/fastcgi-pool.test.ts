@@ -3,7 +3,9 @@
  * the exact records the client sends, the retry after a kept connection was closed under a
  * request (php-fpm recycling a worker) and what it may send again, no retry on a fresh
  * connection; the queue timeout and aborts while queued, the read timeout counted from the
- * backend's last record, the idle timeout, ABORT_REQUEST from start()'s cancel().
+ * backend's last record, the idle timeout, ABORT_REQUEST from start()'s cancel(); a request
+ * the backend ended before reading its body (no more STDIN but an empty record, the connection
+ * kept).
  */
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
@@ -412,4 +414,45 @@ it('a malformed record right after a complete answer: that answer is delivered, 
   expect(c.connections).toBe(0);
   expect(await text(await c.request({ params: { A: '2' } }))).toBe('conn 2 request 1');
   expect(b.seen.length).toBe(2);
+});
+
+describe('a backend that ends a request before reading its body', () => {
+  it('no more STDIN for it but an empty record, before the next request on the kept connection', async () => {
+    /* request 1 is answered and ended at its first body record; request 2 when complete */
+    const { address, seen } = await backend(
+      (_conn, n, socket, id) => {
+        if (n === 2) answer(socket, id, 'second');
+      },
+      (_conn, n, socket, ev) => {
+        if (
+          n === 1 &&
+          ev.type === 'stdin' &&
+          seen[0]!.events.filter((e) => e.type === 'stdin').length === 1
+        ) {
+          answer(socket, ev.requestId, 'refused');
+        }
+      },
+    );
+    const client = new FastcgiClient({ address });
+    clients.push(client);
+    /* a body that never ends by itself */
+    const body = new Readable({
+      read() {
+        setTimeout(() => this.push(Buffer.alloc(4096, 0x61)), 2);
+      },
+    });
+    const first = await client.request({ params: { REQUEST_METHOD: 'POST' }, body });
+    expect(await text(first)).toBe('refused');
+    const second = await client.request({ params: { REQUEST_METHOD: 'GET' } });
+    expect(await text(second)).toBe('second');
+    expect(seen.length).toBe(1);
+    /* on the wire: request 1's STDIN, one empty STDIN record, then request 2 */
+    const types = seen[0]!.events.map((e) => e.type);
+    const begins = types.flatMap((t, i) => (t === 'begin' ? [i] : []));
+    expect(begins.length).toBe(2);
+    const between = types.slice(types.indexOf('stdin'), begins[1]);
+    expect(between.filter((t) => t !== 'stdin')).toEqual(['stdinEnd']);
+    expect(between[between.length - 1]).toBe('stdinEnd');
+    expect(types.slice(begins[1])).toEqual(['begin', 'params', 'stdinEnd']);
+  });
 });
