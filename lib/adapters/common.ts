@@ -44,21 +44,25 @@ export function headerName(cgi: string): string | null {
 }
 
 /**
- * The request headers as flat `[name, value, name, value, …]` in environ order: every
- * `HTTP_*` variable, plus `CONTENT_TYPE` and `CONTENT_LENGTH` when they are not empty (nginx
- * sends them empty when the request had none).
+ * The request header the environ variable `key` of `env` carries, or null: every `HTTP_*`
+ * variable, plus `CONTENT_TYPE` and `CONTENT_LENGTH` when they are not empty (nginx sends them
+ * empty when the request had none). The one rule of which variables are headers; the value is
+ * read only for such a key (reading a lazy `tsgi.*` key would make its object).
  */
+export function headerOf(env: Environ, key: string): string | null {
+  const c = key.charCodeAt(0);
+  if (c === 72 /* H */) return typeof env[key] === 'string' ? headerName(key) : null;
+  if (c !== 67 /* C */ || (key !== 'CONTENT_TYPE' && key !== 'CONTENT_LENGTH')) return null;
+  const value = env[key];
+  return typeof value === 'string' && value !== '' ? headerName(key) : null;
+}
+
+/** The request headers as flat `[name, value, name, value, …]` in environ order ({@link headerOf}). */
 export function requestHeaders(env: Environ): string[] {
   const out: string[] = [];
   for (const key in env) {
-    const c = key.charCodeAt(0);
-    if (c !== 72 /* H */ && c !== 67 /* C */) continue;
-    if (c === 67 && key !== 'CONTENT_TYPE' && key !== 'CONTENT_LENGTH') continue;
-    const value = env[key];
-    if (typeof value !== 'string') continue;
-    if (c === 67 && value === '') continue;
-    const name = headerName(key);
-    if (name !== null) out.push(name, value);
+    const name = headerOf(env, key);
+    if (name !== null) out.push(name, env[key] as string);
   }
   return out;
 }

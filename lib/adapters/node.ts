@@ -60,7 +60,7 @@ import {
   badRequest,
   logError,
   notImplemented,
-  headerName,
+  headerOf,
   requestTarget,
   unsupportedRequest,
 } from './common.js';
@@ -1032,14 +1032,9 @@ class Adapter {
     const raw: string[] = [];
     const checked = this.checked;
     for (const key in env) {
-      const c = key.charCodeAt(0);
-      if (c !== 72 /* H */ && c !== 67 /* C */) continue;
-      if (c === 67 && key !== 'CONTENT_TYPE' && key !== 'CONTENT_LENGTH') continue;
-      const value = env[key];
-      if (typeof value !== 'string') continue;
-      if (c === 67 && value === '') continue;
-      const name = headerName(key);
+      const name = headerOf(env, key);
       if (name === null) continue;
+      const value = env[key] as string;
       switch (name.length) {
         case 10:
           if (name === 'Connection' || name === 'Keep-Alive') continue;

@@ -491,6 +491,42 @@ describe('fromNodeHandler: the request node:http builds', () => {
   });
 });
 
+describe('the request headers an environ carries', () => {
+  /* nginx sends CONTENT_TYPE and CONTENT_LENGTH empty for a request without them */
+  const pairs = [
+    'CONTENT_TYPE',
+    '',
+    'CONTENT_LENGTH',
+    '',
+    'HTTP_X_EMPTY',
+    '',
+    'CONTENT_OTHER',
+    'x',
+    'HTTPX',
+    'y',
+  ];
+
+  it('fromNodeHandler: no empty Content-Type or Content-Length, an empty HTTP_* kept', async () => {
+    const { seen, app } = capture(hello);
+    await harness(pairs).run(app);
+    expect(seen[0]!.req.rawHeaders).toEqual(['Host', 'example.org:8080', 'X-Empty', '']);
+  });
+
+  it('fromFetch: the same headers', async () => {
+    let seen: Request | null = null;
+    await harness(pairs).run(
+      fromFetch((request) => {
+        seen = request;
+        return new Response('');
+      }),
+    );
+    expect([...(seen as unknown as Request).headers]).toEqual([
+      ['host', 'example.org:8080'],
+      ['x-empty', ''],
+    ]);
+  });
+});
+
 describe('fromNodeHandler: the response', () => {
   it('passes writeHead, setHeader and repeated Set-Cookie; drops node framing headers', async () => {
     const app = fromNodeHandler((_req, res) => {
