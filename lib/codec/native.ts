@@ -53,9 +53,12 @@ import {
   type FcgiVarsEvent,
   type HeadStyle,
   type Limits,
-  type Parser,
   type ScgiEvent,
+  type ScgiParser,
+  type ScgiVarsEvent,
   type UwsgiEvent,
+  type UwsgiParser,
+  type UwsgiVarsEvent,
 } from './types.js';
 import { isFieldValue, isStatus, isToken } from '../http/grammar.js';
 
@@ -522,7 +525,7 @@ function createNativeCodec(B: Binding): Codec {
   }
 
   /** SCGI and uwsgi: params, body, bodyEnd, error. */
-  class RequestParser<E extends ScgiEvent | UwsgiEvent> extends SlotParser implements Parser<E> {
+  class RequestParser extends SlotParser implements ScgiParser, UwsgiParser {
     constructor(
       private readonly uwsgi: boolean,
       limits?: Partial<Limits>,
@@ -530,11 +533,23 @@ function createNativeCodec(B: Binding): Codec {
       super(uwsgi ? 2 : 1, limits);
     }
 
-    push(input: Uint8Array): E[] {
-      const out: (ScgiEvent | UwsgiEvent)[] = [];
-      if (this.dead) return out as E[];
+    push(input: Uint8Array): ScgiEvent[] & UwsgiEvent[] {
+      return this.run(input, false) as ScgiEvent[] & UwsgiEvent[];
+    }
+
+    pushVars(input: Uint8Array): ScgiVarsEvent[] & UwsgiVarsEvent[] {
+      return this.run(input, true) as ScgiVarsEvent[] & UwsgiVarsEvent[];
+    }
+
+    /** push(), or pushVars() when `vars`: a params block becomes varsOf() instead of pairs. */
+    private run(
+      input: Uint8Array,
+      vars: boolean,
+    ): (ScgiEvent | UwsgiEvent | ScgiVarsEvent | UwsgiVarsEvent)[] {
+      const out: (ScgiEvent | UwsgiEvent | ScgiVarsEvent | UwsgiVarsEvent)[] = [];
+      if (this.dead) return out;
       const chunk = asBytes(input);
-      if (chunk === null || this.idle(chunk)) return out as E[];
+      if (chunk === null || this.idle(chunk)) return out;
       let slot = this.take();
       let start = 0;
       for (;;) {
@@ -552,8 +567,24 @@ function createNativeCodec(B: Binding): Codec {
           } else if (kind === EV_BODY_END) {
             out.push({ type: 'bodyEnd' });
           } else if (kind === EV_BLOCK_PARAMS) {
-            const pairs = pairsOf(block as string, io[w + 1]);
             const contentLength = (io[w + 2] >>> 0) + (io[w + 3] >>> 0) * TWO_32;
+            if (vars) {
+              const v = varsOf(block as string, io[w + 1]);
+              if (this.uwsgi) {
+                const m = w0 >>> 8;
+                out.push({
+                  type: 'vars',
+                  vars: v,
+                  modifier1: m & 0xff,
+                  modifier2: m >>> 8,
+                  contentLength,
+                });
+              } else {
+                out.push({ type: 'vars', vars: v, contentLength });
+              }
+              continue;
+            }
+            const pairs = pairsOf(block as string, io[w + 1]);
             if (this.uwsgi) {
               const m = w0 >>> 8;
               out.push({
@@ -569,12 +600,12 @@ function createNativeCodec(B: Binding): Codec {
           } else {
             out.push(parserError(w));
             this.settle();
-            return out as E[];
+            return out;
           }
         }
         if (io[IO_MORE] === 0) {
           this.settle();
-          return out as E[];
+          return out;
         }
         start = io[IO_POS];
       }
@@ -727,12 +758,12 @@ function createNativeCodec(B: Binding): Codec {
       return new NativeFcgiParser(limits);
     },
 
-    createScgiParser(limits?: Partial<Limits>): Parser<ScgiEvent> {
-      return new RequestParser<ScgiEvent>(false, limits);
+    createScgiParser(limits?: Partial<Limits>): ScgiParser {
+      return new RequestParser(false, limits);
     },
 
-    createUwsgiParser(limits?: Partial<Limits>): Parser<UwsgiEvent> {
-      return new RequestParser<UwsgiEvent>(true, limits);
+    createUwsgiParser(limits?: Partial<Limits>): UwsgiParser {
+      return new RequestParser(true, limits);
     },
 
     encodeHead(status: string, headers: readonly string[], style: HeadStyle): Uint8Array {

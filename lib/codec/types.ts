@@ -174,6 +174,25 @@ export type UwsgiEvent =
   | { type: 'bodyEnd' }
   | ErrorEvent;
 
+/**
+ * The events of {@link ScgiParser.pushVars}: those of push(), except that a params event comes
+ * as `vars`, the CGI variables its pairs make (`cgiVariables(pairs)`, lib/codec/environ.ts).
+ */
+export type ScgiVarsEvent =
+  | Exclude<ScgiEvent, { type: 'params' }>
+  | { type: 'vars'; vars: CgiVariables; contentLength: number };
+
+/** The events of {@link UwsgiParser.pushVars}: as {@link ScgiVarsEvent}, for uwsgi. */
+export type UwsgiVarsEvent =
+  | Exclude<UwsgiEvent, { type: 'params' }>
+  | {
+      type: 'vars';
+      vars: CgiVariables;
+      modifier1: number;
+      modifier2: number;
+      contentLength: number;
+    };
+
 /** An incremental parser: feed it any chunking of the byte stream. */
 export interface Parser<E> {
   /**
@@ -187,6 +206,21 @@ export interface Parser<E> {
    * calls it when the connection closes.
    */
   close(): void;
+}
+
+/** The SCGI parser. */
+export interface ScgiParser extends Parser<ScgiEvent> {
+  /**
+   * push() for an application server: params events come as `vars` events (see
+   * {@link ScgiVarsEvent}); as {@link FcgiParser.pushVars}, both codecs give equal variables.
+   */
+  pushVars(chunk: Uint8Array): ScgiVarsEvent[];
+}
+
+/** The uwsgi parser. */
+export interface UwsgiParser extends Parser<UwsgiEvent> {
+  /** push() for an application server: params events come as `vars` events. */
+  pushVars(chunk: Uint8Array): UwsgiVarsEvent[];
 }
 
 /** How a response header block starts: `Status: ...` (FastCGI, SCGI, CGI) or `HTTP/1.1 ...` (uwsgi). */
@@ -203,9 +237,9 @@ export interface Codec {
   /** A FastCGI record parser (either side of the connection). */
   createFcgiParser(limits?: Partial<Limits>): FcgiParser;
   /** An SCGI request parser. */
-  createScgiParser(limits?: Partial<Limits>): Parser<ScgiEvent>;
+  createScgiParser(limits?: Partial<Limits>): ScgiParser;
   /** A uwsgi request parser. */
-  createUwsgiParser(limits?: Partial<Limits>): Parser<UwsgiEvent>;
+  createUwsgiParser(limits?: Partial<Limits>): UwsgiParser;
 
   /**
    * The response header block: the status line (`Status: 200 OK` or `HTTP/1.1 200 OK`), one

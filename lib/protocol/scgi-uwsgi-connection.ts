@@ -43,7 +43,6 @@
  */
 import type { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
-import { cgiVariables } from '../codec/environ.js';
 import {
   selectedCodec,
   type Codec,
@@ -51,8 +50,11 @@ import {
   type Limits,
   type Parser,
   type ScgiEvent,
+  type ScgiVarsEvent,
   type UwsgiEvent,
+  type UwsgiVarsEvent,
 } from '../codec/index.js';
+import type { CgiVariables } from '../codec/environ.js';
 import { BodySource, type FlowControl } from '../gateway/body-source.js';
 import { sourcedEnviron, type EnvironSource } from '../gateway/environ.js';
 import { stderrStream } from '../gateway/errors.js';
@@ -83,6 +85,14 @@ import {
 /** The parser events of a one-request-at-a-time protocol. */
 export type StreamEvent = ScgiEvent | UwsgiEvent;
 
+/** The events a server reads: params blocks come as CGI variables (see ScgiParser.pushVars). */
+export type StreamVarsEvent = ScgiVarsEvent | UwsgiVarsEvent;
+
+/** The request parser of a one-request-at-a-time protocol. */
+export interface StreamParser extends Parser<StreamEvent> {
+  pushVars(chunk: Uint8Array): StreamVarsEvent[];
+}
+
 /** What differs between the protocols served by a {@link StreamGateway}. */
 export interface StreamProtocol {
   /** tsgi.protocol: "scgi", "uwsgi". */
@@ -92,7 +102,7 @@ export interface StreamProtocol {
   /** How the response head starts: `Status: 200 OK` (cgi) or `HTTP/1.1 200 OK` (http). */
   readonly headStyle: HeadStyle;
   /** A request parser for one connection. */
-  createParser(codec: Codec, limits?: Partial<Limits>): Parser<StreamEvent>;
+  createParser(codec: Codec, limits?: Partial<Limits>): StreamParser;
 }
 
 /** Options of the SCGI and uwsgi servers. */
@@ -170,12 +180,12 @@ export class StreamGateway extends ConnectionGateway<StreamConnection> {
 /** One socket. */
 export class StreamConnection implements FlowControl {
   /** null once no more requests are read from this connection (later bytes are dropped). */
-  private parser: Parser<StreamEvent> | null;
+  private parser: StreamParser | null;
   /** The parser, kept to be closed with the connection. */
-  private readonly ownParser: Parser<StreamEvent>;
+  private readonly ownParser: StreamParser;
   private current: StreamRequest | null = null;
   /** Events of a pipelined next request, kept until the current one is done (keep-alive). */
-  private queue: StreamEvent[] | null = null;
+  private queue: StreamVarsEvent[] | null = null;
   /** Reasons to keep the socket paused (a full body consumer, a queued request). */
   private pauses = 0;
   /** Bytes of a header block that has not been parsed yet arrived. */
@@ -240,7 +250,7 @@ export class StreamConnection implements FlowControl {
       this.partial = true;
       this.mark = gateway.clock;
     }
-    const events = parser.push(chunk);
+    const events = parser.pushVars(chunk);
     this.dispatching = true;
     try {
       for (let i = 0; i < events.length; i++) {
@@ -280,18 +290,18 @@ export class StreamConnection implements FlowControl {
     this.held.release();
   }
 
-  private event(ev: StreamEvent): void {
+  private event(ev: StreamVarsEvent): void {
     if (this.queue !== null) {
       if (this.queue.length === 0) this.block();
       this.queue.push(ev);
       return;
     }
     switch (ev.type) {
-      case 'params': {
+      case 'vars': {
         this.headDone();
         const req = new StreamRequest(this, ev.contentLength);
         this.current = req;
-        req.start(ev.pairs);
+        req.start(ev.vars);
         break;
       }
       case 'body':
@@ -597,11 +607,11 @@ class StreamRequest implements Sink, EnvironSource {
     return this.sent === this.declared || (this.sent === 0 && this.bodyless);
   }
 
-  start(pairs: string[]): void {
+  start(vars: CgiVariables): void {
     const conn = this.conn;
     const gateway = conn.gateway;
     const env: Environ = sourcedEnviron(
-      cgiVariables(pairs),
+      vars,
       gateway.protocol.name,
       gateway.multiprocess,
       this,

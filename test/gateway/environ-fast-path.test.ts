@@ -4,6 +4,7 @@
  *   push()'s pairs (same keys, same order, same values), whatever the names (every well-known
  *   name, repeats, dropped names, custom names), the chunking and the requests before it (the
  *   native value cache), and the native and TypeScript codecs agree.
+ * - So do the SCGI and uwsgi parsers' pushVars() (the other fields of a params event kept).
  * - The environ object behaves as a plain object with no inherited names.
  * - sourcedEnviron()'s lazy tsgi.* keys: own enumerable keys, made once on first read, by the
  *   request's source; assignment and delete work as on any key.
@@ -17,7 +18,15 @@ import { describe, expect, it } from 'vitest';
 import { cgiVariables } from '../../lib/codec/environ.js';
 import { NAMES } from '../../lib/codec/boundary.js';
 import { tsCodec } from '../../lib/codec/ts/index.js';
-import type { Codec, FcgiEvent, FcgiVarsEvent } from '../../lib/codec/types.js';
+import type {
+  Codec,
+  FcgiEvent,
+  FcgiVarsEvent,
+  ScgiEvent,
+  ScgiVarsEvent,
+  UwsgiEvent,
+  UwsgiVarsEvent,
+} from '../../lib/codec/types.js';
 import { makeEnviron, sourcedEnviron, type EnvironSource } from '../../lib/gateway/environ.js';
 import { BodyInput } from '../../lib/gateway/input.js';
 import { checkEnviron } from '../../lib/gateway/validate.js';
@@ -155,6 +164,123 @@ describe('pushVars: the native and TypeScript codecs agree', () => {
     }
   });
 });
+
+type StreamKind = 'scgi' | 'uwsgi';
+
+/** An SCGI request or a uwsgi packet with these pairs and no body. */
+function streamRequest(codec: Codec, kind: StreamKind, pairs: string[]): Uint8Array {
+  if (kind === 'scgi') return codec.scgiRequest(pairs, 0);
+  /* uwsgi: CONTENT_LENGTH is the body's length, so it must be a number */
+  const kept: string[] = [];
+  for (let i = 0; i + 1 < pairs.length; i += 2) {
+    kept.push(pairs[i]!, pairs[i] === 'CONTENT_LENGTH' ? '0' : pairs[i + 1]!);
+  }
+  return codec.uwsgiRequest(kept, 0, 7);
+}
+
+function streamParser(codec: Codec, kind: StreamKind) {
+  return kind === 'scgi' ? codec.createScgiParser() : codec.createUwsgiParser();
+}
+
+/** SCGI/uwsgi push() events with params turned into variables by cgiVariables(). */
+function streamViaPairs(events: (ScgiEvent | UwsgiEvent)[]): unknown[] {
+  return events.map((e) => {
+    if (e.type !== 'params') return e;
+    const { pairs, ...rest } = e;
+    return { ...rest, type: 'vars', vars: entries(cgiVariables(pairs)) };
+  });
+}
+
+function streamViaVars(events: (ScgiVarsEvent | UwsgiVarsEvent)[]): unknown[] {
+  return events.map((e) => (e.type === 'vars' ? { ...e, vars: entries(e.vars) } : e));
+}
+
+for (const kind of ['scgi', 'uwsgi'] as const) {
+  describeEachCodec(`${kind} parser pushVars`, (codec) => {
+    it('gives cgiVariables(pairs) for every well-known name, repeated, and odd names', () => {
+      for (const pairs of [
+        wellKnown(''),
+        odd.slice(0, -4),
+        [...odd.slice(0, -4), ...wellKnown('x')],
+      ]) {
+        const bytes = streamRequest(codec, kind, pairs);
+        const a = streamViaPairs(streamParser(codec, kind).push(bytes));
+        const b = streamViaVars(streamParser(codec, kind).pushVars(bytes));
+        expect(b).toEqual(a);
+        expect(b.filter((e) => (e as { type: string }).type === 'vars')).toHaveLength(1);
+      }
+    });
+
+    it('keeps in step with the value cache over requests, mixing push() and pushVars()', () => {
+      const reqs = [wellKnown(''), wellKnown(''), wellKnown('2'), wellKnown('2'), odd.slice(0, -4)];
+      /* a parser per request (SCGI: one request a connection), one codec value cache */
+      const plain: unknown[] = [];
+      const mixed: unknown[] = [];
+      reqs.forEach((pairs, i) => {
+        const bytes = streamRequest(codec, kind, pairs);
+        plain.push(streamViaPairs(streamParser(codec, kind).push(bytes)));
+        const p = streamParser(codec, kind);
+        mixed.push(i % 2 === 0 ? streamViaVars(p.pushVars(bytes)) : streamViaPairs(p.push(bytes)));
+      });
+      expect(mixed).toEqual(plain);
+    });
+
+    it('agrees with push() for random params and chunkings', () => {
+      const name = fc.oneof(
+        fc.constantFrom(...NAMES.slice(1)),
+        fc.constantFrom('HTTP_X_A', 'X_B', 'HTTP_COOKIE', 'HTTP_PROXY', '__proto__', 'A'),
+        fc
+          .string({ minLength: 1, maxLength: 6, unit: latin1Char })
+          .filter((n) => !n.includes('\0')),
+      );
+      const value = fc.oneof(
+        fc.constantFrom('', 'GET', '/', '127.0.0.1', 'same'),
+        fc.string({ maxLength: 20, unit: latin1Char }).filter((v) => !v.includes('\0')),
+      );
+      fc.assert(
+        fc.property(
+          fc.array(fc.tuple(name, value), { maxLength: 25 }),
+          fc.array(fc.nat(), { maxLength: 5 }),
+          (pairs, cuts) => {
+            const bytes = streamRequest(codec, kind, pairs.flat());
+            const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort(
+              (a, b) => a - b,
+            );
+            const pushA = streamParser(codec, kind);
+            const pushB = streamParser(codec, kind);
+            const a: unknown[] = [];
+            const b: unknown[] = [];
+            let prev = 0;
+            for (const p of [...points, bytes.length]) {
+              const chunk = bytes.subarray(prev, p);
+              a.push(...streamViaPairs(pushA.push(chunk)));
+              b.push(...streamViaVars(pushB.pushVars(chunk)));
+              prev = p;
+            }
+            expect(b).toEqual(a);
+          },
+        ),
+        { numRuns: 150 },
+      );
+    });
+  });
+
+  describe(`${kind} pushVars: the native and TypeScript codecs agree`, () => {
+    it.runIf(native.codec !== null)('same variables, same key order, same fields', () => {
+      const n = native.codec!;
+      for (const pairs of [
+        wellKnown(''),
+        odd.slice(0, -4),
+        [...wellKnown('y'), ...odd.slice(0, -4)],
+      ]) {
+        const bytes = streamRequest(tsCodec, kind, pairs);
+        expect(streamViaVars(streamParser(n, kind).pushVars(bytes))).toEqual(
+          streamViaVars(streamParser(tsCodec, kind).pushVars(bytes)),
+        );
+      }
+    });
+  });
+}
 
 describe('the environ object', () => {
   it('behaves as a plain object with nothing inherited', () => {

@@ -3,7 +3,14 @@
  * request head encoder.
  */
 import { codecError, errorEvent } from '../errors.js';
-import { resolveLimits, type Limits, type Parser, type ScgiEvent } from '../types.js';
+import { cgiVariables } from '../environ.js';
+import {
+  resolveLimits,
+  type Limits,
+  type ScgiEvent,
+  type ScgiParser as ScgiParserType,
+  type ScgiVarsEvent,
+} from '../types.js';
 import { asBytes } from '../bytes.js';
 import {
   checkPairsArray,
@@ -22,7 +29,7 @@ const ST_BODY = 3;
 const ST_DONE = 4;
 
 /** The SCGI request parser: one request per connection, later bytes ignored. */
-class ScgiParser implements Parser<ScgiEvent> {
+class ScgiParser implements ScgiParserType {
   private readonly maxParamsBytes: number;
   private readonly maxPairs: number;
   private dead = false;
@@ -45,6 +52,17 @@ class ScgiParser implements Parser<ScgiEvent> {
   close(): void {
     this.dead = true;
     this.block = null;
+  }
+
+  pushVars(input: Uint8Array): ScgiVarsEvent[] {
+    const events = this.push(input) as (ScgiEvent | ScgiVarsEvent)[];
+    for (let i = 0; i < events.length; i++) {
+      const ev = events[i]!;
+      if (ev.type === 'params') {
+        events[i] = { type: 'vars', vars: cgiVariables(ev.pairs), contentLength: ev.contentLength };
+      }
+    }
+    return events as ScgiVarsEvent[];
   }
 
   push(input: Uint8Array): ScgiEvent[] {
@@ -197,7 +215,7 @@ class ScgiParser implements Parser<ScgiEvent> {
 }
 
 /** A new SCGI request parser with `limits` (defaults from DEFAULT_LIMITS). */
-export function createScgiParser(limits?: Partial<Limits>): Parser<ScgiEvent> {
+export function createScgiParser(limits?: Partial<Limits>): ScgiParserType {
   return new ScgiParser(limits);
 }
 

@@ -3,7 +3,14 @@
  * request head encoder.
  */
 import { codecError, errorEvent } from '../errors.js';
-import { resolveLimits, type Limits, type Parser, type UwsgiEvent } from '../types.js';
+import { cgiVariables } from '../environ.js';
+import {
+  resolveLimits,
+  type Limits,
+  type UwsgiEvent,
+  type UwsgiParser as UwsgiParserType,
+  type UwsgiVarsEvent,
+} from '../types.js';
 import { asBytes } from '../bytes.js';
 import {
   checkPairsArray,
@@ -20,7 +27,7 @@ const ST_VARS = 1;
 const ST_BODY = 2;
 
 /** The uwsgi request parser: requests follow each other on one connection. */
-class UwsgiParser implements Parser<UwsgiEvent> {
+class UwsgiParser implements UwsgiParserType {
   private readonly maxParamsBytes: number;
   private readonly maxPairs: number;
   private dead = false;
@@ -44,6 +51,23 @@ class UwsgiParser implements Parser<UwsgiEvent> {
   close(): void {
     this.dead = true;
     this.vars = null;
+  }
+
+  pushVars(input: Uint8Array): UwsgiVarsEvent[] {
+    const events = this.push(input) as (UwsgiEvent | UwsgiVarsEvent)[];
+    for (let i = 0; i < events.length; i++) {
+      const ev = events[i]!;
+      if (ev.type === 'params') {
+        events[i] = {
+          type: 'vars',
+          vars: cgiVariables(ev.pairs),
+          modifier1: ev.modifier1,
+          modifier2: ev.modifier2,
+          contentLength: ev.contentLength,
+        };
+      }
+    }
+    return events as UwsgiVarsEvent[];
   }
 
   push(input: Uint8Array): UwsgiEvent[] {
@@ -179,7 +203,7 @@ class UwsgiParser implements Parser<UwsgiEvent> {
 }
 
 /** A new uwsgi request parser with `limits` (defaults from DEFAULT_LIMITS). */
-export function createUwsgiParser(limits?: Partial<Limits>): Parser<UwsgiEvent> {
+export function createUwsgiParser(limits?: Partial<Limits>): UwsgiParserType {
   return new UwsgiParser(limits);
 }
 
