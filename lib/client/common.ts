@@ -388,16 +388,20 @@ export class Limiter {
   /** The first live waiter, taken out of the queue; null when none waits. */
   private shift(): Waiter | null {
     for (let w = this.head; w !== null; w = this.head) {
-      this.head = w.queueNext;
-      if (this.head === null) this.tail = null;
-      w.queueNext = null;
-      if (w.queued) {
-        w.queued = false;
-        this.count--;
-        return w;
-      }
+      if (this.take(w)) return w;
     }
     return null;
+  }
+
+  /** Unlinks `w`, the queue's head; true when it was still waiting (it no longer is). */
+  private take(w: Waiter): boolean {
+    this.head = w.queueNext;
+    if (this.head === null) this.tail = null;
+    w.queueNext = null;
+    if (!w.queued) return false;
+    w.queued = false;
+    this.count--;
+    return true;
   }
 
   private arm(ms: number): void {
@@ -414,12 +418,7 @@ export class Limiter {
         this.arm(w.queueDeadline - now);
         return;
       }
-      this.head = w.queueNext;
-      if (this.head === null) this.tail = null;
-      w.queueNext = null;
-      if (w.queued) {
-        w.queued = false;
-        this.count--;
+      if (this.take(w)) {
         w.refused(
           new ClientError(
             'ETIMEDOUT',
