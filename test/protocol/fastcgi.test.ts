@@ -14,7 +14,7 @@ import {
   serverTransport,
   type TransportName,
 } from '../../lib/protocol/transport.js';
-import { eachTransport } from '../support/stream-suite.js';
+import { eachTransport, endlessApp } from '../support/stream-suite.js';
 import { listen } from '../../lib/server/listen.js';
 import { FcgiClient, params, parseCgi } from '../support/fcgi-client.js';
 
@@ -468,28 +468,15 @@ eachTransport('FastCGI responder', (t, c) => {
   });
 
   it('aborts tsgi.signal and runs close() when the web server closes the connection', async () => {
-    let closed = 0;
-    let signal: AbortSignal | null = null;
-    const { client } = await start((env, start) => {
-      signal = env['tsgi.signal'];
-      start('200 OK', TEXT);
-      return Object.assign(
-        (async function* () {
-          for (;;) {
-            yield 'x'.repeat(1000);
-            await tick(1);
-          }
-        })(),
-        { close: () => void closed++ },
-      );
-    });
+    const endless = endlessApp();
+    const { client } = await start(endless.app);
     const c = await client();
     c.request(1, params('/'), '', { keepConn: true });
     await c.until(() => c.events.find((e) => e.type === 'stdout'));
     c.close();
-    while (closed === 0) await tick(5);
-    expect(signal!.aborted).toBe(true);
-    expect(closed).toBe(1);
+    while (endless.closed === 0) await tick(5);
+    expect(endless.signal!.aborted).toBe(true);
+    expect(endless.closed).toBe(1);
   });
 
   it('closes a connection with a malformed stream, logs why, and keeps serving others', async () => {

@@ -202,24 +202,33 @@ describe.each(kinds)('tsgi-cgi-bridge ($name)', ({ name, program, skip }) => {
     60_000,
   );
 
+  /**
+   * The bridge's steps when the app's process must be replaced: a first request starts it, the
+   * request that wedges it gets `answer` with its socket already gone, the next request reaches
+   * a fresh process. Gives the process log's lines.
+   */
+  async function replaced(config: object, path: string, answer: string): Promise<string> {
+    const entry = app(config);
+    const files = bridgeFiles(entry);
+    expect((await cgi(entry)).status).toBe(0);
+    const [first] = starts(entry);
+    const wedged = await cgi(entry, path);
+    /* at this point the old process may still be ending: nothing may connect to it */
+    const socketLeft = existsSync(files.socket);
+    expect(wedged).toEqual({ status: 0, stdout: answer, stderr: '' });
+    expect(socketLeft).toBe(false);
+    const next = await cgi(entry);
+    const pids = starts(entry);
+    expect(pids.length).toBe(2);
+    expect(pids[1]).not.toBe(first);
+    expect(next).toEqual({ status: 0, stdout: okAnswer(pids[1]!), stderr: '' });
+    return readFileSync(files.log, 'latin1');
+  }
+
   it.skipIf(skip)(
     'a busy loop: the 504 arrives with the socket already gone; the next request reaches a fresh process',
     async () => {
-      const entry = app({ timeout: 1 });
-      const files = bridgeFiles(entry);
-      expect((await cgi(entry)).status).toBe(0);
-      const [first] = starts(entry);
-      const stuck = await cgi(entry, 'loop');
-      /* at this point the old process may still be ending: nothing may connect to it */
-      const socketLeft = existsSync(files.socket);
-      expect(stuck).toEqual({ status: 0, stdout: TIMEOUT_ANSWER, stderr: '' });
-      expect(socketLeft).toBe(false);
-      const next = await cgi(entry);
-      const pids = starts(entry);
-      expect(pids.length).toBe(2);
-      expect(pids[1]).not.toBe(first);
-      expect(next).toEqual({ status: 0, stdout: okAnswer(pids[1]!), stderr: '' });
-      const log = readFileSync(files.log, 'latin1');
+      const log = await replaced({ timeout: 1 }, 'loop', TIMEOUT_ANSWER);
       expect(
         log.split(
           'tsgi: the event loop was blocked longer than --timeout 1s with requests in flight ' +
@@ -233,20 +242,7 @@ describe.each(kinds)('tsgi-cgi-bridge ($name)', ({ name, program, skip }) => {
   it.skipIf(skip)(
     'a memory explosion above --max-rss (no master): a 500, one log line, the next request reaches a fresh process',
     async () => {
-      const entry = app({ maxRss: 150 });
-      const files = bridgeFiles(entry);
-      expect((await cgi(entry)).status).toBe(0);
-      const [first] = starts(entry);
-      const exploded = await cgi(entry, 'mem');
-      const socketLeft = existsSync(files.socket);
-      expect(exploded).toEqual({ status: 0, stdout: MEMORY_ANSWER, stderr: '' });
-      expect(socketLeft).toBe(false);
-      const next = await cgi(entry);
-      const pids = starts(entry);
-      expect(pids.length).toBe(2);
-      expect(pids[1]).not.toBe(first);
-      expect(next).toEqual({ status: 0, stdout: okAnswer(pids[1]!), stderr: '' });
-      const log = readFileSync(files.log, 'latin1');
+      const log = await replaced({ maxRss: 150 }, 'mem', MEMORY_ANSWER);
       const lines = log.split('\n').filter((l) => l.includes('--max-rss'));
       expect(lines.length).toBe(1);
       expect(lines[0]).toMatch(

@@ -57,6 +57,31 @@ export const TEXT: [string, string][] = [['Content-Type', 'text/plain']];
 export const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 export const tick = (ms = 10): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * An app that streams 1000-byte chunks until the client goes away; the object records the
+ * request's tsgi.signal and how many times the body's close() ran.
+ */
+export function endlessApp(): { app: App; signal: AbortSignal | null; closed: number } {
+  const seen = {
+    signal: null as AbortSignal | null,
+    closed: 0,
+    app: ((env, start) => {
+      seen.signal = env['tsgi.signal'];
+      start('200 OK', TEXT);
+      return Object.assign(
+        (async function* () {
+          for (;;) {
+            yield 'x'.repeat(1000);
+            await tick(1);
+          }
+        })(),
+        { close: () => void seen.closed++ },
+      );
+    }) as App,
+  };
+  return seen;
+}
+
 export async function readAll(env: Environ): Promise<Buffer> {
   const parts: Buffer[] = [];
   for await (const c of env['tsgi.input']) parts.push(c as Buffer);
@@ -324,28 +349,15 @@ function transportSuite(kind: StreamKind, transport: TransportName, codec: Codec
     });
 
     it('aborts tsgi.signal and runs close() when the client goes away mid-response', async () => {
-      let closed = 0;
-      let signal: AbortSignal | null = null;
-      const { client } = await start((env, start) => {
-        signal = env['tsgi.signal'];
-        start('200 OK', TEXT);
-        return Object.assign(
-          (async function* () {
-            for (;;) {
-              yield 'x'.repeat(1000);
-              await tick(1);
-            }
-          })(),
-          { close: () => void closed++ },
-        );
-      });
+      const endless = endlessApp();
+      const { client } = await start(endless.app);
       const c = await client();
       c.write(kind.request(kind.params('/')));
       await c.until(() => (c.bytes().length > 3000 ? true : undefined));
       c.close();
-      while (closed === 0) await tick(5);
-      expect(signal!.aborted).toBe(true);
-      expect(closed).toBe(1);
+      while (endless.closed === 0) await tick(5);
+      expect(endless.signal!.aborted).toBe(true);
+      expect(endless.closed).toBe(1);
     });
 
     it('backpressure out: a slow client does not make the server buffer a 20 MiB response', async () => {
