@@ -13,6 +13,7 @@ import { respond, type Sink } from '../gateway/respond.js';
 import type { App, Environ } from '../gateway/types.js';
 import {
   closeSilentConnections,
+  listenerDeferAccept,
   listenerKeepAlive,
   useTransport,
   type StreamSocket,
@@ -149,6 +150,15 @@ export interface ConnectionLimits {
    */
   tcpKeepAliveMs: number;
   /**
+   * TCP listeners of the native transport (Linux): the kernel hands a new connection over
+   * only once its first bytes arrived, or after about this long (in whole seconds, rounded
+   * up), as uWSGI does by default. A request sent right after the connect (nginx's) is then
+   * read at accept and answered in one step, with one wakeup instead of two; a connection that
+   * sends nothing costs the server nothing until then, and firstByteTimeoutMs counts from
+   * when it is handed over. 0: off (every connection is accepted at once).
+   */
+  deferAcceptMs: number;
+  /**
    * Bytes held in unfinished request heads over all the server's connections; a connection
    * whose bytes would pass it is closed (a head that arrives whole never counts).
    */
@@ -172,6 +182,7 @@ export const CONNECTION_LIMITS: Readonly<ConnectionLimits> = Object.freeze({
   firstByteTimeoutMs: 10_000,
   idleTimeoutMs: 75_000,
   tcpKeepAliveMs: 60_000,
+  deferAcceptMs: 1000,
   maxHeadBytes: 64 * 1024 * 1024,
   maxUnfinished: 1024,
   maxConnRequests: 128,
@@ -535,6 +546,8 @@ export function gatewayServer<K extends string, G extends GatewaySide>(
     if (limits.tcpKeepAliveMs > 0) {
       listenerKeepAlive(server, Math.max(1, Math.round(limits.tcpKeepAliveMs / 1000)));
     }
+    if (limits.deferAcceptMs > 0)
+      listenerDeferAccept(server, Math.ceil(limits.deferAcceptMs / 1000));
   });
   server.on('close', () => {
     gateway.listening = false;

@@ -506,6 +506,11 @@ class NativeServer {
     if (this.bound !== null) this.calls.keepAlive(this.bound.fd, secs);
   }
 
+  /** Deferred accept on the listening socket (see listenerDeferAccept). */
+  deferAccept(secs: number): void {
+    if (this.bound !== null) this.calls.deferAccept?.(this.bound.fd, secs);
+  }
+
   private address(): net.AddressInfo | string | null {
     const b = this.bound!;
     if (b.path !== null) return b.path;
@@ -522,6 +527,16 @@ class NativeServer {
  */
 export function listenerKeepAlive(server: net.Server, secs: number): void {
   (server as unknown as { [SERVER]?: NativeServer })[SERVER]?.keepAlive(secs);
+}
+
+/**
+ * Makes the kernel hand the native listener of `server` a TCP connection only once its first
+ * bytes arrived, or after about `secs` seconds (Linux; elsewhere, on a unix socket and with
+ * node:net nothing changes): the request of a client that connects and sends at once is then
+ * there when the connection is accepted, for the one-step path.
+ */
+export function listenerDeferAccept(server: net.Server, secs: number): void {
+  (server as unknown as { [SERVER]?: NativeServer })[SERVER]?.deferAccept(secs);
 }
 
 const SERVER = Symbol('tsgi.nativeServer');

@@ -497,8 +497,9 @@ napi_value TransportAnnounce(napi_env env, napi_callback_info info) {
 }
 
 // Listening sockets (native/transport/transport.h): bindTcp(ip, port) / bindUnix(path) -> a
-// bound descriptor or a negative libuv error; listenFd(fd, backlog) / keepAlive(fd, secs) -> 0
-// or a negative libuv error; localAddress(fd) -> [address, port, family] or undefined.
+// bound descriptor or a negative libuv error; listenFd(fd, backlog) / keepAlive(fd, secs) /
+// deferAccept(fd, secs) -> 0 or a negative libuv error; localAddress(fd) -> [address, port,
+// family] or undefined.
 std::string ArgString(napi_env env, napi_value v) {
   size_t len = 0;
   if (napi_get_value_string_utf8(env, v, nullptr, 0, &len) != napi_ok) return std::string();
@@ -524,7 +525,8 @@ napi_value SocketOp(napi_env env, napi_callback_info info) {
   int32_t fd = -1;
   napi_get_value_int32(env, argv[0], &fd);
   if (kOp == 2) return Int(env, tsgi::transport::ListenFd(fd, n));
-  return Int(env, tsgi::transport::KeepAlive(fd, n));
+  if (kOp == 3) return Int(env, tsgi::transport::KeepAlive(fd, n));
+  return Int(env, tsgi::transport::DeferAccept(fd, n));
 }
 
 napi_value SocketAddress(napi_env env, napi_callback_info info) {
@@ -574,6 +576,7 @@ bool DefineSockets(napi_env env, napi_value exports) {
       {"bindUnix", nullptr, SocketOp<1>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"listenFd", nullptr, SocketOp<2>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"keepAlive", nullptr, SocketOp<3>, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"deferAccept", nullptr, SocketOp<4>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"localAddress", nullptr, SocketAddress, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   return napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) == napi_ok;

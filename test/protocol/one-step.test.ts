@@ -167,6 +167,34 @@ eachTransport('one step', (t: TransportName, codec: Codec) => {
       }
     });
 
+    it('deferred accept: a request sent a moment after the connect is still answered in one step', async () => {
+      try {
+        for (const deferAcceptMs of [1000, 0]) {
+          const server = kind.create(hello, {
+            log: (l) => logs.push(l),
+            errors: process.stderr,
+            transport: t,
+            codec,
+            connectionLimits: { deferAcceptMs },
+          });
+          servers.push(server);
+          await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+          const c = await RawClient.connect((server.address() as { port: number }).port);
+          clients.push(c);
+          /* the request comes a moment after the connect: deferred, the kernel hands the
+             connection over with it; accepted at once, the first read finds nothing */
+          await tick(50);
+          c.write(kind.request(kind.params('/later')));
+          await c.serverEnded();
+          expect(c.text()).toBe(head(kind, 12) + 'hello /later');
+          expect(transportCounts(server)).toEqual(deferAcceptMs > 0 ? counts(1, 0) : counts(0, 1));
+        }
+        expect(logs).toEqual([]);
+      } finally {
+        await stopAll();
+      }
+    });
+
     it('falls back for a request trickled in pieces', async () => {
       try {
         const q = queue();
