@@ -316,10 +316,11 @@ bool ByteArgs(napi_env env, size_t argc, napi_value* argv, uv_buf_t* bufs, unsig
   for (size_t i = 1; i < argc && i < 3; ++i) {
     uint8_t* bytes = nullptr;
     size_t len = 0;
-    napi_valuetype type = napi_undefined;
-    napi_typeof(env, argv[i], &type);
-    if (type == napi_undefined || type == napi_null) continue;
     if (!GetBytes(env, argv[i], &bytes, &len)) {
+      // not bytes: undefined and null are skipped (asked only then, not for every buffer)
+      napi_valuetype type = napi_undefined;
+      napi_typeof(env, argv[i], &type);
+      if (type == napi_undefined || type == napi_null) continue;
       Throw(env, "tsgi: write takes bytes");
       return false;
     }
