@@ -24,6 +24,12 @@ export interface SocketCalls {
   listenFd(fd: number, backlog: number): number;
   /** SO_KEEPALIVE with `secs` of idle before the first probe: 0 or a negative errno. */
   keepAlive(fd: number, secs: number): number;
+  /**
+   * Defers accepting on a listening TCP socket until a connection's first bytes arrived (or
+   * about `secs` seconds passed; 0: off): 0, or a negative errno (ENOTSUP: a unix socket, or
+   * a system without it). Absent from an older addon.
+   */
+  deferAccept?(fd: number, secs: number): number;
   /** [address, port, family (4 or 6)] of a TCP socket; undefined for a unix socket. */
   localAddress(fd: number): [string, number, number] | undefined;
 }

@@ -211,6 +211,12 @@ export class StreamConnection implements FlowControl {
   private last: [Uint8Array, Uint8Array | null] | null = null;
   /** We ended or destroyed the socket: nothing more is written. */
   closed = false;
+  /**
+   * Chunks may be views of the native transport's read buffer, valid during onData() only
+   * (see SocketHandlers.transientChunks): the native parser copies the header block, and body
+   * bytes are copied before they are kept.
+   */
+  readonly transientChunks: boolean;
 
   constructor(
     readonly gateway: StreamGateway,
@@ -220,6 +226,7 @@ export class StreamConnection implements FlowControl {
     this.drainWait = new DrainWait(socket);
     this.held = new HeldBytes(gateway);
     this.mark = gateway.clock;
+    this.transientChunks = socket.handleWith !== undefined && gateway.codec.name === 'native';
     if (socket.handleWith !== undefined) socket.handleWith(this);
     else {
       socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -293,7 +300,11 @@ export class StreamConnection implements FlowControl {
   private event(ev: StreamVarsEvent): void {
     if (this.queue !== null) {
       if (this.queue.length === 0) this.block();
-      this.queue.push(ev);
+      this.queue.push(
+        ev.type === 'body' && this.transientChunks
+          ? { type: 'body', data: Buffer.from(ev.data) }
+          : ev,
+      );
       return;
     }
     switch (ev.type) {
@@ -304,9 +315,11 @@ export class StreamConnection implements FlowControl {
         req.start(ev.vars);
         break;
       }
-      case 'body':
-        this.current?.feed(ev.data);
+      case 'body': {
+        const req = this.current;
+        if (req !== null) req.feed(this.transientChunks ? Buffer.from(ev.data) : ev.data);
         break;
+      }
       case 'bodyEnd': {
         const req = this.current;
         if (req === null) break;

@@ -13,6 +13,7 @@ import { respond, type Sink } from '../gateway/respond.js';
 import type { App, Environ } from '../gateway/types.js';
 import {
   closeSilentConnections,
+  listenerDeferAccept,
   listenerKeepAlive,
   useTransport,
   type StreamSocket,
@@ -149,6 +150,15 @@ export interface ConnectionLimits {
    */
   tcpKeepAliveMs: number;
   /**
+   * TCP listeners of the native transport (Linux): the kernel hands a new connection over
+   * only once its first bytes arrived, or after about this long (in whole seconds, rounded
+   * up), as uWSGI does by default. A request sent right after the connect (nginx's) is then
+   * read at accept and answered in one step, with one wakeup instead of two; a connection that
+   * sends nothing costs the server nothing until then, and firstByteTimeoutMs counts from
+   * when it is handed over. 0: off (every connection is accepted at once).
+   */
+  deferAcceptMs: number;
+  /**
    * Bytes held in unfinished request heads over all the server's connections; a connection
    * whose bytes would pass it is closed (a head that arrives whole never counts).
    */
@@ -172,6 +182,7 @@ export const CONNECTION_LIMITS: Readonly<ConnectionLimits> = Object.freeze({
   firstByteTimeoutMs: 10_000,
   idleTimeoutMs: 75_000,
   tcpKeepAliveMs: 60_000,
+  deferAcceptMs: 1000,
   maxHeadBytes: 64 * 1024 * 1024,
   maxUnfinished: 1024,
   maxConnRequests: 128,
@@ -190,12 +201,58 @@ export interface DrainableConnection {
 }
 
 /**
+ * The open connections of a server, in the order they opened: a Set whose newest member is
+ * kept apart. Behind a front server that opens a connection per request, the newest is
+ * almost always the one that closes next, so opening and closing one costs two stores instead
+ * of a hash table insert and delete. Iteration visits members added while it runs, and
+ * skips members deleted before they were reached, as a Set's does.
+ */
+export class ConnectionSet<C> implements Iterable<C> {
+  /** The newest member, not in {@link rest}. */
+  private newest: C | undefined = undefined;
+  private readonly rest = new Set<C>();
+
+  /** Adds `c` (a new connection: not a member yet). */
+  add(c: C): this {
+    const n = this.newest;
+    if (n === c) return this;
+    if (n !== undefined) this.rest.add(n);
+    this.newest = c;
+    return this;
+  }
+
+  /** Removes `c`; false when it was not a member. */
+  delete(c: C): boolean {
+    if (this.newest === c) {
+      this.newest = undefined;
+      return true;
+    }
+    return this.rest.delete(c);
+  }
+
+  has(c: C): boolean {
+    return this.newest === c || this.rest.has(c);
+  }
+
+  get size(): number {
+    return this.rest.size + (this.newest === undefined ? 0 : 1);
+  }
+
+  *[Symbol.iterator](): Iterator<C> {
+    for (const c of this.rest) yield c;
+    /* the newest as it is now: one added during the loop above moved the older into rest */
+    const n = this.newest;
+    if (n !== undefined) yield n;
+  }
+}
+
+/**
  * The open connections, the running apps and the graceful stop of a socket protocol server
  * (FastCGI, SCGI, uwsgi). Subclasses add their handle(); FastCGI adds requests that still owe
  * END_REQUEST through {@link ConnectionGateway.holding}.
  */
 export abstract class ConnectionGateway<C extends DrainableConnection> implements AppCounter {
-  readonly connections = new Set<C>();
+  readonly connections = new ConnectionSet<C>();
   /** Requests whose app has not finished (response sent and close() done). */
   running = 0;
   draining = false;
@@ -489,6 +546,8 @@ export function gatewayServer<K extends string, G extends GatewaySide>(
     if (limits.tcpKeepAliveMs > 0) {
       listenerKeepAlive(server, Math.max(1, Math.round(limits.tcpKeepAliveMs / 1000)));
     }
+    if (limits.deferAcceptMs > 0)
+      listenerDeferAccept(server, Math.ceil(limits.deferAcceptMs / 1000));
   });
   server.on('close', () => {
     gateway.listening = false;

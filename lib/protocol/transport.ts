@@ -93,6 +93,12 @@ export interface StreamSocket {
 
 /** Who receives a connection's events by direct calls ({@link StreamSocket.handleWith}). */
 export interface SocketHandlers {
+  /**
+   * True when onData() keeps no reference to its chunk past the call (it copies what it
+   * keeps): the native transport then passes a view of its read buffer, which the next read
+   * overwrites, instead of a Buffer of its own per read.
+   */
+  readonly transientChunks?: boolean;
   onData(chunk: Buffer): void;
   onEnd(): void;
   onError(err: Error): void;
@@ -126,6 +132,8 @@ interface NativeTransport {
   counts(): [number, number];
   /** A new descriptor for the connection's socket, or a negative error. */
   dup(id: number): number;
+  /** The buffer of read events (EV_READ), made once by the addon; undefined without one. */
+  readBuffer(): Buffer | undefined;
   /** The connection's descriptor, or a negative error. */
   fileno(id: number): number;
 }
@@ -139,6 +147,8 @@ const EV_END = 1;
 const EV_DRAIN = 2;
 const EV_CLOSE = 3;
 const EV_ACCEPT = 4;
+/* arg: the length of the bytes at the start of the read buffer (valid during the call only) */
+const EV_READ = 5;
 
 /** The addon's Transport class, or why it cannot be used in this process. */
 function findNative(): {
@@ -496,6 +506,11 @@ class NativeServer {
     if (this.bound !== null) this.calls.keepAlive(this.bound.fd, secs);
   }
 
+  /** Deferred accept on the listening socket (see listenerDeferAccept). */
+  deferAccept(secs: number): void {
+    if (this.bound !== null) this.calls.deferAccept?.(this.bound.fd, secs);
+  }
+
   private address(): net.AddressInfo | string | null {
     const b = this.bound!;
     if (b.path !== null) return b.path;
@@ -512,6 +527,16 @@ class NativeServer {
  */
 export function listenerKeepAlive(server: net.Server, secs: number): void {
   (server as unknown as { [SERVER]?: NativeServer })[SERVER]?.keepAlive(secs);
+}
+
+/**
+ * Makes the kernel hand the native listener of `server` a TCP connection only once its first
+ * bytes arrived, or after about `secs` seconds (Linux; elsewhere, on a unix socket and with
+ * node:net nothing changes): the request of a client that connects and sends at once is then
+ * there when the connection is accepted, for the one-step path.
+ */
+export function listenerDeferAccept(server: net.Server, secs: number): void {
+  (server as unknown as { [SERVER]?: NativeServer })[SERVER]?.deferAccept(secs);
 }
 
 const SERVER = Symbol('tsgi.nativeServer');
@@ -562,6 +587,8 @@ export function transportCounts(server: net.Server): TransportCounts | null {
 class NativeListener {
   readonly native: NativeTransport;
   private readonly conns: (NativeConnection | undefined)[] = [];
+  /** Where the addon puts the bytes of EV_READ events (an empty one when it has none). */
+  private readonly readBuffer: Buffer;
 
   /** Connections JavaScript knows and that have not closed yet. */
   count = 0;
@@ -572,6 +599,7 @@ class NativeListener {
     private readonly owner: NativeServer,
   ) {
     this.native = new cls(this.onEvent);
+    this.readBuffer = this.native.readBuffer() ?? Buffer.alloc(0);
   }
 
   /**
@@ -611,9 +639,13 @@ class NativeListener {
       case EV_ACCEPT:
         this.open(id);
         break;
+      case EV_READ:
+        if (c === undefined && (c = this.open(id)) === undefined) return;
+        c.data(this.readBuffer.subarray(0, arg as number), true);
+        break;
       case EV_DATA:
         if (c === undefined && (c = this.open(id)) === undefined) return;
-        c.data(arg as Buffer);
+        c.data(arg as Buffer, false);
         break;
       case EV_END:
         c?.peerEnded();
@@ -756,14 +788,17 @@ export class NativeConnection extends EventEmitter implements StreamSocket {
     this.h = h;
   }
 
-  /** @internal Bytes arrived. */
-  data(chunk: Buffer): void {
+  /**
+   * @internal Bytes arrived; `transient`: `chunk` is a view of the read buffer, overwritten by
+   * the next read, given only to a handler that keeps no chunk (listeners get a copy).
+   */
+  data(chunk: Buffer, transient: boolean): void {
     const h = this.h;
     if (h !== null) {
-      h.onData(chunk);
+      h.onData(transient && h.transientChunks !== true ? Buffer.from(chunk) : chunk);
       if (this.listenerCount('data') === 0) return;
     }
-    this.emit('data', chunk);
+    this.emit('data', transient ? Buffer.from(chunk) : chunk);
   }
 
   /** @internal The peer ended its side. */

@@ -258,6 +258,14 @@ const OPTIONS: readonly OptionSpec[] = [
     parse: seconds,
   }),
   limit({
+    flag: 'defer-accept',
+    kind: 'string',
+    arg: 'SECS',
+    help: `FastCGI, SCGI, uwsgi TCP listeners of the native transport (Linux): the kernel hands a connection over once its first bytes arrived or after SECS, so a request sent with the connect is answered in one step (default ${CONNECTION_LIMITS.deferAcceptMs / 1000}; 0: off)`,
+    limit: 'deferAcceptMs',
+    parse: seconds,
+  }),
+  limit({
     flag: 'max-head-memory',
     kind: 'string',
     arg: 'MB',

@@ -3,7 +3,9 @@
 // The native connection transport (native/transport) as a JS class, used by
 // lib/protocol/transport.ts. One JS call per event: onEvent(kind, id, arg) with kind
 // 0 data (arg: a Buffer with a copy of the bytes), 1 end, 2 drain, 3 close (arg: 0 or a
-// negative libuv error), 4 accepted (only after announce(true)). Calls go through
+// negative libuv error), 4 accepted (only after announce(true)), 5 data in the read buffer
+// (arg: the length; readBuffer() is that Buffer, made once, and the bytes are valid only
+// during the call: the next read overwrites them). Calls go through
 // napi_make_callback with an async context of their connection (made at its first bytes, destroyed
 // at its close), so that async_hooks and AsyncLocalStorage see one async resource per connection,
 // as with node:net's sockets.
@@ -31,6 +33,10 @@ constexpr int kEvEnd = 1;
 constexpr int kEvDrain = 2;
 constexpr int kEvClose = 3;
 constexpr int kEvAccept = 4;
+constexpr int kEvRead = 5;
+
+// The read buffer's size: the most one read of the listener takes.
+constexpr size_t kReadBufferSize = 64 * 1024;
 
 class TransportBox final : public tsgi::transport::Sink {
  public:
@@ -50,7 +56,7 @@ class TransportBox final : public tsgi::transport::Sink {
       cleanup = nullptr;
       napi_remove_async_cleanup_hook(h);
     }
-    if (!js_alive) delete this;
+    if (js_refs == 0) delete this;
   }
 
   // The environment is going away: close every handle and call no more JS. The cleanup is
@@ -68,9 +74,11 @@ class TransportBox final : public tsgi::transport::Sink {
     }
   }
 
+  // The JS object or one of its own methods (see TransportNew) was collected; the box goes
+  // when all of them are (and the listener is closed).
   static void Finalize(napi_env, void* data, void*) {
     TransportBox* box = static_cast<TransportBox*>(data);
-    box->js_alive = false;
+    if (--box->js_refs > 0) return;
     if (box->listener == nullptr) {
       if (!box->torn_down && box->on_event != nullptr) box->Drop();
       delete box;
@@ -81,6 +89,9 @@ class TransportBox final : public tsgi::transport::Sink {
   void Drop() {
     if (self != nullptr) napi_delete_reference(env, self);
     if (on_event != nullptr) napi_delete_reference(env, on_event);
+    if (read_ref != nullptr) napi_delete_reference(env, read_ref);
+    read_ref = nullptr;
+    read_data = nullptr;
     if (context != nullptr) napi_async_destroy(env, context);
     for (napi_async_context& c : contexts) {
       if (c != nullptr) napi_async_destroy(env, c);
@@ -97,7 +108,9 @@ class TransportBox final : public tsgi::transport::Sink {
   std::vector<napi_async_context> contexts;  // by connection id
   tsgi::transport::Listener* listener = nullptr;
   napi_async_cleanup_hook_handle cleanup = nullptr;
-  bool js_alive = true;
+  napi_ref read_ref = nullptr;  // the read buffer (see kEvRead), or none
+  char* read_data = nullptr;    // its bytes
+  int js_refs = 1;              // the JS object and its own methods not yet collected
   bool torn_down = false;
 
   // JavaScript closed connection `id` itself: no more events for it.
@@ -143,7 +156,12 @@ class TransportBox final : public tsgi::transport::Sink {
               napi_create_int32(env, kind, &argv[0]) == napi_ok &&
               napi_create_uint32(env, id, &argv[1]) == napi_ok;
     if (ok) {
-      if (kind == kEvData) {
+      if (kind == kEvData && read_data != nullptr && len <= kReadBufferSize) {
+        // Into the read buffer JavaScript holds: no Buffer made per read.
+        std::memcpy(read_data, data, len);
+        ok = napi_create_int32(env, kEvRead, &argv[0]) == napi_ok &&
+             napi_create_uint32(env, static_cast<uint32_t>(len), &argv[2]) == napi_ok;
+      } else if (kind == kEvData) {
         void* copy = nullptr;
         ok = napi_create_buffer_copy(env, len, data, &copy, &argv[2]) == napi_ok;
       } else {
@@ -181,6 +199,30 @@ TransportBox* ThisBox(napi_env env, napi_callback_info info, size_t* argc, napi_
   return static_cast<TransportBox*>(data);
 }
 
+// The box of a method made for one Transport object (see TransportNew): its data, no unwrap.
+TransportBox* OwnBox(napi_env env, napi_callback_info info, size_t* argc, napi_value* argv) {
+  void* data = nullptr;
+  if (napi_get_cb_info(env, info, argc, argv, nullptr, &data) != napi_ok) return nullptr;
+  return static_cast<TransportBox*>(data);
+}
+
+napi_value TransportWrite(napi_env env, napi_callback_info info);
+napi_value TransportRespondClose(napi_env env, napi_callback_info info);
+
+// Puts `fn` on `self` as a method of its own that finds the box in its data: the calls made
+// for every request then skip napi_unwrap. The box lives until the object and each such
+// method are collected (js_refs).
+bool OwnMethod(napi_env env, napi_value self, TransportBox* box, const char* name,
+               napi_callback fn) {
+  napi_value f = nullptr;
+  if (napi_create_function(env, name, NAPI_AUTO_LENGTH, fn, box, &f) != napi_ok ||
+      napi_add_finalizer(env, f, box, TransportBox::Finalize, nullptr, nullptr) != napi_ok) {
+    return false;
+  }
+  ++box->js_refs;
+  return napi_set_named_property(env, self, name, f) == napi_ok;
+}
+
 uint32_t ArgU32(napi_env env, napi_value v) {
   uint32_t out = 0;
   napi_get_value_uint32(env, v, &out);
@@ -204,7 +246,30 @@ napi_value TransportNew(napi_env env, napi_callback_info info) {
     return Throw(env, "tsgi: cannot wrap Transport");
   }
   if (napi_create_reference(env, argv[0], 1, &box->on_event) != napi_ok) return nullptr;
+  if (!OwnMethod(env, self, box, "write", TransportWrite) ||
+      !OwnMethod(env, self, box, "respondClose", TransportRespondClose)) {
+    return Throw(env, "tsgi: cannot make the Transport methods");
+  }
+  // The read buffer (kEvRead), made once; without it every read is a Buffer of its own.
+  void* bytes = nullptr;
+  napi_value read = nullptr;
+  if (napi_create_buffer(env, kReadBufferSize, &bytes, &read) == napi_ok &&
+      napi_create_reference(env, read, 1, &box->read_ref) == napi_ok) {
+    box->read_data = static_cast<char*>(bytes);
+  }
   return self;
+}
+
+// readBuffer(): the Buffer that kind-5 events are in, or undefined.
+napi_value TransportReadBuffer(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  TransportBox* box = ThisBox(env, info, &argc, nullptr);
+  napi_value buf = nullptr;
+  if (box == nullptr || box->read_ref == nullptr ||
+      napi_get_reference_value(env, box->read_ref, &buf) != napi_ok || buf == nullptr) {
+    return Undefined(env);
+  }
+  return buf;
 }
 
 // listen(fd, backlog): 0, or a negative libuv error. Takes a duplicate of fd.
@@ -251,10 +316,11 @@ bool ByteArgs(napi_env env, size_t argc, napi_value* argv, uv_buf_t* bufs, unsig
   for (size_t i = 1; i < argc && i < 3; ++i) {
     uint8_t* bytes = nullptr;
     size_t len = 0;
-    napi_valuetype type = napi_undefined;
-    napi_typeof(env, argv[i], &type);
-    if (type == napi_undefined || type == napi_null) continue;
     if (!GetBytes(env, argv[i], &bytes, &len)) {
+      // not bytes: undefined and null are skipped (asked only then, not for every buffer)
+      napi_valuetype type = napi_undefined;
+      napi_typeof(env, argv[i], &type);
+      if (type == napi_undefined || type == napi_null) continue;
       Throw(env, "tsgi: write takes bytes");
       return false;
     }
@@ -271,7 +337,7 @@ bool ByteArgs(napi_env env, size_t argc, napi_value* argv, uv_buf_t* bufs, unsig
 napi_value TransportWrite(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
-  TransportBox* box = ThisBox(env, info, &argc, argv);
+  TransportBox* box = OwnBox(env, info, &argc, argv);
   if (box == nullptr || argc < 2) return Throw(env, "tsgi: bad write");
   if (box->listener == nullptr) return Int(env, 0);
   uv_buf_t bufs[2];
@@ -294,7 +360,7 @@ napi_value TransportWrite(napi_env env, napi_callback_info info) {
 napi_value TransportRespondClose(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
-  TransportBox* box = ThisBox(env, info, &argc, argv);
+  TransportBox* box = OwnBox(env, info, &argc, argv);
   if (box == nullptr || argc < 2) return Throw(env, "tsgi: bad respondClose");
   if (box->listener == nullptr) return Int(env, UV_EBADF);
   uv_buf_t bufs[2];
@@ -432,8 +498,9 @@ napi_value TransportAnnounce(napi_env env, napi_callback_info info) {
 }
 
 // Listening sockets (native/transport/transport.h): bindTcp(ip, port) / bindUnix(path) -> a
-// bound descriptor or a negative libuv error; listenFd(fd, backlog) / keepAlive(fd, secs) -> 0
-// or a negative libuv error; localAddress(fd) -> [address, port, family] or undefined.
+// bound descriptor or a negative libuv error; listenFd(fd, backlog) / keepAlive(fd, secs) /
+// deferAccept(fd, secs) -> 0 or a negative libuv error; localAddress(fd) -> [address, port,
+// family] or undefined.
 std::string ArgString(napi_env env, napi_value v) {
   size_t len = 0;
   if (napi_get_value_string_utf8(env, v, nullptr, 0, &len) != napi_ok) return std::string();
@@ -459,7 +526,8 @@ napi_value SocketOp(napi_env env, napi_callback_info info) {
   int32_t fd = -1;
   napi_get_value_int32(env, argv[0], &fd);
   if (kOp == 2) return Int(env, tsgi::transport::ListenFd(fd, n));
-  return Int(env, tsgi::transport::KeepAlive(fd, n));
+  if (kOp == 3) return Int(env, tsgi::transport::KeepAlive(fd, n));
+  return Int(env, tsgi::transport::DeferAccept(fd, n));
 }
 
 napi_value SocketAddress(napi_env env, napi_callback_info info) {
@@ -480,8 +548,7 @@ namespace binding {
 bool DefineTransport(napi_env env, napi_value exports) {
   const napi_property_descriptor methods[] = {
       {"listen", nullptr, TransportListen, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"write", nullptr, TransportWrite, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"respondClose", nullptr, TransportRespondClose, nullptr, nullptr, nullptr, napi_default,
+      {"readBuffer", nullptr, TransportReadBuffer, nullptr, nullptr, nullptr, napi_default,
        nullptr},
       {"shutdown", nullptr, TransportOp<0>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"pause", nullptr, TransportOp<1>, nullptr, nullptr, nullptr, napi_default, nullptr},
@@ -510,6 +577,7 @@ bool DefineSockets(napi_env env, napi_value exports) {
       {"bindUnix", nullptr, SocketOp<1>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"listenFd", nullptr, SocketOp<2>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"keepAlive", nullptr, SocketOp<3>, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"deferAccept", nullptr, SocketOp<4>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"localAddress", nullptr, SocketAddress, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   return napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) == napi_ok;

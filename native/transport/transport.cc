@@ -221,6 +221,24 @@ int ListenFd(int fd, int backlog) {
   return listen(fd, backlog) == 0 ? 0 : uv_translate_sys_error(errno);
 }
 
+int DeferAccept(int fd, int secs) {
+#if defined(TCP_DEFER_ACCEPT)
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  if (getsockname(fd, reinterpret_cast<struct sockaddr*>(&ss), &len) != 0)
+    return uv_translate_sys_error(errno);
+  if (ss.ss_family == AF_UNIX) return UV_ENOTSUP;
+  int value = secs < 0 ? 0 : secs;
+  if (setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &value, sizeof(value)) != 0)
+    return uv_translate_sys_error(errno);
+  return 0;
+#else
+  (void)fd;
+  (void)secs;
+  return UV_ENOTSUP;
+#endif
+}
+
 int KeepAlive(int fd, int idle_secs) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof(ss);

@@ -82,6 +82,12 @@ int ListenFd(int fd, int backlog);
 // it on Linux, the BSDs and macOS): idle seconds before the first probe. 0 or a negative
 // libuv error; UV_ENOTSUP for a unix socket (nothing to do).
 int KeepAlive(int fd, int idle_secs);
+// Defers accepting on a listening TCP socket (Linux's TCP_DEFER_ACCEPT): the kernel hands a
+// connection over only once its first bytes arrived, or after about `secs` seconds (0: off),
+// so that a client that sends its request right after connecting is read at accept. 0, or
+// UV_ENOTSUP for a unix socket or a system without it (nothing to do), or a negative libuv
+// error.
+int DeferAccept(int fd, int secs);
 // An IPv4 or IPv6 address as text (into `text`, at least 64 bytes), its port and its family
 // (4 or 6). 0, or UV_ENOTSUP for any other family (a unix socket).
 int FormatAddress(const struct sockaddr_storage* ss, char* text, size_t text_len, int* port,

@@ -52,7 +52,7 @@ const hello: App = (env, start) => {
 
 /** What the tests read of any of the three servers. */
 interface GatewayView {
-  readonly connections: Set<unknown>;
+  readonly connections: { readonly size: number };
   headBytes: number;
   unfinished: number;
   destroy(): void;

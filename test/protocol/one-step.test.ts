@@ -120,6 +120,81 @@ eachTransport('one step', (t: TransportName, codec: Codec) => {
       }
     });
 
+    it('a body read after later connections were read is intact, and so are chunks kept by a data listener', async () => {
+      try {
+        const q = queue();
+        /* a body the app reads only after the server read the connections queued behind it */
+        const body = Buffer.from(Array.from({ length: 600 }, (_, i) => (i * 31 + 7) & 0xff));
+        const first = kind.request(kind.params('/late-read', 'POST'), body);
+        const late = await q.send(first);
+        const later = kind.request(kind.params(`/${'z'.repeat(700)}`, 'POST'), 'Z'.repeat(900));
+        const others = await Promise.all([1, 2, 3].map(() => q.send(later)));
+        const seen: Buffer[] = [];
+        const server = kind.create(
+          async (env, start) => {
+            if (env.PATH_INFO === '/late-read') {
+              while (seen.length < 3) await tick(5);
+              const got = await readAll(env);
+              start('200 OK', TEXT);
+              return [sha256(got)];
+            }
+            seen.push(await readAll(env));
+            start('200 OK', TEXT);
+            return ['ok'];
+          },
+          { log: (l) => logs.push(l), errors: process.stderr, transport: t, codec },
+        );
+        servers.push(server);
+        /* every connection's chunks, kept past the read that brought them */
+        const kept: Buffer[][] = [];
+        server.on('connection', (socket: { on(e: 'data', f: (c: Buffer) => void): void }) => {
+          const mine: Buffer[] = [];
+          kept.push(mine);
+          socket.on('data', (chunk) => mine.push(chunk));
+        });
+        await new Promise<void>((resolve) => server.listen({ fd: q.fd }, resolve));
+        await late.serverEnded();
+        for (const c of others) await c.serverEnded();
+        expect(late.text()).toBe(head(kind, 64) + sha256(body));
+        for (const c of others) expect(c.text()).toBe(head(kind, 2) + 'ok');
+        expect(seen.map((b) => b.toString('latin1'))).toEqual(Array(3).fill('Z'.repeat(900)));
+        expect(kept.map((chunks) => Buffer.concat(chunks).toString('latin1'))).toEqual(
+          [first, later, later, later].map((b) => b.toString('latin1')),
+        );
+        expect(logs).toEqual([]);
+      } finally {
+        await stopAll();
+      }
+    });
+
+    it('deferred accept: a request sent a moment after the connect is still answered in one step', async () => {
+      try {
+        for (const deferAcceptMs of [1000, 0]) {
+          const server = kind.create(hello, {
+            log: (l) => logs.push(l),
+            errors: process.stderr,
+            transport: t,
+            codec,
+            connectionLimits: { deferAcceptMs },
+          });
+          servers.push(server);
+          await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+          const c = await RawClient.connect((server.address() as { port: number }).port);
+          clients.push(c);
+          /* the request comes a moment after the connect: deferred, the kernel hands the
+             connection over with it; accepted at once, the first read finds nothing */
+          await tick(50);
+          c.write(kind.request(kind.params('/later')));
+          await c.serverEnded();
+          expect(c.text()).toBe(head(kind, 12) + 'hello /later');
+          expect(transportCounts(server)).toEqual(deferAcceptMs > 0 ? counts(1, 0) : counts(0, 1));
+        }
+        expect(logs).toEqual([]);
+      } finally {
+        await stopAll();
+      }
+    });
+
     it('falls back for a request trickled in pieces', async () => {
       try {
         const q = queue();

@@ -131,7 +131,7 @@ const { parentPort } = require('node:worker_threads');
   const s = m.createScgiServer((env, start) => {
     start('200 OK', [['Content-Type', 'text/plain']]);
     return ['in a worker ' + env.PATH_INFO];
-  }, { transport: ${JSON.stringify(t)} });
+  }, { transport: ${JSON.stringify(t)}, connectionLimits: { deferAcceptMs: 0 } });
   s.listen(0, '127.0.0.1', () =>
     parentPort.postMessage({ port: s.address().port, transport: t.serverTransport(s) }));
 })();`;
@@ -537,11 +537,15 @@ const net = require('node:net');
 
   it('drain() with a request in flight: silent connections close, the request finishes, accepting stops', async () => {
     let release: () => void = () => {};
-    const { server, client, target } = await start(async (_env, begin) => {
-      await new Promise<void>((r) => (release = r));
-      begin('200 OK', TEXT);
-      return ['finished'];
-    });
+    /* accepted at once: the silent connection is the server's before it sends a byte */
+    const { server, client, target } = await start(
+      async (_env, begin) => {
+        await new Promise<void>((r) => (release = r));
+        begin('200 OK', TEXT);
+        return ['finished'];
+      },
+      { connectionLimits: { deferAcceptMs: 0 } },
+    );
     onTransport(server);
     const busy = await client();
     busy.write(SCGI.request(SCGI.params('/')));

@@ -217,6 +217,34 @@ describe('uwsgi server', () => {
       ]);
     });
 
+    it("keeps a pipelined request's body while other connections are read", async () => {
+      let other: Promise<unknown> | null = null;
+      const { client } = await keepAlive(async (env, start) => {
+        const body = await readAll(env);
+        if (env.PATH_INFO === '/slow') {
+          /* another connection is read while /fast waits in the queue */
+          const d = await client();
+          d.write(uwsgiRequest(nginxUwsgiParams(`/${'o'.repeat(500)}`, 'POST'), 'O'.repeat(800)));
+          d.end();
+          other = d.serverEnded().then(() => d.text());
+          await other;
+        }
+        start('200 OK', TEXT);
+        return [`${env.PATH_INFO.slice(0, 5)} [${body.toString('latin1')}]`];
+      });
+      const c = await client();
+      c.write(
+        Buffer.concat([
+          uwsgiRequest(nginxUwsgiParams('/slow', 'POST'), 'first'),
+          uwsgiRequest(nginxUwsgiParams('/fast', 'POST'), 'second'),
+        ]),
+      );
+      c.end();
+      await c.serverEnded();
+      expect(c.text()).toBe(reply('/slow [first]') + reply('/fast [second]'));
+      expect(await other).toBe(reply(`/oooo [${'O'.repeat(800)}]`));
+    });
+
     it('keeps the connection after 204, 304 and HEAD responses', async () => {
       const { client } = await keepAlive((env, start) => {
         const status =

@@ -216,7 +216,7 @@ describe('config: precedence and values', () => {
     const known = ['app', ...PROTOCOLS.map((p) => p.flag)].concat(
       'factory, interface, mount, workers, timeout, maxRequests, maxRequestsJitter, maxRss, ' +
         'gracefulTimeout, exitOnError, reload, noExitOnChange, idleExit, keepAlive, headerTimeout, firstByteTimeout, idleTimeout, ' +
-        'tcpKeepalive, maxHeadMemory, maxUnfinished, fastcgiMaxReqs, socketMode, user, group, ' +
+        'tcpKeepalive, deferAccept, maxHeadMemory, maxUnfinished, fastcgiMaxReqs, socketMode, user, group, ' +
         'allow, stats, accessLog, logFormat',
     );
     expect(await failure([], json({ 'max-requests': 5 }))).toBe(

@@ -16,6 +16,7 @@ import { codecEntries, isCI, native } from './codecs.js';
 import type { App, Environ } from '../../lib/gateway/types.js';
 import { validate } from '../../lib/gateway/validate.js';
 import type { StreamListener } from '../../lib/protocol/scgi-uwsgi-connection.js';
+import type { ConnectionLimits } from '../../lib/protocol/socket.js';
 import {
   nativeTransport,
   serverTransport,
@@ -32,6 +33,8 @@ export interface ServerOptions {
   log: (line: string) => void;
   errors: Writable;
   limits?: Partial<Limits>;
+  /** Deadlines and caps of connections (default: CONNECTION_LIMITS). */
+  connectionLimits?: Partial<ConnectionLimits>;
   /** The connection transport (default: the process's choice). */
   transport?: TransportName;
   /** The codec (default: the process's choice). */
@@ -105,7 +108,12 @@ export function streamServers(kind: StreamKind, transport?: TransportName, codec
 
   async function start(
     app: App,
-    opts: { where?: 'tcp' | 'unix'; limits?: Partial<Limits>; raw?: boolean } = {},
+    opts: {
+      where?: 'tcp' | 'unix';
+      limits?: Partial<Limits>;
+      connectionLimits?: Partial<ConnectionLimits>;
+      raw?: boolean;
+    } = {},
     create: (app: App, o: ServerOptions) => StreamListener = kind.create,
   ) {
     const logs: string[] = [];
@@ -119,6 +127,7 @@ export function streamServers(kind: StreamKind, transport?: TransportName, codec
         },
       }),
       ...(opts.limits ? { limits: opts.limits } : {}),
+      ...(opts.connectionLimits ? { connectionLimits: opts.connectionLimits } : {}),
       ...(transport ? { transport } : {}),
       ...(codec ? { codec } : {}),
     });
@@ -474,11 +483,15 @@ function transportSuite(kind: StreamKind, transport: TransportName, codec: Codec
 
     it('drain(): a running request finishes, idle connections close, then it resolves', async () => {
       let release: () => void = () => {};
-      const { server, client } = await start(async (_env, start) => {
-        await new Promise<void>((r) => (release = r));
-        start('200 OK', TEXT);
-        return ['finished'];
-      });
+      /* accepted at once: the idle connection is the server's before it sends a byte */
+      const { server, client } = await start(
+        async (_env, start) => {
+          await new Promise<void>((r) => (release = r));
+          start('200 OK', TEXT);
+          return ['finished'];
+        },
+        { connectionLimits: { deferAcceptMs: 0 } },
+      );
       const busy = await client();
       busy.write(kind.request(kind.params('/')));
       const idle = await client();
