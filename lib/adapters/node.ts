@@ -60,7 +60,7 @@ import {
   badRequest,
   logError,
   notImplemented,
-  headerOf,
+  requestHeaders,
   requestTarget,
   unsupportedRequest,
 } from './common.js';
@@ -1029,12 +1029,13 @@ class Adapter {
    * (most are: the same client, the native codec's cached strings) was checked then.
    */
   private rawHeaders(env: Environ, hasLength: boolean, chunked: boolean): string[] | string {
-    const raw: string[] = [];
+    const raw = requestHeaders(env);
     const checked = this.checked;
-    for (const key in env) {
-      const name = headerOf(env, key);
-      if (name === null) continue;
-      const value = env[key] as string;
+    /* kept in place: raw[0, kept) are the lines node gets */
+    let kept = 0;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!;
+      const value = raw[i + 1]!;
       switch (name.length) {
         case 10:
           if (name === 'Connection' || name === 'Keep-Alive') continue;
@@ -1046,13 +1047,17 @@ class Adapter {
           if (name === 'Transfer-Encoding' && !chunked) continue;
           break;
       }
-      const at = raw.length;
-      if (checked[at] !== value) {
+      if (checked[kept] !== value) {
         if (BAD_VALUE.test(value)) return name;
-        checked[at] = value;
+        checked[kept] = value;
       }
-      raw.push(name, value);
+      if (kept !== i) {
+        raw[kept] = name;
+        raw[kept + 1] = value;
+      }
+      kept += 2;
     }
+    if (kept !== raw.length) raw.length = kept;
     return raw;
   }
 

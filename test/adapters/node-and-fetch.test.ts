@@ -527,6 +527,56 @@ describe('the request headers an environ carries', () => {
   });
 });
 
+describe('the request headers of environs whose variables change from one request to the next', () => {
+  /* The header names are kept by each variable's place in the last environ: a variable at a
+   * place where another stood before, or a place that now holds no header, must be read anew. */
+  const requests: [string[], string[]][] = [
+    [
+      ['HTTP_X_A', '1', 'HTTP_X_B', '2', 'CONTENT_TYPE', ''],
+      ['X-A', '1', 'X-B', '2'],
+    ],
+    [
+      ['HTTP_X_B', '2', 'CONTENT_TYPE', 'text/plain', 'HTTP_X_A', '1'],
+      ['X-B', '2', 'Content-Type', 'text/plain', 'X-A', '1'],
+    ],
+    [
+      ['SCRIPT_NAME', '', 'HTTP_X_C', '3', 'CONTENT_TYPE', ''],
+      ['X-C', '3'],
+    ],
+    [
+      ['HTTP_X_C', '3', 'PATH_INFO', '', 'CONTENT_LENGTH', '0'],
+      ['X-C', '3', 'Content-Length', '0'],
+    ],
+    [
+      ['HTTP_X_C', '4', 'HTTP_X_D', '', 'HTTP_X_B', '5'],
+      ['X-C', '4', 'X-D', '', 'X-B', '5'],
+    ],
+  ];
+
+  it('fromNodeHandler: rawHeaders of each request are its own', async () => {
+    const { seen, app } = capture(hello);
+    for (const [pairs] of requests) await harness(pairs).run(app);
+    expect(seen.map((s) => s.req.rawHeaders)).toEqual(
+      requests.map(([, raw]) => ['Host', 'example.org:8080', ...raw]),
+    );
+  });
+
+  it('fromFetch: the headers of each request are its own', async () => {
+    const seen: [string, string][][] = [];
+    const app = fromFetch((request) => {
+      seen.push([...request.headers]);
+      return new Response('');
+    });
+    for (const [pairs] of requests) await harness(pairs).run(app);
+    const lower = (raw: string[]): [string, string][] => {
+      const out: [string, string][] = [];
+      for (let i = 0; i < raw.length; i += 2) out.push([raw[i]!.toLowerCase(), raw[i + 1]!]);
+      return out.sort((a, b) => (a[0] < b[0] ? -1 : 1));
+    };
+    expect(seen).toEqual(requests.map(([, raw]) => lower(['Host', 'example.org:8080', ...raw])));
+  });
+});
+
 describe('fromNodeHandler: the response', () => {
   it('passes writeHead, setHeader and repeated Set-Cookie; drops node framing headers', async () => {
     const app = fromNodeHandler((_req, res) => {
