@@ -61,7 +61,7 @@ function headerKey(key: string): string | null {
  * sends them empty when the request had none).
  */
 function carriesHeader(key: string, value: unknown): value is string {
-  return typeof value === 'string' && (value !== '' || key.charCodeAt(0) === 72) /* H */;
+  return typeof value === 'string' && (value !== '' || key.charCodeAt(0) === 72); /* H */
 }
 
 /**
@@ -79,13 +79,15 @@ export function headerOf(env: Environ, key: string): string | null {
  * {@link headerOf} over every key of environs that repeat one another's keys: a front server
  * sends the same variables in the same order on every request, so the name found for a key
  * is kept by the key's place in the environ, and a key equal to the one found at its place
- * last time is not looked up again.
+ * last time is not looked up again. A reader may leave out some names altogether (`omit`).
  */
-class HeaderReader {
+export class HeaderReader {
   /** The keys of the environ read last, in its order. */
   private readonly keys: string[] = [];
-  /** headerKey() of each of them. */
+  /** headerKey() of each of them, null for one left out. */
   private readonly names: (string | null)[] = [];
+
+  constructor(private readonly omit: ReadonlySet<string> | null = null) {}
 
   /** The request headers of `env` as flat `[name, value, name, value, …]`, in environ order. */
   read(env: Environ): string[] {
@@ -99,6 +101,7 @@ class HeaderReader {
         name = names[at]!;
       } else {
         name = headerKey(key);
+        if (name !== null && this.omit !== null && this.omit.has(name)) name = null;
         keys[at] = key;
         names[at] = name;
       }

@@ -60,7 +60,7 @@ import {
   badRequest,
   logError,
   notImplemented,
-  requestHeaders,
+  HeaderReader,
   requestTarget,
   unsupportedRequest,
 } from './common.js';
@@ -152,6 +152,8 @@ function emitResClose(res: ServerResponse): void {
 /* ---------------------------------------------------------------------------------------- */
 
 const HIGH_WATER_MARK = 16 * 1024;
+/** Request headers of the client's connection to the front server, not of the request. */
+const CLIENT_CONNECTION_HEADERS: ReadonlySet<string> = new Set(['Connection', 'Keep-Alive']);
 const HANDLER_ERROR_BODY = 'Internal Server Error\n';
 const VERSION = /^HTTP\/(\d+)(?:\.(\d+))?$/;
 const DIGITS = /^[0-9]{1,15}$/;
@@ -186,8 +188,6 @@ let lastHead: {
   hasType: boolean;
   length: number;
 } = { text: '', status: '', headers: [], hasType: false, length: -1 };
-const EXCHANGE = Symbol('tsgi.exchange');
-type Tagged = ServerResponse & { [EXCHANGE]?: Exchange };
 
 function callAll(cbs: WriteCallback[]): void {
   for (const cb of cbs) cb();
@@ -759,19 +759,23 @@ function watchAll(): void {
   for (const ex of list) ex.watch();
 }
 
-/** node:http's resOnFinish, for a response on a Wire. */
+/**
+ * node:http's resOnFinish, for a response on a Wire. The exchange is found through `res.req`'s
+ * socket (the Wire): a property of res's own would cost a map transition per response.
+ */
 function onResFinish(this: ServerResponse): void {
-  const ex = (this as Tagged)[EXCHANGE];
-  if (ex === undefined) return;
+  const wire = this.req.socket;
+  if (!(wire instanceof Wire)) return;
+  const ex = wire.exchange;
+  if (ex === null || ex.res !== this) return;
   const req = asReq(ex.req);
   if (!req._consuming && !req._readableState.resumeScheduled) req._dump();
-  const wire = ex.wire;
   if (wire._httpMessage === this) this.detachSocket(wire as never);
   process.nextTick(emitResClose, this);
   ex.resFinished();
   ex.over();
-  ex.wire.exchange = null;
-  if (!wire.destroyed) ex.wire.adapter.release(wire);
+  wire.exchange = null;
+  if (!wire.destroyed) wire.adapter.release(wire);
 }
 
 /**
@@ -779,6 +783,7 @@ function onResFinish(this: ServerResponse): void {
  * addresses, takes what node writes to the current exchange, and lets req pull its body.
  */
 class Wire extends EventEmitter {
+  /** The exchange node writes to now; null once it finished or the Wire was destroyed. */
   exchange: Exchange | null = null;
   /** The response attached to this socket (ServerResponse#assignSocket sets it). */
   _httpMessage: ServerResponse | null = null;
@@ -1011,6 +1016,8 @@ class Adapter {
   private readonly maxIdle: number;
   /** Header values that passed the control-character check, by their place in rawHeaders(). */
   private readonly checked: string[] = [];
+  /** The request's headers, without Connection and Keep-Alive. */
+  private readonly headerReader = new HeaderReader(CLIENT_CONNECTION_HEADERS);
 
   constructor(
     private readonly handler: NodeHandler,
@@ -1029,35 +1036,24 @@ class Adapter {
    * (most are: the same client, the native codec's cached strings) was checked then.
    */
   private rawHeaders(env: Environ, hasLength: boolean, chunked: boolean): string[] | string {
-    const raw = requestHeaders(env);
+    const raw = this.headerReader.read(env);
     const checked = this.checked;
-    /* kept in place: raw[0, kept) are the lines node gets */
-    let kept = 0;
-    for (let i = 0; i < raw.length; i += 2) {
+    for (let i = 0; i < raw.length;) {
       const name = raw[i]!;
+      if (
+        (name.length === 14 && !hasLength && name === 'Content-Length') ||
+        (name.length === 17 && !chunked && name === 'Transfer-Encoding')
+      ) {
+        raw.splice(i, 2);
+        continue;
+      }
       const value = raw[i + 1]!;
-      switch (name.length) {
-        case 10:
-          if (name === 'Connection' || name === 'Keep-Alive') continue;
-          break;
-        case 14:
-          if (name === 'Content-Length' && !hasLength) continue;
-          break;
-        case 17:
-          if (name === 'Transfer-Encoding' && !chunked) continue;
-          break;
-      }
-      if (checked[kept] !== value) {
+      if (checked[i] !== value) {
         if (BAD_VALUE.test(value)) return name;
-        checked[kept] = value;
+        checked[i] = value;
       }
-      if (kept !== i) {
-        raw[kept] = name;
-        raw[kept + 1] = value;
-      }
-      kept += 2;
+      i += 2;
     }
-    if (kept !== raw.length) raw.length = kept;
     return raw;
   }
 
@@ -1105,7 +1101,7 @@ class Adapter {
     const reason = unsupportedRequest(env);
     if (reason !== null) return notImplemented(startResponse, reason);
     const cl = env.CONTENT_LENGTH;
-    const hasLength = typeof cl === 'string' && DIGITS.test(cl);
+    const hasLength = typeof cl === 'string' && cl !== '' && DIGITS.test(cl);
     const te = env.HTTP_TRANSFER_ENCODING;
     const chunked = !hasLength && typeof te === 'string' && te !== '';
     const raw = this.rawHeaders(env, hasLength, chunked);
@@ -1139,7 +1135,6 @@ class Adapter {
 
     const res = new ServerResponse(req);
     ex.res = res;
-    (res as Tagged)[EXCHANGE] = ex;
     res.on('finish', onResFinish);
     res.assignSocket(wire as never);
 

@@ -561,6 +561,39 @@ describe('the request headers of environs whose variables change from one reques
     );
   });
 
+  it("fromNodeHandler: no header of the client's connection, no framing header that does not frame the body", async () => {
+    const { seen, app } = capture(hello);
+    const cases: [string[], string[]][] = [
+      [
+        [
+          'HTTP_CONNECTION',
+          'keep-alive',
+          'HTTP_X_A',
+          '1',
+          'HTTP_KEEP_ALIVE',
+          'timeout=5',
+          'CONTENT_LENGTH',
+          '0',
+          'HTTP_TRANSFER_ENCODING',
+          'chunked',
+        ],
+        ['X-A', '1', 'Content-Length', '0'],
+      ],
+      [
+        ['CONTENT_LENGTH', '12x', 'HTTP_X_B', '2', 'HTTP_CONNECTION', 'close'],
+        ['X-B', '2'],
+      ],
+      [
+        ['HTTP_X_B', '2', 'HTTP_CONNECTION', 'close', 'HTTP_KEEP_ALIVE', 'x'],
+        ['X-B', '2'],
+      ],
+    ];
+    for (const [pairs] of cases) await harness(pairs).run(app);
+    expect(seen.map((s) => s.req.rawHeaders)).toEqual(
+      cases.map(([, raw]) => ['Host', 'example.org:8080', ...raw]),
+    );
+  });
+
   it('fromFetch: the headers of each request are its own', async () => {
     const seen: [string, string][][] = [];
     const app = fromFetch((request) => {
