@@ -1010,9 +1010,12 @@ export function nodeHandlerOf(app: App): NodeHandler | null {
 /** The shared state of one fromNodeHandler() app. */
 class Adapter {
   readonly defaultContentType: string;
-  /** Idle Wires by client connection, oldest first. */
-  private readonly idle = new Map<string, Wire>();
-  private last: Wire | null = null;
+  /**
+   * Wires kept for their client connection's next request, by REMOTE_PORT, oldest first. A
+   * Wire stays in it while it serves a request (its `exchange` is set then): a request costs
+   * two lookups and no change to the map.
+   */
+  private readonly wires = new Map<string, Wire>();
   private readonly maxIdle: number;
   /** Header values that passed the control-character check, by their place in rawHeaders(). */
   private readonly checked: string[] = [];
@@ -1061,39 +1064,27 @@ class Adapter {
   private acquire(env: Environ): Wire {
     const port = env.REMOTE_PORT;
     const key = typeof port === 'string' ? port : '';
-    const last = this.last;
-    if (last !== null && last.key === key && last.serves(env)) {
-      this.last = null;
-      return last;
-    }
-    const wire = this.idle.get(key);
-    if (wire !== undefined && wire.serves(env)) {
-      this.idle.delete(key);
-      return wire;
-    }
+    const wire = this.wires.get(key);
+    if (wire !== undefined && wire.exchange === null && wire.serves(env)) return wire;
     return new Wire(env, key, this);
   }
 
   /**
-   * The exchange on `wire` is over: keep it for the client connection's next request. The
-   * Wire released last waits outside the map (most next requests come from the same
-   * connection), the others in it.
+   * The exchange on `wire` is over: keep it for the client connection's next request, unless
+   * an idle Wire is kept for that connection already.
    */
   release(wire: Wire): void {
-    const last = this.last;
-    this.last = wire;
-    if (last === null || last === wire) return;
-    if (this.idle.has(last.key)) return;
-    if (this.idle.size >= this.maxIdle) {
-      const oldest = this.idle.keys().next().value as string;
-      this.idle.delete(oldest);
+    const wires = this.wires;
+    const kept = wires.get(wire.key);
+    if (kept === wire || (kept !== undefined && kept.exchange === null)) return;
+    if (kept === undefined && wires.size >= this.maxIdle) {
+      wires.delete(wires.keys().next().value as string);
     }
-    this.idle.set(last.key, last);
+    wires.set(wire.key, wire);
   }
 
   forget(wire: Wire): void {
-    if (this.last === wire) this.last = null;
-    else if (this.idle.get(wire.key) === wire) this.idle.delete(wire.key);
+    if (this.wires.get(wire.key) === wire) this.wires.delete(wire.key);
   }
 
   /** Runs one TSGI request. */

@@ -291,6 +291,62 @@ describe('fromNodeHandler: the request node:http builds', () => {
     expect(seen[2]!.req.socket.remotePort).toBe(5001);
   });
 
+  it('keeps one socket per client connection: interleaved connections, another host, a limit', async () => {
+    const { seen, app } = capture(hello);
+    const ports = ['5000', '5001', '5000', '5001'];
+    for (const port of ports) {
+      await harness(['REMOTE_PORT', port]).run(app);
+      await tick();
+    }
+    await harness(['REMOTE_PORT', '5000', 'REMOTE_ADDR', '192.0.2.8']).run(app);
+    const socket = (i: number) => seen[i]!.req.socket;
+    expect(socket(2)).toBe(socket(0));
+    expect(socket(3)).toBe(socket(1));
+    expect(socket(1)).not.toBe(socket(0));
+    expect(socket(4)).not.toBe(socket(0));
+    expect(socket(4).remoteAddress).toBe('192.0.2.8');
+
+    /* maxIdleConnections: 1 keeps the socket of one client connection only */
+    const limited: Seen[] = [];
+    const one = fromNodeHandler(
+      (req, res) => {
+        limited.push({ req, res });
+        hello(req, res);
+      },
+      { maxIdleConnections: 1 },
+    );
+    for (const port of ['7000', '7001', '7000', '7000']) {
+      await harness(['REMOTE_PORT', port]).run(one);
+      await tick();
+    }
+    const kept = (i: number) => limited[i]!.req.socket;
+    expect(kept(2)).not.toBe(kept(0));
+    expect(kept(3)).toBe(kept(2));
+  });
+
+  it('gives a request its own socket while another of the same client connection runs', async () => {
+    let held: ServerResponse | null = null;
+    const { seen, app } = capture((req, res) => {
+      if (req.headers['x-hold'] === undefined) hello(req, res);
+      else held = res;
+    });
+    await harness(['REMOTE_PORT', '6000']).run(app);
+    await tick();
+    /* on the kept socket, answered later */
+    const second = harness(['REMOTE_PORT', '6000', 'HTTP_X_HOLD', '1']).run(app);
+    await tick();
+    await harness(['REMOTE_PORT', '6000']).run(app);
+    await tick();
+    const socket = (i: number) => seen[i]!.req.socket;
+    expect(socket(1)).toBe(socket(0));
+    expect(socket(2)).not.toBe(socket(1));
+    (held as ServerResponse | null)!.end('late');
+    await second;
+    await tick();
+    await harness(['REMOTE_PORT', '6000']).run(app);
+    expect([socket(1), socket(2)]).toContain(socket(3));
+  });
+
   it('streams a Content-Length body to the handler', async () => {
     const input = new BodyInput(11);
     const { seen, app } = capture((req, res) => {
