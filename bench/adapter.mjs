@@ -12,8 +12,15 @@
  * system, client included: the same few µs on every row) over interleaved rounds, min and
  * median: on a shared machine the minimum is the steadier figure. A report, not an assertion.
  *
+ * With --isolate each row runs in a process of its own (forked, told over IPC when to run a
+ * round, the rounds still interleaved): the frameworks then see only the request and response
+ * objects of their own row, as in production, where one server runs them. Without it, node:http
+ * and tsgi rows share one process and its inline caches.
+ *
  *   npm run bench:adapter -- [--requests N] [--rounds R] [--connections C] [--rows word,word]
+ *                            [--isolate]
  */
+import { fork } from 'node:child_process';
 import { createServer } from 'node:http';
 import { connect } from 'node:net';
 import { cpus } from 'node:os';
@@ -26,6 +33,9 @@ const { values: opts } = parseArgs({
     rounds: { type: 'string', default: '5' },
     connections: { type: 'string', default: '8' },
     rows: { type: 'string' },
+    isolate: { type: 'boolean', default: false },
+    /* internal: the row a process forked by --isolate serves */
+    child: { type: 'string' },
   },
 });
 const requests = Number(opts.requests);
@@ -219,55 +229,102 @@ const allRows = [
 ];
 /* --rows: the rows whose name contains one of these words (comma-separated, any case) */
 const wanted = opts.rows?.toLowerCase().split(',');
-const rows = wanted
-  ? allRows.filter((r) => wanted.some((w) => r.name.toLowerCase().includes(w)))
-  : allRows;
-for (const row of allRows) if (!rows.includes(row)) row.server.close();
-for (const row of rows) {
+const rows =
+  opts.child !== undefined
+    ? allRows.filter((r) => r.name === opts.child)
+    : wanted
+      ? allRows.filter((r) => wanted.some((w) => r.name.toLowerCase().includes(w)))
+      : allRows;
+for (const row of allRows) if (!rows.includes(row) || opts.isolate) row.server.close();
+
+/** Listens, finds the response length and warms the row up. */
+async function prepare(row) {
   row.port = await listen(row.server);
   setGlobals(row.globals ?? nativeGlobals);
   row.length = await responseLength(row.port, row.request);
-  row.samples = [];
   await run(row, Math.min(2000, requests)); /* warm-up */
 }
-console.log(
-  `bench:adapter: ${rounds} rounds × ${requests} requests per row over ${connections} connections, ` +
-    `node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model.trim()}), ${codec.name} codec`,
-);
-for (let r = 0; r < rounds; r++) {
-  for (let i = 0; i < rows.length; i++) {
-    const row = rows[(i + r) % rows.length];
-    row.samples.push(await run(row, requests));
+
+if (opts.child !== undefined) {
+  /* a process forked by --isolate: one row, a round each time the parent asks */
+  const [row] = rows;
+  await prepare(row);
+  process.on('disconnect', () => process.exit(0));
+  process.on('message', (m) => {
+    if (m === 'stop') process.exit(0);
+    run(row, m).then((us) => process.send(us));
+  });
+  process.send('ready');
+} else {
+  await main();
+}
+
+async function main() {
+  for (const row of rows) {
+    row.samples = [];
+    if (!opts.isolate) {
+      await prepare(row);
+      row.round = (n) => run(row, n);
+      continue;
+    }
+    const child = fork(
+      new URL(import.meta.url).pathname,
+      [...process.argv.slice(2), '--child', row.name],
+      {
+        stdio: 'inherit',
+      },
+    );
+    const replies = [];
+    child.on('message', (m) => replies.shift()?.(m));
+    const ask = (m) =>
+      new Promise((resolve) => (replies.push(resolve), m !== null && child.send(m)));
+    await ask(null); /* 'ready' */
+    row.round = (n) => ask(n);
+    row.stop = () => child.send('stop');
   }
+  console.log(
+    `bench:adapter: ${rounds} rounds × ${requests} requests per row over ${connections} connections` +
+      `${opts.isolate ? ', each row in a process of its own' : ''}, ` +
+      `node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model.trim()}), ${codec.name} codec`,
+  );
+  for (let r = 0; r < rounds; r++) {
+    for (let i = 0; i < rows.length; i++) {
+      const row = rows[(i + r) % rows.length];
+      row.samples.push(await row.round(requests));
+    }
+  }
+  console.log('\n| row | CPU µs/request (min) | (median) |');
+  console.log('|---|---:|---:|');
+  const stat = {};
+  const med = {};
+  for (const row of rows) {
+    const s = [...row.samples].sort((a, b) => a - b);
+    stat[row.name] = s[0];
+    med[row.name] = s[s.length >> 1];
+    console.log(`| ${row.name} | ${s[0].toFixed(1)} | ${s[s.length >> 1].toFixed(1)} |`);
+  }
+  /* requests per CPU second of tsgi + adapter against node:http: above 1, tsgi costs less */
+  const ratio = (own, tsgi) =>
+    stat[own] === undefined || stat[tsgi] === undefined
+      ? null
+      : `${(stat[own] / stat[tsgi]).toFixed(2)}× (medians ${(med[own] / med[tsgi]).toFixed(2)}×)`;
+  const ratios = [
+    ['bare handler', 'node:http, bare handler', 'tsgi FastCGI + fromNodeHandler, bare handler'],
+    ['Express', 'node:http, Express', 'tsgi FastCGI + fromNodeHandler, Express'],
+    ['Koa', 'node:http, Koa', 'tsgi FastCGI + fromNodeHandler, Koa'],
+    ['Fastify', 'node:http, Fastify', 'tsgi FastCGI + fromNodeHandler, Fastify'],
+    ['Hono', '@hono/node-server, Hono', 'tsgi FastCGI + fromFetch, Hono'],
+    ['TSGI hello over tsgi HTTP', 'node:http, bare handler', 'tsgi HTTP, TSGI hello'],
+  ]
+    .map(([what, own, tsgi]) => [what, ratio(own, tsgi)])
+    .filter(([, r]) => r !== null);
+  console.log(
+    '\ntsgi against the same app on its own server, requests per CPU second (from the minimums): ' +
+      ratios.map(([what, r]) => `${what} ${r}`).join(', '),
+  );
+  for (const row of rows) {
+    row.stop?.();
+    if (!opts.isolate) row.server.close();
+  }
+  process.exit(0);
 }
-console.log('\n| row | CPU µs/request (min) | (median) |');
-console.log('|---|---:|---:|');
-const stat = {};
-const med = {};
-for (const row of rows) {
-  const s = [...row.samples].sort((a, b) => a - b);
-  stat[row.name] = s[0];
-  med[row.name] = s[s.length >> 1];
-  console.log(`| ${row.name} | ${s[0].toFixed(1)} | ${s[s.length >> 1].toFixed(1)} |`);
-}
-/* requests per CPU second of tsgi + adapter against node:http: above 1, tsgi costs less */
-const ratio = (own, tsgi) =>
-  stat[own] === undefined || stat[tsgi] === undefined
-    ? null
-    : `${(stat[own] / stat[tsgi]).toFixed(2)}× (medians ${(med[own] / med[tsgi]).toFixed(2)}×)`;
-const ratios = [
-  ['bare handler', 'node:http, bare handler', 'tsgi FastCGI + fromNodeHandler, bare handler'],
-  ['Express', 'node:http, Express', 'tsgi FastCGI + fromNodeHandler, Express'],
-  ['Koa', 'node:http, Koa', 'tsgi FastCGI + fromNodeHandler, Koa'],
-  ['Fastify', 'node:http, Fastify', 'tsgi FastCGI + fromNodeHandler, Fastify'],
-  ['Hono', '@hono/node-server, Hono', 'tsgi FastCGI + fromFetch, Hono'],
-  ['TSGI hello over tsgi HTTP', 'node:http, bare handler', 'tsgi HTTP, TSGI hello'],
-]
-  .map(([what, own, tsgi]) => [what, ratio(own, tsgi)])
-  .filter(([, r]) => r !== null);
-console.log(
-  '\ntsgi against the same app on its own server, requests per CPU second (from the minimums): ' +
-    ratios.map(([what, r]) => `${what} ${r}`).join(', '),
-);
-for (const row of rows) row.server.close();
-process.exit(0);

@@ -44,27 +44,87 @@ export function headerName(cgi: string): string | null {
 }
 
 /**
- * The request header the environ variable `key` of `env` carries, or null: every `HTTP_*`
- * variable, plus `CONTENT_TYPE` and `CONTENT_LENGTH` when they are not empty (nginx sends them
- * empty when the request had none). The one rule of which variables are headers; the value is
- * read only for such a key (reading a lazy `tsgi.*` key would make its object).
+ * The header name an environ variable `key` may carry ({@link headerName} for `HTTP_*`, and
+ * `CONTENT_TYPE` / `CONTENT_LENGTH`), or null when it never carries one. Whether it does for
+ * one request depends on its value too: {@link carriesHeader}.
  */
-export function headerOf(env: Environ, key: string): string | null {
+function headerKey(key: string): string | null {
   const c = key.charCodeAt(0);
-  if (c === 72 /* H */) return typeof env[key] === 'string' ? headerName(key) : null;
+  if (c === 72 /* H */) return headerName(key);
   if (c !== 67 /* C */ || (key !== 'CONTENT_TYPE' && key !== 'CONTENT_LENGTH')) return null;
-  const value = env[key];
-  return typeof value === 'string' && value !== '' ? headerName(key) : null;
+  return headerName(key);
 }
 
-/** The request headers as flat `[name, value, name, value, …]` in environ order ({@link headerOf}). */
-export function requestHeaders(env: Environ): string[] {
-  const out: string[] = [];
-  for (const key in env) {
-    const name = headerOf(env, key);
-    if (name !== null) out.push(name, env[key] as string);
+/**
+ * Whether the variable `key` (one {@link headerKey} names) carries a header with `value`: every
+ * `HTTP_*` string, and `CONTENT_TYPE` and `CONTENT_LENGTH` when they are not empty (nginx
+ * sends them empty when the request had none).
+ */
+function carriesHeader(key: string, value: unknown): value is string {
+  return typeof value === 'string' && (value !== '' || key.charCodeAt(0) === 72); /* H */
+}
+
+/**
+ * The request header the environ variable `key` of `env` carries, or null: every `HTTP_*`
+ * variable, plus `CONTENT_TYPE` and `CONTENT_LENGTH` when they are not empty. The one rule of
+ * which variables are headers ({@link headerKey} and {@link carriesHeader}); the value is read
+ * only for such a key (reading a lazy `tsgi.*` key would make its object).
+ */
+export function headerOf(env: Environ, key: string): string | null {
+  const name = headerKey(key);
+  return name !== null && carriesHeader(key, env[key]) ? name : null;
+}
+
+/**
+ * {@link headerOf} over every key of environs that repeat one another's keys: a front server
+ * sends the same variables in the same order on every request, so the name found for a key
+ * is kept by the key's place in the environ, and a key equal to the one found at its place
+ * last time is not looked up again. A reader may leave out some names altogether (`omit`).
+ */
+export class HeaderReader {
+  /** The keys of the environ read last, in its order. */
+  private readonly keys: string[] = [];
+  /** headerKey() of each of them, null for one left out. */
+  private readonly names: (string | null)[] = [];
+
+  constructor(private readonly omit: ReadonlySet<string> | null = null) {}
+
+  /** The request headers of `env` as flat `[name, value, name, value, …]`, in environ order. */
+  read(env: Environ): string[] {
+    const out: string[] = [];
+    const keys = this.keys;
+    const names = this.names;
+    let at = 0;
+    for (const key in env) {
+      let name: string | null;
+      if (keys[at] === key) {
+        name = names[at]!;
+      } else {
+        name = headerKey(key);
+        if (name !== null && this.omit !== null && this.omit.has(name)) name = null;
+        keys[at] = key;
+        names[at] = name;
+      }
+      at++;
+      if (name === null) continue;
+      const value = env[key];
+      if (carriesHeader(key, value)) {
+        out.push(name);
+        out.push(value);
+      }
+    }
+    return out;
   }
-  return out;
+}
+
+const reader = new HeaderReader();
+
+/**
+ * The request headers as flat `[name, value, name, value, …]` in environ order: the variables
+ * {@link headerOf} names.
+ */
+export function requestHeaders(env: Environ): string[] {
+  return reader.read(env);
 }
 
 /** True when a comma-separated header value lists `token` (case-insensitive). */

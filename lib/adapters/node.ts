@@ -60,7 +60,7 @@ import {
   badRequest,
   logError,
   notImplemented,
-  headerOf,
+  HeaderReader,
   requestTarget,
   unsupportedRequest,
 } from './common.js';
@@ -152,6 +152,8 @@ function emitResClose(res: ServerResponse): void {
 /* ---------------------------------------------------------------------------------------- */
 
 const HIGH_WATER_MARK = 16 * 1024;
+/** Request headers of the client's connection to the front server, not of the request. */
+const CLIENT_CONNECTION_HEADERS: ReadonlySet<string> = new Set(['Connection', 'Keep-Alive']);
 const HANDLER_ERROR_BODY = 'Internal Server Error\n';
 const VERSION = /^HTTP\/(\d+)(?:\.(\d+))?$/;
 const DIGITS = /^[0-9]{1,15}$/;
@@ -186,8 +188,6 @@ let lastHead: {
   hasType: boolean;
   length: number;
 } = { text: '', status: '', headers: [], hasType: false, length: -1 };
-const EXCHANGE = Symbol('tsgi.exchange');
-type Tagged = ServerResponse & { [EXCHANGE]?: Exchange };
 
 function callAll(cbs: WriteCallback[]): void {
   for (const cb of cbs) cb();
@@ -759,19 +759,23 @@ function watchAll(): void {
   for (const ex of list) ex.watch();
 }
 
-/** node:http's resOnFinish, for a response on a Wire. */
+/**
+ * node:http's resOnFinish, for a response on a Wire. The exchange is found through `res.req`'s
+ * socket (the Wire): a property of res's own would cost a map transition per response.
+ */
 function onResFinish(this: ServerResponse): void {
-  const ex = (this as Tagged)[EXCHANGE];
-  if (ex === undefined) return;
+  const wire = this.req.socket;
+  if (!(wire instanceof Wire)) return;
+  const ex = wire.exchange;
+  if (ex === null || ex.res !== this) return;
   const req = asReq(ex.req);
   if (!req._consuming && !req._readableState.resumeScheduled) req._dump();
-  const wire = ex.wire;
   if (wire._httpMessage === this) this.detachSocket(wire as never);
   process.nextTick(emitResClose, this);
   ex.resFinished();
   ex.over();
-  ex.wire.exchange = null;
-  if (!wire.destroyed) ex.wire.adapter.release(wire);
+  wire.exchange = null;
+  if (!wire.destroyed) wire.adapter.release(wire);
 }
 
 /**
@@ -779,6 +783,7 @@ function onResFinish(this: ServerResponse): void {
  * addresses, takes what node writes to the current exchange, and lets req pull its body.
  */
 class Wire extends EventEmitter {
+  /** The exchange node writes to now; null once it finished or the Wire was destroyed. */
   exchange: Exchange | null = null;
   /** The response attached to this socket (ServerResponse#assignSocket sets it). */
   _httpMessage: ServerResponse | null = null;
@@ -1005,12 +1010,17 @@ export function nodeHandlerOf(app: App): NodeHandler | null {
 /** The shared state of one fromNodeHandler() app. */
 class Adapter {
   readonly defaultContentType: string;
-  /** Idle Wires by client connection, oldest first. */
-  private readonly idle = new Map<string, Wire>();
-  private last: Wire | null = null;
+  /**
+   * Wires kept for their client connection's next request, by REMOTE_PORT, oldest first. A
+   * Wire stays in it while it serves a request (its `exchange` is set then): a request costs
+   * two lookups and no change to the map.
+   */
+  private readonly wires = new Map<string, Wire>();
   private readonly maxIdle: number;
   /** Header values that passed the control-character check, by their place in rawHeaders(). */
   private readonly checked: string[] = [];
+  /** The request's headers, without Connection and Keep-Alive. */
+  private readonly headerReader = new HeaderReader(CLIENT_CONNECTION_HEADERS);
 
   constructor(
     private readonly handler: NodeHandler,
@@ -1029,29 +1039,23 @@ class Adapter {
    * (most are: the same client, the native codec's cached strings) was checked then.
    */
   private rawHeaders(env: Environ, hasLength: boolean, chunked: boolean): string[] | string {
-    const raw: string[] = [];
+    const raw = this.headerReader.read(env);
     const checked = this.checked;
-    for (const key in env) {
-      const name = headerOf(env, key);
-      if (name === null) continue;
-      const value = env[key] as string;
-      switch (name.length) {
-        case 10:
-          if (name === 'Connection' || name === 'Keep-Alive') continue;
-          break;
-        case 14:
-          if (name === 'Content-Length' && !hasLength) continue;
-          break;
-        case 17:
-          if (name === 'Transfer-Encoding' && !chunked) continue;
-          break;
+    for (let i = 0; i < raw.length;) {
+      const name = raw[i]!;
+      if (
+        (name.length === 14 && !hasLength && name === 'Content-Length') ||
+        (name.length === 17 && !chunked && name === 'Transfer-Encoding')
+      ) {
+        raw.splice(i, 2);
+        continue;
       }
-      const at = raw.length;
-      if (checked[at] !== value) {
+      const value = raw[i + 1]!;
+      if (checked[i] !== value) {
         if (BAD_VALUE.test(value)) return name;
-        checked[at] = value;
+        checked[i] = value;
       }
-      raw.push(name, value);
+      i += 2;
     }
     return raw;
   }
@@ -1060,39 +1064,27 @@ class Adapter {
   private acquire(env: Environ): Wire {
     const port = env.REMOTE_PORT;
     const key = typeof port === 'string' ? port : '';
-    const last = this.last;
-    if (last !== null && last.key === key && last.serves(env)) {
-      this.last = null;
-      return last;
-    }
-    const wire = this.idle.get(key);
-    if (wire !== undefined && wire.serves(env)) {
-      this.idle.delete(key);
-      return wire;
-    }
+    const wire = this.wires.get(key);
+    if (wire !== undefined && wire.exchange === null && wire.serves(env)) return wire;
     return new Wire(env, key, this);
   }
 
   /**
-   * The exchange on `wire` is over: keep it for the client connection's next request. The
-   * Wire released last waits outside the map (most next requests come from the same
-   * connection), the others in it.
+   * The exchange on `wire` is over: keep it for the client connection's next request, unless
+   * an idle Wire is kept for that connection already.
    */
   release(wire: Wire): void {
-    const last = this.last;
-    this.last = wire;
-    if (last === null || last === wire) return;
-    if (this.idle.has(last.key)) return;
-    if (this.idle.size >= this.maxIdle) {
-      const oldest = this.idle.keys().next().value as string;
-      this.idle.delete(oldest);
+    const wires = this.wires;
+    const kept = wires.get(wire.key);
+    if (kept === wire || (kept !== undefined && kept.exchange === null)) return;
+    if (kept === undefined && wires.size >= this.maxIdle) {
+      wires.delete(wires.keys().next().value as string);
     }
-    this.idle.set(last.key, last);
+    wires.set(wire.key, wire);
   }
 
   forget(wire: Wire): void {
-    if (this.last === wire) this.last = null;
-    else if (this.idle.get(wire.key) === wire) this.idle.delete(wire.key);
+    if (this.wires.get(wire.key) === wire) this.wires.delete(wire.key);
   }
 
   /** Runs one TSGI request. */
@@ -1100,7 +1092,7 @@ class Adapter {
     const reason = unsupportedRequest(env);
     if (reason !== null) return notImplemented(startResponse, reason);
     const cl = env.CONTENT_LENGTH;
-    const hasLength = typeof cl === 'string' && DIGITS.test(cl);
+    const hasLength = typeof cl === 'string' && cl !== '' && DIGITS.test(cl);
     const te = env.HTTP_TRANSFER_ENCODING;
     const chunked = !hasLength && typeof te === 'string' && te !== '';
     const raw = this.rawHeaders(env, hasLength, chunked);
@@ -1134,7 +1126,6 @@ class Adapter {
 
     const res = new ServerResponse(req);
     ex.res = res;
-    (res as Tagged)[EXCHANGE] = ex;
     res.on('finish', onResFinish);
     res.assignSocket(wire as never);
 

@@ -291,6 +291,62 @@ describe('fromNodeHandler: the request node:http builds', () => {
     expect(seen[2]!.req.socket.remotePort).toBe(5001);
   });
 
+  it('keeps one socket per client connection: interleaved connections, another host, a limit', async () => {
+    const { seen, app } = capture(hello);
+    const ports = ['5000', '5001', '5000', '5001'];
+    for (const port of ports) {
+      await harness(['REMOTE_PORT', port]).run(app);
+      await tick();
+    }
+    await harness(['REMOTE_PORT', '5000', 'REMOTE_ADDR', '192.0.2.8']).run(app);
+    const socket = (i: number) => seen[i]!.req.socket;
+    expect(socket(2)).toBe(socket(0));
+    expect(socket(3)).toBe(socket(1));
+    expect(socket(1)).not.toBe(socket(0));
+    expect(socket(4)).not.toBe(socket(0));
+    expect(socket(4).remoteAddress).toBe('192.0.2.8');
+
+    /* maxIdleConnections: 1 keeps the socket of one client connection only */
+    const limited: Seen[] = [];
+    const one = fromNodeHandler(
+      (req, res) => {
+        limited.push({ req, res });
+        hello(req, res);
+      },
+      { maxIdleConnections: 1 },
+    );
+    for (const port of ['7000', '7001', '7000', '7000']) {
+      await harness(['REMOTE_PORT', port]).run(one);
+      await tick();
+    }
+    const kept = (i: number) => limited[i]!.req.socket;
+    expect(kept(2)).not.toBe(kept(0));
+    expect(kept(3)).toBe(kept(2));
+  });
+
+  it('gives a request its own socket while another of the same client connection runs', async () => {
+    let held: ServerResponse | null = null;
+    const { seen, app } = capture((req, res) => {
+      if (req.headers['x-hold'] === undefined) hello(req, res);
+      else held = res;
+    });
+    await harness(['REMOTE_PORT', '6000']).run(app);
+    await tick();
+    /* on the kept socket, answered later */
+    const second = harness(['REMOTE_PORT', '6000', 'HTTP_X_HOLD', '1']).run(app);
+    await tick();
+    await harness(['REMOTE_PORT', '6000']).run(app);
+    await tick();
+    const socket = (i: number) => seen[i]!.req.socket;
+    expect(socket(1)).toBe(socket(0));
+    expect(socket(2)).not.toBe(socket(1));
+    (held as ServerResponse | null)!.end('late');
+    await second;
+    await tick();
+    await harness(['REMOTE_PORT', '6000']).run(app);
+    expect([socket(1), socket(2)]).toContain(socket(3));
+  });
+
   it('streams a Content-Length body to the handler', async () => {
     const input = new BodyInput(11);
     const { seen, app } = capture((req, res) => {
@@ -524,6 +580,89 @@ describe('the request headers an environ carries', () => {
       ['host', 'example.org:8080'],
       ['x-empty', ''],
     ]);
+  });
+});
+
+describe('the request headers of environs whose variables change from one request to the next', () => {
+  /* The header names are kept by each variable's place in the last environ: a variable at a
+   * place where another stood before, or a place that now holds no header, must be read anew. */
+  const requests: [string[], string[]][] = [
+    [
+      ['HTTP_X_A', '1', 'HTTP_X_B', '2', 'CONTENT_TYPE', ''],
+      ['X-A', '1', 'X-B', '2'],
+    ],
+    [
+      ['HTTP_X_B', '2', 'CONTENT_TYPE', 'text/plain', 'HTTP_X_A', '1'],
+      ['X-B', '2', 'Content-Type', 'text/plain', 'X-A', '1'],
+    ],
+    [
+      ['SCRIPT_NAME', '', 'HTTP_X_C', '3', 'CONTENT_TYPE', ''],
+      ['X-C', '3'],
+    ],
+    [
+      ['HTTP_X_C', '3', 'PATH_INFO', '', 'CONTENT_LENGTH', '0'],
+      ['X-C', '3', 'Content-Length', '0'],
+    ],
+    [
+      ['HTTP_X_C', '4', 'HTTP_X_D', '', 'HTTP_X_B', '5'],
+      ['X-C', '4', 'X-D', '', 'X-B', '5'],
+    ],
+  ];
+
+  it('fromNodeHandler: rawHeaders of each request are its own', async () => {
+    const { seen, app } = capture(hello);
+    for (const [pairs] of requests) await harness(pairs).run(app);
+    expect(seen.map((s) => s.req.rawHeaders)).toEqual(
+      requests.map(([, raw]) => ['Host', 'example.org:8080', ...raw]),
+    );
+  });
+
+  it("fromNodeHandler: no header of the client's connection, no framing header that does not frame the body", async () => {
+    const { seen, app } = capture(hello);
+    const cases: [string[], string[]][] = [
+      [
+        [
+          'HTTP_CONNECTION',
+          'keep-alive',
+          'HTTP_X_A',
+          '1',
+          'HTTP_KEEP_ALIVE',
+          'timeout=5',
+          'CONTENT_LENGTH',
+          '0',
+          'HTTP_TRANSFER_ENCODING',
+          'chunked',
+        ],
+        ['X-A', '1', 'Content-Length', '0'],
+      ],
+      [
+        ['CONTENT_LENGTH', '12x', 'HTTP_X_B', '2', 'HTTP_CONNECTION', 'close'],
+        ['X-B', '2'],
+      ],
+      [
+        ['HTTP_X_B', '2', 'HTTP_CONNECTION', 'close', 'HTTP_KEEP_ALIVE', 'x'],
+        ['X-B', '2'],
+      ],
+    ];
+    for (const [pairs] of cases) await harness(pairs).run(app);
+    expect(seen.map((s) => s.req.rawHeaders)).toEqual(
+      cases.map(([, raw]) => ['Host', 'example.org:8080', ...raw]),
+    );
+  });
+
+  it('fromFetch: the headers of each request are its own', async () => {
+    const seen: [string, string][][] = [];
+    const app = fromFetch((request) => {
+      seen.push([...request.headers]);
+      return new Response('');
+    });
+    for (const [pairs] of requests) await harness(pairs).run(app);
+    const lower = (raw: string[]): [string, string][] => {
+      const out: [string, string][] = [];
+      for (let i = 0; i < raw.length; i += 2) out.push([raw[i]!.toLowerCase(), raw[i + 1]!]);
+      return out.sort((a, b) => (a[0] < b[0] ? -1 : 1));
+    };
+    expect(seen).toEqual(requests.map(([, raw]) => lower(['Host', 'example.org:8080', ...raw])));
   });
 });
 
