@@ -168,6 +168,39 @@ const LAZY_INPUT = lazyKey('tsgi.input', (s) => s.makeInput());
 const LAZY_ERRORS = lazyKey('tsgi.errors', (s) => s.makeErrors());
 const LAZY_SIGNAL = lazyKey('tsgi.signal', (s) => s.makeSignal());
 
+/** A source whose tsgi.signal is `wrap` applied to the one of the source it stands for. */
+class WrappedSignalSource implements EnvironSource {
+  constructor(
+    private readonly inner: EnvironSource,
+    private readonly wrap: (inner: AbortSignal) => AbortSignal,
+  ) {}
+  makeInput(): Readable {
+    return this.inner.makeInput();
+  }
+  makeErrors(): Writable {
+    return this.inner.makeErrors();
+  }
+  makeSignal(): AbortSignal {
+    return this.wrap(this.inner.makeSignal());
+  }
+}
+
+/**
+ * @internal Makes the tsgi.signal of `env`, when first read, `wrap(protocol's signal)`: for an
+ * environ whose tsgi.signal is still the lazy key, by standing a source in front of its own, so
+ * the object keeps its shape (redefining the key would put it in dictionary mode, which costs
+ * every later read of the environ). False when `env` has no lazy tsgi.signal of its own (a
+ * value, or an object that inherits the key): the caller replaces the key itself then. Other
+ * callers of environSource() see the new source from then on.
+ */
+export function wrapSignal(env: Environ, wrap: (inner: AbortSignal) => AbortSignal): boolean {
+  const source = environSource(env) as EnvironSource | undefined;
+  if (source === undefined) return false;
+  const d = Object.getOwnPropertyDescriptor(env, 'tsgi.signal');
+  if (d === undefined || d.get !== LAZY_SIGNAL.get) return false;
+  return setEnvironSource(env, new WrappedSignalSource(source, wrap));
+}
+
 /** The extras of {@link makeEnviron} as a source. */
 class ExtrasSource implements EnvironSource {
   constructor(private readonly extras: EnvironExtras) {}

@@ -21,6 +21,7 @@
  */
 import type { App, Body, Chunk, Environ, Headers, StartResponse, Write } from '../gateway/types.js';
 import { environSource } from '../codec/environ.js';
+import { wrapSignal } from '../gateway/environ.js';
 import {
   socketFd,
   WATCHDOG_SOCKET,
@@ -198,11 +199,12 @@ export class RequestTracker {
     return (env: Environ, start: StartResponse) => {
       const req = new Req(env, start, performance.now(), listener);
       this.counters.inFlight++;
+      /* before hookSignal(): watch() asks the environ's source for its answer target */
+      if (watched) this.watch(req);
       if (timeout) {
         this.live.add(req);
         this.hookSignal(req);
       }
-      if (watched) this.watch(req);
       let result: Body | Promise<Body>;
       try {
         result = app(env, watchStart ? this.startResponse(req) : start);
@@ -291,9 +293,25 @@ export class RequestTracker {
     };
   }
 
-  /** Replaces tsgi.signal by one that also aborts on this request's timeout (made on first read). */
+  /** The tsgi.signal of `req`: `inner` (the protocol's) followed, or aborted on the timeout. */
+  private timedSignal(req: Req, inner: AbortSignal | undefined): AbortSignal {
+    const c = new AbortController();
+    req.controller = c;
+    if (req.timedOut) c.abort(timeoutError(this.timeoutMs));
+    else if (inner !== undefined) {
+      if (inner.aborted) c.abort(inner.reason);
+      else inner.addEventListener('abort', () => c.abort(inner.reason), { once: true });
+    }
+    return c.signal;
+  }
+
+  /**
+   * Makes tsgi.signal one that also aborts on this request's timeout (made on first read): in
+   * front of the environ's lazy key when it has one (wrapSignal), else by replacing the key.
+   */
   private hookSignal(req: Req): void {
     const env = req.env;
+    if (wrapSignal(env, (inner) => this.timedSignal(req, inner))) return;
     const d = Object.getOwnPropertyDescriptor(env, 'tsgi.signal');
     const settle = (v: unknown): void => {
       Object.defineProperty(env, 'tsgi.signal', {
@@ -308,15 +326,9 @@ export class RequestTracker {
       configurable: true,
       get: () => {
         const inner = (d?.get ? d.get.call(env) : d?.value) as AbortSignal | undefined;
-        const c = new AbortController();
-        req.controller = c;
-        if (req.timedOut) c.abort(timeoutError(this.timeoutMs));
-        else if (inner !== undefined) {
-          if (inner.aborted) c.abort(inner.reason);
-          else inner.addEventListener('abort', () => c.abort(inner.reason), { once: true });
-        }
-        settle(c.signal);
-        return c.signal;
+        const signal = this.timedSignal(req, inner);
+        settle(signal);
+        return signal;
       },
       set: settle,
     });

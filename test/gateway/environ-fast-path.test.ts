@@ -323,7 +323,7 @@ describe('the environ object', () => {
     expect(JSON.parse(out)).toEqual([true, true, true]);
   });
 
-  it('stays in fast mode, with its tsgi.* keys, as the SCGI, uwsgi, FastCGI and HTTP servers hand it to the app', async () => {
+  it('stays in fast mode, with its tsgi.* keys, as the SCGI, uwsgi, FastCGI and HTTP servers hand it to the app, also under --timeout', async () => {
     /* Not a timing: V8's own view of the environ an app gets (a request of a browser's headers
      * through nginx's params; lazy keys and all), for each protocol */
     await ensureBuilt();
@@ -333,6 +333,8 @@ describe('the environ object', () => {
       const { createUwsgiServer } = await import(${dist('protocol/uwsgi.js')});
       const { createFastcgiServer } = await import(${dist('protocol/fastcgi.js')});
       const { createHttpServer } = await import(${dist('protocol/http.js')});
+      const { RequestTracker } = await import(${dist('server/request-tracker.js')});
+      const timed = (app) => createFastcgiServer(new RequestTracker({ timeoutMs: 60000 }).wrap(app));
       const { SCGI_REQUEST, UWSGI_REQUEST, FCGI_REQUEST } = await import(${JSON.stringify(pathToFileURL(join(ROOT, 'bench', 'fixtures.mjs')).href)});
       const { connect } = await import('node:net');
       const http = 'GET /a?b HTTP/1.1\\r\\nHost: h\\r\\nUser-Agent: u\\r\\nConnection: close\\r\\n\\r\\n';
@@ -342,6 +344,7 @@ describe('the environ object', () => {
         ['uwsgi', createUwsgiServer, UWSGI_REQUEST],
         ['fastcgi', createFastcgiServer, FCGI_REQUEST],
         ['http', createHttpServer, http],
+        ['fastcgi --timeout', timed, FCGI_REQUEST],
       ]) {
         out[name] = [];
         const server = make((env, startResponse) => {
@@ -353,7 +356,7 @@ describe('the environ object', () => {
         for (let i = 0; i < 2; i++) {
           await new Promise((r) => {
             const s = connect(server.address().port, '127.0.0.1');
-            s.on('data', () => { if (name === 'fastcgi') s.end(); });
+            s.on('data', () => { if (name.startsWith('fastcgi')) s.end(); });
             s.on('close', r);
             s.write(request);
           });
@@ -372,6 +375,7 @@ describe('the environ object', () => {
       uwsgi: [true, true],
       fastcgi: [true, true],
       http: [true, true],
+      'fastcgi --timeout': [true, true],
     });
   });
 

@@ -32,7 +32,7 @@ function recorder() {
   return { log, requests, lines };
 }
 
-function harness(path = '/x') {
+function harness(path = '/x', signalAs: 'lazy' | 'value' = 'lazy') {
   const controller = new AbortController();
   const { calls, sink } = recordingSink(controller);
   const env = makeEnviron(
@@ -56,7 +56,7 @@ function harness(path = '/x') {
       protocol: 'test',
       input: new BodyInput(0),
       errors: errorStream(() => {}),
-      signal: () => controller.signal,
+      signal: signalAs === 'lazy' ? () => controller.signal : controller.signal,
     },
   );
   return { calls, env, controller, sink };
@@ -382,5 +382,41 @@ describe('RequestTracker: --timeout', () => {
     h.controller.abort(new Error('peer gone'));
     await done;
     expect((signal!.reason as Error).message).toBe('peer gone');
+  });
+  describe.each(['lazy', 'value'] as const)('tsgi.signal given as %s', (signalAs) => {
+    /** An app that reads tsgi.signal (before or after the timeout) and waits for its abort. */
+    async function aborted(readAfterTimeout: boolean, peerGone: boolean): Promise<Error> {
+      const t = new RequestTracker({ timeoutMs: 60_000 });
+      const h = harness('/x', signalAs);
+      let env: Environ | null = null;
+      const done = respond(
+        t.wrap(async (e) => {
+          env = e;
+          if (!readAfterTimeout) e['tsgi.signal'].addEventListener('abort', () => {});
+          await tick(20);
+          return [];
+        }),
+        h.env,
+        h.sink,
+      );
+      await tick();
+      if (peerGone) h.controller.abort(new Error('peer gone'));
+      else t.sweep(LATER());
+      const signal = env!['tsgi.signal'];
+      await done;
+      expect(signal.aborted).toBe(true);
+      expect(Object.keys(env!)).toContain('tsgi.signal');
+      return signal.reason as Error;
+    }
+
+    it('aborts with a TimeoutError, read before the timeout or after', async () => {
+      expect((await aborted(false, false)).name).toBe('TimeoutError');
+      expect((await aborted(true, false)).name).toBe('TimeoutError');
+    });
+
+    it('follows the protocol signal, read before the peer went away or after', async () => {
+      expect((await aborted(false, true)).message).toBe('peer gone');
+      expect((await aborted(true, true)).message).toBe('peer gone');
+    });
   });
 });
