@@ -1,38 +1,16 @@
 // Finding the NUL bytes of an SCGI header block, in order, 64 bytes at a time: vector
 // compares give a 64-bit mask of the NULs in 64 bytes, and each NUL then costs a
 // count-trailing-zeros. On the short fields of a request head this is several times cheaper
-// than a memchr call per field. Where no vector compare is available (or with
-// TSGI_SCAN_PORTABLE defined, which the native tests also build) a byte loop makes the mask.
+// than a memchr call per field. Without vector compares (simd.h) a byte loop makes the mask.
 #ifndef TSGI_CORE_SCAN_H_
 #define TSGI_CORE_SCAN_H_
 
 #include <cstddef>
 #include <cstdint>
 
-#if defined(TSGI_SCAN_PORTABLE)
-#elif defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)
-#include <emmintrin.h>
-#define TSGI_SCAN_SSE2 1
-#elif defined(__aarch64__) || defined(_M_ARM64)
-#include <arm_neon.h>
-#define TSGI_SCAN_NEON 1
-#endif
-
-#if defined(_MSC_VER) && !defined(__clang__)
-#include <intrin.h>
-#endif
+#include "simd.h"
 
 namespace tsgi {
-
-inline unsigned CountTrailingZeros(uint64_t v) {
-#if defined(_MSC_VER) && !defined(__clang__)
-  unsigned long i;
-  _BitScanForward64(&i, v);
-  return static_cast<unsigned>(i);
-#else
-  return static_cast<unsigned>(__builtin_ctzll(v));
-#endif
-}
 
 // Bit i set when p[i] is NUL, for i < n (n <= 64).
 inline uint64_t NulMaskShort(const uint8_t* p, size_t n) {
@@ -43,7 +21,7 @@ inline uint64_t NulMaskShort(const uint8_t* p, size_t n) {
 
 // Bit i set when p[i] is NUL, for the 64 bytes at p.
 inline uint64_t NulMask64(const uint8_t* p) {
-#if defined(TSGI_SCAN_SSE2)
+#if defined(TSGI_SIMD_SSE2)
   const __m128i zero = _mm_setzero_si128();
   uint64_t m0 = static_cast<uint32_t>(_mm_movemask_epi8(
       _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), zero)));
@@ -54,7 +32,7 @@ inline uint64_t NulMask64(const uint8_t* p) {
   uint64_t m3 = static_cast<uint32_t>(_mm_movemask_epi8(
       _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 48)), zero)));
   return m0 | (m1 << 16) | (m2 << 32) | (m3 << 48);
-#elif defined(TSGI_SCAN_NEON)
+#elif defined(TSGI_SIMD_NEON)
   // Each NUL keeps its own bit of 1, 2, 4, ... 128; three pairwise additions then pack the
   // 64 bytes into 8, byte k holding the bits of bytes 8k..8k+7.
   static const uint8_t kBits[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};

@@ -1,5 +1,5 @@
 // Unit tests of the NUL scanner of SCGI header blocks (native/core/scan.h): `ctest` runs this
-// binary twice, as built for the machine's vector unit and with TSGI_SCAN_PORTABLE.
+// binary twice, as built for the machine's vector unit and with TSGI_SIMD_PORTABLE.
 #include <cstdint>
 #include <cstdio>
 #include <vector>
