@@ -368,6 +368,36 @@ void TestScgi() {
                "0\0X\0\0SCGI\0"
                "1\0")),
        Err::kNone},
+      // CONTENT_LENGTH must be the first name, not merely a well-known one.
+      {Net(LIT("REQUEST_METHOD\0GET\0CONTENT_LENGTH\0"
+               "0\0SCGI\0"
+               "1\0")),
+       Err::kScgiNoContentLength},
+      // SCGI must have exactly the value 1, under exactly that name.
+      {Net(LIT("CONTENT_LENGTH\0"
+               "0\0SCGI\0\0")),
+       Err::kScgiNoScgi},
+      {Net(LIT("CONTENT_LENGTH\0"
+               "0\0SCGI\0"
+               "11\0")),
+       Err::kScgiNoScgi},
+      {Net(LIT("CONTENT_LENGTH\0"
+               "0\0SCGIX\0"
+               "1\0XSCGI\0"
+               "1\0")),
+       Err::kScgiNoScgi},
+      // Blocks longer than the scanner's 64-byte steps: fields across a step, a missing last NUL.
+      {Net(LIT("CONTENT_LENGTH\0"
+               "0\0") +
+           std::string(60, 'A') + LIT("\0v\0") + std::string(70, 'B') +
+           LIT("\0\0SCGI\0"
+               "1\0")),
+       Err::kNone},
+      {Net(LIT("CONTENT_LENGTH\0"
+               "0\0SCGI\0"
+               "1\0") +
+           std::string(100, 'C') + LIT("\0") + std::string(30, 'D')),
+       Err::kScgiBadHeaders},
   };
   for (const Case& c : cases) {
     tsgi::ScgiParser parser{tsgi::Limits()};
