@@ -7,7 +7,7 @@
 #include <cstdint>
 
 #if defined(TSGI_SIMD_PORTABLE)
-#elif defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)
+#elif defined(__SSE2__) || defined(_M_X64)
 #include <emmintrin.h>
 #define TSGI_SIMD_SSE2 1
 #elif defined(__aarch64__) || defined(_M_ARM64)
