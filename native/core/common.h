@@ -18,6 +18,17 @@ struct Limits {
   double max_record_body = 65535;
 };
 
+// The number of pairs at which the limit `max_pairs` refuses one more: for any count,
+// count >= PairCap(max_pairs) exactly when static_cast<double>(count) >= max_pairs, so the
+// parsers compare integers per pair and refuse at the same pair as the TypeScript codec.
+inline size_t PairCap(double max_pairs) {
+  if (max_pairs != max_pairs) return SIZE_MAX;  // NaN: no count compares >= it
+  if (max_pairs <= 0) return 0;
+  if (max_pairs >= 9007199254740992.0) return SIZE_MAX;  // 2^53 and above, Infinity
+  size_t cap = static_cast<size_t>(max_pairs);
+  return static_cast<double>(cap) < max_pairs ? cap + 1 : cap;
+}
+
 // Event kinds written by the parsers. FastCGI kinds 1-11 are the record types; the empty
 // stream records get kEndBase + type.
 enum EventKind : uint32_t {

@@ -44,9 +44,10 @@ inline uint8_t* WriteChars(uint8_t* out, const Ch* p, size_t n) {
 
 Error DecodeFcgiPairs(const uint8_t* p, size_t n, double max_pairs, std::vector<Pair>* out) {
   out->clear();
+  const size_t cap = PairCap(max_pairs);
   size_t pos = 0;
-  while (pos < n) {
-    if (static_cast<double>(out->size()) >= max_pairs) {
+  for (size_t count = 0; pos < n; ++count) {
+    if (count >= cap) {
       return MakeError(Err::kFcgiTooManyParams, 0, max_pairs);
     }
     uint32_t name_len = 0;

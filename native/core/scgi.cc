@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "names.h"
+#include "scan.h"
 
 namespace tsgi {
 namespace {
@@ -81,41 +82,37 @@ Error ScgiParser::Validate(uint64_t* content_length) {
   const uint8_t* p = block_.data();
   size_t n = block_.size();
   pairs_.clear();
+  // Every field ends with a NUL: the scanner yields the end of each name and value in turn.
+  NulScanner nuls(p, n);
+  const size_t cap = PairCap(limits_.max_pairs);
   size_t pos = 0;
-  while (pos < n) {
-    if (static_cast<double>(pairs_.size()) >= limits_.max_pairs) {
+  bool scgi = false;
+  for (size_t count = 0; pos < n; ++count) {
+    if (count >= cap) {
       return MakeError(Err::kScgiTooManyParams, 0, limits_.max_pairs);
     }
-    const void* name_end = std::memchr(p + pos, 0, n - pos);
-    if (name_end == nullptr) return MakeError(Err::kScgiBadHeaders);
-    size_t name_len = static_cast<size_t>(static_cast<const uint8_t*>(name_end) - (p + pos));
-    size_t val_off = pos + name_len + 1;
-    const void* val_end = val_off < n ? std::memchr(p + val_off, 0, n - val_off) : nullptr;
-    if (val_end == nullptr) return MakeError(Err::kScgiBadHeaders);
-    size_t val_len = static_cast<size_t>(static_cast<const uint8_t*>(val_end) - (p + val_off));
+    size_t name_end = nuls.Next();
+    if (name_end == n) return MakeError(Err::kScgiBadHeaders);
+    size_t val_end = nuls.Next();
+    if (val_end == n) return MakeError(Err::kScgiBadHeaders);
     Pair pair;
-    pair.name_id = InternName(p + pos, name_len);
+    pair.name_id = InternName(p + pos, name_end - pos);
     pair.name_off = static_cast<uint32_t>(pos);
-    pair.name_len = static_cast<uint32_t>(name_len);
-    pair.val_off = static_cast<uint32_t>(val_off);
-    pair.val_len = static_cast<uint32_t>(val_len);
+    pair.name_len = static_cast<uint32_t>(name_end - pos);
+    pair.val_off = static_cast<uint32_t>(name_end + 1);
+    pair.val_len = static_cast<uint32_t>(val_end - name_end - 1);
+    // SCGI must be sent with the value 1 (an id is only given to exactly its name).
+    if (pair.name_id == kIdScgi && pair.val_len == 1 && p[name_end + 1] == '1') scgi = true;
     pairs_.push_back(pair);
-    pos = val_off + val_len + 1;
+    pos = val_end + 1;
   }
-  if (pairs_.empty() ||
-      !Equals(p + pairs_[0].name_off, pairs_[0].name_len, kContentLength, kContentLengthSize)) {
+  if (pairs_.empty() || pairs_[0].name_id != kIdContentLength) {
     return MakeError(Err::kScgiNoContentLength);
   }
   if (!ParseContentLength(p + pairs_[0].val_off, pairs_[0].val_len, content_length)) {
     return MakeError(Err::kScgiBadContentLength);
   }
-  for (const Pair& pair : pairs_) {
-    if (Equals(p + pair.name_off, pair.name_len, "SCGI", 4) &&
-        Equals(p + pair.val_off, pair.val_len, "1", 1)) {
-      return Error();
-    }
-  }
-  return MakeError(Err::kScgiNoScgi);
+  return scgi ? Error() : MakeError(Err::kScgiNoScgi);
 }
 
 PushResult ScgiParser::Push(const uint8_t* chunk, size_t len, size_t start, Event* events,

@@ -38,9 +38,11 @@ Error UwsgiParser::Validate(uint64_t* content_length) {
   size_t n = block_.size();
   pairs_.clear();
   size_t pos = 0;
-  const Pair* cl = nullptr;
-  while (pos < n) {
-    if (static_cast<double>(pairs_.size()) >= limits_.max_pairs) {
+  constexpr size_t kNoPair = ~size_t{0};
+  size_t cl_index = kNoPair;
+  const size_t cap = PairCap(limits_.max_pairs);
+  for (size_t count = 0; pos < n; ++count) {
+    if (count >= cap) {
       return MakeError(Err::kUwsgiTooManyParams, 0, limits_.max_pairs);
     }
     if (n - pos < 2) return MakeError(Err::kUwsgiBadVars);
@@ -54,21 +56,17 @@ Error UwsgiParser::Validate(uint64_t* content_length) {
     pos += 2;
     if (val_len > n - pos) return MakeError(Err::kUwsgiBadVars);
     Pair pair;
-    pair.name_id = 0;
+    pair.name_id = InternName(p + key_off, key_len);
     pair.name_off = static_cast<uint32_t>(key_off);
     pair.name_len = static_cast<uint32_t>(key_len);
     pair.val_off = static_cast<uint32_t>(pos);
     pair.val_len = static_cast<uint32_t>(val_len);
     pos += val_len;
+    // The first CONTENT_LENGTH counts (an id is only given to exactly its name).
+    if (cl_index == kNoPair && pair.name_id == kIdContentLength) cl_index = count;
     pairs_.push_back(pair);
   }
-  for (Pair& pair : pairs_) {
-    pair.name_id = InternName(p + pair.name_off, pair.name_len);
-    if (cl == nullptr && pair.name_len == 14 &&
-        std::memcmp(p + pair.name_off, "CONTENT_LENGTH", 14) == 0) {
-      cl = &pair;
-    }
-  }
+  const Pair* cl = cl_index == kNoPair ? nullptr : &pairs_[cl_index];
   *content_length = 0;
   if (cl != nullptr && cl->val_len > 0) {
     if (cl->val_len > 15) return MakeError(Err::kUwsgiBadContentLength);

@@ -1,6 +1,7 @@
 // Unit tests of native/core (no Node, no framework): `ctest` runs this binary.
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -170,6 +171,37 @@ void TestNames() {
   CHECK(tsgi::InternName(x.data(), x.size()) == 0);
   CHECK(tsgi::InternName(x.data(), 0) == 0);
   CHECK(std::string(tsgi::NameAt(100000)).empty());
+  // A name that differs from a table name in any one byte, or is one byte shorter or longer
+  // at either end, is not interned (the lookup hashes only the length and the last bytes).
+  for (size_t id = 1; id < tsgi::NameCount(); ++id) {
+    std::string name = tsgi::NameAt(id);
+    for (size_t i = 0; i < name.size(); ++i) {
+      Bytes changed = B(name);
+      changed[i] = static_cast<uint8_t>(changed[i] ^ 0x20);
+      CHECK(tsgi::InternName(changed.data(), changed.size()) == 0);
+    }
+    for (const std::string& other :
+         {name.substr(1), name.substr(0, name.size() - 1), "X" + name, name + "X", "Y_" + name}) {
+      Bytes o = B(other);
+      CHECK(tsgi::InternName(o.data(), o.size()) == 0);
+    }
+  }
+  CHECK(std::string(tsgi::NameAt(tsgi::kIdContentLength)) == "CONTENT_LENGTH");
+  CHECK(std::string(tsgi::NameAt(tsgi::kIdScgi)) == "SCGI");
+}
+
+// PairCap gives the count at which a limit refuses, for any double the limit can be.
+void TestPairCap() {
+  const double inf = std::numeric_limits<double>::infinity();
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (double limit : {nan, -inf, -1.0, 0.0, 0.25, 1.0, 1.5, 2.0, 999.0, 999.5, 1000.0, 1e15,
+                       9007199254740991.0, 9007199254740992.0, 1e300, inf}) {
+    size_t cap = tsgi::PairCap(limit);
+    for (size_t count : {size_t{0}, size_t{1}, size_t{2}, size_t{999}, size_t{1000}, size_t{1001},
+                         size_t{1000000000000000}, size_t{9007199254740991}}) {
+      CHECK((count >= cap) == (static_cast<double>(count) >= limit));
+    }
+  }
 }
 
 void TestPairs() {
@@ -336,6 +368,36 @@ void TestScgi() {
                "0\0X\0\0SCGI\0"
                "1\0")),
        Err::kNone},
+      // CONTENT_LENGTH must be the first name, not merely a well-known one.
+      {Net(LIT("REQUEST_METHOD\0GET\0CONTENT_LENGTH\0"
+               "0\0SCGI\0"
+               "1\0")),
+       Err::kScgiNoContentLength},
+      // SCGI must have exactly the value 1, under exactly that name.
+      {Net(LIT("CONTENT_LENGTH\0"
+               "0\0SCGI\0\0")),
+       Err::kScgiNoScgi},
+      {Net(LIT("CONTENT_LENGTH\0"
+               "0\0SCGI\0"
+               "11\0")),
+       Err::kScgiNoScgi},
+      {Net(LIT("CONTENT_LENGTH\0"
+               "0\0SCGIX\0"
+               "1\0XSCGI\0"
+               "1\0")),
+       Err::kScgiNoScgi},
+      // Blocks longer than the scanner's 64-byte steps: fields across a step, a missing last NUL.
+      {Net(LIT("CONTENT_LENGTH\0"
+               "0\0") +
+           std::string(60, 'A') + LIT("\0v\0") + std::string(70, 'B') +
+           LIT("\0\0SCGI\0"
+               "1\0")),
+       Err::kNone},
+      {Net(LIT("CONTENT_LENGTH\0"
+               "0\0SCGI\0"
+               "1\0") +
+           std::string(100, 'C') + LIT("\0") + std::string(30, 'D')),
+       Err::kScgiBadHeaders},
   };
   for (const Case& c : cases) {
     tsgi::ScgiParser parser{tsgi::Limits()};
@@ -673,6 +735,7 @@ void TestWatchdog() {
 int main() {
   TestWatchdog();
   TestNames();
+  TestPairCap();
   TestPairs();
   TestFcgiRequest();
   TestFcgiMultiplexed();
