@@ -13,20 +13,9 @@
 #include "core/scgi.h"
 #include "core/uwsgi.h"
 #include "core/watchdog.h"
+#include "test/check.h"
 
 namespace {
-
-int g_failures = 0;
-int g_checks = 0;
-
-#define CHECK(cond)                                                          \
-  do {                                                                       \
-    ++g_checks;                                                              \
-    if (!(cond)) {                                                           \
-      ++g_failures;                                                          \
-      std::fprintf(stderr, "%s:%d: CHECK(%s)\n", __FILE__, __LINE__, #cond); \
-    }                                                                        \
-  } while (0)
 
 using Bytes = std::vector<uint8_t>;
 using tsgi::Err;
@@ -746,6 +735,5 @@ int main() {
   TestFcgiEncoders();
   TestRequestEncoders();
   TestStandingAndReset();
-  std::printf("%d checks, %d failures\n", g_checks, g_failures);
-  return g_failures == 0 ? 0 : 1;
+  return CheckReport();
 }

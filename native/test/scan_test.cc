@@ -5,20 +5,9 @@
 #include <vector>
 
 #include "core/scan.h"
+#include "test/check.h"
 
 namespace {
-
-int g_failures = 0;
-int g_checks = 0;
-
-#define CHECK(cond)                                                          \
-  do {                                                                       \
-    ++g_checks;                                                              \
-    if (!(cond)) {                                                           \
-      ++g_failures;                                                          \
-      std::fprintf(stderr, "%s:%d: CHECK(%s)\n", __FILE__, __LINE__, #cond); \
-    }                                                                        \
-  } while (0)
 
 // The offsets of the NULs of `b`, then its length, then its length again.
 std::vector<size_t> Naive(const std::vector<uint8_t>& b) {
@@ -77,6 +66,5 @@ int main() {
     for (size_t i = 0; i < n; ++i) CHECK(scanner.Next() == i);
     CHECK(scanner.Next() == n);
   }
-  std::printf("%d checks, %d failures\n", g_checks, g_failures);
-  return g_failures == 0 ? 0 : 1;
+  return CheckReport();
 }
