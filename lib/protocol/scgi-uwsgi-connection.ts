@@ -298,13 +298,13 @@ export class StreamConnection implements FlowControl {
   }
 
   private event(ev: StreamVarsEvent): void {
+    /* body bytes are kept (queued, or by the request's body source): never a view */
+    if (ev.type === 'body' && this.transientChunks) {
+      ev = { type: 'body', data: Buffer.from(ev.data) };
+    }
     if (this.queue !== null) {
       if (this.queue.length === 0) this.block();
-      this.queue.push(
-        ev.type === 'body' && this.transientChunks
-          ? { type: 'body', data: Buffer.from(ev.data) }
-          : ev,
-      );
+      this.queue.push(ev);
       return;
     }
     switch (ev.type) {
@@ -315,11 +315,9 @@ export class StreamConnection implements FlowControl {
         req.start(ev.vars);
         break;
       }
-      case 'body': {
-        const req = this.current;
-        if (req !== null) req.feed(this.transientChunks ? Buffer.from(ev.data) : ev.data);
+      case 'body':
+        this.current?.feed(ev.data);
         break;
-      }
       case 'bodyEnd': {
         const req = this.current;
         if (req === null) break;
