@@ -669,11 +669,6 @@ class NativeListener {
   /** @internal `id` was closed by JavaScript: its 'close' is emitted on the next tick. */
   forget(id: number, conn: NativeConnection, reset: boolean): void {
     this.native.close(id, reset);
-    this.forgotten(id, conn);
-  }
-
-  /** @internal `id` is closed and the addon sends no more events for it. */
-  forgotten(id: number, conn: NativeConnection): void {
     this.conns[id] = undefined;
     process.nextTick(this.closedByUs, conn);
   }
