@@ -42,20 +42,23 @@ export function percentDecodeLatin1(s: string): string {
 
 /** The path of a request target (origin-form or absolute-form), without the query. */
 export function requestPath(uri: string): string {
+  if (uri.charCodeAt(0) === 47 /* / */) {
+    /* origin-form, what front servers send: one pass up to "?" or "#" */
+    for (let i = 1; i < uri.length; i++) {
+      const c = uri.charCodeAt(i);
+      if (c === 63 /* ? */ || c === 35 /* # */) return uri.slice(0, i);
+    }
+    return uri;
+  }
   let end = uri.indexOf('?');
   if (end === -1) end = uri.length;
   const hash = uri.indexOf('#');
   if (hash !== -1 && hash < end) end = hash;
-  let start = 0;
-  if (uri.charCodeAt(0) !== 47 /* / */) {
-    const scheme = uri.indexOf('://');
-    if (scheme !== -1 && scheme < end) {
-      const slash = uri.indexOf('/', scheme + 3);
-      if (slash === -1 || slash > end) return '/';
-      start = slash;
-    }
-  }
-  return uri.slice(start, end);
+  const scheme = uri.indexOf('://');
+  if (scheme === -1 || scheme >= end) return uri.slice(0, end);
+  const slash = uri.indexOf('/', scheme + 3);
+  if (slash === -1 || slash > end) return '/';
+  return uri.slice(slash, end);
 }
 
 function fixPaths(vars: CgiVariables): void {

@@ -74,6 +74,15 @@ function cgiName(name: string): string | null {
   return cgi;
 }
 
+/**
+ * The raw header names of the request before, by place in rawHeaders, and their CGI names: the
+ * requests of one client (nginx's, most of all) repeat their header names in the same order,
+ * and a name compared with the one at its place costs less than a lookup, which hashes the
+ * new string node made for it.
+ */
+const lastRawNames: string[] = [];
+const lastCgiNames: (string | null)[] = [];
+
 /** A connection's addresses as CGI variables (REMOTE_*, SERVER_ADDR/PORT). */
 interface SocketEnds {
   remoteAddr: string | undefined;
@@ -141,9 +150,12 @@ function socketEnds(socket: Socket): SocketEnds {
 export function httpVariables(req: IncomingMessage): CgiVariables {
   const url = req.url ?? '/';
   const q = url.indexOf('?');
-  let query = q === -1 ? '' : url.slice(q + 1);
-  const hash = query.indexOf('#');
-  if (hash !== -1) query = query.slice(0, hash);
+  let query = '';
+  if (q !== -1) {
+    query = url.slice(q + 1);
+    const hash = query.indexOf('#');
+    if (hash !== -1) query = query.slice(0, hash);
+  }
   const socket = req.socket;
   /* straight into the environ object, by the rules of cgiVariables() (addVariable) */
   const vars = environObject();
@@ -165,8 +177,15 @@ export function httpVariables(req: IncomingMessage): CgiVariables {
     vars.SERVER_PORT = ends.serverPort;
   }
   const raw = req.rawHeaders;
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = cgiName(raw[i]!);
+  for (let i = 0, at = 0; i + 1 < raw.length; i += 2, at++) {
+    const rawName = raw[i]!;
+    let name: string | null;
+    if (lastRawNames[at] === rawName) name = lastCgiNames[at] ?? null;
+    else {
+      name = cgiName(rawName);
+      lastRawNames[at] = rawName;
+      lastCgiNames[at] = name;
+    }
     if (name !== null) addVariable(vars, name, raw[i + 1]!);
   }
   return vars;

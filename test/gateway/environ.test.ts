@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { cgiVariables } from '../../lib/codec/environ.js';
-import { makeEnviron } from '../../lib/gateway/environ.js';
+import { makeEnviron, requestPath } from '../../lib/gateway/environ.js';
 import { errorStream } from '../../lib/gateway/errors.js';
 import { BodyInput } from '../../lib/gateway/input.js';
 import { checkEnviron } from '../../lib/gateway/validate.js';
@@ -155,5 +155,28 @@ describe('makeEnviron(): CGI variables made consistent', () => {
     ]);
     expect([env.SCRIPT_NAME, env.PATH_INFO, env.QUERY_STRING]).toEqual(['', '', '']);
     expect(checkEnviron(env)).toEqual([]);
+  });
+});
+
+describe('requestPath()', () => {
+  it('is the path of an origin-form or absolute-form target, without query or fragment', () => {
+    const cases: [string, string][] = [
+      ['/', '/'],
+      ['/a/b', '/a/b'],
+      ['/a?b=1', '/a'],
+      ['/a#f', '/a'],
+      ['/a?b#c', '/a'],
+      ['/a#f?x', '/a'],
+      ['/?u=http://h/x', '/'],
+      ['/p%20q?', '/p%20q'],
+      ['http://h/p?q', '/p'],
+      ['http://h?q=/x', '/'],
+      ['http://h', '/'],
+      ['https://h:8/a/b#f', '/a/b'],
+      ['*', '*'],
+      ['', ''],
+      ['h/p?q', 'h/p'],
+    ];
+    expect(cases.map(([uri]) => [uri, requestPath(uri)])).toEqual(cases);
   });
 });

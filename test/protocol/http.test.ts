@@ -93,6 +93,39 @@ describe('HTTP server (node:http)', () => {
     expect(seen.REMOTE_PORT).toMatch(/^[0-9]+$/);
   });
 
+  it('names each header by its own name when the one at its place changes between requests', async () => {
+    const seen: Record<string, unknown>[] = [];
+    const { port } = await start((env, startResponse) => {
+      seen.push(
+        Object.fromEntries(Object.entries(env).filter(([k]) => /^(HTTP|CONTENT)_/.test(k))),
+      );
+      startResponse('200 OK', TEXT);
+      return ['x'];
+    });
+    const heads = [
+      'Host: h\r\nX-A: 1\r\nX-B: 2',
+      'Host: h\r\nX-B: 3\r\nX-A: 4',
+      'Host: h\r\nX_B: 5\r\nX-A: 6',
+      'Host: h\r\nX-B: 7\r\nX-A: 8\r\nContent-Type: t',
+      'host: h\r\nx-b: 9',
+    ];
+    const s = connect(port, '127.0.0.1');
+    for (const head of heads) {
+      await new Promise<void>((resolve) => {
+        s.once('data', () => resolve());
+        s.write(`GET / HTTP/1.1\r\n${head}\r\n\r\n`);
+      });
+    }
+    s.destroy();
+    expect(seen).toEqual([
+      { HTTP_HOST: 'h', HTTP_X_A: '1', HTTP_X_B: '2' },
+      { HTTP_HOST: 'h', HTTP_X_B: '3', HTTP_X_A: '4' },
+      { HTTP_HOST: 'h', HTTP_X_A: '6' },
+      { HTTP_HOST: 'h', HTTP_X_B: '7', HTTP_X_A: '8', CONTENT_TYPE: 't' },
+      { HTTP_HOST: 'h', HTTP_X_B: '9' },
+    ]);
+  });
+
   it('sends an exact response with Content-Length for an array body', async () => {
     const { port } = await start((_env, startResponse) => {
       startResponse('201 Made It', [...TEXT, ['X-Bytes', '\xe9\xff']]);
