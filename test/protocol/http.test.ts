@@ -8,6 +8,8 @@ import { errorStream } from '../../lib/gateway/errors.js';
 import { validate } from '../../lib/gateway/validate.js';
 import { createHttpServer, httpVariables, type HttpServer } from '../../lib/protocol/http.js';
 import { VERSION } from '../../lib/version.js';
+import { NAMES } from '../../lib/codec/boundary.js';
+import { cgiVariables } from '../../lib/codec/environ.js';
 
 const servers: HttpServer[] = [];
 afterEach(async () => {
@@ -215,6 +217,34 @@ describe('HTTP server (node:http)', () => {
     expect(ends(httpVariables(req('127.0.0.7', '127.0.0.7')))).toBe(
       '127.0.0.9 4321 127.0.0.7 8080',
     );
+  });
+
+  it('stores every well-known header variable as cgiVariables() does, repeats included', () => {
+    const req = (rawHeaders: string[]) =>
+      ({
+        url: '/',
+        method: 'GET',
+        httpVersion: '1.1',
+        rawHeaders,
+        socket: { remoteAddress: undefined, localPort: undefined },
+      }) as unknown as IncomingMessage;
+    const headerVars = (v: Record<string, unknown>) =>
+      Object.fromEntries(Object.entries(v).filter(([k]) => /^(HTTP|CONTENT)_/.test(k)));
+    const named = NAMES.filter((n) => /^(HTTP_|CONTENT_(TYPE|LENGTH)$)/.test(n));
+    expect(named.length).toBeGreaterThan(20);
+    for (const cgi of named) {
+      const header = (cgi.startsWith('HTTP_') ? cgi.slice(5) : cgi).replace(/_/g, '-');
+      /* the header's own variable (Content-Type makes CONTENT_TYPE, never HTTP_CONTENT_TYPE) */
+      const own = /^CONTENT-(TYPE|LENGTH)$/.test(header)
+        ? header.replace('-', '_')
+        : 'HTTP_' + header.replace(/-/g, '_');
+      /* twice in a row: the second time its CGI name is the one kept from the first */
+      for (let round = 0; round < 2; round++) {
+        const got = headerVars(httpVariables(req([header, 'a', 'X-Other', 'o', header, 'b'])));
+        const want = headerVars(cgiVariables([own, 'a', 'HTTP_X_OTHER', 'o', own, 'b']));
+        expect([cgi, got]).toEqual([cgi, want]);
+      }
+    }
   });
 
   it('gives SERVER_PORT of the port the server listens on now, after a close and a new listen()', async () => {
