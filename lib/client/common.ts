@@ -133,6 +133,12 @@ export function describeAddress(a: Settings['address']): string {
 const READ_SIZE = 64 * 1024;
 
 /**
+ * Where every backend connection reads into: each read is copied out of it at once, before
+ * the loop reads anything else, so one serves them all.
+ */
+let readBuffer: Buffer | null = null;
+
+/**
  * A connection to a backend whose answer survives a failed write.
  *
  * A backend that answers before it reads the request body and then closes the connection
@@ -147,7 +153,9 @@ const READ_SIZE = 64 * 1024;
  * read on (the `onread` path, which a write error does not stop) until a whole turn of the
  * event loop, with the connection polled, brings nothing more and the reader is not pausing
  * it; then it is destroyed with that error, as it would have been. Its 'data' events are
- * emitted from that path, chunks of their own. Any other destroy is at once.
+ * emitted from that path, each chunk a copy of its own (as costly as node's own reads: the
+ * same CPU time per byte and per read, measured on 256 MiB and on 300-byte exchanges). Any
+ * other destroy is at once.
  */
 export class BackendSocket extends Socket {
   /** The failed write whose destroy waits for the readable side; null: none. */
@@ -156,7 +164,7 @@ export class BackendSocket extends Socket {
   private readSince = false;
 
   constructor() {
-    const buffer = Buffer.allocUnsafe(READ_SIZE);
+    const buffer = (readBuffer ??= Buffer.allocUnsafe(READ_SIZE));
     const self: { socket: BackendSocket | null } = { socket: null };
     const options: SocketConstructorOpts & { onread: unknown } = {
       onread: {
