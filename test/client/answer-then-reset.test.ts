@@ -8,11 +8,13 @@
  * The backend is a raw node:net server that answers the first bytes it reads and then calls
  * resetAndDestroy() (SO_LINGER 0). A gate orders the rest: the client's body yields its next
  * chunk only once the reset was sent, so the write that follows runs before the client's loop
- * has polled the connection again.
+ * has polled the connection again. Last, the connection itself (BackendSocket): a reader that
+ * pauses it keeps what is left readable until it resumes.
  */
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { text } from 'node:stream/consumers';
 import { afterEach, describe, expect, it } from 'vitest';
+import { BackendSocket } from '../../lib/client/common.js';
 import { createClient, type Client, type ClientProtocol } from '../../lib/index.js';
 
 const BODY = 'too large\n';
@@ -162,3 +164,44 @@ for (const protocol of ['scgi', 'uwsgi'] as const) {
     });
   });
 }
+
+describe('BackendSocket, a write that meets the reset while its reader pauses it', () => {
+  it('is not destroyed until the reader resumes and has read what was left', async () => {
+    const paused = gate();
+    const reset = gate();
+    server = createServer((socket) => {
+      sockets.add(socket);
+      socket.on('error', () => {});
+      socket.once('data', async () => {
+        socket.write('a'.repeat(10));
+        await paused.opened;
+        /* read by the client only once it resumes */
+        socket.write('b'.repeat(10));
+        socket.resetAndDestroy();
+        reset.open();
+      });
+    });
+    await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
+    const socket = new BackendSocket();
+    const events: string[] = [];
+    socket.on('data', (chunk: Buffer) => {
+      events.push(`data ${chunk.toString()}`);
+      if (events.length > 1) return;
+      socket.pause();
+      paused.open();
+    });
+    socket.on('error', (err: NodeJS.ErrnoException) =>
+      events.push(`error ${err.syscall} ${err.code}`),
+    );
+    const closed = new Promise((r) => socket.once('close', r));
+    socket.connect((server!.address() as AddressInfo).port, '127.0.0.1');
+    socket.write('request');
+    await reset.opened;
+    socket.write('more of the body');
+    for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
+    expect([socket.destroyed, events]).toEqual([false, ['data aaaaaaaaaa']]);
+    socket.resume();
+    await closed;
+    expect(events).toEqual(['data aaaaaaaaaa', 'data bbbbbbbbbb', 'error write ECONNRESET']);
+  });
+});
