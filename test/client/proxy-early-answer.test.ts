@@ -37,6 +37,12 @@ import type { Child } from '../support/spawn.js';
 const ROOT = join(import.meta.dirname, 'php');
 const bin = findPhpFpm();
 const uwsgiBin = findUwsgi();
+if (uwsgiBin === null) {
+  console.warn(
+    `\n!!!!! uwsgi not found (Debian packages uwsgi-core uwsgi-plugin-python3): the uWSGI` +
+      ` early-answer tests are SKIPPED${isCI ? ' — and FAIL, because CI=true' : ''} !!!!!\n`,
+  );
+}
 
 describe.runIf(bin === null && isCI)('php-fpm', () => {
   it('is installed', () => {
