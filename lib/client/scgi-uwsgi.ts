@@ -10,6 +10,13 @@
  * upload) is read whole first (spool.ts: in memory up to `bodyBufferSize`, then in a
  * temporary file) up to `maxBufferedBody` bytes, and refused beyond with EBODYTOOLARGE (413),
  * as nginx's client_max_body_size refuses it.
+ *
+ * A backend that answers before reading the body and closes the connection (uWSGI refusing an
+ * upload) leaves the body unread in its kernel, which then resets the connection instead of
+ * closing it (RST, no FIN). A reset after the response head is therefore taken as the
+ * response's end, as a close is: the answer the backend sent before it is delivered (a body
+ * write the reset fails first does not lose it: see {@link BackendSocket}). Only a response
+ * whose `Content-Length` says more bytes were due fails (ECONNRESET), as a truncated one.
  */
 import type { Socket } from 'node:net';
 import { selectedCodec } from '../codec/index.js';
@@ -29,7 +36,7 @@ import {
   type CommonOptions,
 } from './common.js';
 import { ClientError, socketError } from './errors.js';
-import { findHeadEnd, parseHead } from './head.js';
+import { findHeadEnd, parseHead, type ResponseHead } from './head.js';
 import {
   spoolBody,
   spoolSettings,
@@ -87,10 +94,11 @@ abstract class StreamClient extends LimitedClient {
         setPair(pairs, 'CONTENT_LENGTH', String(length));
       }
       const head = this.encode(pairs, length);
+      const bodyless = pairValue(pairs, 'REQUEST_METHOD') === 'HEAD';
       const socket = await openSocket(this.s, signal);
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
-      return await this.exchange(socket, head, whole, stream, signal, release, spooled);
+      return await this.exchange(socket, head, whole, stream, signal, release, spooled, bodyless);
     } catch (err) {
       release();
       await spooled?.dispose();
@@ -116,12 +124,16 @@ abstract class StreamClient extends LimitedClient {
     signal: AbortSignal | undefined,
     release: () => void,
     spooled: Spooled | null,
+    bodyless: boolean,
   ): Promise<ClientResponse> {
     return new Promise<ClientResponse>((resolve, reject) => {
       const s = this.s;
       let res: ClientResponse | null = null;
       let out: ResponseBody | null = null;
       let headBuf: Buffer | null = null;
+      /* the body bytes the head announced (-1: none announced), and those received */
+      let due = -1;
+      let received = 0;
       let done = false;
       let sent = false;
       let readTimer: NodeJS.Timeout | null = null;
@@ -165,6 +177,7 @@ abstract class StreamClient extends LimitedClient {
         if (done) return;
         armRead();
         if (out !== null) {
+          received += chunk.length;
           if (!out.push(chunk)) {
             paused = true;
             if (readTimer !== null) clearTimeout(readTimer);
@@ -200,14 +213,22 @@ abstract class StreamClient extends LimitedClient {
           },
         });
         res = { ...parsed, body: out };
+        due = announcedLength(parsed, bodyless);
         const rest = headBuf.subarray(end[1]);
         headBuf = null;
+        received = rest.length;
         if (rest.length > 0 && !out.push(rest)) {
           paused = true;
           socket.pause();
         }
         resolve(res);
       });
+      /* the response ends with the connection: a FIN, or a reset after the head */
+      const ended = (): void => {
+        const b = out!;
+        finish();
+        b.push(null);
+      };
       socket.on('end', () => {
         if (done) return;
         if (out === null) {
@@ -219,11 +240,27 @@ abstract class StreamClient extends LimitedClient {
           );
           return;
         }
-        const b = out;
-        finish();
-        b.push(null);
+        ended();
       });
-      socket.on('error', (err) => fail(socketError(err, 'the connection to the backend failed')));
+      socket.on('error', (err: NodeJS.ErrnoException) => {
+        if (done) return;
+        const code = err.code;
+        if (out !== null && (code === 'ECONNRESET' || code === 'EPIPE')) {
+          if (due < 0 || received >= due) {
+            ended();
+            return;
+          }
+          fail(
+            new ClientError(
+              'ECONNRESET',
+              `the backend reset the connection ${received} bytes into a body of ${due}`,
+              { cause: err },
+            ),
+          );
+          return;
+        }
+        fail(socketError(err, 'the connection to the backend failed'));
+      });
       socket.on('close', () =>
         fail(
           new ClientError(
@@ -287,4 +324,19 @@ export class UwsgiClient extends StreamClient {
   protected encode(pairs: string[]): Uint8Array {
     return this.codec.uwsgiRequest(pairs, this.m1, this.m2);
   }
+}
+
+/**
+ * The body length a response head announces: its `Content-Length`, 0 when it can have no
+ * body (a HEAD request, 1xx, 204, 304), -1 when it announces none (the close ends it).
+ */
+function announcedLength(head: ResponseHead, bodyless: boolean): number {
+  const s = head.status;
+  if (bodyless || s < 200 || s === 204 || s === 304) return 0;
+  for (const [name, value] of head.headers) {
+    if (name.length === 14 && name.toLowerCase() === 'content-length') {
+      return /^[0-9]{1,15}$/.test(value.trim()) ? Number(value.trim()) : -1;
+    }
+  }
+  return -1;
 }
