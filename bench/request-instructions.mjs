@@ -1,14 +1,27 @@
 /**
- * Instructions per SCGI / uwsgi request in the serving process, counted by callgrind.
+ * Instructions per request in the serving process, counted by callgrind.
  *
- *   node bench/request-instructions.mjs scgi|uwsgi [N] [PORT]
+ *   node bench/request-instructions.mjs scgi|uwsgi|fastcgi|http|node-http [N] [PORT] [CONNS]
  *
- * Starts `tsgi serve --scgi|--uwsgi 127.0.0.1:PORT examples/hello.mjs` under
- * `valgrind --tool=callgrind --instr-atstart=no`, sends 6000 warm-up requests (WARM), turns
- * instrumentation on (callgrind_control -i on), sends N requests (default 2000), turns it off
- * and prints the instructions counted divided by N. Each request is the nginx-typical request of
- * bench/fixtures.mjs on a connection of its own, written whole at once, read until the server
- * closes. Needs valgrind; prints the machine line, codec and transport.
+ * Starts the server under `valgrind --tool=callgrind --instr-atstart=no`, sends 6000 warm-up
+ * requests (WARM), turns instrumentation on (callgrind_control -i on), sends N requests
+ * (default 2000), turns it off and prints the instructions counted divided by N:
+ *
+ *   scgi, uwsgi  `tsgi serve --scgi|--uwsgi 127.0.0.1:PORT examples/hello.mjs`; each request is
+ *                the nginx-typical request of bench/fixtures.mjs on a connection of its own,
+ *                written whole at once, read until the server closes;
+ *   fastcgi      `tsgi serve --fastcgi …` with the same request as FastCGI records with
+ *                KEEP_CONN, on kept connections (as nginx's fastcgi_keep_conn), read until its
+ *                END_REQUEST;
+ *   http         `tsgi serve --http …` running bench/e2e/hello.mjs, the TSGI hello world of
+ *                bench:e2e's tsgi-http row, on kept connections, each request as nginx's
+ *                proxy_pass with HTTP/1.1 writes it (Host, no Connection header);
+ *   node-http    the same requests to plain node:http (bench/e2e/node-http.mjs, the node-http
+ *                row): the floor the http mode is compared with.
+ *
+ * The kept-connection modes spread the requests over CONNS connections at once (default 1;
+ * bench:e2e's wrk runs 50), each sending its next request when the answer to the one before
+ * arrived. Needs valgrind; prints the machine line, codec and transport.
  */
 import { spawn, execFileSync } from 'node:child_process';
 import { connect } from 'node:net';
@@ -16,36 +29,141 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SCGI_REQUEST, UWSGI_REQUEST } from './fixtures.mjs';
+import {
+  FCGI_KEEP_CONN,
+  REQUEST_PAIRS,
+  SCGI_REQUEST,
+  UWSGI_REQUEST,
+  buildFcgiRequest,
+} from './fixtures.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const protocol = process.argv[2] ?? 'scgi';
+const mode = process.argv[2] ?? 'scgi';
 const n = Number(process.argv[3] ?? 2000);
 const port = Number(process.argv[4] ?? 27100);
+const conns = Number(process.argv[5] ?? 1);
 const warm = Number(process.env.WARM ?? 6000);
-const request = protocol === 'uwsgi' ? UWSGI_REQUEST : SCGI_REQUEST;
+const HOST = `127.0.0.1:${port}`;
 
+/** How each mode's server starts, what it is sent, and when an answer is complete. */
+const MODES = {
+  scgi: { args: tsgi('--scgi', 'examples/hello.mjs'), request: SCGI_REQUEST, kept: false },
+  uwsgi: { args: tsgi('--uwsgi', 'examples/hello.mjs'), request: UWSGI_REQUEST, kept: false },
+  fastcgi: {
+    args: tsgi('--fastcgi', 'examples/hello.mjs'),
+    request: buildFcgiRequest(REQUEST_PAIRS, 1, FCGI_KEEP_CONN),
+    kept: true,
+    complete: fcgiEnded,
+  },
+  http: {
+    args: tsgi('--http', 'bench/e2e/hello.mjs'),
+    request: Buffer.from('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n'),
+    kept: true,
+    complete: httpEnded,
+  },
+  'node-http': {
+    args: [join(root, 'bench/e2e/node-http.mjs'), HOST],
+    request: Buffer.from('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n'),
+    kept: true,
+    complete: httpEnded,
+  },
+};
+
+function tsgi(flag, app) {
+  return [join(root, 'dist/cli.js'), 'serve', flag, HOST, join(root, app)];
+}
+
+/** Bytes up to the end of the first FastCGI END_REQUEST record in `b`, else -1. */
+function fcgiEnded(b) {
+  for (let at = 0; at + 8 <= b.length;) {
+    const size = 8 + b.readUInt16BE(at + 4) + b[at + 6];
+    if (at + size > b.length) return -1;
+    if (b[at + 1] === 3) return at + size;
+    at += size;
+  }
+  return -1;
+}
+
+/** Bytes up to the end of the first HTTP response in `b` (with a Content-Length), else -1. */
+function httpEnded(b) {
+  const head = b.indexOf('\r\n\r\n');
+  if (head === -1) return -1;
+  const m = /\r\ncontent-length: *(\d+)/i.exec(b.subarray(0, head).toString('latin1'));
+  if (m === null) throw new Error('a response without Content-Length');
+  const end = head + 4 + Number(m[1]);
+  return end <= b.length ? end : -1;
+}
+
+const spec = MODES[mode];
+if (spec === undefined) throw new Error(`mode must be one of ${Object.keys(MODES).join(', ')}`);
+
+/** One request on a connection of its own, read until the server closes. */
 function once() {
   return new Promise((resolve, reject) => {
     const s = connect(port, '127.0.0.1');
     let got = 0;
-    s.on('connect', () => s.write(request));
+    s.on('connect', () => s.write(spec.request));
     s.on('data', (d) => (got += d.length));
     s.on('error', reject);
     s.on('close', () => (got > 0 ? resolve() : reject(new Error('empty response'))));
   });
 }
 
+/** `count` requests one after another on the kept connection `s`. */
+function sendOn(s, count) {
+  return new Promise((resolve, reject) => {
+    if (count === 0) return resolve();
+    let left = count;
+    let buf = Buffer.alloc(0);
+    const onData = (d) => {
+      buf = Buffer.concat([buf, d]);
+      const end = spec.complete(buf);
+      if (end === -1) return;
+      buf = buf.subarray(end);
+      if (--left > 0) s.write(spec.request);
+      else {
+        s.off('data', onData);
+        s.off('error', reject);
+        resolve();
+      }
+    };
+    s.on('data', onData);
+    s.on('error', reject);
+    s.write(spec.request);
+  });
+}
+
+let sockets = [];
 async function send(count) {
-  for (let i = 0; i < count; i++) await once();
+  if (!spec.kept) {
+    for (let i = 0; i < count; i++) await once();
+    return;
+  }
+  const each = Math.floor(count / sockets.length);
+  await Promise.all(
+    sockets.map((s, i) => sendOn(s, i === 0 ? count - each * (sockets.length - 1) : each)),
+  );
+}
+
+function open() {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.off('error', reject);
+      resolve(s);
+    });
+    s.once('error', reject);
+  });
 }
 
 async function waitUp() {
   for (let i = 0; i < 600; i++) {
     try {
-      await once();
+      if (!spec.kept) await once();
+      else await sendOn(await open().then((s) => (sockets.push(s), s)), 1);
       return;
     } catch {
+      sockets = [];
       await new Promise((r) => setTimeout(r, 200));
     }
   }
@@ -60,11 +178,7 @@ const server = spawn(
     '--instr-atstart=no',
     `--callgrind-out-file=${process.env.KEEP_CG ?? join(dir, 'cg.out')}`,
     process.execPath,
-    join(root, 'dist/cli.js'),
-    'serve',
-    `--${protocol}`,
-    `127.0.0.1:${port}`,
-    join(root, 'examples/hello.mjs'),
+    ...spec.args,
   ],
   { stdio: ['ignore', 'ignore', 'pipe'], env: process.env },
 );
@@ -72,11 +186,13 @@ let err = '';
 server.stderr.on('data', (d) => (err += d));
 try {
   await waitUp();
+  while (spec.kept && sockets.length < conns) sockets.push(await open());
   await send(warm);
   execFileSync('callgrind_control', ['-i', 'on', String(server.pid)], { stdio: 'ignore' });
   await send(n);
   execFileSync('callgrind_control', ['-i', 'off', String(server.pid)], { stdio: 'ignore' });
 } finally {
+  for (const s of sockets) s.destroy();
   server.kill('SIGTERM');
   await new Promise((r) => server.on('exit', r));
 }
@@ -85,6 +201,7 @@ const total = m ? Number(m[1]) : 0;
 if (total === 0) throw new Error(`no callgrind summary\n${err}`);
 console.log(
   `machine: ${cpus().length} cores, ${cpus()[0]?.model ?? '?'}, Node ${process.version}; ` +
-    `codec ${process.env.TSGI_CODEC ?? 'default'}, transport ${process.env.TSGI_TRANSPORT ?? 'default'}`,
+    `codec ${process.env.TSGI_CODEC ?? 'default'}, transport ${process.env.TSGI_TRANSPORT ?? 'default'}` +
+    (spec.kept ? `; ${sockets.length} kept connection(s)` : '; a connection per request'),
 );
-console.log(`${protocol}: ${Math.round(total / n)} instructions per request (N=${n})`);
+console.log(`${mode}: ${Math.round(total / n)} instructions per request (N=${n})`);
