@@ -55,6 +55,7 @@ import { EventEmitter } from 'node:events';
 import { IncomingMessage, OutgoingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { App, Body, Chunk, Environ, Headers, StartResponse } from '../gateway/types.js';
+import { environInput, environSignal } from '../gateway/environ.js';
 import {
   DEFAULT_CONTENT_TYPE,
   badRequest,
@@ -727,7 +728,7 @@ class Exchange implements AsyncIterator<Chunk> {
   /** Follows tsgi.signal from now on: the client going away destroys the Wire. */
   watch(): void {
     if (this.finished || this.res.writableFinished) return;
-    const signal = this.env['tsgi.signal'];
+    const signal = environSignal(this.env);
     if (signal.aborted) {
       this.wire.destroy();
       return;
@@ -1007,6 +1008,16 @@ export function nodeHandlerOf(app: App): NodeHandler | null {
   return handlers.get(app) ?? null;
 }
 
+/**
+ * @internal Whether `app` is a fromNodeHandler() app that nothing wraps: its handler sees
+ * node's req and res, never the environ, so a protocol server may give it a lean environ
+ * (lib/gateway/environ.ts, sourcedEnviron), from which it takes tsgi.input and tsgi.signal
+ * through environInput() and environSignal().
+ */
+export function takesLeanEnviron(app: App): boolean {
+  return handlers.has(app);
+}
+
 /** The shared state of one fromNodeHandler() app. */
 class Adapter {
   readonly defaultContentType: string;
@@ -1122,7 +1133,7 @@ class Adapter {
     (req as unknown as { upgrade: boolean }).upgrade = false;
     asReq(req)._addHeaderLines(raw, raw.length);
     const hasBody = (hasLength && cl !== '0') || chunked;
-    if (hasBody) ex.attachInput(env['tsgi.input']);
+    if (hasBody) ex.attachInput(environInput(env));
 
     const res = new ServerResponse(req);
     ex.res = res;

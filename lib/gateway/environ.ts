@@ -294,6 +294,12 @@ export function makeEnviron(vars: CgiVariables, extras: EnvironExtras): Environ 
  * an Object.defineProperty, about as much as making a small Writable: a value that exists
  * already, or costs no more, is better given). `vars` should come from cgiVariables() (an
  * environ object).
+ *
+ * `lean`: the environ goes to tsgi's own node adapter alone, whose handler sees node's req and
+ * res and never the environ: tsgi.input and tsgi.signal (unless `input` is given) are left
+ * out, and the adapter takes them from `source` ({@link environInput}, {@link environSignal}).
+ * That saves the Object.defineProperty of each lazy key, which costs more than the rest of
+ * the tsgi.* keys together.
  */
 export function sourcedEnviron(
   vars: CgiVariables,
@@ -303,9 +309,21 @@ export function sourcedEnviron(
   local?: () => { address?: string | undefined; port?: number | undefined },
   errors?: Writable,
   input?: Readable,
+  lean = false,
 ): Environ {
   const scheme = completeCgi(vars, local);
   const env = vars as unknown as Environ;
+  if (lean && setEnvironSource(env, source)) {
+    env['tsgi.version'] = VERSION;
+    env['tsgi.url_scheme'] = scheme;
+    if (input !== undefined) env['tsgi.input'] = input;
+    env['tsgi.errors'] = errors ?? source.makeErrors();
+    env['tsgi.multithread'] = true;
+    env['tsgi.multiprocess'] = multiprocess;
+    env['tsgi.run_once'] = false;
+    env['tsgi.protocol'] = protocol;
+    return env;
+  }
   if (!setEnvironSource(env, source)) {
     return makeEnviron(vars, {
       protocol,
@@ -327,6 +345,26 @@ export function sourcedEnviron(
   env['tsgi.protocol'] = protocol;
   Object.defineProperty(env, 'tsgi.signal', LAZY_SIGNAL);
   return env;
+}
+
+/**
+ * @internal The environ's tsgi.input; for a lean environ ({@link sourcedEnviron}), which has
+ * none, its source's.
+ */
+export function environInput(env: Environ): Readable {
+  const input = env['tsgi.input'] as Readable | undefined;
+  if (input !== undefined) return input;
+  return (environSource(env) as EnvironSource).makeInput();
+}
+
+/**
+ * @internal The environ's tsgi.signal; for a lean environ ({@link sourcedEnviron}), which has
+ * none, its source's.
+ */
+export function environSignal(env: Environ): AbortSignal {
+  const signal = env['tsgi.signal'] as AbortSignal | undefined;
+  if (signal !== undefined) return signal;
+  return (environSource(env) as EnvironSource).makeSignal();
 }
 
 const VERSION = Object.freeze([1, 0] as const);

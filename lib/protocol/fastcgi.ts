@@ -48,6 +48,7 @@ import {
   type Limits,
 } from '../codec/index.js';
 import type { CgiVariables } from '../codec/environ.js';
+import { takesLeanEnviron } from '../adapters/node.js';
 import { sourcedEnviron, type EnvironSource } from '../gateway/environ.js';
 import { ErrorStream, type ErrorTarget } from '../gateway/errors.js';
 import { BodySource } from '../gateway/body-source.js';
@@ -121,6 +122,8 @@ const MAX_UNREAD = 256 * 1024;
 /** Serves FastCGI connections for one app; give it sockets with {@link FastcgiServer.handle}. */
 export class FastcgiServer extends ConnectionGateway<FastcgiConnection> {
   readonly app: App;
+  /** The app takes a lean environ (tsgi's own node adapter, unwrapped). */
+  readonly lean: boolean;
   readonly limits: Partial<Limits> | undefined;
   /** The codec of this server's connections. */
   readonly codec: Codec;
@@ -134,6 +137,7 @@ export class FastcgiServer extends ConnectionGateway<FastcgiConnection> {
   constructor(app: App, options: FastcgiOptions = {}) {
     super(options.connectionLimits);
     this.app = app;
+    this.lean = takesLeanEnviron(app);
     this.limits = options.limits;
     this.codec = options.codec ?? selectedCodec();
     this.maxRequests = options.maxRequests ?? 10000;
@@ -708,6 +712,8 @@ class FastcgiRequest implements Sink, EnvironSource, ErrorTarget {
       this,
       conn.local,
       new ErrorStream(this),
+      undefined,
+      conn.server.lean,
     );
     if (this.role === FCGI.FILTER) {
       const data = new BodySource(contentLength(vars.FCGI_DATA_LENGTH), conn);

@@ -56,6 +56,7 @@ import {
 } from '../codec/index.js';
 import type { CgiVariables } from '../codec/environ.js';
 import { BodySource, type FlowControl } from '../gateway/body-source.js';
+import { takesLeanEnviron } from '../adapters/node.js';
 import { sourcedEnviron, type EnvironSource } from '../gateway/environ.js';
 import { stderrStream } from '../gateway/errors.js';
 import type { Sink } from '../gateway/respond.js';
@@ -146,6 +147,8 @@ export class StreamGateway extends ConnectionGateway<StreamConnection> {
   readonly codec: Codec;
   readonly multiprocess: boolean;
   readonly log: (line: string) => void;
+  /** The app takes a lean environ (tsgi's own node adapter, unwrapped). */
+  readonly lean: boolean;
   private errorStream: Writable | undefined;
 
   constructor(
@@ -160,6 +163,7 @@ export class StreamGateway extends ConnectionGateway<StreamConnection> {
     this.codec = options.codec ?? selectedCodec();
     this.multiprocess = options.multiprocess ?? false;
     this.log = options.log ?? defaultLog;
+    this.lean = takesLeanEnviron(app);
     this.errorStream = options.errors;
   }
 
@@ -628,6 +632,8 @@ class StreamRequest implements Sink, EnvironSource {
       this,
       conn.local,
       gateway.errors,
+      undefined,
+      gateway.lean,
     );
     this.method = env.REQUEST_METHOD;
     runApp(gateway, gateway.app, env, this);
