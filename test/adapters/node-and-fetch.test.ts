@@ -16,7 +16,7 @@ import {
   type NodeHandler,
 } from '../../lib/adapters/node.js';
 import { cgiVariables } from '../../lib/codec/environ.js';
-import { makeEnviron } from '../../lib/gateway/environ.js';
+import { makeEnviron, sourcedEnviron } from '../../lib/gateway/environ.js';
 import { errorStream } from '../../lib/gateway/errors.js';
 import { BodyInput } from '../../lib/gateway/input.js';
 import { respond, type Sink } from '../../lib/gateway/respond.js';
@@ -38,6 +38,11 @@ const DATE = /^[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT$/;
 interface HarnessOptions {
   /** The request body (CONTENT_LENGTH must be among the pairs, or HTTP_TRANSFER_ENCODING). */
   input?: BodyInput;
+  /**
+   * The environ a protocol server gives tsgi's own node adapter: no tsgi.input or tsgi.signal,
+   * which the adapter takes from the request's source.
+   */
+  lean?: boolean;
   /** The sink's ready(): null when the peer keeps up. */
   ready?: () => Promise<void> | null;
   /** Called when the sink receives body bytes (head with body, or write). */
@@ -66,7 +71,7 @@ function harness(pairs: string[] = [], opts: HarnessOptions = {}) {
     },
     signal: controller.signal,
   };
-  const env = makeEnviron(
+  const vars = () =>
     cgiVariables([
       'REQUEST_METHOD',
       'GET',
@@ -87,14 +92,30 @@ function harness(pairs: string[] = [], opts: HarnessOptions = {}) {
       'HTTP_HOST',
       'example.org:8080',
       ...pairs,
-    ]),
-    {
-      protocol: 'test',
-      input: opts.input ?? new BodyInput(0),
-      errors: errorStream((b) => errors.push(latin1(b))),
-      signal: controller.signal,
-    },
-  );
+    ]);
+  const input = opts.input ?? new BodyInput(0);
+  const errorsStream = errorStream((b) => errors.push(latin1(b)));
+  const env = opts.lean
+    ? sourcedEnviron(
+        vars(),
+        'test',
+        false,
+        {
+          makeInput: () => input,
+          makeErrors: () => errorsStream,
+          makeSignal: () => controller.signal,
+        },
+        undefined,
+        errorsStream,
+        undefined,
+        true,
+      )
+    : makeEnviron(vars(), {
+        protocol: 'test',
+        input,
+        errors: errorsStream,
+        signal: controller.signal,
+      });
   const run = async (app: App) => {
     await respond(app, env, sink);
     return calls;
@@ -347,41 +368,43 @@ describe('fromNodeHandler: the request node:http builds', () => {
     expect([socket(1), socket(2)]).toContain(socket(3));
   });
 
-  it('streams a Content-Length body to the handler', async () => {
-    const input = new BodyInput(11);
-    const { seen, app } = capture((req, res) => {
-      let body = '';
-      req.setEncoding('latin1');
-      req.on('data', (d: string) => (body += d));
-      req.on('end', () => {
-        res.setHeader('Content-Type', 'text/plain');
-        res.end(`${req.headers['content-type']} ${req.headers['content-length']} ${body}`);
+  for (const lean of [false, true]) {
+    it(`streams a Content-Length body to the handler${lean ? ' (lean environ)' : ''}`, async () => {
+      const input = new BodyInput(11);
+      const { seen, app } = capture((req, res) => {
+        let body = '';
+        req.setEncoding('latin1');
+        req.on('data', (d: string) => (body += d));
+        req.on('end', () => {
+          res.setHeader('Content-Type', 'text/plain');
+          res.end(`${req.headers['content-type']} ${req.headers['content-length']} ${body}`);
+        });
       });
-    });
-    const h = harness(
-      [
-        'REQUEST_METHOD',
-        'POST',
-        'CONTENT_TYPE',
+      const h = harness(
+        [
+          'REQUEST_METHOD',
+          'POST',
+          'CONTENT_TYPE',
+          'application/x-www-form-urlencoded',
+          'CONTENT_LENGTH',
+          '11',
+        ],
+        { input, lean },
+      );
+      const done = h.run(app);
+      input.feed(Buffer.from('hello '));
+      await tick(5);
+      input.feed(Buffer.from('world'));
+      await done;
+      expect(response(h.calls).body).toBe('application/x-www-form-urlencoded 11 hello world');
+      expect(seen[0]!.req.rawHeaders.slice(2)).toEqual([
+        'Content-Type',
         'application/x-www-form-urlencoded',
-        'CONTENT_LENGTH',
+        'Content-Length',
         '11',
-      ],
-      { input },
-    );
-    const done = h.run(app);
-    input.feed(Buffer.from('hello '));
-    await tick(5);
-    input.feed(Buffer.from('world'));
-    await done;
-    expect(response(h.calls).body).toBe('application/x-www-form-urlencoded 11 hello world');
-    expect(seen[0]!.req.rawHeaders.slice(2)).toEqual([
-      'Content-Type',
-      'application/x-www-form-urlencoded',
-      'Content-Length',
-      '11',
-    ]);
-  });
+      ]);
+    });
+  }
 
   it('re-chunks a body that came without a length (Transfer-Encoding: chunked)', async () => {
     const input = new BodyInput(-1);
@@ -934,49 +957,53 @@ describe('fromNodeHandler: the response', () => {
     expect(h.errors.join('')).toContain('5 bytes short of its Content-Length');
   });
 
-  it('emits res "close" (not finished) and req "close" when the client goes away', async () => {
-    const events: string[] = [];
-    let handlerRan: () => void = () => {};
-    const ran = new Promise<void>((r) => (handlerRan = r));
-    const app = fromNodeHandler((req, res) => {
-      res.on('close', () => events.push(`res close finished=${res.writableFinished}`));
-      req.on('close', () => events.push('req close'));
-      handlerRan(); /* and never answers */
+  for (const lean of [false, true]) {
+    it(`emits res "close" (not finished) and req "close" when the client goes away${lean ? ' (lean environ)' : ''}`, async () => {
+      const events: string[] = [];
+      let handlerRan: () => void = () => {};
+      const ran = new Promise<void>((r) => (handlerRan = r));
+      const app = fromNodeHandler((req, res) => {
+        res.on('close', () => events.push(`res close finished=${res.writableFinished}`));
+        req.on('close', () => events.push('req close'));
+        handlerRan(); /* and never answers */
+      });
+      const h = harness([], { lean });
+      const done = h.run(app);
+      await ran;
+      await tick(5);
+      expect(events).toEqual([]);
+      h.controller.abort();
+      await done;
+      await tick(5);
+      expect(events.sort()).toEqual(['req close', 'res close finished=false']);
+      expect(h.calls).toEqual([]);
     });
-    const h = harness();
-    const done = h.run(app);
-    await ran;
-    await tick(5);
-    expect(events).toEqual([]);
-    h.controller.abort();
-    await done;
-    await tick(5);
-    expect(events.sort()).toEqual(['req close', 'res close finished=false']);
-    expect(h.calls).toEqual([]);
-  });
+  }
 
-  it('stops a streaming handler when the client goes away mid-body', async () => {
-    let closed = false;
-    let writes = 0;
-    const h = harness([], { onBytes: () => writes === 3 && h.controller.abort() });
-    await h.run(
-      fromNodeHandler((_req, res) => {
-        res.setHeader('Content-Type', 'text/plain');
-        res.on('close', () => (closed = true));
-        const timer = setInterval(() => {
-          if (closed) {
-            clearInterval(timer);
-            return;
-          }
-          writes++;
-          res.write(`line ${writes}\n`);
-        }, 2);
-      }),
-    );
-    await tick(20);
-    expect(closed).toBe(true);
-    expect(writes).toBeLessThan(6);
-  });
+  for (const lean of [false, true]) {
+    it(`stops a streaming handler when the client goes away mid-body${lean ? ' (lean environ)' : ''}`, async () => {
+      let closed = false;
+      let writes = 0;
+      const h = harness([], { lean, onBytes: () => writes === 3 && h.controller.abort() });
+      await h.run(
+        fromNodeHandler((_req, res) => {
+          res.setHeader('Content-Type', 'text/plain');
+          res.on('close', () => (closed = true));
+          const timer = setInterval(() => {
+            if (closed) {
+              clearInterval(timer);
+              return;
+            }
+            writes++;
+            res.write(`line ${writes}\n`);
+          }, 2);
+        }),
+      );
+      await tick(20);
+      expect(closed).toBe(true);
+      expect(writes).toBeLessThan(6);
+    });
+  }
 
   it('emits res "close" after "finish" on a normal end too, as node:http does', async () => {
     const events: string[] = [];
@@ -1148,41 +1175,43 @@ describe('fromNodeHandler against node:http itself', () => {
     }
   });
 
-  it('emits req "aborted", req "close" and res "close" as node:http does when the client goes away', async () => {
-    const handler =
-      (events: string[]) => (req: IncomingMessage, res: ServerResponse, done: () => void) => {
-        req.on('aborted', () => events.push(`req aborted`));
-        req.on('error', (e: Error & { code?: string }) =>
-          events.push(`req error ${e.message} ${e.code}`),
-        );
-        req.on('close', () => events.push('req close'));
-        res.on('close', () => {
-          events.push(`res close finished=${res.writableFinished}`);
-          setTimeout(done, 10);
-        });
-        /* reads the body that never completes, never answers */
-        req.on('data', () => {});
-      };
-    const direct: string[] = [];
-    await onNodeHttp(
-      'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc',
-      handler(direct),
-      true,
-    );
-    const adapted: string[] = [];
-    let over: () => void = () => {};
-    const settled = new Promise<void>((r) => (over = r));
-    const input = new BodyInput(100);
-    const h = harness(['REQUEST_METHOD', 'POST', 'CONTENT_LENGTH', '100'], { input });
-    const done = h.run(fromNodeHandler((req, res) => handler(adapted)(req, res, over)));
-    input.feed(Buffer.from('abc'));
-    await tick(30);
-    h.controller.abort();
-    await done;
-    await settled;
-    expect(adapted).toEqual(direct);
-    expect(direct).toContain('req aborted');
-  });
+  for (const lean of [false, true]) {
+    it(`emits req "aborted", req "close" and res "close" as node:http does when the client goes away${lean ? ' (lean environ)' : ''}`, async () => {
+      const handler =
+        (events: string[]) => (req: IncomingMessage, res: ServerResponse, done: () => void) => {
+          req.on('aborted', () => events.push(`req aborted`));
+          req.on('error', (e: Error & { code?: string }) =>
+            events.push(`req error ${e.message} ${e.code}`),
+          );
+          req.on('close', () => events.push('req close'));
+          res.on('close', () => {
+            events.push(`res close finished=${res.writableFinished}`);
+            setTimeout(done, 10);
+          });
+          /* reads the body that never completes, never answers */
+          req.on('data', () => {});
+        };
+      const direct: string[] = [];
+      await onNodeHttp(
+        'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc',
+        handler(direct),
+        true,
+      );
+      const adapted: string[] = [];
+      let over: () => void = () => {};
+      const settled = new Promise<void>((r) => (over = r));
+      const input = new BodyInput(100);
+      const h = harness(['REQUEST_METHOD', 'POST', 'CONTENT_LENGTH', '100'], { input, lean });
+      const done = h.run(fromNodeHandler((req, res) => handler(adapted)(req, res, over)));
+      input.feed(Buffer.from('abc'));
+      await tick(30);
+      h.controller.abort();
+      await done;
+      await settled;
+      expect(adapted).toEqual(direct);
+      expect(direct).toContain('req aborted');
+    });
+  }
 
   it('res.write() returns false past the socket buffer and "drain" comes once the peer took it', async () => {
     let open: () => void = () => {};
