@@ -2,6 +2,7 @@
  * Instructions per request in the serving process, counted by callgrind.
  *
  *   node bench/request-instructions.mjs scgi|uwsgi|fastcgi|http|node-http [N] [PORT] [CONNS]
+ *                                       [APP [INTERFACE]]
  *
  * Starts the server under `valgrind --tool=callgrind --instr-atstart=no`, sends 6000 warm-up
  * requests (WARM), turns instrumentation on (callgrind_control -i on), sends N requests
@@ -21,7 +22,10 @@
  *
  * The kept-connection modes spread the requests over CONNS connections at once (default 1;
  * bench:e2e's wrk runs 50), each sending its next request when the answer to the one before
- * arrived. Needs valgrind; prints the machine line, codec and transport.
+ * arrived. APP (a path from the repository root) replaces the tsgi modes' app, served with
+ * `--interface INTERFACE` when given: `fastcgi 2000 27100 1 bench/e2e/koa-hello.mjs node` is
+ * the bench:e2e koa-tsgi-fastcgi row's backend. Needs valgrind; prints the machine line,
+ * codec and transport.
  */
 import { spawn, execFileSync } from 'node:child_process';
 import { connect } from 'node:net';
@@ -42,6 +46,7 @@ const mode = process.argv[2] ?? 'scgi';
 const n = Number(process.argv[3] ?? 2000);
 const port = Number(process.argv[4] ?? 27100);
 const conns = Number(process.argv[5] ?? 1);
+const [appPath, iface] = process.argv.slice(6);
 const warm = Number(process.env.WARM ?? 6000);
 const HOST = `127.0.0.1:${port}`;
 
@@ -70,7 +75,8 @@ const MODES = {
 };
 
 function tsgi(flag, app) {
-  return [join(root, 'dist/cli.js'), 'serve', flag, HOST, join(root, app)];
+  const args = [join(root, 'dist/cli.js'), 'serve', flag, HOST, join(root, appPath ?? app)];
+  return iface === undefined ? args : [...args, '--interface', iface];
 }
 
 /** Bytes up to the end of the first FastCGI END_REQUEST record in `b`, else -1. */
@@ -202,6 +208,7 @@ if (total === 0) throw new Error(`no callgrind summary\n${err}`);
 console.log(
   `machine: ${cpus().length} cores, ${cpus()[0]?.model ?? '?'}, Node ${process.version}; ` +
     `codec ${process.env.TSGI_CODEC ?? 'default'}, transport ${process.env.TSGI_TRANSPORT ?? 'default'}` +
-    (spec.kept ? `; ${sockets.length} kept connection(s)` : '; a connection per request'),
+    (spec.kept ? `; ${sockets.length} kept connection(s)` : '; a connection per request') +
+    (appPath === undefined ? '' : `; app ${appPath}${iface ? ` (--interface ${iface})` : ''}`),
 );
 console.log(`${mode}: ${Math.round(total / n)} instructions per request (N=${n})`);
