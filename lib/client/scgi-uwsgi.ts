@@ -35,6 +35,7 @@ import {
   type ClientResponse,
   type CommonOptions,
 } from './common.js';
+import { contentLength } from '../gateway/input.js';
 import { ClientError, socketError } from './errors.js';
 import { findHeadEnd, parseHead, type ResponseHead } from './head.js';
 import {
@@ -335,7 +336,7 @@ function announcedLength(head: ResponseHead, bodyless: boolean): number {
   if (bodyless || s < 200 || s === 204 || s === 304) return 0;
   for (const [name, value] of head.headers) {
     if (name.length === 14 && name.toLowerCase() === 'content-length') {
-      return /^[0-9]{1,15}$/.test(value.trim()) ? Number(value.trim()) : -1;
+      return contentLength(value.trim());
     }
   }
   return -1;
