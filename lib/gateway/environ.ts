@@ -313,17 +313,6 @@ export function sourcedEnviron(
 ): Environ {
   const scheme = completeCgi(vars, local);
   const env = vars as unknown as Environ;
-  if (lean && setEnvironSource(env, source)) {
-    env['tsgi.version'] = VERSION;
-    env['tsgi.url_scheme'] = scheme;
-    if (input !== undefined) env['tsgi.input'] = input;
-    env['tsgi.errors'] = errors ?? source.makeErrors();
-    env['tsgi.multithread'] = true;
-    env['tsgi.multiprocess'] = multiprocess;
-    env['tsgi.run_once'] = false;
-    env['tsgi.protocol'] = protocol;
-    return env;
-  }
   if (!setEnvironSource(env, source)) {
     return makeEnviron(vars, {
       protocol,
@@ -336,14 +325,15 @@ export function sourcedEnviron(
   env['tsgi.version'] = VERSION;
   env['tsgi.url_scheme'] = scheme;
   if (input !== undefined) env['tsgi.input'] = input;
-  else Object.defineProperty(env, 'tsgi.input', LAZY_INPUT);
+  else if (!lean) Object.defineProperty(env, 'tsgi.input', LAZY_INPUT);
   if (errors !== undefined) env['tsgi.errors'] = errors;
+  else if (lean) env['tsgi.errors'] = source.makeErrors();
   else Object.defineProperty(env, 'tsgi.errors', LAZY_ERRORS);
   env['tsgi.multithread'] = true;
   env['tsgi.multiprocess'] = multiprocess;
   env['tsgi.run_once'] = false;
   env['tsgi.protocol'] = protocol;
-  Object.defineProperty(env, 'tsgi.signal', LAZY_SIGNAL);
+  if (!lean) Object.defineProperty(env, 'tsgi.signal', LAZY_SIGNAL);
   return env;
 }
 
