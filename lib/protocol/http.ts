@@ -19,7 +19,7 @@
  * and drain() waits for running requests.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import { Server as NetServer, type Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { callHandler, nodeHandlerOf, type ErrorLog, type NodeHandler } from '../adapters/node.js';
 import { unsupportedRequest } from '../adapters/common.js';
@@ -399,12 +399,20 @@ class HttpSink implements Sink, EnvironSource {
 /** A node:http server running `app`, with drain() for a graceful stop. */
 export interface HttpServer extends Server {
   /**
-   * Stops accepting, lets running requests finish, closes kept-alive connections (responses
-   * sent while draining say `Connection: close`). The gateway protocols' keepIdle option is
-   * not needed here: an HTTP client retries a request whose kept connection closed first.
+   * Stops accepting and lets running requests finish; responses sent while draining say
+   * `Connection: close`. Connections that hold no request close now: kept-alive ones, and ones
+   * accepted whose request has not arrived yet. Resolves when no request runs and every
+   * connection closed.
+   *
+   * With `keepIdle` (a worker retiring while others keep accepting on the same socket) no
+   * connection is closed for being idle: a connection accepted just before the listener
+   * closed may be carrying a request this moment, and closing it would lose that request
+   * (the client sees the connection close with no answer, and does not retry on a new
+   * connection). Each connection closes after its next response, when its client closes it,
+   * or on {@link closeIdle}.
    */
   drain(options?: DrainOptions): Promise<void>;
-  /** Closes the kept-alive connections that hold no request now. */
+  /** Closes the connections that hold no request now (the end of keepIdle). */
   closeIdle(): void;
   /** True when no request is running. */
   readonly idle: boolean;
@@ -415,18 +423,39 @@ export function createHttpServer(app: App, options: HttpOptions = {}): HttpServe
   const multiprocess = options.multiprocess ?? false;
   let running = 0;
   let draining = false;
+  let keepIdle = false;
   let waiters: (() => void)[] = [];
+  /* the open connections: a drain ends when the last one closed */
+  const open = new Set<Socket>();
   const isDraining = (): boolean => draining;
 
+  /**
+   * Closes the connections that hold no request: kept-alive ones between requests, and ones
+   * that have sent nothing yet. node:http's closeIdleConnections() closes the second kind on
+   * some Node versions and not on others, so they are closed here by what they have sent.
+   */
+  const closeIdle = (): void => {
+    server.closeIdleConnections();
+    for (const socket of open) if (socket.bytesRead === 0) socket.destroy();
+  };
+  /** While draining: closes idle connections (unless keepIdle), resolves drain() when all closed. */
+  const checkDrained = (): void => {
+    if (!draining) return;
+    if (!keepIdle && running === 0) closeIdle();
+    if (running !== 0 || open.size !== 0) return;
+    const w = waiters;
+    waiters = [];
+    for (const f of w) f();
+  };
   const settle = (): void => {
     running--;
-    if (draining && running === 0) {
-      server.closeIdleConnections();
-      const w = waiters;
-      waiters = [];
-      for (const f of w) f();
-    }
+    if (draining) checkDrained();
   };
+  /* one listener for every connection's 'close' (its `this` is the socket) */
+  function closed(this: Socket): void {
+    open.delete(this);
+    if (draining) checkDrained();
+  }
 
   const direct = nodeHandlerOf(app);
   const handler =
@@ -448,24 +477,30 @@ export function createHttpServer(app: App, options: HttpOptions = {}): HttpServe
         });
 
   const server = createServer(handler) as HttpServer;
+  server.on('connection', (socket: Socket) => {
+    open.add(socket);
+    socket.on('close', closed);
+  });
   if (direct !== null) {
     server.on('connect', refuseTunnel);
     server.on('upgrade', refuseTunnel);
   }
   if (options.keepAliveTimeout !== undefined) server.keepAliveTimeout = options.keepAliveTimeout;
-  server.drain = () => {
+  server.drain = (drainOptions: DrainOptions = {}) => {
     draining = true;
-    const done = new Promise<void>((resolve) => {
-      if (running === 0) resolve();
-      else waiters.push(resolve);
-    });
-    server.close();
-    server.closeIdleConnections();
-    return done.then(() => {
-      server.closeIdleConnections();
-    });
+    keepIdle = drainOptions.keepIdle === true;
+    const done = new Promise<void>((resolve) => waiters.push(resolve));
+    /* net.Server's close: http.Server's would also close idle connections, fresh ones too */
+    if (server.listening) NetServer.prototype.close.call(server);
+    if (!keepIdle) closeIdle();
+    checkDrained();
+    return done;
   };
-  server.closeIdle = () => server.closeIdleConnections();
+  server.closeIdle = () => {
+    keepIdle = false;
+    closeIdle();
+    checkDrained();
+  };
   Object.defineProperty(server, 'idle', { get: () => running === 0 });
   return server;
 }

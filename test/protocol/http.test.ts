@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { App, Environ } from '../../lib/gateway/types.js';
 import { errorStream } from '../../lib/gateway/errors.js';
 import { validate } from '../../lib/gateway/validate.js';
+import { fromNodeHandler } from '../../lib/adapters/node.js';
 import { createHttpServer, httpVariables, type HttpServer } from '../../lib/protocol/http.js';
 import { VERSION } from '../../lib/version.js';
 import { NAMES } from '../../lib/codec/boundary.js';
@@ -380,6 +381,64 @@ describe('HTTP server (node:http)', () => {
       'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n' +
         'Connection: close\r\n\r\nfinished',
     );
+  });
+
+  describe.each([
+    ['a TSGI app', false],
+    ['a node handler', true],
+  ])('drain with a connection accepted before it and no request yet (%s)', (_, node) => {
+    /** A server answering "answered", and a client connected to it that has sent nothing. */
+    async function accepted() {
+      const app: App = node
+        ? fromNodeHandler((_req, res) => res.end('answered'))
+        : (_env, startResponse) => {
+            startResponse('200 OK', TEXT);
+            return ['answered'];
+          };
+      const server = createHttpServer(app, { errors: errorStream(() => {}) });
+      servers.push(server);
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const serverSide = new Promise<void>((r) => server.once('connection', () => r()));
+      const client = connect((server.address() as AddressInfo).port, '127.0.0.1');
+      const parts: Buffer[] = [];
+      client.on('data', (d) => parts.push(d));
+      const closed = new Promise<string>((r) =>
+        client.on('close', () => r(Buffer.concat(parts).toString('latin1'))),
+      );
+      await serverSide;
+      return { server, client, closed };
+    }
+
+    it('with keepIdle: its request, sent after the drain began, is answered; then it closes', async () => {
+      const { server, client, closed } = await accepted();
+      let drained = false;
+      const draining = server.drain({ keepIdle: true }).then(() => (drained = true));
+      await tick(50);
+      expect(drained).toBe(false);
+      client.write('GET / HTTP/1.1\r\nHost: h\r\n\r\n');
+      const out = withoutDate(await closed);
+      expect(out).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+      expect(out).toContain('\r\nConnection: close\r\n');
+      expect(out.endsWith('\r\n\r\nanswered')).toBe(true);
+      await draining;
+    });
+
+    it('with keepIdle: closeIdle() closes it, and the drain ends', async () => {
+      const { server, closed } = await accepted();
+      let drained = false;
+      const draining = server.drain({ keepIdle: true }).then(() => (drained = true));
+      await tick(50);
+      expect(drained).toBe(false);
+      server.closeIdle();
+      expect(await closed).toBe('');
+      await draining;
+    });
+
+    it('without keepIdle: it is closed at once, and the drain ends when it closed', async () => {
+      const { server, closed } = await accepted();
+      await server.drain();
+      expect(await closed).toBe('');
+    });
   });
 
   it('closes an idle keep-alive connection after keepAliveTimeout (--keep-alive)', async () => {
