@@ -1,7 +1,8 @@
 /**
  * Instructions per request in the serving process, counted by callgrind.
  *
- *   node bench/request-instructions.mjs scgi|uwsgi|fastcgi|http|node-http [N] [PORT] [CONNS]
+ *   node bench/request-instructions.mjs scgi|uwsgi|fastcgi|http|node-http|http-close|
+ *                                       node-http-close [N] [PORT] [CONNS]
  *                                       [APP [INTERFACE]]
  *
  * Starts the server under `valgrind --tool=callgrind --instr-atstart=no`, sends 6000 warm-up
@@ -18,7 +19,10 @@
  *                bench:e2e's tsgi-http row, on kept connections, each request as nginx's
  *                proxy_pass with HTTP/1.1 writes it (Host, no Connection header);
  *   node-http    the same requests to plain node:http (bench/e2e/node-http.mjs, the node-http
- *                row): the floor the http mode is compared with.
+ *                row): the floor the http mode is compared with;
+ *   http-close, node-http-close
+ *                the same two servers, each request as nginx's proxy_pass without an upstream
+ *                keepalive writes it (HTTP/1.0, Connection: close) on a connection of its own.
  *
  * The kept-connection modes spread the requests over CONNS connections at once (default 1;
  * bench:e2e's wrk runs 50), each sending its next request when the answer to the one before
@@ -51,6 +55,7 @@ const warm = Number(process.env.WARM ?? 6000);
 const HOST = `127.0.0.1:${port}`;
 
 /** How each mode's server starts, what it is sent, and when an answer is complete. */
+const PROXY_PASS_REQUEST = 'GET / HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n';
 const MODES = {
   scgi: { args: tsgi('--scgi', 'examples/hello.mjs'), request: SCGI_REQUEST, kept: false },
   uwsgi: { args: tsgi('--uwsgi', 'examples/hello.mjs'), request: UWSGI_REQUEST, kept: false },
@@ -71,6 +76,17 @@ const MODES = {
     request: Buffer.from('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n'),
     kept: true,
     complete: httpEnded,
+  },
+  /* nginx's proxy_pass without an upstream keepalive: HTTP/1.0, a connection per request */
+  'http-close': {
+    args: tsgi('--http', 'bench/e2e/hello.mjs'),
+    request: Buffer.from(PROXY_PASS_REQUEST),
+    kept: false,
+  },
+  'node-http-close': {
+    args: [join(root, 'bench/e2e/node-http.mjs'), HOST],
+    request: Buffer.from(PROXY_PASS_REQUEST),
+    kept: false,
   },
 };
 

@@ -400,16 +400,16 @@ class HttpSink implements Sink, EnvironSource {
 export interface HttpServer extends Server {
   /**
    * Stops accepting and lets running requests finish; responses sent while draining say
-   * `Connection: close`. Connections that hold no request close now: kept-alive ones, and ones
-   * accepted whose request has not arrived yet. Resolves when no request runs and every
-   * connection closed.
+   * `Connection: close`. Without `keepIdle`, kept-alive connections holding no request close,
+   * and the drain ends when no request runs (a connection that has sent nothing yet closes
+   * with the process).
    *
    * With `keepIdle` (a worker retiring while others keep accepting on the same socket) no
    * connection is closed for being idle: a connection accepted just before the listener
    * closed may be carrying a request this moment, and closing it would lose that request
    * (the client sees the connection close with no answer, and does not retry on a new
    * connection). Each connection closes after its next response, when its client closes it,
-   * or on {@link closeIdle}.
+   * or on {@link closeIdle}; the drain ends when no request runs and every connection closed.
    */
   drain(options?: DrainOptions): Promise<void>;
   /** Closes the connections that hold no request now (the end of keepIdle). */
@@ -418,6 +418,9 @@ export interface HttpServer extends Server {
   readonly idle: boolean;
 }
 
+/** How often a drain with keepIdle looks again whether every connection closed. */
+const CLOSED_POLL_MS = 20;
+
 export function createHttpServer(app: App, options: HttpOptions = {}): HttpServer {
   const errors = options.errors ?? stderrStream();
   const multiprocess = options.multiprocess ?? false;
@@ -425,37 +428,39 @@ export function createHttpServer(app: App, options: HttpOptions = {}): HttpServe
   let draining = false;
   let keepIdle = false;
   let waiters: (() => void)[] = [];
-  /* the open connections: a drain ends when the last one closed */
-  const open = new Set<Socket>();
+  let polling = false;
   const isDraining = (): boolean => draining;
 
-  /**
-   * Closes the connections that hold no request: kept-alive ones between requests, and ones
-   * that have sent nothing yet. node:http's closeIdleConnections() closes the second kind on
-   * some Node versions and not on others, so they are closed here by what they have sent.
-   */
-  const closeIdle = (): void => {
-    server.closeIdleConnections();
-    for (const socket of open) if (socket.bytesRead === 0) socket.destroy();
-  };
-  /** While draining: closes idle connections (unless keepIdle), resolves drain() when all closed. */
-  const checkDrained = (): void => {
-    if (!draining) return;
-    if (!keepIdle && running === 0) closeIdle();
-    if (running !== 0 || open.size !== 0) return;
+  const release = (): void => {
     const w = waiters;
     waiters = [];
     for (const f of w) f();
+  };
+  /**
+   * While draining, once no request runs: without keepIdle, closes the kept-alive connections
+   * and ends the drain; with it, ends the drain when every connection closed (counted by
+   * node, so nothing is kept per connection; looked at again every CLOSED_POLL_MS).
+   */
+  const checkDrained = (): void => {
+    if (!draining || running !== 0) return;
+    if (!keepIdle) {
+      server.closeIdleConnections();
+      release();
+      return;
+    }
+    if (polling) return;
+    polling = true;
+    server.getConnections((err, count) => {
+      polling = false;
+      if (!draining || running !== 0) return;
+      if (!keepIdle || (err === null && count === 0)) release();
+      else setTimeout(checkDrained, CLOSED_POLL_MS).unref();
+    });
   };
   const settle = (): void => {
     running--;
     if (draining) checkDrained();
   };
-  /* one listener for every connection's 'close' (its `this` is the socket) */
-  function closed(this: Socket): void {
-    open.delete(this);
-    if (draining) checkDrained();
-  }
 
   const direct = nodeHandlerOf(app);
   const handler =
@@ -477,10 +482,6 @@ export function createHttpServer(app: App, options: HttpOptions = {}): HttpServe
         });
 
   const server = createServer(handler) as HttpServer;
-  server.on('connection', (socket: Socket) => {
-    open.add(socket);
-    socket.on('close', closed);
-  });
   if (direct !== null) {
     server.on('connect', refuseTunnel);
     server.on('upgrade', refuseTunnel);
@@ -490,15 +491,16 @@ export function createHttpServer(app: App, options: HttpOptions = {}): HttpServe
     draining = true;
     keepIdle = drainOptions.keepIdle === true;
     const done = new Promise<void>((resolve) => waiters.push(resolve));
-    /* net.Server's close: http.Server's would also close idle connections, fresh ones too */
+    /* net.Server's close: http.Server's would also close idle connections, and on some Node
+       versions ones that have sent nothing yet */
     if (server.listening) NetServer.prototype.close.call(server);
-    if (!keepIdle) closeIdle();
+    if (!keepIdle) server.closeIdleConnections();
     checkDrained();
     return done;
   };
   server.closeIdle = () => {
     keepIdle = false;
-    closeIdle();
+    server.closeIdleConnections();
     checkDrained();
   };
   Object.defineProperty(server, 'idle', { get: () => running === 0 });

@@ -386,9 +386,9 @@ describe('HTTP server (node:http)', () => {
   describe.each([
     ['a TSGI app', false],
     ['a node handler', true],
-  ])('drain with a connection accepted before it and no request yet (%s)', (_, node) => {
-    /** A server answering "answered", and a client connected to it that has sent nothing. */
-    async function accepted() {
+  ])('drain and the connections that hold no request (%s)', (_, node) => {
+    /** A server answering "answered", and a client connected to it. */
+    async function connected() {
       const app: App = node
         ? fromNodeHandler((_req, res) => res.end('answered'))
         : (_env, startResponse) => {
@@ -400,44 +400,72 @@ describe('HTTP server (node:http)', () => {
       await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
       const serverSide = new Promise<void>((r) => server.once('connection', () => r()));
       const client = connect((server.address() as AddressInfo).port, '127.0.0.1');
-      const parts: Buffer[] = [];
-      client.on('data', (d) => parts.push(d));
-      const closed = new Promise<string>((r) =>
-        client.on('close', () => r(Buffer.concat(parts).toString('latin1'))),
-      );
+      let received = '';
+      client.setEncoding('latin1');
+      client.on('data', (d: string) => (received += d));
+      const closed = new Promise<void>((r) => client.on('close', () => r()));
       await serverSide;
-      return { server, client, closed };
+      /** Everything received so far, then cleared. */
+      const take = (): string => {
+        const out = received;
+        received = '';
+        return withoutDate(out);
+      };
+      /** Sends a request and waits for its whole response. */
+      const ask = async (): Promise<string> => {
+        client.write('GET / HTTP/1.1\r\nHost: h\r\n\r\n');
+        while (!received.endsWith('answered')) await tick(5);
+        return take();
+      };
+      return { server, client, closed, take, ask };
     }
+    const isClosed = (p: Promise<void>) =>
+      Promise.race([p.then(() => true), tick(50).then(() => false)]);
 
-    it('with keepIdle: its request, sent after the drain began, is answered; then it closes', async () => {
-      const { server, client, closed } = await accepted();
+    it('with keepIdle: a connection accepted before the drain, its request sent after, is answered; then it closes', async () => {
+      const { server, closed, ask } = await connected();
       let drained = false;
       const draining = server.drain({ keepIdle: true }).then(() => (drained = true));
       await tick(50);
       expect(drained).toBe(false);
-      client.write('GET / HTTP/1.1\r\nHost: h\r\n\r\n');
-      const out = withoutDate(await closed);
+      expect(await isClosed(closed)).toBe(false);
+      const out = await ask();
       expect(out).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
       expect(out).toContain('\r\nConnection: close\r\n');
-      expect(out.endsWith('\r\n\r\nanswered')).toBe(true);
+      await closed;
       await draining;
     });
 
-    it('with keepIdle: closeIdle() closes it, and the drain ends', async () => {
-      const { server, closed } = await accepted();
+    it('with keepIdle: a kept-alive connection stays open, its next request is answered, then it closes', async () => {
+      const { server, closed, ask } = await connected();
+      expect(await ask()).toContain('\r\nConnection: keep-alive\r\n');
+      let drained = false;
+      const draining = server.drain({ keepIdle: true }).then(() => (drained = true));
+      expect(await isClosed(closed)).toBe(false);
+      expect(drained).toBe(false);
+      expect(await ask()).toContain('\r\nConnection: close\r\n');
+      await closed;
+      await draining;
+    });
+
+    it('with keepIdle: closeIdle() closes a kept-alive connection and ends the drain', async () => {
+      const { server, closed, ask } = await connected();
+      await ask();
       let drained = false;
       const draining = server.drain({ keepIdle: true }).then(() => (drained = true));
       await tick(50);
       expect(drained).toBe(false);
       server.closeIdle();
-      expect(await closed).toBe('');
+      await closed;
       await draining;
     });
 
-    it('without keepIdle: it is closed at once, and the drain ends when it closed', async () => {
-      const { server, closed } = await accepted();
+    it('without keepIdle: a kept-alive connection is closed at once, and the drain ends', async () => {
+      const { server, closed, ask, take } = await connected();
+      await ask();
       await server.drain();
-      expect(await closed).toBe('');
+      await closed;
+      expect(take()).toBe('');
     });
   });
 
