@@ -2,8 +2,8 @@
  * Instructions per request in the serving process, counted by callgrind.
  *
  *   node bench/request-instructions.mjs scgi|uwsgi|fastcgi|http|node-http|http-close|
- *                                       node-http-close [N] [PORT] [CONNS]
- *                                       [APP [INTERFACE]]
+ *                                       node-http-close|own [N] [PORT] [CONNS]
+ *                                       [APP [INTERFACE] | FRAMEWORK]
  *
  * Starts the server under `valgrind --tool=callgrind --instr-atstart=no`, sends 6000 warm-up
  * requests (WARM), turns instrumentation on (callgrind_control -i on), sends N requests
@@ -24,12 +24,27 @@
  *                the same two servers, each request as nginx's proxy_pass without an upstream
  *                keepalive writes it (HTTP/1.0, Connection: close) on a connection of its own.
  *
+ *   own          a framework's hello world on its own server (bench/e2e/own-server.mjs, the
+ *                bench:e2e <framework>-own row's backend), FRAMEWORK given in place of APP
+ *                (express, koa, fastify, hono), on kept connections.
+ *
  * The kept-connection modes spread the requests over CONNS connections at once (default 1;
  * bench:e2e's wrk runs 50), each sending its next request when the answer to the one before
  * arrived. APP (a path from the repository root) replaces the tsgi modes' app, served with
  * `--interface INTERFACE` when given: `fastcgi 2000 27100 1 bench/e2e/koa-hello.mjs node` is
- * the bench:e2e koa-tsgi-fastcgi row's backend. Needs valgrind; prints the machine line,
- * codec and transport.
+ * the bench:e2e koa-tsgi-fastcgi row's backend.
+ *
+ * With an APP or FRAMEWORK, the fastcgi, http and own modes send one and the same request to
+ * it: the browser request of bench/fixtures.mjs (its headers, cookie and query string) for the
+ * path "/" the hello worlds answer. Over FastCGI its params are the fixture's with that
+ * REQUEST_URI and DOCUMENT_URI, SCRIPT_NAME "" (as bench:e2e's nginx sets it), and no
+ * SCRIPT_FILENAME; over HTTP it is written as nginx's proxy_pass with HTTP/1.1 writes it (the
+ * headers in the browser's order, no Connection, which the FastCGI params then leave out too).
+ * A framework through tsgi and on its own server then do the same work:
+ *
+ *   fastcgi 2000 27100 1 bench/e2e/koa-hello.mjs node   against   own 2000 27101 1 koa
+ *
+ * Needs valgrind; prints the machine line, codec and transport.
  */
 import { spawn, execFileSync } from 'node:child_process';
 import { connect } from 'node:net';
@@ -56,24 +71,73 @@ const HOST = `127.0.0.1:${port}`;
 
 /** How each mode's server starts, what it is sent, and when an answer is complete. */
 const PROXY_PASS_REQUEST = 'GET / HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n';
+/**
+ * The browser request of bench/fixtures.mjs for "/" (the path every hello world answers), as
+ * FastCGI params and as nginx's proxy_pass writes it (see the comment at the top).
+ */
+const APP_QUERY = pairValue('QUERY_STRING');
+const APP_URI = `/?${APP_QUERY}`;
+const APP_PAIRS = [];
+for (let i = 0; i < REQUEST_PAIRS.length; i += 2) {
+  const name = REQUEST_PAIRS[i];
+  const value = {
+    REQUEST_URI: APP_URI,
+    DOCUMENT_URI: '/',
+    SCRIPT_NAME: '',
+  }[name];
+  if (name === 'SCRIPT_FILENAME' || name === 'HTTP_CONNECTION') continue;
+  APP_PAIRS.push(name, value ?? REQUEST_PAIRS[i + 1]);
+}
+const APP_FCGI_REQUEST = buildFcgiRequest(APP_PAIRS, 1, FCGI_KEEP_CONN);
+const APP_HTTP_REQUEST = Buffer.from(
+  `GET ${APP_URI} HTTP/1.1\r\n` +
+    APP_PAIRS.flatMap((name, i) =>
+      i % 2 === 0 && name.startsWith('HTTP_')
+        ? [`${headerName(name)}: ${APP_PAIRS[i + 1]}\r\n`]
+        : [],
+    ).join('') +
+    '\r\n',
+  'latin1',
+);
+
+function pairValue(name) {
+  return REQUEST_PAIRS[REQUEST_PAIRS.indexOf(name) + 1];
+}
+
+/** HTTP_ACCEPT_LANGUAGE → Accept-Language. */
+function headerName(cgi) {
+  return cgi
+    .slice(5)
+    .toLowerCase()
+    .replace(/(^|_)([a-z])/g, (_m, sep, c) => (sep ? '-' : '') + c.toUpperCase());
+}
+
+const HELLO_REQUEST = Buffer.from('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n');
+const appRequest = appPath !== undefined && mode !== 'own';
 const MODES = {
   scgi: { args: tsgi('--scgi', 'examples/hello.mjs'), request: SCGI_REQUEST, kept: false },
   uwsgi: { args: tsgi('--uwsgi', 'examples/hello.mjs'), request: UWSGI_REQUEST, kept: false },
   fastcgi: {
     args: tsgi('--fastcgi', 'examples/hello.mjs'),
-    request: buildFcgiRequest(REQUEST_PAIRS, 1, FCGI_KEEP_CONN),
+    request: appRequest ? APP_FCGI_REQUEST : buildFcgiRequest(REQUEST_PAIRS, 1, FCGI_KEEP_CONN),
     kept: true,
     complete: fcgiEnded,
   },
   http: {
     args: tsgi('--http', 'bench/e2e/hello.mjs'),
-    request: Buffer.from('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n'),
+    request: appRequest ? APP_HTTP_REQUEST : HELLO_REQUEST,
     kept: true,
     complete: httpEnded,
   },
   'node-http': {
     args: [join(root, 'bench/e2e/node-http.mjs'), HOST],
-    request: Buffer.from('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n'),
+    request: HELLO_REQUEST,
+    kept: true,
+    complete: httpEnded,
+  },
+  own: {
+    args: [join(root, 'bench/e2e/own-server.mjs'), appPath ?? 'express', HOST],
+    request: APP_HTTP_REQUEST,
     kept: true,
     complete: httpEnded,
   },
@@ -225,6 +289,11 @@ console.log(
   `machine: ${cpus().length} cores, ${cpus()[0]?.model ?? '?'}, Node ${process.version}; ` +
     `codec ${process.env.TSGI_CODEC ?? 'default'}, transport ${process.env.TSGI_TRANSPORT ?? 'default'}` +
     (spec.kept ? `; ${sockets.length} kept connection(s)` : '; a connection per request') +
-    (appPath === undefined ? '' : `; app ${appPath}${iface ? ` (--interface ${iface})` : ''}`),
+    (mode === 'own'
+      ? `; ${appPath ?? 'express'} on its own server`
+      : appPath === undefined
+        ? ''
+        : `; app ${appPath}${iface ? ` (--interface ${iface})` : ''}`) +
+    (appRequest || mode === 'own' ? `; the browser request for ${APP_URI}` : ''),
 );
 console.log(`${mode}: ${Math.round(total / n)} instructions per request (N=${n})`);
