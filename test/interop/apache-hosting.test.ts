@@ -145,6 +145,16 @@ ${APP_BODY}
 export default handler;
 `,
       );
+      /* the memory explosion's own entry file: a loaded machine can take longer than
+         --timeout 2 to grow 512 MB, and the loop watchdog's 504 must not win that race */
+      writeFileSync(
+        join(www(), 'fcgi', 'mem.fcgi'),
+        `#!/usr/bin/env -S tsgi serve --timeout 60
+import { word } from './lib.mjs';
+${APP_BODY}
+export default handler;
+`,
+      );
       writeFileSync(
         join(www(), 'cgi', '.htaccess'),
         'Options +ExecCGI\nAddHandler cgi-script .cgi\nSetEnv NODE_ENV production\n',
@@ -176,6 +186,7 @@ export default handler;
       );
       chmodSync(join(www(), 'bridge', 'app.cgi'), 0o755);
       chmodSync(join(www(), 'fcgi', 'app.fcgi'), 0o755);
+      chmodSync(join(www(), 'fcgi', 'mem.fcgi'), 0o755);
       chmodSync(join(www(), 'cgi', 'app.cgi'), 0o755);
       port = await freePort();
       apacheChild = await startApache(
@@ -266,10 +277,10 @@ DocumentRoot "${www()}"
     }, 30_000);
 
     it('a memory explosion ends its request in the watchdog 500 at the default --max-rss, no master; the next request succeeds', async () => {
-      const before = await get(port, '/fcgi/app.fcgi');
-      const exploded = await get(port, '/fcgi/app.fcgi?mem');
+      const before = await get(port, '/fcgi/mem.fcgi');
+      const exploded = await get(port, '/fcgi/mem.fcgi?mem');
       expect(exploded).toEqual({ status: 500, body: 'Internal Server Error\n' });
-      const after = await get(port, '/fcgi/app.fcgi');
+      const after = await get(port, '/fcgi/mem.fcgi');
       expect(after.status).toBe(200);
       expect(pidOf(after.body)).not.toBe(pidOf(before.body));
       /* the lone process's own line (a master's worker would say "worker 1 (pid N)") */
@@ -281,7 +292,7 @@ DocumentRoot "${www()}"
         /tsgi: resident memory \d+ MB is above --max-rss 512 MB: answered 1 request\(s\) in flight 500 Internal Server Error; exiting$/,
       );
       expect(errorLog()).not.toContain('JavaScript heap out of memory');
-    }, 30_000);
+    }, 60_000);
 
     it('tsgi-cgi-bridge under mod_cgi starts the persistent process once and reuses it', async () => {
       /* four first requests at once: the lock lets one bridge start the process */
