@@ -59,6 +59,9 @@ import {
   UWSGI_REQUEST,
   buildFcgiRequest,
 } from './fixtures.mjs';
+/* the adapters' rule for the header name of an HTTP_* variable (HTTP_ACCEPT_LANGUAGE →
+   Accept-Language): the HTTP request is the one the FastCGI params stand for */
+import { headerName } from '../dist/adapters/common.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const mode = process.argv[2] ?? 'scgi';
@@ -77,16 +80,12 @@ const PROXY_PASS_REQUEST = 'GET / HTTP/1.0\r\nHost: localhost\r\nConnection: clo
  */
 const APP_QUERY = pairValue('QUERY_STRING');
 const APP_URI = `/?${APP_QUERY}`;
+const APP_VALUES = { REQUEST_URI: APP_URI, DOCUMENT_URI: '/', SCRIPT_NAME: '' };
 const APP_PAIRS = [];
 for (let i = 0; i < REQUEST_PAIRS.length; i += 2) {
   const name = REQUEST_PAIRS[i];
-  const value = {
-    REQUEST_URI: APP_URI,
-    DOCUMENT_URI: '/',
-    SCRIPT_NAME: '',
-  }[name];
   if (name === 'SCRIPT_FILENAME' || name === 'HTTP_CONNECTION') continue;
-  APP_PAIRS.push(name, value ?? REQUEST_PAIRS[i + 1]);
+  APP_PAIRS.push(name, APP_VALUES[name] ?? REQUEST_PAIRS[i + 1]);
 }
 const APP_FCGI_REQUEST = buildFcgiRequest(APP_PAIRS, 1, FCGI_KEEP_CONN);
 const APP_HTTP_REQUEST = Buffer.from(
@@ -102,14 +101,6 @@ const APP_HTTP_REQUEST = Buffer.from(
 
 function pairValue(name) {
   return REQUEST_PAIRS[REQUEST_PAIRS.indexOf(name) + 1];
-}
-
-/** HTTP_ACCEPT_LANGUAGE → Accept-Language. */
-function headerName(cgi) {
-  return cgi
-    .slice(5)
-    .toLowerCase()
-    .replace(/(^|_)([a-z])/g, (_m, sep, c) => (sep ? '-' : '') + c.toUpperCase());
 }
 
 const HELLO_REQUEST = Buffer.from('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n');
