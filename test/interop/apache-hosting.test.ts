@@ -137,24 +137,19 @@ describe.skipIf(missing !== null)(
         'Options +ExecCGI\nAddHandler fcgid-script .fcgi\nSetEnv NODE_ENV production\n',
       );
       writeFileSync(join(www(), 'fcgi', 'lib.mjs'), "export const word = 'w1';\n");
-      writeFileSync(
-        join(www(), 'fcgi', 'app.fcgi'),
-        `#!/usr/bin/env -S tsgi serve --timeout 2
+      const fcgiEntry = (file: string, timeout: number) =>
+        writeFileSync(
+          join(www(), 'fcgi', file),
+          `#!/usr/bin/env -S tsgi serve --timeout ${timeout}
 import { word } from './lib.mjs';
 ${APP_BODY}
 export default handler;
 `,
-      );
+        );
+      fcgiEntry('app.fcgi', 2);
       /* the memory explosion's own entry file: a loaded machine can take longer than
          --timeout 2 to grow 512 MB, and the loop watchdog's 504 must not win that race */
-      writeFileSync(
-        join(www(), 'fcgi', 'mem.fcgi'),
-        `#!/usr/bin/env -S tsgi serve --timeout 60
-import { word } from './lib.mjs';
-${APP_BODY}
-export default handler;
-`,
-      );
+      fcgiEntry('mem.fcgi', 60);
       writeFileSync(
         join(www(), 'cgi', '.htaccess'),
         'Options +ExecCGI\nAddHandler cgi-script .cgi\nSetEnv NODE_ENV production\n',
