@@ -5,9 +5,18 @@
  *                                       node-http-close|own [N] [PORT] [CONNS]
  *                                       [APP [INTERFACE] | FRAMEWORK]
  *
- * Starts the server under `valgrind --tool=callgrind --instr-atstart=no`, sends 6000 warm-up
- * requests (WARM), turns instrumentation on (callgrind_control -i on), sends N requests
- * (default 2000), turns it off and prints the instructions counted divided by N:
+ * Starts the server under `valgrind --tool=callgrind --instr-atstart=no`, sends 30000 warm-up
+ * requests (WARM), turns instrumentation on (callgrind_control -i on), sends 2000 more
+ * (REWARM), zeroes the counts (callgrind_control -z), sends N requests (default 2000), turns
+ * instrumentation off and prints the instructions counted divided by N. Both warm-ups keep
+ * V8's optimizing compiler out of the count:
+ *   - V8 keeps optimizing functions that run once every many requests (Buffer's pool, a
+ *     framework's rarer getters) for tens of thousands of them: after 6000 Koa requests,
+ *     TurboFan still added 11,000 instructions to each of the next 2000;
+ *   - the server sits idle while callgrind_control runs, and after that pause V8 optimized
+ *     some functions again: about 29 million instructions, spread over the first requests
+ *     counted (14,700 more on each of 2000 Fastify requests over 50 connections).
+ * Without instrumentation the warm-up runs at a few thousand requests a second.
  *
  *   scgi, uwsgi  `tsgi serve --scgi|--uwsgi 127.0.0.1:PORT examples/hello.mjs`; each request is
  *                the nginx-typical request of bench/fixtures.mjs on a connection of its own,
@@ -30,7 +39,8 @@
  *
  * The kept-connection modes spread the requests over CONNS connections at once (default 1;
  * bench:e2e's wrk runs 50), each sending its next request when the answer to the one before
- * arrived. APP (a path from the repository root) replaces the tsgi modes' app, served with
+ * arrived. Over FastCGI each connection stands for a client connection of its own: its
+ * requests have a REMOTE_PORT of their own (the fixture's, plus the connection's index). APP (a path from the repository root) replaces the tsgi modes' app, served with
  * `--interface INTERFACE` when given: `fastcgi 2000 27100 1 bench/e2e/koa-hello.mjs node` is
  * the bench:e2e koa-tsgi-fastcgi row's backend.
  *
@@ -69,7 +79,8 @@ const n = Number(process.argv[3] ?? 2000);
 const port = Number(process.argv[4] ?? 27100);
 const conns = Number(process.argv[5] ?? 1);
 const [appPath, iface] = process.argv.slice(6);
-const warm = Number(process.env.WARM ?? 6000);
+const warm = Number(process.env.WARM ?? 30000);
+const rewarm = Number(process.env.REWARM ?? 2000);
 const HOST = `127.0.0.1:${port}`;
 
 /** How each mode's server starts, what it is sent, and when an answer is complete. */
@@ -87,7 +98,16 @@ for (let i = 0; i < REQUEST_PAIRS.length; i += 2) {
   if (name === 'SCRIPT_FILENAME' || name === 'HTTP_CONNECTION') continue;
   APP_PAIRS.push(name, APP_VALUES[name] ?? REQUEST_PAIRS[i + 1]);
 }
-const APP_FCGI_REQUEST = buildFcgiRequest(APP_PAIRS, 1, FCGI_KEEP_CONN);
+/**
+ * The FastCGI request of kept connection `i`: each connection has a REMOTE_PORT of its own, as
+ * each of nginx's client connections does (bench:e2e's wrk opens 50).
+ */
+function fcgiRequest(pairs, i) {
+  const at = pairs.indexOf('REMOTE_PORT') + 1;
+  const own = pairs.slice();
+  own[at] = String(Number(pairs[at]) + i);
+  return buildFcgiRequest(own, 1, FCGI_KEEP_CONN);
+}
 const APP_HTTP_REQUEST = Buffer.from(
   `GET ${APP_URI} HTTP/1.1\r\n` +
     APP_PAIRS.flatMap((name, i) =>
@@ -110,7 +130,8 @@ const MODES = {
   uwsgi: { args: tsgi('--uwsgi', 'examples/hello.mjs'), request: UWSGI_REQUEST, kept: false },
   fastcgi: {
     args: tsgi('--fastcgi', 'examples/hello.mjs'),
-    request: appRequest ? APP_FCGI_REQUEST : buildFcgiRequest(REQUEST_PAIRS, 1, FCGI_KEEP_CONN),
+    request: fcgiRequest(appRequest ? APP_PAIRS : REQUEST_PAIRS, 0),
+    requestOn: (i) => fcgiRequest(appRequest ? APP_PAIRS : REQUEST_PAIRS, i),
     kept: true,
     complete: fcgiEnded,
   },
@@ -186,8 +207,9 @@ function once() {
   });
 }
 
-/** `count` requests one after another on the kept connection `s`. */
-function sendOn(s, count) {
+/** `count` requests one after another on the kept connection `s`, the `i`th one. */
+function sendOn(s, count, i) {
+  const request = spec.requestOn?.(i) ?? spec.request;
   return new Promise((resolve, reject) => {
     if (count === 0) return resolve();
     let left = count;
@@ -197,7 +219,7 @@ function sendOn(s, count) {
       const end = spec.complete(buf);
       if (end === -1) return;
       buf = buf.subarray(end);
-      if (--left > 0) s.write(spec.request);
+      if (--left > 0) s.write(request);
       else {
         s.off('data', onData);
         s.off('error', reject);
@@ -206,7 +228,7 @@ function sendOn(s, count) {
     };
     s.on('data', onData);
     s.on('error', reject);
-    s.write(spec.request);
+    s.write(request);
   });
 }
 
@@ -218,7 +240,7 @@ async function send(count) {
   }
   const each = Math.floor(count / sockets.length);
   await Promise.all(
-    sockets.map((s, i) => sendOn(s, i === 0 ? count - each * (sockets.length - 1) : each)),
+    sockets.map((s, i) => sendOn(s, i === 0 ? count - each * (sockets.length - 1) : each, i)),
   );
 }
 
@@ -237,7 +259,7 @@ async function waitUp() {
   for (let i = 0; i < 600; i++) {
     try {
       if (!spec.kept) await once();
-      else await sendOn(await open().then((s) => (sockets.push(s), s)), 1);
+      else await sendOn(await open().then((s) => (sockets.push(s), s)), 1, 0);
       return;
     } catch {
       sockets = [];
@@ -266,6 +288,10 @@ try {
   while (spec.kept && sockets.length < conns) sockets.push(await open());
   await send(warm);
   execFileSync('callgrind_control', ['-i', 'on', String(server.pid)], { stdio: 'ignore' });
+  /* the server sat idle while callgrind_control ran: let what V8 redoes after an idle spell
+     run before the count starts */
+  await send(rewarm);
+  execFileSync('callgrind_control', ['-z', String(server.pid)], { stdio: 'ignore' });
   await send(n);
   execFileSync('callgrind_control', ['-i', 'off', String(server.pid)], { stdio: 'ignore' });
 } finally {
