@@ -34,7 +34,20 @@
  * project's targets (a ratio is printed when both of its rows ran; docs/benchmarks.md).
  *
  *   npm run bench:e2e -- [--rows a,b,c] [--duration S] [--rounds N] [--connections C]
- *                        [--threads T] [--json FILE] [--port-base P]
+ *                        [--threads T] [--json FILE] [--port-base P] [--pin CPUS|none]
+ *                        [--warmup S]
+ *
+ * --warmup: seconds of wrk against each row before the rounds (default 10). V8 goes on
+ * optimizing a framework's code for tens of thousands of requests: after a 1 s warm-up, Koa
+ * through tsgi spent 69, 75, 47, 41 and 34 µs of CPU a request in five rounds (Koa on its own
+ * server 51, 35, 41, 29, 31); after 20 s, 41, 27, 48, 29, 26 (31, 25, 44, 33, 25).
+ *
+ * --pin: the CPUs every backend runs on (taskset); nginx and wrk run on the others. The
+ * default, with two CPUs or more and taskset there, is the last CPU, and no pinning when a
+ * row needs several CPUs (the workers rows). On a machine whose virtual CPUs are not equally
+ * fast (here one ran a tight loop 30–40% slower than the other, and a Koa backend spent 29–31
+ * µs of CPU a request on one and 56–68 µs on the other), a backend the scheduler left on the
+ * slower one lost to a backend on the faster one; pinned, every row has the same CPU.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import {
@@ -68,9 +81,10 @@ const { values: opts } = parseArgs({
     rounds: { type: 'string', default: '3' },
     connections: { type: 'string', default: '50' },
     threads: { type: 'string', default: '1' },
-    warmup: { type: 'string', default: '1' },
+    warmup: { type: 'string', default: '10' },
     json: { type: 'string' },
     'port-base': { type: 'string' },
+    pin: { type: 'string', default: 'auto' },
   },
 });
 const duration = Number(opts.duration);
@@ -160,10 +174,54 @@ async function waitForPort(port: number, proc: ChildProcess, what: string): Prom
   throw new Error(`${what} did not listen on ${port}`);
 }
 
+/** Where the backends and the rest (nginx, wrk) run: CPU lists for taskset. */
+interface Pinning {
+  backends: string;
+  others: string;
+}
+/** The run's pinning, or null (anywhere). */
+let pinning: Pinning | null = null;
+/** What the run's first line says of the pinning. */
+let pinMessage = '';
+
+/** The pinning --pin asks for, given the rows that run; the reason when there is none. */
+function choosePinning(rows: readonly RowSpec[]): Pinning | string {
+  const n = cpus().length;
+  if (opts.pin === 'none') return 'not pinned (--pin none)';
+  if (findBinary('taskset') === null) return 'not pinned: no taskset';
+  if (opts.pin !== 'auto') {
+    if (!/^[0-9]+(?:[-,][0-9]+)*$/.test(opts.pin!)) throw new Error('--pin takes CPUs or none');
+    const own = new Set(cpuList(opts.pin!));
+    const others = [...Array(n).keys()].filter((c) => !own.has(c));
+    if (others.length === 0) return `not pinned: --pin ${opts.pin} leaves no CPU for nginx`;
+    return { backends: opts.pin!, others: others.join(',') };
+  }
+  if (n < 2) return 'not pinned: one CPU';
+  const multi = rows.filter((r) => r.backend.startsWith('cpu-') || r.backend.includes('workers'));
+  if (multi.length > 0) {
+    return `not pinned: the workers rows (${multi.map((r) => r.name).join(', ')}) use every CPU`;
+  }
+  return { backends: String(n - 1), others: n === 2 ? '0' : `0-${n - 2}` };
+}
+
+/** The CPU numbers of a taskset list ("1", "0-2,5"). */
+function cpuList(list: string): number[] {
+  return list.split(',').flatMap((part) => {
+    const [a, b] = part.split('-').map(Number);
+    return b === undefined ? [a!] : [...Array(b - a! + 1).keys()].map((i) => a! + i);
+  });
+}
+
+/** `cmd args` run on `cpus` (taskset), or as it is. */
+function pinned(cpus: string | undefined, cmd: string, args: string[]): [string, string[]] {
+  return cpus === undefined ? [cmd, args] : [findBinary('taskset')!, ['-c', cpus, cmd, ...args]];
+}
+
 const children: ChildProcess[] = [];
 const stderrOf = new Map<ChildProcess, () => string>();
 function start(what: string, cmd: string, args: string[]): ChildProcess {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const [c, a] = pinned(what === 'nginx' ? pinning?.others : pinning?.backends, cmd, args);
+  const child = spawn(c, a, { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   child.on('exit', (code, signal) => {
@@ -475,7 +533,8 @@ interface Sample {
 }
 
 function wrk(port: number, seconds: number): Sample {
-  return runWrk(wrkBin, `http://127.0.0.1:${port}/`, threads, connections, seconds);
+  const [cmd, args] = pinned(pinning?.others, wrkBin, []);
+  return runWrk(cmd, `http://127.0.0.1:${port}/`, threads, connections, seconds, args);
 }
 
 /** wrk against `port`, with the CPU time nginx and the backend `pid` spent per request. */
@@ -523,6 +582,12 @@ const load = () =>
 async function main(): Promise<void> {
   const specs = pickRows();
   if (specs.length === 0) throw new Error('no row to run');
+  const pin = choosePinning(specs);
+  if (typeof pin === 'string') pinMessage = pin;
+  else {
+    pinning = pin;
+    pinMessage = `backends on CPU ${pin.backends}, nginx and wrk on CPU ${pin.others}`;
+  }
   const dir = mkdtempSync(join(tmpdir(), 'tsgi-bench-e2e-'));
   mkdirSync(join(dir, 'tmp'));
   try {
@@ -574,7 +639,7 @@ async function main(): Promise<void> {
     console.log(
       `bench:e2e: ${rounds} rounds × ${rows.length} rows, wrk -t${threads} -c${connections} -d${duration}s, ` +
         `nginx 1 worker, node ${process.version}, ${cpus().length} CPUs, tsgi ${codec} codec and ${via} transport, ` +
-        `load average ${loadBefore}`,
+        `load average ${loadBefore}; ${pinMessage}`,
     );
     const samples: Record<string, Sample[]> = Object.fromEntries(rows.map((r) => [r.name, []]));
     for (let round = 0; round < rounds; round++) {
@@ -705,6 +770,7 @@ async function main(): Promise<void> {
             node: process.version,
             cpus: cpus().length,
             codec,
+            pinning: pinMessage,
             load: { before: loadBefore, after: loadAfter },
             duration,
             rounds,

@@ -61,17 +61,31 @@ function toMs(v: string, unit: string): number {
   return n;
 }
 
-/** Runs wrk against `url` (with --latency) and parses its report. */
+/**
+ * Runs wrk against `url` (with --latency) and parses its report. `before` goes between `wrkBin`
+ * and wrk's own arguments (`wrkBin` taskset, `before` its arguments and wrk's path).
+ */
 export function runWrk(
   wrkBin: string,
   url: string,
   threads: number,
   connections: number,
   seconds: number,
+  before: string[] = [],
 ): WrkResult {
   const r = spawnSync(
     wrkBin,
-    ['-t', String(threads), '-c', String(connections), '-d', `${seconds}s`, '--latency', url],
+    [
+      ...before,
+      '-t',
+      String(threads),
+      '-c',
+      String(connections),
+      '-d',
+      `${seconds}s`,
+      '--latency',
+      url,
+    ],
     { encoding: 'utf8' },
   );
   if (r.status !== 0) throw new Error(`wrk failed: ${r.stderr}`);
