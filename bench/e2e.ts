@@ -45,7 +45,7 @@
  * --pin: the CPUs every backend runs on (taskset); nginx and wrk run on the others. The
  * default, with two CPUs or more and taskset there, is the last CPU, and no pinning when a
  * row needs several CPUs (the workers rows). On a machine whose virtual CPUs are not equally
- * fast (here one ran a tight loop 30–40% slower than the other, and a Koa backend spent 29–31
+ * fast (here one ran a tight loop up to 40% slower than the other, and a Koa backend spent 29–31
  * µs of CPU a request on one and 56–68 µs on the other), a backend the scheduler left on the
  * slower one lost to a backend on the faster one; pinned, every row has the same CPU.
  */
