@@ -4,6 +4,7 @@ import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { headerName } from '../../lib/adapters/common.js';
 import { ROOT, ensureBuilt } from '../support/build.js';
+import { warnUnsupported } from '../support/engines.js';
 
 /** Whether this Node's V8 answers %IsInternalizedString (Node 18's does not). */
 function canAskInterned(): boolean {
@@ -29,8 +30,9 @@ describe('headerName', () => {
 
   const interned = canAskInterned();
   if (!interned) {
-    console.warn(
-      `SKIPPED: headerName's names as V8's interned strings: Node ${process.version} has no %IsInternalizedString`,
+    warnUnsupported(
+      "headerName's names as V8's interned strings",
+      `Node ${process.versions.node}'s V8 has no %IsInternalizedString`,
     );
   }
 

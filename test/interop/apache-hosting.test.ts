@@ -137,7 +137,7 @@ describe.skipIf(missing !== null)(
         'Options +ExecCGI\nAddHandler fcgid-script .fcgi\nSetEnv NODE_ENV production\n',
       );
       writeFileSync(join(www(), 'fcgi', 'lib.mjs'), "export const word = 'w1';\n");
-      const fcgiEntry = (file: string, timeout: number) =>
+      const fcgiEntry = (file: string, timeout: number) => {
         writeFileSync(
           join(www(), 'fcgi', file),
           `#!/usr/bin/env -S tsgi serve --timeout ${timeout}
@@ -146,6 +146,8 @@ ${APP_BODY}
 export default handler;
 `,
         );
+        chmodSync(join(www(), 'fcgi', file), 0o755);
+      };
       fcgiEntry('app.fcgi', 2);
       /* the memory explosion's own entry file: a loaded machine can take longer than
          --timeout 2 to grow 512 MB, and the loop watchdog's 504 must not win that race */
@@ -180,8 +182,6 @@ export default handler;
 `,
       );
       chmodSync(join(www(), 'bridge', 'app.cgi'), 0o755);
-      chmodSync(join(www(), 'fcgi', 'app.fcgi'), 0o755);
-      chmodSync(join(www(), 'fcgi', 'mem.fcgi'), 0o755);
       chmodSync(join(www(), 'cgi', 'app.cgi'), 0o755);
       port = await freePort();
       apacheChild = await startApache(
