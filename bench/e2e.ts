@@ -65,7 +65,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { WORKER_RATIOS, workerBackends, workerRows } from './e2e/workers.js';
+import { WORKER_RATIOS, WORKER_ROW_NAMES, workerBackends, workerRows } from './e2e/workers.js';
 import { FRAMEWORK_RATIOS, frameworkBackends, frameworkRows } from './e2e/frameworks.js';
 import { cpuSeconds, runWrk } from './measure.js';
 
@@ -174,10 +174,11 @@ async function waitForPort(port: number, proc: ChildProcess, what: string): Prom
   throw new Error(`${what} did not listen on ${port}`);
 }
 
-/** Where the backends and the rest (nginx, wrk) run: CPU lists for taskset. */
+/** Where the backends and the rest (nginx, wrk) run: CPU lists for taskset, and its path. */
 interface Pinning {
   backends: string;
   others: string;
+  taskset: string;
 }
 /** The run's pinning, or null (anywhere). */
 let pinning: Pinning | null = null;
@@ -188,20 +189,21 @@ let pinMessage = '';
 function choosePinning(rows: readonly RowSpec[]): Pinning | string {
   const n = cpus().length;
   if (opts.pin === 'none') return 'not pinned (--pin none)';
-  if (findBinary('taskset') === null) return 'not pinned: no taskset';
+  const taskset = findBinary('taskset');
+  if (taskset === null) return 'not pinned: no taskset';
   if (opts.pin !== 'auto') {
     if (!/^[0-9]+(?:[-,][0-9]+)*$/.test(opts.pin!)) throw new Error('--pin takes CPUs or none');
     const own = new Set(cpuList(opts.pin!));
     const others = [...Array(n).keys()].filter((c) => !own.has(c));
     if (others.length === 0) return `not pinned: --pin ${opts.pin} leaves no CPU for nginx`;
-    return { backends: opts.pin!, others: others.join(',') };
+    return { backends: opts.pin!, others: others.join(','), taskset };
   }
   if (n < 2) return 'not pinned: one CPU';
-  const multi = rows.filter((r) => r.backend.startsWith('cpu-') || r.backend.includes('workers'));
+  const multi = rows.filter((r) => (WORKER_ROW_NAMES as readonly string[]).includes(r.name));
   if (multi.length > 0) {
     return `not pinned: the workers rows (${multi.map((r) => r.name).join(', ')}) use every CPU`;
   }
-  return { backends: String(n - 1), others: n === 2 ? '0' : `0-${n - 2}` };
+  return { backends: String(n - 1), others: n === 2 ? '0' : `0-${n - 2}`, taskset };
 }
 
 /** The CPU numbers of a taskset list ("1", "0-2,5"). */
@@ -212,15 +214,15 @@ function cpuList(list: string): number[] {
   });
 }
 
-/** `cmd args` run on `cpus` (taskset), or as it is. */
-function pinned(cpus: string | undefined, cmd: string, args: string[]): [string, string[]] {
-  return cpus === undefined ? [cmd, args] : [findBinary('taskset')!, ['-c', cpus, cmd, ...args]];
+/** `cmd args` run on the backends' or the others' CPUs of the run's pinning, or as it is. */
+function pinned(side: 'backends' | 'others', cmd: string, args: string[]): [string, string[]] {
+  return pinning === null ? [cmd, args] : [pinning.taskset, ['-c', pinning[side], cmd, ...args]];
 }
 
 const children: ChildProcess[] = [];
 const stderrOf = new Map<ChildProcess, () => string>();
 function start(what: string, cmd: string, args: string[]): ChildProcess {
-  const [c, a] = pinned(what === 'nginx' ? pinning?.others : pinning?.backends, cmd, args);
+  const [c, a] = pinned(what === 'nginx' ? 'others' : 'backends', cmd, args);
   const child = spawn(c, a, { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
@@ -533,7 +535,7 @@ interface Sample {
 }
 
 function wrk(port: number, seconds: number): Sample {
-  const [cmd, args] = pinned(pinning?.others, wrkBin, []);
+  const [cmd, args] = pinned('others', wrkBin, []);
   return runWrk(cmd, `http://127.0.0.1:${port}/`, threads, connections, seconds, args);
 }
 

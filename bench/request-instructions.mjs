@@ -130,7 +130,6 @@ const MODES = {
   uwsgi: { args: tsgi('--uwsgi', 'examples/hello.mjs'), request: UWSGI_REQUEST, kept: false },
   fastcgi: {
     args: tsgi('--fastcgi', 'examples/hello.mjs'),
-    request: fcgiRequest(appRequest ? APP_PAIRS : REQUEST_PAIRS, 0),
     requestOn: (i) => fcgiRequest(appRequest ? APP_PAIRS : REQUEST_PAIRS, i),
     kept: true,
     complete: fcgiEnded,

@@ -86,11 +86,22 @@ export function workerBackends(start: Start) {
   };
 }
 
+/** The names of the workers rows (each row's backend has its name). */
+export const WORKER_ROW_NAMES = [
+  'cpu-single',
+  'cpu-workers-1',
+  'cpu-workers-2',
+  'tsgi-workers-stats',
+] as const;
+
 /** The rows, for bench/e2e.ts's ROWS table (`fastcgi` is its FastCGI location). */
 export function workerRows(fastcgi: (upstream: string) => string) {
-  return (['cpu-single', 'cpu-workers-1', 'cpu-workers-2', 'tsgi-workers-stats'] as const).map(
-    (name) => ({ name, backend: name, location: fastcgi, keepalive: true }),
-  );
+  return WORKER_ROW_NAMES.map((name) => ({
+    name,
+    backend: name,
+    location: fastcgi,
+    keepalive: true,
+  }));
 }
 
 /** Target ratios [a, b, minimum of a/b] for bench/e2e.ts's RATIOS table. */
