@@ -72,6 +72,7 @@ interface Binding {
   uwsgiPush(slot: number, chunk: Uint8Array): string | undefined;
   setOut(slab: ArrayBuffer): void;
   encodeHead(s: string): number;
+  encodeHeadText(s: string): number;
   fcgiResponse(s: string, body: Uint8Array): number;
   fcgiResponseText(s: string): number;
   fcgiStream(data: Uint8Array): number;
@@ -722,9 +723,34 @@ function createNativeCodec(B: Binding): Codec {
     return s;
   }
 
-  /** A bad argument found after the body of fcgiResponseText(): the body's error first. */
+  /**
+   * A bad argument found after the body of fcgiResponseText() or encodeHeadText(): the body's
+   * error first.
+   */
   function bodyFirst(body: string, variant = 0): Error {
     return NOT_LATIN1_RE.test(body) ? codecError('ENCODE_NOT_LATIN1') : badArgument(variant);
+  }
+
+  /**
+   * packHead() for a head followed by a string body (`body` already checked to be a string):
+   * the body's length is the last io length and its characters end the returned string;
+   * io[IO_COUNT] counts the body too. The addon checks the body before the head; so must the
+   * errors found here.
+   */
+  function packHeadText(status: string, headers: readonly string[], body: string): string {
+    if (typeof status !== 'string' || !Array.isArray(headers)) throw bodyFirst(body);
+    const n = headers.length;
+    if ((n & 1) !== 0) throw bodyFirst(body, 1);
+    ensureIo(n + 2);
+    let s: string;
+    try {
+      s = packHead(status, headers);
+    } catch (err) {
+      throw NOT_LATIN1_RE.test(body) ? codecError('ENCODE_NOT_LATIN1') : err;
+    }
+    io[IO_DATA + n + 1] = body.length;
+    io[IO_COUNT] = n + 2;
+    return s + body;
   }
 
   function checkPairsArray(pairs: readonly string[]): void {
@@ -783,6 +809,25 @@ function createNativeCodec(B: Binding): Codec {
       return commit(size);
     },
 
+    encodeHeadText(
+      status: string,
+      headers: readonly string[],
+      body: string,
+      style: HeadStyle,
+    ): Uint8Array {
+      let http: boolean;
+      if (style === 'cgi') http = false;
+      else if (style === 'http') http = true;
+      else throw badArgument();
+      if (typeof body !== 'string') throw badArgument();
+      const s = packHeadText(status, headers, body);
+      const size = (http ? 13 : 12) + packedChars + headers.length * 2 + body.length;
+      reserve(size);
+      io[IO_Y] = http ? 1 : 0;
+      if (B.encodeHeadText(s) !== 0) throw encodeError(headers);
+      return commit(size);
+    },
+
     fcgiStream(type: number, requestId: number, data: Uint8Array, end: boolean): Uint8Array {
       if (!isU8(type) || type === 0 || !isU16(requestId) || !(data instanceof Uint8Array)) {
         throw badArgument();
@@ -824,24 +869,12 @@ function createNativeCodec(B: Binding): Codec {
       end: boolean,
     ): Uint8Array {
       if (!isU16(requestId) || typeof body !== 'string') throw badArgument();
-      /* The addon checks the body before the head; so must the errors found here. */
-      if (typeof status !== 'string' || !Array.isArray(headers)) throw bodyFirst(body);
-      const n = headers.length;
-      if ((n & 1) !== 0) throw bodyFirst(body, 1);
-      ensureIo(n + 2);
-      let s: string;
-      try {
-        s = packHead(status, headers);
-      } catch (err) {
-        throw NOT_LATIN1_RE.test(body) ? codecError('ENCODE_NOT_LATIN1') : err;
-      }
-      const size = framedSize(12 + packedChars + n * 2 + body.length) + (end ? 24 : 0);
-      io[IO_DATA + n + 1] = body.length;
+      const s = packHeadText(status, headers, body);
+      const size = framedSize(12 + packedChars + headers.length * 2 + body.length) + (end ? 24 : 0);
       reserve(size);
-      io[IO_COUNT] = n + 2;
       io[IO_X] = requestId;
       io[IO_Y] = end ? 1 : 0;
-      if (B.fcgiResponseText(s + body) !== 0) throw encodeError(headers);
+      if (B.fcgiResponseText(s) !== 0) throw encodeError(headers);
       return commit(size);
     },
 

@@ -249,6 +249,19 @@ export interface Codec {
   encodeHead(status: string, headers: readonly string[], style: HeadStyle): Uint8Array;
 
   /**
+   * {@link Codec.encodeHead} followed by the latin-1 bytes of `body`, in one buffer (a whole
+   * SCGI or uwsgi response with a string body). ENCODE_NOT_LATIN1 for a character above
+   * U+00FF in `body`, checked after the argument checks (`style`, `body` a string) and before
+   * the head. The native codec writes the string straight into the output: no Buffer is made.
+   */
+  encodeHeadText(
+    status: string,
+    headers: readonly string[],
+    body: string,
+    style: HeadStyle,
+  ): Uint8Array;
+
+  /**
    * Frames `data` as records of `type` (STDOUT, STDERR, STDIN, DATA or PARAMS) for `requestId`:
    * records of at most 65528 content bytes, each padded with zero bytes to a multiple of 8.
    * Empty `data` gives no record. With `end`, the empty record that ends the stream follows.

@@ -697,9 +697,29 @@ class StreamRequest implements Sink, EnvironSource {
     if (this.done) return;
     const gateway = this.conn.gateway;
     const head = gateway.codec.encodeHead(status, headers, gateway.protocol.headStyle);
+    this.sendHead(status, headers, head, body, body === null ? 0 : body.length, last);
+  }
+
+  /** A short latin-1 string body: encoded with the head into one buffer by the codec. */
+  headText(status: string, headers: string[], body: string, last: boolean): void {
+    if (this.done) return;
+    const gateway = this.conn.gateway;
+    const bytes = gateway.codec.encodeHeadText(status, headers, body, gateway.protocol.headStyle);
+    this.sendHead(status, headers, bytes, null, body.length, last);
+  }
+
+  /** Writes (or holds) an encoded head and the body bytes that follow it. */
+  private sendHead(
+    status: string,
+    headers: string[],
+    head: Uint8Array,
+    body: Uint8Array | null,
+    bodyLength: number,
+    last: boolean,
+  ): void {
     if (this.conn.keepAlive) this.framing(status, headers);
     if (!last || !this.conn.holdLast(head, body)) this.conn.writeHead(head, body);
-    if (body !== null) this.sent += body.length;
+    this.sent += bodyLength;
     if (last) this.finish();
   }
 

@@ -521,6 +521,20 @@ bool StartEncoder(napi_env env, napi_callback_info info, size_t min_args, Encode
   return true;
 }
 
+// Writes the head `head` (style from io[11]: 1 for http) and then the latin-1 text (checked by
+// the caller) to the call's output, which must be exactly their size.
+napi_value WriteHeadOut(napi_env env, const EncoderCall& c, const StrList<char16_t>& head,
+                        const char16_t* text, size_t text_len) {
+  tsgi::HeadStyle style = c.y != 0 ? tsgi::HeadStyle::kHttp : tsgi::HeadStyle::kCgi;
+  size_t head_size = tsgi::HeadSize(head, style);
+  if (head_size + text_len != c.out_len) return BadArgument(env, c.inst);
+  Error e = tsgi::WriteHead(c.out, head, style);
+  if (!e.ok()) return Fail(env, c.inst, e);
+  uint8_t* body = c.out + head_size;
+  for (size_t i = 0; i < text_len; ++i) body[i] = static_cast<uint8_t>(text[i]);
+  return Int(env, 0);
+}
+
 // encodeHead(str): io[2] count (status + headers), io[11] 1 for http style.
 napi_value EncodeHead(napi_env env, napi_callback_info info) {
   EncoderCall c;
@@ -531,11 +545,7 @@ napi_value EncodeHead(napi_env env, napi_callback_info info) {
   if (!GetStrings(env, inst, c.argv[0], c.count, &list) || list.count % 2 != 1) {
     return BadArgument(env, inst);
   }
-  tsgi::HeadStyle style = c.y != 0 ? tsgi::HeadStyle::kHttp : tsgi::HeadStyle::kCgi;
-  if (tsgi::HeadSize(list, style) != c.out_len) return BadArgument(env, inst);
-  Error e = tsgi::WriteHead(c.out, list, style);
-  if (!e.ok()) return Fail(env, inst, e);
-  return Int(env, 0);
+  return WriteHeadOut(env, c, list, nullptr, 0);
 }
 
 // fcgiResponse(str, body): io[2] count, io[3] requestId, io[11] end.
@@ -561,6 +571,43 @@ napi_value FcgiResponse(napi_env env, napi_callback_info info) {
   return Int(env, 0);
 }
 
+// The strings of a call whose last string is a latin-1 body after a head (status, then
+// name/value pairs): false unless there is a head and an odd number of head strings.
+struct HeadAndText {
+  StrList<char16_t> head{};
+  const char16_t* text = nullptr;
+  size_t text_len = 0;
+};
+
+bool SplitText(const StrList<char16_t>& list, HeadAndText* out) {
+  if (list.count < 2 || list.count % 2 != 0) return false;
+  out->head = StrList<char16_t>{list.chars, list.lens, list.count - 1};
+  size_t head_chars = 0;
+  for (size_t i = 0; i < out->head.count; ++i) head_chars += out->head.lens[i];
+  out->text = list.chars + head_chars;
+  out->text_len = list.lens[out->head.count];
+  return true;
+}
+
+// encodeHeadText(str): encodeHead with the body as the last of the io[2] strings (a latin-1
+// string: a character above 0xFF is ENCODE_NOT_LATIN1, checked before the head), written
+// after the head; io[11] 1 for http style.
+napi_value EncodeHeadText(napi_env env, napi_callback_info info) {
+  EncoderCall c;
+  napi_value result;
+  if (!StartEncoder(env, info, 1, &c, &result)) return result;
+  Instance* inst = c.inst;
+  StrList<char16_t> list{};
+  HeadAndText parts;
+  if (!GetStrings(env, inst, c.argv[0], c.count, &list) || !SplitText(list, &parts)) {
+    return BadArgument(env, inst);
+  }
+  if (!tsgi::AllLatin1(parts.text, parts.text_len)) {
+    return Fail(env, inst, tsgi::MakeError(tsgi::Err::kEncodeNotLatin1));
+  }
+  return WriteHeadOut(env, c, parts.head, parts.text, parts.text_len);
+}
+
 // fcgiResponseText(str): fcgiResponse with the body as the last of the io[2] strings (a
 // latin-1 string: a character above 0xFF is ENCODE_NOT_LATIN1, checked before the head).
 napi_value FcgiResponseText(napi_env env, napi_callback_info info) {
@@ -571,25 +618,23 @@ napi_value FcgiResponseText(napi_env env, napi_callback_info info) {
   uint32_t id = c.x;
   bool end = c.y != 0;
   StrList<char16_t> list{};
-  if (id > 0xFFFF || !GetStrings(env, inst, c.argv[0], c.count, &list) || list.count < 2 ||
-      list.count % 2 != 0) {
+  HeadAndText parts;
+  if (id > 0xFFFF || !GetStrings(env, inst, c.argv[0], c.count, &list) ||
+      !SplitText(list, &parts)) {
     return BadArgument(env, inst);
   }
-  StrList<char16_t> head{list.chars, list.lens, list.count - 1};
-  size_t head_chars = 0;
-  for (size_t i = 0; i < head.count; ++i) head_chars += head.lens[i];
-  const char16_t* text = list.chars + head_chars;
-  size_t text_len = list.lens[head.count];
+  const char16_t* text = parts.text;
+  size_t text_len = parts.text_len;
   if (!tsgi::AllLatin1(text, text_len)) {
     return Fail(env, inst, tsgi::MakeError(tsgi::Err::kEncodeNotLatin1));
   }
   inst->body.resize(text_len);
   for (size_t i = 0; i < text_len; ++i) inst->body[i] = static_cast<uint8_t>(text[i]);
-  size_t head_size = tsgi::HeadSize(head, tsgi::HeadStyle::kCgi);
+  size_t head_size = tsgi::HeadSize(parts.head, tsgi::HeadStyle::kCgi);
   if (tsgi::FcgiResponseSize(head_size, text_len, end) != c.out_len) {
     return BadArgument(env, inst);
   }
-  Error e = tsgi::WriteFcgiResponse(c.out, static_cast<uint16_t>(id), head, inst->body.data(),
+  Error e = tsgi::WriteFcgiResponse(c.out, static_cast<uint16_t>(id), parts.head, inst->body.data(),
                                     text_len, end, &inst->scratch);
   tsgi::Trim(&inst->body);
   if (!e.ok()) return Fail(env, inst, e);
@@ -730,6 +775,7 @@ bool DefineCodec(napi_env env, napi_value exports) {
       {"uwsgiPush", nullptr, Push<UwsgiBox>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"setOut", nullptr, SetOut, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"encodeHead", nullptr, EncodeHead, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"encodeHeadText", nullptr, EncodeHeadText, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"fcgiResponse", nullptr, FcgiResponse, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"fcgiResponseText", nullptr, FcgiResponseText, nullptr, nullptr, nullptr, napi_default,
        nullptr},

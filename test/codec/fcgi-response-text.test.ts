@@ -13,33 +13,7 @@ import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import type { App } from '../../lib/gateway/types.js';
 import { describeEachCodec, native } from '../support/codecs.js';
-
-const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
-
-/** The result of an encoder call: its bytes, or its error code and message. */
-function outcome(f: () => Uint8Array): string {
-  try {
-    return hex(f());
-  } catch (err) {
-    const e = err as { code?: string; message: string };
-    return `${e.code ?? 'no code'}: ${e.message}`;
-  }
-}
-
-const latin1Text = fc.string({
-  unit: fc.integer({ min: 0, max: 255 }).map((c) => String.fromCharCode(c)),
-  maxLength: 300,
-});
-const anyText = fc.oneof(latin1Text, fc.string({ maxLength: 20 }));
-const headerName = fc.oneof(
-  fc.constantFrom('Content-Type', 'X-A', 'Set-Cookie', 'Bad Name', ''),
-  fc.string({ maxLength: 8 }),
-);
-const headerValue = fc.oneof(fc.constantFrom('text/plain', 'a\r\nb', '\xe9'), fc.string());
-const headers = fc
-  .array(fc.tuple(headerName, headerValue), { maxLength: 4 })
-  .map((hs) => hs.flat());
-const status = fc.constantFrom('200 OK', '404 Not Found', '20 OK', '599 \xff', '200 \u0100');
+import { anyText, headers, hex, latin1Text, outcome, status } from '../support/encoder-cases.js';
 
 describeEachCodec('fcgiResponseText', (codec: Codec) => {
   it('is fcgiResponse with the latin-1 bytes of the body', () => {

@@ -625,12 +625,12 @@ describe('options.codec', () => {
       {
         create: (c: Codec) => createScgiServer(app, { codec: c, log: () => {} }),
         request: (c: FcgiClient) => c.write(SCGI.request(SCGI.params('/'))),
-        expected: ['createScgiParser', 'encodeHead'],
+        expected: ['createScgiParser', 'encodeHeadText'],
       },
       {
         create: (c: Codec) => createUwsgiServer(app, { codec: c, log: () => {} }),
         request: (c: FcgiClient) => c.write(UWSGI.request(UWSGI.params('/'))),
-        expected: ['createUwsgiParser', 'encodeHead'],
+        expected: ['createUwsgiParser', 'encodeHeadText'],
       },
     ];
     for (const { create, request, expected } of cases) {

@@ -4,7 +4,7 @@
  */
 import { codecError } from '../errors.js';
 import type { HeadStyle } from '../types.js';
-import { latin1Write } from './pairs.js';
+import { NOT_LATIN1_RE, latin1Write } from './pairs.js';
 import { isFieldValue, isStatus, isToken } from '../../http/grammar.js';
 
 /**
@@ -46,5 +46,27 @@ export function encodeHead(
   const s = headString(status, headers, style);
   const out = Buffer.allocUnsafe(s.length);
   latin1Write(out, s, 0);
+  return out;
+}
+
+/**
+ * {@link encodeHead} followed by the latin-1 bytes of `body`, in one new buffer: the style and
+ * `body` are checked first (ENCODE_BAD_ARGUMENT), then the body's characters
+ * (ENCODE_NOT_LATIN1), then the head as encodeHead checks it.
+ */
+export function encodeHeadText(
+  status: string,
+  headers: readonly string[],
+  body: string,
+  style: HeadStyle,
+): Uint8Array {
+  if ((style !== 'cgi' && style !== 'http') || typeof body !== 'string') {
+    throw codecError('ENCODE_BAD_ARGUMENT');
+  }
+  if (NOT_LATIN1_RE.test(body)) throw codecError('ENCODE_NOT_LATIN1');
+  const s = headString(status, headers, style);
+  const out = Buffer.allocUnsafe(s.length + body.length);
+  latin1Write(out, s, 0);
+  latin1Write(out, body, s.length);
   return out;
 }

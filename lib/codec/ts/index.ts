@@ -16,7 +16,7 @@ import {
   fcgiStream,
   fcgiUnknownType,
 } from './fastcgi.js';
-import { encodeHead } from './head.js';
+import { encodeHead, encodeHeadText } from './head.js';
 import { createScgiParser, scgiRequest } from './scgi.js';
 import { createUwsgiParser, uwsgiRequest } from './uwsgi.js';
 
@@ -27,6 +27,7 @@ export const tsCodec: Codec = Object.freeze({
   createScgiParser,
   createUwsgiParser,
   encodeHead,
+  encodeHeadText,
   fcgiStream,
   fcgiResponse,
   fcgiResponseText,
