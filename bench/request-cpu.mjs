@@ -5,7 +5,9 @@
  *   node bench/request-cpu.mjs MODE[,MODE...] [ROUNDS] [N] [PORT] [CONNS] [APP [INTERFACE]]
  *
  * MODE is one of bench/request-modes.mjs (scgi, uwsgi, uwsgi-python, fastcgi, http, node-http,
- * own, ...). Every mode's server starts once, on PORT, PORT+1, ... (default 27500), pinned to
+ * own, ...), optionally followed by its own `:APP[:INTERFACE]` (or `own:FRAMEWORK`):
+ * `fastcgi:bench/e2e/koa-hello.mjs:node,own:koa` puts Koa through tsgi beside Koa on its own
+ * server. Every mode's server starts once, on PORT, PORT+1, ... (default 27500), pinned to
  * the last CPU while this process (the client) runs on the others; each gets WARM requests
  * (default 20000) first. Then each of ROUNDS rounds (default 7) sends N requests (default
  * 20000) to every mode in turn, the order rotated from round to round: a connection per
@@ -63,14 +65,15 @@ function cpuTicks(pid) {
 
 const median = (a) => a.slice().sort((x, y) => x - y)[a.length >> 1];
 
-const servers = modes.map((mode, i) => {
+const servers = modes.map((token, i) => {
   const port = basePort + i;
-  const spec = requestMode(mode, port, appPath, iface);
+  const [mode, app = appPath, face = iface] = token.split(':');
+  const spec = requestMode(mode, port, app, face);
   const command = spec.command ?? process.execPath;
   const proc = pinned
     ? spawn('taskset', ['-c', serverCpu, command, ...spec.args], { stdio: 'ignore' })
     : spawn(command, spec.args, { stdio: 'ignore' });
-  return { mode, spec, proc, driver: new Driver(spec, port), rows: [] };
+  return { mode: token, spec, proc, driver: new Driver(spec, port), rows: [] };
 });
 
 const stop = () => {
@@ -79,10 +82,12 @@ const stop = () => {
     if (s.proc.exitCode === null) s.proc.kill('SIGTERM');
   }
 };
-process.on('SIGINT', () => {
-  stop();
-  process.exit(130);
-});
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    stop();
+    process.exit(130);
+  });
+}
 
 try {
   if (pinned) spawnSync('taskset', ['-p', '-c', clientCpus, String(process.pid)]);
@@ -113,7 +118,7 @@ try {
       };
       s.rows.push(row);
       console.log(
-        `  round ${r + 1} ${s.mode.padEnd(16)} user ${row.user.toFixed(1)} µs  system ` +
+        `  round ${r + 1} ${s.mode.padEnd(20)} user ${row.user.toFixed(1)} µs  system ` +
           `${row.sys.toFixed(1)} µs  total ${(row.user + row.sys).toFixed(1)} µs  ` +
           `${Math.round(row.rate)} req/s`,
       );

@@ -220,6 +220,7 @@ export class Driver {
       if (count === 0) return resolve();
       let left = count;
       let buf = Buffer.alloc(0);
+      const onClose = () => reject(new Error('the server closed a kept connection'));
       const onData = (d) => {
         buf = Buffer.concat([buf, d]);
         const end = spec.complete(buf);
@@ -229,11 +230,13 @@ export class Driver {
         else {
           s.off('data', onData);
           s.off('error', reject);
+          s.off('close', onClose);
           resolve();
         }
       };
       s.on('data', onData);
       s.on('error', reject);
+      s.on('close', onClose);
       s.write(request);
     });
   }
@@ -254,7 +257,11 @@ export class Driver {
       await Promise.all(Array.from({ length: parallel }, loop));
       return;
     }
+    /* a server may close a connection that sat idle (node:http after 5 s) */
     const sockets = this.sockets;
+    for (let i = 0; i < sockets.length; i++) {
+      if (sockets[i].destroyed) sockets[i] = await this.connect();
+    }
     const each = Math.floor(count / sockets.length);
     await Promise.all(
       sockets.map((s, i) =>
@@ -264,12 +271,18 @@ export class Driver {
   }
 
   /** A new kept connection. */
-  open() {
+  async open() {
+    const s = await this.connect();
+    this.sockets.push(s);
+    return s;
+  }
+
+  /** A connection to the server. */
+  connect() {
     return new Promise((resolve, reject) => {
       const s = connect(this.port, '127.0.0.1');
       s.once('connect', () => {
         s.off('error', reject);
-        this.sockets.push(s);
         resolve(s);
       });
       s.once('error', reject);
