@@ -753,6 +753,13 @@ function createNativeCodec(B: Binding): Codec {
     return s + body;
   }
 
+  /** Whether a head style is `http` (not `cgi`); ENCODE_BAD_ARGUMENT for anything else. */
+  function httpStyle(style: HeadStyle): boolean {
+    if (style === 'cgi') return false;
+    if (style === 'http') return true;
+    throw badArgument();
+  }
+
   function checkPairsArray(pairs: readonly string[]): void {
     if (!Array.isArray(pairs)) throw badArgument();
     if ((pairs.length & 1) !== 0) throw badArgument(2);
@@ -793,10 +800,7 @@ function createNativeCodec(B: Binding): Codec {
     },
 
     encodeHead(status: string, headers: readonly string[], style: HeadStyle): Uint8Array {
-      let http: boolean;
-      if (style === 'cgi') http = false;
-      else if (style === 'http') http = true;
-      else throw badArgument();
+      const http = httpStyle(style);
       if (typeof status !== 'string' || !Array.isArray(headers)) throw badArgument();
       const n = headers.length;
       if ((n & 1) !== 0) throw badArgument(1);
@@ -815,10 +819,7 @@ function createNativeCodec(B: Binding): Codec {
       body: string,
       style: HeadStyle,
     ): Uint8Array {
-      let http: boolean;
-      if (style === 'cgi') http = false;
-      else if (style === 'http') http = true;
-      else throw badArgument();
+      const http = httpStyle(style);
       if (typeof body !== 'string') throw badArgument();
       const s = packHeadText(status, headers, body);
       const size = (http ? 13 : 12) + packedChars + headers.length * 2 + body.length;
