@@ -2,8 +2,8 @@
  * What the end-to-end benchmarks (bench:e2e, bench:client) measure with: wrk's requests/s,
  * p99 latency and errors, and the CPU time of process trees from /proc (Linux).
  */
-import { readdirSync, readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
+import { cpuTimes } from './proc-cpu.mjs';
 
 /** One wrk run. */
 export interface WrkResult {
@@ -14,43 +14,12 @@ export interface WrkResult {
   requests: number;
 }
 
-/** Clock ticks per second of /proc/PID/stat's times (Linux). */
-const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
-
 /**
  * CPU seconds (user + system) used so far by each of `pids` and every process below it, from
  * one read of /proc (Linux); null where /proc is not there.
  */
 export function cpuSeconds(pids: readonly number[]): number[] | null {
-  if (process.platform !== 'linux') return null;
-  const children = new Map<number, number[]>();
-  const ticks = new Map<number, number>();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^[0-9]+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, 'latin1');
-    } catch {
-      continue; /* it exited meanwhile */
-    }
-    /* fields after the command name "(...)": state ppid ... utime(14th) stime(15th) */
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ppid = Number(f[1]);
-    ticks.set(Number(entry), Number(f[11]) + Number(f[12]));
-    const list = children.get(ppid);
-    if (list) list.push(Number(entry));
-    else children.set(ppid, [Number(entry)]);
-  }
-  return pids.map((pid) => {
-    let total = 0;
-    const todo = [pid];
-    while (todo.length > 0) {
-      const p = todo.pop()!;
-      total += ticks.get(p) ?? 0;
-      todo.push(...(children.get(p) ?? []));
-    }
-    return total / CLK_TCK;
-  });
+  return cpuTimes(pids)?.map((t) => t.user + t.system) ?? null;
 }
 
 function toMs(v: string, unit: string): number {

@@ -21,8 +21,8 @@
  * request is the kernel's (accept, read, write, close), which every server pays alike.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
+import { cpuTimes } from './proc-cpu.mjs';
 import { Driver, requestMode } from './request-modes.mjs';
 
 const modes = (process.argv[2] ?? 'uwsgi,uwsgi-python').split(',');
@@ -34,34 +34,11 @@ const [appPath, iface] = process.argv.slice(7);
 const warm = Number(process.env.WARM ?? 20000);
 const parallel = Number(process.env.PARALLEL ?? 20);
 
-const ticks = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
 const cpuCount = cpus().length;
 const taskset = spawnSync('taskset', ['--version']).status === 0;
 const pinned = taskset && cpuCount >= 2;
 const serverCpu = String(cpuCount - 1);
 const clientCpus = `0-${cpuCount - 2}`;
-
-/** User and system clock ticks of `pid` and of every process under it. */
-function cpuTicks(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  let user = Number(f[11]);
-  let sys = Number(f[12]);
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    const file = `/proc/${pid}/task/${tid}/children`;
-    if (!existsSync(file)) continue;
-    for (const child of readFileSync(file, 'utf8').split(' ').filter(Boolean)) {
-      try {
-        const c = cpuTicks(Number(child));
-        user += c.user;
-        sys += c.sys;
-      } catch {
-        /* gone meanwhile */
-      }
-    }
-  }
-  return { user, sys };
-}
 
 const median = (a) => a.slice().sort((x, y) => x - y)[a.length >> 1];
 
@@ -106,14 +83,14 @@ try {
   for (let r = 0; r < rounds; r++) {
     for (let k = 0; k < servers.length; k++) {
       const s = servers[(k + r) % servers.length];
-      const before = cpuTicks(s.proc.pid);
+      const [before] = cpuTimes([s.proc.pid]);
       const t0 = process.hrtime.bigint();
       await s.driver.send(n, parallel);
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      const after = cpuTicks(s.proc.pid);
+      const [after] = cpuTimes([s.proc.pid]);
       const row = {
-        user: ((after.user - before.user) / ticks / n) * 1e6,
-        sys: ((after.sys - before.sys) / ticks / n) * 1e6,
+        user: ((after.user - before.user) / n) * 1e6,
+        sys: ((after.system - before.system) / n) * 1e6,
         rate: n / seconds,
       };
       s.rows.push(row);
