@@ -20,10 +20,8 @@
  * the client runs beside the server. The split into user and system time shows how much of a
  * request is the kernel's (accept, read, write, close), which every server pays alike.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { cpus, loadavg } from 'node:os';
 import { cpuTimes } from './proc-cpu.mjs';
-import { Driver, requestMode } from './request-modes.mjs';
+import { interleave, startServers } from './request-modes.mjs';
 
 const modes = (process.argv[2] ?? 'uwsgi,uwsgi-python').split(',');
 const rounds = Number(process.argv[3] ?? 7);
@@ -34,73 +32,34 @@ const [appPath, iface] = process.argv.slice(7);
 const warm = Number(process.env.WARM ?? 20000);
 const parallel = Number(process.env.PARALLEL ?? 20);
 
-const cpuCount = cpus().length;
-const taskset = spawnSync('taskset', ['--version']).status === 0;
-const pinned = taskset && cpuCount >= 2;
-const serverCpu = String(cpuCount - 1);
-const clientCpus = `0-${cpuCount - 2}`;
-
 const median = (a) => a.slice().sort((x, y) => x - y)[a.length >> 1];
 
-const servers = modes.map((token, i) => {
-  const port = basePort + i;
-  const [mode, app = appPath, face = iface] = token.split(':');
-  const spec = requestMode(mode, port, app, face);
-  const command = spec.command ?? process.execPath;
-  const proc = pinned
-    ? spawn('taskset', ['-c', serverCpu, command, ...spec.args], { stdio: 'ignore' })
-    : spawn(command, spec.args, { stdio: 'ignore' });
-  return { mode: token, spec, proc, driver: new Driver(spec, port), rows: [] };
-});
-
-const stop = () => {
-  for (const s of servers) {
-    s.driver.close();
-    if (s.proc.exitCode === null) s.proc.kill('SIGTERM');
-  }
-};
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.on(signal, () => {
-    stop();
-    process.exit(130);
-  });
-}
+const { servers, stop } = startServers(modes, basePort, { appPath, iface });
+for (const s of servers) s.rows = [];
 
 try {
-  if (pinned) spawnSync('taskset', ['-p', '-c', clientCpus, String(process.pid)]);
-  console.log(
-    `machine: ${cpuCount} cores, ${cpus()[0]?.model ?? '?'}, Node ${process.version}; ` +
-      `codec ${process.env.TSGI_CODEC ?? 'default'}, transport ${process.env.TSGI_TRANSPORT ?? 'default'}; ` +
-      (pinned ? `servers on CPU ${serverCpu}, client on CPU ${clientCpus}` : 'not pinned') +
-      `; load average ${loadavg()
-        .map((l) => l.toFixed(2))
-        .join(' ')}`,
-  );
   for (const s of servers) {
     await s.driver.start(conns);
     await s.driver.send(warm, parallel);
   }
-  for (let r = 0; r < rounds; r++) {
-    for (let k = 0; k < servers.length; k++) {
-      const s = servers[(k + r) % servers.length];
-      const [before] = cpuTimes([s.proc.pid]);
-      const t0 = process.hrtime.bigint();
-      await s.driver.send(n, parallel);
-      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      const [after] = cpuTimes([s.proc.pid]);
-      const row = {
-        user: ((after.user - before.user) / n) * 1e6,
-        sys: ((after.system - before.system) / n) * 1e6,
-        rate: n / seconds,
-      };
-      s.rows.push(row);
-      console.log(
-        `  round ${r + 1} ${s.mode.padEnd(20)} user ${row.user.toFixed(1)} µs  system ` +
-          `${row.sys.toFixed(1)} µs  total ${(row.user + row.sys).toFixed(1)} µs  ` +
-          `${Math.round(row.rate)} req/s`,
-      );
-    }
-  }
+  await interleave(servers, rounds, async (s, r) => {
+    const [before] = cpuTimes([s.proc.pid]);
+    const t0 = process.hrtime.bigint();
+    await s.driver.send(n, parallel);
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const [after] = cpuTimes([s.proc.pid]);
+    const row = {
+      user: ((after.user - before.user) / n) * 1e6,
+      sys: ((after.system - before.system) / n) * 1e6,
+      rate: n / seconds,
+    };
+    s.rows.push(row);
+    console.log(
+      `  round ${r + 1} ${s.mode.padEnd(20)} user ${row.user.toFixed(1)} µs  system ` +
+        `${row.sys.toFixed(1)} µs  total ${(row.user + row.sys).toFixed(1)} µs  ` +
+        `${Math.round(row.rate)} req/s`,
+    );
+  });
   console.log(
     `\n${n} requests a round, ${rounds} rounds, ` +
       `${servers.some((s) => s.spec.kept) ? `${conns} kept connections, ` : ''}` +

@@ -36,7 +36,9 @@
  * SCRIPT_FILENAME; over HTTP it is written as nginx's proxy_pass with HTTP/1.1 writes it (the
  * headers in the browser's order, no Connection, which the FastCGI params then leave out too).
  */
+import { spawn, spawnSync } from 'node:child_process';
 import { connect } from 'node:net';
+import { cpus, loadavg } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -307,5 +309,70 @@ export class Driver {
 
   close() {
     for (const s of this.sockets.splice(0)) s.destroy();
+  }
+}
+
+/**
+ * Where request-cpu and request-profile run: the servers on the last CPU, the client (this
+ * process) on the others, when taskset is there and the machine has two CPUs or more.
+ */
+export function placement() {
+  const count = cpus().length;
+  const pinned = count >= 2 && spawnSync('taskset', ['--version']).status === 0;
+  return { count, pinned, serverCpu: String(count - 1), clientCpus: `0-${count - 2}` };
+}
+
+/**
+ * Starts the server of each `MODE[:APP[:INTERFACE]]` token on PORT, PORT+1, ... (pinned as
+ * {@link placement} says; Node.js servers get `nodeFlags` first), moves this process to the
+ * client CPUs, and prints the machine line. Returns the servers with their drivers and a
+ * stop() that ends them all, also on SIGINT and SIGTERM.
+ */
+export function startServers(tokens, basePort, { appPath, iface, nodeFlags = [] } = {}) {
+  const where = placement();
+  const servers = tokens.map((token, i) => {
+    const port = basePort + i;
+    const [mode, app = appPath, face = iface] = token.split(':');
+    const spec = requestMode(mode, port, app, face);
+    const command = spec.command ?? process.execPath;
+    const args = command === process.execPath ? [...nodeFlags, ...spec.args] : spec.args;
+    const proc = where.pinned
+      ? spawn('taskset', ['-c', where.serverCpu, command, ...args], { stdio: 'ignore' })
+      : spawn(command, args, { stdio: 'ignore' });
+    return { mode: token, spec, proc, driver: new Driver(spec, port) };
+  });
+  const stop = () => {
+    for (const s of servers) {
+      s.driver.close();
+      if (s.proc.exitCode === null) s.proc.kill('SIGTERM');
+    }
+  };
+  for (const signal of ['SIGINT', 'SIGTERM']) {
+    process.on(signal, () => {
+      stop();
+      process.exit(130);
+    });
+  }
+  if (where.pinned) spawnSync('taskset', ['-p', '-c', where.clientCpus, String(process.pid)]);
+  console.log(
+    `machine: ${where.count} cores, ${cpus()[0]?.model ?? '?'}, Node ${process.version}; ` +
+      `codec ${process.env.TSGI_CODEC ?? 'default'}, transport ${process.env.TSGI_TRANSPORT ?? 'default'}; ` +
+      (where.pinned
+        ? `servers on CPU ${where.serverCpu}, client on CPU ${where.clientCpus}`
+        : 'not pinned') +
+      `; load average ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
+  );
+  return { servers, stop };
+}
+
+/**
+ * Calls `each(server, round)` for every server in each of `rounds` rounds, the order rotated
+ * from round to round (so that no server always runs first after another).
+ */
+export async function interleave(servers, rounds, each) {
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0; k < servers.length; k++) await each(servers[(k + r) % servers.length], r);
   }
 }
