@@ -32,6 +32,7 @@ import {
   type EnvironSource,
 } from '../gateway/environ.js';
 import { stderrStream } from '../gateway/errors.js';
+import { BodyInput, contentLength } from '../gateway/input.js';
 import { respond, type Sink } from '../gateway/respond.js';
 import type { DrainOptions } from './socket.js';
 import { WATCHDOG_SOCKET } from './transport.js';
@@ -258,7 +259,18 @@ export function httpVariables(req: IncomingMessage): CgiVariables {
   return vars;
 }
 
-/** The environ of one node:http request, `source` making its tsgi.input and tsgi.signal. */
+/** Whether node's parser reads a body for `req` (a Content-Length above 0, or chunked). */
+function hasBody(req: IncomingMessage): boolean {
+  const h = req.headers;
+  const length = h['content-length'];
+  return h['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+/**
+ * The environ of one node:http request, `source` making its tsgi.input and tsgi.signal.
+ * tsgi.input is the request itself when it has no body; else a stream made on first use
+ * ({@link HttpSink.makeInput}).
+ */
 function httpEnviron(
   req: IncomingMessage,
   errors: Writable,
@@ -273,8 +285,53 @@ function httpEnviron(
     source,
     () => ({ address: socket.localAddress, port: socket.localPort }),
     errors,
-    req,
+    hasBody(req) ? undefined : req,
   );
+}
+
+/**
+ * How long a connection whose request body the app gave up on stays open after its response
+ * (FIN sent, nothing more read) before it is closed: the client has read the response by then,
+ * so the reset that closing a socket with unread bytes sends cannot take the response with it
+ * (nginx's lingering_timeout).
+ */
+const ABANDONED_BODY_LINGER_MS = 5000;
+
+/**
+ * tsgi.input of a request with a body: node's parser feeds a BodyInput, which pauses the
+ * request while the app does not read. An app that destroys its input stops the reading only:
+ * the response goes out whole, then the connection ends (the rest of the body is never read,
+ * so the next request on it is not served). Destroying node's IncomingMessage itself would
+ * destroy the socket at once and cut the response.
+ */
+function bodyInput(req: IncomingMessage, res: ServerResponse): BodyInput {
+  const h = req.headers;
+  const input = new BodyInput(
+    h['transfer-encoding'] !== undefined ? -1 : contentLength(h['content-length']),
+  );
+  const onData = (chunk: Buffer): void => {
+    if (!input.feed(chunk)) req.pause();
+  };
+  input.onWant = () => req.resume();
+  req.on('data', onData);
+  req.once('end', () => input.finish());
+  req.once('close', () => {
+    if (!req.complete) input.abort();
+  });
+  input.once('close', () => {
+    /* given up on only when part of the body had not arrived yet (input.complete: all had) */
+    if (input.complete || req.complete || req.destroyed) return;
+    req.off('data', onData);
+    req.pause();
+    const socket = req.socket;
+    const end = (): void => {
+      socket.end();
+      setTimeout(() => socket.destroy(), ABANDONED_BODY_LINGER_MS).unref();
+    };
+    if (res.writableFinished) end();
+    else res.once('finish', end);
+  });
+  return input;
 }
 
 /** The status line parsed last (most responses of a server have the status of the one before). */
@@ -323,7 +380,8 @@ class HttpSink implements Sink, EnvironSource {
   }
 
   makeInput(): Readable {
-    return this.req;
+    const req = this.req;
+    return hasBody(req) ? bodyInput(req, this.res) : req;
   }
 
   makeErrors(): Writable {

@@ -300,6 +300,52 @@ describe('HTTP server (node:http)', () => {
     expect(b.endsWith(`\r\n\r\n- ${sha('abcde')}`)).toBe(true);
   });
 
+  it('sends the whole response of an app that destroys tsgi.input mid-body, then ends the connection', async () => {
+    let input: unknown = null;
+    const { port } = await start((env, startResponse) => {
+      input = env['tsgi.input'];
+      startResponse('413 Payload Too Large', TEXT);
+      return (async function* () {
+        yield 'part one\n';
+        /* as a proxy does past its linger bounds: the rest of the upload is not wanted */
+        env['tsgi.input'].destroy();
+        await tick(50);
+        yield 'part two\n';
+      })();
+    });
+    /* a 5 MiB upload of which 100 kB are sent: the rest never comes, nor does the GET after it */
+    const out = await raw(
+      port,
+      `POST /up HTTP/1.1\r\nHost: a\r\nContent-Type: application/octet-stream\r\n` +
+        `Content-Length: ${5 * 1024 * 1024}\r\n\r\n${'a'.repeat(100_000)}`,
+    );
+    expect(withoutDate(out)).toBe(
+      'HTTP/1.1 413 Payload Too Large\r\nContent-Type: text/plain\r\nConnection: keep-alive\r\n' +
+        'Keep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\n\r\n' +
+        '9\r\npart one\n\r\n9\r\npart two\n\r\n0\r\n\r\n',
+    );
+    expect((input as { destroyed: boolean }).destroyed).toBe(true);
+  });
+
+  it('keeps a connection whose request body was read whole, tsgi.input destroyed or not', async () => {
+    const { port } = await start(async (env, startResponse) => {
+      const body = await readAll(env);
+      env['tsgi.input'].destroy();
+      startResponse('200 OK', TEXT);
+      return [`got ${body.length}`];
+    });
+    const post = 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc';
+    const out = await raw(
+      port,
+      post +
+        post.replace('HTTP/1.1', 'HTTP/1.1') +
+        'GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n',
+    );
+    expect(out.match(/HTTP\/1\.1 200 OK/g)).toHaveLength(3);
+    expect(out.match(/got 3/g)).toHaveLength(2);
+    expect(out).toContain('got 0');
+  });
+
   it('answers 500 for an app error and for a header node refuses', async () => {
     const { port, errors } = await start((env, startResponse) => {
       if (env.PATH_INFO === '/throw') throw new Error('http boom');
