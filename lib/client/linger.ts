@@ -9,7 +9,21 @@
  * `lingerTimeout` later (nginx's lingering close).
  */
 import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
+
+/** nginx's lingering_timeout: how long a connection ended after its answer stays open. */
+export const LINGERING_TIMEOUT_MS = 5000;
+
+/**
+ * nginx's lingering close: ends `socket` after what it was given (FIN) and closes it `ms`
+ * later, so that the reset a close with unread bytes sends comes after the client read the
+ * answer.
+ */
+export function lingeringClose(socket: Socket, ms: number): void {
+  socket.end();
+  setTimeout(() => socket.destroy(), ms).unref();
+}
 
 /** Bounds on reading and discarding the rest of a request body after the answer. */
 export interface LingerOptions {
@@ -39,7 +53,7 @@ export function lingerSettings(o: LingerOptions): LingerSettings {
   return {
     bytes: o.lingerBytes ?? 64 * 1024 * 1024,
     time: o.lingerTime ?? 30000,
-    timeout: o.lingerTimeout ?? 5000,
+    timeout: o.lingerTimeout ?? LINGERING_TIMEOUT_MS,
   };
 }
 
@@ -103,9 +117,7 @@ export function lingerRequest(req: IncomingMessage, s: LingerSettings): void {
     /* keep reading (and dropping) what is under way while the client sees the end */
     req.on('data', ignore);
     req.resume();
-    if (socket.destroyed) return;
-    socket.end();
-    setTimeout(() => socket.destroy(), s.timeout).unref();
+    if (!socket.destroyed) lingeringClose(socket, s.timeout);
   });
 }
 

@@ -33,6 +33,7 @@ import {
 } from '../gateway/environ.js';
 import { stderrStream } from '../gateway/errors.js';
 import { BodyInput, contentLength } from '../gateway/input.js';
+import { LINGERING_TIMEOUT_MS, lingeringClose } from '../client/linger.js';
 import { respond, type Sink } from '../gateway/respond.js';
 import type { DrainOptions } from './socket.js';
 import { WATCHDOG_SOCKET } from './transport.js';
@@ -290,14 +291,6 @@ function httpEnviron(
 }
 
 /**
- * How long a connection whose request body the app gave up on stays open after its response
- * (FIN sent, nothing more read) before it is closed: the client has read the response by then,
- * so the reset that closing a socket with unread bytes sends cannot take the response with it
- * (nginx's lingering_timeout).
- */
-const ABANDONED_BODY_LINGER_MS = 5000;
-
-/**
  * tsgi.input of a request with a body: node's parser feeds a BodyInput, which pauses the
  * request while the app does not read. An app that destroys its input stops the reading only:
  * the response goes out whole, then the connection ends (the rest of the body is never read,
@@ -323,11 +316,9 @@ function bodyInput(req: IncomingMessage, res: ServerResponse): BodyInput {
     if (input.complete || req.complete || req.destroyed) return;
     req.off('data', onData);
     req.pause();
+    /* FIN after the response, the close LINGERING_TIMEOUT_MS later (nothing more is read) */
     const socket = req.socket;
-    const end = (): void => {
-      socket.end();
-      setTimeout(() => socket.destroy(), ABANDONED_BODY_LINGER_MS).unref();
-    };
+    const end = (): void => lingeringClose(socket, LINGERING_TIMEOUT_MS);
     if (res.writableFinished) end();
     else res.once('finish', end);
   });
