@@ -596,7 +596,11 @@ int Listener::RespondClose(uint32_t id, const uv_buf_t* bufs, unsigned count) {
         iov[i].iov_base = bufs[i].base;
         iov[i].iov_len = bufs[i].len;
       }
-      do n = writev(c->fd, iov, static_cast<int>(k));
+      // One buffer (a head and body encoded together, the usual case) goes by write(): the
+      // kernel then copies no iovec array in.
+      do
+        n = k == 1 ? write(c->fd, iov[0].iov_base, iov[0].iov_len)
+                   : writev(c->fd, iov, static_cast<int>(k));
       while (n < 0 && errno == EINTR);
       if (k < count) n = n < 0 ? n : 0;  // more parts than one writev here: the stream path
     }
