@@ -37,4 +37,20 @@ export default tseslint.config(
       ],
     },
   },
+  {
+    /* Node.js exposes these globals through getters on globalThis: each use in optimized code
+       is a global-load inline cache and a getter call. The modules give the same objects as
+       plain bindings. */
+    files: ['lib/**/*.ts'],
+    rules: {
+      'no-restricted-globals': [
+        'error',
+        { name: 'Buffer', message: "import { Buffer } from 'node:buffer'" },
+        { name: 'process', message: "import process from 'node:process'" },
+        { name: 'TextEncoder', message: "import { TextEncoder } from 'node:util'" },
+        { name: 'TextDecoder', message: "import { TextDecoder } from 'node:util'" },
+        { name: 'performance', message: "import { performance } from 'node:perf_hooks'" },
+      ],
+    },
+  },
 );

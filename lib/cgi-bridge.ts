@@ -5,6 +5,7 @@
  * so the kernel runs `cgi-bridge.js /path/app.cgi [ARGS]` (the ARGS mod_cgi adds for a query
  * without "=" are ignored).
  */
+import process from 'node:process';
 import { fileURLToPath } from 'node:url';
 import { rawEnviron, runBridge } from './server/bridge.js';
 

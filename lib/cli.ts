@@ -12,6 +12,7 @@
  * Exit status: 0 after a clean stop, 1 when the app cannot be loaded or a listener cannot be
  * opened, 2 for a usage error (including a bad config file).
  */
+import process from 'node:process';
 import { existsSync, realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';

@@ -24,6 +24,8 @@
  * 400. A handler that throws, rejects or returns something else than a Response gets the
  * gateway's 500, with the error on tsgi.errors.
  */
+import { TextEncoder } from 'node:util';
+import { Buffer } from 'node:buffer';
 import { STATUS_CODES } from 'node:http';
 import type { Readable } from 'node:stream';
 import { describe } from '../gateway/respond.js';

@@ -51,6 +51,8 @@
  * 501. A handler that throws (or whose promise rejects) gets a 500 when nothing was sent
  * yet, else a cut response; the error goes to tsgi.errors.
  */
+import process from 'node:process';
+import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import { IncomingMessage, OutgoingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';

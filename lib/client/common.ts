@@ -3,6 +3,8 @@
  * address, the params of a request (from a plain object, a flat list or a TSGI environ), the
  * request body, the concurrency cap with its queue, and the response body stream.
  */
+import { performance } from 'node:perf_hooks';
+import { Buffer } from 'node:buffer';
 import { Socket, type SocketConstructorOpts } from 'node:net';
 import { Readable } from 'node:stream';
 import type { Environ } from '../gateway/types.js';

@@ -26,6 +26,9 @@
  * the read and idle timeouts are one lazily re-armed timer per connection, the queue timeout
  * one timer per client, and a freed slot goes straight to the next queued request.
  */
+import process from 'node:process';
+import { performance } from 'node:perf_hooks';
+import { Buffer } from 'node:buffer';
 import type { Socket } from 'node:net';
 import { selectedCodec } from '../codec/index.js';
 import { FCGI, type Codec, type FcgiParser } from '../codec/types.js';

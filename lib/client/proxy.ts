@@ -22,6 +22,8 @@
  * `maxBufferedBody` 413 (SCGI/uwsgi, and phpFpm, which reads such a body whole first: PHP
  * reads no body without CONTENT_LENGTH). A failure after the head was sent cuts the response.
  */
+import process from 'node:process';
+import { Buffer } from 'node:buffer';
 import { lstatSync, realpathSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { resolve as resolvePath, sep } from 'node:path';

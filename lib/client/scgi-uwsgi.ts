@@ -18,6 +18,7 @@
  * write the reset fails first does not lose it: see {@link BackendSocket}). Only a response
  * whose `Content-Length` says more bytes were due fails (ECONNRESET), as a truncated one.
  */
+import { Buffer } from 'node:buffer';
 import type { Socket } from 'node:net';
 import { selectedCodec } from '../codec/index.js';
 import type { Codec } from '../codec/types.js';

@@ -10,6 +10,7 @@
  * leaves it behind; its descriptor is closed when the body has been read to its end, when the
  * reader stops early, or by dispose(), whichever comes first.
  */
+import { Buffer } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

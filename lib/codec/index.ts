@@ -10,6 +10,7 @@
  * starts, and {@link selectedCodec} (so creating a server that uses it) throws the same
  * message. {@link codec} is the selected codec under its old name, resolved at its first use.
  */
+import process from 'node:process';
 import { debuglog } from 'node:util';
 import { loadNativeCodec } from './native.js';
 import { tsCodec } from './ts/index.js';

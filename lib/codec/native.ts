@@ -14,6 +14,8 @@
  * return Buffer views of it.
  * Errors come back as numbers and are formatted by lib/codec/errors.ts, like the TS codec's.
  */
+import process from 'node:process';
+import { Buffer } from 'node:buffer';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';

@@ -3,6 +3,7 @@
  * {@link runCgi} (lib/protocol/cgi.ts holds CGI itself: the environ from the environment and
  * stdin, the response on stdout).
  */
+import process from 'node:process';
 import type { App } from '../gateway/types.js';
 import { processEnvironment, runCgi, type CgiIo } from '../protocol/cgi.js';
 import { AppLoadError, INTERFACES, loadApp, parseInterface } from '../server/app-loader.js';

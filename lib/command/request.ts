@@ -8,6 +8,8 @@
  * Exit status: 0 when a response arrived (whatever its status), 1 on a connection, protocol or
  * timeout error, 2 for a usage error.
  */
+import process from 'node:process';
+import { Buffer } from 'node:buffer';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';

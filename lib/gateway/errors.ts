@@ -2,6 +2,7 @@
  * tsgi.errors: a Writable whose bytes go somewhere right away (FastCGI STDERR records for the
  * request, or the server's log). Strings are written as UTF-8, as console output is.
  */
+import process from 'node:process';
 import { Writable } from 'node:stream';
 
 /** @internal What an {@link ErrorStream} hands its bytes to (a protocol's request). */

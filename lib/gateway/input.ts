@@ -7,6 +7,7 @@
  * premature close (for await / pipeline reject with ERR_STREAM_PREMATURE_CLOSE) and a stream
  * nobody listens to cannot crash the process.
  */
+import { Buffer } from 'node:buffer';
 import { Readable } from 'node:stream';
 
 const HIGH_WATER_MARK = 64 * 1024;

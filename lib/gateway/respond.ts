@@ -15,6 +15,7 @@
  * - An error before the headers left gives a 500 and the error on tsgi.errors; after, the error
  *   goes to tsgi.errors and the response is cut (the sink's cut()).
  */
+import { Buffer } from 'node:buffer';
 import type { App, Body, Chunk, Environ, Headers, Write } from './types.js';
 
 /** Where a protocol takes the response. */

@@ -13,6 +13,7 @@
  *   that is after the app loaded (a framework that reads it while loading needs the first
  *   line).
  */
+import process from 'node:process';
 
 /** Web-server variables that are settings of the app's process rather than of a request. */
 export const SITE_VARIABLES: ReadonlySet<string> = new Set(['NODE_ENV']);

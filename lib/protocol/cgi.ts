@@ -31,6 +31,8 @@
  * error is on stderr). The command itself (arguments, app loading, exit status) is
  * lib/command/cgi.ts.
  */
+import process from 'node:process';
+import { Buffer } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { cgiVariables, type CgiVariables } from '../codec/environ.js';

@@ -38,6 +38,7 @@
  * - An app error after the head left ends the connection without END_REQUEST: the web server
  *   then knows the response is incomplete (nginx cuts the client's response too).
  */
+import process from 'node:process';
 import type { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import {

@@ -18,6 +18,7 @@
  * of ending the process, Upgrade and CONNECT requests are answered 501 as through the adapter,
  * and drain() waits for running requests.
  */
+import { Buffer } from 'node:buffer';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { Server as NetServer, type Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';

@@ -8,6 +8,7 @@
  * Without the addon (a platform with no build of it) {@link socketCalls} returns null and callers
  * listen with net.Server's own public listen().
  */
+import process from 'node:process';
 import { closeSync, lstatSync, unlinkSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { lookup } from 'node:dns/promises';

@@ -41,6 +41,7 @@
  * - An app error after the head left: the connection is reset (RST on TCP), so that the web
  *   server sees the response as incomplete rather than ended.
  */
+import { Buffer } from 'node:buffer';
 import type { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import {

@@ -6,6 +6,7 @@
  * coarse sweep timer per server), and the net.Server with drain() that each create*Server()
  * returns.
  */
+import process from 'node:process';
 import { createServer, type Server, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { loadNativeBinding } from '../codec/native.js';

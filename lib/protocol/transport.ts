@@ -34,6 +34,8 @@
  * returning false above the high-water mark and 'drain' once the buffer emptied, pause()
  * stopping reads).
  */
+import process from 'node:process';
+import { Buffer } from 'node:buffer';
 import cluster from 'node:cluster';
 import { EventEmitter } from 'node:events';
 import * as net from 'node:net';

@@ -9,6 +9,7 @@
  * behind a guard that destroys a refused socket before any protocol code sees it. A refused
  * peer is logged once (per address, up to 1024 addresses).
  */
+import process from 'node:process';
 import { BlockList, isIP, type Server, type Socket } from 'node:net';
 
 /** A set of allowed peers. */

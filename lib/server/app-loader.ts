@@ -27,6 +27,7 @@
  * gets a warning, and that server is moved to a free loopback port, so that it opens no port
  * tsgi does not serve and workers never fight over it (EADDRINUSE).
  */
+import process from 'node:process';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { Server as NetServer } from 'node:net';

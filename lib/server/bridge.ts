@@ -26,6 +26,8 @@
  *   from PATH, the Node.js one this package's own); TSGI_IDLE_EXIT the idle seconds (300).
  * - exit status 0 when an answer was relayed; else a `Status: 502` CGI answer and status 1.
  */
+import process from 'node:process';
+import { Buffer } from 'node:buffer';
 import { spawn } from 'node:child_process';
 import {
   closeSync,

@@ -10,6 +10,7 @@
  * replaces every listener of the config file, so `tsgi serve --http :8001` never also binds
  * the sockets the config file names.
  */
+import process from 'node:process';
 import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { basename, resolve } from 'node:path';

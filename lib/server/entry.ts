@@ -8,6 +8,7 @@
  * file keeps its own URL: its relative imports and require() calls resolve from its folder,
  * and import.meta.url / __filename name it.
  */
+import process from 'node:process';
 import { readFileSync } from 'node:fs';
 import * as nodeModule from 'node:module';
 import { extname } from 'node:path';

@@ -8,6 +8,7 @@
  * server is removed (never a live socket, never a file that is not a socket), and systemd
  * socket activation (LISTEN_FDS) is read by {@link systemdSockets}.
  */
+import process from 'node:process';
 import { connect, type Server } from 'node:net';
 import {
   chownSync,

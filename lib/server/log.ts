@@ -5,6 +5,7 @@
  * (`event`, `worker`, `pid`, ...). The access log (one line per request) goes through the same
  * logger with `event: "request"`.
  */
+import process from 'node:process';
 import { createRequire } from 'node:module';
 import { Writable } from 'node:stream';
 import type { pino as Pino } from 'pino';

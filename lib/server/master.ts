@@ -20,6 +20,7 @@
  * - on SIGTERM/SIGINT tells every worker to finish and waits up to --graceful-timeout;
  * - serves --stats from the workers' heartbeats.
  */
+import process from 'node:process';
 import { fork, type ChildProcess } from 'node:child_process';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';

@@ -7,6 +7,7 @@
  * `--mount` with `--manage-script-name` and gunicorn's SCRIPT_NAME do. A request outside
  * PREFIX gets 404 (the front server sent what this app does not serve).
  */
+import { Buffer } from 'node:buffer';
 import type { App } from '../gateway/types.js';
 
 const NOT_FOUND = Buffer.from('Not Found\n');

@@ -4,6 +4,7 @@
  * (supplementary groups, gid, then uid: the order that leaves no way back), before any app
  * code runs.
  */
+import process from 'node:process';
 import { execFileSync } from 'node:child_process';
 
 /** The numeric ids `--user` / `--group` name (-1: leave that one unchanged). */

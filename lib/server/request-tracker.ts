@@ -19,6 +19,7 @@
  * requests that have not begun their response with a 504 written natively and ends the
  * process; without it, under a master, the master kills the worker (its heartbeat stops).
  */
+import { performance } from 'node:perf_hooks';
 import type { App, Body, Chunk, Environ, Headers, StartResponse, Write } from '../gateway/types.js';
 import { environSource } from '../codec/environ.js';
 import { wrapSignal } from '../gateway/environ.js';

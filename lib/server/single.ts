@@ -5,6 +5,7 @@
  * privileges, SIGINT/SIGTERM, stray errors (--exit-on-error), --stats and the note when the
  * request watchdog is missing.
  */
+import process from 'node:process';
 import { spawnedApp, spawnedByWebServer, superviseSpawned } from './hosting.js';
 import type { Server as NetServer } from 'node:net';
 import type { Server } from 'node:http';

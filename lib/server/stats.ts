@@ -8,6 +8,7 @@
  * heartbeat); in a single process, the live counters. The exposition format is written here (it is a few lines of text); a metrics
  * library would want to own the counters, and these live in other processes.
  */
+import { Buffer } from 'node:buffer';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { VERSION } from '../version.js';
 

@@ -10,6 +10,7 @@
  * replacement and retires once it is ready (nothing is lost), a lone process finishes its
  * running requests and exits with status 70 (EX_SOFTWARE) for its supervisor to restart.
  */
+import process from 'node:process';
 import type { Logger } from './log.js';
 
 /** Exit status of a lone process stopped by a stray error under --exit-on-error. */

@@ -19,6 +19,7 @@
  * The request tracker (request-tracker.ts) registers each request before its app runs and removes it
  * before any byte of its response is written; a registration is one call into the addon.
  */
+import process from 'node:process';
 import type { Server as NetServer } from 'node:net';
 import { resolve } from 'node:path';
 import { loadNativeBinding } from '../codec/native.js';

@@ -13,6 +13,8 @@
  * SIGTERM/SIGINT, or when the master is gone). An app that cannot be loaded is reported to the
  * master, which prints it once; the worker then exits with status 78 (EX_CONFIG).
  */
+import process from 'node:process';
+import { performance } from 'node:perf_hooks';
 import { realpathSync } from 'node:fs';
 import { Server, Socket, type SocketConstructorOpts } from 'node:net';
 import type { Writable } from 'node:stream';

@@ -8,6 +8,7 @@
  * is still unfinished when push() returns. Allocation is bounded by the limits, checked at the
  * record header before any byte is stored.
  */
+import { Buffer } from 'node:buffer';
 import { asBytes } from '../bytes.js';
 import { cgiVariables } from '../environ.js';
 import { codecError, errorEvent } from '../errors.js';

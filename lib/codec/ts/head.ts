@@ -2,6 +2,7 @@
  * The response head encoder of the TypeScript codec: validates the status line and the
  * headers (docs/codec.md, "Encoders") and writes the CRLF header block as latin-1.
  */
+import { Buffer } from 'node:buffer';
 import { codecError } from '../errors.js';
 import type { HeadStyle } from '../types.js';
 import { NOT_LATIN1_RE, latin1Write } from './pairs.js';

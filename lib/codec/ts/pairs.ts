@@ -6,6 +6,7 @@
  * Decoding makes one latin-1 string of a whole block (a single native call) and cuts names and
  * values out of it with `substring`: in latin-1 a character offset is a byte offset.
  */
+import { Buffer } from 'node:buffer';
 import { codecError } from '../errors.js';
 
 type Latin1Slice = (this: Uint8Array, start: number, end: number) => string;

@@ -2,6 +2,7 @@
  * uwsgi in the TypeScript codec: the request parser (docs/codec.md, "uwsgi parser") and the
  * request head encoder.
  */
+import { Buffer } from 'node:buffer';
 import { codecError, errorEvent } from '../errors.js';
 import { cgiVariables } from '../environ.js';
 import {
