@@ -43,7 +43,7 @@ import {
   VALUE_CACHED,
   VALUE_STORE,
 } from './boundary.js';
-import { asBytes } from './bytes.js';
+import { asBytes, NOT_LATIN1_RE } from './bytes.js';
 import { addVariable, environObject, type CgiVariables } from './environ.js';
 import { ERROR_CODES, codecError, errorEvent } from './errors.js';
 import {
@@ -115,7 +115,6 @@ const MAX_STREAM_RECORD = 65528;
 const TWO_32 = 4294967296;
 
 /* Only for the rare path that finds a non-string among encoder strings (see typeError()). */
-const NOT_LATIN1_RE = /[\u0100-\uffff]/;
 
 /* What a string list is for: per-string checks differ (see typeError()). */
 const LIST_FCGI = 0;

@@ -16,6 +16,8 @@
  *   goes to tsgi.errors and the response is cut (the sink's cut()).
  */
 import { Buffer } from 'node:buffer';
+import { NOT_LATIN1_RE } from '../codec/bytes.js';
+import { CodecError } from '../codec/types.js';
 import type { App, Body, Chunk, Environ, Headers, Write } from './types.js';
 
 /** Where a protocol takes the response. */
@@ -23,10 +25,12 @@ export interface Sink {
   /** The head, optionally with the first body bytes; `last` ends the response. */
   head(status: string, headers: string[], body: Uint8Array | null, last: boolean): void;
   /**
-   * Optional: head() with the body as a string whose characters are all ≤ U+00FF (checked by
-   * the gateway), its latin-1 bytes being the body. A sink that encodes the response itself
-   * (FastCGI) takes a string body this way without a Buffer being made for it. The gateway
-   * uses it for an array body of one short string.
+   * Optional: head() with the body as a string, its latin-1 bytes being the body. A sink that
+   * encodes the response itself (FastCGI) takes a string body this way without a Buffer being
+   * made for it. The gateway uses it for an array body of one short string. A character
+   * above U+00FF makes it throw a CodecError ENCODE_NOT_LATIN1 before anything is sent (the
+   * codecs' encodeHeadText and fcgiResponseText check while they encode, so the gateway does
+   * not look at the string first).
    */
   headText?(status: string, headers: string[], body: string, last: boolean): void;
   /** More body bytes. */
@@ -123,7 +127,6 @@ function headerKind(name: string): number {
   return H_OTHER;
 }
 
-const NOT_LATIN1 = /[\u0100-\uffff]/;
 const CONCAT_LIMIT = 64 * 1024;
 const ERROR_BODY = Buffer.from('Internal Server Error\n', 'latin1');
 const ERROR_HEADERS = [
@@ -138,11 +141,6 @@ const SHORT_STRING = 64;
 
 /** Longest string body handed to Sink.headText (longer ones become a Buffer). */
 const TEXT_LIMIT = 8192;
-
-/** Whether every character of `s` is ≤ U+00FF (a regular expression beats a loop here). */
-function isLatin1(s: string): boolean {
-  return !NOT_LATIN1.test(s);
-}
 
 function notLatin1(): TypeError {
   return new TypeError('body chunk is not a latin-1 string (a character is above U+00FF)');
@@ -161,7 +159,7 @@ export function chunkBytes(chunk: Chunk): Uint8Array {
       }
       return b;
     }
-    if (NOT_LATIN1.test(chunk)) throw notLatin1();
+    if (NOT_LATIN1_RE.test(chunk)) throw notLatin1();
     return Buffer.from(chunk, 'latin1');
   }
   if (chunk instanceof Uint8Array) return chunk;
@@ -369,9 +367,12 @@ class Run {
         !this.sent &&
         this.sink.headText !== undefined
       ) {
-        if (!isLatin1(c)) throw notLatin1();
         const headers = this.finalHeaders(this.wrote ? -1 : c.length, true);
-        this.sink.headText(this.status!, headers, c, true);
+        try {
+          this.sink.headText(this.status!, headers, c, true);
+        } catch (err) {
+          throw err instanceof CodecError && err.code === 'ENCODE_NOT_LATIN1' ? notLatin1() : err;
+        }
         this.sent = true;
         this.over = true;
         return;

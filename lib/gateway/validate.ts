@@ -6,6 +6,7 @@
  * ValidationError (its `violations` lists them), thrown where the violation happened — the
  * gateway turns it into a 500 (or a cut response) with the message on tsgi.errors.
  */
+import { NOT_LATIN1_RE } from '../codec/bytes.js';
 import type { App, Body, Chunk, Environ, Headers, StartResponse, Write } from './types.js';
 import { describe, HOP_BY_HOP } from './respond.js';
 import { FIELD_VALUE_BAD as BAD_VALUE, isStatus, isToken } from '../http/grammar.js';
@@ -24,7 +25,6 @@ export class ValidationError extends Error {
   }
 }
 
-const NOT_LATIN1 = /[\u0100-\uffff]/;
 const REQUIRED_CGI = ['REQUEST_METHOD', 'SERVER_NAME', 'SERVER_PORT', 'SERVER_PROTOCOL'];
 const REQUIRED_TSGI = [
   'tsgi.version',
@@ -57,7 +57,7 @@ export function checkEnviron(env: unknown): string[] {
     const value = e[key];
     if (typeof value !== 'string') {
       v.push(`environ.${key} must be a string, not ${describe(value)}`);
-    } else if (NOT_LATIN1.test(value)) {
+    } else if (NOT_LATIN1_RE.test(value)) {
       v.push(`environ.${key} is not latin-1 (a character is above U+00FF)`);
     }
   }
@@ -160,7 +160,7 @@ export function checkStartResponse(status: unknown, headers: unknown): string[] 
 
 function checkChunk(chunk: unknown, where: string): string[] {
   if (typeof chunk === 'string') {
-    return NOT_LATIN1.test(chunk) ? [`${where} is a string that is not latin-1`] : [];
+    return NOT_LATIN1_RE.test(chunk) ? [`${where} is a string that is not latin-1`] : [];
   }
   if (chunk instanceof Uint8Array) return [];
   return [`${where} must be a string or a Uint8Array, not ${describe(chunk)}`];

@@ -25,6 +25,8 @@ import type { Readable, Writable } from 'node:stream';
 import { callHandler, nodeHandlerOf, type ErrorLog, type NodeHandler } from '../adapters/node.js';
 import { unsupportedRequest } from '../adapters/common.js';
 import { NAMES } from '../codec/boundary.js';
+import { NOT_LATIN1_RE } from '../codec/bytes.js';
+import { codecError } from '../codec/errors.js';
 import { addVariable, environObject, type CgiVariables } from '../codec/environ.js';
 import {
   percentDecodeLatin1,
@@ -410,10 +412,12 @@ class HttpSink implements Sink, EnvironSource {
   }
 
   /**
-   * A short string body (the gateway checked it is latin-1): given to node as a string, it
-   * leaves in one write with the head, where a Buffer body is a second buffer of a writev.
+   * A short string body: given to node as a string, it leaves in one write with the head,
+   * where a Buffer body is a second buffer of a writev. node would write a character above
+   * U+00FF as its low byte: such a body is refused first, as the codecs refuse it.
    */
   headText(status: string, headers: string[], body: string, last: boolean): void {
+    if (NOT_LATIN1_RE.test(body)) throw codecError('ENCODE_NOT_LATIN1');
     const res = this.writeHead(status, headers);
     if (last) res.end(body, 'latin1');
     else res.write(body, 'latin1');

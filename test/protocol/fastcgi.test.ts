@@ -35,9 +35,10 @@ afterEach(async () => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-async function start(app: App, where: 'tcp' | 'unix' = 'tcp') {
+/** A server for `app` (checked by validate() unless `raw`) and a way to connect clients. */
+async function start(app: App, where: 'tcp' | 'unix' = 'tcp', raw = false) {
   const logs: string[] = [];
-  const server = createFastcgiServer(validate(app), {
+  const server = createFastcgiServer(raw ? app : validate(app), {
     log: (l) => logs.push(l),
     transport,
     codec: serverCodec,
@@ -397,10 +398,27 @@ eachTransport('FastCGI responder', (t, c) => {
     expect((await c.reply(1)).stderr.toString('utf8')).toBe('warning: \xff\n');
   });
 
-  it('answers 500 when the app throws, with the error on STDERR', async () => {
-    const { client } = await start(() => {
-      throw new Error('kaput');
-    });
+  it.each([
+    {
+      what: 'when the app throws, with the error on STDERR',
+      app: (() => {
+        throw new Error('kaput');
+      }) as App,
+      raw: false,
+      stderr: /^tsgi: error in application: Error: kaput\n/,
+    },
+    {
+      what: 'for a one-string body with a character above U+00FF, nothing of it sent',
+      app: ((_env, start) => {
+        start('200 OK', TEXT);
+        return ['caf\u0101'];
+      }) as App,
+      raw: true,
+      stderr:
+        /^tsgi: error in application: TypeError: body chunk is not a latin-1 string \(a character is above U\+00FF\)\n/,
+    },
+  ])('answers 500 $what', async ({ app, raw, stderr }) => {
+    const { client } = await start(app, 'tcp', raw);
     const c = await client();
     c.request(1, params('/'));
     const r = await c.reply(1);
@@ -408,7 +426,7 @@ eachTransport('FastCGI responder', (t, c) => {
       'Status: 500 Internal Server Error\r\nContent-Type: text/plain; charset=us-ascii\r\n' +
         'Content-Length: 22\r\n\r\nInternal Server Error\n',
     );
-    expect(r.stderr.toString()).toMatch(/^tsgi: error in application: Error: kaput\n/);
+    expect(r.stderr.toString()).toMatch(stderr);
     expect([r.appStatus, r.protocolStatus]).toEqual([0, 0]);
   });
 

@@ -339,6 +339,24 @@ function transportSuite(kind: StreamKind, transport: TransportName, codec: Codec
       expect(errors.join('')).toMatch(/^tsgi: error in application: Error: kaput\n/);
     });
 
+    it('answers 500 for a one-string body with a character above U+00FF, nothing of it sent', async () => {
+      const { exchange, errors } = await start(
+        (_env, start) => {
+          start('200 OK', [['Content-Type', 'text/plain']]);
+          return ['caf\u0101'];
+        },
+        { raw: true },
+      );
+      expect((await exchange(kind.request(kind.params('/')))).text).toBe(
+        `${kind.statusLine('500 Internal Server Error')}\r\n` +
+          'Content-Type: text/plain; charset=us-ascii\r\nContent-Length: 22\r\n\r\n' +
+          'Internal Server Error\n',
+      );
+      expect(errors.join('')).toMatch(
+        /^tsgi: error in application: TypeError: body chunk is not a latin-1 string \(a character is above U\+00FF\)\n/,
+      );
+    });
+
     it('resets the connection on an error after the head left (the response is incomplete)', async () => {
       const { client, errors } = await start((_env, start) => {
         start('200 OK', TEXT);

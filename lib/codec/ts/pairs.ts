@@ -7,6 +7,7 @@
  * values out of it with `substring`: in latin-1 a character offset is a byte offset.
  */
 import { Buffer } from 'node:buffer';
+import { NOT_LATIN1_RE } from '../bytes.js';
 import { codecError } from '../errors.js';
 
 type Latin1Slice = (this: Uint8Array, start: number, end: number) => string;
@@ -45,8 +46,7 @@ export function copyBytes(b: Uint8Array, start: number, end: number): Uint8Array
   return out;
 }
 
-/** Matches a UTF-16 code unit above U+00FF, i.e. a string that is not latin-1. */
-export const NOT_LATIN1_RE = /[\u0100-\uffff]/;
+export { NOT_LATIN1_RE };
 
 /** Decoding failed: more than maxPairs pairs. */
 export const TOO_MANY = 1;
