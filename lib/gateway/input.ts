@@ -18,6 +18,16 @@ export function contentLength(value: string | undefined): number {
   return Number(value);
 }
 
+/**
+ * tsgi.input of a request known to have no body (CONTENT_LENGTH 0): it ends when first read.
+ * Nothing feeds it, and it costs less to make than the environ's lazy key would.
+ */
+export class EmptyInput extends Readable {
+  override _read(): void {
+    this.push(null);
+  }
+}
+
 export class BodyInput extends Readable {
   /** Bytes still expected (CONTENT_LENGTH), or -1 when the protocol's end of body decides. */
   private remaining: number;

@@ -57,6 +57,7 @@ import {
 } from '../codec/index.js';
 import type { CgiVariables } from '../codec/environ.js';
 import { BodySource, type FlowControl } from '../gateway/body-source.js';
+import { EmptyInput } from '../gateway/input.js';
 import { takesLeanEnviron } from '../adapters/node.js';
 import { sourcedEnviron, type EnvironSource } from '../gateway/environ.js';
 import { stderrStream } from '../gateway/errors.js';
@@ -605,7 +606,8 @@ class StreamRequest implements Sink, EnvironSource {
 
   constructor(
     private readonly conn: StreamConnection,
-    length: number,
+    /** CONTENT_LENGTH. */
+    private readonly length: number,
   ) {
     this.input = new BodySource(length, conn);
   }
@@ -633,7 +635,8 @@ class StreamRequest implements Sink, EnvironSource {
       this,
       conn.local,
       gateway.errors,
-      undefined,
+      /* no body: an input that ends is given rather than the lazy key (a lean environ has none) */
+      this.length === 0 && !gateway.lean ? new EmptyInput() : undefined,
       gateway.lean,
     );
     this.method = env.REQUEST_METHOD;

@@ -267,6 +267,24 @@ function transportSuite(kind: StreamKind, transport: TransportName, codec: Codec
       expect(c.text()).toBe(head(expected.length) + expected);
     });
 
+    it('a request without a body: tsgi.input is an own key whose stream ends when read', async () => {
+      const { exchange } = await start(async (env, start) => {
+        const keys = Object.keys(env).filter((k) => k.startsWith('tsgi.'));
+        const input = env['tsgi.input'];
+        const read = input.read() as Buffer | null;
+        const body = await readAll(env);
+        const ended = input.readableEnded;
+        start('200 OK', TEXT);
+        return [`${keys.join(' ')}|${String(read)}|${body.length}|${String(ended)}`];
+      });
+      const expected =
+        'tsgi.version tsgi.url_scheme tsgi.input tsgi.errors tsgi.multithread ' +
+        'tsgi.multiprocess tsgi.run_once tsgi.protocol tsgi.signal|null|0|true';
+      expect((await exchange(kind.request(kind.params('/')))).text).toBe(
+        head(expected.length) + expected,
+      );
+    });
+
     it('ignores bytes after the body', async () => {
       const { exchange } = await start(async (env, start) => {
         const body = await readAll(env);
