@@ -25,14 +25,20 @@ export interface Sink {
   /** The head, optionally with the first body bytes; `last` ends the response. */
   head(status: string, headers: string[], body: Uint8Array | null, last: boolean): void;
   /**
-   * Optional: head() with the body as a string, its latin-1 bytes being the body. A sink that
-   * encodes the response itself (FastCGI) takes a string body this way without a Buffer being
-   * made for it. The gateway uses it for an array body of one short string. A character
-   * above U+00FF makes it throw a CodecError ENCODE_NOT_LATIN1 before anything is sent (the
-   * codecs' encodeHeadText and fcgiResponseText check while they encode, so the gateway does
-   * not look at the string first).
+   * Optional: head() with the body as a string whose characters are all ≤ U+00FF, its
+   * latin-1 bytes being the body. A sink that encodes the response itself (FastCGI) takes a
+   * string body this way without a Buffer being made for it. The gateway uses it for an
+   * array body of one short string, and checks the string first unless
+   * {@link headTextChecks} says the sink does.
    */
   headText?(status: string, headers: string[], body: string, last: boolean): void;
+  /**
+   * True when headText() itself refuses a character above U+00FF, throwing a CodecError
+   * ENCODE_NOT_LATIN1 before anything is sent (tsgi's sinks: the codecs check while they
+   * encode). The gateway then does not look at the string first, which for a concatenated
+   * string costs a flattening and a regular expression run through V8's runtime.
+   */
+  readonly headTextChecks?: boolean;
   /** More body bytes. */
   write(chunk: Uint8Array): void;
   /** The end of a response whose head already left. */
@@ -367,6 +373,7 @@ class Run {
         !this.sent &&
         this.sink.headText !== undefined
       ) {
+        if (this.sink.headTextChecks !== true && NOT_LATIN1_RE.test(c)) throw notLatin1();
         const headers = this.finalHeaders(this.wrote ? -1 : c.length, true);
         try {
           this.sink.headText(this.status!, headers, c, true);

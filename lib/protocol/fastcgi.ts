@@ -653,6 +653,8 @@ class RequestTable {
 
 /** One request on a connection; the gateway's Sink for its response. */
 class FastcgiRequest implements Sink, EnvironSource, ErrorTarget {
+  /** headText() refuses a string that is not latin-1 (see Sink.headTextChecks). */
+  readonly headTextChecks = true;
   /** STDIN as tsgi.input, made when the app asks for it or bytes come (most GETs: never). */
   private input: BodySource | null = null;
   /** tsgi.input's length (CONTENT_LENGTH, or -1), and what happened before it was made. */

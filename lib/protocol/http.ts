@@ -341,6 +341,8 @@ let lastStatus: { line: string; code: number; reason: string | undefined } = {
  * response closes before it finished).
  */
 class HttpSink implements Sink, EnvironSource {
+  /** headText() refuses a string that is not latin-1 (see Sink.headTextChecks). */
+  readonly headTextChecks = true;
   private controller: AbortController | null = null;
 
   constructor(

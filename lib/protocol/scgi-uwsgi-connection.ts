@@ -590,6 +590,8 @@ export class StreamConnection implements FlowControl {
 
 /** One request on a connection; the gateway's Sink for its response. */
 class StreamRequest implements Sink, EnvironSource {
+  /** headText() refuses a string that is not latin-1 (see Sink.headTextChecks). */
+  readonly headTextChecks = true;
   private readonly input: BodySource;
   private readonly abort = new RequestSignal();
   /** The response ended, was cut, or the connection is gone: output is dropped. */

@@ -4,6 +4,8 @@
  * write(), excInfo, the 500 answer to a failing app, close(), aborts and backpressure.
  */
 import { describe, expect, it } from 'vitest';
+import { codecError } from '../../lib/codec/errors.js';
+import { respond } from '../../lib/gateway/respond.js';
 import type { App } from '../../lib/gateway/types.js';
 import { ERROR_500, harness, TEXT } from '../support/gateway-sink.js';
 
@@ -132,6 +134,49 @@ describe('respond(): PEP 3333 response rules', () => {
     expect(bad.calls).toEqual([ERROR_500]);
     expect(bad.errors.join('')).toContain('body chunk is not a latin-1 string');
   });
+
+  it.each([false, true])(
+    'a one-string body for a sink with headText (checking it itself: %s): latin-1 or a 500',
+    async (checks) => {
+      const run = async (body: string) => {
+        const h = harness();
+        const texts: string[] = [];
+        const sink = Object.assign(h.sink, {
+          headTextChecks: checks,
+          headText(status: string, headers: string[], text: string, last: boolean) {
+            /* as tsgi's sinks do when they check: refuse before sending anything */
+            if (checks && /[\u0100-\uffff]/.test(text)) throw codecError('ENCODE_NOT_LATIN1');
+            texts.push(text);
+            h.calls.push(['headText', status, headers, text, last]);
+          },
+        });
+        await respond(
+          (_e, start) => {
+            start('200 OK', TEXT);
+            return [body];
+          },
+          h.env,
+          sink,
+        );
+        return { calls: h.calls, errors: h.errors.join(''), texts };
+      };
+      expect((await run('caf\xe9')).calls).toEqual([
+        [
+          'headText',
+          '200 OK',
+          ['Content-Type', 'text/plain', 'Content-Length', '4'],
+          'caf\xe9',
+          true,
+        ],
+      ]);
+      const bad = await run('caf\u0101');
+      expect(bad.texts).toEqual([]);
+      expect(bad.calls).toEqual([ERROR_500]);
+      expect(bad.errors).toContain(
+        'TypeError: body chunk is not a latin-1 string (a character is above U+00FF)',
+      );
+    },
+  );
 
   it('supports the legacy write() callable (no Content-Length then)', async () => {
     const h = harness();
