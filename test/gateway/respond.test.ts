@@ -4,6 +4,7 @@
  * write(), excInfo, the 500 answer to a failing app, close(), aborts and backpressure.
  */
 import { describe, expect, it } from 'vitest';
+import { NOT_LATIN1_RE } from '../../lib/codec/bytes.js';
 import { codecError } from '../../lib/codec/errors.js';
 import { respond } from '../../lib/gateway/respond.js';
 import type { App } from '../../lib/gateway/types.js';
@@ -145,7 +146,7 @@ describe('respond(): PEP 3333 response rules', () => {
           headTextChecks: checks,
           headText(status: string, headers: string[], text: string, last: boolean) {
             /* as tsgi's sinks do when they check: refuse before sending anything */
-            if (checks && /[\u0100-\uffff]/.test(text)) throw codecError('ENCODE_NOT_LATIN1');
+            if (checks && NOT_LATIN1_RE.test(text)) throw codecError('ENCODE_NOT_LATIN1');
             texts.push(text);
             h.calls.push(['headText', status, headers, text, last]);
           },

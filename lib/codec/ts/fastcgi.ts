@@ -9,7 +9,7 @@
  * record header before any byte is stored.
  */
 import { Buffer } from 'node:buffer';
-import { asBytes } from '../bytes.js';
+import { asBytes, NOT_LATIN1_RE } from '../bytes.js';
 import { cgiVariables } from '../environ.js';
 import { codecError, errorEvent } from '../errors.js';
 import {
@@ -26,7 +26,6 @@ import {
   decodeFcgiPairs,
   fcgiPairsString,
   latin1Write,
-  NOT_LATIN1_RE,
   TOO_MANY,
 } from './pairs.js';
 

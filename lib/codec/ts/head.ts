@@ -5,7 +5,8 @@
 import { Buffer } from 'node:buffer';
 import { codecError } from '../errors.js';
 import type { HeadStyle } from '../types.js';
-import { NOT_LATIN1_RE, latin1Write } from './pairs.js';
+import { NOT_LATIN1_RE } from '../bytes.js';
+import { latin1Write } from './pairs.js';
 import { isFieldValue, isStatus, isToken } from '../../http/grammar.js';
 
 /**

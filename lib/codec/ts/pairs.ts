@@ -46,8 +46,6 @@ export function copyBytes(b: Uint8Array, start: number, end: number): Uint8Array
   return out;
 }
 
-export { NOT_LATIN1_RE };
-
 /** Decoding failed: more than maxPairs pairs. */
 export const TOO_MANY = 1;
 /** Decoding failed: malformed block. */

@@ -12,14 +12,13 @@ import {
   type ScgiParser as ScgiParserType,
   type ScgiVarsEvent,
 } from '../types.js';
-import { asBytes } from '../bytes.js';
+import { asBytes, NOT_LATIN1_RE } from '../bytes.js';
 import {
   checkPairsArray,
   copyBytes,
   decodeScgiPairs,
   isDigits15,
   latin1Write,
-  NOT_LATIN1_RE,
   TOO_MANY,
 } from './pairs.js';
 

@@ -12,13 +12,12 @@ import {
   type UwsgiParser as UwsgiParserType,
   type UwsgiVarsEvent,
 } from '../types.js';
-import { asBytes } from '../bytes.js';
+import { asBytes, NOT_LATIN1_RE } from '../bytes.js';
 import {
   checkPairsArray,
   decodeUwsgiPairs,
   isDigits15,
   latin1Write,
-  NOT_LATIN1_RE,
   TOO_MANY,
   uwsgiLength,
 } from './pairs.js';
